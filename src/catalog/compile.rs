@@ -1,0 +1,231 @@
+//! Compiling a [`CatalogSpec`] into the immutable snapshot the gateway serves.
+//!
+//! Every template and param schema is compiled here, when a catalog is applied or loaded,
+//! so a broken template never reaches serving. All problems are collected, each naming
+//! where it is (`apps.shop.queries.orders`), not just the first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::catalog::params::ParamSchema;
+use crate::catalog::spec::{CatalogSpec, DatasourceSpec, Visibility};
+use crate::catalog::template::{CompiledSql, Dialect, compile_sql};
+use crate::vault::{self, InstanceKey, Owner};
+
+/// Limits that apply where a query does not set its own.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryDefaults {
+    pub timeout: Duration,
+    pub max_rows: u64,
+}
+
+impl Default for QueryDefaults {
+    fn default() -> Self {
+        QueryDefaults {
+            timeout: Duration::from_secs(30),
+            max_rows: 10_000,
+        }
+    }
+}
+
+/// A query ready to serve.
+#[derive(Debug)]
+pub struct CompiledQuery {
+    pub app: String,
+    pub name: String,
+    pub datasource: String,
+    pub sql: CompiledSql,
+    pub params: ParamSchema,
+    pub timeout: Duration,
+    pub max_rows: u64,
+}
+
+/// An app ready to serve.
+#[derive(Debug)]
+pub struct CompiledApp {
+    pub visibility: Visibility,
+    pub queries: HashMap<String, Arc<CompiledQuery>>,
+}
+
+/// The compiled catalog: the lookup table of the request path.
+#[derive(Debug, Default)]
+pub struct CompiledCatalog {
+    pub apps: HashMap<String, CompiledApp>,
+}
+
+impl CompiledCatalog {
+    /// O(1) lookup of a query by app and name.
+    pub fn query(&self, app: &str, query: &str) -> Option<(&CompiledApp, &Arc<CompiledQuery>)> {
+        let compiled_app = self.apps.get(app)?;
+        compiled_app.queries.get(query).map(|q| (compiled_app, q))
+    }
+}
+
+/// One problem in a catalog, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct CatalogProblem {
+    pub location: String,
+    pub message: String,
+}
+
+/// Every problem found in a catalog.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct CatalogErrors(pub Vec<CatalogProblem>);
+
+/// The fields of each datasource kind that hold secrets.
+pub fn secret_fields(spec: &DatasourceSpec) -> Vec<(&'static str, Option<&str>)> {
+    match spec {
+        DatasourceSpec::Postgres(net) | DatasourceSpec::Mysql(net) => {
+            vec![("password", net.password.as_deref())]
+        }
+        DatasourceSpec::Sqlite(_) => Vec::new(),
+    }
+}
+
+/// The dialect a datasource speaks.
+pub fn dialect_of(spec: &DatasourceSpec) -> Dialect {
+    match spec {
+        DatasourceSpec::Postgres(_) => Dialect::Postgres,
+        DatasourceSpec::Mysql(_) => Dialect::MySql,
+        DatasourceSpec::Sqlite(_) => Dialect::Sqlite,
+    }
+}
+
+/// Whether a name can be used for an app, query or datasource (it appears in URLs and in
+/// secret owners): 1-64 of `A-Z a-z 0-9 _ -`, starting with a letter or digit.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
+        && name.len() <= 64
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Compiles every query; fails with all problems found.
+pub fn compile(
+    spec: &CatalogSpec,
+    defaults: QueryDefaults,
+) -> Result<CompiledCatalog, CatalogErrors> {
+    let mut problems = Vec::new();
+    let mut problem =
+        |location: String, message: String| problems.push(CatalogProblem { location, message });
+    for (name, datasource) in &spec.datasources {
+        let location = format!("datasources.{name}");
+        if !is_valid_name(name) {
+            problem(location.clone(), name_rule());
+        }
+        for (field, value) in secret_fields(datasource) {
+            if let Some(value) = value
+                && !vault::is_sealed(value)
+            {
+                problem(
+                    format!("{location}.{field}"),
+                    format!(
+                        "secrets must be sealed, never written in plain text; run \
+                         `sluice secret seal --owner datasource/{name}/{field}` and paste its output"
+                    ),
+                );
+            }
+        }
+    }
+    let mut apps = HashMap::new();
+    for (app_name, app) in &spec.apps {
+        if !is_valid_name(app_name) {
+            problem(format!("apps.{app_name}"), name_rule());
+        }
+        let mut queries = HashMap::new();
+        for (query_name, query) in &app.queries {
+            let location = format!("apps.{app_name}.queries.{query_name}");
+            if !is_valid_name(query_name) {
+                problem(location.clone(), name_rule());
+            }
+            let Some(datasource) = spec.datasources.get(&query.datasource) else {
+                problem(
+                    format!("{location}.datasource"),
+                    format!("no datasource named `{}`", query.datasource),
+                );
+                continue;
+            };
+            let params = match ParamSchema::compile(&query.params) {
+                Ok(params) => params,
+                Err(error) => {
+                    problem(format!("{location}.params"), error.to_string());
+                    continue;
+                }
+            };
+            let sql = match compile_sql(&query.sql, dialect_of(datasource), &query.params) {
+                Ok(sql) => sql,
+                Err(error) => {
+                    problem(format!("{location}.sql"), error.to_string());
+                    continue;
+                }
+            };
+            if query.max_rows == Some(0) {
+                problem(format!("{location}.max_rows"), "must be at least 1".into());
+            }
+            if query.timeout_ms == Some(0) {
+                problem(
+                    format!("{location}.timeout_ms"),
+                    "must be at least 1".into(),
+                );
+            }
+            queries.insert(
+                query_name.clone(),
+                Arc::new(CompiledQuery {
+                    app: app_name.clone(),
+                    name: query_name.clone(),
+                    datasource: query.datasource.clone(),
+                    sql,
+                    params,
+                    timeout: query
+                        .timeout_ms
+                        .map(Duration::from_millis)
+                        .unwrap_or(defaults.timeout),
+                    max_rows: query.max_rows.unwrap_or(defaults.max_rows),
+                }),
+            );
+        }
+        apps.insert(
+            app_name.clone(),
+            CompiledApp {
+                visibility: app.visibility,
+                queries,
+            },
+        );
+    }
+    if problems.is_empty() {
+        Ok(CompiledCatalog { apps })
+    } else {
+        Err(CatalogErrors(problems))
+    }
+}
+
+/// Checks that every sealed secret opens for its own owner under `key`.
+pub fn verify_secrets(spec: &CatalogSpec, key: &InstanceKey) -> Result<(), CatalogErrors> {
+    let mut problems = Vec::new();
+    for (name, datasource) in &spec.datasources {
+        for (field, value) in secret_fields(datasource) {
+            let Some(sealed) = value else { continue };
+            let location = format!("datasources.{name}.{field}");
+            let opened = Owner::datasource(name, field).and_then(|owner| key.open(&owner, sealed));
+            if let Err(error) = opened {
+                problems.push(CatalogProblem {
+                    location,
+                    message: error.to_string(),
+                });
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CatalogErrors(problems))
+    }
+}
+
+fn name_rule() -> String {
+    "names are 1-64 characters of A-Z, a-z, 0-9, `_` and `-`, starting with a letter or digit"
+        .into()
+}

@@ -1,0 +1,271 @@
+//! The catalog as it is written in YAML and kept in the metadata store.
+//!
+//! These are plain data types: parsing and serialising only. Nothing here compiles a
+//! template or opens a secret; `catalog::compile` turns a [`CatalogSpec`] into the
+//! immutable snapshot that serves requests. Unknown keys are refused everywhere
+//! (`deny_unknown_fields`) so that a typo never silently changes behaviour.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole catalog: datasources and apps, each keyed by its name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSpec {
+    #[serde(default)]
+    pub datasources: BTreeMap<String, DatasourceSpec>,
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppSpec>,
+}
+
+/// A database the gateway connects to. Secret fields hold sealed values (`enc:v1:...`)
+/// whose owner is `datasource/<name>/<field>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DatasourceSpec {
+    Postgres(NetworkDatabaseSpec),
+    Mysql(NetworkDatabaseSpec),
+    Sqlite(SqliteSpec),
+}
+
+/// Connection settings shared by PostgreSQL and MySQL/MariaDB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkDatabaseSpec {
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub database: String,
+    pub user: String,
+    /// Sealed password (`enc:v1:...`, owner `datasource/<name>/password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// `disable`, `require` or `verify-full`; unset means verify-full off loopback and
+    /// disable on loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<usize>,
+    /// Time allowed to open a connection, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_ms: Option<u64>,
+}
+
+/// TLS policy for a database connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS, certificate verified against the web PKI roots and the host name.
+    VerifyFull,
+}
+
+/// An SQLite database file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSpec {
+    pub path: String,
+    /// Open the file read-only.
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<usize>,
+}
+
+/// Who may run an app's queries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Anyone, signed in or not.
+    Public,
+    /// Any signed-in user of the workspace.
+    Workspace,
+    /// Invited members only. The default: an unset visibility is private.
+    #[default]
+    Private,
+}
+
+/// An app: a named group of queries with one visibility.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSpec {
+    #[serde(default)]
+    pub visibility: Visibility,
+    #[serde(default)]
+    pub queries: BTreeMap<String, QuerySpec>,
+}
+
+/// A stored query: a template in the datasource's language with declared params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySpec {
+    pub datasource: String,
+    pub sql: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamSpec>,
+    /// Statement timeout in milliseconds (default `SLUICE_QUERY_TIMEOUT_MS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// At most this many rows are returned (default `SLUICE_MAX_ROWS`); the response
+    /// then carries `"truncated": true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The declared type of a param.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScalarType {
+    Text,
+    /// 32-bit signed integer.
+    Int,
+    /// 64-bit signed integer. Accepted as a JSON number or a decimal string.
+    Bigint,
+    /// 64-bit float.
+    Float,
+    /// Exact decimal. Accepted as a JSON number or a decimal string.
+    Numeric,
+    Bool,
+    Uuid,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// RFC 3339; a value without an offset is taken as UTC.
+    Timestamp,
+    /// Any JSON value, bound as JSON.
+    Json,
+    /// A name chosen from `enum`, substituted as a quoted identifier (never a parameter).
+    Identifier,
+    /// A keyword chosen from `enum` (`ASC`, `DESC`, `NULLS FIRST`, `NULLS LAST`).
+    Keyword,
+}
+
+/// A param type: a scalar or an array of one (`array<int>` in YAML).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParamType {
+    Scalar(ScalarType),
+    Array(ScalarType),
+}
+
+/// A declared param.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpec {
+    #[serde(rename = "type", with = "param_type_serde")]
+    pub ty: ParamType,
+    #[serde(default)]
+    pub required: bool,
+    /// Used when the caller leaves the param out (validated like caller input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    /// Whether an explicit JSON `null` is accepted (bound as SQL NULL).
+    #[serde(default)]
+    pub nullable: bool,
+    /// Inclusive bounds for numbers, and for dates/timestamps (as strings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<serde_json::Value>,
+    /// Maximum length in characters for text (default 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    /// A regular expression the whole text value must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// The closed list of allowed values.
+    #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<serde_json::Value>>,
+    /// Bounds on the number of items of an array param (max default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_items: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl ParamType {
+    /// The YAML spelling: `int`, `array<int>`.
+    pub fn name(&self) -> String {
+        match self {
+            ParamType::Scalar(s) => s.name().to_string(),
+            ParamType::Array(s) => format!("array<{}>", s.name()),
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ParamType> {
+        let text = text.trim();
+        if let Some(inner) = text
+            .strip_prefix("array<")
+            .and_then(|t| t.strip_suffix('>'))
+        {
+            let inner = ScalarType::parse(inner.trim())?;
+            if matches!(inner, ScalarType::Identifier | ScalarType::Keyword) {
+                return None;
+            }
+            return Some(ParamType::Array(inner));
+        }
+        ScalarType::parse(text).map(ParamType::Scalar)
+    }
+}
+
+impl ScalarType {
+    pub const ALL: [ScalarType; 12] = [
+        ScalarType::Text,
+        ScalarType::Int,
+        ScalarType::Bigint,
+        ScalarType::Float,
+        ScalarType::Numeric,
+        ScalarType::Bool,
+        ScalarType::Uuid,
+        ScalarType::Date,
+        ScalarType::Timestamp,
+        ScalarType::Json,
+        ScalarType::Identifier,
+        ScalarType::Keyword,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ScalarType::Text => "text",
+            ScalarType::Int => "int",
+            ScalarType::Bigint => "bigint",
+            ScalarType::Float => "float",
+            ScalarType::Numeric => "numeric",
+            ScalarType::Bool => "bool",
+            ScalarType::Uuid => "uuid",
+            ScalarType::Date => "date",
+            ScalarType::Timestamp => "timestamp",
+            ScalarType::Json => "json",
+            ScalarType::Identifier => "identifier",
+            ScalarType::Keyword => "keyword",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ScalarType> {
+        ScalarType::ALL.into_iter().find(|t| t.name() == text)
+    }
+}
+
+mod param_type_serde {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use super::ParamType;
+
+    pub fn serialize<S: Serializer>(ty: &ParamType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&ty.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ParamType, D::Error> {
+        let text = String::deserialize(d)?;
+        ParamType::parse(&text).ok_or_else(|| {
+            D::Error::custom(format!(
+                "unknown param type `{text}`; expected one of text, int, bigint, float, numeric, \
+                 bool, uuid, date, timestamp, json, identifier, keyword, or array<T> of a scalar"
+            ))
+        })
+    }
+}

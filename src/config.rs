@@ -1,0 +1,398 @@
+//! Instance configuration, read from `SLUICE_*` environment variables only.
+//!
+//! Owns the list of variables ([`VARIABLES`]: name, default, description — the source for
+//! `docker.env.example` and the configuration reference), parsing each one into a typed
+//! [`Config`], and the cross-field checks in [`Config::validate`].
+//!
+//! Invariants:
+//! - Parsing is a pure function of a lookup ([`from_lookup`]); only [`from_env`] touches the
+//!   process environment, and only to read it. Config never calls `set_var`, opens files,
+//!   binds sockets, or logs.
+//! - A variable that is unset or set to an empty (or all-whitespace) value takes its
+//!   documented default, which is parsed by the same code as a supplied value.
+//! - Each error is one line naming the variable and the expected form. Non-secret values are
+//!   quoted back to help fix typos; the encryption password and salt never appear in an error
+//!   or in `Debug` output (they are held as [`SecretString`]).
+
+use std::error::Error as StdError;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::vault::{self, InstanceKey, SecretString, VaultError};
+
+/// Every variable Sluice reads: `(name, default, description)`. An empty default means
+/// "unset". `docker.env.example` lists each of them (a unit test keeps the two in step).
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    (
+        LISTEN,
+        "0.0.0.0:8080",
+        "Address and port the HTTP server listens on, e.g. 0.0.0.0:8080 or [::]:8080.",
+    ),
+    (
+        PUBLIC_URL,
+        "",
+        "External base URL of this instance (http:// or https://), e.g. for links and redirects; optional.",
+    ),
+    (
+        ENCRYPTION_PASSWORD,
+        "",
+        "Password for the instance key that seals datasource secrets; required, at least 32 characters; generate with `sluice keygen`.",
+    ),
+    (
+        ENCRYPTION_SALT,
+        "",
+        "Salt for the instance key; required, at least 16 characters; generate with `sluice keygen`.",
+    ),
+    (
+        DATA_DIR,
+        "./sluice-data",
+        "Directory for Sluice's own state (the metadata database by default).",
+    ),
+    (
+        METADATA_DB,
+        "",
+        "Path of the SQLite metadata database; empty means <SLUICE_DATA_DIR>/sluice.db.",
+    ),
+    (LOG_FORMAT, "text", "Log format: text or json."),
+    (
+        LOG_LEVEL,
+        "info",
+        "Minimum log level: error, warn, info, debug or trace.",
+    ),
+    (
+        MAX_BODY_BYTES,
+        "65536",
+        "Largest request body accepted, in bytes (at least 1024); larger bodies get 413.",
+    ),
+    (
+        HEADER_READ_TIMEOUT_MS,
+        "10000",
+        "Time a client has to send the request headers, in milliseconds.",
+    ),
+    (
+        QUERY_TIMEOUT_MS,
+        "30000",
+        "Default longest time a query may run, in milliseconds.",
+    ),
+    (
+        MAX_ROWS,
+        "10000",
+        "Default largest number of rows a query may return.",
+    ),
+    (
+        SHUTDOWN_GRACE_SECS,
+        "30",
+        "On shutdown, how long in-flight queries may take to finish, in seconds.",
+    ),
+    (
+        POOL_SIZE,
+        "16",
+        "Default number of connections in each datasource's pool.",
+    ),
+];
+
+const LISTEN: &str = "SLUICE_LISTEN";
+const PUBLIC_URL: &str = "SLUICE_PUBLIC_URL";
+const ENCRYPTION_PASSWORD: &str = "SLUICE_ENCRYPTION_PASSWORD";
+const ENCRYPTION_SALT: &str = "SLUICE_ENCRYPTION_SALT";
+const DATA_DIR: &str = "SLUICE_DATA_DIR";
+const METADATA_DB: &str = "SLUICE_METADATA_DB";
+const LOG_FORMAT: &str = "SLUICE_LOG_FORMAT";
+const LOG_LEVEL: &str = "SLUICE_LOG_LEVEL";
+const MAX_BODY_BYTES: &str = "SLUICE_MAX_BODY_BYTES";
+const HEADER_READ_TIMEOUT_MS: &str = "SLUICE_HEADER_READ_TIMEOUT_MS";
+const QUERY_TIMEOUT_MS: &str = "SLUICE_QUERY_TIMEOUT_MS";
+const MAX_ROWS: &str = "SLUICE_MAX_ROWS";
+const SHUTDOWN_GRACE_SECS: &str = "SLUICE_SHUTDOWN_GRACE_SECS";
+const POOL_SIZE: &str = "SLUICE_POOL_SIZE";
+
+/// Longest timeout or grace period accepted: one day. Far beyond any sensible value, and it
+/// keeps deadline arithmetic well away from overflow.
+const MAX_MILLIS: u64 = 86_400_000;
+const MAX_SECS: u64 = 86_400;
+
+const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+
+/// The instance configuration. Build it with [`from_env`] or [`from_lookup`], then call
+/// [`Config::validate`] before binding anything.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub encryption_password: Option<SecretString>,
+    pub encryption_salt: Option<SecretString>,
+    pub data_dir: PathBuf,
+    pub metadata_db: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// One of `error`, `warn`, `info`, `debug`, `trace` (normalised to lower case).
+    pub log_level: String,
+    pub max_body_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub query_timeout: Duration,
+    pub max_rows: u64,
+    pub shutdown_grace: Duration,
+    pub pool_size: usize,
+    /// Without a trailing `/`, so paths can be appended directly.
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A configuration problem. The message is one line and names the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value that does not parse or is out of range.
+    #[error("{var}={value:?} is invalid: expected {expected}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        expected: &'static str,
+        #[source]
+        source: Option<Box<dyn StdError + Send + Sync>>,
+    },
+    /// A variable that must be set for the operation asked for.
+    #[error(
+        "{var} is not set; run `sluice keygen` to generate SLUICE_ENCRYPTION_PASSWORD and SLUICE_ENCRYPTION_SALT"
+    )]
+    Missing { var: &'static str },
+    /// A variable whose value is not valid UTF-8 (the value is not shown).
+    #[error("{var} is not valid UTF-8")]
+    NotUnicode { var: &'static str },
+    /// Two variables that do not make sense together.
+    #[error("{0}")]
+    Inconsistent(&'static str),
+    /// The encryption password or salt is refused, or the key cannot be derived.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+impl Config {
+    /// Checks what no single variable can: that the password and salt come as a pair and
+    /// are strong. Cheap (no key derivation); `serve` calls it before binding.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.encryption_password, &self.encryption_salt) {
+            (Some(password), Some(salt)) => {
+                vault::check_strength(password.expose(), salt.expose())?;
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::Inconsistent(
+                    "SLUICE_ENCRYPTION_PASSWORD is set but SLUICE_ENCRYPTION_SALT is not; set both (run `sluice keygen`)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Inconsistent(
+                    "SLUICE_ENCRYPTION_SALT is set but SLUICE_ENCRYPTION_PASSWORD is not; set both (run `sluice keygen`)",
+                ));
+            }
+            // Commands that need no key (keygen, catalog check) run without them; anything
+            // that needs the key gets a clear error from `instance_key`.
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Checks that the password and salt are present and strong, then derives the instance
+    /// key. Deliberately slow (PBKDF2); call it once, off the async runtime.
+    pub fn instance_key(&self) -> Result<InstanceKey, ConfigError> {
+        let password = self
+            .encryption_password
+            .as_ref()
+            .ok_or(ConfigError::Missing {
+                var: ENCRYPTION_PASSWORD,
+            })?;
+        let salt = self.encryption_salt.as_ref().ok_or(ConfigError::Missing {
+            var: ENCRYPTION_SALT,
+        })?;
+        vault::check_strength(password.expose(), salt.expose())?;
+        Ok(InstanceKey::derive(password.expose(), salt.expose())?)
+    }
+
+    /// Where the metadata database lives: `SLUICE_METADATA_DB`, else `<data dir>/sluice.db`.
+    pub fn metadata_path(&self) -> PathBuf {
+        self.metadata_db
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("sluice.db"))
+    }
+}
+
+/// Reads the configuration from the process environment.
+pub fn from_env() -> Result<Config, ConfigError> {
+    for (var, _, _) in VARIABLES {
+        if let Err(std::env::VarError::NotUnicode(_)) = std::env::var(var) {
+            return Err(ConfigError::NotUnicode { var });
+        }
+    }
+    from_lookup(|name| std::env::var(name).ok())
+}
+
+/// Reads the configuration through `lookup` (a variable name to its value), so tests pass a
+/// map instead of touching the process environment.
+pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let env = Env { lookup };
+    Ok(Config {
+        listen: env.parse(
+            LISTEN,
+            "a socket address such as 0.0.0.0:8080 or [::]:8080",
+            |v| SocketAddr::from_str(v).map_err(boxed),
+        )?,
+        encryption_password: env.secret(ENCRYPTION_PASSWORD),
+        encryption_salt: env.secret(ENCRYPTION_SALT),
+        data_dir: PathBuf::from(env.value(DATA_DIR)),
+        metadata_db: env.supplied(METADATA_DB).map(PathBuf::from),
+        log_format: env.parse(LOG_FORMAT, "text or json", |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                _ => Err(None),
+            }
+        })?,
+        log_level: env.parse(LOG_LEVEL, "one of error, warn, info, debug, trace", |v| {
+            let level = v.to_ascii_lowercase();
+            LOG_LEVELS
+                .contains(&level.as_str())
+                .then_some(level)
+                .ok_or(None)
+        })?,
+        max_body_bytes: env.number(
+            MAX_BODY_BYTES,
+            "a whole number of bytes, at least 1024",
+            1024..=usize::MAX,
+        )?,
+        header_read_timeout: Duration::from_millis(env.number(
+            HEADER_READ_TIMEOUT_MS,
+            "a whole number of milliseconds from 1 to 86400000",
+            1..=MAX_MILLIS,
+        )?),
+        query_timeout: Duration::from_millis(env.number(
+            QUERY_TIMEOUT_MS,
+            "a whole number of milliseconds from 1 to 86400000",
+            1..=MAX_MILLIS,
+        )?),
+        max_rows: env.number(MAX_ROWS, "a whole number, at least 1", 1..=u64::MAX)?,
+        shutdown_grace: Duration::from_secs(env.number(
+            SHUTDOWN_GRACE_SECS,
+            "a whole number of seconds from 0 to 86400",
+            0..=MAX_SECS,
+        )?),
+        pool_size: env.number(
+            POOL_SIZE,
+            "a whole number of connections, at least 1",
+            1..=usize::MAX,
+        )?,
+        public_url: env
+            .supplied(PUBLIC_URL)
+            .map(|v| {
+                parse_public_url(&v).ok_or_else(|| ConfigError::Invalid {
+                    var: PUBLIC_URL,
+                    value: v.clone(),
+                    expected: "an http:// or https:// URL such as https://sluice.example.com",
+                    source: None,
+                })
+            })
+            .transpose()?,
+    })
+}
+
+/// Names among `names` that look like Sluice variables (`SLUICE_` prefix) but are not in
+/// [`VARIABLES`], so `main` can warn about a typo such as `SLUICE_MAX_ROW`.
+pub fn unknown_variables<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter(|name| name.starts_with("SLUICE_"))
+        .filter(|name| !VARIABLES.iter().any(|(known, _, _)| known == name))
+        .map(str::to_owned)
+        .collect()
+}
+
+struct Env<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// The value as supplied, trimmed; `None` when unset or blank.
+    fn supplied(&self, var: &str) -> Option<String> {
+        (self.lookup)(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The supplied value, else the documented default.
+    fn value(&self, var: &'static str) -> String {
+        self.supplied(var)
+            .unwrap_or_else(|| default_of(var).to_owned())
+    }
+
+    /// A secret is taken exactly as supplied (not trimmed: `check_strength` reports stray
+    /// whitespace rather than silently deriving a key from a different value). Empty is unset.
+    fn secret(&self, var: &str) -> Option<SecretString> {
+        (self.lookup)(var)
+            .filter(|v| !v.is_empty())
+            .map(SecretString::new)
+    }
+
+    fn parse<T>(
+        &self,
+        var: &'static str,
+        expected: &'static str,
+        parse: impl Fn(&str) -> Result<T, Option<Box<dyn StdError + Send + Sync>>>,
+    ) -> Result<T, ConfigError> {
+        let value = self.value(var);
+        parse(&value).map_err(|source| ConfigError::Invalid {
+            var,
+            value,
+            expected,
+            source,
+        })
+    }
+
+    fn number<T>(
+        &self,
+        var: &'static str,
+        expected: &'static str,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd,
+        T::Err: StdError + Send + Sync + 'static,
+    {
+        self.parse(var, expected, |v| {
+            let n = v.parse::<T>().map_err(boxed)?;
+            if range.contains(&n) { Ok(n) } else { Err(None) }
+        })
+    }
+}
+
+fn boxed(e: impl StdError + Send + Sync + 'static) -> Option<Box<dyn StdError + Send + Sync>> {
+    Some(Box::new(e))
+}
+
+/// The documented default of a variable. Every variable read has one (possibly empty).
+fn default_of(var: &str) -> &'static str {
+    VARIABLES
+        .iter()
+        .find(|(name, _, _)| *name == var)
+        .map(|(_, default, _)| *default)
+        .expect("every variable read is listed in VARIABLES")
+}
+
+/// Accepts `http://host[/path]` or `https://host[/path]`: a base URL, so no whitespace,
+/// query or fragment. Drops trailing slashes.
+fn parse_public_url(value: &str) -> Option<String> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || value.contains(|c: char| c.is_whitespace() || c == '?' || c == '#') {
+        return None;
+    }
+    Some(value.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,420 @@
+//! MySQL/MariaDB datasource: a mysql_async pool with server-side prepared statements
+//! (cached per connection), rows encoded from the binary protocol into JSON.
+//!
+//! Connections run with `time_zone = '+00:00'`, so `TIMESTAMP` columns read back in UTC.
+
+use std::sync::Arc;
+
+use mysql_async::consts::{ColumnFlags, ColumnType};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Column, Conn, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
+use tokio::time::{Instant, timeout_at};
+
+use super::{
+    ColumnInfo, DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError,
+    Producer, Summary, json,
+};
+use crate::catalog::spec::{NetworkDatabaseSpec, TlsMode};
+use crate::catalog::template::RenderedSql;
+use crate::catalog::value::ParamValue;
+use crate::vault::SecretString;
+
+/// The `binary` character set id: such string columns hold bytes, not text.
+const BINARY_CHARSET: u16 = 63;
+
+/// A pool for one MySQL/MariaDB datasource.
+pub struct MySqlSource {
+    name: Arc<str>,
+    pool: Pool,
+}
+
+impl MySqlSource {
+    pub fn new(
+        name: &str,
+        spec: &NetworkDatabaseSpec,
+        password: Option<SecretString>,
+        defaults: PoolDefaults,
+    ) -> Result<MySqlSource, PoolError> {
+        let size = spec.pool_size.unwrap_or(defaults.pool_size).max(1);
+        let constraints = PoolConstraints::new(0, size).ok_or_else(|| PoolError::Config {
+            datasource: name.to_string(),
+            message: "pool_size must be at least 1".into(),
+        })?;
+        let tls = spec.tls.unwrap_or(if super::is_loopback_host(&spec.host) {
+            TlsMode::Disable
+        } else {
+            TlsMode::VerifyFull
+        });
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(spec.host.clone())
+            .tcp_port(spec.port.unwrap_or(3306))
+            .user(Some(spec.user.clone()))
+            .pass(password.as_ref().map(|p| p.expose().to_string()))
+            .db_name(Some(spec.database.clone()))
+            .pool_opts(PoolOpts::default().with_constraints(constraints))
+            .stmt_cache_size(256)
+            .init(vec!["SET time_zone = '+00:00'"])
+            .ssl_opts(match tls {
+                TlsMode::Disable => None,
+                TlsMode::VerifyFull => Some(mysql_async::SslOpts::default()),
+            });
+        Ok(MySqlSource {
+            name: name.into(),
+            pool: Pool::new(opts),
+        })
+    }
+
+    pub(super) fn spawn(&self, statement: RenderedSql, options: ExecOptions, producer: Producer) {
+        let pool = self.pool.clone();
+        let name = self.name.clone();
+        tokio::spawn(run(pool, name, statement, options, producer));
+    }
+
+    pub(super) fn close(&self) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let _ = pool.disconnect().await;
+        });
+    }
+}
+
+async fn run(
+    pool: Pool,
+    name: Arc<str>,
+    statement: RenderedSql,
+    options: ExecOptions,
+    mut producer: Producer,
+) {
+    let deadline = Instant::now() + options.timeout;
+    let mut conn = match timeout_at(deadline, pool.get_conn()).await {
+        Err(_) => return producer.fail(DatasourceError::Timeout).await,
+        Ok(Err(error)) => return producer.fail(classify(&name, &error)).await,
+        Ok(Ok(conn)) => conn,
+    };
+    let connection_id = conn.id();
+    let outcome = timeout_at(
+        deadline,
+        stream(&mut conn, &name, statement, options, &mut producer),
+    )
+    .await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => producer.fail(error).await,
+        Err(_) => {
+            // Stop the statement on the server, and close this connection rather than
+            // returning it to the pool mid-result.
+            tokio::spawn(async move {
+                if let Ok(mut killer) = pool.get_conn().await {
+                    let _ = killer
+                        .query_drop(format!("KILL QUERY {connection_id}"))
+                        .await;
+                }
+                let _ = conn.disconnect().await;
+            });
+            producer.fail(DatasourceError::Timeout).await;
+        }
+    }
+}
+
+async fn stream(
+    conn: &mut Conn,
+    name: &str,
+    statement: RenderedSql,
+    options: ExecOptions,
+    producer: &mut Producer,
+) -> Result<(), DatasourceError> {
+    let prepared = conn
+        .prep(&*statement.sql)
+        .await
+        .map_err(|e| classify(name, &e))?;
+    let args = statement
+        .args
+        .iter()
+        .enumerate()
+        .map(|(index, value)| to_mysql(index + 1, value))
+        .collect::<Result<Vec<_>, _>>()?;
+    let params = if args.is_empty() {
+        Params::Empty
+    } else {
+        Params::Positional(args)
+    };
+    let mut result = conn
+        .exec_iter(&prepared, params)
+        .await
+        .map_err(|e| classify(name, &e))?;
+    let columns: Arc<[Column]> = result.columns().unwrap_or_else(|| Arc::from(Vec::new()));
+    let infos = columns
+        .iter()
+        .map(|column| ColumnInfo {
+            name: column.name_str().into_owned(),
+            type_name: type_label(column),
+        })
+        .collect();
+    if !producer.start(infos) {
+        return Ok(());
+    }
+    let mut buffer = Vec::with_capacity(4096);
+    let mut summary = Summary::default();
+    while let Some(row) = result.next().await.map_err(|e| classify(name, &e))? {
+        if summary.row_count == options.max_rows {
+            summary.truncated = true;
+            break;
+        }
+        if summary.row_count > 0 {
+            buffer.push(b',');
+        }
+        buffer.push(b'[');
+        for (index, (value, column)) in row.unwrap().into_iter().zip(columns.iter()).enumerate() {
+            if index > 0 {
+                buffer.push(b',');
+            }
+            write_value(&mut buffer, value, column);
+        }
+        buffer.push(b']');
+        summary.row_count += 1;
+        if buffer.len() >= FRAME_BYTES {
+            let frame = Frame::Rows(std::mem::take(&mut buffer).into());
+            if producer.frames().send(frame).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if columns.is_empty() {
+        summary.rows_affected = Some(result.affected_rows());
+    }
+    // Read whatever is left (rows past max_rows, trailing packets) so the connection goes back
+    // to the pool clean.
+    result.drop_result().await.map_err(|e| classify(name, &e))?;
+    if !buffer.is_empty() {
+        let _ = producer.frames().send(Frame::Rows(buffer.into())).await;
+    }
+    let _ = producer.frames().send(Frame::Done(summary)).await;
+    Ok(())
+}
+
+/// Converts a validated param to a MySQL protocol value. Arrays never get here: the template
+/// compiler expands them to one `?` per item.
+fn to_mysql(position: usize, value: &ParamValue) -> Result<Value, DatasourceError> {
+    use chrono::{Datelike, Timelike};
+    Ok(match value {
+        ParamValue::Null => Value::NULL,
+        ParamValue::Text(text) => Value::Bytes(text.as_bytes().to_vec()),
+        ParamValue::Int(v) => Value::Int(i64::from(*v)),
+        ParamValue::Bigint(v) => Value::Int(*v),
+        ParamValue::Float(v) => Value::Double(*v),
+        // Sent as text: the server converts a decimal string exactly.
+        ParamValue::Numeric(text) => Value::Bytes(text.as_bytes().to_vec()),
+        ParamValue::Bool(v) => Value::Int(i64::from(*v)),
+        ParamValue::Uuid(v) => Value::Bytes(v.hyphenated().to_string().into_bytes()),
+        ParamValue::Date(d) => Value::Date(
+            u16::try_from(d.year()).map_err(|_| bind_error(position, "date"))?,
+            d.month() as u8,
+            d.day() as u8,
+            0,
+            0,
+            0,
+            0,
+        ),
+        ParamValue::Timestamp(t) => Value::Date(
+            u16::try_from(t.year()).map_err(|_| bind_error(position, "datetime"))?,
+            t.month() as u8,
+            t.day() as u8,
+            t.hour() as u8,
+            t.minute() as u8,
+            t.second() as u8,
+            t.timestamp_subsec_micros(),
+        ),
+        ParamValue::Json(v) => Value::Bytes(v.to_string().into_bytes()),
+        ParamValue::Array(_) => return Err(bind_error(position, "a list")),
+    })
+}
+
+fn bind_error(position: usize, db_type: &str) -> DatasourceError {
+    DatasourceError::Bind {
+        position,
+        db_type: db_type.to_string(),
+    }
+}
+
+/// Appends one cell following the documented mapping: `BIGINT` and `DECIMAL` as strings,
+/// binary strings as base64, dates as ISO 8601, `JSON` (MySQL) embedded.
+fn write_value(out: &mut Vec<u8>, value: Value, column: &Column) {
+    let ty = column.column_type();
+    match value {
+        Value::NULL => json::null(out),
+        Value::Int(v) if ty == ColumnType::MYSQL_TYPE_LONGLONG => json::quoted_display(out, v),
+        Value::UInt(v) if ty == ColumnType::MYSQL_TYPE_LONGLONG => json::quoted_display(out, v),
+        Value::Int(v) => json::integer(out, v),
+        Value::UInt(v) => json::integer(out, v),
+        Value::Float(v) => json::float32(out, v),
+        Value::Double(v) => json::float(out, v),
+        Value::Bytes(bytes) => match ty {
+            ColumnType::MYSQL_TYPE_JSON => out.extend_from_slice(&bytes),
+            ColumnType::MYSQL_TYPE_BIT => {
+                let number = bytes.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b));
+                json::integer(out, number);
+            }
+            _ if column.character_set() == BINARY_CHARSET
+                && !matches!(
+                    ty,
+                    ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL
+                ) =>
+            {
+                json::bytes(out, &bytes)
+            }
+            _ => match std::str::from_utf8(&bytes) {
+                Ok(text) => json::string(out, text),
+                Err(_) => json::bytes(out, &bytes),
+            },
+        },
+        Value::Date(year, month, day, hour, minute, second, micros) => {
+            if ty == ColumnType::MYSQL_TYPE_DATE || ty == ColumnType::MYSQL_TYPE_NEWDATE {
+                json::quoted_display(out, format_args!("{year:04}-{month:02}-{day:02}"));
+            } else if micros == 0 {
+                json::quoted_display(
+                    out,
+                    format_args!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}"),
+                );
+            } else {
+                json::quoted_display(
+                    out,
+                    format_args!(
+                        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{micros:06}"
+                    ),
+                );
+            }
+        }
+        Value::Time(negative, days, hours, minutes, seconds, micros) => {
+            let sign = if negative { "-" } else { "" };
+            let hours = days * 24 + u32::from(hours);
+            if micros == 0 {
+                json::quoted_display(
+                    out,
+                    format_args!("{sign}{hours:02}:{minutes:02}:{seconds:02}"),
+                );
+            } else {
+                json::quoted_display(
+                    out,
+                    format_args!("{sign}{hours:02}:{minutes:02}:{seconds:02}.{micros:06}"),
+                );
+            }
+        }
+    }
+}
+
+/// The column type as shown to clients, in MySQL's own lower-case names.
+fn type_label(column: &Column) -> String {
+    let unsigned = column.flags().contains(ColumnFlags::UNSIGNED_FLAG);
+    let binary = column.character_set() == BINARY_CHARSET;
+    let base = match column.column_type() {
+        ColumnType::MYSQL_TYPE_TINY => "tinyint",
+        ColumnType::MYSQL_TYPE_SHORT => "smallint",
+        ColumnType::MYSQL_TYPE_INT24 => "mediumint",
+        ColumnType::MYSQL_TYPE_LONG => "int",
+        ColumnType::MYSQL_TYPE_LONGLONG => "bigint",
+        ColumnType::MYSQL_TYPE_FLOAT => "float",
+        ColumnType::MYSQL_TYPE_DOUBLE => "double",
+        ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL => "decimal",
+        ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE => "date",
+        ColumnType::MYSQL_TYPE_DATETIME | ColumnType::MYSQL_TYPE_DATETIME2 => "datetime",
+        ColumnType::MYSQL_TYPE_TIMESTAMP | ColumnType::MYSQL_TYPE_TIMESTAMP2 => "timestamp",
+        ColumnType::MYSQL_TYPE_TIME | ColumnType::MYSQL_TYPE_TIME2 => "time",
+        ColumnType::MYSQL_TYPE_YEAR => "year",
+        ColumnType::MYSQL_TYPE_BIT => "bit",
+        ColumnType::MYSQL_TYPE_JSON => "json",
+        ColumnType::MYSQL_TYPE_ENUM => "enum",
+        ColumnType::MYSQL_TYPE_SET => "set",
+        ColumnType::MYSQL_TYPE_GEOMETRY => "geometry",
+        ColumnType::MYSQL_TYPE_NULL => "null",
+        ColumnType::MYSQL_TYPE_VARCHAR | ColumnType::MYSQL_TYPE_VAR_STRING => {
+            if binary {
+                "varbinary"
+            } else {
+                "varchar"
+            }
+        }
+        ColumnType::MYSQL_TYPE_STRING => {
+            if binary {
+                "binary"
+            } else {
+                "char"
+            }
+        }
+        ColumnType::MYSQL_TYPE_TINY_BLOB
+        | ColumnType::MYSQL_TYPE_MEDIUM_BLOB
+        | ColumnType::MYSQL_TYPE_LONG_BLOB
+        | ColumnType::MYSQL_TYPE_BLOB => {
+            if binary {
+                "blob"
+            } else {
+                "text"
+            }
+        }
+        _ => "unknown",
+    };
+    if unsigned {
+        format!("{base} unsigned")
+    } else {
+        base.to_string()
+    }
+}
+
+/// Maps a driver error to a class; only the server's error number and SQLSTATE are logged.
+fn classify(name: &str, error: &mysql_async::Error) -> DatasourceError {
+    match error {
+        mysql_async::Error::Server(server) => {
+            tracing::warn!(
+                datasource = %name,
+                mysql_code = server.code,
+                sqlstate = %server.state,
+                "MySQL refused the query"
+            );
+            match server.code {
+                1062 | 1586 => DatasourceError::Constraint { kind: "unique" },
+                1451 | 1452 | 1216 | 1217 => DatasourceError::Constraint {
+                    kind: "foreign_key",
+                },
+                1048 | 1364 => DatasourceError::Constraint { kind: "not_null" },
+                3819 | 4025 => DatasourceError::Constraint { kind: "check" },
+                1264 | 1265 | 1292 | 1366 | 1406 | 1367 | 1690 | 3140 | 4038 => {
+                    DatasourceError::InvalidData {
+                        class: "data_exception",
+                    }
+                }
+                1205 | 1213 => DatasourceError::Retryable {
+                    code: server.code.to_string(),
+                },
+                1317 | 3024 | 1969 => DatasourceError::Timeout,
+                1044 | 1045 | 1142 | 1143 | 1227 => DatasourceError::Query {
+                    class: "permission_denied",
+                    code: server.code.to_string(),
+                },
+                1040 | 1053 | 1203 => DatasourceError::Unavailable { class: "server" },
+                _ if server.state.starts_with("42") => DatasourceError::Query {
+                    class: "invalid_statement",
+                    code: server.code.to_string(),
+                },
+                _ => DatasourceError::Query {
+                    class: "database_error",
+                    code: server.code.to_string(),
+                },
+            }
+        }
+        mysql_async::Error::Io(_) => {
+            tracing::warn!(datasource = %name, "MySQL connection failure");
+            DatasourceError::Unavailable { class: "connect" }
+        }
+        mysql_async::Error::Driver(_) => {
+            tracing::warn!(datasource = %name, "MySQL driver error");
+            DatasourceError::Internal {
+                class: "mysql_driver",
+            }
+        }
+        _ => {
+            tracing::warn!(datasource = %name, "MySQL client error");
+            DatasourceError::Internal {
+                class: "mysql_client",
+            }
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! PostgreSQL datasource: a deadpool of tokio-postgres connections, prepared statements
+//! cached per connection, rows encoded straight from the binary protocol into JSON.
+//!
+//! Arguments are converted to whatever type PostgreSQL inferred for each `$n` (see
+//! [`PgArg`]); a value that does not fit is a [`DatasourceError::Bind`], never a cast in SQL.
+
+mod decode;
+mod encode;
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures_util::{StreamExt, pin_mut};
+use tokio::time::{Instant, timeout_at};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::{
+    ColumnInfo, DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError,
+    Producer, Summary,
+};
+use crate::catalog::spec::{NetworkDatabaseSpec, TlsMode};
+use crate::catalog::template::RenderedSql;
+use crate::vault::SecretString;
+
+pub use decode::ColumnDecoder;
+pub use encode::{BindMismatch, PgArg};
+
+/// A pool for one PostgreSQL datasource.
+pub struct PostgresSource {
+    name: Arc<str>,
+    pool: Pool,
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl PostgresSource {
+    pub fn new(
+        name: &str,
+        spec: &NetworkDatabaseSpec,
+        password: Option<SecretString>,
+        defaults: PoolDefaults,
+    ) -> Result<PostgresSource, PoolError> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&spec.host)
+            .port(spec.port.unwrap_or(5432))
+            .dbname(&spec.database)
+            .user(&spec.user)
+            .application_name("sluice")
+            .connect_timeout(
+                spec.connect_timeout_ms
+                    .map(std::time::Duration::from_millis)
+                    .unwrap_or(defaults.connect_timeout),
+            );
+        if let Some(password) = &password {
+            // tokio-postgres keeps its own copy for the lifetime of the pool; it is sent only
+            // when the server asks for it during connection start-up.
+            config.password(password.expose());
+        }
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let tls = match effective_tls(spec) {
+            TlsMode::Disable => None,
+            TlsMode::VerifyFull => Some(MakeRustlsConnect::new(client_tls_config())),
+        };
+        let manager = match &tls {
+            None => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+            Some(tls) => Manager::from_config(config, tls.clone(), manager_config),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(spec.pool_size.unwrap_or(defaults.pool_size))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| PoolError::Config {
+                datasource: name.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(PostgresSource {
+            name: name.into(),
+            pool,
+            tls,
+        })
+    }
+
+    pub(super) fn spawn(&self, statement: RenderedSql, options: ExecOptions, producer: Producer) {
+        let pool = self.pool.clone();
+        let name = self.name.clone();
+        let tls = self.tls.clone();
+        tokio::spawn(run(pool, name, tls, statement, options, producer));
+    }
+
+    pub(super) fn close(&self) {
+        self.pool.close();
+    }
+}
+
+/// TLS is verified by default off-loopback and off on loopback (DESIGN.md, "TLS").
+fn effective_tls(spec: &NetworkDatabaseSpec) -> TlsMode {
+    spec.tls.unwrap_or(if super::is_loopback_host(&spec.host) {
+        TlsMode::Disable
+    } else {
+        TlsMode::VerifyFull
+    })
+}
+
+/// A rustls client configuration on aws-lc-rs that trusts the web PKI roots.
+pub(crate) fn client_tls_config() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("aws-lc-rs supports the default protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth()
+}
+
+async fn run(
+    pool: Pool,
+    name: Arc<str>,
+    tls: Option<MakeRustlsConnect>,
+    statement: RenderedSql,
+    options: ExecOptions,
+    mut producer: Producer,
+) {
+    let deadline = Instant::now() + options.timeout;
+    let client = match timeout_at(deadline, pool.get()).await {
+        Err(_) => return producer.fail(DatasourceError::Timeout).await,
+        Ok(Err(error)) => {
+            let error = classify_pool(&name, error);
+            return producer.fail(error).await;
+        }
+        Ok(Ok(client)) => client,
+    };
+    let outcome = timeout_at(
+        deadline,
+        stream(&client, &name, statement, options, &mut producer),
+    )
+    .await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => producer.fail(error).await,
+        Err(_) => {
+            // Stop the server-side work too, and do not return a connection in an unknown
+            // state to the pool.
+            let cancel = client.cancel_token();
+            let client = deadpool_postgres::Object::take(client);
+            drop(client);
+            let cancelled = match tls {
+                None => cancel.cancel_query(tokio_postgres::NoTls).await,
+                Some(tls) => cancel.cancel_query(tls).await,
+            };
+            if let Err(error) = cancelled {
+                tracing::warn!(datasource = %name, error = %error, "Cancelling a timed-out query failed");
+            }
+            producer.fail(DatasourceError::Timeout).await;
+        }
+    }
+}
+
+async fn stream(
+    client: &deadpool_postgres::Client,
+    name: &str,
+    statement: RenderedSql,
+    options: ExecOptions,
+    producer: &mut Producer,
+) -> Result<(), DatasourceError> {
+    let prepared = client
+        .prepare_cached(&statement.sql)
+        .await
+        .map_err(|e| classify(name, &e))?;
+    let decoders = prepared
+        .columns()
+        .iter()
+        .map(|column| {
+            ColumnDecoder::for_type(column.type_()).ok_or_else(|| {
+                DatasourceError::UnsupportedColumn {
+                    column: column.name().to_string(),
+                    db_type: decode::type_label(column.type_()),
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let columns = prepared
+        .columns()
+        .iter()
+        .map(|column| ColumnInfo {
+            name: column.name().to_string(),
+            type_name: decode::type_label(column.type_()),
+        })
+        .collect::<Vec<_>>();
+    let args: Vec<PgArg<'_>> = statement
+        .args
+        .iter()
+        .enumerate()
+        .map(|(index, value)| PgArg::new(index + 1, value))
+        .collect();
+    let rows = client
+        .query_raw(&prepared, args.iter().map(|arg| arg as &dyn ToSql))
+        .await
+        .map_err(|e| classify(name, &e))?;
+    let returns_rows = !columns.is_empty();
+    pin_mut!(rows);
+    // The statement runs when the stream is first polled: wait for its first row (or its
+    // end) before reporting the columns, so an error in it (a constraint, a bad value)
+    // still gets its own status instead of a cut 200.
+    let mut next = rows.next().await;
+    if let Some(Err(error)) = &next {
+        return Err(classify(name, error));
+    }
+    if !producer.start(columns) {
+        return Ok(());
+    }
+    let mut buffer = Vec::with_capacity(4096);
+    let mut summary = Summary::default();
+    while let Some(row) = next.take() {
+        let row = row.map_err(|e| classify(name, &e))?;
+        if summary.row_count == options.max_rows {
+            summary.truncated = true;
+            break;
+        }
+        if summary.row_count > 0 {
+            buffer.push(b',');
+        }
+        decode::write_row(&row, &decoders, &mut buffer)?;
+        summary.row_count += 1;
+        if buffer.len() >= FRAME_BYTES {
+            let frame = Frame::Rows(std::mem::take(&mut buffer).into());
+            if producer.frames().send(frame).await.is_err() {
+                return Ok(());
+            }
+        }
+        next = rows.next().await;
+    }
+    if !returns_rows {
+        summary.rows_affected = rows.rows_affected();
+    }
+    if !buffer.is_empty() {
+        let _ = producer.frames().send(Frame::Rows(buffer.into())).await;
+    }
+    let _ = producer.frames().send(Frame::Done(summary)).await;
+    Ok(())
+}
+
+fn classify_pool(name: &str, error: deadpool_postgres::PoolError) -> DatasourceError {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => classify(name, &error),
+        deadpool_postgres::PoolError::Timeout(_) => DatasourceError::Unavailable {
+            class: "pool_timeout",
+        },
+        other => {
+            tracing::warn!(datasource = %name, error = %other, "PostgreSQL pool failure");
+            DatasourceError::Unavailable { class: "pool" }
+        }
+    }
+}
+
+/// Maps a driver error to a class. Only the SQLSTATE and constraint name are logged: the
+/// server's message and detail can quote row values.
+pub(crate) fn classify(name: &str, error: &tokio_postgres::Error) -> DatasourceError {
+    if let Some(db) = error.as_db_error() {
+        let code = db.code();
+        tracing::warn!(
+            datasource = %name,
+            sqlstate = code.code(),
+            constraint = db.constraint().unwrap_or(""),
+            "PostgreSQL refused the query"
+        );
+        return classify_sqlstate(code);
+    }
+    if let Some(mismatch) =
+        std::error::Error::source(error).and_then(|source| source.downcast_ref::<BindMismatch>())
+    {
+        return DatasourceError::Bind {
+            position: mismatch.position,
+            db_type: mismatch.db_type.clone(),
+        };
+    }
+    if error.is_closed() || std::error::Error::source(error).is_some() {
+        // Connection-level failures (refused, reset, TLS) carry an io or TLS error as source.
+        tracing::warn!(datasource = %name, error_kind = ?error_kind(error), "PostgreSQL connection failure");
+        return DatasourceError::Unavailable { class: "connect" };
+    }
+    tracing::warn!(datasource = %name, "PostgreSQL client error");
+    DatasourceError::Internal {
+        class: "postgres_client",
+    }
+}
+
+/// A short description of a client-side error without its message (which may hold values).
+fn error_kind(error: &tokio_postgres::Error) -> &'static str {
+    if error.is_closed() {
+        "closed"
+    } else {
+        "io_or_tls"
+    }
+}
+
+fn classify_sqlstate(code: &SqlState) -> DatasourceError {
+    let text = code.code();
+    let constraint = |kind| DatasourceError::Constraint { kind };
+    match text {
+        "23505" => constraint("unique"),
+        "23503" => constraint("foreign_key"),
+        "23502" => constraint("not_null"),
+        "23514" => constraint("check"),
+        "23P01" => constraint("exclusion"),
+        "57014" => DatasourceError::Timeout,
+        "42501" => DatasourceError::Query {
+            class: "permission_denied",
+            code: text.to_string(),
+        },
+        _ if text.starts_with("23") => constraint("integrity"),
+        _ if text.starts_with("22") => DatasourceError::InvalidData {
+            class: "data_exception",
+        },
+        _ if text.starts_with("40") => DatasourceError::Retryable {
+            code: text.to_string(),
+        },
+        _ if text.starts_with("08") || text.starts_with("53") || text.starts_with("57P") => {
+            DatasourceError::Unavailable { class: "server" }
+        }
+        _ if text.starts_with("42") => DatasourceError::Query {
+            class: "invalid_statement",
+            code: text.to_string(),
+        },
+        _ => DatasourceError::Query {
+            class: "database_error",
+            code: text.to_string(),
+        },
+    }
+}

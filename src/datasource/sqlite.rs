@@ -1,0 +1,355 @@
+//! SQLite datasource (the demo's database, and small embedded use).
+//!
+//! rusqlite is synchronous, so every statement runs on a blocking thread and sends its
+//! frames back over the producer channel. Connections are kept in a small pool bounded by a
+//! semaphore; statements are cached per connection. A timed-out statement is interrupted
+//! through SQLite's interrupt handle.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::{
+    ColumnInfo, DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError,
+    Producer, Summary, json,
+};
+use crate::catalog::spec::SqliteSpec;
+use crate::catalog::template::RenderedSql;
+use crate::catalog::value::ParamValue;
+
+/// A pool of connections to one SQLite file.
+pub struct SqliteSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: Arc<str>,
+    path: PathBuf,
+    flags: OpenFlags,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl SqliteSource {
+    pub fn new(
+        name: &str,
+        spec: &SqliteSpec,
+        defaults: PoolDefaults,
+    ) -> Result<SqliteSource, PoolError> {
+        let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        flags |= if spec.read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        };
+        let size = spec.pool_size.unwrap_or(defaults.pool_size).clamp(1, 64);
+        Ok(SqliteSource {
+            inner: Arc::new(Inner {
+                name: name.into(),
+                path: PathBuf::from(&spec.path),
+                flags,
+                idle: Mutex::new(Vec::new()),
+                permits: Arc::new(Semaphore::new(size)),
+            }),
+        })
+    }
+
+    pub(super) fn spawn(&self, statement: RenderedSql, options: ExecOptions, producer: Producer) {
+        let inner = self.inner.clone();
+        tokio::spawn(run(inner, statement, options, producer));
+    }
+
+    pub(super) fn close(&self) {
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+}
+
+async fn run(
+    inner: Arc<Inner>,
+    statement: RenderedSql,
+    options: ExecOptions,
+    mut producer: Producer,
+) {
+    let deadline = Instant::now() + options.timeout;
+    let permit =
+        match tokio::time::timeout_at(deadline, inner.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => {
+                return producer
+                    .fail(DatasourceError::Unavailable { class: "closed" })
+                    .await;
+            }
+            Err(_) => return producer.fail(DatasourceError::Timeout).await,
+        };
+    let conn = match take_connection(&inner) {
+        Ok(conn) => conn,
+        Err(error) => return producer.fail(error).await,
+    };
+    let interrupt = conn.get_interrupt_handle();
+    let worker_inner = inner.clone();
+    let mut work = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut conn = conn;
+        let outcome = execute(&mut conn, statement, options, &mut producer, deadline);
+        match outcome {
+            Ok(()) => worker_inner
+                .idle
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(conn),
+            Err(error) => producer.fail_blocking(error),
+        }
+    });
+    tokio::select! {
+        _ = &mut work => {}
+        _ = tokio::time::sleep_until(deadline) => {
+            // The worker sees SQLITE_INTERRUPT and reports the timeout itself.
+            interrupt.interrupt();
+            let _ = work.await;
+        }
+    }
+}
+
+fn take_connection(inner: &Inner) -> Result<Connection, DatasourceError> {
+    if let Some(conn) = inner
+        .idle
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .pop()
+    {
+        return Ok(conn);
+    }
+    let conn = Connection::open_with_flags(&inner.path, inner.flags).map_err(|error| {
+        tracing::warn!(datasource = %inner.name, error_code = ?error.sqlite_error_code(), "Opening SQLite failed");
+        DatasourceError::Unavailable { class: "open" }
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| classify(&inner.name, &e))?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+fn execute(
+    conn: &mut Connection,
+    statement: RenderedSql,
+    options: ExecOptions,
+    producer: &mut Producer,
+    deadline: Instant,
+) -> Result<(), DatasourceError> {
+    let name = "sqlite";
+    let mut prepared = conn
+        .prepare_cached(&statement.sql)
+        .map_err(|e| classify(name, &e))?;
+    for (index, value) in statement.args.iter().enumerate() {
+        prepared
+            .raw_bind_parameter(index + 1, to_sqlite(index + 1, value)?)
+            .map_err(|e| classify(name, &e))?;
+    }
+    let columns: Vec<(String, Option<String>)> = prepared
+        .columns()
+        .map(|c| {
+            (
+                c.name().to_string(),
+                c.decl_type().map(str::to_ascii_lowercase),
+            )
+        })
+        .collect();
+    let infos = columns
+        .iter()
+        .map(|(column, decl)| ColumnInfo {
+            name: column.clone(),
+            type_name: decl.clone().unwrap_or_else(|| "any".into()),
+        })
+        .collect();
+    if columns.is_empty() {
+        let changed = prepared.raw_execute().map_err(|e| classify(name, &e))?;
+        if !producer.start(infos) {
+            return Ok(());
+        }
+        let summary = Summary {
+            rows_affected: Some(changed as u64),
+            ..Summary::default()
+        };
+        let _ = producer.frames().blocking_send(Frame::Done(summary));
+        return Ok(());
+    }
+    let kinds: Vec<CellKind> = columns
+        .iter()
+        .map(|(_, decl)| CellKind::from_decl(decl.as_deref()))
+        .collect();
+    let mut rows = prepared.raw_query();
+    let mut buffer = Vec::with_capacity(4096);
+    let mut summary = Summary::default();
+    let mut started = false;
+    let mut infos = Some(infos);
+    while let Some(row) = rows.next().map_err(|e| classify(name, &e))? {
+        if !started {
+            // Start only once the first step succeeded, so an error in it is a clean status.
+            started = true;
+            if !producer.start(infos.take().unwrap_or_default()) {
+                return Ok(());
+            }
+        }
+        if summary.row_count == options.max_rows {
+            summary.truncated = true;
+            break;
+        }
+        if summary.row_count % 256 == 255 && Instant::now() > deadline {
+            return Err(DatasourceError::Timeout);
+        }
+        if summary.row_count > 0 {
+            buffer.push(b',');
+        }
+        buffer.push(b'[');
+        for (index, kind) in kinds.iter().enumerate() {
+            if index > 0 {
+                buffer.push(b',');
+            }
+            let cell = row.get_ref(index).map_err(|e| classify(name, &e))?;
+            kind.write(cell, &mut buffer);
+        }
+        buffer.push(b']');
+        summary.row_count += 1;
+        if buffer.len() >= FRAME_BYTES {
+            let frame = Frame::Rows(std::mem::take(&mut buffer).into());
+            if producer.frames().blocking_send(frame).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if let Some(infos) = infos.take()
+        && !producer.start(infos)
+    {
+        return Ok(());
+    }
+    if !buffer.is_empty() {
+        let _ = producer.frames().blocking_send(Frame::Rows(buffer.into()));
+    }
+    let _ = producer.frames().blocking_send(Frame::Done(summary));
+    Ok(())
+}
+
+/// How a column's declared type shapes its JSON (SQLite values carry no type of their own
+/// beyond integer/real/text/blob).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CellKind {
+    Plain,
+    /// `BIGINT`/`INT8`: integers as strings, like the other databases' bigint.
+    Bigint,
+    /// `BOOL`/`BOOLEAN`: 0/1 as false/true.
+    Bool,
+    /// `JSON`: valid JSON text is embedded.
+    Json,
+}
+
+impl CellKind {
+    fn from_decl(decl: Option<&str>) -> CellKind {
+        match decl {
+            Some(decl) if decl.contains("bigint") || decl.contains("int8") => CellKind::Bigint,
+            Some(decl) if decl.starts_with("bool") => CellKind::Bool,
+            Some(decl) if decl.contains("json") => CellKind::Json,
+            _ => CellKind::Plain,
+        }
+    }
+
+    fn write(self, cell: ValueRef<'_>, out: &mut Vec<u8>) {
+        match cell {
+            ValueRef::Null => json::null(out),
+            ValueRef::Integer(v) => match self {
+                CellKind::Bigint => json::quoted_display(out, v),
+                CellKind::Bool if v == 0 || v == 1 => json::boolean(out, v == 1),
+                _ => json::integer(out, v),
+            },
+            ValueRef::Real(v) => json::float(out, v),
+            ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text)
+                    if self == CellKind::Json
+                        && serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok() =>
+                {
+                    out.extend_from_slice(text.trim().as_bytes())
+                }
+                Ok(text) => json::string(out, text),
+                Err(_) => json::bytes(out, bytes),
+            },
+            ValueRef::Blob(bytes) => json::bytes(out, bytes),
+        }
+    }
+}
+
+/// Converts a validated param to an SQLite value. Dates and timestamps are bound as text in
+/// SQLite's own format (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS[.fff]`, UTC) so that they compare
+/// with what its date functions produce.
+fn to_sqlite(position: usize, value: &ParamValue) -> Result<Value, DatasourceError> {
+    Ok(match value {
+        ParamValue::Null => Value::Null,
+        ParamValue::Text(text) => Value::Text(text.clone()),
+        ParamValue::Int(v) => Value::Integer(i64::from(*v)),
+        ParamValue::Bigint(v) => Value::Integer(*v),
+        ParamValue::Float(v) => Value::Real(*v),
+        ParamValue::Numeric(text) => Value::Text(text.clone()),
+        ParamValue::Bool(v) => Value::Integer(i64::from(*v)),
+        ParamValue::Uuid(v) => Value::Text(v.hyphenated().to_string()),
+        ParamValue::Date(d) => Value::Text(d.format("%Y-%m-%d").to_string()),
+        ParamValue::Timestamp(t) => Value::Text(t.format("%Y-%m-%d %H:%M:%S%.f").to_string()),
+        ParamValue::Json(v) => Value::Text(v.to_string()),
+        ParamValue::Array(_) => {
+            return Err(DatasourceError::Bind {
+                position,
+                db_type: "a list".into(),
+            });
+        }
+    })
+}
+
+fn classify(name: &str, error: &rusqlite::Error) -> DatasourceError {
+    use rusqlite::ErrorCode;
+    let code = error.sqlite_error_code();
+    tracing::warn!(datasource = %name, error_code = ?code, "SQLite refused the query");
+    match error {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::ConstraintViolation => {
+                let kind = match failure.extended_code {
+                    2067 | 1555 => "unique",
+                    787 => "foreign_key",
+                    1299 => "not_null",
+                    275 => "check",
+                    _ => "integrity",
+                };
+                DatasourceError::Constraint { kind }
+            }
+            ErrorCode::OperationInterrupted => DatasourceError::Timeout,
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => DatasourceError::Retryable {
+                code: failure.extended_code.to_string(),
+            },
+            ErrorCode::TypeMismatch | ErrorCode::TooBig => DatasourceError::InvalidData {
+                class: "data_exception",
+            },
+            ErrorCode::ReadOnly
+            | ErrorCode::PermissionDenied
+            | ErrorCode::AuthorizationForStatementDenied => DatasourceError::Query {
+                class: "permission_denied",
+                code: failure.extended_code.to_string(),
+            },
+            ErrorCode::CannotOpen | ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => {
+                DatasourceError::Unavailable { class: "open" }
+            }
+            _ => DatasourceError::Query {
+                class: "invalid_statement",
+                code: failure.extended_code.to_string(),
+            },
+        },
+        rusqlite::Error::SqlInputError { .. } => DatasourceError::Query {
+            class: "invalid_statement",
+            code: "1".into(),
+        },
+        _ => DatasourceError::Internal { class: "sqlite" },
+    }
+}

@@ -1,0 +1,114 @@
+//! The view plane: `POST /v1/apps/{app}/queries/{query}`, `/healthz` and `/readyz`.
+//!
+//! Knows apps and queries only by name. It never returns a template, a datasource address, a
+//! credential or a raw database error, and never logs a param or row value. It holds no
+//! plaintext secret: pools are built (and secrets opened) before a [`Snapshot`] reaches it.
+
+mod invoke;
+mod response;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::catalog::compile::CompiledCatalog;
+use crate::datasource::Pools;
+use crate::http::{ApiError, request_id};
+
+/// What the request path reads: the compiled catalog and its pools, swapped as one.
+#[derive(Default)]
+pub struct Snapshot {
+    pub catalog: CompiledCatalog,
+    pub pools: Pools,
+    /// The store revision this snapshot was built from.
+    pub revision: i64,
+}
+
+/// Request-path limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+}
+
+/// Shared state of the view plane.
+pub struct GatewayState {
+    snapshot: ArcSwap<Snapshot>,
+    limits: Limits,
+    draining: AtomicBool,
+}
+
+impl GatewayState {
+    pub fn new(snapshot: Snapshot, limits: Limits) -> Arc<GatewayState> {
+        Arc::new(GatewayState {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            limits,
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Installs a new snapshot; requests already running keep the one they started with.
+    /// Returns the previous one so the caller can close its pools.
+    pub fn replace_snapshot(&self, snapshot: Snapshot) -> Arc<Snapshot> {
+        self.snapshot.swap(Arc::new(snapshot))
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Marks the instance as shutting down: `/readyz` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The view-plane router with its middleware.
+pub fn router(state: Arc<GatewayState>) -> Router {
+    Router::new()
+        .route("/v1/apps/{app}/queries/{query}", post(invoke::invoke))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(request_id::middleware))
+}
+
+async fn healthz() -> Response {
+    json_status(StatusCode::OK, "ok")
+}
+
+async fn readyz(State(state): State<Arc<GatewayState>>) -> Response {
+    if state.draining.load(Ordering::SeqCst) {
+        json_status(StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else {
+        json_status(StatusCode::OK, "ready")
+    }
+}
+
+fn json_status(status: StatusCode, text: &'static str) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        format!("{{\"status\":\"{text}\"}}"),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}

@@ -1,0 +1,165 @@
+//! Running a stored query: look up, authorise, validate, bind, execute, stream.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use http_body_util::BodyExt;
+
+use super::GatewayState;
+use super::response::{LogContext, stream_rows};
+use crate::catalog::spec::Visibility;
+use crate::catalog::template::BindValues;
+use crate::datasource::ExecOptions;
+use crate::http::{ApiError, RequestId};
+
+/// `POST /v1/apps/{app}/queries/{query}` with `{"params": {...}}`.
+pub async fn invoke(
+    State(state): State<Arc<GatewayState>>,
+    Extension(request_id): Extension<RequestId>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let Path((app_name, query_name)) =
+        path.map_err(|_| ApiError::not_found("no such app or query"))?;
+    let snapshot = state.snapshot();
+    // Unknown apps, unknown queries and private apps answer alike, so names cannot be probed.
+    let unknown = || ApiError::not_found(format!("no query `{query_name}` in app `{app_name}`"));
+    let (app, query) = snapshot
+        .catalog
+        .query(&app_name, &query_name)
+        .ok_or_else(unknown)?;
+    match app.visibility {
+        Visibility::Public => {}
+        Visibility::Workspace => {
+            return Err(ApiError::unauthenticated("this app needs a signed-in user"));
+        }
+        Visibility::Private => return Err(unknown()),
+    }
+    if query.sql.uses_user() {
+        return Err(ApiError::unauthenticated(
+            "this query runs as the signed-in user; sign in first",
+        ));
+    }
+    let input = read_params(&headers, body, state.limits.max_body_bytes).await?;
+    let values = query
+        .params
+        .validate(&input)
+        .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
+    let statement = query
+        .sql
+        .render(&BindValues {
+            params: &values,
+            user: None,
+        })
+        .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
+    let Some(source) = snapshot.pools.get(&query.datasource) else {
+        tracing::error!(request_id = %request_id.as_str(), datasource = %query.datasource, "Query names a datasource without a pool");
+        return Err(ApiError::internal());
+    };
+    let context = LogContext {
+        request_id,
+        app: app_name,
+        query: query_name,
+        datasource: query.datasource.clone(),
+        started,
+    };
+    let options = ExecOptions {
+        timeout: query.timeout,
+        max_rows: query.max_rows,
+    };
+    match source.execute(statement, options).await {
+        Ok(execution) => Ok(stream_rows(execution, context)),
+        Err(error) => {
+            let api_error = ApiError::from(&error);
+            context.log_failure(api_error.status, error.class());
+            Err(api_error)
+        }
+    }
+}
+
+/// Reads and parses the body: `{"params": {...}}`, or an empty body for no params.
+async fn read_params(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    };
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        let is_json = content_type
+            .to_str()
+            .map(|v| {
+                let essence = v.split(';').next().unwrap_or("").trim();
+                essence.eq_ignore_ascii_case("application/json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            ));
+        }
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|error| {
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                too_large()
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    "the request body could not be read",
+                )
+            }
+        })?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Invocation {
+        #[serde(default)]
+        params: Option<serde_json::Map<String, serde_json::Value>>,
+    }
+    let invocation: Invocation = serde_json::from_slice(&bytes).map_err(|error| {
+        // serde_json's own message can quote the offending value; only its position is used.
+        let (line, column) = (error.line(), error.column());
+        let message = if error.is_data() {
+            format!(
+                "the body must be an object with one member, `params`, holding an object \
+                 (problem at line {line}, column {column})"
+            )
+        } else {
+            format!("the body is not valid JSON (line {line}, column {column})")
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+    })?;
+    Ok(invocation.params.unwrap_or_default())
+}

@@ -1,0 +1,152 @@
+//! The streamed result body:
+//! `{"columns": [...], "rows": [[...], ...], "row_count": n}` plus `"rows_affected"` for
+//! statements without columns and `"truncated": true` when `max_rows` cut the result.
+//!
+//! Rows are written as the datasource produces them; nothing buffers the whole result. If the
+//! datasource fails after rows started, the status line is already sent, so the body ends
+//! with an `"error"` member and still parses: a client can tell a complete result (no
+//! `error`) from a cut one.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::stream;
+
+use crate::datasource::{Execution, Frame, Summary};
+use crate::http::{ApiError, RequestId};
+
+/// What the completion log line says about a query run. Names and counts only.
+pub struct LogContext {
+    pub request_id: RequestId,
+    pub app: String,
+    pub query: String,
+    pub datasource: String,
+    pub started: Instant,
+}
+
+impl LogContext {
+    pub fn log_success(&self, summary: &Summary) {
+        tracing::info!(
+            request_id = %self.request_id.as_str(),
+            app = %self.app,
+            query = %self.query,
+            datasource = %self.datasource,
+            status = 200u16,
+            duration_us = self.started.elapsed().as_micros() as u64,
+            row_count = summary.row_count,
+            rows_affected = summary.rows_affected,
+            truncated = summary.truncated,
+            "Query finished"
+        );
+    }
+
+    pub fn log_failure(&self, status: StatusCode, error_class: &str) {
+        tracing::warn!(
+            request_id = %self.request_id.as_str(),
+            app = %self.app,
+            query = %self.query,
+            datasource = %self.datasource,
+            status = status.as_u16(),
+            duration_us = self.started.elapsed().as_micros() as u64,
+            error_class,
+            "Query failed"
+        );
+    }
+}
+
+enum Phase {
+    Rows,
+    Finished,
+}
+
+struct BodyState {
+    execution: Execution,
+    context: LogContext,
+    phase: Phase,
+}
+
+/// Builds the 200 response that streams `execution`.
+pub fn stream_rows(execution: Execution, context: LogContext) -> Response {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"{\"columns\":");
+    serde_json::to_writer(&mut head, &execution.columns).expect("columns serialise");
+    head.extend_from_slice(b",\"rows\":[");
+    let state = BodyState {
+        execution,
+        context,
+        phase: Phase::Rows,
+    };
+    let body = stream::once(async move { Ok::<_, std::convert::Infallible>(Bytes::from(head)) })
+        .chain(stream::unfold(state, next_chunk));
+    let mut response = Response::new(Body::from_stream(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+use futures_util::StreamExt;
+
+async fn next_chunk(
+    mut state: BodyState,
+) -> Option<(Result<Bytes, std::convert::Infallible>, BodyState)> {
+    if matches!(state.phase, Phase::Finished) {
+        return None;
+    }
+    let frame = state.execution.frames.recv().await;
+    let chunk = match frame {
+        Some(Frame::Rows(bytes)) => bytes,
+        Some(Frame::Done(summary)) => {
+            state.phase = Phase::Finished;
+            state.context.log_success(&summary);
+            Bytes::from(tail(&summary, None))
+        }
+        Some(Frame::Failed(error)) => {
+            state.phase = Phase::Finished;
+            let api_error = ApiError::from(&error);
+            state.context.log_failure(api_error.status, error.class());
+            Bytes::from(tail(
+                &Summary::default(),
+                Some((&api_error, &state.context)),
+            ))
+        }
+        None => {
+            // The producer ended without saying how: report it rather than close silently.
+            state.phase = Phase::Finished;
+            let api_error = ApiError::internal();
+            state
+                .context
+                .log_failure(api_error.status, "producer_vanished");
+            Bytes::from(tail(
+                &Summary::default(),
+                Some((&api_error, &state.context)),
+            ))
+        }
+    };
+    Some((Ok(chunk), state))
+}
+
+fn tail(summary: &Summary, error: Option<(&ApiError, &LogContext)>) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"]");
+    if let Some((error, context)) = error {
+        out.extend_from_slice(b",\"error\":");
+        out.extend_from_slice(&error.body_json(context.request_id.as_str()));
+        out.push(b'}');
+        return out;
+    }
+    write!(out, ",\"row_count\":{}", summary.row_count).expect("Vec write");
+    if let Some(affected) = summary.rows_affected {
+        write!(out, ",\"rows_affected\":{affected}").expect("Vec write");
+    }
+    if summary.truncated {
+        out.extend_from_slice(b",\"truncated\":true");
+    }
+    out.push(b'}');
+    out
+}

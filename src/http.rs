@@ -1,0 +1,10 @@
+//! HTTP plumbing shared by both planes: the listener loop (header read timeout, keep-alive,
+//! graceful drain), request ids, baseline response headers, and the one place where errors
+//! become JSON responses.
+
+pub mod error;
+pub mod request_id;
+pub mod server;
+
+pub use error::ApiError;
+pub use request_id::RequestId;

@@ -1,0 +1,14 @@
+//! Sluice: a query proxy gateway for named, stored queries.
+//!
+//! See `docs/ARCHITECTURE.md` for the map of modules and their invariants.
+
+pub mod catalog;
+pub mod config;
+pub mod datasource;
+pub mod demo;
+pub mod gateway;
+pub mod http;
+pub mod instance;
+pub mod store;
+pub mod telemetry;
+pub mod vault;

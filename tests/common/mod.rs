@@ -1,0 +1,247 @@
+//! Shared helpers for integration tests: real PostgreSQL and MariaDB on this machine, and
+//! gateways started in-process on port 0.
+//!
+//! The databases are required: a test that cannot reach them fails with a message saying
+//! how to start them. Nothing is skipped.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use sluice::catalog::spec::CatalogSpec;
+use sluice::catalog::yaml;
+use sluice::config;
+use sluice::instance::Instance;
+use sluice::store::{MetadataStore, SqliteStore};
+use sluice::vault::{InstanceKey, Owner};
+use tokio::sync::oneshot;
+
+pub const PG_HOST: &str = "127.0.0.1";
+pub const PG_PORT: u16 = 5432;
+pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// The instance password and salt every test gateway uses (fresh per test process).
+pub fn test_secrets() -> &'static (String, String) {
+    static SECRETS: OnceLock<(String, String)> = OnceLock::new();
+    SECRETS.get_or_init(sluice::vault::keygen)
+}
+
+/// The instance key for [`test_secrets`], derived once per process (600,000 PBKDF2 rounds).
+pub fn test_key() -> &'static InstanceKey {
+    static KEY: OnceLock<InstanceKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let (password, salt) = test_secrets();
+        InstanceKey::derive(password, salt).expect("derive the test key")
+    })
+}
+
+/// Seals `secret` for `datasource/<datasource>/<field>` under the test key.
+pub fn seal(datasource: &str, field: &str, secret: &str) -> String {
+    test_key().seal(&Owner::datasource(datasource, field).unwrap(), secret)
+}
+
+/// A name unique to this test run, usable as a schema, database or table name.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{:016x}", rand::random::<u64>())
+}
+
+/// A connection to the local PostgreSQL `test` database as a superuser.
+pub async fn pg_admin() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host(PG_HOST)
+        .port(PG_PORT)
+        .user("postgres")
+        .dbname("test")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL must run on {PG_HOST}:{PG_PORT} with trust auth and a `test` \
+                 database (start it with .ci/run or pg_ctlcluster): {e}"
+            )
+        });
+    tokio::spawn(connection);
+    client
+}
+
+/// A connection to the local MariaDB `test` database as root.
+pub async fn mysql_admin() -> mysql_async::Conn {
+    mysql_async::Conn::from_url(MYSQL_URL)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "MariaDB must run on 127.0.0.1:3306 with root and an empty password (start it \
+             with .ci/run): {e}"
+            )
+        })
+}
+
+/// A fresh PostgreSQL schema, dropped by the returned guard's owner at the end of a test
+/// (tests call [`PgSchema::drop`]; leftovers are harmless, names are unique).
+pub struct PgSchema {
+    pub name: String,
+}
+
+impl PgSchema {
+    pub async fn create(client: &tokio_postgres::Client) -> PgSchema {
+        let name = unique_name("t");
+        client
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .expect("create schema");
+        PgSchema { name }
+    }
+
+    pub async fn drop(self, client: &tokio_postgres::Client) {
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .await;
+    }
+}
+
+/// A fresh MariaDB database.
+pub struct MyDatabase {
+    pub name: String,
+}
+
+impl MyDatabase {
+    pub async fn create(conn: &mut mysql_async::Conn) -> MyDatabase {
+        use mysql_async::prelude::Queryable;
+        let name = unique_name("t");
+        conn.query_drop(format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        MyDatabase { name }
+    }
+
+    pub async fn drop(self, conn: &mut mysql_async::Conn) {
+        use mysql_async::prelude::Queryable;
+        let _ = conn
+            .query_drop(format!("DROP DATABASE {}", self.name))
+            .await;
+    }
+}
+
+/// YAML for a PostgreSQL datasource on the local server.
+pub fn pg_datasource_yaml(name: &str) -> String {
+    format!(
+        "  {name}:\n    kind: postgres\n    host: {PG_HOST}\n    port: {PG_PORT}\n    database: test\n    user: postgres\n    password: {}\n    pool_size: 4\n",
+        seal(name, "password", "unused-with-trust-auth")
+    )
+}
+
+/// YAML for a MariaDB datasource on the local server, using database `database`.
+pub fn mysql_datasource_yaml(name: &str, database: &str) -> String {
+    format!(
+        "  {name}:\n    kind: mysql\n    host: 127.0.0.1\n    port: 3306\n    database: {database}\n    user: root\n    pool_size: 4\n"
+    )
+}
+
+/// A gateway running in this process on 127.0.0.1:0.
+pub struct TestGateway {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// Starts a gateway serving `catalog` (YAML) with extra environment settings.
+    pub async fn start_with(catalog: &str, env: &[(&str, &str)]) -> TestGateway {
+        let spec = yaml::parse(catalog).unwrap_or_else(|e| panic!("test catalog: {e}"));
+        TestGateway::start_spec(spec, env).await
+    }
+
+    pub async fn start(catalog: &str) -> TestGateway {
+        TestGateway::start_with(catalog, &[]).await
+    }
+
+    pub async fn start_spec(spec: CatalogSpec, env: &[(&str, &str)]) -> TestGateway {
+        let (password, salt) = test_secrets();
+        let mut vars: HashMap<String, String> = HashMap::new();
+        vars.insert("SLUICE_LISTEN".into(), "127.0.0.1:0".into());
+        vars.insert("SLUICE_ENCRYPTION_PASSWORD".into(), password.clone());
+        vars.insert("SLUICE_ENCRYPTION_SALT".into(), salt.clone());
+        for (name, value) in env {
+            vars.insert(name.to_string(), value.to_string());
+        }
+        let config = config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
+        let store = SqliteStore::in_memory().expect("in-memory store");
+        store.replace_catalog(&spec, "test").expect("apply catalog");
+        let key = InstanceKey::derive(password, salt).expect("key");
+        let instance = Instance::with_parts(config, key, Arc::new(store))
+            .await
+            .unwrap_or_else(|e| panic!("gateway start: {e}"));
+        let listener = instance.bind().await.expect("bind");
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(instance.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        TestGateway {
+            address,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// POSTs `body` (raw text) to a query; returns status, headers and the body text.
+    pub async fn post_raw(
+        &self,
+        app: &str,
+        query: &str,
+        body: &str,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let response = self
+            .client
+            .post(self.url(&format!("/v1/apps/{app}/queries/{query}")))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        (status, headers, text)
+    }
+
+    /// POSTs `{"params": params}`; returns status and the parsed JSON body.
+    pub async fn call(
+        &self,
+        app: &str,
+        query: &str,
+        params: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({ "params": params }).to_string();
+        let (status, _, text) = self.post_raw(app, query, &body).await;
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {text}"));
+        (status, json)
+    }
+
+    /// Stops accepting and waits for the drain.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

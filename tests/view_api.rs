@@ -1,0 +1,456 @@
+//! The view endpoint end to end through a real socket, against real PostgreSQL and MariaDB:
+//! response shape, streaming, writes, limits, and every refusal as a JSON error.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+/// A PostgreSQL-backed gateway over a fresh schema with an `orders` table.
+async fn pg_gateway() -> (TestGateway, tokio_postgres::Client, PgSchema) {
+    let admin = pg_admin().await;
+    let schema = PgSchema::create(&admin).await;
+    let s = &schema.name;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {s}.orders (id bigserial PRIMARY KEY, customer int NOT NULL, \
+             status text NOT NULL CHECK (status <> 'bad'), total numeric(10,2) NOT NULL, \
+             note text UNIQUE);
+             INSERT INTO {s}.orders (customer, status, total)
+               SELECT g % 10, CASE WHEN g % 2 = 0 THEN 'paid' ELSE 'new' END, g * 1.5
+               FROM generate_series(1, 50) g;"
+        ))
+        .await
+        .unwrap();
+    let catalog = r#"
+datasources:
+DATASOURCES
+apps:
+  shop:
+    visibility: public
+    queries:
+      orders:
+        datasource: pg
+        sql: SELECT id, status, total FROM S.orders WHERE customer = {{ params.customer }} AND status = {{ params.status }} ORDER BY id
+        params:
+          customer: { type: int, required: true }
+          status: { type: text, enum: [new, paid], default: paid }
+      all:
+        datasource: pg
+        sql: SELECT id FROM S.orders ORDER BY id
+        max_rows: 7
+      add:
+        datasource: pg
+        sql: INSERT INTO S.orders (customer, status, total, note) VALUES ({{ params.customer }}, {{ params.status }}, {{ params.total }}, {{ params.note }})
+        params:
+          customer: { type: int, required: true }
+          status: { type: text, required: true }
+          total: { type: numeric, required: true }
+          note: { type: text }
+      slow:
+        datasource: pg
+        sql: SELECT pg_sleep(5)::text AS slept
+        timeout_ms: 300
+      mine:
+        datasource: pg
+        sql: SELECT id FROM S.orders WHERE customer::text = {{ user.id }}
+      broken:
+        datasource: pg
+        sql: SELECT id FROM S.no_such_table
+      money:
+        datasource: pg
+        sql: SELECT 1::money AS m
+  staff:
+    visibility: workspace
+    queries:
+      q:
+        datasource: pg
+        sql: SELECT 1 AS one
+  secret_app:
+    queries:
+      q:
+        datasource: pg
+        sql: SELECT 1 AS one
+"#
+    .replace("DATASOURCES", pg_datasource_yaml("pg").trim_end())
+    .replace("S.", &format!("{s}."));
+    let gateway = TestGateway::start(&catalog).await;
+    (gateway, admin, schema)
+}
+
+#[tokio::test]
+async fn point_query_returns_columns_rows_and_count() {
+    let (gateway, admin, schema) = pg_gateway().await;
+    let (status, body) = gateway.call("shop", "orders", json!({"customer": 4})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["columns"],
+        json!([{"name": "id", "type": "int8"}, {"name": "status", "type": "text"}, {"name": "total", "type": "numeric"}])
+    );
+    assert_eq!(
+        body["rows"],
+        json!([
+            ["4", "paid", "6.00"],
+            ["14", "paid", "21.00"],
+            ["24", "paid", "36.00"],
+            ["34", "paid", "51.00"],
+            ["44", "paid", "66.00"]
+        ])
+    );
+    assert_eq!(body["row_count"], 5);
+    assert!(body.get("truncated").is_none());
+    assert!(body.get("error").is_none());
+    schema.drop(&admin).await;
+}
+
+#[tokio::test]
+async fn max_rows_truncates_and_says_so() {
+    let (gateway, admin, schema) = pg_gateway().await;
+    let (status, body) = gateway.call("shop", "all", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["row_count"], 7);
+    assert_eq!(body["rows"].as_array().unwrap().len(), 7);
+    assert_eq!(body["truncated"], true);
+    schema.drop(&admin).await;
+}
+
+#[tokio::test]
+async fn writes_report_rows_affected_and_constraints_are_409() {
+    let (gateway, admin, schema) = pg_gateway().await;
+    let (status, body) = gateway
+        .call(
+            "shop",
+            "add",
+            json!({"customer": 99, "status": "new", "total": "12.34", "note": "n1"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows_affected"], 1);
+    assert_eq!(body["row_count"], 0);
+    let stored: rust_decimal_free::Text = rust_decimal_free::fetch(
+        &admin,
+        &format!(
+            "SELECT total::text FROM {}.orders WHERE customer = 99",
+            schema.name
+        ),
+    )
+    .await;
+    assert_eq!(stored.0, "12.34");
+
+    // Unique violation: a 409 that names the constraint kind, never the value.
+    let (status, body) = gateway
+        .call(
+            "shop",
+            "add",
+            json!({"customer": 98, "status": "new", "total": 1, "note": "n1"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "constraint_violation");
+    assert!(!body.to_string().contains("n1"), "{body}");
+    // Check violation.
+    let (status, body) = gateway
+        .call(
+            "shop",
+            "add",
+            json!({"customer": 98, "status": "bad", "total": 1}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    // Value out of range for numeric(10,2): the database refuses it, 400.
+    let (status, body) = gateway
+        .call(
+            "shop",
+            "add",
+            json!({"customer": 98, "status": "new", "total": "123456789012.5"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_data");
+    schema.drop(&admin).await;
+}
+
+#[tokio::test]
+async fn refusals_are_json_errors_naming_what_was_wrong() {
+    let (gateway, admin, schema) = pg_gateway().await;
+    // (app, query, body, status, error code, param named)
+    type Case<'a> = (&'a str, &'a str, &'a str, u16, &'a str, Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        ("nope", "orders", r#"{"params":{}}"#, 404, "not_found", None),
+        ("shop", "nope", r#"{"params":{}}"#, 404, "not_found", None),
+        (
+            "secret_app",
+            "q",
+            r#"{"params":{}}"#,
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            "staff",
+            "q",
+            r#"{"params":{}}"#,
+            401,
+            "unauthenticated",
+            None,
+        ),
+        (
+            "shop",
+            "mine",
+            r#"{"params":{}}"#,
+            401,
+            "unauthenticated",
+            None,
+        ),
+        (
+            "shop",
+            "orders",
+            r#"{"params":{"customer":1,"extra":2}}"#,
+            400,
+            "invalid_params",
+            Some("extra"),
+        ),
+        (
+            "shop",
+            "orders",
+            r#"{"params":{"customer":"one"}}"#,
+            400,
+            "invalid_params",
+            Some("customer"),
+        ),
+        (
+            "shop",
+            "orders",
+            r#"{"params":{}}"#,
+            400,
+            "invalid_params",
+            Some("customer"),
+        ),
+        (
+            "shop",
+            "orders",
+            r#"{"params":{"customer":1,"status":"shipped"}}"#,
+            400,
+            "invalid_params",
+            Some("status"),
+        ),
+        (
+            "shop",
+            "orders",
+            r#"{"params":{"customer":1"#,
+            400,
+            "invalid_json",
+            None,
+        ),
+        (
+            "shop",
+            "orders",
+            r#"{"param":{"customer":1}}"#,
+            400,
+            "invalid_json",
+            None,
+        ),
+        ("shop", "orders", r#"[1,2]"#, 400, "invalid_json", None),
+        (
+            "shop",
+            "orders",
+            r#"{"params":"x"}"#,
+            400,
+            "invalid_json",
+            None,
+        ),
+        ("shop", "broken", r#"{}"#, 502, "query_failed", None),
+        (
+            "shop",
+            "money",
+            r#"{}"#,
+            500,
+            "unsupported_column_type",
+            None,
+        ),
+        ("shop", "slow", r#"{}"#, 504, "query_timeout", None),
+    ];
+    for (app, query, body, status, code, param) in cases {
+        let (got, headers, text) = gateway.post_raw(app, query, body).await;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{app}/{query} {body}: not JSON ({e}): {text}"));
+        assert_eq!(got, status, "{app}/{query} {body}: {text}");
+        assert_eq!(json["error"]["code"], code, "{app}/{query} {body}: {text}");
+        let request_id = headers["x-request-id"].to_str().unwrap();
+        assert_eq!(json["error"]["request_id"], request_id);
+        assert_eq!(headers["content-type"], "application/json");
+        if let Some(param) = param {
+            assert_eq!(json["error"]["param"], param, "{text}");
+            assert!(json["error"]["message"].as_str().unwrap().contains(param));
+        }
+        // The view plane never shows SQL text or where the datasource is.
+        for forbidden in [
+            "SELECT",
+            "INSERT",
+            &schema.name,
+            "127.0.0.1",
+            "5432",
+            "no_such_table",
+        ] {
+            assert!(
+                !text.contains(forbidden),
+                "{app}/{query}: response leaks {forbidden}: {text}"
+            );
+        }
+    }
+    schema.drop(&admin).await;
+}
+
+#[tokio::test]
+async fn oversize_bodies_and_wrong_media_types_are_refused() {
+    let (gateway, admin, schema) = pg_gateway().await;
+    let big = format!(r#"{{"params":{{"status":"{}"}}}}"#, "x".repeat(70_000));
+    let (status, _, text) = gateway.post_raw("shop", "orders", &big).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("payload_too_large"));
+
+    // Chunked (no Content-Length): the limit still holds while reading.
+    let stream = futures_util::stream::iter(
+        (0..100).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 1024]))),
+    );
+    let response = gateway
+        .client
+        .post(gateway.url("/v1/apps/shop/queries/orders"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+
+    let response = gateway
+        .client
+        .post(gateway.url("/v1/apps/shop/queries/orders"))
+        .header("content-type", "text/plain")
+        .body(r#"{"params":{"customer":1}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 415);
+
+    let response = gateway
+        .client
+        .get(gateway.url("/v1/apps/shop/queries/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    schema.drop(&admin).await;
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let (gateway, admin, schema) = pg_gateway().await;
+    for path in ["/healthz", "/readyz"] {
+        let response = gateway.client.get(gateway.url(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+    }
+    let response = gateway
+        .client
+        .get(gateway.url("/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    schema.drop(&admin).await;
+}
+
+#[tokio::test]
+async fn mariadb_point_query_and_write() {
+    let mut admin = mysql_admin().await;
+    let db = MyDatabase::create(&mut admin).await;
+    {
+        use mysql_async::prelude::Queryable;
+        admin
+            .query_drop(format!(
+                "CREATE TABLE {}.orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, customer INT NOT NULL, \
+                 total DECIMAL(10,2) NOT NULL, note VARCHAR(20) UNIQUE)",
+                db.name
+            ))
+            .await
+            .unwrap();
+        admin
+            .query_drop(format!(
+                "INSERT INTO {}.orders (customer, total) VALUES (1, 10.50), (1, 3.25), (2, 7.00)",
+                db.name
+            ))
+            .await
+            .unwrap();
+    }
+    let catalog = r#"
+datasources:
+DATASOURCES
+apps:
+  shop:
+    visibility: public
+    queries:
+      orders:
+        datasource: my
+        sql: SELECT id, total FROM orders WHERE customer = {{ params.customer }} ORDER BY id
+        params:
+          customer: { type: int, required: true }
+      some:
+        datasource: my
+        sql: SELECT id FROM orders WHERE id IN ({{ params.ids }}) ORDER BY id
+        params:
+          ids: { type: 'array<bigint>', required: true }
+      add:
+        datasource: my
+        sql: INSERT INTO orders (customer, total, note) VALUES ({{ params.customer }}, {{ params.total }}, {{ params.note }})
+        params:
+          customer: { type: int, required: true }
+          total: { type: numeric, required: true }
+          note: { type: text }
+"#
+    .replace("DATASOURCES", mysql_datasource_yaml("my", &db.name).trim_end());
+    let gateway = TestGateway::start(&catalog).await;
+    let (status, body) = gateway.call("shop", "orders", json!({"customer": 1})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["columns"],
+        json!([{"name": "id", "type": "bigint"}, {"name": "total", "type": "decimal"}])
+    );
+    assert_eq!(body["rows"], json!([["1", "10.50"], ["2", "3.25"]]));
+    let (status, body) = gateway.call("shop", "some", json!({"ids": [3, "1"]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], json!([["1"], ["3"]]));
+    let (status, body) = gateway.call("shop", "some", json!({"ids": []})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "ids");
+    let (status, body) = gateway
+        .call(
+            "shop",
+            "add",
+            json!({"customer": 3, "total": "1.10", "note": "dup"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows_affected"], 1);
+    let (status, body) = gateway
+        .call(
+            "shop",
+            "add",
+            json!({"customer": 3, "total": "1.10", "note": "dup"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    db.drop(&mut admin).await;
+}
+
+/// Reads one text value with the admin client (kept tiny: tests compare text forms).
+mod rust_decimal_free {
+    pub struct Text(pub String);
+
+    pub async fn fetch(client: &tokio_postgres::Client, sql: &str) -> Text {
+        Text(client.query_one(sql, &[]).await.unwrap().get(0))
+    }
+}
