@@ -53,7 +53,7 @@ impl GatewayState {
     }
 
     /// Installs a new snapshot; requests already running keep the one they started with.
-    /// Returns the previous one so the caller can close its pools.
+    /// Returns the previous one; its pools close when the last request holding it ends.
     pub fn replace_snapshot(&self, snapshot: Snapshot) -> Arc<Snapshot> {
         self.snapshot.swap(Arc::new(snapshot))
     }

@@ -86,8 +86,9 @@ impl Instance {
     pub async fn reload(&self) -> Result<i64, StartError> {
         let snapshot = build_snapshot(&self.config, &self.key, self.store.clone()).await?;
         let revision = snapshot.revision;
-        let previous = self.state.replace_snapshot(snapshot);
-        previous.pools.close_all();
+        // The previous snapshot's pools close when the last request using them finishes
+        // and drops its reference.
+        drop(self.state.replace_snapshot(snapshot));
         Ok(revision)
     }
 

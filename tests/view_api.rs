@@ -60,6 +60,16 @@ apps:
       money:
         datasource: pg
         sql: SELECT 1::money AS m
+      many:
+        datasource: pg
+        sql: SELECT g AS n FROM generate_series(1, {{ params.count }}) g
+        params:
+          count: { type: int, required: true, min: 1, max: 1000000 }
+        max_rows: 1000000
+      fails_midway:
+        datasource: pg
+        sql: SELECT 100 / (g - 60000) AS x FROM generate_series(1, 100000) g
+        max_rows: 1000000
   staff:
     visibility: workspace
     queries:
@@ -453,4 +463,55 @@ mod rust_decimal_free {
     pub async fn fetch(client: &tokio_postgres::Client, sql: &str) -> Text {
         Text(client.query_one(sql, &[]).await.unwrap().get(0))
     }
+}
+
+#[tokio::test]
+async fn large_results_stream_in_chunks_and_parse() {
+    let (gateway, admin, schema) = pg_gateway().await;
+    let response = gateway
+        .client
+        .post(gateway.url("/v1/apps/shop/queries/many"))
+        .json(&json!({"params": {"count": 200000}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    // Streamed: no Content-Length, the body arrives in several chunks.
+    assert!(response.headers().get("content-length").is_none());
+    let mut chunks = 0;
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    use futures_util::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(&chunk.unwrap());
+        chunks += 1;
+    }
+    assert!(chunks > 10, "only {chunks} chunks");
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["row_count"], 200000);
+    assert_eq!(json["rows"][199999], json!([200000]));
+    assert!(json.get("error").is_none());
+    schema.drop(&admin).await;
+}
+
+#[tokio::test]
+async fn a_failure_after_rows_started_ends_the_body_with_an_error_member() {
+    let (gateway, admin, schema) = pg_gateway().await;
+    let (status, headers, text) = gateway.post_raw("shop", "fails_midway", "{}").await;
+    // The status line went out with the first rows; the body still parses and says it is cut.
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&text).expect("a cut body still parses");
+    let rows = json["rows"].as_array().unwrap();
+    assert!(
+        !rows.is_empty() && rows.len() < 60000,
+        "{} rows",
+        rows.len()
+    );
+    assert_eq!(json["error"]["code"], "invalid_data");
+    assert_eq!(
+        json["error"]["request_id"],
+        headers["x-request-id"].to_str().unwrap()
+    );
+    assert!(json.get("row_count").is_none());
+    schema.drop(&admin).await;
 }

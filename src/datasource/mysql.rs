@@ -72,9 +72,19 @@ impl MySqlSource {
 
     pub(super) fn close(&self) {
         let pool = self.pool.clone();
-        tokio::spawn(async move {
-            let _ = pool.disconnect().await;
-        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = pool.disconnect().await;
+            });
+        }
+    }
+}
+
+impl Drop for MySqlSource {
+    /// mysql_async pools are closed explicitly; this one resolves once connections still in
+    /// use by running queries have been returned.
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
