@@ -10,6 +10,7 @@
 //! Errors are classified into [`DatasourceError`] variants; driver messages (which can contain
 //! values) never leave this module, and only their class and SQLSTATE-like code are logged.
 
+pub mod egress;
 pub mod json;
 pub mod mysql;
 pub mod postgres;

@@ -165,6 +165,24 @@ impl CompiledSql {
         };
         Ok(RenderedSql { sql, args })
     }
+
+    /// The binding (`customer`, `user.id`) behind the 1-based argument `position` of the
+    /// statement rendered from `values`, so a value the database refuses can be reported by
+    /// name. Cold path: only called for errors.
+    pub fn binding_at(&self, position: usize, values: &BindValues<'_>) -> Option<String> {
+        let mut next = 1;
+        for arg in &self.args {
+            let count = match (arg.list, arg.source.value(values)) {
+                (true, Ok(ParamValue::Array(items))) => items.len(),
+                _ => 1,
+            };
+            if position < next + count {
+                return Some(arg.source.name());
+            }
+            next += count;
+        }
+        None
+    }
 }
 
 /// The statement text, fixed or with request-time pieces.
@@ -922,9 +940,12 @@ fn keyword_choices(spec: &ParamSpec) -> Result<Vec<Choice>, String> {
                     "`{value}` is not an ordering keyword (ASC, DESC, NULLS FIRST, NULLS LAST)"
                 ));
             }
+            // Stored in the canonical upper-case spelling, which is what `catalog::params`
+            // hands over after matching the caller's value case-insensitively.
+            let canonical = words.join(" ");
             Ok(Choice {
-                sql: value.clone().into_boxed_str(),
-                value,
+                sql: canonical.clone().into_boxed_str(),
+                value: canonical,
             })
         })
         .collect()

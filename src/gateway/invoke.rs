@@ -15,7 +15,7 @@ use super::GatewayState;
 use super::response::{LogContext, stream_rows};
 use crate::catalog::spec::Visibility;
 use crate::catalog::template::BindValues;
-use crate::datasource::ExecOptions;
+use crate::datasource::{DatasourceError, ExecOptions};
 use crate::http::{ApiError, RequestId};
 
 /// `POST /v1/apps/{app}/queries/{query}` with `{"params": {...}}`.
@@ -78,7 +78,17 @@ pub async fn invoke(
     match source.execute(statement, options).await {
         Ok(execution) => Ok(stream_rows(execution, context)),
         Err(error) => {
-            let api_error = ApiError::from(&error);
+            let mut api_error = ApiError::from(&error);
+            if let DatasourceError::Bind { position, .. } = &error {
+                let bound = BindValues {
+                    params: &values,
+                    user: None,
+                };
+                if let Some(name) = query.sql.binding_at(*position, &bound) {
+                    api_error.message = format!("param `{name}`: {}", api_error.message);
+                    api_error.param = Some(name);
+                }
+            }
             context.log_failure(api_error.status, error.class());
             Err(api_error)
         }

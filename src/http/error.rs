@@ -131,9 +131,12 @@ impl From<&DatasourceError> for ApiError {
                 "invalid_data",
                 "the database rejected a value (out of range, too long or malformed)",
             ),
-            DatasourceError::Bind { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_params", error.to_string())
-            }
+            // The gateway fills in `param` from the statement's bindings.
+            DatasourceError::Bind { db_type, .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_params",
+                format!("a param value does not fit the database type {db_type}"),
+            ),
             DatasourceError::UnsupportedColumn { .. } => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "unsupported_column_type",
