@@ -5,6 +5,7 @@
 //! does no IO and never opens a secret except to verify it (`compile::verify_secrets`).
 
 pub mod compile;
+pub mod http_template;
 pub mod params;
 pub mod spec;
 pub mod template;

@@ -91,6 +91,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "16",
         "Default number of connections in each datasource's pool.",
     ),
+    (
+        EGRESS_ALLOW,
+        "",
+        "Non-public networks every datasource may reach (CIDRs or addresses, comma-separated), e.g. 10.20.0.0/16; empty: only public addresses, plus each datasource's own egress_allow.",
+    ),
+    (
+        EGRESS_BIND,
+        "",
+        "Local source addresses outbound connections leave from (comma-separated, at most one IPv4 and one IPv6), for DBA allowlists; empty: chosen by the OS.",
+    ),
+    (
+        EGRESS_PUBLIC_IPS,
+        "",
+        "The public addresses this instance's traffic appears from after NAT (comma-separated), listed by `sluice egress` for DBAs; informational.",
+    ),
 ];
 
 const LISTEN: &str = "SLUICE_LISTEN";
@@ -107,6 +122,9 @@ const QUERY_TIMEOUT_MS: &str = "SLUICE_QUERY_TIMEOUT_MS";
 const MAX_ROWS: &str = "SLUICE_MAX_ROWS";
 const SHUTDOWN_GRACE_SECS: &str = "SLUICE_SHUTDOWN_GRACE_SECS";
 const POOL_SIZE: &str = "SLUICE_POOL_SIZE";
+const EGRESS_ALLOW: &str = "SLUICE_EGRESS_ALLOW";
+const EGRESS_BIND: &str = "SLUICE_EGRESS_BIND";
+const EGRESS_PUBLIC_IPS: &str = "SLUICE_EGRESS_PUBLIC_IPS";
 
 /// Longest timeout or grace period accepted: one day. Far beyond any sensible value, and it
 /// keeps deadline arithmetic well away from overflow.
@@ -135,6 +153,12 @@ pub struct Config {
     pub pool_size: usize,
     /// Without a trailing `/`, so paths can be appended directly.
     pub public_url: Option<String>,
+    /// Non-public networks every datasource may reach.
+    pub egress_allow: Vec<ipnet::IpNet>,
+    /// Source addresses for outbound connections (at most one per address family).
+    pub egress_bind: Vec<std::net::IpAddr>,
+    /// Public egress addresses after NAT, for DBAs (informational).
+    pub egress_public_ips: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -296,7 +320,38 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
                 })
             })
             .transpose()?,
+        egress_allow: env.parse(
+            EGRESS_ALLOW,
+            "a comma-separated list of CIDRs or addresses such as 10.0.0.0/8, 192.168.1.5",
+            |v| crate::datasource::egress::parse_cidr_list(v).map_err(boxed),
+        )?,
+        egress_bind: env.parse(
+            EGRESS_BIND,
+            "a comma-separated list of local addresses, at most one IPv4 and one IPv6",
+            |v| {
+                let addresses = parse_address_list(v).map_err(boxed)?;
+                let v4 = addresses.iter().filter(|a| a.is_ipv4()).count();
+                if v4 > 1 || addresses.len() - v4 > 1 {
+                    return Err(None);
+                }
+                Ok(addresses)
+            },
+        )?,
+        egress_public_ips: env.parse(
+            EGRESS_PUBLIC_IPS,
+            "a comma-separated list of IP addresses",
+            |v| parse_address_list(v).map_err(boxed),
+        )?,
     })
+}
+
+/// `"10.0.0.1, ::1"` -> addresses; empty text is an empty list.
+fn parse_address_list(value: &str) -> Result<Vec<std::net::IpAddr>, std::net::AddrParseError> {
+    value
+        .split([',', ' '])
+        .filter(|item| !item.is_empty())
+        .map(str::parse)
+        .collect()
 }
 
 /// Names among `names` that look like Sluice variables (`SLUICE_` prefix) but are not in

@@ -11,6 +11,7 @@
 //! values) never leave this module, and only their class and SQLSTATE-like code are logged.
 
 pub mod egress;
+pub mod http;
 pub mod json;
 pub mod mysql;
 pub mod postgres;
@@ -83,6 +84,10 @@ pub struct Execution {
 pub enum DatasourceError {
     #[error("the datasource is unavailable")]
     Unavailable { class: &'static str },
+    #[error("the egress policy refused the connection")]
+    EgressRefused,
+    #[error("the upstream response is larger than the datasource allows")]
+    UpstreamTooLarge,
     #[error("the query ran past its timeout")]
     Timeout,
     #[error("the change conflicts with a constraint ({kind})")]
@@ -109,6 +114,8 @@ impl DatasourceError {
         match self {
             DatasourceError::Unavailable { class } => class,
             DatasourceError::Timeout => "timeout",
+            DatasourceError::EgressRefused => "egress_refused",
+            DatasourceError::UpstreamTooLarge => "upstream_too_large",
             DatasourceError::Constraint { .. } => "constraint",
             DatasourceError::InvalidData { class } => class,
             DatasourceError::Bind { .. } => "bind",
@@ -134,11 +141,15 @@ pub enum PoolError {
     Config { datasource: String, message: String },
 }
 
-/// Defaults that apply where a datasource spec says nothing.
-#[derive(Debug, Clone, Copy)]
+/// Instance-wide settings that apply where a datasource spec says nothing.
+#[derive(Debug, Clone)]
 pub struct PoolDefaults {
     pub pool_size: usize,
     pub connect_timeout: Duration,
+    /// Non-public networks every datasource may reach (`SLUICE_EGRESS_ALLOW`).
+    pub egress_allow: Vec<ipnet::IpNet>,
+    /// Source addresses of outbound connections (`SLUICE_EGRESS_BIND`).
+    pub egress_bind: Vec<std::net::IpAddr>,
 }
 
 impl Default for PoolDefaults {
@@ -146,23 +157,73 @@ impl Default for PoolDefaults {
         PoolDefaults {
             pool_size: 16,
             connect_timeout: Duration::from_secs(10),
+            egress_allow: Vec::new(),
+            egress_bind: Vec::new(),
         }
     }
 }
 
-/// One datasource's pool.
+/// The egress policy of one datasource: the instance allow list plus its own.
+pub(crate) fn egress_policy(
+    name: &str,
+    datasource_allow: &[String],
+    defaults: &PoolDefaults,
+) -> Result<egress::EgressPolicy, PoolError> {
+    let own =
+        egress::parse_cidr_list(&datasource_allow.join(",")).map_err(|e| PoolError::Config {
+            datasource: name.to_string(),
+            message: format!("egress_allow: {e}"),
+        })?;
+    Ok(egress::EgressPolicy::new(&defaults.egress_allow, &own))
+}
+
+/// Maps a refused or failed outbound connection. The full reason (host, address, range)
+/// goes to the server log for the admin; the client only learns the class.
+pub(crate) fn classify_egress(name: &str, error: &egress::EgressError) -> DatasourceError {
+    use egress::EgressError as E;
+    match error {
+        E::Blocked { .. } | E::MetadataHost { .. } | E::InvalidHost { .. } => {
+            tracing::warn!(datasource = %name, error = %error, "Egress policy refused a connection");
+            DatasourceError::EgressRefused
+        }
+        _ => {
+            tracing::warn!(datasource = %name, error = %error, class = error.class(), "Outbound connection failed");
+            DatasourceError::Unavailable {
+                class: error.class(),
+            }
+        }
+    }
+}
+
+/// One datasource's pool (or HTTP client). Held behind an `Arc` once per catalog, so the
+/// size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Datasource {
     Postgres(postgres::PostgresSource),
     MySql(mysql::MySqlSource),
     Sqlite(sqlite::SqliteSource),
+    Http(http::HttpSource),
 }
 
 impl Datasource {
-    pub fn dialect(&self) -> Dialect {
+    /// The SQL dialect, `None` for HTTP APIs.
+    pub fn dialect(&self) -> Option<Dialect> {
         match self {
-            Datasource::Postgres(_) => Dialect::Postgres,
-            Datasource::MySql(_) => Dialect::MySql,
-            Datasource::Sqlite(_) => Dialect::Sqlite,
+            Datasource::Postgres(_) => Some(Dialect::Postgres),
+            Datasource::MySql(_) => Some(Dialect::MySql),
+            Datasource::Sqlite(_) => Some(Dialect::Sqlite),
+            Datasource::Http(_) => None,
+        }
+    }
+
+    /// Sends a rendered HTTP request (HTTP datasources only).
+    pub async fn send_http(
+        &self,
+        request: crate::catalog::http_template::RenderedHttp,
+    ) -> Result<http::HttpReply, DatasourceError> {
+        match self {
+            Datasource::Http(source) => source.send(request).await,
+            _ => Err(DatasourceError::Internal { class: "not_http" }),
         }
     }
 
@@ -181,8 +242,11 @@ impl Datasource {
         };
         match self {
             Datasource::Postgres(source) => source.spawn(statement, options, producer),
-            Datasource::MySql(source) => source.spawn(statement, options, producer),
+            Datasource::MySql(source) => source.start(statement, options, producer).await,
             Datasource::Sqlite(source) => source.spawn(statement, options, producer),
+            Datasource::Http(_) => {
+                return Err(DatasourceError::Internal { class: "not_sql" });
+            }
         }
         match started_rx.await {
             Ok(Ok(columns)) => Ok(Execution {
@@ -202,6 +266,7 @@ impl Datasource {
             Datasource::Postgres(source) => source.close(),
             Datasource::MySql(source) => source.close(),
             Datasource::Sqlite(source) => source.close(),
+            Datasource::Http(_) => {}
         }
     }
 }
@@ -261,7 +326,7 @@ impl Pools {
     pub fn build(
         catalog: &CatalogSpec,
         key: &InstanceKey,
-        defaults: PoolDefaults,
+        defaults: &PoolDefaults,
     ) -> Result<Pools, PoolError> {
         let mut by_name = HashMap::new();
         for (name, spec) in &catalog.datasources {
@@ -278,6 +343,13 @@ impl Pools {
                 }
                 DatasourceSpec::Sqlite(lite) => {
                     Datasource::Sqlite(sqlite::SqliteSource::new(name, lite, defaults)?)
+                }
+                DatasourceSpec::Http(http_spec) => {
+                    let mut secret = None;
+                    for (field, sealed) in crate::catalog::compile::secret_fields(spec) {
+                        secret = open_secret(key, name, field, sealed)?;
+                    }
+                    Datasource::Http(http::HttpSource::new(name, http_spec, secret, defaults)?)
                 }
             };
             by_name.insert(name.clone(), Arc::new(source));

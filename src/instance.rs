@@ -151,8 +151,10 @@ async fn build_snapshot(
     let pools = Pools::build(
         &spec,
         key,
-        PoolDefaults {
+        &PoolDefaults {
             pool_size: config.pool_size,
+            egress_allow: config.egress_allow.clone(),
+            egress_bind: config.egress_bind.clone(),
             ..PoolDefaults::default()
         },
     )?;

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::catalog::http_template::{CompiledHttp, compile_http};
 use crate::catalog::params::ParamSchema;
-use crate::catalog::spec::{CatalogSpec, DatasourceSpec, Visibility};
+use crate::catalog::spec::{CatalogSpec, DatasourceSpec, HttpAuthSpec, QuerySpec, Visibility};
 use crate::catalog::template::{CompiledSql, Dialect, compile_sql};
 use crate::vault::{self, InstanceKey, Owner};
 
@@ -29,13 +30,30 @@ impl Default for QueryDefaults {
     }
 }
 
+/// A compiled template: SQL for databases, a request description for HTTP APIs.
+#[derive(Debug)]
+pub enum CompiledTemplate {
+    Sql(CompiledSql),
+    Http(CompiledHttp),
+}
+
+impl CompiledTemplate {
+    /// Whether the template binds `{{ user.* }}` (it then needs a signed-in caller).
+    pub fn uses_user(&self) -> bool {
+        match self {
+            CompiledTemplate::Sql(sql) => sql.uses_user(),
+            CompiledTemplate::Http(http) => http.uses_user(),
+        }
+    }
+}
+
 /// A query ready to serve.
 #[derive(Debug)]
 pub struct CompiledQuery {
     pub app: String,
     pub name: String,
     pub datasource: String,
-    pub sql: CompiledSql,
+    pub template: CompiledTemplate,
     pub params: ParamSchema,
     pub timeout: Duration,
     pub max_rows: u64,
@@ -82,15 +100,58 @@ pub fn secret_fields(spec: &DatasourceSpec) -> Vec<(&'static str, Option<&str>)>
             vec![("password", net.password.as_deref())]
         }
         DatasourceSpec::Sqlite(_) => Vec::new(),
+        DatasourceSpec::Http(http) => match &http.auth {
+            None => Vec::new(),
+            Some(HttpAuthSpec::Bearer { token }) => vec![("bearer", Some(token.as_str()))],
+            Some(HttpAuthSpec::Basic { password, .. }) => {
+                vec![("basic_password", Some(password.as_str()))]
+            }
+            Some(HttpAuthSpec::ApiKey { value, .. }) => vec![("api_key", Some(value.as_str()))],
+        },
     }
 }
 
-/// The dialect a datasource speaks.
-pub fn dialect_of(spec: &DatasourceSpec) -> Dialect {
+/// The SQL dialect a datasource speaks (`None` for HTTP APIs).
+pub fn dialect_of(spec: &DatasourceSpec) -> Option<Dialect> {
     match spec {
-        DatasourceSpec::Postgres(_) => Dialect::Postgres,
-        DatasourceSpec::Mysql(_) => Dialect::MySql,
-        DatasourceSpec::Sqlite(_) => Dialect::Sqlite,
+        DatasourceSpec::Postgres(_) => Some(Dialect::Postgres),
+        DatasourceSpec::Mysql(_) => Some(Dialect::MySql),
+        DatasourceSpec::Sqlite(_) => Some(Dialect::Sqlite),
+        DatasourceSpec::Http(_) => None,
+    }
+}
+
+/// Compiles a query's template for its datasource's kind.
+fn compile_template(
+    query: &QuerySpec,
+    datasource: &DatasourceSpec,
+) -> Result<CompiledTemplate, CatalogProblem> {
+    let problem = |field: &str, message: String| CatalogProblem {
+        location: field.to_string(),
+        message,
+    };
+    match (dialect_of(datasource), &query.sql, &query.http) {
+        (Some(dialect), Some(sql), None) => compile_sql(sql, dialect, &query.params)
+            .map(CompiledTemplate::Sql)
+            .map_err(|e| problem("sql", e.to_string())),
+        (None, None, Some(http)) => {
+            let DatasourceSpec::Http(spec) = datasource else {
+                unreachable!("only HTTP datasources have no dialect")
+            };
+            let allowed = crate::datasource::http::allowed_methods(spec)
+                .map_err(|e| problem("http.method", e))?;
+            compile_http(http, &query.params, &allowed)
+                .map(CompiledTemplate::Http)
+                .map_err(|e| problem(&format!("http.{}", e.location), e.message))
+        }
+        (Some(_), _, _) => Err(problem(
+            "sql",
+            "a query on a database datasource needs `sql` (and no `http`)".into(),
+        )),
+        (None, _, _) => Err(problem(
+            "http",
+            "a query on an HTTP datasource needs `http` (and no `sql`)".into(),
+        )),
     }
 }
 
@@ -115,6 +176,19 @@ pub fn compile(
         let location = format!("datasources.{name}");
         if !is_valid_name(name) {
             problem(location.clone(), name_rule());
+        }
+        let egress_allow = match datasource {
+            DatasourceSpec::Postgres(net) | DatasourceSpec::Mysql(net) => &net.egress_allow,
+            DatasourceSpec::Http(http) => &http.egress_allow,
+            DatasourceSpec::Sqlite(_) => &Vec::new(),
+        };
+        if let Err(error) = crate::datasource::egress::parse_cidr_list(&egress_allow.join(",")) {
+            problem(format!("{location}.egress_allow"), error.to_string());
+        }
+        if let DatasourceSpec::Http(http) = datasource
+            && let Err(message) = crate::datasource::http::check_spec(http)
+        {
+            problem(location.clone(), message);
         }
         for (field, value) in secret_fields(datasource) {
             if let Some(value) = value
@@ -155,10 +229,10 @@ pub fn compile(
                     continue;
                 }
             };
-            let sql = match compile_sql(&query.sql, dialect_of(datasource), &query.params) {
-                Ok(sql) => sql,
+            let template = match compile_template(query, datasource) {
+                Ok(template) => template,
                 Err(error) => {
-                    problem(format!("{location}.sql"), error.to_string());
+                    problem(format!("{location}.{}", error.location), error.message);
                     continue;
                 }
             };
@@ -177,7 +251,7 @@ pub fn compile(
                     app: app_name.clone(),
                     name: query_name.clone(),
                     datasource: query.datasource.clone(),
-                    sql,
+                    template,
                     params,
                     timeout: query
                         .timeout_ms

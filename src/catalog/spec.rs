@@ -27,6 +27,7 @@ pub enum DatasourceSpec {
     Postgres(NetworkDatabaseSpec),
     Mysql(NetworkDatabaseSpec),
     Sqlite(SqliteSpec),
+    Http(HttpDatasourceSpec),
 }
 
 /// Connection settings shared by PostgreSQL and MySQL/MariaDB.
@@ -50,6 +51,10 @@ pub struct NetworkDatabaseSpec {
     /// Time allowed to open a connection, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u64>,
+    /// Non-public networks this datasource may reach (CIDRs or single addresses), for a
+    /// database on a private network or this host. Everything else non-public is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress_allow: Vec<String>,
 }
 
 /// TLS policy for a database connection.
@@ -72,6 +77,91 @@ pub struct SqliteSpec {
     pub read_only: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_size: Option<usize>,
+}
+
+/// An HTTP API. Credentials are sealed (owner `datasource/<name>/<field>`, with fields
+/// `bearer`, `basic_password`, `api_key`) and added only when a request is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpDatasourceSpec {
+    /// `https://api.example.com/v1`: every query's path is appended to it.
+    pub base_url: String,
+    /// Headers sent with every request (not secrets: put those in `auth`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<HttpAuthSpec>,
+    /// Whole-request timeout in milliseconds (default 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Largest response body accepted, in bytes (default 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<usize>,
+    /// Methods queries may use (default GET and POST).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_methods: Option<Vec<String>>,
+    /// Follow up to this many redirects, each re-checked, same origin only (default 0: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_redirects: Option<usize>,
+    /// Non-public networks this datasource may reach (CIDRs or single addresses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress_allow: Vec<String>,
+}
+
+/// How an HTTP datasource authenticates. Every secret value is sealed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum HttpAuthSpec {
+    /// `Authorization: Bearer <token>`; the token is sealed as field `bearer`.
+    Bearer { token: String },
+    /// HTTP basic auth; the password is sealed as field `basic_password`.
+    Basic { user: String, password: String },
+    /// An API key in a header (`header: X-Api-Key`) or a query parameter (`query: key`);
+    /// the value is sealed as field `api_key`.
+    ApiKey {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<String>,
+        value: String,
+    },
+}
+
+/// An HTTP request template. Bindings are encoded for where they stand (DESIGN.md rule 6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequestSpec {
+    /// `GET` (default), `POST`, `PUT`, `PATCH` or `DELETE`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Appended to the datasource's base URL; each binding is one percent-encoded piece of a
+    /// path segment.
+    #[serde(default)]
+    pub path: String,
+    /// Query parameters: name -> value template.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, String>,
+    /// Request headers: name -> value template.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<HttpBodySpec>,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+/// A request body template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum HttpBodySpec {
+    /// A JSON document; a string that is exactly one binding becomes the typed value.
+    Json(serde_json::Value),
+    /// `application/x-www-form-urlencoded`: name -> value template.
+    Form(BTreeMap<String, String>),
+    /// `text/plain` with bindings interpolated.
+    Text(String),
 }
 
 /// Who may run an app's queries.
@@ -102,7 +192,12 @@ pub struct AppSpec {
 #[serde(deny_unknown_fields)]
 pub struct QuerySpec {
     pub datasource: String,
-    pub sql: String,
+    /// The SQL template, for database datasources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    /// The request template, for HTTP datasources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpRequestSpec>,
     #[serde(default)]
     pub params: BTreeMap<String, ParamSpec>,
     /// Statement timeout in milliseconds (default `SLUICE_QUERY_TIMEOUT_MS`).

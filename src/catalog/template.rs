@@ -266,7 +266,7 @@ impl BindingSource {
         }
     }
 
-    fn value(&self, values: &BindValues<'_>) -> Result<ParamValue, RenderError> {
+    pub(crate) fn value(&self, values: &BindValues<'_>) -> Result<ParamValue, RenderError> {
         match self {
             BindingSource::Param(name) => {
                 values.params.get(name).cloned().ok_or_else(|| RenderError {

@@ -2,12 +2,24 @@
 //! (cached per connection), rows encoded from the binary protocol into JSON.
 //!
 //! Connections run with `time_zone = '+00:00'`, so `TIMESTAMP` columns read back in UTC.
+//!
+//! Egress: the host is resolved and every address checked by the egress guard when the pool
+//! is first used; mysql_async then connects only to those checked addresses
+//! (`resolved_ips`, no second resolution). mysql_async cannot bind a source address, so when
+//! `SLUICE_EGRESS_BIND` is set the pool connects to a loopback relay owned by this source,
+//! which opens each upstream connection through the egress guard from the configured address
+//! and copies bytes both ways (TLS, when on, still runs end to end with the database).
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Column, Conn, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
+use tokio::net::TcpListener;
+use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 
 use super::{
@@ -17,15 +29,24 @@ use super::{
 use crate::catalog::spec::{NetworkDatabaseSpec, TlsMode};
 use crate::catalog::template::RenderedSql;
 use crate::catalog::value::ParamValue;
+use crate::datasource::egress::{self, EgressPolicy};
 use crate::vault::SecretString;
 
 /// The `binary` character set id: such string columns hold bytes, not text.
 const BINARY_CHARSET: u16 = 63;
 
-/// A pool for one MySQL/MariaDB datasource.
+/// A pool for one MySQL/MariaDB datasource, created on first use (after the egress check).
 pub struct MySqlSource {
     name: Arc<str>,
-    pool: Pool,
+    host: String,
+    port: u16,
+    policy: EgressPolicy,
+    bind: Vec<IpAddr>,
+    connect_timeout: Duration,
+    /// Everything but the address, which is filled in once it has been checked.
+    opts: OptsBuilder,
+    pool: OnceCell<Pool>,
+    relay: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl MySqlSource {
@@ -33,7 +54,7 @@ impl MySqlSource {
         name: &str,
         spec: &NetworkDatabaseSpec,
         password: Option<SecretString>,
-        defaults: PoolDefaults,
+        defaults: &PoolDefaults,
     ) -> Result<MySqlSource, PoolError> {
         let size = spec.pool_size.unwrap_or(defaults.pool_size).max(1);
         let constraints = PoolConstraints::new(0, size).ok_or_else(|| PoolError::Config {
@@ -46,8 +67,6 @@ impl MySqlSource {
             TlsMode::VerifyFull
         });
         let opts = OptsBuilder::default()
-            .ip_or_hostname(spec.host.clone())
-            .tcp_port(spec.port.unwrap_or(3306))
             .user(Some(spec.user.clone()))
             .pass(password.as_ref().map(|p| p.expose().to_string()))
             .db_name(Some(spec.database.clone()))
@@ -60,18 +79,73 @@ impl MySqlSource {
             });
         Ok(MySqlSource {
             name: name.into(),
-            pool: Pool::new(opts),
+            host: spec.host.clone(),
+            port: spec.port.unwrap_or(3306),
+            policy: super::egress_policy(name, &spec.egress_allow, defaults)?,
+            bind: defaults.egress_bind.clone(),
+            connect_timeout: spec
+                .connect_timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.connect_timeout),
+            opts,
+            pool: OnceCell::new(),
+            relay: std::sync::Mutex::new(None),
         })
     }
 
-    pub(super) fn spawn(&self, statement: RenderedSql, options: ExecOptions, producer: Producer) {
-        let pool = self.pool.clone();
-        let name = self.name.clone();
-        tokio::spawn(run(pool, name, statement, options, producer));
+    /// The pool, built on first use once the host's addresses passed the egress check. A
+    /// refusal is not cached: a later request checks again.
+    async fn pool(&self) -> Result<Pool, DatasourceError> {
+        self.pool
+            .get_or_try_init(|| async {
+                let targets = egress::resolve_checked(&self.host, self.port, &self.policy)
+                    .await
+                    .map_err(|e| super::classify_egress(&self.name, &e))?;
+                let opts = self.opts.clone().ip_or_hostname(self.host.clone());
+                let opts = if self.bind.is_empty() {
+                    opts.tcp_port(self.port).resolved_ips(Some(
+                        targets.iter().map(SocketAddr::ip).collect::<Vec<_>>(),
+                    ))
+                } else {
+                    let (port, relay) = start_relay(targets, self.bind.clone(), self.connect_timeout)
+                        .await
+                        .map_err(|error| {
+                            tracing::warn!(datasource = %self.name, error = %error, "Starting the MySQL egress relay failed");
+                            DatasourceError::Unavailable { class: "relay" }
+                        })?;
+                    *self.relay.lock().unwrap_or_else(|p| p.into_inner()) = Some(relay);
+                    opts.tcp_port(port)
+                        .resolved_ips(Some(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]))
+                };
+                Ok(Pool::new(opts))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Starts a statement: builds the pool on first use (within the query's timeout), then
+    /// runs the statement on a task of its own.
+    pub(super) async fn start(
+        &self,
+        statement: RenderedSql,
+        options: ExecOptions,
+        producer: Producer,
+    ) {
+        let pool = match tokio::time::timeout(options.timeout, self.pool()).await {
+            Ok(Ok(pool)) => pool,
+            Ok(Err(error)) => return producer.fail(error).await,
+            Err(_) => return producer.fail(DatasourceError::Timeout).await,
+        };
+        tokio::spawn(run(pool, self.name.clone(), statement, options, producer));
     }
 
     pub(super) fn close(&self) {
-        let pool = self.pool.clone();
+        if let Some(relay) = self.relay.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            relay.abort();
+        }
+        let Some(pool) = self.pool.get().cloned() else {
+            return;
+        };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let _ = pool.disconnect().await;
@@ -86,6 +160,38 @@ impl Drop for MySqlSource {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Listens on a loopback port and relays each accepted connection to a checked target,
+/// connecting from the configured source address.
+async fn start_relay(
+    targets: Vec<SocketAddr>,
+    bind: Vec<IpAddr>,
+    connect_timeout: Duration,
+) -> std::io::Result<(u16, JoinHandle<()>)> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let port = listener.local_addr()?.port();
+    let targets: Arc<[SocketAddr]> = targets.into();
+    let bind: Arc<[IpAddr]> = bind.into();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            let (targets, bind) = (targets.clone(), bind.clone());
+            tokio::spawn(async move {
+                match egress::connect_checked(&targets, &bind, connect_timeout).await {
+                    Ok(mut outbound) => {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, "MySQL egress relay could not connect");
+                    }
+                }
+            });
+        }
+    });
+    Ok((port, task))
 }
 
 async fn run(
@@ -314,8 +420,29 @@ fn write_value(out: &mut Vec<u8>, value: Value, column: &Column) {
 
 /// The column type as shown to clients, in MySQL's own lower-case names.
 fn type_label(column: &Column) -> String {
-    let unsigned = column.flags().contains(ColumnFlags::UNSIGNED_FLAG);
+    let flags = column.flags();
     let binary = column.character_set() == BINARY_CHARSET;
+    // ENUM and SET arrive as strings; only their flags tell them apart.
+    if flags.contains(ColumnFlags::ENUM_FLAG) {
+        return "enum".into();
+    }
+    if flags.contains(ColumnFlags::SET_FLAG) {
+        return "set".into();
+    }
+    // MariaDB also sets UNSIGNED_FLAG on TIMESTAMP, YEAR and BIT, where it means nothing.
+    let numeric = matches!(
+        column.column_type(),
+        ColumnType::MYSQL_TYPE_TINY
+            | ColumnType::MYSQL_TYPE_SHORT
+            | ColumnType::MYSQL_TYPE_INT24
+            | ColumnType::MYSQL_TYPE_LONG
+            | ColumnType::MYSQL_TYPE_LONGLONG
+            | ColumnType::MYSQL_TYPE_FLOAT
+            | ColumnType::MYSQL_TYPE_DOUBLE
+            | ColumnType::MYSQL_TYPE_DECIMAL
+            | ColumnType::MYSQL_TYPE_NEWDECIMAL
+    );
+    let unsigned = numeric && flags.contains(ColumnFlags::UNSIGNED_FLAG);
     let base = match column.column_type() {
         ColumnType::MYSQL_TYPE_TINY => "tinyint",
         ColumnType::MYSQL_TYPE_SHORT => "smallint",

@@ -6,10 +6,10 @@
 
 mod decode;
 mod encode;
+mod pool;
 
 use std::sync::Arc;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures_util::{StreamExt, pin_mut};
 use tokio::time::{Instant, timeout_at};
 use tokio_postgres::error::SqlState;
@@ -26,12 +26,12 @@ use crate::vault::SecretString;
 
 pub use decode::ColumnDecoder;
 pub use encode::{BindMismatch, PgArg};
+pub use pool::{PgConnectError, PgConnection, PgManager, PgPool};
 
 /// A pool for one PostgreSQL datasource.
 pub struct PostgresSource {
     name: Arc<str>,
-    pool: Pool,
-    tls: Option<MakeRustlsConnect>,
+    pool: PgPool,
 }
 
 impl PostgresSource {
@@ -39,7 +39,7 @@ impl PostgresSource {
         name: &str,
         spec: &NetworkDatabaseSpec,
         password: Option<SecretString>,
-        defaults: PoolDefaults,
+        defaults: &PoolDefaults,
     ) -> Result<PostgresSource, PoolError> {
         let mut config = tokio_postgres::Config::new();
         config
@@ -58,20 +58,24 @@ impl PostgresSource {
             // when the server asks for it during connection start-up.
             config.password(password.expose());
         }
-        let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        };
         let tls = match effective_tls(spec) {
             TlsMode::Disable => None,
             TlsMode::VerifyFull => Some(MakeRustlsConnect::new(client_tls_config())),
         };
-        let manager = match &tls {
-            None => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
-            Some(tls) => Manager::from_config(config, tls.clone(), manager_config),
+        let manager = PgManager {
+            config,
+            host: spec.host.clone(),
+            port: spec.port.unwrap_or(5432),
+            policy: super::egress_policy(name, &spec.egress_allow, defaults)?,
+            bind: defaults.egress_bind.clone(),
+            connect_timeout: spec
+                .connect_timeout_ms
+                .map(std::time::Duration::from_millis)
+                .unwrap_or(defaults.connect_timeout),
+            tls,
         };
-        let pool = Pool::builder(manager)
+        let pool = PgPool::builder(manager)
             .max_size(spec.pool_size.unwrap_or(defaults.pool_size))
-            .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| PoolError::Config {
                 datasource: name.to_string(),
@@ -80,15 +84,13 @@ impl PostgresSource {
         Ok(PostgresSource {
             name: name.into(),
             pool,
-            tls,
         })
     }
 
     pub(super) fn spawn(&self, statement: RenderedSql, options: ExecOptions, producer: Producer) {
         let pool = self.pool.clone();
         let name = self.name.clone();
-        let tls = self.tls.clone();
-        tokio::spawn(run(pool, name, tls, statement, options, producer));
+        tokio::spawn(run(pool, name, statement, options, producer));
     }
 
     pub(super) fn close(&self) {
@@ -118,25 +120,24 @@ pub(crate) fn client_tls_config() -> rustls::ClientConfig {
 }
 
 async fn run(
-    pool: Pool,
+    pool: PgPool,
     name: Arc<str>,
-    tls: Option<MakeRustlsConnect>,
     statement: RenderedSql,
     options: ExecOptions,
     mut producer: Producer,
 ) {
     let deadline = Instant::now() + options.timeout;
-    let client = match timeout_at(deadline, pool.get()).await {
+    let mut connection = match timeout_at(deadline, pool.get()).await {
         Err(_) => return producer.fail(DatasourceError::Timeout).await,
         Ok(Err(error)) => {
             let error = classify_pool(&name, error);
             return producer.fail(error).await;
         }
-        Ok(Ok(client)) => client,
+        Ok(Ok(connection)) => connection,
     };
     let outcome = timeout_at(
         deadline,
-        stream(&client, &name, statement, options, &mut producer),
+        stream(&mut connection, &name, statement, options, &mut producer),
     )
     .await;
     match outcome {
@@ -145,14 +146,9 @@ async fn run(
         Err(_) => {
             // Stop the server-side work too, and do not return a connection in an unknown
             // state to the pool.
-            let cancel = client.cancel_token();
-            let client = deadpool_postgres::Object::take(client);
-            drop(client);
-            let cancelled = match tls {
-                None => cancel.cancel_query(tokio_postgres::NoTls).await,
-                Some(tls) => cancel.cancel_query(tls).await,
-            };
-            if let Err(error) = cancelled {
+            let cancel = connection.client.cancel_token();
+            drop(deadpool::managed::Object::take(connection));
+            if let Err(error) = pool.manager().cancel(cancel).await {
                 tracing::warn!(datasource = %name, error = %error, "Cancelling a timed-out query failed");
             }
             producer.fail(DatasourceError::Timeout).await;
@@ -161,13 +157,13 @@ async fn run(
 }
 
 async fn stream(
-    client: &deadpool_postgres::Client,
+    connection: &mut PgConnection,
     name: &str,
     statement: RenderedSql,
     options: ExecOptions,
     producer: &mut Producer,
 ) -> Result<(), DatasourceError> {
-    let prepared = client
+    let prepared = connection
         .prepare_cached(&statement.sql)
         .await
         .map_err(|e| classify(name, &e))?;
@@ -197,7 +193,8 @@ async fn stream(
         .enumerate()
         .map(|(index, value)| PgArg::new(index + 1, value))
         .collect();
-    let rows = client
+    let rows = connection
+        .client
         .query_raw(&prepared, args.iter().map(|arg| arg as &dyn ToSql))
         .await
         .map_err(|e| classify(name, &e))?;
@@ -244,12 +241,21 @@ async fn stream(
     Ok(())
 }
 
-fn classify_pool(name: &str, error: deadpool_postgres::PoolError) -> DatasourceError {
+fn classify_pool(
+    name: &str,
+    error: deadpool::managed::PoolError<PgConnectError>,
+) -> DatasourceError {
     match error {
-        deadpool_postgres::PoolError::Backend(error) => classify(name, &error),
-        deadpool_postgres::PoolError::Timeout(_) => DatasourceError::Unavailable {
-            class: "pool_timeout",
-        },
+        deadpool::managed::PoolError::Backend(PgConnectError::Postgres(error)) => {
+            classify(name, &error)
+        }
+        deadpool::managed::PoolError::Backend(PgConnectError::Egress(error)) => {
+            super::classify_egress(name, &error)
+        }
+        deadpool::managed::PoolError::Backend(error @ PgConnectError::Tls { .. }) => {
+            tracing::warn!(datasource = %name, error = %error, "PostgreSQL TLS set-up failed");
+            DatasourceError::Unavailable { class: "tls" }
+        }
         other => {
             tracing::warn!(datasource = %name, error = %other, "PostgreSQL pool failure");
             DatasourceError::Unavailable { class: "pool" }

@@ -38,7 +38,7 @@ impl SqliteSource {
     pub fn new(
         name: &str,
         spec: &SqliteSpec,
-        defaults: PoolDefaults,
+        defaults: &PoolDefaults,
     ) -> Result<SqliteSource, PoolError> {
         let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         flags |= if spec.read_only {

@@ -13,8 +13,10 @@ use http_body_util::BodyExt;
 
 use super::GatewayState;
 use super::response::{LogContext, stream_rows};
+use crate::catalog::compile::CompiledTemplate;
 use crate::catalog::spec::Visibility;
 use crate::catalog::template::BindValues;
+use crate::datasource::http::HttpReply;
 use crate::datasource::{DatasourceError, ExecOptions};
 use crate::http::{ApiError, RequestId};
 
@@ -43,7 +45,7 @@ pub async fn invoke(
         }
         Visibility::Private => return Err(unknown()),
     }
-    if query.sql.uses_user() {
+    if query.template.uses_user() {
         return Err(ApiError::unauthenticated(
             "this query runs as the signed-in user; sign in first",
         ));
@@ -53,13 +55,10 @@ pub async fn invoke(
         .params
         .validate(&input)
         .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
-    let statement = query
-        .sql
-        .render(&BindValues {
-            params: &values,
-            user: None,
-        })
-        .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
+    let bound = BindValues {
+        params: &values,
+        user: None,
+    };
     let Some(source) = snapshot.pools.get(&query.datasource) else {
         tracing::error!(request_id = %request_id.as_str(), datasource = %query.datasource, "Query names a datasource without a pool");
         return Err(ApiError::internal());
@@ -71,6 +70,28 @@ pub async fn invoke(
         datasource: query.datasource.clone(),
         started,
     };
+    let sql = match &query.template {
+        CompiledTemplate::Sql(sql) => sql,
+        CompiledTemplate::Http(http) => {
+            let request = http
+                .render(&bound)
+                .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
+            return match source.send_http(request).await {
+                Ok(reply) => {
+                    context.log_http(reply.status);
+                    Ok(http_envelope(reply))
+                }
+                Err(error) => {
+                    let api_error = ApiError::from(&error);
+                    context.log_failure(api_error.status, error.class());
+                    Err(api_error)
+                }
+            };
+        }
+    };
+    let statement = sql
+        .render(&bound)
+        .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
     let options = ExecOptions {
         timeout: query.timeout,
         max_rows: query.max_rows,
@@ -79,20 +100,39 @@ pub async fn invoke(
         Ok(execution) => Ok(stream_rows(execution, context)),
         Err(error) => {
             let mut api_error = ApiError::from(&error);
-            if let DatasourceError::Bind { position, .. } = &error {
-                let bound = BindValues {
-                    params: &values,
-                    user: None,
-                };
-                if let Some(name) = query.sql.binding_at(*position, &bound) {
-                    api_error.message = format!("param `{name}`: {}", api_error.message);
-                    api_error.param = Some(name);
-                }
+            if let DatasourceError::Bind { position, .. } = &error
+                && let Some(name) = sql.binding_at(*position, &bound)
+            {
+                api_error.message = format!("param `{name}`: {}", api_error.message);
+                api_error.param = Some(name);
             }
             context.log_failure(api_error.status, error.class());
             Err(api_error)
         }
     }
+}
+
+/// The reply of an HTTP datasource: `{"status": n, "headers": {...}, "body": ...}`.
+fn http_envelope(reply: HttpReply) -> Response {
+    let mut out = Vec::with_capacity(reply.body_json.len() + 128);
+    out.extend_from_slice(b"{\"status\":");
+    out.extend_from_slice(reply.status.to_string().as_bytes());
+    out.extend_from_slice(b",\"headers\":");
+    let headers: serde_json::Map<String, serde_json::Value> = reply
+        .headers
+        .into_iter()
+        .map(|(name, value)| (name, serde_json::Value::String(value)))
+        .collect();
+    serde_json::to_writer(&mut out, &headers).expect("headers serialise");
+    out.extend_from_slice(b",\"body\":");
+    out.extend_from_slice(&reply.body_json);
+    out.push(b'}');
+    let mut response = Response::new(Body::from(out));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Reads and parses the body: `{"params": {...}}`, or an empty body for no params.

@@ -43,6 +43,19 @@ impl LogContext {
         );
     }
 
+    pub fn log_http(&self, upstream_status: u16) {
+        tracing::info!(
+            request_id = %self.request_id.as_str(),
+            app = %self.app,
+            query = %self.query,
+            datasource = %self.datasource,
+            status = 200u16,
+            upstream_status,
+            duration_us = self.started.elapsed().as_micros() as u64,
+            "HTTP query finished"
+        );
+    }
+
     pub fn log_failure(&self, status: StatusCode, error_class: &str) {
         tracing::warn!(
             request_id = %self.request_id.as_str(),

@@ -116,6 +116,17 @@ impl From<&DatasourceError> for ApiError {
                     "the datasource is unavailable; try again later",
                 )
             },
+            DatasourceError::EgressRefused => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "egress_refused",
+                "the egress policy does not allow connecting to this datasource's address; \
+                 the server log names the address and the rule",
+            ),
+            DatasourceError::UpstreamTooLarge => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_too_large",
+                "the upstream response is larger than this datasource allows",
+            ),
             DatasourceError::Timeout => ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "query_timeout",

@@ -127,6 +127,7 @@ fn kind_name(spec: &DatasourceSpec) -> &'static str {
         DatasourceSpec::Postgres(_) => "postgres",
         DatasourceSpec::Mysql(_) => "mysql",
         DatasourceSpec::Sqlite(_) => "sqlite",
+        DatasourceSpec::Http(_) => "http",
     }
 }
 

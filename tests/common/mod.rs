@@ -124,10 +124,10 @@ impl MyDatabase {
     }
 }
 
-/// YAML for a PostgreSQL datasource on the local server.
+/// YAML for a PostgreSQL datasource on the local server (loopback allowed by its egress list).
 pub fn pg_datasource_yaml(name: &str) -> String {
     format!(
-        "  {name}:\n    kind: postgres\n    host: {PG_HOST}\n    port: {PG_PORT}\n    database: test\n    user: postgres\n    password: {}\n    pool_size: 4\n",
+        "  {name}:\n    kind: postgres\n    host: {PG_HOST}\n    port: {PG_PORT}\n    database: test\n    user: postgres\n    password: {}\n    pool_size: 4\n    egress_allow: [127.0.0.1/32]\n",
         seal(name, "password", "unused-with-trust-auth")
     )
 }
@@ -135,7 +135,7 @@ pub fn pg_datasource_yaml(name: &str) -> String {
 /// YAML for a MariaDB datasource on the local server, using database `database`.
 pub fn mysql_datasource_yaml(name: &str, database: &str) -> String {
     format!(
-        "  {name}:\n    kind: mysql\n    host: 127.0.0.1\n    port: 3306\n    database: {database}\n    user: root\n    pool_size: 4\n"
+        "  {name}:\n    kind: mysql\n    host: 127.0.0.1\n    port: 3306\n    database: {database}\n    user: root\n    pool_size: 4\n    egress_allow: [127.0.0.1/32]\n"
     )
 }
 

@@ -117,13 +117,21 @@ impl ColumnDecoder {
                 }
             },
             ColumnDecoder::Time => {
+                // Written from the microseconds directly: `24:00:00` is a valid PostgreSQL
+                // time that chrono's NaiveTime cannot hold.
                 let micros = wire::time_from_sql(raw)?;
-                let time = NaiveTime::from_num_seconds_from_midnight_opt(
-                    u32::try_from(micros / 1_000_000).map_err(|_| Malformed)?,
-                    u32::try_from(micros % 1_000_000 * 1000).map_err(|_| Malformed)?,
-                )
-                .ok_or(Malformed)?;
-                json::quoted_display(out, time.format("%H:%M:%S%.f"));
+                if !(0..=86_400_000_000).contains(&micros) {
+                    return Err(Malformed);
+                }
+                let seconds = micros / 1_000_000;
+                let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+                json::quoted_display(
+                    out,
+                    format_args!(
+                        "{hours:02}:{minutes:02}:{seconds:02}{}",
+                        Fraction((micros % 1_000_000) as u32)
+                    ),
+                );
             }
             ColumnDecoder::Timestamp | ColumnDecoder::Timestamptz => {
                 match wire::timestamp_from_sql(raw)? {
@@ -207,10 +215,25 @@ fn epoch_date() -> NaiveDate {
 }
 
 fn write_timestamp(out: &mut Vec<u8>, at: NaiveDateTime, utc: bool) {
-    if utc {
-        json::quoted_display(out, at.format("%Y-%m-%dT%H:%M:%S%.fZ"));
-    } else {
-        json::quoted_display(out, at.format("%Y-%m-%dT%H:%M:%S%.f"));
+    use chrono::Timelike;
+    let fraction = Fraction(at.nanosecond() / 1000);
+    let zone = if utc { "Z" } else { "" };
+    json::quoted_display(
+        out,
+        format_args!("{}{fraction}{zone}", at.format("%Y-%m-%dT%H:%M:%S")),
+    );
+}
+
+/// Microseconds as `.ffffff` (always six digits, like MySQL's), or nothing when zero.
+struct Fraction(u32);
+
+impl std::fmt::Display for Fraction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 == 0 {
+            Ok(())
+        } else {
+            write!(f, ".{:06}", self.0)
+        }
     }
 }
 

@@ -1,0 +1,1215 @@
+//! Load benchmark: Sluice against a direct pooled prepared-statement client, on one machine.
+//!
+//! `cargo bench --bench load` builds this program and the `sluice` binary with the bench
+//! profile (optimised, `target/release/sluice`) and then, in one run:
+//!
+//! 1. recreates schema `bench_load` on the local PostgreSQL (127.0.0.1:5432, trust auth,
+//!    database `test`, user `postgres`) with `orders`: 100,000 rows over 1,000 customers and
+//!    4 statuses, indexed on `(customer_id, status, created_at DESC)`;
+//! 2. makes an instance key, seals the datasource password, `sluice catalog apply`s a
+//!    catalog into a temporary `SLUICE_DATA_DIR` and starts `sluice serve` on a free loopback
+//!    port (`SLUICE_LOG_LEVEL=warn`, `SLUICE_POOL_SIZE` = the concurrency);
+//! 3. runs the point query "the 20 newest orders of customer C with status S" (C and S random
+//!    per request) for the same time at the same concurrency
+//!    - directly: one tokio-postgres connection per worker, each with its prepared statement;
+//!    - through Sluice over HTTP/1.1 keep-alive, driven by `wrk` with `benches/load.lua`;
+//!
+//!    and reports throughput, p50/p99 latency, and CPU time per request of the Sluice
+//!    process, of the PostgreSQL backends serving it, and of the client / load generator
+//!    (process CPU over the run divided by requests: independent of how the cores were shared);
+//! 4. streams a 1,000,000-row result through Sluice, sampling its RSS every 50 ms;
+//! 5. measures Sluice's RSS idle and under 256 concurrent keep-alive clients.
+//!
+//! It prints a table and the targets of DESIGN.md ("Performance targets") with PASS/MISS;
+//! it exits 0 whatever the figures (it fails only when it cannot run). Only loopback
+//! addresses are contacted. `wrk` is installed with apt-get when it is missing.
+//!
+//! Settings (environment): `BENCH_CONCURRENCY` (32), `BENCH_SECONDS` (15),
+//! `BENCH_WARMUP_SECONDS` (3), `BENCH_POOL_SIZE` (= concurrency), `BENCH_ROWS` (100000),
+//! `BENCH_STREAM_ROWS` (1000000), `BENCH_MANY_CLIENTS` (256), `BENCH_MANY_SECONDS` (5),
+//! `BENCH_LOG_LEVEL` (warn). See docs/PERFORMANCE.md for figures and caveats.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sluice::vault::{self, InstanceKey, Owner};
+use tokio_postgres::types::{FromSql, Type};
+
+const PG_HOST: &str = "127.0.0.1";
+const PG_PORT: u16 = 5432;
+const SCHEMA: &str = "bench_load";
+const CUSTOMERS: i32 = 1000;
+const STATUSES: [&str; 4] = ["new", "paid", "shipped", "cancelled"];
+/// The point query, as the direct client prepares it.
+const POINT_SQL: &str = "SELECT id, status, total, created_at FROM bench_load.orders \
+     WHERE customer_id = $1 AND status = $2 ORDER BY created_at DESC LIMIT 20";
+/// The same query as a Sluice template.
+const POINT_TEMPLATE: &str = "SELECT id, status, total, created_at FROM bench_load.orders \
+     WHERE customer_id = {{ params.customer }} AND status = {{ params.status }} \
+     ORDER BY created_at DESC LIMIT 20";
+const DIRECT_APPLICATION_NAME: &str = "sluice_bench_direct";
+
+/// DESIGN.md targets.
+const TARGET_CPU_US: f64 = 50.0;
+const TARGET_RATIO: f64 = 0.7;
+const TARGET_STREAM_GROWTH_MIB: f64 = 32.0;
+const TARGET_IDLE_MIB: f64 = 30.0;
+const TARGET_MANY_MIB: f64 = 64.0;
+
+fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(run(settings))
+}
+
+/// Benchmark settings, from `BENCH_*` environment variables.
+#[derive(Debug, Clone)]
+struct Settings {
+    concurrency: usize,
+    seconds: u64,
+    warmup_seconds: u64,
+    pool_size: usize,
+    rows: u64,
+    stream_rows: u64,
+    many_clients: usize,
+    many_seconds: u64,
+    log_level: String,
+}
+
+impl Settings {
+    fn from_env() -> anyhow::Result<Settings> {
+        fn number(name: &str, default: u64) -> anyhow::Result<u64> {
+            match std::env::var(name) {
+                Ok(text) if !text.trim().is_empty() => text
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .with_context(|| format!("{name} must be a positive integer, not `{text}`")),
+                _ => Ok(default),
+            }
+        }
+        let concurrency = number("BENCH_CONCURRENCY", 32)? as usize;
+        Ok(Settings {
+            concurrency,
+            seconds: number("BENCH_SECONDS", 15)?,
+            warmup_seconds: number("BENCH_WARMUP_SECONDS", 3)?,
+            pool_size: number("BENCH_POOL_SIZE", concurrency as u64)? as usize,
+            rows: number("BENCH_ROWS", 100_000)?,
+            stream_rows: number("BENCH_STREAM_ROWS", 1_000_000)?,
+            many_clients: number("BENCH_MANY_CLIENTS", 256)? as usize,
+            many_seconds: number("BENCH_MANY_SECONDS", 5)?,
+            log_level: std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+        })
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let sluice_bin = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
+    let ticks = clock_ticks_per_second();
+    println!("Sluice load benchmark");
+    println!("  sluice binary: {}", sluice_bin.display());
+    if !sluice_bin.components().any(|c| c.as_os_str() == "release") {
+        println!("  WARNING: not a release build; run it as `cargo bench --bench load`");
+    }
+    println!(
+        "  machine: {} cores; PostgreSQL on {PG_HOST}:{PG_PORT}; load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "  settings: concurrency {}, {} s per run ({} s warm-up), pool {}, {} rows, stream {} rows, {} clients for {} s",
+        settings.concurrency,
+        settings.seconds,
+        settings.warmup_seconds,
+        settings.pool_size,
+        settings.rows,
+        settings.stream_rows,
+        settings.many_clients,
+        settings.many_seconds
+    );
+    let wrk = Wrk {
+        binary: ensure_wrk()?,
+        lua: Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/load.lua"),
+    };
+
+    let admin = pg_connect("sluice_bench_admin").await?;
+    let server_version: String = admin.query_one("SHOW server_version", &[]).await?.get(0);
+    println!("  PostgreSQL {server_version}");
+    let started = Instant::now();
+    create_data(&admin, settings.rows).await?;
+    println!(
+        "  data: {SCHEMA}.orders, {} rows, {CUSTOMERS} customers x {} statuses ({:.1} s)",
+        settings.rows,
+        STATUSES.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let directory = tempfile::tempdir().context("temporary data directory")?;
+    let sluice = Sluice::start(&sluice_bin, directory.path(), &settings).await?;
+    let http = reqwest::Client::new();
+    let idle = process_memory(sluice.pid).context("reading sluice's RSS")?;
+    println!(
+        "  sluice pid {} on {}; idle RSS after start-up {:.1} MiB",
+        sluice.pid,
+        sluice.base_url,
+        mib(idle.rss_kib)
+    );
+    check_point_query(&http, &sluice).await?;
+
+    println!(
+        "\n[1/5] direct tokio-postgres client: {} connections, {} s",
+        settings.concurrency, settings.seconds
+    );
+    let direct = direct_run(&settings, ticks).await?;
+    println!("  {}", direct.summary());
+
+    println!(
+        "\n[2/5] through Sluice: wrk -t1 -c{} -d{}s",
+        settings.concurrency, settings.seconds
+    );
+    let url = sluice.url("/v1/apps/bench/queries/orders");
+    let point = Load {
+        url: &url,
+        connections: settings.concurrency,
+        seconds: settings.seconds,
+        get: false,
+    };
+    let warm_up = Load {
+        seconds: settings.warmup_seconds,
+        ..point
+    };
+    wrk_run(&wrk, &warm_up).await.context("warm-up")?;
+    let gateway = sluice_run(&admin, &sluice, &wrk, &point, ticks).await?;
+    println!("  {}", gateway.summary());
+    let warm = process_memory(sluice.pid)?;
+
+    let health = sluice.url("/healthz");
+    let floor_load = Load {
+        url: &health,
+        connections: settings.concurrency,
+        seconds: settings.seconds.min(5),
+        get: true,
+    };
+    println!(
+        "\n[3/5] HTTP floor, no database: GET /healthz, wrk -t1 -c{} -d{}s",
+        floor_load.connections, floor_load.seconds
+    );
+    let floor = sluice_run(&admin, &sluice, &wrk, &floor_load, ticks).await?;
+    println!("  {}", floor.summary());
+
+    println!(
+        "\n[4/5] streaming {} rows through Sluice",
+        settings.stream_rows
+    );
+    let stream = stream_run(&http, &sluice, settings.stream_rows, ticks).await?;
+    println!(
+        "  {} bytes in {:.2} s ({:.0} rows/s, {:.1} MiB/s); sluice CPU {:.2} us/row; RSS before {:.1} MiB, peak {:.1} MiB, growth {:.1} MiB (VmHWM {:.1} -> {:.1} MiB)",
+        stream.bytes,
+        stream.seconds,
+        settings.stream_rows as f64 / stream.seconds,
+        stream.bytes as f64 / 1_048_576.0 / stream.seconds,
+        stream.sluice_cpu_us / settings.stream_rows as f64,
+        mib(stream.rss_before_kib),
+        mib(stream.rss_peak_kib),
+        mib(stream.growth_kib()),
+        mib(stream.hwm_before_kib),
+        mib(stream.hwm_after_kib)
+    );
+
+    let many_load = Load {
+        connections: settings.many_clients,
+        seconds: settings.many_seconds,
+        ..point
+    };
+    println!(
+        "\n[5/5] {} concurrent keep-alive clients: wrk -t1 -c{} -d{}s",
+        settings.many_clients, settings.many_clients, settings.many_seconds
+    );
+    let many = sluice_run(&admin, &sluice, &wrk, &many_load, ticks).await?;
+    println!("  {}", many.summary());
+    let after = process_memory(sluice.pid)?;
+
+    drop(sluice);
+    let _ = admin
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        .await;
+
+    report(&Results {
+        settings,
+        direct,
+        gateway,
+        floor,
+        many,
+        stream,
+        idle_kib: idle.rss_kib,
+        warm_kib: warm.rss_kib,
+        after_kib: after.rss_kib,
+    });
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data
+
+async fn pg_connect(application_name: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host(PG_HOST)
+        .port(PG_PORT)
+        .user("postgres")
+        .dbname("test")
+        .application_name(application_name)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .with_context(|| {
+            format!(
+                "PostgreSQL must run on {PG_HOST}:{PG_PORT} with trust auth and a `test` database"
+            )
+        })?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+async fn create_data(admin: &tokio_postgres::Client, rows: u64) -> anyhow::Result<()> {
+    let statuses = STATUSES
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    admin
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {SCHEMA} CASCADE;
+             CREATE SCHEMA {SCHEMA};
+             CREATE TABLE {SCHEMA}.orders (
+                 id bigserial PRIMARY KEY,
+                 customer_id int NOT NULL,
+                 status text NOT NULL,
+                 total numeric(10,2) NOT NULL,
+                 created_at timestamptz NOT NULL);
+             INSERT INTO {SCHEMA}.orders (customer_id, status, total, created_at)
+               SELECT 1 + floor(random() * {CUSTOMERS})::int,
+                      (ARRAY[{statuses}])[1 + floor(random() * {n})::int],
+                      round((random() * 1000)::numeric, 2),
+                      now() - random() * interval '365 days'
+               FROM generate_series(1, {rows});
+             CREATE INDEX orders_customer_status_created
+               ON {SCHEMA}.orders (customer_id, status, created_at DESC);
+             ANALYZE {SCHEMA}.orders;",
+            n = STATUSES.len()
+        ))
+        .await
+        .context("creating the benchmark data")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Sluice process
+
+struct Sluice {
+    child: Child,
+    pid: u32,
+    base_url: String,
+}
+
+impl Sluice {
+    async fn start(binary: &Path, directory: &Path, settings: &Settings) -> anyhow::Result<Sluice> {
+        let (password, salt) = vault::keygen();
+        let key = InstanceKey::derive(&password, &salt).context("deriving the instance key")?;
+        let sealed = key.seal(
+            &Owner::datasource("pg", "password")?,
+            "unused-with-trust-auth",
+        );
+        let catalog = format!(
+            "datasources:
+  pg:
+    kind: postgres
+    host: {PG_HOST}
+    port: {PG_PORT}
+    database: test
+    user: postgres
+    password: {sealed}
+apps:
+  bench:
+    visibility: public
+    queries:
+      orders:
+        datasource: pg
+        sql: {POINT_TEMPLATE}
+        params:
+          customer: {{ type: int, required: true }}
+          status: {{ type: text, required: true, enum: [{statuses}] }}
+      stream:
+        datasource: pg
+        sql: SELECT g AS id, md5(g::text) AS h, g * 1.5 AS v FROM generate_series(1, {stream_rows}) g
+        max_rows: {max_rows}
+        timeout_ms: 600000
+",
+            statuses = STATUSES.join(", "),
+            stream_rows = settings.stream_rows,
+            max_rows = settings.stream_rows * 2,
+        );
+        let catalog_path = directory.join("catalog.yaml");
+        std::fs::write(&catalog_path, catalog)?;
+        let port = std::net::TcpListener::bind((PG_HOST, 0))?
+            .local_addr()?
+            .port();
+        let env: Vec<(&str, String)> = vec![
+            ("SLUICE_ENCRYPTION_PASSWORD", password),
+            ("SLUICE_ENCRYPTION_SALT", salt),
+            ("SLUICE_DATA_DIR", directory.display().to_string()),
+            ("SLUICE_LISTEN", format!("127.0.0.1:{port}")),
+            ("SLUICE_LOG_LEVEL", settings.log_level.clone()),
+            ("SLUICE_LOG_FORMAT", "text".into()),
+            ("SLUICE_POOL_SIZE", settings.pool_size.to_string()),
+        ];
+        let command = |args: &[&str]| {
+            let mut command = std::process::Command::new(binary);
+            command.args(args);
+            for (name, _) in std::env::vars() {
+                if name.starts_with("SLUICE_") {
+                    command.env_remove(name);
+                }
+            }
+            command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+            command
+        };
+        let applied = command(&["catalog", "apply", &catalog_path.display().to_string()])
+            .output()
+            .context("running `sluice catalog apply`")?;
+        if !applied.status.success() {
+            bail!(
+                "`sluice catalog apply` failed: {}",
+                String::from_utf8_lossy(&applied.stderr)
+            );
+        }
+        let log_path = directory.join("sluice.log");
+        let log = std::fs::File::create(&log_path)?;
+        let child = command(&["serve"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting `sluice serve`")?;
+        let mut sluice = Sluice {
+            pid: child.id(),
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = sluice.child.try_wait()? {
+                bail!(
+                    "sluice serve exited ({status}): {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+            if let Ok(response) = client.get(sluice.url("/readyz")).send().await
+                && response.status().is_success()
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("sluice did not become ready within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(sluice)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request through Sluice, checked, so a broken setup fails before any timing.
+async fn check_point_query(http: &reqwest::Client, sluice: &Sluice) -> anyhow::Result<()> {
+    let response = http
+        .post(sluice.url("/v1/apps/bench/queries/orders"))
+        .header("content-type", "application/json")
+        .body(r#"{"params":{"customer":7,"status":"paid"}}"#)
+        .send()
+        .await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await?;
+    let rows = body["row_count"].as_u64().unwrap_or(0);
+    if !status.is_success() || rows == 0 || rows > 20 {
+        bail!("the point query through Sluice answered {status}: {body}");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc accounting
+
+fn clock_ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// CPU time of a process from `/proc/<pid>/stat`, in clock ticks.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTicks {
+    /// utime + stime: the process itself, all its threads.
+    own: u64,
+    /// cutime + cstime: its children that it has waited for.
+    children: u64,
+}
+
+fn cpu_ticks(pid: &str) -> Option<CpuTicks> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: fields count from its end.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state); utime is field 14.
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    Some(CpuTicks {
+        own: field(14)? + field(15)?,
+        children: field(16)? + field(17)?,
+    })
+}
+
+fn process_name(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat[stat.find('(')? + 1..stat.rfind(')')?].to_string())
+}
+
+/// CPU of every process named `postgres` (postmaster, background processes, backends), with
+/// the children the postmaster reaped, so a backend that exits is not lost.
+fn all_postgres_ticks() -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| process_name(pid).is_some_and(|n| n.starts_with("postgres")))
+        .filter_map(|pid| cpu_ticks(&pid))
+        .map(|t| t.own + t.children)
+        .sum()
+}
+
+/// Busy ticks of the whole machine (all cores) from `/proc/stat`.
+fn machine_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().next() else {
+        return 0;
+    };
+    // cpu user nice system idle iowait irq softirq steal
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|i| values.get(*i))
+        .sum()
+}
+
+/// CPU ticks of each of `pids` (backends), keyed by pid.
+fn ticks_by_pid(pids: &[i32]) -> HashMap<i32, u64> {
+    pids.iter()
+        .filter_map(|pid| cpu_ticks(&pid.to_string()).map(|t| (*pid, t.own)))
+        .collect()
+}
+
+/// CPU used by `after`'s backends since `before` (a backend new in `after` counts whole).
+fn backend_delta(before: &HashMap<i32, u64>, after: &HashMap<i32, u64>) -> u64 {
+    after
+        .iter()
+        .map(|(pid, ticks)| ticks.saturating_sub(before.get(pid).copied().unwrap_or(0)))
+        .sum()
+}
+
+/// Local ports of `pid`'s TCP connections to PostgreSQL, via its socket inodes.
+fn pg_client_ports(pid: u32) -> Vec<i32> {
+    let mut inodes = HashSet::new();
+    if let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for entry in entries.flatten() {
+            if let Ok(target) = std::fs::read_link(entry.path())
+                && let Some(inode) = target
+                    .to_str()
+                    .and_then(|t| t.strip_prefix("socket:["))
+                    .and_then(|t| t.strip_suffix(']'))
+            {
+                inodes.insert(inode.to_string());
+            }
+        }
+    }
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    let pg_port = format!(":{PG_PORT:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, inode) = (fields.get(1)?, fields.get(2)?, fields.get(9)?);
+            if !remote.ends_with(&pg_port) || !inodes.contains(*inode) {
+                return None;
+            }
+            i32::from_str_radix(local.rsplit(':').next()?, 16).ok()
+        })
+        .collect()
+}
+
+/// PostgreSQL backend pids serving the given client ports.
+async fn backends_for_ports(
+    admin: &tokio_postgres::Client,
+    ports: &[i32],
+) -> anyhow::Result<Vec<i32>> {
+    let rows = admin
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE client_port = ANY($1)",
+            &[&ports],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Memory {
+    rss_kib: u64,
+    hwm_kib: u64,
+}
+
+fn process_memory(pid: u32) -> anyhow::Result<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let value = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok(Memory {
+        rss_kib: value("VmRSS:"),
+        hwm_kib: value("VmHWM:"),
+    })
+}
+
+/// Samples a process's VmRSS every 50 ms on a thread of its own; `finish` gives the peak.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<u64>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut peak = 0;
+            loop {
+                if let Ok(memory) = process_memory(pid) {
+                    peak = peak.max(memory.rss_kib);
+                }
+                if flag.load(Ordering::Relaxed) {
+                    return peak;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        RssSampler { stop, handle }
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap_or(0)
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+/// One timed run at one concurrency.
+#[derive(Debug, Clone, Default)]
+struct RunResult {
+    label: &'static str,
+    requests: u64,
+    seconds: f64,
+    p50_us: f64,
+    p99_us: f64,
+    errors: u64,
+    /// CPU of the PostgreSQL backends that served the run.
+    pg_backend_cpu_us: f64,
+    /// CPU of every `postgres` process over the run (background processes and other users too).
+    pg_all_cpu_us: f64,
+    /// CPU of the gateway (Sluice) or, for the direct run, of the client process itself.
+    serving_cpu_us: f64,
+    /// CPU of the load generator (wrk); none for the direct run (the client is the load).
+    loadgen_cpu_us: Option<f64>,
+    /// Busy CPU of the whole machine over the run.
+    machine_cpu_us: f64,
+    /// Peak RSS of Sluice during the run.
+    rss_peak_kib: Option<u64>,
+    backends: usize,
+}
+
+impl RunResult {
+    fn throughput(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    fn per_request(&self, cpu_us: f64) -> f64 {
+        cpu_us / self.requests.max(1) as f64
+    }
+
+    /// Machine CPU not accounted to the processes measured, as a share of one core.
+    fn other_load_cores(&self) -> f64 {
+        let known = self.pg_all_cpu_us + self.serving_cpu_us + self.loadgen_cpu_us.unwrap_or(0.0);
+        ((self.machine_cpu_us - known) / 1e6 / self.seconds).max(0.0)
+    }
+
+    fn summary(&self) -> String {
+        let mut text = format!(
+            "{:.0} req/s ({} requests, {} errors), p50 {:.2} ms, p99 {:.2} ms; CPU us/req: {} {:.1}, PG backends ({}) {:.1} (all postgres {:.1})",
+            self.throughput(),
+            self.requests,
+            self.errors,
+            self.p50_us / 1000.0,
+            self.p99_us / 1000.0,
+            if self.loadgen_cpu_us.is_some() {
+                "sluice"
+            } else {
+                "client"
+            },
+            self.per_request(self.serving_cpu_us),
+            self.backends,
+            self.per_request(self.pg_backend_cpu_us),
+            self.per_request(self.pg_all_cpu_us),
+        );
+        if let Some(loadgen) = self.loadgen_cpu_us {
+            text.push_str(&format!(", wrk {:.1}", self.per_request(loadgen)));
+        }
+        if let Some(peak) = self.rss_peak_kib {
+            text.push_str(&format!("; sluice peak RSS {:.1} MiB", mib(peak)));
+        }
+        text.push_str(&format!(
+            "; other load on the machine {:.2} cores",
+            self.other_load_cores()
+        ));
+        text
+    }
+}
+
+/// Everything one run measured.
+struct Results {
+    settings: Settings,
+    direct: RunResult,
+    gateway: RunResult,
+    floor: RunResult,
+    many: RunResult,
+    stream: StreamResult,
+    idle_kib: u64,
+    warm_kib: u64,
+    after_kib: u64,
+}
+
+fn report(results: &Results) {
+    let Results {
+        settings,
+        direct,
+        gateway,
+        floor,
+        many,
+        stream,
+        idle_kib,
+        warm_kib,
+        after_kib,
+    } = results;
+    let (idle_kib, warm_kib, after_kib) = (*idle_kib, *warm_kib, *after_kib);
+    println!(
+        "\n=== Point query, concurrency {}, {} s each, {} rows ===",
+        settings.concurrency, settings.seconds, settings.rows
+    );
+    println!(
+        "{:<26} {:>9} {:>9} {:>9} {:>13} {:>17} {:>13}",
+        "", "req/s", "p50 ms", "p99 ms", "PG us/req", "client/gw us/req", "wrk us/req"
+    );
+    for run in [direct, gateway] {
+        println!(
+            "{:<26} {:>9.0} {:>9.2} {:>9.2} {:>13.1} {:>17.1} {:>13}",
+            run.label,
+            run.throughput(),
+            run.p50_us / 1000.0,
+            run.p99_us / 1000.0,
+            run.per_request(run.pg_backend_cpu_us),
+            run.per_request(run.serving_cpu_us),
+            run.loadgen_cpu_us
+                .map_or("-".to_string(), |c| format!("{:.1}", run.per_request(c)))
+        );
+    }
+    let ratio = gateway.throughput() / direct.throughput();
+    let sluice_cpu = gateway.per_request(gateway.serving_cpu_us);
+    let growth = mib(stream.growth_kib());
+    let many_peak = mib(many.rss_peak_kib.unwrap_or(0));
+    let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
+    println!("\n=== Targets (DESIGN.md, \"Performance targets\") ===");
+    let lines = [
+        (
+            "Sluice CPU per request".to_string(),
+            format!("{sluice_cpu:.1} us"),
+            format!("<= {TARGET_CPU_US} us"),
+            sluice_cpu <= TARGET_CPU_US,
+        ),
+        (
+            "Throughput Sluice / direct".to_string(),
+            format!("{ratio:.2}x"),
+            format!(">= {TARGET_RATIO}x"),
+            ratio >= TARGET_RATIO,
+        ),
+        (
+            format!("Stream {} rows: RSS growth", settings.stream_rows),
+            format!("{growth:.1} MiB"),
+            format!("< {TARGET_STREAM_GROWTH_MIB} MiB"),
+            growth < TARGET_STREAM_GROWTH_MIB,
+        ),
+        (
+            "Idle RSS (after start-up)".to_string(),
+            format!("{:.1} MiB", mib(idle_kib)),
+            format!("< {TARGET_IDLE_MIB} MiB"),
+            mib(idle_kib) < TARGET_IDLE_MIB,
+        ),
+        (
+            format!("Peak RSS, {} clients", settings.many_clients),
+            format!("{many_peak:.1} MiB"),
+            format!("< {TARGET_MANY_MIB} MiB"),
+            many_peak < TARGET_MANY_MIB,
+        ),
+    ];
+    for (name, value, target, ok) in lines {
+        println!(
+            "{name:<34} {value:>12}   target {target:<12} {}",
+            verdict(ok)
+        );
+    }
+    println!(
+        "\nAlso: RSS {:.1} MiB with the pool of {} warm, {:.1} MiB after the {}-client run; \
+         {} clients: {:.0} req/s, p99 {:.1} ms, {} errors, sluice {:.1} us/req.",
+        mib(warm_kib),
+        settings.pool_size,
+        mib(after_kib),
+        settings.many_clients,
+        settings.many_clients,
+        many.throughput(),
+        many.p99_us / 1000.0,
+        many.errors,
+        many.per_request(many.serving_cpu_us),
+    );
+    let floor_cpu = floor.per_request(floor.serving_cpu_us);
+    println!(
+        "HTTP floor (GET /healthz, no database, same server): {:.0} req/s, sluice {floor_cpu:.1} us/req; \
+         so the point query's database path costs Sluice {:.1} us/req (the direct client spends {:.1}).",
+        floor.throughput(),
+        sluice_cpu - floor_cpu,
+        direct.per_request(direct.serving_cpu_us),
+    );
+    println!(
+        "PG us/req counts the backends serving the run; all postgres processes: direct {:.1}, \
+         sluice {:.1}. Other load on the machine during the runs: direct {:.2} cores, sluice {:.2} cores.",
+        direct.per_request(direct.pg_all_cpu_us),
+        gateway.per_request(gateway.pg_all_cpu_us),
+        direct.other_load_cores(),
+        gateway.other_load_cores(),
+    );
+    if gateway.errors > 0 || many.errors > 0 || direct.errors > 0 || floor.errors > 0 {
+        println!("WARNING: some requests failed; the figures above are not valid.");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The direct client
+
+/// Any column value, as its raw length: lets the client touch `numeric` without a decimal type.
+struct RawLen(usize);
+
+impl<'a> FromSql<'a> for RawLen {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawLen(raw.len()))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+struct Worker {
+    client: tokio_postgres::Client,
+    statement: tokio_postgres::Statement,
+    rng: StdRng,
+}
+
+impl Worker {
+    /// Runs the point query until `deadline`; returns latencies in microseconds (and errors).
+    async fn run(mut self, deadline: Instant) -> (Worker, Vec<u32>, u64) {
+        let mut latencies = Vec::with_capacity(1 << 16);
+        let mut errors = 0;
+        let mut checksum = 0usize;
+        while Instant::now() < deadline {
+            let customer: i32 = self.rng.gen_range(1..=CUSTOMERS);
+            let status = STATUSES[self.rng.gen_range(0..STATUSES.len())];
+            let started = Instant::now();
+            match self
+                .client
+                .query(&self.statement, &[&customer, &status])
+                .await
+            {
+                Ok(rows) => {
+                    for row in &rows {
+                        let id: i64 = row.get(0);
+                        let status: &str = row.get(1);
+                        let total: RawLen = row.get(2);
+                        let at: chrono::DateTime<chrono::Utc> = row.get(3);
+                        checksum = checksum
+                            .wrapping_add(id as usize + status.len() + total.0)
+                            .wrapping_add(at.timestamp_subsec_nanos() as usize);
+                    }
+                    latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                }
+                Err(_) => errors += 1,
+            }
+        }
+        std::hint::black_box(checksum);
+        (self, latencies, errors)
+    }
+}
+
+async fn run_workers(workers: Vec<Worker>, seconds: u64) -> (Vec<Worker>, Vec<u32>, u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .map(|worker| tokio::spawn(worker.run(deadline)))
+        .collect();
+    let mut workers = Vec::new();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (worker, mut lats, errs) = task.await.expect("worker task");
+        workers.push(worker);
+        latencies.append(&mut lats);
+        errors += errs;
+    }
+    (workers, latencies, errors)
+}
+
+async fn direct_run(settings: &Settings, ticks: u64) -> anyhow::Result<RunResult> {
+    let mut workers = Vec::new();
+    let mut backends = Vec::new();
+    for index in 0..settings.concurrency {
+        let client = pg_connect(DIRECT_APPLICATION_NAME).await?;
+        let statement = client.prepare(POINT_SQL).await?;
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0);
+        backends.push(pid);
+        workers.push(Worker {
+            client,
+            statement,
+            rng: StdRng::seed_from_u64(index as u64 + 1),
+        });
+    }
+    let (workers, _, _) = run_workers(workers, settings.warmup_seconds).await;
+
+    let pg_before = ticks_by_pid(&backends);
+    let all_before = all_postgres_ticks();
+    let self_before = cpu_ticks("self").unwrap_or_default();
+    let machine_before = machine_busy_ticks();
+    let started = Instant::now();
+    let (workers, mut latencies, errors) = run_workers(workers, settings.seconds).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let machine_after = machine_busy_ticks();
+    let self_after = cpu_ticks("self").unwrap_or_default();
+    let all_after = all_postgres_ticks();
+    let pg_after = ticks_by_pid(&backends);
+    drop(workers);
+
+    latencies.sort_unstable();
+    let percentile = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+    };
+    let us = |t: u64| t as f64 * 1e6 / ticks as f64;
+    Ok(RunResult {
+        label: "direct (tokio-postgres)",
+        requests: latencies.len() as u64,
+        seconds,
+        p50_us: percentile(0.50),
+        p99_us: percentile(0.99),
+        errors,
+        pg_backend_cpu_us: us(backend_delta(&pg_before, &pg_after)),
+        pg_all_cpu_us: us(all_after.saturating_sub(all_before)),
+        serving_cpu_us: us(self_after.own.saturating_sub(self_before.own)),
+        loadgen_cpu_us: None,
+        machine_cpu_us: us(machine_after.saturating_sub(machine_before)),
+        rss_peak_kib: None,
+        backends: backends.len(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// wrk
+
+/// The wrk binary and the Lua script it runs.
+struct Wrk {
+    binary: PathBuf,
+    lua: PathBuf,
+}
+
+fn ensure_wrk() -> anyhow::Result<PathBuf> {
+    let found = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("wrk"))
+                .find(|path| path.is_file())
+        })
+    };
+    if let Some(path) = found() {
+        return Ok(path);
+    }
+    println!("  wrk is missing: apt-get install -y wrk");
+    let install = || {
+        std::process::Command::new("apt-get")
+            .args(["install", "-y", "wrk"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        println!("  apt-get install failed: apt-get update, then again");
+        let _ = std::process::Command::new("apt-get")
+            .arg("update")
+            .stdout(Stdio::null())
+            .status();
+        if !install() {
+            bail!("could not install wrk (apt-get install -y wrk)");
+        }
+    }
+    found().context("wrk installed but not on PATH")
+}
+
+/// wrk's figures, from the line `benches/load.lua` prints when it finishes.
+#[derive(Debug, Default)]
+struct WrkFigures {
+    requests: u64,
+    seconds: f64,
+    errors: u64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// One wrk run: where, how many keep-alive connections, how long, and what.
+struct Load<'a> {
+    url: &'a str,
+    connections: usize,
+    seconds: u64,
+    /// Plain GETs (the HTTP floor) instead of the point query's POSTs.
+    get: bool,
+}
+
+async fn wrk_run(wrk: &Wrk, load: &Load<'_>) -> anyhow::Result<WrkFigures> {
+    let (connections, seconds) = (load.connections, load.seconds);
+    let output = tokio::process::Command::new(&wrk.binary)
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--timeout",
+            "30s",
+            "--latency",
+            "-s",
+        ])
+        .arg(&wrk.lua)
+        .arg(load.url)
+        .env("BENCH_CUSTOMERS", CUSTOMERS.to_string())
+        .env("BENCH_MODE", if load.get { "get" } else { "post" })
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("running wrk")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let Some(line) = stdout.lines().find(|l| l.starts_with("SLUICE_BENCH ")) else {
+        bail!(
+            "wrk printed no result line ({}): {stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let values: HashMap<&str, f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            Some((key, value.parse().ok()?))
+        })
+        .collect();
+    let get = |key: &str| values.get(key).copied().unwrap_or(0.0);
+    Ok(WrkFigures {
+        requests: get("requests") as u64,
+        seconds: get("duration_us") / 1e6,
+        errors: (get("non2xx") + get("connect") + get("read") + get("write") + get("timeout"))
+            as u64,
+        p50_us: get("p50_us"),
+        p99_us: get("p99_us"),
+    })
+}
+
+async fn sluice_run(
+    admin: &tokio_postgres::Client,
+    sluice: &Sluice,
+    wrk: &Wrk,
+    load: &Load<'_>,
+    ticks: u64,
+) -> anyhow::Result<RunResult> {
+    let backends_before = backends_for_ports(admin, &pg_client_ports(sluice.pid)).await?;
+    let pg_before = ticks_by_pid(&backends_before);
+    let all_before = all_postgres_ticks();
+    let sluice_before = cpu_ticks(&sluice.pid.to_string()).context("sluice's CPU")?;
+    let self_before = cpu_ticks("self").unwrap_or_default();
+    let machine_before = machine_busy_ticks();
+    let sampler = RssSampler::start(sluice.pid);
+    let figures = wrk_run(wrk, load).await?;
+    let rss_peak = sampler.finish();
+    let machine_after = machine_busy_ticks();
+    let self_after = cpu_ticks("self").unwrap_or_default();
+    let sluice_after = cpu_ticks(&sluice.pid.to_string()).context("sluice's CPU")?;
+    let all_after = all_postgres_ticks();
+    let backends_after = backends_for_ports(admin, &pg_client_ports(sluice.pid)).await?;
+    let pg_after = ticks_by_pid(&backends_after);
+    let lost = backends_before
+        .iter()
+        .filter(|pid| !backends_after.contains(pid))
+        .count();
+    if lost > 0 {
+        println!("  note: {lost} PostgreSQL backends of Sluice ended during the run");
+    }
+    let us = |t: u64| t as f64 * 1e6 / ticks as f64;
+    Ok(RunResult {
+        label: if load.get {
+            "sluice GET /healthz"
+        } else {
+            "sluice (HTTP via wrk)"
+        },
+        requests: figures.requests,
+        seconds: figures.seconds,
+        p50_us: figures.p50_us,
+        p99_us: figures.p99_us,
+        errors: figures.errors,
+        pg_backend_cpu_us: us(backend_delta(&pg_before, &pg_after)),
+        pg_all_cpu_us: us(all_after.saturating_sub(all_before)),
+        serving_cpu_us: us(sluice_after.own.saturating_sub(sluice_before.own)),
+        loadgen_cpu_us: Some(us(self_after.children.saturating_sub(self_before.children))),
+        machine_cpu_us: us(machine_after.saturating_sub(machine_before)),
+        rss_peak_kib: Some(rss_peak),
+        backends: backends_after.len(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming
+
+struct StreamResult {
+    bytes: u64,
+    seconds: f64,
+    sluice_cpu_us: f64,
+    rss_before_kib: u64,
+    rss_peak_kib: u64,
+    hwm_before_kib: u64,
+    hwm_after_kib: u64,
+}
+
+impl StreamResult {
+    fn growth_kib(&self) -> u64 {
+        self.rss_peak_kib
+            .max(self.rss_before_kib)
+            .saturating_sub(self.rss_before_kib)
+    }
+}
+
+async fn stream_run(
+    http: &reqwest::Client,
+    sluice: &Sluice,
+    rows: u64,
+    ticks: u64,
+) -> anyhow::Result<StreamResult> {
+    let before = process_memory(sluice.pid)?;
+    let cpu_before = cpu_ticks(&sluice.pid.to_string()).context("sluice's CPU")?;
+    let sampler = RssSampler::start(sluice.pid);
+    let started = Instant::now();
+    let response = http
+        .post(sluice.url("/v1/apps/bench/queries/stream"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await?;
+    let status = response.status();
+    let mut body = response.bytes_stream();
+    let mut bytes = 0u64;
+    let mut tail: Vec<u8> = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.context("reading the stream")?;
+        bytes += chunk.len() as u64;
+        tail.extend_from_slice(&chunk[chunk.len().saturating_sub(64)..]);
+        let keep = tail.len().saturating_sub(64);
+        tail.drain(..keep);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let peak = sampler.finish();
+    let cpu_after = cpu_ticks(&sluice.pid.to_string()).context("sluice's CPU")?;
+    let after = process_memory(sluice.pid)?;
+    let expected = format!("\"row_count\":{rows}}}");
+    if !status.is_success() || !tail.ends_with(expected.as_bytes()) {
+        bail!(
+            "the stream answered {status} and ended with `{}`, not `{expected}`",
+            String::from_utf8_lossy(&tail)
+        );
+    }
+    Ok(StreamResult {
+        bytes,
+        seconds,
+        sluice_cpu_us: cpu_after.own.saturating_sub(cpu_before.own) as f64 * 1e6 / ticks as f64,
+        rss_before_kib: before.rss_kib,
+        rss_peak_kib: peak.max(after.rss_kib),
+        hwm_before_kib: before.hwm_kib,
+        hwm_after_kib: after.hwm_kib,
+    })
+}

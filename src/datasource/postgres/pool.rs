@@ -1,0 +1,152 @@
+//! The PostgreSQL connection pool: deadpool managing tokio-postgres clients that were
+//! connected through the egress guard.
+//!
+//! Each new connection resolves the host, checks every address against the egress policy,
+//! connects to exactly a checked address (from `SLUICE_EGRESS_BIND` when set) and only then
+//! speaks the PostgreSQL protocol over that socket, so neither DNS rebinding nor a second
+//! resolution can move it. Prepared statements are cached per connection.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::datasource::egress::{self, EgressError, EgressPolicy};
+
+/// A pooled connection and its prepared statements, keyed by SQL text.
+pub struct PgConnection {
+    pub client: Client,
+    statements: HashMap<Arc<str>, Statement>,
+}
+
+impl PgConnection {
+    /// The prepared statement for `sql`, preparing it on first use on this connection.
+    pub async fn prepare_cached(
+        &mut self,
+        sql: &Arc<str>,
+    ) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        self.statements.insert(sql.clone(), statement.clone());
+        Ok(statement)
+    }
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PgConnectError {
+    #[error(transparent)]
+    Egress(#[from] EgressError),
+    #[error("PostgreSQL connection: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("TLS set-up for `{host}`: {message}")]
+    Tls { host: String, message: String },
+}
+
+/// Makes and checks connections for the pool.
+pub struct PgManager {
+    pub(super) config: tokio_postgres::Config,
+    pub(super) host: String,
+    pub(super) port: u16,
+    pub(super) policy: EgressPolicy,
+    pub(super) bind: Vec<IpAddr>,
+    pub(super) connect_timeout: Duration,
+    pub(super) tls: Option<MakeRustlsConnect>,
+}
+
+pub type PgPool = managed::Pool<PgManager>;
+
+/// The per-connection TLS connector made from [`MakeRustlsConnect`].
+type TlsConnector = <MakeRustlsConnect as MakeTlsConnect<tokio::net::TcpStream>>::TlsConnect;
+
+impl PgManager {
+    async fn checked_socket(&self) -> Result<tokio::net::TcpStream, PgConnectError> {
+        let addresses = egress::resolve_checked(&self.host, self.port, &self.policy).await?;
+        Ok(egress::connect_checked(&addresses, &self.bind, self.connect_timeout).await?)
+    }
+
+    fn tls_for(&self) -> Result<Option<TlsConnector>, PgConnectError> {
+        let Some(make) = &self.tls else {
+            return Ok(None);
+        };
+        let mut make = make.clone();
+        <MakeRustlsConnect as MakeTlsConnect<tokio::net::TcpStream>>::make_tls_connect(
+            &mut make, &self.host,
+        )
+        .map(Some)
+        .map_err(|e| PgConnectError::Tls {
+            host: self.host.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Asks the server to cancel what `connection` is running, over a socket that went
+    /// through the same egress checks and source address as the connection itself.
+    pub async fn cancel(&self, cancel: tokio_postgres::CancelToken) -> Result<(), PgConnectError> {
+        let stream = self.checked_socket().await?;
+        match self.tls_for()? {
+            None => {
+                cancel
+                    .cancel_query_raw(stream, tokio_postgres::NoTls)
+                    .await?
+            }
+            Some(tls) => cancel.cancel_query_raw(stream, tls).await?,
+        }
+        Ok(())
+    }
+}
+
+impl managed::Manager for PgManager {
+    type Type = PgConnection;
+    type Error = PgConnectError;
+
+    async fn create(&self) -> Result<PgConnection, PgConnectError> {
+        let stream = self.checked_socket().await?;
+        let client = match self.tls_for()? {
+            None => {
+                let (client, connection) = self
+                    .config
+                    .connect_raw(stream, tokio_postgres::NoTls)
+                    .await?;
+                tokio::spawn(drive(connection));
+                client
+            }
+            Some(tls) => {
+                let (client, connection) = self.config.connect_raw(stream, tls).await?;
+                tokio::spawn(drive(connection));
+                client
+            }
+        };
+        Ok(PgConnection {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    async fn recycle(
+        &self,
+        connection: &mut PgConnection,
+        _: &Metrics,
+    ) -> RecycleResult<PgConnectError> {
+        if connection.client.is_closed() {
+            return Err(RecycleError::message("connection closed"));
+        }
+        Ok(())
+    }
+}
+
+async fn drive<F>(connection: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+{
+    if connection.await.is_err() {
+        tracing::debug!("PostgreSQL connection closed with an error");
+    }
+}
