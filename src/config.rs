@@ -92,6 +92,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Default number of connections in each datasource's pool.",
     ),
     (
+        ADMIN_TOKEN,
+        "",
+        "Bearer token for the admin API (/v1/admin/...), at least 32 characters; empty: the admin API is off. Interim until admin accounts exist.",
+    ),
+    (
         EGRESS_ALLOW,
         "",
         "Non-public networks every datasource may reach (CIDRs or addresses, comma-separated), e.g. 10.20.0.0/16; empty: only public addresses, plus each datasource's own egress_allow.",
@@ -122,6 +127,7 @@ const QUERY_TIMEOUT_MS: &str = "SLUICE_QUERY_TIMEOUT_MS";
 const MAX_ROWS: &str = "SLUICE_MAX_ROWS";
 const SHUTDOWN_GRACE_SECS: &str = "SLUICE_SHUTDOWN_GRACE_SECS";
 const POOL_SIZE: &str = "SLUICE_POOL_SIZE";
+const ADMIN_TOKEN: &str = "SLUICE_ADMIN_TOKEN";
 const EGRESS_ALLOW: &str = "SLUICE_EGRESS_ALLOW";
 const EGRESS_BIND: &str = "SLUICE_EGRESS_BIND";
 const EGRESS_PUBLIC_IPS: &str = "SLUICE_EGRESS_PUBLIC_IPS";
@@ -153,6 +159,8 @@ pub struct Config {
     pub pool_size: usize,
     /// Without a trailing `/`, so paths can be appended directly.
     pub public_url: Option<String>,
+    /// Bearer token of the admin API; `None` turns the admin API off.
+    pub admin_token: Option<SecretString>,
     /// Non-public networks every datasource may reach.
     pub egress_allow: Vec<ipnet::IpNet>,
     /// Source addresses for outbound connections (at most one per address family).
@@ -320,6 +328,17 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
                 })
             })
             .transpose()?,
+        admin_token: match env.secret(ADMIN_TOKEN) {
+            Some(token) if token.expose().trim().len() < 32 => {
+                return Err(ConfigError::Invalid {
+                    var: ADMIN_TOKEN,
+                    value: "(hidden)".into(),
+                    expected: "a random token of at least 32 characters (e.g. from `sluice keygen`)",
+                    source: None,
+                });
+            }
+            token => token,
+        },
         egress_allow: env.parse(
             EGRESS_ALLOW,
             "a comma-separated list of CIDRs or addresses such as 10.0.0.0/8, 192.168.1.5",

@@ -18,12 +18,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::catalog::compile::CompiledCatalog;
+use crate::catalog::spec::CatalogSpec;
 use crate::datasource::Pools;
 use crate::http::{ApiError, request_id};
 
 /// What the request path reads: the compiled catalog and its pools, swapped as one.
 #[derive(Default)]
 pub struct Snapshot {
+    /// The catalog as stored (secrets sealed), for the edit plane's reports.
+    pub spec: Arc<CatalogSpec>,
     pub catalog: CompiledCatalog,
     pub pools: Pools,
     /// The store revision this snapshot was built from.
@@ -68,8 +71,9 @@ impl GatewayState {
     }
 }
 
-/// The view-plane router with its middleware.
-pub fn router(state: Arc<GatewayState>) -> Router {
+/// The HTTP router: the view plane, with `admin` (the edit plane) nested at `/v1/admin`,
+/// all behind the request-id middleware.
+pub fn router(state: Arc<GatewayState>, admin: Router) -> Router {
     Router::new()
         .route("/v1/apps/{app}/queries/{query}", post(invoke::invoke))
         .route("/healthz", get(healthz))
@@ -77,6 +81,7 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .nest("/v1/admin", admin)
         .layer(axum::middleware::from_fn(request_id::middleware))
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::admin::{self, AdminState};
 use crate::catalog::compile::{self, CatalogErrors, QueryDefaults};
 use crate::config::{Config, ConfigError};
 use crate::datasource::{PoolDefaults, PoolError, Pools};
@@ -109,7 +110,14 @@ impl Instance {
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let instance = Arc::new(self);
         let reloader = tokio::spawn(reload_on_hangup(instance.clone()));
-        let router = gateway::router(instance.state.clone());
+        let admin_state = Arc::new(AdminState {
+            config: instance.config.clone(),
+            catalog: {
+                let state = instance.state.clone();
+                Arc::new(move || state.snapshot().spec.as_ref().clone())
+            },
+        });
+        let router = gateway::router(instance.state.clone(), admin::router(admin_state));
         let settings = ServerSettings {
             header_read_timeout: instance.config.header_read_timeout,
             shutdown_grace: instance.config.shutdown_grace,
@@ -159,6 +167,7 @@ async fn build_snapshot(
         },
     )?;
     Ok(Snapshot {
+        spec: Arc::new(spec),
         catalog,
         pools,
         revision,

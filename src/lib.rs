@@ -2,6 +2,7 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the map of modules and their invariants.
 
+pub mod admin;
 pub mod catalog;
 pub mod config;
 pub mod datasource;

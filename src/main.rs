@@ -49,6 +49,12 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Print the addresses to give a DBA: source addresses, public egress IPs, and each
+    /// datasource's destination (JSON with --json).
+    Egress {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,6 +113,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             command: SecretCommand::Seal { owner },
         } => seal(&owner),
         Command::Catalog { command } => catalog(command).await,
+        Command::Egress { json } => egress(json),
     }
 }
 
@@ -197,6 +204,66 @@ async fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn egress(json: bool) -> anyhow::Result<()> {
+    let config = config::from_env()?;
+    let store = open_store(&config)?;
+    let report = sluice::admin::egress_report(&config, &store.load_catalog()?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let list = |items: Vec<String>, empty: &str| {
+        if items.is_empty() {
+            empty.to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    println!(
+        "Source addresses (SLUICE_EGRESS_BIND): {}",
+        list(
+            report
+                .bind_addresses
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            "not set: the operating system picks per route"
+        )
+    );
+    println!(
+        "Public egress IPs (SLUICE_EGRESS_PUBLIC_IPS): {}",
+        list(
+            report.public_ips.iter().map(|a| a.to_string()).collect(),
+            "not set"
+        )
+    );
+    println!(
+        "Instance egress allow list (SLUICE_EGRESS_ALLOW): {}",
+        list(
+            report.instance_allow.clone(),
+            "none (public addresses only)"
+        )
+    );
+    for datasource in &report.datasources {
+        println!(
+            "Datasource {} ({}): {}{}",
+            datasource.name,
+            datasource.kind,
+            if datasource.destination.is_empty() {
+                "local file"
+            } else {
+                &datasource.destination
+            },
+            if datasource.egress_allow.is_empty() {
+                String::new()
+            } else {
+                format!(" (egress_allow: {})", datasource.egress_allow.join(", "))
+            }
+        );
+    }
+    Ok(())
 }
 
 fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
