@@ -15,16 +15,19 @@
 //!    - through Sluice over HTTP/1.1 keep-alive, driven by `wrk` with `benches/load.lua`;
 //!
 //!    and reports throughput, p50/p99 latency, and CPU time per request of the Sluice
-//!    process, of the PostgreSQL backends serving it, and of the client / load generator
-//!    (process CPU over the run divided by requests: independent of how the cores were shared);
-//! 4. streams a 1,000,000-row result through Sluice, sampling its RSS every 50 ms;
-//! 5. measures Sluice's RSS idle and under 256 concurrent keep-alive clients.
+//!    process, of the PostgreSQL backends serving it (found through the client sockets, so
+//!    other users of the server do not count), and of the client / load generator (process
+//!    CPU over the run divided by requests: independent of how the cores were shared);
+//! 4. runs `GET /healthz` the same way: the HTTP floor, Sluice's CPU per request with no
+//!    database work, so the point query's cost splits into HTTP and database path;
+//! 5. streams a 1,000,000-row result through Sluice, sampling its RSS every 50 ms;
+//! 6. measures Sluice's RSS idle (after start-up) and under 256 concurrent keep-alive clients.
 //!
 //! It prints a table and the targets of DESIGN.md ("Performance targets") with PASS/MISS;
 //! it exits 0 whatever the figures (it fails only when it cannot run). Only loopback
 //! addresses are contacted. `wrk` is installed with apt-get when it is missing.
 //!
-//! Settings (environment): `BENCH_CONCURRENCY` (32), `BENCH_SECONDS` (15),
+//! Settings (environment): `BENCH_CONCURRENCY` (16), `BENCH_SECONDS` (15),
 //! `BENCH_WARMUP_SECONDS` (3), `BENCH_POOL_SIZE` (= concurrency), `BENCH_ROWS` (100000),
 //! `BENCH_STREAM_ROWS` (1000000), `BENCH_MANY_CLIENTS` (256), `BENCH_MANY_SECONDS` (5),
 //! `BENCH_LOG_LEVEL` (warn). See docs/PERFORMANCE.md for figures and caveats.
@@ -101,7 +104,7 @@ impl Settings {
                 _ => Ok(default),
             }
         }
-        let concurrency = number("BENCH_CONCURRENCY", 32)? as usize;
+        let concurrency = number("BENCH_CONCURRENCY", 16)? as usize;
         Ok(Settings {
             concurrency,
             seconds: number("BENCH_SECONDS", 15)?,
@@ -345,6 +348,7 @@ impl Sluice {
     database: test
     user: postgres
     password: {sealed}
+    egress_allow: [127.0.0.1/32]
 apps:
   bench:
     visibility: public
@@ -481,6 +485,8 @@ fn clock_ticks_per_second() -> u64 {
 struct CpuTicks {
     /// utime + stime: the process itself, all its threads.
     own: u64,
+    /// stime alone: the part spent in the kernel.
+    system: u64,
     /// cutime + cstime: its children that it has waited for.
     children: u64,
 }
@@ -494,6 +500,7 @@ fn cpu_ticks(pid: &str) -> Option<CpuTicks> {
     let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
     Some(CpuTicks {
         own: field(14)? + field(15)?,
+        system: field(15)?,
         children: field(16)? + field(17)?,
     })
 }
@@ -672,6 +679,8 @@ struct RunResult {
     pg_all_cpu_us: f64,
     /// CPU of the gateway (Sluice) or, for the direct run, of the client process itself.
     serving_cpu_us: f64,
+    /// The kernel part of `serving_cpu_us`.
+    serving_system_cpu_us: f64,
     /// CPU of the load generator (wrk); none for the direct run (the client is the load).
     loadgen_cpu_us: Option<f64>,
     /// Busy CPU of the whole machine over the run.
@@ -698,7 +707,7 @@ impl RunResult {
 
     fn summary(&self) -> String {
         let mut text = format!(
-            "{:.0} req/s ({} requests, {} errors), p50 {:.2} ms, p99 {:.2} ms; CPU us/req: {} {:.1}, PG backends ({}) {:.1} (all postgres {:.1})",
+            "{:.0} req/s ({} requests, {} errors), p50 {:.2} ms, p99 {:.2} ms; CPU us/req: {} {:.1} (kernel {:.1}), PG backends ({}) {:.1} (all postgres {:.1})",
             self.throughput(),
             self.requests,
             self.errors,
@@ -710,6 +719,7 @@ impl RunResult {
                 "client"
             },
             self.per_request(self.serving_cpu_us),
+            self.per_request(self.serving_system_cpu_us),
             self.backends,
             self.per_request(self.pg_backend_cpu_us),
             self.per_request(self.pg_all_cpu_us),
@@ -759,18 +769,26 @@ fn report(results: &Results) {
         settings.concurrency, settings.seconds, settings.rows
     );
     println!(
-        "{:<26} {:>9} {:>9} {:>9} {:>13} {:>17} {:>13}",
+        "{:<24} {:>8} {:>8} {:>8} {:>10} {:>17} {:>11}",
         "", "req/s", "p50 ms", "p99 ms", "PG us/req", "client/gw us/req", "wrk us/req"
+    );
+    println!(
+        "{:<24} {:>8} {:>8} {:>8} {:>10} {:>17} {:>11}",
+        "", "", "", "", "(backends)", "(kernel part)", ""
     );
     for run in [direct, gateway] {
         println!(
-            "{:<26} {:>9.0} {:>9.2} {:>9.2} {:>13.1} {:>17.1} {:>13}",
+            "{:<24} {:>8.0} {:>8.2} {:>8.2} {:>10.1} {:>17} {:>11}",
             run.label,
             run.throughput(),
             run.p50_us / 1000.0,
             run.p99_us / 1000.0,
             run.per_request(run.pg_backend_cpu_us),
-            run.per_request(run.serving_cpu_us),
+            format!(
+                "{:.1} ({:.1})",
+                run.per_request(run.serving_cpu_us),
+                run.per_request(run.serving_system_cpu_us)
+            ),
             run.loadgen_cpu_us
                 .map_or("-".to_string(), |c| format!("{:.1}", run.per_request(c)))
         );
@@ -969,7 +987,7 @@ async fn direct_run(settings: &Settings, ticks: u64) -> anyhow::Result<RunResult
     };
     let us = |t: u64| t as f64 * 1e6 / ticks as f64;
     Ok(RunResult {
-        label: "direct (tokio-postgres)",
+        label: "direct tokio-postgres",
         requests: latencies.len() as u64,
         seconds,
         p50_us: percentile(0.50),
@@ -978,6 +996,7 @@ async fn direct_run(settings: &Settings, ticks: u64) -> anyhow::Result<RunResult
         pg_backend_cpu_us: us(backend_delta(&pg_before, &pg_after)),
         pg_all_cpu_us: us(all_after.saturating_sub(all_before)),
         serving_cpu_us: us(self_after.own.saturating_sub(self_before.own)),
+        serving_system_cpu_us: us(self_after.system.saturating_sub(self_before.system)),
         loadgen_cpu_us: None,
         machine_cpu_us: us(machine_after.saturating_sub(machine_before)),
         rss_peak_kib: None,
@@ -1127,7 +1146,7 @@ async fn sluice_run(
         label: if load.get {
             "sluice GET /healthz"
         } else {
-            "sluice (HTTP via wrk)"
+            "sluice, HTTP via wrk"
         },
         requests: figures.requests,
         seconds: figures.seconds,
@@ -1137,6 +1156,7 @@ async fn sluice_run(
         pg_backend_cpu_us: us(backend_delta(&pg_before, &pg_after)),
         pg_all_cpu_us: us(all_after.saturating_sub(all_before)),
         serving_cpu_us: us(sluice_after.own.saturating_sub(sluice_before.own)),
+        serving_system_cpu_us: us(sluice_after.system.saturating_sub(sluice_before.system)),
         loadgen_cpu_us: Some(us(self_after.children.saturating_sub(self_before.children))),
         machine_cpu_us: us(machine_after.saturating_sub(machine_before)),
         rss_peak_kib: Some(rss_peak),

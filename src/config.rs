@@ -329,6 +329,8 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
             })
             .transpose()?,
         admin_token: match env.secret(ADMIN_TOKEN) {
+            // Blank means unset, as for every other variable.
+            Some(token) if token.expose().trim().is_empty() => None,
             Some(token) if token.expose().trim().len() < 32 => {
                 return Err(ConfigError::Invalid {
                     var: ADMIN_TOKEN,
