@@ -545,18 +545,22 @@ fn machine_busy_ticks() -> u64 {
 }
 
 /// CPU ticks of each of `pids` (backends), keyed by pid.
-fn ticks_by_pid(pids: &[i32]) -> HashMap<i32, u64> {
+fn ticks_by_pid(pids: &[i32]) -> HashMap<i32, CpuTicks> {
     pids.iter()
-        .filter_map(|pid| cpu_ticks(&pid.to_string()).map(|t| (*pid, t.own)))
+        .filter_map(|pid| cpu_ticks(&pid.to_string()).map(|t| (*pid, t)))
         .collect()
 }
 
-/// CPU used by `after`'s backends since `before` (a backend new in `after` counts whole).
-fn backend_delta(before: &HashMap<i32, u64>, after: &HashMap<i32, u64>) -> u64 {
-    after
-        .iter()
-        .map(|(pid, ticks)| ticks.saturating_sub(before.get(pid).copied().unwrap_or(0)))
-        .sum()
+/// CPU used by `after`'s backends since `before` (a backend new in `after` counts whole):
+/// (total, kernel part).
+fn backend_delta(before: &HashMap<i32, CpuTicks>, after: &HashMap<i32, CpuTicks>) -> (u64, u64) {
+    after.iter().fold((0, 0), |(own, system), (pid, ticks)| {
+        let start = before.get(pid).copied().unwrap_or_default();
+        (
+            own + ticks.own.saturating_sub(start.own),
+            system + ticks.system.saturating_sub(start.system),
+        )
+    })
 }
 
 /// Local ports of `pid`'s TCP connections to PostgreSQL, via its socket inodes.
@@ -675,6 +679,8 @@ struct RunResult {
     errors: u64,
     /// CPU of the PostgreSQL backends that served the run.
     pg_backend_cpu_us: f64,
+    /// The kernel part of `pg_backend_cpu_us`.
+    pg_backend_system_cpu_us: f64,
     /// CPU of every `postgres` process over the run (background processes and other users too).
     pg_all_cpu_us: f64,
     /// CPU of the gateway (Sluice) or, for the direct run, of the client process itself.
@@ -707,7 +713,7 @@ impl RunResult {
 
     fn summary(&self) -> String {
         let mut text = format!(
-            "{:.0} req/s ({} requests, {} errors), p50 {:.2} ms, p99 {:.2} ms; CPU us/req: {} {:.1} (kernel {:.1}), PG backends ({}) {:.1} (all postgres {:.1})",
+            "{:.0} req/s ({} requests, {} errors), p50 {:.2} ms, p99 {:.2} ms; CPU us/req: {} {:.1} (kernel {:.1}), PG backends ({}) {:.1} (kernel {:.1}; all postgres {:.1})",
             self.throughput(),
             self.requests,
             self.errors,
@@ -722,6 +728,7 @@ impl RunResult {
             self.per_request(self.serving_system_cpu_us),
             self.backends,
             self.per_request(self.pg_backend_cpu_us),
+            self.per_request(self.pg_backend_system_cpu_us),
             self.per_request(self.pg_all_cpu_us),
         );
         if let Some(loadgen) = self.loadgen_cpu_us {
@@ -769,21 +776,25 @@ fn report(results: &Results) {
         settings.concurrency, settings.seconds, settings.rows
     );
     println!(
-        "{:<24} {:>8} {:>8} {:>8} {:>10} {:>17} {:>11}",
+        "{:<24} {:>8} {:>8} {:>8} {:>15} {:>17} {:>11}",
         "", "req/s", "p50 ms", "p99 ms", "PG us/req", "client/gw us/req", "wrk us/req"
     );
     println!(
-        "{:<24} {:>8} {:>8} {:>8} {:>10} {:>17} {:>11}",
-        "", "", "", "", "(backends)", "(kernel part)", ""
+        "{:<24} {:>8} {:>8} {:>8} {:>15} {:>17} {:>11}",
+        "", "", "", "", "(kernel part)", "(kernel part)", ""
     );
     for run in [direct, gateway] {
         println!(
-            "{:<24} {:>8.0} {:>8.2} {:>8.2} {:>10.1} {:>17} {:>11}",
+            "{:<24} {:>8.0} {:>8.2} {:>8.2} {:>15} {:>17} {:>11}",
             run.label,
             run.throughput(),
             run.p50_us / 1000.0,
             run.p99_us / 1000.0,
-            run.per_request(run.pg_backend_cpu_us),
+            format!(
+                "{:.1} ({:.1})",
+                run.per_request(run.pg_backend_cpu_us),
+                run.per_request(run.pg_backend_system_cpu_us)
+            ),
             format!(
                 "{:.1} ({:.1})",
                 run.per_request(run.serving_cpu_us),
@@ -976,6 +987,7 @@ async fn direct_run(settings: &Settings, ticks: u64) -> anyhow::Result<RunResult
     let self_after = cpu_ticks("self").unwrap_or_default();
     let all_after = all_postgres_ticks();
     let pg_after = ticks_by_pid(&backends);
+    let pg_cpu = backend_delta(&pg_before, &pg_after);
     drop(workers);
 
     latencies.sort_unstable();
@@ -993,7 +1005,8 @@ async fn direct_run(settings: &Settings, ticks: u64) -> anyhow::Result<RunResult
         p50_us: percentile(0.50),
         p99_us: percentile(0.99),
         errors,
-        pg_backend_cpu_us: us(backend_delta(&pg_before, &pg_after)),
+        pg_backend_cpu_us: us(pg_cpu.0),
+        pg_backend_system_cpu_us: us(pg_cpu.1),
         pg_all_cpu_us: us(all_after.saturating_sub(all_before)),
         serving_cpu_us: us(self_after.own.saturating_sub(self_before.own)),
         serving_system_cpu_us: us(self_after.system.saturating_sub(self_before.system)),
@@ -1134,6 +1147,7 @@ async fn sluice_run(
     let all_after = all_postgres_ticks();
     let backends_after = backends_for_ports(admin, &pg_client_ports(sluice.pid)).await?;
     let pg_after = ticks_by_pid(&backends_after);
+    let pg_cpu = backend_delta(&pg_before, &pg_after);
     let lost = backends_before
         .iter()
         .filter(|pid| !backends_after.contains(pid))
@@ -1153,7 +1167,8 @@ async fn sluice_run(
         p50_us: figures.p50_us,
         p99_us: figures.p99_us,
         errors: figures.errors,
-        pg_backend_cpu_us: us(backend_delta(&pg_before, &pg_after)),
+        pg_backend_cpu_us: us(pg_cpu.0),
+        pg_backend_system_cpu_us: us(pg_cpu.1),
         pg_all_cpu_us: us(all_after.saturating_sub(all_before)),
         serving_cpu_us: us(sluice_after.own.saturating_sub(sluice_before.own)),
         serving_system_cpu_us: us(sluice_after.system.saturating_sub(sluice_before.system)),

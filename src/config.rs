@@ -69,7 +69,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         HEADER_READ_TIMEOUT_MS,
         "10000",
-        "Time a client has to send the request headers, in milliseconds.",
+        "Time a client has to send the request headers, in milliseconds; also how long an idle keep-alive connection stays open.",
     ),
     (
         QUERY_TIMEOUT_MS,

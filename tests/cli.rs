@@ -1,0 +1,990 @@
+//! The `sluice` binary end to end, run as a subprocess with an explicit environment:
+//! `keygen`, `serve`'s refusals of a missing or weak instance key, `secret seal`,
+//! `catalog check` / `apply` / `export`, and a served gateway against real PostgreSQL
+//! (a query, `SIGHUP` reload, `SIGTERM` drain while a query is in flight, and the header read
+//! timeout on a raw socket).
+
+mod common;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use serde_json::json;
+use sluice::catalog::spec::CatalogSpec;
+use sluice::catalog::yaml;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+const PASSWORD_VAR: &str = "SLUICE_ENCRYPTION_PASSWORD";
+const SALT_VAR: &str = "SLUICE_ENCRYPTION_SALT";
+
+/// What a finished `sluice` command left behind.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn assert_ok(self, what: &str) -> Run {
+        assert!(
+            self.status.success(),
+            "{what}: exit {:?}\nstdout: {}\nstderr: {}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    fn assert_failed(self, what: &str) -> Run {
+        assert!(
+            !self.status.success(),
+            "{what}: expected a failure, got exit {:?}\nstdout: {}\nstderr: {}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// A private working directory and the environment every command gets: `PATH`, a data dir
+/// inside the working directory, and (usually) the test instance password and salt.
+struct Home {
+    dir: tempfile::TempDir,
+    vars: Vec<(String, String)>,
+}
+
+impl Home {
+    /// With the test instance key (the one `common::seal` uses).
+    fn new() -> Home {
+        let (password, salt) = test_secrets();
+        Home::with_secrets(password, salt)
+    }
+
+    fn with_secrets(password: &str, salt: &str) -> Home {
+        let mut home = Home::without_secrets();
+        home.set(PASSWORD_VAR, password);
+        home.set(SALT_VAR, salt);
+        home
+    }
+
+    fn without_secrets() -> Home {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data").display().to_string();
+        Home {
+            dir,
+            vars: vec![("SLUICE_DATA_DIR".into(), data)],
+        }
+    }
+
+    fn set(&mut self, name: &str, value: &str) {
+        self.vars.retain(|(n, _)| n != name);
+        self.vars.push((name.into(), value.into()));
+    }
+
+    fn unset(&mut self, name: &str) {
+        self.vars.retain(|(n, _)| n != name);
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .current_dir(self.dir.path());
+        for (name, value) in &self.vars {
+            command.env(name, value);
+        }
+        command
+    }
+
+    /// Runs a command to completion (at most 60 s), feeding `stdin` if given.
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        run_to_end(self.command(args), stdin, Duration::from_secs(60))
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+
+    /// Writes `catalog` to a file and runs `catalog apply` on it; must succeed.
+    fn apply(&self, catalog: &str) -> Run {
+        let path = self.write("catalog.yaml", catalog);
+        self.run(&["catalog", "apply", path.to_str().unwrap()], None)
+            .assert_ok("catalog apply")
+    }
+
+    fn export(&self) -> String {
+        self.run(&["catalog", "export"], None)
+            .assert_ok("catalog export")
+            .stdout
+    }
+
+    /// `secret seal --owner <owner>` with `secret` on stdin; must succeed.
+    fn seal(&self, owner: &str, secret: &str) -> String {
+        let run = self
+            .run(&["secret", "seal", "--owner", owner], Some(secret))
+            .assert_ok("secret seal");
+        run.stdout.trim_end().to_string()
+    }
+}
+
+fn run_to_end(mut command: Command, stdin: Option<&str>, limit: Duration) -> Run {
+    command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("start sluice");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        // The command may refuse before reading stdin; a broken pipe is then expected.
+        let _ = pipe.write_all(input.as_bytes());
+    }
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("collect output");
+            panic!(
+                "sluice did not exit within {limit:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("collect output");
+    Run {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A port that was free a moment ago (bound on 127.0.0.1:0 and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `sluice serve` running as a child process, its stdout and stderr going to files.
+struct Server {
+    child: Child,
+    address: SocketAddr,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    client: reqwest::Client,
+}
+
+impl Server {
+    /// Starts `sluice serve` on a free loopback port and waits until `/readyz` answers 200.
+    async fn start(home: &Home, extra: &[(&str, &str)]) -> Server {
+        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let tag = unique_name("serve");
+        let stdout = home.dir.path().join(format!("{tag}.out"));
+        let stderr = home.dir.path().join(format!("{tag}.err"));
+        let mut command = home.command(&["serve"]);
+        command
+            .env("SLUICE_LISTEN", address.to_string())
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).unwrap())
+            .stderr(File::create(&stderr).unwrap());
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("start sluice serve");
+        let mut server = Server {
+            child,
+            address,
+            stdout,
+            stderr,
+            client: reqwest::Client::new(),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "sluice serve exited ({status}) before it was ready:\n{}",
+                    self.logs()
+                );
+            }
+            if let Ok(response) = self.client.get(self.url("/readyz")).send().await
+                && response.status().as_u16() == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice serve not ready after 60 s:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Sends a signal (`TERM`, `HUP`) with `kill`.
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit; panics after `limit`.
+    async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice serve still running {limit:?} after the signal:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything the process wrote so far (stderr, then stdout).
+    fn logs(&self) -> String {
+        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+        format!("{err}{out}")
+    }
+
+    async fn call(&self, app: &str, query: &str, params: serde_json::Value) -> (u16, String) {
+        let response = self
+            .client
+            .post(self.url(&format!("/v1/apps/{app}/queries/{query}")))
+            .json(&json!({ "params": params }))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn parse_json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// `KEY=VALUE` lines of `sluice keygen`, in order.
+fn keygen(home: &Home) -> Vec<(String, String)> {
+    let run = home.run(&["keygen"], None).assert_ok("keygen");
+    run.stdout
+        .lines()
+        .map(|line| {
+            let (name, value) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("keygen line without `=`: {line:?}"));
+            (name.to_string(), value.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn keygen_prints_fresh_values_that_serve_accepts() {
+    let bare = Home::without_secrets();
+    let first = keygen(&bare);
+    let second = keygen(&bare);
+    let names: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, [PASSWORD_VAR, SALT_VAR], "{first:?}");
+    for (name, value) in first.iter().chain(&second) {
+        let min = if name == PASSWORD_VAR { 32 } else { 16 };
+        assert!(value.chars().count() >= min, "{name}={value}: too short");
+        assert!(
+            value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "{name}={value}: must be pasteable into an env file without quoting"
+        );
+    }
+    assert_ne!(
+        first[0].1, second[0].1,
+        "two keygen runs gave the same password"
+    );
+    assert_ne!(
+        first[1].1, second[1].1,
+        "two keygen runs gave the same salt"
+    );
+    assert_ne!(first[0].1, first[1].1);
+
+    // The values work: serve accepts them (and derives its key from them).
+    let home = Home::with_secrets(&first[0].1, &first[1].1);
+    let mut server = Server::start(&home, &[]).await;
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}\n{}", server.logs());
+}
+
+/// The placeholder values `docker.env.example` ships, read from the file itself.
+fn example_env() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker.env.example"))
+        .expect("read docker.env.example");
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.trim().to_string(), value.to_string()))
+        .collect()
+}
+
+#[test]
+fn serve_refuses_a_missing_or_weak_instance_key_in_one_line() {
+    let (good_password, good_salt) = test_secrets();
+    let example = example_env();
+    let placeholder = |name: &str| {
+        example
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("docker.env.example has no {name}"))
+    };
+    let (example_password, example_salt) = (placeholder(PASSWORD_VAR), placeholder(SALT_VAR));
+    assert!(!example_password.is_empty() && !example_salt.is_empty());
+
+    // (case, password, salt, every other docker.env.example variable too, variable named)
+    type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, bool, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "password missing",
+            None,
+            Some(good_salt),
+            false,
+            PASSWORD_VAR,
+        ),
+        (
+            "password empty",
+            Some(""),
+            Some(good_salt),
+            false,
+            PASSWORD_VAR,
+        ),
+        ("both missing", None, None, false, PASSWORD_VAR),
+        ("salt missing", Some(good_password), None, false, SALT_VAR),
+        (
+            "password too short",
+            Some("Zq8w1Ab4kP"),
+            Some(good_salt),
+            false,
+            PASSWORD_VAR,
+        ),
+        (
+            "salt too short",
+            Some(good_password),
+            Some("Xy7Qw2Lm"),
+            false,
+            SALT_VAR,
+        ),
+        (
+            "docker.env.example as shipped",
+            Some(&example_password),
+            Some(&example_salt),
+            true,
+            PASSWORD_VAR,
+        ),
+        (
+            "placeholder salt",
+            Some(good_password),
+            Some(&example_salt),
+            false,
+            SALT_VAR,
+        ),
+        (
+            "placeholder password",
+            Some(&example_password),
+            Some(good_salt),
+            false,
+            PASSWORD_VAR,
+        ),
+        (
+            "password equals salt",
+            Some(good_password),
+            Some(good_password),
+            false,
+            SALT_VAR,
+        ),
+    ];
+    for (case, password, salt, whole_example, var) in cases {
+        let mut home = Home::without_secrets();
+        if whole_example {
+            for (name, value) in &example {
+                home.set(name, value);
+            }
+            // The example listens on 0.0.0.0:8080 and keeps data in ./sluice-data: keep the
+            // test on loopback and inside its temp dir in case serve wrongly started.
+            let data = home.dir.path().join("data").display().to_string();
+            home.set("SLUICE_DATA_DIR", &data);
+        }
+        home.set("SLUICE_LISTEN", &format!("127.0.0.1:{}", free_port()));
+        match password {
+            Some(p) => home.set(PASSWORD_VAR, p),
+            None => home.unset(PASSWORD_VAR),
+        }
+        match salt {
+            Some(s) => home.set(SALT_VAR, s),
+            None => home.unset(SALT_VAR),
+        }
+        let run =
+            run_to_end(home.command(&["serve"]), None, Duration::from_secs(20)).assert_failed(case);
+        let reason = run.stderr.trim_end();
+        assert_eq!(
+            reason.lines().count(),
+            1,
+            "{case}: the reason must be one line on stderr: {reason:?}"
+        );
+        assert!(reason.contains(var), "{case}: must name {var}: {reason}");
+        assert!(
+            reason.contains("sluice keygen"),
+            "{case}: should say how to fix it: {reason}"
+        );
+        for value in [password, salt].into_iter().flatten() {
+            assert!(
+                value.is_empty() || !reason.contains(value),
+                "{case}: the reason shows a secret value: {reason}"
+            );
+        }
+        assert!(
+            run.stdout.is_empty(),
+            "{case}: stdout should be empty: {}",
+            run.stdout
+        );
+        assert!(
+            !home.dir.path().join("data").join("sluice.db").exists(),
+            "{case}: refused before touching the store"
+        );
+    }
+}
+
+#[test]
+fn secret_seal_binds_the_secret_to_its_owner() {
+    let home = Home::new();
+    let plaintext = "s3cret-db-password";
+    // `echo` adds a newline; it is not part of the secret.
+    let sealed = home.seal("datasource/shop/password", &format!("{plaintext}\n"));
+    let pattern = regex::Regex::new(r"^enc:v1:([0-9a-f]{16}):([A-Za-z0-9+/]+={0,2})$").unwrap();
+    let captures = pattern
+        .captures(&sealed)
+        .unwrap_or_else(|| panic!("not enc:v1:<16 hex>:<base64>: {sealed:?}"));
+    assert_eq!(
+        &captures[1],
+        test_key().key_id(),
+        "key id of the instance key"
+    );
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(&captures[2])
+        .expect("base64 body");
+    assert_eq!(
+        body.len(),
+        12 + plaintext.len() + 16,
+        "nonce + ciphertext + tag, trailing newline dropped"
+    );
+    assert!(!sealed.contains(plaintext));
+    // A fresh nonce every time.
+    assert_ne!(home.seal("datasource/shop/password", plaintext), sealed);
+
+    for owner in [
+        "shop/password",
+        "datasource/shop",
+        "datasource//password",
+        "datasource/sh op/password",
+        "app/shop/password",
+    ] {
+        let run = home
+            .run(&["secret", "seal", "--owner", owner], Some(plaintext))
+            .assert_failed(owner);
+        assert!(run.stdout.is_empty(), "{owner}: {}", run.stdout);
+        assert!(run.stderr.contains("owner"), "{owner}: {}", run.stderr);
+        assert!(!run.stderr.contains(plaintext), "{owner}: {}", run.stderr);
+    }
+    // No key configured: refused, naming the variable.
+    let run = Home::without_secrets()
+        .run(
+            &["secret", "seal", "--owner", "datasource/shop/password"],
+            Some(plaintext),
+        )
+        .assert_failed("seal without a key");
+    assert!(run.stderr.contains(PASSWORD_VAR), "{}", run.stderr);
+
+    // Applied for its own owner, it opens; moved to another datasource, it does not.
+    let catalog = shop_catalog(&sealed);
+    home.apply(&catalog);
+    let before = home.export();
+    assert!(before.contains(&sealed), "{before}");
+
+    let moved = home.seal("datasource/other/password", plaintext);
+    let path = home.write("moved.yaml", &shop_catalog(&moved));
+    let run = home
+        .run(&["catalog", "apply", path.to_str().unwrap()], None)
+        .assert_failed("apply with a moved ciphertext");
+    assert!(
+        run.stderr.contains("datasources.shop.password"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(&moved), "{}", run.stderr);
+    assert!(!run.stderr.contains(plaintext), "{}", run.stderr);
+    assert_eq!(
+        home.export(),
+        before,
+        "a refused apply leaves the store as it was"
+    );
+}
+
+/// A catalog with one PostgreSQL datasource `shop` whose password is `password`, and an app
+/// `shop` with one query. The SQL spans lines so compile errors have a line to name.
+fn shop_catalog(password: &str) -> String {
+    r#"
+datasources:
+  shop:
+    kind: postgres
+    host: 127.0.0.1
+    port: 5432
+    database: test
+    user: postgres
+    password: @PASSWORD@
+apps:
+  shop:
+    visibility: public
+    queries:
+      by_name:
+        datasource: shop
+        sql: |
+          SELECT id
+          FROM customers
+          WHERE name = {{ params.name }}
+        params:
+          name: { type: text, required: true }
+"#
+    .replace("@PASSWORD@", password)
+}
+
+#[test]
+fn catalog_check_names_what_is_wrong_and_stores_nothing() {
+    let home = Home::new();
+    let sealed = seal("shop", "password", "db-password");
+    let good = shop_catalog(&sealed);
+    let check = |name: &str, text: &str, home: &Home| {
+        let path = home.write(name, text);
+        home.run(&["catalog", "check", path.to_str().unwrap()], None)
+    };
+
+    let run = check("good.yaml", &good, &home).assert_ok("good catalog");
+    assert!(run.stdout.contains("ok"), "{}", run.stdout);
+    assert!(run.stdout.contains("secrets open"), "{}", run.stdout);
+    // Without the key, templates are still checked; secrets are said not to be verified.
+    let keyless = Home::without_secrets();
+    let run = check("good.yaml", &good, &keyless).assert_ok("good catalog without a key");
+    assert!(run.stdout.contains("not verified"), "{}", run.stdout);
+
+    // A binding inside a string literal: app, query and the template line are named.
+    let literal = good.replace(
+        "WHERE name = {{ params.name }}",
+        "WHERE name = '{{ params.name }}'",
+    );
+    assert_ne!(literal, good);
+    let run = check("literal.yaml", &literal, &home).assert_failed("binding in a literal");
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    for needle in [
+        "apps.shop.queries.by_name",
+        "line 3",
+        "string literal",
+        "shop",
+        "by_name",
+    ] {
+        assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
+    }
+
+    // An unknown key: its full path is named.
+    let typo = good.replace("        params:\n", "        parms:\n");
+    assert_ne!(typo, good);
+    let run = check("typo.yaml", &typo, &home).assert_failed("unknown key");
+    assert!(
+        run.stderr.contains("apps.shop.queries.by_name.parms"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("unknown field"), "{}", run.stderr);
+
+    // A plaintext password: refused (with or without a key), with the command to seal it,
+    // and the plaintext is not repeated back.
+    let plain = shop_catalog("hunter2-plaintext-pw");
+    for home in [&home, &keyless] {
+        let run = check("plain.yaml", &plain, home).assert_failed("plaintext password");
+        assert!(
+            run.stderr.contains("datasources.shop.password"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .contains("sluice secret seal --owner datasource/shop/password"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("hunter2-plaintext-pw"),
+            "{}",
+            run.stderr
+        );
+        let path = home.dir.path().join("plain.yaml");
+        home.run(&["catalog", "apply", path.to_str().unwrap()], None)
+            .assert_failed("apply of a plaintext password");
+    }
+
+    // Nothing above stored anything.
+    let exported = yaml::parse(&home.export()).expect("export parses");
+    assert_eq!(exported, CatalogSpec::default());
+}
+
+#[test]
+fn catalog_apply_then_export_round_trips_with_secrets_sealed() {
+    let home = Home::new();
+    let plaintext = "export-never-shows-this";
+    // Sealed in-process under the same key (the CLI's `secret seal` has its own test).
+    let sealed = seal("shop", "password", plaintext);
+    let catalog = r#"
+datasources:
+  shop:
+    kind: postgres
+    host: 127.0.0.1
+    port: 5432
+    database: test
+    user: postgres
+    password: @SEALED@
+    tls: disable
+    pool_size: 3
+    connect_timeout_ms: 2000
+  maria:
+    kind: mysql
+    host: 127.0.0.1
+    database: test
+    user: root
+  local:
+    kind: sqlite
+    path: local.db
+    read_only: true
+apps:
+  shop:
+    visibility: public
+    queries:
+      orders:
+        datasource: shop
+        description: Orders of one customer
+        sql: SELECT id, status FROM orders WHERE customer = {{ params.customer }} AND status = {{ params.status }} ORDER BY {{ params.sort }} {{ params.dir }}
+        timeout_ms: 1500
+        max_rows: 50
+        params:
+          customer: { type: int, required: true, min: 1 }
+          status: { type: text, enum: [new, paid], default: paid }
+          sort: { type: identifier, enum: [id, status], default: id }
+          dir: { type: keyword, enum: [ASC, DESC], default: ASC }
+      some:
+        datasource: maria
+        sql: SELECT id FROM orders WHERE id IN ({{ params.ids }})
+        params:
+          ids: { type: 'array<bigint>', required: true, max_items: 20 }
+  staff:
+    visibility: workspace
+    queries:
+      notes:
+        datasource: local
+        sql: SELECT note FROM notes WHERE note LIKE {{ params.prefix }} || '%'
+        params:
+          prefix: { type: text, max_length: 20, pattern: '[a-z]+' }
+  hidden: {}
+"#
+    .replace("@SEALED@", &sealed);
+    let run = home.apply(&catalog);
+    assert!(run.stdout.contains("revision 1"), "{}", run.stdout);
+    assert!(!run.stdout.contains(plaintext) && !run.stderr.contains(plaintext));
+
+    let exported = home.export();
+    let value: serde_norway::Value =
+        serde_norway::from_str(&exported).unwrap_or_else(|e| panic!("not YAML ({e}):\n{exported}"));
+    assert_eq!(
+        value["datasources"]["shop"]["password"].as_str(),
+        Some(sealed.as_str()),
+        "{exported}"
+    );
+    assert!(exported.contains("enc:v1:"), "{exported}");
+    assert!(!exported.contains(plaintext), "{exported}");
+    let applied = yaml::parse(&catalog).expect("test catalog parses");
+    let back = yaml::parse(&exported).expect("export parses as a catalog");
+    assert_eq!(back, applied, "export differs from what was applied");
+
+    // The export applies as is (the git round trip), giving the same catalog again.
+    let run = home.apply(&exported);
+    assert!(run.stdout.contains("revision 2"), "{}", run.stdout);
+    assert_eq!(home.export(), exported);
+}
+
+/// A PostgreSQL schema with `orders (id int, note text)` holding three rows.
+async fn pg_orders() -> (tokio_postgres::Client, PgSchema) {
+    let admin = pg_admin().await;
+    let schema = PgSchema::create(&admin).await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {s}.orders (id int PRIMARY KEY, note text NOT NULL);
+             INSERT INTO {s}.orders VALUES (1, 'one'), (2, 'two'), (3, 'three');",
+            s = schema.name
+        ))
+        .await
+        .unwrap();
+    (admin, schema)
+}
+
+fn pg_catalog(schema: &str, extra_queries: &str) -> String {
+    r#"
+datasources:
+@DS@
+apps:
+  shop:
+    visibility: public
+    queries:
+      orders:
+        datasource: pg
+        sql: SELECT id, note FROM @S@.orders WHERE id <= {{ params.max }} ORDER BY id
+        params:
+          max: { type: int, required: true }
+      slow:
+        datasource: pg
+        sql: SELECT pg_sleep(1.5)::text AS s FROM @S@.orders WHERE id = 1
+@EXTRA@"#
+        .replace("@DS@", pg_datasource_yaml("pg").trim_end())
+        .replace("@S@", schema)
+        .replace("@EXTRA@", extra_queries)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_queries_reloads_on_sighup_and_drains_on_sigterm() {
+    let (admin, schema) = pg_orders().await;
+    let home = Home::new();
+    home.apply(&pg_catalog(&schema.name, ""));
+    let mut server = Server::start(&home, &[("SLUICE_SHUTDOWN_GRACE_SECS", "10")]).await;
+
+    let (status, body) = server.call("shop", "orders", json!({"max": 2})).await;
+    assert_eq!(status, 200, "{body}");
+    let body = parse_json(&body);
+    assert_eq!(body["rows"], json!([[1, "one"], [2, "two"]]), "{body}");
+    assert_eq!(body["row_count"], 2);
+
+    // SIGHUP after `catalog apply`: a newly added query is served by the same process.
+    let (status, body) = server.call("shop", "count", json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    let count = "      count:\n        datasource: pg\n        sql: SELECT count(*)::int AS n FROM @S@.orders\n"
+        .replace("@S@", &schema.name);
+    home.apply(&pg_catalog(&schema.name, &count));
+    let (status, _) = server.call("shop", "count", json!({})).await;
+    assert_eq!(
+        status, 404,
+        "applying alone changes nothing in the running gateway"
+    );
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = server.call("shop", "count", json!({})).await;
+        if status == 200 {
+            assert_eq!(parse_json(&body)["rows"], json!([[3]]), "{body}");
+            break;
+        }
+        assert_eq!(status, 404, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "the new query is not served 10 s after SIGHUP:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the process"
+    );
+    let (status, body) = server.call("shop", "orders", json!({"max": 1})).await;
+    assert_eq!(
+        status, 200,
+        "the old queries still work after the reload: {body}"
+    );
+    assert!(
+        server.logs().contains("Catalog reloaded"),
+        "{}",
+        server.logs()
+    );
+
+    // A slow query on its own connection, in flight when SIGTERM arrives.
+    let slow_url = server.url("/v1/apps/shop/queries/slow");
+    let slow = tokio::spawn(async move {
+        let started = Instant::now();
+        let response = reqwest::Client::new()
+            .post(slow_url)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("slow request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("slow body");
+        (status, text, started.elapsed())
+    });
+    // In flight means running in PostgreSQL (the schema name makes the statement ours).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let running: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' \
+                 AND query LIKE '%pg_sleep%' AND query LIKE '%' || $1 || '%' \
+                 AND pid <> pg_backend_pid()",
+                &[&schema.name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if running > 0 {
+            break;
+        }
+        assert!(
+            !slow.is_finished() && Instant::now() < deadline,
+            "the slow query never showed up as running"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let signalled = Instant::now();
+    server.signal("TERM");
+
+    // New connections are refused soon after, while the slow query is still running.
+    let refused_at = loop {
+        match TcpStream::connect_timeout(&server.address, Duration::from_millis(200)) {
+            Err(error) => {
+                assert_eq!(
+                    error.kind(),
+                    std::io::ErrorKind::ConnectionRefused,
+                    "{error}"
+                );
+                break Instant::now();
+            }
+            Ok(_) => {
+                assert!(
+                    signalled.elapsed() < Duration::from_secs(1),
+                    "still accepting connections 1 s after SIGTERM"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert!(
+        !slow.is_finished(),
+        "the listener should close while the slow query is still in flight ({:?} after SIGTERM)",
+        refused_at - signalled
+    );
+
+    let (status, text, took) = slow.await.unwrap();
+    assert_eq!(status, 200, "in-flight request after SIGTERM: {text}");
+    let body = parse_json(&text);
+    assert_eq!(body["rows"], json!([[""]]), "{body}");
+    assert_eq!(body["row_count"], 1, "{body}");
+    assert!(body.get("error").is_none(), "{body}");
+    assert!(took >= Duration::from_millis(1400), "{took:?}");
+
+    let status = server.wait_exit(Duration::from_secs(8)).await;
+    assert_eq!(status.code(), Some(0), "{status}\n{}", server.logs());
+    let logs = server.logs();
+    assert!(logs.contains("draining"), "{logs}");
+    assert!(logs.contains("All connections drained"), "{logs}");
+    schema.drop(&admin).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_sending_headers_is_disconnected() {
+    let home = Home::new();
+    let server = Server::start(&home, &[("SLUICE_HEADER_READ_TIMEOUT_MS", "300")]).await;
+    let address = server.address;
+    let (outcome, waited) = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(b"POST /v1/apps/a/queries/q HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        let started = Instant::now();
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 1024];
+        let outcome = loop {
+            match stream.read(&mut buffer) {
+                Ok(0) => break Ok(received),
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+                Err(error) => break Err(error),
+            }
+        };
+        (outcome, started.elapsed())
+    })
+    .await
+    .unwrap();
+    match outcome {
+        Ok(received) if received.is_empty() => {}
+        Ok(received) => {
+            let text = String::from_utf8_lossy(&received);
+            assert!(
+                text.starts_with("HTTP/1.1 408"),
+                "only a 408 may answer: {text}"
+            );
+        }
+        Err(error) => assert!(
+            error.kind() != std::io::ErrorKind::WouldBlock
+                && error.kind() != std::io::ErrorKind::TimedOut,
+            "the connection was still open after 5 s: {error}"
+        ),
+    }
+    assert!(
+        waited < Duration::from_secs(2),
+        "closed only after {waited:?} (timeout 300 ms)"
+    );
+    assert!(
+        waited >= Duration::from_millis(200),
+        "closed after {waited:?}, before the 300 ms timeout: was it the timeout?"
+    );
+    // The server is still fine for clients that do send their headers.
+    let response = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}

@@ -1,0 +1,559 @@
+//! Security invariant 2 (DESIGN.md): no payload, credential or token appears in any log line
+//! at any level.
+//!
+//! `sluice serve` runs as a subprocess at `SLUICE_LOG_LEVEL=trace` (once with text logs, once
+//! with JSON logs), its stdout and stderr captured to files. Unique canary strings travel
+//! through every path that carries a value: a sealed datasource password, text / JSON / array
+//! params on PostgreSQL and MariaDB, rows read back, constraint and cast errors whose database
+//! message quotes the value, a wrongly typed param, an unknown param name, a malformed body,
+//! a query string and credential headers. After `SIGTERM` the captured output must hold the
+//! request log lines (so logging really was on) and none of the canaries, nor the instance
+//! password, salt or sealed secret. The HTTP responses are checked to carry the canaries
+//! where rows echo them, so a canary that is missing from the log did pass through the process.
+
+mod common;
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// One canary per path a value can take, each unique to this run. Alphanumeric only, so a
+/// log line shows it verbatim whatever escaping its format applies.
+struct Canaries {
+    list: Vec<(&'static str, String)>,
+}
+
+impl Canaries {
+    fn new() -> Canaries {
+        let labels = [
+            "pg_password",
+            "pg_text",
+            "pg_json",
+            "pg_array",
+            "pg_row",
+            "pg_duplicate",
+            "pg_cast",
+            "pg_bad_type",
+            "param_name",
+            "malformed_body",
+            "query_string",
+            "bearer_token",
+            "cookie",
+            "my_text",
+            "my_json",
+            "my_array",
+            "my_row",
+            "my_duplicate",
+        ];
+        let list = labels
+            .into_iter()
+            .map(|label| (label, format!("CANARY{:016x}", rand::random::<u64>())))
+            .collect();
+        Canaries { list }
+    }
+
+    fn get(&self, label: &str) -> &str {
+        &self
+            .list
+            .iter()
+            .find(|(l, _)| *l == label)
+            .expect("known canary")
+            .1
+    }
+}
+
+/// `sluice serve` as a child process with stdout and stderr in files.
+struct Server {
+    child: Child,
+    address: SocketAddr,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    client: reqwest::Client,
+}
+
+impl Server {
+    async fn start(command: &mut Command, dir: &std::path::Path) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind 127.0.0.1:0")
+            .local_addr()
+            .unwrap()
+            .port();
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let stdout = dir.join("serve.out");
+        let stderr = dir.join("serve.err");
+        command
+            .env("SLUICE_LISTEN", address.to_string())
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).unwrap())
+            .stderr(File::create(&stderr).unwrap());
+        let child = command.spawn().expect("start sluice serve");
+        let server = Server {
+            child,
+            address,
+            stdout,
+            stderr,
+            client: reqwest::Client::new(),
+        };
+        server.wait_ready().await
+    }
+
+    async fn wait_ready(mut self) -> Server {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("sluice serve exited ({status}) early:\n{}", self.output());
+            }
+            if let Ok(response) = self.client.get(self.url("/readyz")).send().await
+                && response.status().as_u16() == 200
+            {
+                return self;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice serve not ready after 60 s:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// POSTs a raw body to a query (with optional extra path suffix and headers).
+    async fn post(&self, app_query: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/v1/apps/canary/queries/{app_query}")))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    async fn call(&self, query: &str, params: Value) -> (u16, String) {
+        self.post(query, &json!({ "params": params }).to_string(), &[])
+            .await
+    }
+
+    async fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running 10 s after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything captured: stderr, then stdout.
+    fn output(&self) -> String {
+        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+        format!("{err}{out}")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn sluice(dir: &std::path::Path, args: &[&str], extra: &[(&str, &str)]) -> Command {
+    let (password, salt) = test_secrets();
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SLUICE_ENCRYPTION_PASSWORD", password)
+        .env("SLUICE_ENCRYPTION_SALT", salt)
+        .env("SLUICE_DATA_DIR", dir.join("data"))
+        .current_dir(dir);
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    command
+}
+
+const CATALOG: &str = r#"
+datasources:
+  pg:
+    kind: postgres
+    host: 127.0.0.1
+    port: 5432
+    database: test
+    user: postgres
+    password: @PG_PASSWORD@
+    pool_size: 2
+    egress_allow: [127.0.0.1/32]
+@MY_DATASOURCE@
+apps:
+  canary:
+    visibility: public
+    queries:
+      pg_text:
+        datasource: pg
+        sql: SELECT {{ params.t }}::text AS t
+        params:
+          t: { type: text, required: true }
+      pg_json:
+        datasource: pg
+        sql: SELECT ({{ params.j }}::jsonb) ->> 'k' AS k
+        params:
+          j: { type: json, required: true }
+      pg_array:
+        datasource: pg
+        sql: SELECT v FROM unnest({{ params.vs }}::text[]) AS u(v)
+        params:
+          vs: { type: 'array<text>', required: true }
+      pg_rows:
+        datasource: pg
+        sql: SELECT id, v FROM @S@.items ORDER BY id
+      pg_add:
+        datasource: pg
+        sql: INSERT INTO @S@.items (v) VALUES ({{ params.v }})
+        params:
+          v: { type: text, required: true }
+      pg_cast:
+        datasource: pg
+        sql: SELECT ({{ params.t }}::text)::int AS n
+        params:
+          t: { type: text, required: true }
+      pg_count:
+        datasource: pg
+        sql: SELECT count(*)::int AS n FROM @S@.items WHERE id > {{ params.n }}
+        params:
+          n: { type: int, required: true }
+      my_text:
+        datasource: my
+        sql: SELECT CAST({{ params.t }} AS CHAR) AS t
+        params:
+          t: { type: text, required: true }
+      my_json:
+        datasource: my
+        sql: SELECT JSON_UNQUOTE(JSON_EXTRACT({{ params.j }}, '$.k')) AS k
+        params:
+          j: { type: json, required: true }
+      my_in:
+        datasource: my
+        sql: SELECT v FROM items WHERE v IN ({{ params.vs }}) ORDER BY id
+        params:
+          vs: { type: 'array<text>', required: true }
+      my_rows:
+        datasource: my
+        sql: SELECT id, v FROM items ORDER BY id
+      my_add:
+        datasource: my
+        sql: INSERT INTO items (v) VALUES ({{ params.v }})
+        params:
+          v: { type: text, required: true }
+"#;
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("response is not JSON ({e}): {text}"))
+}
+
+/// Runs every canary through a trace-level gateway logging in `format`, then checks the
+/// captured output.
+async fn canaries_stay_out_of_the_log(format: &str) {
+    let canaries = Canaries::new();
+    let c = |label: &str| canaries.get(label).to_string();
+
+    // Tables holding canary rows, with a unique column for the duplicate-key errors.
+    let pg = pg_admin().await;
+    let schema = PgSchema::create(&pg).await;
+    pg.batch_execute(&format!(
+        "CREATE TABLE {}.items (id serial PRIMARY KEY, v text NOT NULL UNIQUE)",
+        schema.name
+    ))
+    .await
+    .unwrap();
+    pg.execute(
+        &format!("INSERT INTO {}.items (v) VALUES ($1), ($2)", schema.name),
+        &[&c("pg_row"), &c("pg_duplicate")],
+    )
+    .await
+    .unwrap();
+    let mut my = mysql_admin().await;
+    let database = MyDatabase::create(&mut my).await;
+    my.query_drop(format!(
+        "CREATE TABLE {}.items (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64) NOT NULL UNIQUE)",
+        database.name
+    ))
+    .await
+    .unwrap();
+    my.exec_drop(
+        format!("INSERT INTO {}.items (v) VALUES (?), (?)", database.name),
+        (c("my_row"), c("my_duplicate")),
+    )
+    .await
+    .unwrap();
+
+    let sealed_password = seal("pg", "password", &c("pg_password"));
+    let catalog = CATALOG
+        .replace("@PG_PASSWORD@", &sealed_password)
+        .replace(
+            "@MY_DATASOURCE@",
+            mysql_datasource_yaml("my", &database.name).trim_end(),
+        )
+        .replace("@S@", &schema.name);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("catalog.yaml"), &catalog).unwrap();
+    let applied = sluice(dir.path(), &["catalog", "apply", "catalog.yaml"], &[])
+        .output()
+        .expect("run catalog apply");
+    assert!(
+        applied.status.success(),
+        "catalog apply: {}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+
+    let mut server = Server::start(
+        &mut sluice(
+            dir.path(),
+            &["serve"],
+            &[("SLUICE_LOG_LEVEL", "trace"), ("SLUICE_LOG_FORMAT", format)],
+        ),
+        dir.path(),
+    )
+    .await;
+
+    // --- Values that must come back in the response (proof they went through). ---
+    let echoed = |label: &'static str, status: u16, body: String| {
+        assert_eq!(status, 200, "{label}: {body}");
+        assert!(
+            body.contains(canaries.get(label)),
+            "{label}: the canary should come back in the rows: {body}"
+        );
+        assert!(parse(&body).get("error").is_none(), "{label}: {body}");
+    };
+    let (status, body) = server.call("pg_text", json!({"t": c("pg_text")})).await;
+    echoed("pg_text", status, body);
+    let (status, body) = server
+        .call(
+            "pg_json",
+            json!({"j": {"k": c("pg_json"), "nested": [c("pg_json")]}}),
+        )
+        .await;
+    echoed("pg_json", status, body);
+    let (status, body) = server
+        .call("pg_array", json!({"vs": ["a", c("pg_array"), "b"]}))
+        .await;
+    echoed("pg_array", status, body);
+    let (status, body) = server.call("pg_rows", json!({})).await;
+    echoed("pg_row", status, body.clone());
+    echoed("pg_duplicate", status, body);
+    let (status, body) = server.call("my_text", json!({"t": c("my_text")})).await;
+    echoed("my_text", status, body);
+    let (status, body) = server
+        .call("my_json", json!({"j": {"k": c("my_json")}}))
+        .await;
+    echoed("my_json", status, body);
+    let (status, body) = server
+        .call("my_in", json!({"vs": [c("my_array"), c("my_row")]}))
+        .await;
+    echoed("my_row", status, body);
+    let (status, body) = server.call("my_rows", json!({})).await;
+    echoed("my_row", status, body.clone());
+    echoed("my_duplicate", status, body);
+    // A query string and credential headers on a request that succeeds.
+    let (status, body) = server
+        .post(
+            &format!("pg_text?token={}", c("query_string")),
+            r#"{"params":{"t":"plain"}}"#,
+            &[
+                ("authorization", &format!("Bearer {}", c("bearer_token"))),
+                ("cookie", &format!("sluice_session={}", c("cookie"))),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // --- Refusals: the canary is in the request or in the database's own message. ---
+    // (label, query, raw body, status, error code)
+    let refusals = [
+        (
+            "pg_duplicate",
+            "pg_add",
+            json!({"params": {"v": c("pg_duplicate")}}).to_string(),
+            409,
+            "constraint_violation",
+        ),
+        (
+            "pg_cast",
+            "pg_cast",
+            json!({"params": {"t": c("pg_cast")}}).to_string(),
+            400,
+            "invalid_data",
+        ),
+        (
+            "pg_bad_type",
+            "pg_count",
+            json!({"params": {"n": c("pg_bad_type")}}).to_string(),
+            400,
+            "invalid_params",
+        ),
+        (
+            "param_name",
+            "pg_text",
+            json!({"params": {"t": "x", c("param_name"): 1}}).to_string(),
+            400,
+            "invalid_params",
+        ),
+        (
+            "malformed_body",
+            "pg_text",
+            format!(r#"{{"params":{{"t":"{}""#, c("malformed_body")),
+            400,
+            "invalid_json",
+        ),
+        (
+            "my_duplicate",
+            "my_add",
+            json!({"params": {"v": c("my_duplicate")}}).to_string(),
+            409,
+            "constraint_violation",
+        ),
+    ];
+    for (label, query, body, status, code) in &refusals {
+        let (got, text) = server.post(query, body, &[]).await;
+        assert_eq!(got, *status, "{label}: {text}");
+        assert_eq!(parse(&text)["error"]["code"], *code, "{label}: {text}");
+        // Values the caller did not send (database messages) and values in a body that is
+        // refused for its shape are not echoed either.
+        if *label != "param_name" {
+            assert!(
+                !text.contains(canaries.get(label)),
+                "{label}: the error response repeats the value: {text}"
+            );
+        }
+    }
+
+    let status = server.terminate().await;
+    assert_eq!(status.code(), Some(0), "{status}\n{}", server.output());
+    let output = server.output();
+
+    // --- Logging was on, verbose, and wrote the request lines. ---
+    assert!(!output.trim().is_empty(), "nothing was logged");
+    let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+    let has_event = |message: &str, query: &str| -> bool {
+        lines.iter().any(|line| {
+            if format == "json" {
+                let event: Value = serde_json::from_str(line).unwrap();
+                event["message"] == message && event["app"] == "canary" && event["query"] == query
+            } else {
+                line.contains(message)
+                    && line.contains("app=canary")
+                    && line.contains(&format!("query={query} "))
+            }
+        })
+    };
+    if format == "json" {
+        for line in &lines {
+            let event: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {line}"));
+            assert!(event.is_object(), "{line}");
+        }
+    }
+    for (message, query) in [
+        ("Query finished", "pg_rows"),
+        ("Query finished", "pg_text"),
+        ("Query finished", "my_rows"),
+        ("Query failed", "pg_add"),
+        ("Query failed", "pg_cast"),
+        ("Query failed", "my_add"),
+    ] {
+        assert!(
+            has_event(message, query),
+            "no `{message}` line for {query} in the {format} log:\n{output}"
+        );
+    }
+    let level = |name: &str| {
+        lines.iter().any(|line| {
+            if format == "json" {
+                serde_json::from_str::<Value>(line).unwrap()["level"] == name
+            } else {
+                line.contains(&format!(" {name} "))
+            }
+        })
+    };
+    assert!(
+        level("DEBUG"),
+        "no DEBUG line at SLUICE_LOG_LEVEL=trace:\n{output}"
+    );
+    assert!(output.contains("Request refused"), "{output}");
+    assert!(output.contains("invalid_json"), "{output}");
+
+    // --- And none of the values. ---
+    let (password, salt) = test_secrets();
+    let mut forbidden: Vec<(String, String)> = canaries
+        .list
+        .iter()
+        .map(|(label, canary)| (format!("canary {label}"), canary.clone()))
+        .collect();
+    forbidden.push(("instance password".into(), password.clone()));
+    forbidden.push(("instance salt".into(), salt.clone()));
+    forbidden.push(("sealed password".into(), sealed_password.clone()));
+    // Every leak is reported, each with the lines that carry it.
+    let leaks: Vec<String> = forbidden
+        .iter()
+        .filter_map(|(what, value)| {
+            // The random part alone, so a re-cased or cut prefix is caught too.
+            let needle = value.strip_prefix("CANARY").unwrap_or(value);
+            let lines: Vec<&str> = output.lines().filter(|l| l.contains(needle)).collect();
+            (!lines.is_empty()).then(|| format!("the {what} appears in:\n{}", lines.join("\n")))
+        })
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "{} value(s) leaked into the {format} log output at trace:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+    let apply_output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&applied.stdout),
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    assert!(!apply_output.contains(&c("pg_password")[6..]));
+
+    schema.drop(&pg).await;
+    database.drop(&mut my).await;
+}
+
+#[tokio::test]
+async fn canaries_never_reach_the_text_log_at_trace() {
+    canaries_stay_out_of_the_log("text").await;
+}
+
+#[tokio::test]
+async fn canaries_never_reach_the_json_log_at_trace() {
+    canaries_stay_out_of_the_log("json").await;
+}
