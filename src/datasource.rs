@@ -386,14 +386,18 @@ fn open_secret(
     key.open(&owner, sealed).map(Some).map_err(secret_error)
 }
 
-/// Whether `host` names this machine (TLS is then off by default).
+/// Whether `host` names this machine (TLS is then off by default). Every spelling of a
+/// loopback address counts (`127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`), read the way the
+/// egress guard reads it.
 pub(crate) fn is_loopback_host(host: &str) -> bool {
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
+    match egress::parse_host(host) {
+        Ok(egress::HostSpec::Name(name)) => name == "localhost",
+        Ok(egress::HostSpec::Ip(ip)) => match ip {
+            std::net::IpAddr::V4(v4) => v4.is_loopback(),
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        },
+        Err(_) => false,
     }
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<std::net::IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
 }

@@ -89,7 +89,12 @@ pub struct HttpDatasourceSpec {
     /// Headers sent with every request (not secrets: put those in `auth`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Written as a one-key map (`bearer: {token: ...}`), hence `singleton_map`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_norway::with::singleton_map"
+    )]
     pub auth: Option<HttpAuthSpec>,
     /// Whole-request timeout in milliseconds (default 10,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,7 +149,12 @@ pub struct HttpRequestSpec {
     /// Request headers: name -> value template.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Written as a one-key map (`json: {...}`, `form: {...}`, `text: ...`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_norway::with::singleton_map"
+    )]
     pub body: Option<HttpBodySpec>,
 }
 

@@ -72,6 +72,9 @@ impl MySqlSource {
             .db_name(Some(spec.database.clone()))
             .pool_opts(PoolOpts::default().with_constraints(constraints))
             .stmt_cache_size(256)
+            // mysql_async would otherwise switch a loopback connection to the server's Unix
+            // socket, around the address the egress guard checked and the bound source.
+            .prefer_socket(false)
             .init(vec!["SET time_zone = '+00:00'"])
             .ssl_opts(match tls {
                 TlsMode::Disable => None,
@@ -542,8 +545,10 @@ fn classify(name: &str, error: &mysql_async::Error) -> DatasourceError {
             DatasourceError::Unavailable { class: "connect" }
         }
         mysql_async::Error::Driver(_) => {
+            // Handshake-level trouble (TLS not offered, auth plugin, protocol): the
+            // datasource cannot be used as configured.
             tracing::warn!(datasource = %name, "MySQL driver error");
-            DatasourceError::Internal {
+            DatasourceError::Unavailable {
                 class: "mysql_driver",
             }
         }

@@ -325,7 +325,11 @@ fn classify_sqlstate(code: &SqlState) -> DatasourceError {
         _ if text.starts_with("40") => DatasourceError::Retryable {
             code: text.to_string(),
         },
-        _ if text.starts_with("08") || text.starts_with("53") || text.starts_with("57P") => {
+        _ if text.starts_with("08")
+            || text.starts_with("28")
+            || text.starts_with("53")
+            || text.starts_with("57P") =>
+        {
             DatasourceError::Unavailable { class: "server" }
         }
         _ if text.starts_with("42") => DatasourceError::Query {

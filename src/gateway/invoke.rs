@@ -76,7 +76,12 @@ pub async fn invoke(
             let request = http
                 .render(&bound)
                 .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
-            return match source.send_http(request).await {
+            // The query's own timeout bounds the call too; the datasource's `timeout_ms`
+            // (enforced by its client) is the other bound.
+            let reply = tokio::time::timeout(query.timeout, source.send_http(request))
+                .await
+                .unwrap_or(Err(DatasourceError::Timeout));
+            return match reply {
                 Ok(reply) => {
                     context.log_http(reply.status);
                     Ok(http_envelope(reply))
