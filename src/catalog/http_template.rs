@@ -41,7 +41,9 @@ use http::{HeaderName, HeaderValue, Method};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::catalog::spec::{HttpBodySpec, HttpRequestSpec, ParamSpec, ParamType, ScalarType};
-use crate::catalog::template::{BindValues, BindingSource, RenderError, UserField};
+use crate::catalog::template::{
+    BindValues, BindingSource, RenderError, UserField, parse_binding_path, path_of,
+};
 use crate::catalog::value::ParamValue;
 
 /// What a bound value is percent-encoded against in a path: everything but RFC 3986
@@ -203,18 +205,12 @@ struct Binding {
 impl Binding {
     /// The name a [`RenderError`] reports, as the SQL compiler does: `customer`, `user.id`.
     fn name(&self) -> String {
-        match &self.source {
-            BindingSource::Param(name) => name.clone(),
-            BindingSource::User(field) => format!("user.{}", user_field_name(*field)),
-        }
+        self.source.name()
     }
 
     /// How it is written in a template: `params.customer`, `user.id`.
     fn path(&self) -> String {
-        match &self.source {
-            BindingSource::Param(name) => format!("params.{name}"),
-            BindingSource::User(field) => format!("user.{}", user_field_name(*field)),
-        }
+        path_of(&self.source)
     }
 
     fn error(&self, message: impl Into<String>) -> RenderError {
@@ -365,34 +361,12 @@ impl Compiler<'_> {
         Ok(pieces)
     }
 
-    /// Parses the path inside `{{ }}`, with the SQL compiler's rules and messages.
+    /// Parses the path inside `{{ }}`, with the SQL compiler's rules and messages, then
+    /// refuses the SQL-only param types.
     fn binding(&mut self, path: &str) -> Result<Binding, String> {
-        let not_a_path = || {
-            let shown: String = path.chars().take(40).collect();
-            let ellipsis = if shown.len() < path.len() { "..." } else { "" };
-            format!(
-                "`{{{{ {shown}{ellipsis} }}}}` is not a binding: a binding is a path, \
-                 `{{{{ params.NAME }}}}` or `{{{{ user.id|email|role|groups }}}}`, never an \
-                 expression (no filters, calls, operators or literals)"
-            )
-        };
-        let Some((root, name)) = path.split_once('.') else {
-            return Err(not_a_path());
-        };
-        if !is_plain_name(name) {
-            return Err(not_a_path());
-        }
-        match root {
-            "params" => {
-                let Some(spec) = self.params.get(name) else {
-                    let declared = if self.params.is_empty() {
-                        "none are declared".to_string()
-                    } else {
-                        let names: Vec<&str> = self.params.keys().map(String::as_str).collect();
-                        format!("declared: {}", names.join(", "))
-                    };
-                    return Err(format!("unknown param `{name}` ({declared})"));
-                };
+        match parse_binding_path(path, self.params)? {
+            BindingSource::Param(name) => {
+                let spec = &self.params[&name];
                 let (ParamType::Scalar(scalar) | ParamType::Array(scalar)) = spec.ty;
                 if matches!(scalar, ScalarType::Identifier | ScalarType::Keyword) {
                     return Err(format!(
@@ -403,29 +377,17 @@ impl Compiler<'_> {
                     ));
                 }
                 Ok(Binding {
-                    source: BindingSource::Param(name.into()),
                     list: matches!(spec.ty, ParamType::Array(_)),
+                    source: BindingSource::Param(name),
                 })
             }
-            "user" => {
-                let field = match name {
-                    "id" => UserField::Id,
-                    "email" => UserField::Email,
-                    "role" => UserField::Role,
-                    "groups" => UserField::Groups,
-                    _ => {
-                        return Err(format!(
-                            "unknown user field `{name}` (available: id, email, role, groups)"
-                        ));
-                    }
-                };
+            BindingSource::User(field) => {
                 self.uses_user = true;
                 Ok(Binding {
                     source: BindingSource::User(field),
                     list: field == UserField::Groups,
                 })
             }
-            _ => Err(not_a_path()),
         }
     }
 
@@ -1065,23 +1027,6 @@ fn is_json_number(text: &str) -> bool {
     };
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     digits(int) && (int == "0" || !int.starts_with('0')) && frac.is_none_or(digits)
-}
-
-fn user_field_name(field: UserField) -> &'static str {
-    match field {
-        UserField::Id => "id",
-        UserField::Email => "email",
-        UserField::Role => "role",
-        UserField::Groups => "groups",
-    }
-}
-
-fn is_plain_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

@@ -259,7 +259,8 @@ fn render_text(
 }
 
 impl BindingSource {
-    fn name(&self) -> String {
+    /// The name errors report: `customer`, `user.id`.
+    pub(crate) fn name(&self) -> String {
         match self {
             BindingSource::Param(name) => name.clone(),
             BindingSource::User(field) => format!("user.{}", field.name()),
@@ -800,47 +801,7 @@ impl Compiler<'_> {
 
     /// Parses the path inside `{{ }}` and checks that it names something that exists.
     fn binding_source(&self, start: usize, path: &str) -> Result<BindingSource, TemplateError> {
-        let not_a_path = || {
-            let shown: String = path.chars().take(40).collect();
-            let ellipsis = if shown.len() < path.len() { "..." } else { "" };
-            self.error(
-                start,
-                format!(
-                    "`{{{{ {shown}{ellipsis} }}}}` is not a binding: a binding is a path, \
-                     `{{{{ params.NAME }}}}` or `{{{{ user.id|email|role|groups }}}}`, never an \
-                     expression (no filters, calls, operators or literals)"
-                ),
-            )
-        };
-        let Some((root, name)) = path.split_once('.') else {
-            return Err(not_a_path());
-        };
-        if !is_plain_name(name) {
-            return Err(not_a_path());
-        }
-        match root {
-            "params" if self.params.contains_key(name) => Ok(BindingSource::Param(name.into())),
-            "params" => {
-                let declared = if self.params.is_empty() {
-                    "none are declared".to_string()
-                } else {
-                    let names: Vec<&str> = self.params.keys().map(String::as_str).collect();
-                    format!("declared: {}", names.join(", "))
-                };
-                Err(self.error(start, format!("unknown param `{name}` ({declared})")))
-            }
-            "user" => UserField::ALL
-                .into_iter()
-                .find(|f| f.name() == name)
-                .map(BindingSource::User)
-                .ok_or_else(|| {
-                    self.error(
-                        start,
-                        format!("unknown user field `{name}` (available: id, email, role, groups)"),
-                    )
-                }),
-            _ => Err(not_a_path()),
-        }
+        parse_binding_path(path, self.params).map_err(|message| self.error(start, message))
     }
 
     fn shape(&self, start: usize, source: &BindingSource) -> Result<Shape, TemplateError> {
@@ -969,7 +930,51 @@ fn closed_list(spec: &ParamSpec, kind: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
-fn path_of(source: &BindingSource) -> String {
+/// Parses the path inside `{{ }}` (`params.NAME` or `user.FIELD`) and checks that it names
+/// a declared param or a known user field. Shared with the HTTP template compiler so both
+/// accept the same bindings with the same messages.
+pub(crate) fn parse_binding_path(
+    path: &str,
+    params: &BTreeMap<String, ParamSpec>,
+) -> Result<BindingSource, String> {
+    let not_a_path = || {
+        let shown: String = path.chars().take(40).collect();
+        let ellipsis = if shown.len() < path.len() { "..." } else { "" };
+        format!(
+            "`{{{{ {shown}{ellipsis} }}}}` is not a binding: a binding is a path, \
+             `{{{{ params.NAME }}}}` or `{{{{ user.id|email|role|groups }}}}`, never an \
+             expression (no filters, calls, operators or literals)"
+        )
+    };
+    let Some((root, name)) = path.split_once('.') else {
+        return Err(not_a_path());
+    };
+    if !is_plain_name(name) {
+        return Err(not_a_path());
+    }
+    match root {
+        "params" if params.contains_key(name) => Ok(BindingSource::Param(name.into())),
+        "params" => {
+            let declared = if params.is_empty() {
+                "none are declared".to_string()
+            } else {
+                let names: Vec<&str> = params.keys().map(String::as_str).collect();
+                format!("declared: {}", names.join(", "))
+            };
+            Err(format!("unknown param `{name}` ({declared})"))
+        }
+        "user" => UserField::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .map(BindingSource::User)
+            .ok_or_else(|| {
+                format!("unknown user field `{name}` (available: id, email, role, groups)")
+            }),
+        _ => Err(not_a_path()),
+    }
+}
+
+pub(crate) fn path_of(source: &BindingSource) -> String {
     match source {
         BindingSource::Param(name) => format!("params.{name}"),
         BindingSource::User(field) => format!("user.{}", field.name()),
