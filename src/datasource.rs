@@ -29,7 +29,7 @@ use crate::catalog::template::{Dialect, RenderedSql};
 use crate::vault::{InstanceKey, Owner, SecretString, VaultError};
 
 /// How many encoded bytes a producer gathers before handing a frame to the response.
-pub(crate) const FRAME_BYTES: usize = 32 * 1024;
+pub const FRAME_BYTES: usize = 32 * 1024;
 /// Frames buffered between a producer and the response body; bounds memory per request.
 pub(crate) const FRAME_QUEUE: usize = 4;
 

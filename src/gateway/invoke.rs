@@ -12,7 +12,7 @@ use axum::response::Response;
 use http_body_util::BodyExt;
 
 use super::GatewayState;
-use super::response::{LogContext, stream_rows};
+use super::response::{LogContext, respond_rows};
 use crate::catalog::compile::CompiledTemplate;
 use crate::catalog::spec::Visibility;
 use crate::catalog::template::BindValues;
@@ -102,7 +102,7 @@ pub async fn invoke(
         max_rows: query.max_rows,
     };
     match source.execute(statement, options).await {
-        Ok(execution) => Ok(stream_rows(execution, context)),
+        Ok(execution) => Ok(respond_rows(execution, context).await),
         Err(error) => {
             let mut api_error = ApiError::from(&error);
             if let DatasourceError::Bind { position, .. } = &error

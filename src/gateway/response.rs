@@ -2,20 +2,21 @@
 //! `{"columns": [...], "rows": [[...], ...], "row_count": n}` plus `"rows_affected"` for
 //! statements without columns and `"truncated": true` when `max_rows` cut the result.
 //!
-//! Rows are written as the datasource produces them; nothing buffers the whole result. If the
-//! datasource fails after rows started, the status line is already sent, so the body ends
-//! with an `"error"` member and still parses: a client can tell a complete result (no
-//! `error`) from a cut one.
+//! A result that fits in the first frame (32 KiB of rows) is sent in one piece. A longer one
+//! streams: rows are written as the datasource produces them, and nothing buffers the whole
+//! result. If the datasource fails after streaming started, the status line is already
+//! sent, so the body ends with an `"error"` member and still parses: a client can tell a
+//! complete result (no `error`) from a cut one.
 
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::stream;
 
-use crate::datasource::{Execution, Frame, Summary};
+use crate::datasource::{Execution, FRAME_BYTES, Frame, Summary};
 use crate::http::{ApiError, RequestId};
 
 /// What the completion log line says about a query run. Names and counts only.
@@ -81,20 +82,54 @@ struct BodyState {
     phase: Phase,
 }
 
-/// Builds the 200 response that streams `execution`.
-pub fn stream_rows(execution: Execution, context: LogContext) -> Response {
-    let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(b"{\"columns\":");
-    serde_json::to_writer(&mut head, &execution.columns).expect("columns serialise");
-    head.extend_from_slice(b",\"rows\":[");
+/// Builds the response for `execution`. A result that ends within the first frame (every
+/// point query) is answered in one piece with a `Content-Length`: one write, and a failure is
+/// still a proper error status. A longer result streams, starting with what was gathered.
+pub async fn respond_rows(mut execution: Execution, context: LogContext) -> Response {
+    let mut body = Vec::with_capacity(1024);
+    body.extend_from_slice(b"{\"columns\":");
+    serde_json::to_writer(&mut body, &execution.columns).expect("columns serialise");
+    body.extend_from_slice(b",\"rows\":[");
+    loop {
+        match execution.frames.recv().await {
+            Some(Frame::Rows(bytes)) => {
+                body.extend_from_slice(&bytes);
+                // Producers send a short frame only as their last one, with the end right
+                // behind it; a full frame means more rows are coming.
+                if bytes.len() >= FRAME_BYTES {
+                    break;
+                }
+            }
+            Some(Frame::Done(summary)) => {
+                context.log_success(&summary);
+                body.extend_from_slice(&tail(&summary, None));
+                return json_response(Body::from(body));
+            }
+            Some(Frame::Failed(error)) => {
+                let api_error = ApiError::from(&error);
+                context.log_failure(api_error.status, error.class());
+                return api_error.into_response();
+            }
+            None => {
+                let api_error = ApiError::internal();
+                context.log_failure(api_error.status, "producer_vanished");
+                return api_error.into_response();
+            }
+        }
+    }
     let state = BodyState {
         execution,
         context,
         phase: Phase::Rows,
     };
-    let body = stream::once(async move { Ok::<_, std::convert::Infallible>(Bytes::from(head)) })
+    let first = Bytes::from(body);
+    let stream = stream::once(async move { Ok::<_, std::convert::Infallible>(first) })
         .chain(stream::unfold(state, next_chunk));
-    let mut response = Response::new(Body::from_stream(body));
+    json_response(Body::from_stream(stream))
+}
+
+fn json_response(body: Body) -> Response {
+    let mut response = Response::new(body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
