@@ -93,8 +93,9 @@ impl ColumnDecoder {
             ColumnDecoder::Float4 => json::float32(out, wire::float4_from_sql(raw)?),
             ColumnDecoder::Float8 => json::float(out, wire::float8_from_sql(raw)?),
             ColumnDecoder::Numeric => {
-                let text = numeric_to_string(raw).ok_or(Malformed)?;
-                json::quoted_display(out, text);
+                out.push(b'"');
+                write_numeric(raw, out).ok_or(Malformed)?;
+                out.push(b'"');
             }
             ColumnDecoder::Text => json::string(out, wire::text_from_sql(raw)?),
             // PostgreSQL validated the JSON on input; it is embedded as is.
@@ -113,7 +114,9 @@ impl ColumnDecoder {
                     let date = epoch_date()
                         .checked_add_signed(chrono::Duration::days(i64::from(days)))
                         .ok_or(Malformed)?;
-                    json::quoted_display(out, date.format("%Y-%m-%d"));
+                    out.push(b'"');
+                    write_date(out, date)?;
+                    out.push(b'"');
                 }
             },
             ColumnDecoder::Time => {
@@ -142,7 +145,7 @@ impl ColumnDecoder {
                             .and_time(NaiveTime::MIN)
                             .checked_add_signed(chrono::Duration::microseconds(micros))
                             .ok_or(Malformed)?;
-                        write_timestamp(out, at, matches!(self, ColumnDecoder::Timestamptz));
+                        write_timestamp(out, at, matches!(self, ColumnDecoder::Timestamptz))?;
                     }
                 }
             }
@@ -214,14 +217,57 @@ fn epoch_date() -> NaiveDate {
     NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date")
 }
 
-fn write_timestamp(out: &mut Vec<u8>, at: NaiveDateTime, utc: bool) {
+/// Writes `"YYYY-MM-DDTHH:MM:SS[.ffffff][Z]"` digit by digit: this runs for every timestamp
+/// cell, and chrono's `format` machinery costs several times more.
+fn write_timestamp(out: &mut Vec<u8>, at: NaiveDateTime, utc: bool) -> Result<(), Malformed> {
     use chrono::Timelike;
-    let fraction = Fraction(at.nanosecond() / 1000);
-    let zone = if utc { "Z" } else { "" };
-    json::quoted_display(
-        out,
-        format_args!("{}{fraction}{zone}", at.format("%Y-%m-%dT%H:%M:%S")),
-    );
+    out.push(b'"');
+    write_date(out, at.date())?;
+    out.push(b'T');
+    push_padded(out, at.hour(), 2);
+    out.push(b':');
+    push_padded(out, at.minute(), 2);
+    out.push(b':');
+    push_padded(out, at.second(), 2);
+    let micros = at.nanosecond() / 1000;
+    if micros != 0 {
+        out.push(b'.');
+        push_padded(out, micros, 6);
+    }
+    if utc {
+        out.push(b'Z');
+    }
+    out.push(b'"');
+    Ok(())
+}
+
+/// `YYYY-MM-DD` for years 1..=9999; other years (PostgreSQL allows 4713 BC to 294276 AD)
+/// fall back to chrono's spelling (`-0044-03-15`, `+12345-01-01`).
+fn write_date(out: &mut Vec<u8>, date: NaiveDate) -> Result<(), Malformed> {
+    use chrono::Datelike;
+    let year = date.year();
+    if (1..=9999).contains(&year) {
+        push_padded(out, year as u32, 4);
+        out.push(b'-');
+        push_padded(out, date.month(), 2);
+        out.push(b'-');
+        push_padded(out, date.day(), 2);
+    } else {
+        use std::io::Write;
+        write!(out, "{}", date.format("%Y-%m-%d")).map_err(|_| Malformed)?;
+    }
+    Ok(())
+}
+
+/// Appends `value` with leading zeros to `width` digits.
+fn push_padded(out: &mut Vec<u8>, value: u32, width: usize) {
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(value);
+    out.extend(std::iter::repeat_n(
+        b'0',
+        width.saturating_sub(digits.len()),
+    ));
+    out.extend_from_slice(digits.as_bytes());
 }
 
 /// Microseconds as `.ffffff` (always six digits, like MySQL's), or nothing when zero.
@@ -304,51 +350,57 @@ pub fn type_label(ty: &Type) -> String {
 
 /// Decodes PostgreSQL's binary NUMERIC (base-10000 groups) into exact decimal text.
 pub fn numeric_to_string(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::new();
+    write_numeric(raw, &mut out)?;
+    String::from_utf8(out).ok()
+}
+
+/// Appends a binary NUMERIC as exact decimal text, without allocating per digit group.
+fn write_numeric(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
     let header = |i: usize| raw.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
     let ndigits = usize::from(header(0)?);
     let weight = header(2)? as i16 as i32;
     let sign = header(4)?;
     let dscale = usize::from(header(6)?);
     match sign {
-        0xC000 => return Some("NaN".into()),
-        0xD000 => return Some("Infinity".into()),
-        0xF000 => return Some("-Infinity".into()),
+        0xC000 => return Some(out.extend_from_slice(b"NaN")),
+        0xD000 => return Some(out.extend_from_slice(b"Infinity")),
+        0xF000 => return Some(out.extend_from_slice(b"-Infinity")),
         0x0000 | 0x4000 => {}
         _ => return None,
     }
-    let groups: Vec<u16> = (0..ndigits)
-        .map(|i| header(8 + 2 * i))
-        .collect::<Option<_>>()?;
-    let group = |index: i32| -> u16 {
+    if raw.len() < 8 + 2 * ndigits {
+        return None;
+    }
+    let group = |index: i32| -> u32 {
         usize::try_from(index)
             .ok()
-            .and_then(|i| groups.get(i).copied())
-            .unwrap_or(0)
+            .filter(|i| *i < ndigits)
+            .and_then(|i| header(8 + 2 * i))
+            .map_or(0, u32::from)
     };
-    let mut text = String::new();
     if sign == 0x4000 && ndigits > 0 {
-        text.push('-');
+        out.push(b'-');
     }
     if weight < 0 {
-        text.push('0');
+        out.push(b'0');
     } else {
-        text.push_str(&group(0).to_string());
+        push_padded(out, group(0), 1);
         for index in 1..=weight {
-            text.push_str(&format!("{:04}", group(index)));
+            push_padded(out, group(index), 4);
         }
     }
     if dscale > 0 {
-        text.push('.');
-        let mut fraction = String::with_capacity(dscale + 4);
+        out.push(b'.');
+        let start = out.len();
         let mut index = weight + 1;
-        while fraction.len() < dscale {
-            fraction.push_str(&format!("{:04}", group(index)));
+        while out.len() - start < dscale {
+            push_padded(out, group(index), 4);
             index += 1;
         }
-        fraction.truncate(dscale);
-        text.push_str(&fraction);
+        out.truncate(start + dscale);
     }
-    Some(text)
+    Some(())
 }
 
 /// A PostgreSQL interval, written in ISO 8601 form (`P1Y2M3DT4H5M6.5S`), each part signed as
