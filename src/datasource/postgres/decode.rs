@@ -349,6 +349,7 @@ pub fn type_label(ty: &Type) -> String {
 }
 
 /// Decodes PostgreSQL's binary NUMERIC (base-10000 groups) into exact decimal text.
+#[cfg(test)]
 pub fn numeric_to_string(raw: &[u8]) -> Option<String> {
     let mut out = Vec::new();
     write_numeric(raw, &mut out)?;
@@ -362,12 +363,16 @@ fn write_numeric(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
     let weight = header(2)? as i16 as i32;
     let sign = header(4)?;
     let dscale = usize::from(header(6)?);
-    match sign {
-        0xC000 => return Some(out.extend_from_slice(b"NaN")),
-        0xD000 => return Some(out.extend_from_slice(b"Infinity")),
-        0xF000 => return Some(out.extend_from_slice(b"-Infinity")),
-        0x0000 | 0x4000 => {}
+    let special: &[u8] = match sign {
+        0xC000 => b"NaN",
+        0xD000 => b"Infinity",
+        0xF000 => b"-Infinity",
+        0x0000 | 0x4000 => b"",
         _ => return None,
+    };
+    if !special.is_empty() {
+        out.extend_from_slice(special);
+        return Some(());
     }
     if raw.len() < 8 + 2 * ndigits {
         return None;
