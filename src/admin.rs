@@ -1,26 +1,39 @@
-//! The edit plane (so far): `GET /v1/admin/egress`, the addresses a DBA allowlists.
+//! The edit plane: `GET /v1/admin/egress` (the addresses a DBA allowlists) and, in
+//! [`accounts`], users, app members and the audit log.
 //!
-//! Until admin accounts exist (issue 4), the admin API is guarded by one bearer token,
-//! `SLUICE_ADMIN_TOKEN`, compared in constant time; without it every admin route answers
-//! 404, so an instance that never set a token exposes no admin surface at all. Secrets are
-//! write-only here too: nothing in this module returns a secret or its ciphertext.
+//! Who may call it: a signed-in admin whose session has MFA (an admin still to enrol gets
+//! 403 `mfa_enrolment_required`), or automation holding `SLUICE_ADMIN_TOKEN` (compared in
+//! constant time; unset means no token is accepted). Developers, viewers and API keys get
+//! 403. Secrets are write-only here too: nothing in this module returns a secret or its
+//! ciphertext.
+
+mod accounts;
+mod policy;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::auth::Role;
+use crate::auth::routes::AuthState;
+use crate::auth::service::{AuthError, Caller};
 use crate::catalog::spec::{CatalogSpec, DatasourceSpec};
 use crate::config::Config;
-use crate::http::ApiError;
+use crate::gateway::GatewayState;
+use crate::http::{ApiError, RequestId};
+use crate::policy::client_ip::ClientIp;
 use crate::vault::SecretString;
 
 /// What a DBA needs to allowlist Sluice: where its connections come from, and where they go.
@@ -86,23 +99,37 @@ pub fn egress_report(config: &Config, catalog: &CatalogSpec) -> EgressReport {
 
 /// Where the admin routes read their data.
 pub struct AdminState {
+    pub auth: Arc<AuthState>,
     pub config: Config,
-    pub catalog: Arc<dyn Fn() -> CatalogSpec + Send + Sync>,
+    /// The view plane's state: the current snapshot, limiter and edge settings.
+    pub gateway: Arc<GatewayState>,
 }
 
 /// The admin router, nested at `/v1/admin`.
 pub fn router(state: Arc<AdminState>) -> Router {
-    let token = state.config.admin_token.clone();
+    let guard = state.clone();
     Router::new()
         .route("/egress", get(egress))
+        .route("/apps/{app}/policy", get(app_policy))
+        .route("/apps/{app}/queries/{query}/run", post(run_query))
+        .merge(accounts::router())
         .with_state(state)
         .layer(axum::middleware::from_fn(move |request, next| {
-            require_token(token.clone(), request, next)
+            require_admin(guard.clone(), request, next)
         }))
 }
 
+/// Who is acting on the edit plane, for the audit log.
+#[derive(Debug, Clone)]
+pub struct AdminActor {
+    /// The admin's user id, or `admin_token`.
+    pub id: String,
+    /// The admin's session (absent for the token).
+    pub caller: Option<Caller>,
+}
+
 async fn egress(State(state): State<Arc<AdminState>>) -> Response {
-    let report = egress_report(&state.config, &(state.catalog)());
+    let report = egress_report(&state.config, &state.gateway.snapshot().spec);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -111,26 +138,141 @@ async fn egress(State(state): State<Arc<AdminState>>) -> Response {
         .into_response()
 }
 
-async fn require_token(token: Option<SecretString>, request: Request, next: Next) -> Response {
-    let Some(token) = token else {
-        return ApiError::not_found("the admin API is off (set SLUICE_ADMIN_TOKEN)")
-            .into_response();
-    };
-    let presented = request
-        .headers()
+async fn app_policy(
+    State(state): State<Arc<AdminState>>,
+    Path(app): Path<String>,
+) -> Result<Response, ApiError> {
+    let snapshot = state.gateway.snapshot();
+    let compiled = snapshot
+        .catalog
+        .apps
+        .get(&app)
+        .ok_or_else(|| ApiError::not_found(format!("no app `{app}`")))?;
+    let members = state.auth.service.members(&app).await?;
+    let report = policy::report(
+        &app,
+        compiled,
+        &state.config,
+        members,
+        state.gateway.edge.tls,
+    );
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&report).expect("reports serialise"),
+    )
+        .into_response())
+}
+
+async fn run_query(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<AdminActor>,
+    Extension(request_id): Extension<RequestId>,
+    Path((app, query)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    crate::gateway::run_as_admin(
+        &state.gateway,
+        request_id,
+        app,
+        query,
+        actor.caller,
+        &headers,
+        body,
+    )
+    .await
+}
+
+async fn require_admin(state: Arc<AdminState>, mut request: Request, next: Next) -> Response {
+    let ip = request
+        .extensions()
+        .get::<ClientIp>()
+        .map(|c| c.0)
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let allowed = &state.config.edge.admin_allowed_ips;
+    if !allowed.is_empty() && !allowed.iter().any(|net| net.contains(&ip)) {
+        let client = crate::auth::service::ClientInfo {
+            ip: ip.to_string(),
+            user_agent: request
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+        };
+        state
+            .auth
+            .service
+            .audit_edge(
+                "ip_refused",
+                &client,
+                serde_json::json!({ "plane": "admin" }),
+            )
+            .await;
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ip_not_allowed",
+            "the admin API does not accept requests from your network (SLUICE_ADMIN_ALLOWED_IPS)",
+        )
+        .into_response();
+    }
+    let headers = request.headers();
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let actor = match bearer {
+        Some(presented) if !presented.starts_with(crate::auth::token::API_KEY_PREFIX) => {
+            if !token_matches(state.config.admin_token.as_ref(), presented) {
+                return ApiError::unauthenticated(
+                    "the admin API needs an admin session or `Authorization: Bearer <SLUICE_ADMIN_TOKEN>`",
+                )
+                .into_response();
+            }
+            AdminActor {
+                id: "admin_token".into(),
+                caller: None,
+            }
+        }
+        _ => match crate::auth::routes::caller(&state.auth, headers).await {
+            Err(error) => return error.into_response(),
+            Ok(None) => {
+                return ApiError::unauthenticated(
+                    "the admin API needs an admin session or `Authorization: Bearer <SLUICE_ADMIN_TOKEN>`",
+                )
+                .into_response();
+            }
+            Ok(Some(caller)) if caller.must_enrol_mfa() => {
+                return ApiError::from(AuthError::MfaEnrolmentRequired).into_response();
+            }
+            Ok(Some(caller))
+                if caller.user.role != Role::Admin || caller.api_key_scope().is_some() =>
+            {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "the admin API is for admins signed in with a session",
+                )
+                .into_response();
+            }
+            Ok(Some(caller)) => AdminActor {
+                id: caller.user.id.clone(),
+                caller: Some(caller),
+            },
+        },
+    };
+    request.extensions_mut().insert(actor);
+    next.run(request).await
+}
+
+/// Constant-time comparison with the configured token; false when none is configured.
+fn token_matches(token: Option<&SecretString>, presented: &str) -> bool {
+    let Some(token) = token else {
+        return false;
+    };
     // Hashing first makes the comparison constant-time regardless of the lengths.
     let expected = Sha256::digest(token.expose().as_bytes());
     let given = Sha256::digest(presented.as_bytes());
-    if bool::from(expected.ct_eq(&given)) {
-        next.run(request).await
-    } else {
-        ApiError::unauthenticated(
-            "the admin API needs `Authorization: Bearer <SLUICE_ADMIN_TOKEN>`",
-        )
-        .into_response()
-    }
+    bool::from(expected.ct_eq(&given))
 }

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::policy::rate_limit::{RateRule, parse_rule};
 use crate::vault::{self, InstanceKey, SecretString, VaultError};
 
 /// Every variable Sluice reads: `(name, default, description)`. An empty default means
@@ -94,7 +95,112 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         ADMIN_TOKEN,
         "",
-        "Bearer token for the admin API (/v1/admin/...), at least 32 characters; empty: the admin API is off. Interim until admin accounts exist.",
+        "Bearer token for automation on the admin API (/v1/admin/...), at least 32 characters; empty: only admin sessions (with MFA) may use it.",
+    ),
+    (
+        TLS_CERT_FILE,
+        "",
+        "PEM certificate chain to serve HTTPS with (re-read on SIGHUP); empty: plain HTTP (terminate TLS in front of Sluice).",
+    ),
+    (
+        TLS_KEY_FILE,
+        "",
+        "PEM private key for SLUICE_TLS_CERT_FILE; required with it.",
+    ),
+    (
+        TRUSTED_PROXIES,
+        "",
+        "Reverse proxies whose X-Forwarded-For / Forwarded headers are believed (CIDRs or addresses, comma-separated); empty: the client address is always the socket peer.",
+    ),
+    (
+        ADMIN_ALLOWED_IPS,
+        "",
+        "Client networks allowed to use the admin API (CIDRs or addresses, comma-separated); empty: any.",
+    ),
+    (
+        RATE_LIMIT_PER_IP,
+        "1200/minute",
+        "Requests per client IP on every endpoint, as N/second, N/minute, N/hour or off (apps and queries may set their own).",
+    ),
+    (
+        RATE_LIMIT_PER_USER,
+        "600/minute",
+        "Query runs per signed-in user, as N/second, N/minute, N/hour or off (apps and queries may set their own).",
+    ),
+    (
+        RATE_LIMIT_PER_KEY,
+        "1200/minute",
+        "Query runs per API key, as N/second, N/minute, N/hour or off (apps and queries may set their own).",
+    ),
+    (
+        QUERY_MAX_CONCURRENCY,
+        "0",
+        "Default cap on runs of one query at once per process (more get 429); 0: no cap (apps and queries may set their own).",
+    ),
+    (
+        SIGNUP_ENABLED,
+        "false",
+        "Whether people may create their own accounts (true or false); off by default, accounts are then made by admins.",
+    ),
+    (
+        SIGNUP_ALLOWED_DOMAINS,
+        "",
+        "Email domains self-signup is limited to (comma-separated, e.g. example.com); empty: any domain. Checked on the address the verification mail goes to.",
+    ),
+    (
+        PASSWORD_MIN_LENGTH,
+        "12",
+        "Shortest password accepted, in characters (8 to 64).",
+    ),
+    (
+        SESSION_IDLE_TIMEOUT_SECS,
+        "28800",
+        "A session ends after this many seconds without a request (sliding); default 8 hours.",
+    ),
+    (
+        SESSION_ABSOLUTE_TIMEOUT_SECS,
+        "604800",
+        "A session ends this many seconds after sign-in, whatever its use; default 7 days.",
+    ),
+    (
+        COOKIE_SAMESITE,
+        "lax",
+        "SameSite attribute of the session cookie: lax, strict or none (none is for cross-site apps and forces Secure).",
+    ),
+    (
+        LOCKOUT_THRESHOLD,
+        "5",
+        "Consecutive failed passwords that lock an account.",
+    ),
+    (
+        LOCKOUT_SECS,
+        "86400",
+        "How long a locked account stays locked, in seconds (a completed password reset unlocks it sooner).",
+    ),
+    (
+        AUTH_RATE_PER_MINUTE,
+        "10",
+        "Login, signup and password-reset requests allowed per client IP per minute (bursts up to the same number).",
+    ),
+    (
+        FRESH_AUTH_SECS,
+        "300",
+        "Sensitive actions need a password (and MFA) check within this many seconds.",
+    ),
+    (
+        RESET_TOKEN_TTL_SECS,
+        "3600",
+        "How long password-reset, signup and email-change links stay valid, in seconds.",
+    ),
+    (
+        SMTP_URL,
+        "",
+        "Outgoing mail server, e.g. smtps://user:password@smtp.example.com or smtp://127.0.0.1:25; empty: no mail (password reset and signup are then off).",
+    ),
+    (
+        MAIL_FROM,
+        "",
+        "Sender address of Sluice's mail, e.g. Sluice <sluice@example.com>; required with SLUICE_SMTP_URL.",
     ),
     (
         EGRESS_ALLOW,
@@ -128,6 +234,27 @@ const MAX_ROWS: &str = "SLUICE_MAX_ROWS";
 const SHUTDOWN_GRACE_SECS: &str = "SLUICE_SHUTDOWN_GRACE_SECS";
 const POOL_SIZE: &str = "SLUICE_POOL_SIZE";
 const ADMIN_TOKEN: &str = "SLUICE_ADMIN_TOKEN";
+const TLS_CERT_FILE: &str = "SLUICE_TLS_CERT_FILE";
+const TLS_KEY_FILE: &str = "SLUICE_TLS_KEY_FILE";
+const TRUSTED_PROXIES: &str = "SLUICE_TRUSTED_PROXIES";
+const ADMIN_ALLOWED_IPS: &str = "SLUICE_ADMIN_ALLOWED_IPS";
+const RATE_LIMIT_PER_IP: &str = "SLUICE_RATE_LIMIT_PER_IP";
+const RATE_LIMIT_PER_USER: &str = "SLUICE_RATE_LIMIT_PER_USER";
+const RATE_LIMIT_PER_KEY: &str = "SLUICE_RATE_LIMIT_PER_KEY";
+const QUERY_MAX_CONCURRENCY: &str = "SLUICE_QUERY_MAX_CONCURRENCY";
+const SIGNUP_ENABLED: &str = "SLUICE_SIGNUP_ENABLED";
+const SIGNUP_ALLOWED_DOMAINS: &str = "SLUICE_SIGNUP_ALLOWED_DOMAINS";
+const PASSWORD_MIN_LENGTH: &str = "SLUICE_PASSWORD_MIN_LENGTH";
+const SESSION_IDLE_TIMEOUT_SECS: &str = "SLUICE_SESSION_IDLE_TIMEOUT_SECS";
+const SESSION_ABSOLUTE_TIMEOUT_SECS: &str = "SLUICE_SESSION_ABSOLUTE_TIMEOUT_SECS";
+const COOKIE_SAMESITE: &str = "SLUICE_COOKIE_SAMESITE";
+const LOCKOUT_THRESHOLD: &str = "SLUICE_LOCKOUT_THRESHOLD";
+const LOCKOUT_SECS: &str = "SLUICE_LOCKOUT_SECS";
+const AUTH_RATE_PER_MINUTE: &str = "SLUICE_AUTH_RATE_PER_MINUTE";
+const FRESH_AUTH_SECS: &str = "SLUICE_FRESH_AUTH_SECS";
+const RESET_TOKEN_TTL_SECS: &str = "SLUICE_RESET_TOKEN_TTL_SECS";
+const SMTP_URL: &str = "SLUICE_SMTP_URL";
+const MAIL_FROM: &str = "SLUICE_MAIL_FROM";
 const EGRESS_ALLOW: &str = "SLUICE_EGRESS_ALLOW";
 const EGRESS_BIND: &str = "SLUICE_EGRESS_BIND";
 const EGRESS_PUBLIC_IPS: &str = "SLUICE_EGRESS_PUBLIC_IPS";
@@ -167,6 +294,62 @@ pub struct Config {
     pub egress_bind: Vec<std::net::IpAddr>,
     /// Public egress addresses after NAT, for DBAs (informational).
     pub egress_public_ips: Vec<std::net::IpAddr>,
+    /// Certificate and key files for HTTPS; both or neither.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Accounts, sessions and mail.
+    pub auth: AuthSettings,
+    /// Edge policy defaults: client address, admin allowlist, rate limits.
+    pub edge: EdgeSettings,
+}
+
+/// Settings of the edge policy (`SLUICE_TRUSTED_PROXIES`, `SLUICE_ADMIN_ALLOWED_IPS`,
+/// `SLUICE_RATE_LIMIT_*`, `SLUICE_QUERY_MAX_CONCURRENCY`).
+#[derive(Debug, Clone)]
+pub struct EdgeSettings {
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Empty means any address.
+    pub admin_allowed_ips: Vec<ipnet::IpNet>,
+    /// `None` means off.
+    pub per_ip: Option<RateRule>,
+    pub per_user: Option<RateRule>,
+    pub per_key: Option<RateRule>,
+    /// 0 means no cap.
+    pub query_max_concurrency: u32,
+}
+
+/// Settings of accounts and sessions (`SLUICE_SIGNUP_*`, `SLUICE_SESSION_*`, lockout, mail).
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub signup_enabled: bool,
+    /// Lower-case domains; empty means any.
+    pub signup_allowed_domains: Vec<String>,
+    pub password_min_length: usize,
+    pub session_idle_timeout: Duration,
+    pub session_absolute_timeout: Duration,
+    pub cookie_same_site: SameSite,
+    pub lockout_threshold: u32,
+    pub lockout_duration: Duration,
+    pub auth_rate_per_minute: u32,
+    pub fresh_auth: Duration,
+    pub token_ttl: Duration,
+    pub smtp_url: Option<SecretString>,
+    pub mail_from: Option<String>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        from_lookup(|_| None).expect("the defaults parse").auth
+    }
+}
+
+/// The session cookie's `SameSite` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Lax,
+    Strict,
+    /// Cross-site apps; the cookie is then always `Secure`.
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -226,6 +409,26 @@ impl Config {
             // that needs the key gets a clear error from `instance_key`.
             (None, None) => {}
         }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(ConfigError::Inconsistent(
+                "SLUICE_TLS_CERT_FILE and SLUICE_TLS_KEY_FILE go together; set both or neither",
+            ));
+        }
+        if self.auth.smtp_url.is_some() && self.auth.mail_from.is_none() {
+            return Err(ConfigError::Inconsistent(
+                "SLUICE_SMTP_URL is set but SLUICE_MAIL_FROM is not; set the sender address",
+            ));
+        }
+        if (self.auth.smtp_url.is_some() || self.auth.signup_enabled) && self.public_url.is_none() {
+            return Err(ConfigError::Inconsistent(
+                "mail links are built only from SLUICE_PUBLIC_URL; set it when SLUICE_SMTP_URL or SLUICE_SIGNUP_ENABLED is set",
+            ));
+        }
+        if self.auth.signup_enabled && self.auth.smtp_url.is_none() {
+            return Err(ConfigError::Inconsistent(
+                "SLUICE_SIGNUP_ENABLED needs SLUICE_SMTP_URL: signup is confirmed by mail",
+            ));
+        }
         Ok(())
     }
 
@@ -243,6 +446,30 @@ impl Config {
         })?;
         vault::check_strength(password.expose(), salt.expose())?;
         Ok(InstanceKey::derive(password.expose(), salt.expose())?)
+    }
+
+    /// Whether session cookies carry `Secure` (and the `__Host-` prefix): when Sluice serves
+    /// TLS itself, the public URL is https, or SameSite=None asks for it.
+    pub fn secure_cookies(&self) -> bool {
+        self.tls_cert_file.is_some()
+            || self
+                .public_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("https://"))
+            || self.auth.cookie_same_site == SameSite::None
+    }
+
+    /// The limits queries get where the catalog does not set their own.
+    pub fn query_defaults(&self) -> crate::catalog::compile::QueryDefaults {
+        crate::catalog::compile::QueryDefaults {
+            timeout: self.query_timeout,
+            max_rows: self.max_rows,
+            limits: crate::policy::LimitDefaults {
+                per_user: self.edge.per_user,
+                per_key: self.edge.per_key,
+                max_concurrency: self.edge.query_max_concurrency,
+            },
+        }
     }
 
     /// Where the metadata database lives: `SLUICE_METADATA_DB`, else `<data dir>/sluice.db`.
@@ -363,6 +590,100 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
             "a comma-separated list of IP addresses",
             |v| parse_address_list(v).map_err(boxed),
         )?,
+        tls_cert_file: env.supplied(TLS_CERT_FILE).map(PathBuf::from),
+        tls_key_file: env.supplied(TLS_KEY_FILE).map(PathBuf::from),
+        auth: auth_settings(&env)?,
+        edge: edge_settings(&env)?,
+    })
+}
+
+fn edge_settings<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<EdgeSettings, ConfigError> {
+    const RATE: &str = "a rate such as 600/minute, 10/second or 5000/hour, or off";
+    let rate = |var| env.parse(var, RATE, |v| parse_rule(v).map_err(|_| None));
+    let cidrs = |var| {
+        env.parse(
+            var,
+            "a comma-separated list of CIDRs or addresses such as 10.0.0.0/8, 2001:db8::/32",
+            |v| crate::datasource::egress::parse_cidr_list(v).map_err(boxed),
+        )
+    };
+    Ok(EdgeSettings {
+        trusted_proxies: cidrs(TRUSTED_PROXIES)?,
+        admin_allowed_ips: cidrs(ADMIN_ALLOWED_IPS)?,
+        per_ip: rate(RATE_LIMIT_PER_IP)?,
+        per_user: rate(RATE_LIMIT_PER_USER)?,
+        per_key: rate(RATE_LIMIT_PER_KEY)?,
+        query_max_concurrency: env.number(
+            QUERY_MAX_CONCURRENCY,
+            "a whole number of concurrent runs, 0 for no cap",
+            0..=u32::MAX,
+        )?,
+    })
+}
+
+fn auth_settings<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<AuthSettings, ConfigError> {
+    const SECONDS: &str = "a whole number of seconds, at least 1";
+    let seconds = |var| {
+        env.number(var, SECONDS, 1..=u64::MAX / 2)
+            .map(Duration::from_secs)
+    };
+    Ok(AuthSettings {
+        signup_enabled: env.parse(SIGNUP_ENABLED, "true or false", |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                _ => Err(None),
+            }
+        })?,
+        signup_allowed_domains: env.parse(
+            SIGNUP_ALLOWED_DOMAINS,
+            "a comma-separated list of domains such as example.com, example.org",
+            |v| {
+                v.split([',', ' '])
+                    .filter(|d| !d.is_empty())
+                    .map(|d| {
+                        let domain = d.trim_start_matches('@').to_ascii_lowercase();
+                        let shaped = domain.contains('.')
+                            && domain
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+                        shaped.then_some(domain).ok_or(None)
+                    })
+                    .collect()
+            },
+        )?,
+        password_min_length: env.number(
+            PASSWORD_MIN_LENGTH,
+            "a whole number of characters from 8 to 64",
+            8..=64,
+        )?,
+        session_idle_timeout: seconds(SESSION_IDLE_TIMEOUT_SECS)?,
+        session_absolute_timeout: seconds(SESSION_ABSOLUTE_TIMEOUT_SECS)?,
+        cookie_same_site: env.parse(COOKIE_SAMESITE, "lax, strict or none", |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "lax" => Ok(SameSite::Lax),
+                "strict" => Ok(SameSite::Strict),
+                "none" => Ok(SameSite::None),
+                _ => Err(None),
+            }
+        })?,
+        lockout_threshold: env.number(
+            LOCKOUT_THRESHOLD,
+            "a whole number of failures from 1 to 1000",
+            1..=1000,
+        )?,
+        lockout_duration: seconds(LOCKOUT_SECS)?,
+        auth_rate_per_minute: env.number(
+            AUTH_RATE_PER_MINUTE,
+            "a whole number of requests per minute, at least 1",
+            1..=u32::MAX,
+        )?,
+        fresh_auth: seconds(FRESH_AUTH_SECS)?,
+        token_ttl: seconds(RESET_TOKEN_TTL_SECS)?,
+        smtp_url: env
+            .secret(SMTP_URL)
+            .filter(|v| !v.expose().trim().is_empty()),
+        mail_from: env.supplied(MAIL_FROM),
     })
 }
 

@@ -4,7 +4,10 @@
 //! credential or a raw database error, and never logs a param or row value. It holds no
 //! plaintext secret: pools are built (and secrets opened) before a [`Snapshot`] reaches it.
 
+mod edge_policy;
 mod invoke;
+
+pub use invoke::run_as_admin;
 mod response;
 
 use std::sync::Arc;
@@ -17,9 +20,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::auth::routes::{self as auth_routes, AuthState};
 use crate::catalog::compile::CompiledCatalog;
 use crate::catalog::spec::CatalogSpec;
 use crate::datasource::Pools;
+use crate::http::edge::{self, EdgeState};
 use crate::http::{ApiError, request_id};
 
 /// What the request path reads: the compiled catalog and its pools, swapped as one.
@@ -43,14 +48,25 @@ pub struct Limits {
 pub struct GatewayState {
     snapshot: ArcSwap<Snapshot>,
     limits: Limits,
+    /// Accounts and sessions: who is asking.
+    pub auth: Arc<AuthState>,
+    /// Client address, instance-wide per-IP limit, baseline headers.
+    pub edge: Arc<EdgeState>,
     draining: AtomicBool,
 }
 
 impl GatewayState {
-    pub fn new(snapshot: Snapshot, limits: Limits) -> Arc<GatewayState> {
+    pub fn new(
+        snapshot: Snapshot,
+        limits: Limits,
+        auth: Arc<AuthState>,
+        edge: Arc<EdgeState>,
+    ) -> Arc<GatewayState> {
         Arc::new(GatewayState {
             snapshot: ArcSwap::from_pointee(snapshot),
             limits,
+            auth,
+            edge,
             draining: AtomicBool::new(false),
         })
     }
@@ -71,17 +87,34 @@ impl GatewayState {
     }
 }
 
-/// The HTTP router: the view plane, with `admin` (the edit plane) nested at `/v1/admin`,
+/// The HTTP router: the view plane and `/v1/auth`, with `admin` (the edit plane) nested at `/v1/admin`,
 /// all behind the request-id middleware.
 pub fn router(state: Arc<GatewayState>, admin: Router) -> Router {
+    let account = |cors| {
+        axum::middleware::from_fn_with_state((state.clone(), cors), edge_policy::account_policy)
+    };
+    let auth = auth_routes::router(state.auth.clone()).route_layer(account(true));
+    let admin = admin.route_layer(account(false));
+    let queries = Router::new()
+        .route(
+            "/v1/apps/{app}/queries/{query}",
+            post(invoke::invoke).options(|| async { StatusCode::NO_CONTENT }),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge_policy::app_policy,
+        ));
+    let edge = state.edge.clone();
     Router::new()
-        .route("/v1/apps/{app}/queries/{query}", post(invoke::invoke))
+        .merge(queries)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .merge(auth)
         .nest("/v1/admin", admin)
+        .layer(axum::middleware::from_fn_with_state(edge, edge::middleware))
         .layer(axum::middleware::from_fn(request_id::middleware))
 }
 

@@ -2,9 +2,12 @@
 //! graceful drain), request ids, baseline response headers, and the one place where errors
 //! become JSON responses.
 
+pub mod body;
+pub mod edge;
 pub mod error;
 pub mod request_id;
 pub mod server;
+pub mod tls;
 
 pub use error::ApiError;
 pub use request_id::RequestId;

@@ -11,12 +11,19 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState};
-use crate::catalog::compile::{self, CatalogErrors, QueryDefaults};
+use crate::auth::mail::{MailError, Mailer};
+use crate::auth::routes::{AuthState, CookieSettings};
+use crate::auth::service::AuthService;
+use crate::catalog::compile::{self, CatalogErrors};
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::datasource::{PoolDefaults, PoolError, Pools};
 use crate::gateway::{self, GatewayState, Limits, Snapshot};
+use crate::http::edge::EdgeState;
 use crate::http::server::{self, ServerSettings};
-use crate::store::{MetadataStore, SqliteStore, StoreError};
+use crate::http::tls::{CertStore, TlsError};
+use crate::policy::rate_limit::{MemoryLimiter, RateLimiter};
+use crate::store::{SqliteStore, Store, StoreError};
 use crate::vault::InstanceKey;
 
 /// Why an instance could not start (or reload).
@@ -40,13 +47,19 @@ pub enum StartError {
     },
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("SLUICE_SMTP_URL / SLUICE_MAIL_FROM: {0}")]
+    Mail(#[from] MailError),
+    #[error("SLUICE_TLS_CERT_FILE / SLUICE_TLS_KEY_FILE: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A configured instance, ready to serve.
 pub struct Instance {
     config: Config,
+    /// The certificate when serving HTTPS.
+    tls: Option<Arc<CertStore>>,
     key: Arc<InstanceKey>,
-    store: Arc<dyn MetadataStore>,
+    store: Arc<dyn Store>,
     state: Arc<GatewayState>,
 }
 
@@ -64,18 +77,63 @@ impl Instance {
     pub async fn with_parts(
         config: Config,
         key: InstanceKey,
-        store: Arc<dyn MetadataStore>,
+        store: Arc<dyn Store>,
     ) -> Result<Instance, StartError> {
+        Instance::with_clock(config, key, store, Arc::new(SystemClock)).await
+    }
+
+    /// [`Instance::with_parts`] with a chosen clock (tests move time instead of sleeping).
+    pub async fn with_clock(
+        config: Config,
+        key: InstanceKey,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+    ) -> Result<Instance, StartError> {
+        config.validate()?;
+        // The first dummy verification builds its hash; do it now so the first sign-in of an
+        // unknown account costs the same as any other.
+        tokio::task::spawn_blocking(|| crate::auth::password::verify_dummy("")).await?;
+        let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+            (Some(cert), Some(key)) => Some(CertStore::load(cert, key)?),
+            _ => None,
+        };
         let key = Arc::new(key);
         let snapshot = build_snapshot(&config, &key, store.clone()).await?;
+        let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new(clock.clone()));
+        let auth = Arc::new(AuthState {
+            service: Arc::new(auth_service(
+                &config,
+                &key,
+                store.clone(),
+                clock,
+                limiter.clone(),
+            )?),
+            cookie: CookieSettings {
+                secure: config.secure_cookies(),
+                same_site: config.auth.cookie_same_site,
+            },
+            max_body_bytes: config.max_body_bytes,
+        });
         let state = GatewayState::new(
             snapshot,
             Limits {
                 max_body_bytes: config.max_body_bytes,
             },
+            auth,
+            Arc::new(EdgeState {
+                trusted_proxies: config.edge.trusted_proxies.clone(),
+                per_ip: config.edge.per_ip,
+                limiter,
+                tls: tls.is_some(),
+                public_origin: config
+                    .public_url
+                    .as_deref()
+                    .and_then(crate::policy::cors::normalize_origin),
+            }),
         );
         Ok(Instance {
             config,
+            tls,
             key,
             store,
             state,
@@ -110,17 +168,26 @@ impl Instance {
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let instance = Arc::new(self);
         let reloader = tokio::spawn(reload_on_hangup(instance.clone()));
+        let purger = tokio::spawn(purge_sessions(instance.state.auth.service.clone()));
         let admin_state = Arc::new(AdminState {
+            auth: instance.state.auth.clone(),
             config: instance.config.clone(),
-            catalog: {
-                let state = instance.state.clone();
-                Arc::new(move || state.snapshot().spec.as_ref().clone())
-            },
+            gateway: instance.state.clone(),
         });
         let router = gateway::router(instance.state.clone(), admin::router(admin_state));
         let settings = ServerSettings {
             header_read_timeout: instance.config.header_read_timeout,
             shutdown_grace: instance.config.shutdown_grace,
+            tls: match &instance.tls {
+                Some(store) => match store.acceptor() {
+                    Ok(acceptor) => Some(acceptor),
+                    Err(error) => {
+                        tracing::error!(error = %error, "TLS set-up failed; not serving");
+                        return;
+                    }
+                },
+                None => None,
+            },
         };
         let state = instance.state.clone();
         let shutdown = async move {
@@ -132,8 +199,32 @@ impl Instance {
         }
         server::run(listener, router, settings, shutdown).await;
         reloader.abort();
+        purger.abort();
         instance.state.snapshot().pools.close_all();
     }
+}
+
+/// The authentication service for this configuration: mailer, limiter, clock.
+pub fn auth_service(
+    config: &Config,
+    key: &Arc<InstanceKey>,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    limiter: Arc<dyn RateLimiter>,
+) -> Result<AuthService, StartError> {
+    let mailer = match (&config.auth.smtp_url, &config.auth.mail_from) {
+        (Some(url), Some(from)) => Some(Mailer::new(url, from)?),
+        _ => None,
+    };
+    Ok(AuthService::new(
+        store,
+        key.clone(),
+        clock.clone(),
+        config.auth.clone(),
+        config.public_url.clone(),
+        mailer,
+        limiter,
+    ))
 }
 
 async fn derive_key(config: &Config) -> Result<InstanceKey, StartError> {
@@ -144,16 +235,13 @@ async fn derive_key(config: &Config) -> Result<InstanceKey, StartError> {
 async fn build_snapshot(
     config: &Config,
     key: &Arc<InstanceKey>,
-    store: Arc<dyn MetadataStore>,
+    store: Arc<dyn Store>,
 ) -> Result<Snapshot, StartError> {
     let (spec, revision) = tokio::task::spawn_blocking(move || {
         Ok::<_, StoreError>((store.load_catalog()?, store.catalog_revision()?))
     })
     .await??;
-    let defaults = QueryDefaults {
-        timeout: config.query_timeout,
-        max_rows: config.max_rows,
-    };
+    let defaults = config.query_defaults();
     let catalog = compile::compile(&spec, defaults).map_err(StartError::Catalog)?;
     compile::verify_secrets(&spec, key).map_err(StartError::Secrets)?;
     let pools = Pools::build(
@@ -174,6 +262,20 @@ async fn build_snapshot(
     })
 }
 
+/// Deletes expired sessions every ten minutes (they are refused on sight anyway; this keeps
+/// the table small).
+async fn purge_sessions(service: Arc<AuthService>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        match service.purge_expired().await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "Expired sessions deleted"),
+            Err(error) => tracing::warn!(error = %error, "Purging expired sessions failed"),
+        }
+    }
+}
+
 #[cfg(unix)]
 async fn reload_on_hangup(instance: Arc<Instance>) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -181,6 +283,14 @@ async fn reload_on_hangup(instance: Arc<Instance>) {
         return;
     };
     while hangups.recv().await.is_some() {
+        if let Some(tls) = &instance.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(error) => {
+                    tracing::error!(error = %error, "TLS reload failed; still serving the previous certificate")
+                }
+            }
+        }
         match instance.reload().await {
             Ok(revision) => tracing::info!(revision, "Catalog reloaded"),
             Err(error) => {

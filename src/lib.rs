@@ -3,13 +3,16 @@
 //! See `docs/ARCHITECTURE.md` for the map of modules and their invariants.
 
 pub mod admin;
+pub mod auth;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod datasource;
 pub mod demo;
 pub mod gateway;
 pub mod http;
 pub mod instance;
+pub mod policy;
 pub mod store;
 pub mod telemetry;
 pub mod vault;

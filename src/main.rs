@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use sluice::catalog::compile::{self, QueryDefaults};
+use sluice::auth::Role;
+use sluice::auth::service::ClientInfo;
+use sluice::catalog::compile;
 use sluice::catalog::yaml;
 use sluice::config::{self, Config, LogFormat};
 use sluice::instance::Instance;
@@ -49,6 +51,16 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Manage user accounts (the first admin is created here).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage who may use a private app.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
     /// Print the addresses to give a DBA: source addresses, public egress IPs, and each
     /// datasource's destination (JSON with --json).
     Egress {
@@ -65,6 +77,45 @@ enum SecretCommand {
         #[arg(long)]
         owner: String,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. The password is read from standard input (one line; an empty
+    /// line creates the account without one: the user then sets it by password reset).
+    Add {
+        email: String,
+        /// admin, developer or viewer.
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Comma-separated group names.
+        #[arg(long, default_value = "")]
+        groups: String,
+    },
+    /// List accounts.
+    List,
+    /// Change a role (the user's sessions end).
+    SetRole { email: String, role: String },
+    /// Replace a user's groups (comma-separated; the user's sessions end).
+    SetGroups { email: String, groups: String },
+    /// Disable an account: its sessions end and its API keys stop working.
+    Disable { email: String },
+    /// Enable a disabled account.
+    Enable { email: String },
+    /// Remove a user's MFA (lost device); an admin must enrol again at the next sign-in.
+    ResetMfa { email: String },
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// List the members of an app.
+    Members { app: String },
+    /// Add a user to an app's members.
+    AddMember { app: String, email: String },
+    /// Remove a user from an app's members.
+    RemoveMember { app: String, email: String },
 }
 
 #[derive(Subcommand)]
@@ -114,7 +165,143 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => seal(&owner),
         Command::Catalog { command } => catalog(command).await,
         Command::Egress { json } => egress(json),
+        Command::User { command } => user(command).await,
+        Command::App { command } => app(command).await,
     }
+}
+
+/// The account service over the configured metadata store, acting as `cli`.
+async fn auth_service() -> anyhow::Result<sluice::auth::service::AuthService> {
+    let config = config::from_env()?;
+    config.validate()?;
+    let key = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || config.instance_key()).await??
+    };
+    let store: std::sync::Arc<dyn sluice::store::Store> = std::sync::Arc::new(open_store(&config)?);
+    let clock: sluice::clock::SharedClock = std::sync::Arc::new(sluice::clock::SystemClock);
+    let limiter = std::sync::Arc::new(sluice::policy::rate_limit::MemoryLimiter::new(
+        clock.clone(),
+    ));
+    Ok(sluice::instance::auth_service(
+        &config,
+        &std::sync::Arc::new(key),
+        store,
+        clock,
+        limiter,
+    )?)
+}
+
+fn parse_role(role: &str) -> anyhow::Result<Role> {
+    Role::parse(role)
+        .with_context(|| format!("unknown role `{role}`: expected admin, developer or viewer"))
+}
+
+fn parse_groups(groups: &str) -> Vec<String> {
+    groups
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+const CLI: &str = "cli";
+
+async fn user(command: UserCommand) -> anyhow::Result<()> {
+    let service = auth_service().await?;
+    let client = ClientInfo::default();
+    let done = match command {
+        UserCommand::Add {
+            email,
+            role,
+            name,
+            groups,
+        } => {
+            let role = parse_role(&role)?;
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            let password = line.trim_end_matches(['\r', '\n']).to_string();
+            let password = (!password.is_empty()).then_some(password);
+            service
+                .create_user(&email, &name, role, parse_groups(&groups), password, CLI)
+                .await?
+        }
+        UserCommand::List => {
+            for user in service.list_users().await? {
+                println!(
+                    "{}\t{}\t{}\tmfa={}\t{}",
+                    user.id,
+                    user.email,
+                    user.role,
+                    user.mfa_enabled,
+                    if user.disabled { "disabled" } else { "active" }
+                );
+            }
+            return Ok(());
+        }
+        UserCommand::SetRole { email, role } => {
+            let target = service.user_by_email(&email).await?;
+            service
+                .set_role(&target.id, parse_role(&role)?, CLI, &client)
+                .await?
+        }
+        UserCommand::SetGroups { email, groups } => {
+            let target = service.user_by_email(&email).await?;
+            service
+                .set_groups(&target.id, parse_groups(&groups), CLI, &client)
+                .await?
+        }
+        UserCommand::Disable { email } => {
+            let target = service.user_by_email(&email).await?;
+            service.set_disabled(&target.id, true, CLI, &client).await?
+        }
+        UserCommand::Enable { email } => {
+            let target = service.user_by_email(&email).await?;
+            service
+                .set_disabled(&target.id, false, CLI, &client)
+                .await?
+        }
+        UserCommand::ResetMfa { email } => {
+            let target = service.user_by_email(&email).await?;
+            service.reset_mfa(&target.id, CLI, &client).await?
+        }
+    };
+    println!(
+        "{} {} role={} groups={} {}",
+        done.id,
+        done.email,
+        done.role,
+        done.groups.join(","),
+        if done.disabled { "disabled" } else { "active" }
+    );
+    Ok(())
+}
+
+async fn app(command: AppCommand) -> anyhow::Result<()> {
+    let service = auth_service().await?;
+    let client = ClientInfo::default();
+    match command {
+        AppCommand::Members { app } => {
+            for id in service.members(&app).await? {
+                let user = service.user_by_id(&id).await?;
+                println!("{}\t{}", user.id, user.email);
+            }
+        }
+        AppCommand::AddMember { app, email } => {
+            let user = service.user_by_email(&email).await?;
+            service.add_member(&app, &user.id, CLI, &client).await?;
+            println!("{} is a member of {app}", user.email);
+        }
+        AppCommand::RemoveMember { app, email } => {
+            let user = service.user_by_email(&email).await?;
+            service.remove_member(&app, &user.id, CLI, &client).await?;
+            println!("{} is no longer a member of {app}", user.email);
+        }
+    }
+    Ok(())
 }
 
 async fn serve() -> anyhow::Result<()> {
@@ -164,10 +351,7 @@ fn seal(owner: &str) -> anyhow::Result<()> {
 
 async fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
     let config = config::from_env()?;
-    let defaults = QueryDefaults {
-        timeout: config.query_timeout,
-        max_rows: config.max_rows,
-    };
+    let defaults = config.query_defaults();
     match command {
         CatalogCommand::Check { file } => {
             let spec = read_catalog(&file)?;

@@ -27,6 +27,12 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// A unique value (an email, a key id) is already taken.
+    #[error("metadata store: {0} already exists")]
+    Conflict(&'static str),
+    /// The record to change does not exist.
+    #[error("metadata store: no such {0}")]
+    NotFound(&'static str),
     #[error("metadata store: {0}")]
     Io(#[from] std::io::Error),
     #[error(
@@ -35,7 +41,13 @@ pub enum StoreError {
     TooNew { found: i64, supported: i64 },
 }
 
-/// Where the gateway keeps its state.
+/// Everything the instance keeps: the catalog and the accounts. One object implements both
+/// (the SQLite store; later the PostgreSQL one).
+pub trait Store: MetadataStore + crate::auth::store::AuthStore {}
+
+impl<T: MetadataStore + crate::auth::store::AuthStore> Store for T {}
+
+/// Where the gateway keeps its catalog.
 pub trait MetadataStore: Send + Sync {
     /// The current catalog.
     fn load_catalog(&self) -> Result<CatalogSpec, StoreError>;

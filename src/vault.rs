@@ -145,6 +145,16 @@ impl Owner {
         Ok(Owner(format!("datasource/{id}/{field}")))
     }
 
+    /// Builds `user/<id>/<field>` (a user's own secrets, such as the TOTP seed).
+    pub fn user(id: &str, field: &str) -> Result<Owner, VaultError> {
+        if !is_owner_part(id) || !is_owner_part(field) {
+            return Err(VaultError::BadOwner(
+                "user id and field must be 1 to 128 characters of [A-Za-z0-9_.-]",
+            ));
+        }
+        Ok(Owner(format!("user/{id}/{field}")))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -1,5 +1,6 @@
-//! The admin API's egress report (`GET /v1/admin/egress`): off without a token, refused with
-//! a wrong one, and never carrying a secret.
+//! The admin API: who may call it (an admin session with MFA, or `SLUICE_ADMIN_TOKEN`),
+//! the egress report without secrets, and user administration that never shows a password
+//! hash.
 
 mod common;
 
@@ -17,18 +18,117 @@ apps: {}
 }
 
 #[tokio::test]
-async fn admin_api_is_off_without_a_token() {
+async fn no_token_is_accepted_when_none_is_configured() {
     let gateway = TestGateway::start(&catalog()).await;
-    let response = gateway
+    for auth in [Some(TOKEN), Some(""), None] {
+        let mut request = gateway.client.get(gateway.url("/v1/admin/egress"));
+        if let Some(auth) = auth {
+            request = request.bearer_auth(auth);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{auth:?}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthenticated");
+    }
+}
+
+#[tokio::test]
+async fn non_admin_sessions_are_refused_and_users_never_show_secrets() {
+    use sluice::auth::Role;
+    let gateway = TestGateway::start_with(&catalog(), &[("SLUICE_ADMIN_TOKEN", TOKEN)]).await;
+    let password = "plum-orbit-cellar-9431";
+    for (email, role) in [
+        ("dev@example.com", Role::Developer),
+        ("viewer@example.com", Role::Viewer),
+    ] {
+        gateway
+            .auth
+            .create_user(email, "", role, vec![], Some(password.into()), "test")
+            .await
+            .unwrap();
+        let login = gateway
+            .client
+            .post(gateway.url("/v1/auth/login"))
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status().as_u16(), 200);
+        let cookie = login.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        for path in ["/v1/admin/egress", "/v1/admin/users", "/v1/admin/audit"] {
+            let response = gateway
+                .client
+                .get(gateway.url(path))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 403, "{email} {path}");
+        }
+    }
+    // The token creates a user; neither the answer nor the listing carries a hash.
+    let created = gateway
         .client
-        .get(gateway.url("/v1/admin/egress"))
+        .post(gateway.url("/v1/admin/users"))
         .bearer_auth(TOKEN)
+        .json(&serde_json::json!({
+            "email": "New.Person@Example.com", "role": "viewer", "groups": ["sales"],
+            "password": "quartz-lantern-meadow-77"
+        }))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 404);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(created.status().as_u16(), 201);
+    let created: serde_json::Value = created.json().await.unwrap();
+    assert_eq!(created["email"], "new.person@example.com");
+    assert_eq!(created["groups"], serde_json::json!(["sales"]));
+    let listing = gateway
+        .client
+        .get(gateway.url("/v1/admin/users"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for forbidden in ["argon2", "quartz-lantern", "password", "totp"] {
+        assert!(!listing.contains(forbidden), "{forbidden} in {listing}");
+    }
+    let weak = gateway
+        .client
+        .post(gateway.url("/v1/admin/users"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "email": "weak@example.com", "role": "viewer", "password": "password123" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(weak.status().as_u16(), 400);
+    let body: serde_json::Value = weak.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "weak_password");
+    let audit: serde_json::Value = gateway
+        .client
+        .get(gateway.url("/v1/admin/audit"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let created_events = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "user_created")
+        .count();
+    assert_eq!(created_events, 3, "{audit}");
 }
 
 #[tokio::test]

@@ -288,7 +288,9 @@ fn catalog(datasources: &[(String, &str)]) -> String {
     for (yaml, _) in datasources {
         text.push_str(yaml);
     }
-    text.push_str("apps:\n  e:\n    visibility: public\n    queries:\n");
+    text.push_str(
+        "apps:\n  e:\n    visibility: public\n    grants: { anonymous: true }\n    queries:\n",
+    );
     for (yaml, query) in datasources {
         let name = yaml.trim_start().split(':').next().unwrap();
         text.push_str(&format!(

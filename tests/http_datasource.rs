@@ -295,6 +295,7 @@ datasources:
 apps:
   t:
     visibility: public
+    grants: { anonymous: true }
     queries:
       item:
         datasource: api

@@ -380,7 +380,7 @@ fn catalog(db: Db, datasource_yaml: &str, prefix: &str, marker: &str) -> String 
         format!("SELECT id FROM {prefix}victims ORDER BY id {{{{ params.dir }}}}"),
         json!({ "dir": { "type": "keyword", "required": true, "enum": ["ASC", "DESC"] } }),
     );
-    let apps = json!({ APP: { "visibility": "public", "queries": queries } });
+    let apps = json!({ APP: { "visibility": "public", "grants": { "anonymous": true }, "queries": queries } });
     format!("datasources:\n{datasource_yaml}apps: {apps}\n")
 }
 
@@ -1445,7 +1445,7 @@ fn check_notes(h: &mut Report, notes: &Notes, stored: Vec<StoredNote>) {
 /// A `keyword` param whose enum is declared in lower case orders like its upper-case twin.
 #[tokio::test]
 async fn keyword_enum_declared_in_lower_case_is_usable() {
-    let apps = json!({ APP: { "visibility": "public", "queries": {
+    let apps = json!({ APP: { "visibility": "public", "grants": { "anonymous": true }, "queries": {
         "order": {
             "datasource": "db",
             "sql": "SELECT x FROM (VALUES (1), (2), (3)) AS t (x) ORDER BY x {{ params.dir }}",
@@ -1474,7 +1474,7 @@ async fn keyword_enum_declared_in_lower_case_is_usable() {
 /// `int4`) is a 400 `invalid_params` that, like every other one, names the param.
 #[tokio::test]
 async fn database_type_refusals_name_the_param() {
-    let apps = json!({ APP: { "visibility": "public", "queries": {
+    let apps = json!({ APP: { "visibility": "public", "grants": { "anonymous": true }, "queries": {
         "q": {
             "datasource": "db",
             "sql": "SELECT x FROM (VALUES (1), (2)) AS t (x) \

@@ -217,6 +217,7 @@ datasources:
 apps:
   canary:
     visibility: public
+    grants: { anonymous: true }
     queries:
       pg_text:
         datasource: pg

@@ -201,7 +201,7 @@ fn catalog(datasource_yaml: &str, queries: BTreeMap<String, Value>) -> CatalogSp
     let mut spec = sluice::catalog::yaml::parse(&format!("datasources:\n{datasource_yaml}"))
         .unwrap_or_else(|e| panic!("datasource YAML: {e}"));
     spec.apps = serde_json::from_value(json!({
-        "types": {"visibility": "public", "queries": queries}
+        "types": {"visibility": "public", "grants": {"anonymous": true}, "queries": queries}
     }))
     .unwrap_or_else(|e| panic!("test queries: {e}"));
     spec

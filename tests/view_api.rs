@@ -28,6 +28,7 @@ DATASOURCES
 apps:
   shop:
     visibility: public
+    grants: { anonymous: true }
     queries:
       orders:
         datasource: pg
@@ -402,6 +403,7 @@ DATASOURCES
 apps:
   shop:
     visibility: public
+    grants: { anonymous: true }
     queries:
       orders:
         datasource: my

@@ -12,6 +12,7 @@ use crate::catalog::http_template::{CompiledHttp, compile_http};
 use crate::catalog::params::ParamSchema;
 use crate::catalog::spec::{CatalogSpec, DatasourceSpec, HttpAuthSpec, QuerySpec, Visibility};
 use crate::catalog::template::{CompiledSql, Dialect, compile_sql};
+use crate::policy::{self, AppPolicy, LimitDefaults, QueryPolicy};
 use crate::vault::{self, InstanceKey, Owner};
 
 /// Limits that apply where a query does not set its own.
@@ -19,6 +20,7 @@ use crate::vault::{self, InstanceKey, Owner};
 pub struct QueryDefaults {
     pub timeout: Duration,
     pub max_rows: u64,
+    pub limits: LimitDefaults,
 }
 
 impl Default for QueryDefaults {
@@ -26,6 +28,7 @@ impl Default for QueryDefaults {
         QueryDefaults {
             timeout: Duration::from_secs(30),
             max_rows: 10_000,
+            limits: LimitDefaults::default(),
         }
     }
 }
@@ -57,12 +60,16 @@ pub struct CompiledQuery {
     pub params: ParamSchema,
     pub timeout: Duration,
     pub max_rows: u64,
+    /// Grant and limits.
+    pub policy: QueryPolicy,
 }
 
 /// An app ready to serve.
 #[derive(Debug)]
 pub struct CompiledApp {
     pub visibility: Visibility,
+    /// Allowed IPs, CORS and header overrides.
+    pub policy: Arc<AppPolicy>,
     pub queries: HashMap<String, Arc<CompiledQuery>>,
 }
 
@@ -209,6 +216,12 @@ pub fn compile(
         if !is_valid_name(app_name) {
             problem(format!("apps.{app_name}"), name_rule());
         }
+        let app_policy = policy::compile_app(app).unwrap_or_else(|found| {
+            for (field, message) in found {
+                problem(format!("apps.{app_name}.{field}"), message);
+            }
+            AppPolicy::default()
+        });
         let mut queries = HashMap::new();
         for (query_name, query) in &app.queries {
             let location = format!("apps.{app_name}.queries.{query_name}");
@@ -236,6 +249,14 @@ pub fn compile(
                     continue;
                 }
             };
+            let query_policy =
+                policy::compile_query(app_name, query_name, app, query, defaults.limits)
+                    .unwrap_or_else(|found| {
+                        for (field, message) in found {
+                            problem(format!("{location}.{field}"), message);
+                        }
+                        QueryPolicy::default()
+                    });
             if query.max_rows == Some(0) {
                 problem(format!("{location}.max_rows"), "must be at least 1".into());
             }
@@ -258,6 +279,7 @@ pub fn compile(
                         .map(Duration::from_millis)
                         .unwrap_or(defaults.timeout),
                     max_rows: query.max_rows.unwrap_or(defaults.max_rows),
+                    policy: query_policy,
                 }),
             );
         }
@@ -265,6 +287,7 @@ pub fn compile(
             app_name.clone(),
             CompiledApp {
                 visibility: app.visibility,
+                policy: Arc::new(app_policy),
                 queries,
             },
         );

@@ -187,14 +187,91 @@ pub enum Visibility {
     Private,
 }
 
-/// An app: a named group of queries with one visibility.
+/// An app: a named group of queries with one visibility and one edge policy.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppSpec {
     #[serde(default)]
     pub visibility: Visibility,
+    /// Who may run the app's queries, unless a query has its own `grants`. Neither set means
+    /// nobody (deny by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<GrantSpec>,
+    /// Client networks allowed to call this app (CIDRs or addresses); empty means any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_ips: Vec<String>,
+    /// Cross-origin browser access; unset means same-origin only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
+    /// Response header overrides for this app's responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<HeadersSpec>,
+    /// Rate limits and concurrency for the app's queries (a query may override each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSpec>,
     #[serde(default)]
     pub queries: BTreeMap<String, QuerySpec>,
+}
+
+/// Who may run a query: callers with one of `roles` or in one of `groups`, plus anyone at
+/// all when `anonymous` (public apps only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantSpec {
+    /// `admin`, `developer`, `viewer`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+}
+
+/// Which other origins' pages may call an app from a browser.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSpec {
+    /// Exact origins (`https://shop.example.com`, with a port when not the default), or
+    /// `"*"` alone for a public app called without cookies.
+    pub origins: Vec<String>,
+    /// Request headers allowed beyond `content-type` and `authorization`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
+    /// How long browsers may cache a preflight answer (default 600 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_secs: Option<u32>,
+}
+
+/// Response header overrides for one app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersSpec {
+    /// Who may frame this app's responses (`frame-ancestors` sources, such as `'self'` or
+    /// `https://portal.example.com`); default `'none'`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_ancestors: Option<Vec<String>>,
+    /// `Referrer-Policy`; default `no-referrer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer_policy: Option<String>,
+    /// A whole `Content-Security-Policy` replacing the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_security_policy: Option<String>,
+}
+
+/// Rate limits (`"120/minute"`, `"10/second"`, `"1000/hour"`, or `"off"`) and a cap on
+/// queries running at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_key: Option<String>,
+    /// Runs of one query at once (per gateway process); more get 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
 }
 
 /// A stored query: a template in the datasource's language with declared params.
@@ -219,6 +296,12 @@ pub struct QuerySpec {
     pub max_rows: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Who may run this query (replaces the app's `grants`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<GrantSpec>,
+    /// Limits for this query (each one set replaces the app's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSpec>,
 }
 
 /// The declared type of a param.

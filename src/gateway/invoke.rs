@@ -11,19 +11,26 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use http_body_util::BodyExt;
 
-use super::GatewayState;
+use tokio::sync::OwnedSemaphorePermit;
+
 use super::response::{LogContext, respond_rows};
-use crate::catalog::compile::CompiledTemplate;
+use super::{GatewayState, Snapshot};
+use crate::auth::service::{AuthError, Caller, CallerVia};
+use crate::catalog::compile::{CompiledQuery, CompiledTemplate};
 use crate::catalog::spec::Visibility;
 use crate::catalog::template::BindValues;
 use crate::datasource::http::HttpReply;
 use crate::datasource::{DatasourceError, ExecOptions};
 use crate::http::{ApiError, RequestId};
+use crate::policy::ScopedRule;
+use crate::policy::client_ip::ClientIp;
+use crate::policy::rate_limit::Decision;
 
 /// `POST /v1/apps/{app}/queries/{query}` with `{"params": {...}}`.
 pub async fn invoke(
     State(state): State<Arc<GatewayState>>,
     Extension(request_id): Extension<RequestId>,
+    client_ip: Option<Extension<ClientIp>>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Body,
@@ -38,26 +45,208 @@ pub async fn invoke(
         .catalog
         .query(&app_name, &query_name)
         .ok_or_else(unknown)?;
-    match app.visibility {
-        Visibility::Public => {}
-        Visibility::Workspace => {
+    // Queries anyone may run that do not bind the caller skip the session lookup entirely.
+    let anonymous_ok = app.visibility == Visibility::Public
+        && query.policy.grant.anonymous
+        && !query.template.uses_user();
+    let caller = if anonymous_ok {
+        None
+    } else {
+        crate::auth::routes::caller(&state.auth, &headers).await?
+    };
+    if let Some(caller) = &caller
+        && caller.must_enrol_mfa()
+    {
+        return Err(AuthError::MfaEnrolmentRequired.into());
+    }
+    match (app.visibility, &caller) {
+        (Visibility::Public, _) => {}
+        (Visibility::Workspace, Some(_)) => {}
+        (Visibility::Workspace, None) => {
             return Err(ApiError::unauthenticated("this app needs a signed-in user"));
         }
-        Visibility::Private => return Err(unknown()),
+        // Private apps answer non-members exactly as if they did not exist.
+        (Visibility::Private, None) => return Err(unknown()),
+        (Visibility::Private, Some(caller)) => {
+            let member = state
+                .auth
+                .service
+                .is_member(&app_name, &caller.user.id)
+                .await?;
+            if !member {
+                return Err(unknown());
+            }
+        }
     }
-    if query.template.uses_user() {
+    // After visibility, so that a key cannot tell a private app it may not see from a
+    // missing one by getting 403 instead of 404.
+    if let Some(scope) = caller.as_ref().and_then(|c| c.api_key_scope())
+        && !scope.allows(&app_name, &query_name)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "outside_key_scope",
+            "this API key's scope does not include this query",
+        ));
+    }
+    if !query.policy.grant.allows(caller.as_ref()) {
+        return Err(match caller {
+            None => ApiError::unauthenticated("this query is only granted to signed-in users"),
+            Some(_) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_granted",
+                "this query is not granted to your role or groups",
+            ),
+        });
+    }
+    let ip = client_ip.map(|Extension(ClientIp(ip))| ip);
+    let running = admit(&state, query, caller.as_ref(), ip)?;
+    let run = Run {
+        request_id,
+        app_name,
+        query_name,
+        caller,
+        started,
+        running,
+    };
+    execute(&state, &snapshot, query, run, &headers, body).await
+}
+
+/// `POST /v1/admin/apps/{app}/queries/{query}/run`: an admin tests a query whatever its
+/// visibility and grants (limits and concurrency still apply). The admin's own user values
+/// are bound; with the admin token there are none.
+pub async fn run_as_admin(
+    state: &Arc<GatewayState>,
+    request_id: RequestId,
+    app_name: String,
+    query_name: String,
+    caller: Option<Caller>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let snapshot = state.snapshot();
+    let (_, query) = snapshot
+        .catalog
+        .query(&app_name, &query_name)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no query `{query_name}` in app `{app_name}`"))
+        })?;
+    let running = admit(state, query, caller.as_ref(), None)?;
+    let run = Run {
+        request_id,
+        app_name,
+        query_name,
+        caller,
+        started,
+        running,
+    };
+    execute(state, &snapshot, query, run, headers, body).await
+}
+
+/// Rate limits (per IP when the app or query sets one, per user, per key) and the
+/// concurrency cap; refusals are 429 with `Retry-After`, before any datasource is touched.
+fn admit(
+    state: &GatewayState,
+    query: &CompiledQuery,
+    caller: Option<&Caller>,
+    ip: Option<std::net::IpAddr>,
+) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+    let limits = &query.policy.limits;
+    let limiter = &state.edge.limiter;
+    let mut checks: Vec<(&ScopedRule, String, &'static str)> = Vec::with_capacity(2);
+    if let (Some(rule), Some(ip)) = (&limits.per_ip, ip) {
+        checks.push((rule, rule.key("ip", &ip.to_string()), "address"));
+    }
+    match caller.map(|c| &c.via) {
+        Some(CallerVia::ApiKey { id, .. }) => {
+            if let Some(rule) = &limits.per_key {
+                checks.push((rule, rule.key("key", id), "API key"));
+            }
+        }
+        Some(CallerVia::Session { .. }) => {
+            if let (Some(rule), Some(caller)) = (&limits.per_user, caller) {
+                checks.push((rule, rule.key("user", &caller.user.id), "user"));
+            }
+        }
+        None => {}
+    }
+    for (rule, key, who) in checks {
+        if let Decision::Deny { retry_after_secs } = limiter.check(&key, rule.rule) {
+            return Err(ApiError {
+                retry_after: Some(retry_after_secs),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "this {who} ran this query too often (limit {}); retry later",
+                        rule.rule
+                    ),
+                )
+            });
+        }
+    }
+    match &limits.running {
+        None => Ok(None),
+        Some(slots) => slots
+            .clone()
+            .try_acquire_owned()
+            .map(Some)
+            .map_err(|_| ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_concurrent",
+                    format!(
+                        "this query is already running {} times; retry shortly",
+                        limits.max_concurrency
+                    ),
+                )
+            }),
+    }
+}
+
+/// What an admitted run carries to execution.
+struct Run {
+    request_id: RequestId,
+    app_name: String,
+    query_name: String,
+    caller: Option<Caller>,
+    started: Instant,
+    running: Option<OwnedSemaphorePermit>,
+}
+
+/// Validates, binds, executes and streams an admitted run.
+async fn execute(
+    state: &GatewayState,
+    snapshot: &Snapshot,
+    query: &CompiledQuery,
+    run: Run,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Run {
+        request_id,
+        app_name,
+        query_name,
+        caller,
+        started,
+        running,
+    } = run;
+    let user_values = caller.as_ref().map(|c| c.user_values());
+    if query.template.uses_user() && user_values.is_none() {
         return Err(ApiError::unauthenticated(
             "this query runs as the signed-in user; sign in first",
         ));
     }
-    let input = read_params(&headers, body, state.limits.max_body_bytes).await?;
+    let input = read_params(headers, body, state.limits.max_body_bytes).await?;
     let values = query
         .params
         .validate(&input)
         .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
     let bound = BindValues {
         params: &values,
-        user: None,
+        user: user_values.as_ref(),
     };
     let Some(source) = snapshot.pools.get(&query.datasource) else {
         tracing::error!(request_id = %request_id.as_str(), datasource = %query.datasource, "Query names a datasource without a pool");
@@ -68,7 +257,9 @@ pub async fn invoke(
         app: app_name,
         query: query_name,
         datasource: query.datasource.clone(),
+        user_id: caller.as_ref().map(|c| c.user.id.clone()),
         started,
+        running,
     };
     let sql = match &query.template {
         CompiledTemplate::Sql(sql) => sql,

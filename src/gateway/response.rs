@@ -25,7 +25,12 @@ pub struct LogContext {
     pub app: String,
     pub query: String,
     pub datasource: String,
+    /// The caller's user id (never their email or anything they sent).
+    pub user_id: Option<String>,
     pub started: Instant,
+    /// The query's concurrency slot, held (never read) until the response is complete.
+    #[allow(dead_code)]
+    pub running: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl LogContext {
@@ -35,6 +40,7 @@ impl LogContext {
             app = %self.app,
             query = %self.query,
             datasource = %self.datasource,
+            user_id = self.user_id.as_deref(),
             status = 200u16,
             duration_us = self.started.elapsed().as_micros() as u64,
             row_count = summary.row_count,
@@ -50,6 +56,7 @@ impl LogContext {
             app = %self.app,
             query = %self.query,
             datasource = %self.datasource,
+            user_id = self.user_id.as_deref(),
             status = 200u16,
             upstream_status,
             duration_us = self.started.elapsed().as_micros() as u64,
@@ -63,6 +70,7 @@ impl LogContext {
             app = %self.app,
             query = %self.query,
             datasource = %self.datasource,
+            user_id = self.user_id.as_deref(),
             status = status.as_u16(),
             duration_us = self.started.elapsed().as_micros() as u64,
             error_class,

@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::auth::service::AuthError;
 use crate::datasource::DatasourceError;
 
 /// An error answered to a client. `message` must never hold a request value, a row value,
@@ -167,6 +168,58 @@ impl From<&DatasourceError> for ApiError {
                 )
             },
             DatasourceError::Internal { .. } => ApiError::internal(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            AuthError::InvalidCredentials => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
+            }
+            AuthError::MfaRequired => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "mfa_required", message)
+            }
+            AuthError::InvalidMfaCode => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_mfa_code", message)
+            }
+            AuthError::Unauthenticated => ApiError::unauthenticated(message),
+            AuthError::FreshAuthRequired => {
+                ApiError::new(StatusCode::FORBIDDEN, "fresh_auth_required", message)
+            }
+            AuthError::MfaEnrolmentRequired => {
+                ApiError::new(StatusCode::FORBIDDEN, "mfa_enrolment_required", message)
+            }
+            AuthError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+            AuthError::WeakPassword(_) => ApiError {
+                param: Some("password".into()),
+                ..ApiError::new(StatusCode::BAD_REQUEST, "weak_password", message)
+            },
+            AuthError::InvalidEmail(field) => ApiError {
+                param: Some(field.into()),
+                ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_email", message)
+            },
+            AuthError::InvalidInput(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+            }
+            AuthError::InvalidToken => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", message)
+            }
+            AuthError::RateLimited { retry_after_secs } => ApiError {
+                retry_after: Some(retry_after_secs),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            },
+            AuthError::Unavailable(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "feature_off", message)
+            }
+            AuthError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            AuthError::NotFound(_) => ApiError::not_found(message),
+            AuthError::Store(_) | AuthError::Task(_) | AuthError::Vault(_) => {
+                tracing::error!(error = %error, "Authentication failed inside Sluice");
+                ApiError::internal()
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Request ids, the request log line, and baseline response headers.
+//! Request ids, the request log line, and the rendering of [`ApiError`]s.
 //!
 //! Every response carries `X-Request-Id`; error bodies carry the same id. Ids are a random
 //! per-process prefix and a counter: unique, cheap, and meaningless outside the log.
@@ -34,7 +34,7 @@ impl RequestId {
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Assigns the request id, renders [`ApiError`]s, adds baseline headers, and logs the
+/// Assigns the request id, renders [`ApiError`]s (keeping headers set on the way out), and logs the
 /// request (method, path, status, duration; never a query string or body).
 pub async fn middleware(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -45,7 +45,13 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
     let mut response = next.run(request).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
-        let rendered = error.render(id.as_str());
+        let mut rendered = error.render(id.as_str());
+        // Headers set on the way out (CORS, security headers, cookies) stay on the error.
+        for (name, value) in response.headers() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                rendered.headers_mut().append(name, value.clone());
+            }
+        }
         response = rendered;
         tracing::info!(
             request_id = %id.as_str(),
@@ -70,12 +76,5 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(id.as_str()) {
         headers.insert(X_REQUEST_ID.clone(), value);
     }
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
     response
 }

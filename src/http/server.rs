@@ -1,5 +1,6 @@
-//! The listener loop: HTTP/1.1 with keep-alive, a header read timeout (slow clients cannot
-//! hold a connection open without sending a request), and a graceful drain on shutdown.
+//! The listener loop: HTTP/1.1 with keep-alive, optional TLS, a header read timeout (slow
+//! clients cannot hold a connection open without sending a request), and a graceful drain on
+//! shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,11 +14,14 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 /// Settings of the listener loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
+    /// Terminate TLS on accepted connections (the handshake must finish within the header
+    /// read timeout).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets
@@ -51,10 +55,35 @@ pub async fn run(
                 let service = TowerToHyperService::new(
                     router.clone().layer(axum::Extension(PeerAddr(peer))),
                 );
-                let connection = builder.serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let tls = settings.tls.clone();
+                let handshake_timeout = settings.header_read_timeout;
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
+                    let result = match tls {
+                        None => {
+                            let connection = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(connection).await
+                        }
+                        Some(acceptor) => {
+                            let accepted =
+                                tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+                            let stream = match accepted {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(error)) => {
+                                    tracing::debug!(error = %error, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let connection = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(connection).await
+                        }
+                    };
+                    if let Err(error) = result {
                         tracing::debug!(error = %error, "Connection ended with an error");
                     }
                 });

@@ -8,8 +8,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{MetadataStore, StoreError};
 use crate::catalog::spec::{AppSpec, CatalogSpec, DatasourceSpec, QuerySpec};
 
+mod auth;
+
 /// Migrations in order; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE datasources (
         name       TEXT PRIMARY KEY,
         kind       TEXT NOT NULL,
@@ -34,7 +37,99 @@ const MIGRATIONS: &[&str] = &[r#"
         applied_at TEXT NOT NULL,
         source     TEXT NOT NULL
     );
-"#];
+"#,
+    // Authentication (see `auth.rs`). Times are Unix seconds. `app_members` has no foreign key
+    // to `apps`, because a catalog apply deletes and re-inserts every app and membership must
+    // survive it; `audit_events` has none to `users`, because the log outlives accounts.
+    r#"
+    CREATE TABLE users (
+        id             TEXT PRIMARY KEY,
+        email          TEXT NOT NULL UNIQUE,
+        display_name   TEXT NOT NULL,
+        role           TEXT NOT NULL CHECK (role IN ('admin', 'developer', 'viewer')),
+        "groups"       TEXT NOT NULL DEFAULT '[]',   -- JSON array of strings
+        disabled       INTEGER NOT NULL DEFAULT 0,
+        password_hash  TEXT,
+        failed_logins  INTEGER NOT NULL DEFAULT 0,
+        locked_until   INTEGER,
+        totp_secret    TEXT,                         -- sealed
+        mfa_enabled    INTEGER NOT NULL DEFAULT 0,
+        totp_last_step INTEGER,
+        created_at     INTEGER NOT NULL,
+        last_login_at  INTEGER
+    );
+    CREATE TABLE recovery_codes (
+        user_id   TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        code_hash TEXT NOT NULL,
+        used_at   INTEGER,
+        PRIMARY KEY (user_id, code_hash)
+    );
+    CREATE TABLE sessions (
+        token_hash       TEXT PRIMARY KEY,
+        public_id        TEXT NOT NULL UNIQUE,
+        user_id          TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at       INTEGER NOT NULL,
+        last_seen_at     INTEGER NOT NULL,
+        authenticated_at INTEGER NOT NULL,
+        ip               TEXT NOT NULL,
+        user_agent       TEXT NOT NULL
+    );
+    CREATE INDEX sessions_user_id ON sessions(user_id);
+    CREATE TABLE one_time_tokens (
+        token_hash TEXT PRIMARY KEY,
+        purpose    TEXT NOT NULL,
+        user_id    TEXT REFERENCES users(id) ON DELETE CASCADE,
+        email      TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at    INTEGER
+    );
+    CREATE INDEX one_time_tokens_user_id ON one_time_tokens(user_id);
+    CREATE TABLE api_keys (
+        id           TEXT PRIMARY KEY,
+        key_hash     TEXT NOT NULL,
+        user_id      TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name         TEXT NOT NULL,
+        scope        TEXT NOT NULL,                  -- JSON
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER,
+        last_used_at INTEGER,
+        revoked_at   INTEGER
+    );
+    CREATE INDEX api_keys_user_id ON api_keys(user_id);
+    CREATE TABLE app_members (
+        app      TEXT NOT NULL,
+        user_id  TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        added_at INTEGER NOT NULL,
+        PRIMARY KEY (app, user_id)
+    );
+    CREATE INDEX app_members_user_id ON app_members(user_id);
+    CREATE TABLE audit_events (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         INTEGER NOT NULL,
+        event      TEXT NOT NULL,
+        user_id    TEXT,
+        email      TEXT,
+        actor      TEXT,
+        ip         TEXT,
+        user_agent TEXT,
+        reason     TEXT,
+        details    TEXT
+    );
+    CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+    BEGIN
+        SELECT RAISE(ABORT, 'audit_events is append-only');
+    END;
+    CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+    BEGIN
+        SELECT RAISE(ABORT, 'audit_events is append-only');
+    END;
+"#,
+    // App-level policy (grants, CORS, headers, limits, allowed IPs) as JSON.
+    r#"
+    ALTER TABLE apps ADD COLUMN spec TEXT;
+"#,
+];
 
 /// The SQLite-backed store. One connection behind a mutex: metadata writes are rare and
 /// reads happen at start-up and reload, never per request.
@@ -149,23 +244,27 @@ impl MetadataStore for SqliteStore {
             spec.datasources.insert(name, datasource);
         }
         let mut stmt = conn
-            .prepare("SELECT name, visibility FROM apps ORDER BY name")
+            .prepare("SELECT name, visibility, spec FROM apps ORDER BY name")
             .map_err(sqlite("reading apps"))?;
         let rows = stmt
             .query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                ))
             })
             .map_err(sqlite("reading apps"))?;
         for row in rows {
-            let (name, visibility) = row.map_err(sqlite("reading apps"))?;
-            let visibility = decode("app", &name, &format!("\"{visibility}\""))?;
-            spec.apps.insert(
-                name,
-                AppSpec {
-                    visibility,
-                    queries: Default::default(),
-                },
-            );
+            let (name, visibility, json) = row.map_err(sqlite("reading apps"))?;
+            // Apps stored before the policy column have only a visibility.
+            let mut app: AppSpec = match json {
+                Some(json) => decode("app", &name, &json)?,
+                None => AppSpec::default(),
+            };
+            app.visibility = decode("app", &name, &format!("\"{visibility}\""))?;
+            app.queries = Default::default();
+            spec.apps.insert(name, app);
         }
         let mut stmt = conn
             .prepare("SELECT app, name, spec FROM queries ORDER BY app, name")
@@ -207,9 +306,14 @@ impl MetadataStore for SqliteStore {
         }
         for (name, app) in &spec.apps {
             let visibility = serde_json::to_value(app.visibility).expect("specs serialise");
+            let policy = AppSpec {
+                queries: Default::default(),
+                ..app.clone()
+            };
+            let json = serde_json::to_string(&policy).expect("specs serialise");
             tx.execute(
-                "INSERT INTO apps (name, visibility, updated_at) VALUES (?1, ?2, ?3)",
-                params![name, visibility.as_str().unwrap_or("private"), at],
+                "INSERT INTO apps (name, visibility, spec, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                params![name, visibility.as_str().unwrap_or("private"), json, at],
             )
             .map_err(sqlite("writing an app"))?;
             for (query_name, query) in &app.queries {

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -143,6 +145,8 @@ pub fn mysql_datasource_yaml(name: &str, database: &str) -> String {
 pub struct TestGateway {
     pub address: SocketAddr,
     pub client: reqwest::Client,
+    /// The instance's authentication service (tests create users through it).
+    pub auth: Arc<sluice::auth::service::AuthService>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -159,11 +163,29 @@ impl TestGateway {
     }
 
     pub async fn start_spec(spec: CatalogSpec, env: &[(&str, &str)]) -> TestGateway {
+        TestGateway::start_clocked(spec, env, Arc::new(sluice::clock::SystemClock)).await
+    }
+
+    /// Starts a gateway whose time is `clock` (pass a `ManualClock` to move time forward).
+    pub async fn start_clocked(
+        spec: CatalogSpec,
+        env: &[(&str, &str)],
+        clock: sluice::clock::SharedClock,
+    ) -> TestGateway {
         let (password, salt) = test_secrets();
         let mut vars: HashMap<String, String> = HashMap::new();
         vars.insert("SLUICE_LISTEN".into(), "127.0.0.1:0".into());
         vars.insert("SLUICE_ENCRYPTION_PASSWORD".into(), password.clone());
         vars.insert("SLUICE_ENCRYPTION_SALT".into(), salt.clone());
+        // Rate limits are off unless a test sets them: most tests send far more requests
+        // from 127.0.0.1 than a client should.
+        for var in [
+            "SLUICE_RATE_LIMIT_PER_IP",
+            "SLUICE_RATE_LIMIT_PER_USER",
+            "SLUICE_RATE_LIMIT_PER_KEY",
+        ] {
+            vars.insert(var.into(), "off".into());
+        }
         for (name, value) in env {
             vars.insert(name.to_string(), value.to_string());
         }
@@ -171,9 +193,10 @@ impl TestGateway {
         let store = SqliteStore::in_memory().expect("in-memory store");
         store.replace_catalog(&spec, "test").expect("apply catalog");
         let key = InstanceKey::derive(password, salt).expect("key");
-        let instance = Instance::with_parts(config, key, Arc::new(store))
+        let instance = Instance::with_clock(config, key, Arc::new(store), clock)
             .await
             .unwrap_or_else(|e| panic!("gateway start: {e}"));
+        let auth = instance.state().auth.service.clone();
         let listener = instance.bind().await.expect("bind");
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -183,6 +206,7 @@ impl TestGateway {
         TestGateway {
             address,
             client: reqwest::Client::new(),
+            auth,
             stop: Some(stop),
             task: Some(task),
         }
@@ -242,6 +266,54 @@ impl Drop for TestGateway {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+    }
+}
+
+impl TestGateway {
+    /// Starts a gateway over an existing metadata store after applying `spec` to it, so a
+    /// test can restart an instance on the same state (accounts, members, sessions).
+    pub async fn start_on_store(
+        store: Arc<SqliteStore>,
+        spec: CatalogSpec,
+        env: &[(&str, &str)],
+    ) -> TestGateway {
+        let (password, salt) = test_secrets();
+        let mut vars: HashMap<String, String> = HashMap::new();
+        vars.insert("SLUICE_LISTEN".into(), "127.0.0.1:0".into());
+        vars.insert("SLUICE_ENCRYPTION_PASSWORD".into(), password.clone());
+        vars.insert("SLUICE_ENCRYPTION_SALT".into(), salt.clone());
+        // Rate limits are off unless a test sets them: most tests send far more requests
+        // from 127.0.0.1 than a client should.
+        for var in [
+            "SLUICE_RATE_LIMIT_PER_IP",
+            "SLUICE_RATE_LIMIT_PER_USER",
+            "SLUICE_RATE_LIMIT_PER_KEY",
+        ] {
+            vars.insert(var.into(), "off".into());
+        }
+        for (name, value) in env {
+            vars.insert(name.to_string(), value.to_string());
+        }
+        let config = config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
+        store.replace_catalog(&spec, "test").expect("apply catalog");
+        let key = InstanceKey::derive(password, salt).expect("key");
+        let instance = Instance::with_parts(config, key, store)
+            .await
+            .unwrap_or_else(|e| panic!("gateway start: {e}"));
+        let auth = instance.state().auth.service.clone();
+        let listener = instance.bind().await.expect("bind");
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(instance.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        TestGateway {
+            address,
+            client: reqwest::Client::new(),
+            auth,
+            stop: Some(stop),
+            task: Some(task),
         }
     }
 }

@@ -1,0 +1,954 @@
+//! The rules of authentication, independent of HTTP: sign-in with lockout, sessions with
+//! idle and absolute lifetimes, fresh auth, MFA (required for admins), API keys, and the
+//! mailed flows (password reset, signup, email change) in [`mailed`].
+//!
+//! Invariants:
+//! - A failed sign-in answers [`AuthError::InvalidCredentials`] whether the account is
+//!   unknown, disabled, locked or the password is wrong; the reason goes to the audit log only.
+//!   Unknown accounts still pay for one argon2id verification, so timing does not tell either.
+//! - Session ids, tokens, API keys and recovery codes are random, shown once, and stored as
+//!   SHA-256 hashes; TOTP secrets are sealed under the instance key for `user/<id>/totp`.
+//! - Nothing here logs a password, token, code or session id.
+//! - Time comes from the injected [`Clock`](crate::clock::Clock).
+
+mod keys;
+mod mailed;
+mod mfa;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+pub use keys::CreatedApiKey;
+pub use mfa::Enrolment;
+
+use super::mail::{Mail, Mailer};
+use super::password::{self, PolicyError};
+use super::store::{ApiKeyScope, AuditEvent, AuthStore, NewUser, SessionRecord, UserRecord};
+use super::{Role, normalize_email, token, totp};
+use crate::catalog::template::UserValues;
+use crate::clock::SharedClock;
+use crate::config::AuthSettings;
+use crate::policy::rate_limit::{Decision, RateLimiter, RateRule};
+use crate::store::StoreError;
+use crate::vault::{InstanceKey, Owner};
+
+/// Why an authentication step was refused. `routes` turns each into one HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong password, unknown, disabled or locked account: one answer for all.
+    #[error("the email or password is wrong")]
+    InvalidCredentials,
+    #[error("this account uses two-factor authentication: send `totp_code` or `recovery_code`")]
+    MfaRequired,
+    #[error("the two-factor code is wrong, expired or already used")]
+    InvalidMfaCode,
+    #[error("sign in first")]
+    Unauthenticated,
+    #[error("this action needs a recent password check: POST /v1/auth/reauth, then retry")]
+    FreshAuthRequired,
+    #[error(
+        "admins must enrol in two-factor authentication before anything else: \
+         POST /v1/auth/mfa/enroll, then /v1/auth/mfa/confirm"
+    )]
+    MfaEnrolmentRequired,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error(transparent)]
+    WeakPassword(#[from] PolicyError),
+    #[error("`{0}` is not a valid email address")]
+    InvalidEmail(&'static str),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("the link is invalid, already used or expired")]
+    InvalidToken,
+    #[error("too many attempts from this address; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("{0}")]
+    Unavailable(&'static str),
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("a sealed TOTP secret does not open")]
+    Vault(#[from] crate::vault::VaultError),
+}
+
+/// Where a request came from, for throttling and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: UserRecord,
+    pub via: CallerVia,
+}
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone)]
+pub enum CallerVia {
+    Session {
+        token_hash: String,
+        public_id: String,
+        created_at: i64,
+        authenticated_at: i64,
+    },
+    ApiKey {
+        id: String,
+        scope: ApiKeyScope,
+    },
+}
+
+impl Caller {
+    /// True for an admin without MFA: such a session may only enrol (and sign out).
+    pub fn must_enrol_mfa(&self) -> bool {
+        self.user.role == Role::Admin && !self.user.mfa_enabled
+    }
+
+    /// What `{{ user.* }}` binds.
+    pub fn user_values(&self) -> UserValues {
+        UserValues {
+            id: self.user.id.clone(),
+            email: self.user.email.clone(),
+            role: self.user.role.as_str().to_string(),
+            groups: self.user.groups.clone(),
+        }
+    }
+
+    /// The API key's scope, when the caller is an API key.
+    pub fn api_key_scope(&self) -> Option<&ApiKeyScope> {
+        match &self.via {
+            CallerVia::ApiKey { scope, .. } => Some(scope),
+            CallerVia::Session { .. } => None,
+        }
+    }
+
+    pub fn session_hash(&self) -> Option<&str> {
+        match &self.via {
+            CallerVia::Session { token_hash, .. } => Some(token_hash),
+            CallerVia::ApiKey { .. } => None,
+        }
+    }
+}
+
+/// A session just created: the token goes into the cookie and nowhere else.
+#[derive(Debug)]
+pub struct NewSession {
+    pub token: crate::vault::SecretString,
+    pub record: SessionRecord,
+}
+
+/// What sign-in and re-authentication check.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub totp_code: Option<String>,
+    #[serde(default)]
+    pub recovery_code: Option<String>,
+}
+
+/// The authentication service shared by every request.
+pub struct AuthService {
+    store: Arc<dyn AuthStore>,
+    key: Arc<InstanceKey>,
+    clock: SharedClock,
+    settings: AuthSettings,
+    public_url: Option<String>,
+    mailer: Option<Mailer>,
+    limiter: Arc<dyn RateLimiter>,
+    /// Bounds the mail jobs running in the background.
+    mail_slots: Arc<Semaphore>,
+}
+
+/// Mail jobs allowed in flight; beyond that new ones are dropped (and logged), so a flood of
+/// reset requests cannot pile up tasks.
+const MAIL_JOBS: usize = 64;
+
+/// Last-seen times are written at most this often per session (the idle timeout is then
+/// exact to within this many seconds).
+const TOUCH_EVERY_SECS: i64 = 60;
+
+impl AuthService {
+    pub fn new(
+        store: Arc<dyn AuthStore>,
+        key: Arc<InstanceKey>,
+        clock: SharedClock,
+        settings: AuthSettings,
+        public_url: Option<String>,
+        mailer: Option<Mailer>,
+        limiter: Arc<dyn RateLimiter>,
+    ) -> AuthService {
+        AuthService {
+            store,
+            key,
+            clock,
+            settings,
+            public_url,
+            mailer,
+            limiter,
+            mail_slots: Arc::new(Semaphore::new(MAIL_JOBS)),
+        }
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Runs blocking store work off the async threads.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn AuthStore) -> Result<T, AuthError> + Send + 'static,
+    ) -> Result<T, AuthError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(store.as_ref())).await?
+    }
+
+    /// Appends an audit event; a failure to write it is logged, never shown to the caller.
+    pub async fn audit(&self, event: AuditEvent) {
+        let name = event.event.clone();
+        let result = self.run(move |store| Ok(store.append_audit(&event)?)).await;
+        if let Err(error) = result {
+            tracing::error!(event = %name, error = %error, "Audit event not written");
+        }
+    }
+
+    /// Records a refusal at the edge (an IP outside an allowlist, ...) with its details.
+    pub async fn audit_edge(&self, name: &str, client: &ClientInfo, details: serde_json::Value) {
+        let mut event = self.event(name, client);
+        event.details = Some(details.to_string());
+        self.audit(event).await;
+    }
+
+    fn event(&self, name: &str, client: &ClientInfo) -> AuditEvent {
+        AuditEvent {
+            id: 0,
+            at: self.now(),
+            event: name.to_string(),
+            user_id: None,
+            email: None,
+            actor: None,
+            ip: Some(client.ip.clone()).filter(|ip| !ip.is_empty()),
+            user_agent: Some(truncate(&client.user_agent, 256)).filter(|ua| !ua.is_empty()),
+            reason: None,
+            details: None,
+        }
+    }
+
+    /// Takes one token from the per-IP bucket of the auth endpoints.
+    pub fn throttle(&self, client: &ClientInfo) -> Result<(), AuthError> {
+        let rule = RateRule::per_minute(self.settings.auth_rate_per_minute);
+        match self.limiter.check(&format!("auth:{}", client.ip), rule) {
+            Decision::Allow => Ok(()),
+            Decision::Deny { retry_after_secs } => Err(AuthError::RateLimited { retry_after_secs }),
+        }
+    }
+
+    // ----- Sign-in ---------------------------------------------------------------------
+
+    /// Checks the credentials and opens a session. `replaces` is the session the request
+    /// came with, if any: it is deleted, so every sign-in gets a fresh id.
+    pub async fn login(
+        &self,
+        credentials: Credentials,
+        client: &ClientInfo,
+        replaces: Option<String>,
+    ) -> Result<(UserRecord, NewSession), AuthError> {
+        self.throttle(client)?;
+        let user = self.check_credentials(&credentials, client).await?;
+        let session = self.open_session(&user, client).await?;
+        let now = self.now();
+        let user_id = user.id.clone();
+        self.run(move |store| {
+            store.record_login_success(&user_id, now)?;
+            if let Some(old) = replaces {
+                store.delete_session(&old)?;
+            }
+            Ok(())
+        })
+        .await?;
+        let mut event = self.event("login_succeeded", client);
+        event.user_id = Some(user.id.clone());
+        event.email = Some(user.email.clone());
+        self.audit(event).await;
+        Ok((user, session))
+    }
+
+    /// Password (and, when enabled, MFA) check with lockout accounting. Every refusal of the
+    /// account itself is [`AuthError::InvalidCredentials`]; the audit log gets the reason.
+    async fn check_credentials(
+        &self,
+        credentials: &Credentials,
+        client: &ClientInfo,
+    ) -> Result<UserRecord, AuthError> {
+        let now = self.now();
+        let email = normalize_email(&credentials.email);
+        let password = zeroize::Zeroizing::new(credentials.password.clone());
+        let lookup = email.clone();
+        let (user, password_ok) = self
+            .run(move |store| {
+                let user = match &lookup {
+                    Some(email) => store.user_by_email(email)?,
+                    None => None,
+                };
+                let ok = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
+                    Some(hash) => password::verify_password(hash, &password),
+                    None => {
+                        password::verify_dummy(&password);
+                        false
+                    }
+                };
+                Ok((user, ok))
+            })
+            .await?;
+        let mut event = self.event("login_failed", client);
+        event.email = email.clone();
+        let Some(user) = user else {
+            event.reason = Some("unknown_account".into());
+            self.audit(event).await;
+            return Err(AuthError::InvalidCredentials);
+        };
+        event.user_id = Some(user.id.clone());
+        if user.disabled {
+            event.reason = Some("disabled".into());
+            self.audit(event).await;
+            return Err(AuthError::InvalidCredentials);
+        }
+        if user.locked_until.is_some_and(|until| until > now) {
+            // Failures during a lock do not extend it; a right password does not lift it.
+            event.reason = Some(
+                if password_ok {
+                    "locked_right_password"
+                } else {
+                    "locked"
+                }
+                .into(),
+            );
+            self.audit(event).await;
+            return Err(AuthError::InvalidCredentials);
+        }
+        if !password_ok {
+            event.reason = Some("wrong_password".into());
+            self.count_failure(&user, event, client).await?;
+            return Err(AuthError::InvalidCredentials);
+        }
+        if user.mfa_enabled {
+            let result = self
+                .check_second_factor(
+                    &user,
+                    credentials.totp_code.as_deref(),
+                    credentials.recovery_code.as_deref(),
+                )
+                .await;
+            match result {
+                Ok(()) => {}
+                Err(AuthError::MfaRequired) => return Err(AuthError::MfaRequired),
+                Err(AuthError::InvalidMfaCode) => {
+                    event.reason = Some("wrong_mfa_code".into());
+                    self.count_failure(&user, event, client).await?;
+                    return Err(AuthError::InvalidMfaCode);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(user)
+    }
+
+    async fn count_failure(
+        &self,
+        user: &UserRecord,
+        event: AuditEvent,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let (id, now) = (user.id.clone(), self.now());
+        let (threshold, lock_secs) = (
+            self.settings.lockout_threshold,
+            self.settings.lockout_duration.as_secs() as i64,
+        );
+        let count = self
+            .run(move |store| Ok(store.record_login_failure(&id, now, threshold, lock_secs)?))
+            .await?;
+        self.audit(event).await;
+        if let Some(until) = count.locked_until {
+            let mut locked = self.event("account_locked", client);
+            locked.user_id = Some(user.id.clone());
+            locked.email = Some(user.email.clone());
+            locked.details = Some(
+                serde_json::json!({ "failed_logins": count.failed_logins, "locked_until": until })
+                    .to_string(),
+            );
+            self.audit(locked).await;
+        }
+        Ok(())
+    }
+
+    /// Re-checks the password (and MFA) of a signed-in session for sensitive actions.
+    /// Failures count towards the lockout like sign-in failures.
+    pub async fn reauthenticate(
+        &self,
+        caller: &Caller,
+        password: String,
+        totp_code: Option<String>,
+        recovery_code: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        self.throttle(client)?;
+        let Some(hash) = caller.session_hash().map(str::to_owned) else {
+            return Err(AuthError::Forbidden(
+                "API keys cannot re-authenticate; use a session",
+            ));
+        };
+        let credentials = Credentials {
+            email: caller.user.email.clone(),
+            password,
+            totp_code,
+            recovery_code,
+        };
+        let user = self.check_credentials(&credentials, client).await?;
+        let now = self.now();
+        let id = user.id.clone();
+        self.run(move |store| {
+            store.set_session_authenticated(&hash, now)?;
+            store.record_login_success(&id, now)?;
+            Ok(())
+        })
+        .await?;
+        let mut event = self.event("reauthenticated", client);
+        event.user_id = Some(user.id);
+        self.audit(event).await;
+        Ok(())
+    }
+
+    /// Fails unless the caller is a session whose password was checked recently.
+    pub fn require_fresh(&self, caller: &Caller) -> Result<(), AuthError> {
+        match &caller.via {
+            CallerVia::Session {
+                authenticated_at, ..
+            } if self.now() - authenticated_at <= self.settings.fresh_auth.as_secs() as i64 => {
+                Ok(())
+            }
+            CallerVia::Session { .. } => Err(AuthError::FreshAuthRequired),
+            CallerVia::ApiKey { .. } => Err(AuthError::Forbidden(
+                "this action needs a signed-in session, not an API key",
+            )),
+        }
+    }
+
+    // ----- Sessions --------------------------------------------------------------------
+
+    async fn open_session(
+        &self,
+        user: &UserRecord,
+        client: &ClientInfo,
+    ) -> Result<NewSession, AuthError> {
+        let now = self.now();
+        let token = token::random_token();
+        let record = SessionRecord {
+            token_hash: token::hash_token(&token),
+            public_id: token::public_id(),
+            user_id: user.id.clone(),
+            created_at: now,
+            last_seen_at: now,
+            authenticated_at: now,
+            ip: client.ip.clone(),
+            user_agent: truncate(&client.user_agent, 256),
+        };
+        let stored = record.clone();
+        self.run(move |store| Ok(store.create_session(&stored)?))
+            .await?;
+        Ok(NewSession {
+            token: crate::vault::SecretString::new(token),
+            record,
+        })
+    }
+
+    /// Replaces the caller's session with a new id (after a privilege change), keeping its
+    /// creation and authentication times.
+    pub async fn rotate_session(
+        &self,
+        caller: &Caller,
+        client: &ClientInfo,
+    ) -> Result<Option<NewSession>, AuthError> {
+        let CallerVia::Session {
+            token_hash,
+            created_at,
+            authenticated_at,
+            ..
+        } = &caller.via
+        else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let token = token::random_token();
+        let record = SessionRecord {
+            token_hash: token::hash_token(&token),
+            public_id: token::public_id(),
+            user_id: caller.user.id.clone(),
+            created_at: *created_at,
+            last_seen_at: now,
+            authenticated_at: *authenticated_at,
+            ip: client.ip.clone(),
+            user_agent: truncate(&client.user_agent, 256),
+        };
+        let (stored, old) = (record.clone(), token_hash.clone());
+        self.run(move |store| {
+            store.create_session(&stored)?;
+            store.delete_session(&old)?;
+            Ok(())
+        })
+        .await?;
+        Ok(Some(NewSession {
+            token: crate::vault::SecretString::new(token),
+            record,
+        }))
+    }
+
+    /// Finds the live session for a cookie value; expired sessions are deleted on sight.
+    pub async fn authenticate_session(&self, presented: &str) -> Result<Caller, AuthError> {
+        let hash = token::hash_token(presented);
+        let now = self.now();
+        let idle = self.settings.session_idle_timeout.as_secs() as i64;
+        let absolute = self.settings.session_absolute_timeout.as_secs() as i64;
+        self.run(move |store| {
+            let Some(session) = store.session_by_hash(&hash)? else {
+                return Err(AuthError::Unauthenticated);
+            };
+            if now - session.last_seen_at > idle || now - session.created_at > absolute {
+                store.delete_session(&hash)?;
+                return Err(AuthError::Unauthenticated);
+            }
+            let user = match store.user_by_id(&session.user_id)? {
+                Some(user) if !user.disabled => user,
+                _ => {
+                    store.delete_session(&hash)?;
+                    return Err(AuthError::Unauthenticated);
+                }
+            };
+            if now - session.last_seen_at >= TOUCH_EVERY_SECS {
+                store.touch_session(&hash, now)?;
+            }
+            Ok(Caller {
+                user,
+                via: CallerVia::Session {
+                    token_hash: hash,
+                    public_id: session.public_id,
+                    created_at: session.created_at,
+                    authenticated_at: session.authenticated_at,
+                },
+            })
+        })
+        .await
+    }
+
+    /// Signs out this session.
+    pub async fn logout(&self, caller: &Caller, client: &ClientInfo) -> Result<(), AuthError> {
+        if let Some(hash) = caller.session_hash().map(str::to_owned) {
+            self.run(move |store| Ok(store.delete_session(&hash)?))
+                .await?;
+        }
+        let mut event = self.event("logout", client);
+        event.user_id = Some(caller.user.id.clone());
+        self.audit(event).await;
+        Ok(())
+    }
+
+    /// Signs out every session of the caller's account; returns how many ended.
+    pub async fn logout_everywhere(
+        &self,
+        caller: &Caller,
+        client: &ClientInfo,
+    ) -> Result<u64, AuthError> {
+        let id = caller.user.id.clone();
+        let ended = self
+            .run(move |store| Ok(store.delete_user_sessions(&id)?))
+            .await?;
+        let mut event = self.event("logout", client);
+        event.user_id = Some(caller.user.id.clone());
+        event.details =
+            Some(serde_json::json!({ "everywhere": true, "sessions": ended }).to_string());
+        self.audit(event).await;
+        Ok(ended)
+    }
+
+    pub async fn sessions(&self, caller: &Caller) -> Result<Vec<SessionRecord>, AuthError> {
+        let id = caller.user.id.clone();
+        self.run(move |store| Ok(store.list_user_sessions(&id)?))
+            .await
+    }
+
+    /// Ends one of the caller's own sessions by its public id.
+    pub async fn end_session(
+        &self,
+        caller: &Caller,
+        public_id: String,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let id = caller.user.id.clone();
+        let ended = self
+            .run(move |store| Ok(store.delete_session_by_public_id(&id, &public_id)?))
+            .await?;
+        if !ended {
+            return Err(AuthError::NotFound("session"));
+        }
+        let mut event = self.event("logout", client);
+        event.user_id = Some(caller.user.id.clone());
+        event.details = Some(r#"{"other_session":true}"#.into());
+        self.audit(event).await;
+        Ok(())
+    }
+
+    /// Deletes expired sessions (run periodically).
+    pub async fn purge_expired(&self) -> Result<u64, AuthError> {
+        let now = self.now();
+        let idle = now - self.settings.session_idle_timeout.as_secs() as i64;
+        let absolute = now - self.settings.session_absolute_timeout.as_secs() as i64;
+        self.run(move |store| Ok(store.purge_sessions(idle, absolute)?))
+            .await
+    }
+
+    // ----- Passwords -------------------------------------------------------------------
+
+    /// Changes the caller's password (fresh auth required); every other session of the
+    /// account ends, and the caller's own session gets a new id.
+    pub async fn change_password(
+        &self,
+        caller: &Caller,
+        new_password: String,
+        client: &ClientInfo,
+    ) -> Result<Option<NewSession>, AuthError> {
+        self.require_fresh(caller)?;
+        password::check_policy(
+            &new_password,
+            &caller.user.email,
+            self.settings.password_min_length,
+        )?;
+        let hash = hash_off_thread(new_password).await?;
+        let id = caller.user.id.clone();
+        self.run(move |store| {
+            store.set_password(&id, &hash)?;
+            // A pending email change was asked for under the old password: void it too.
+            store.revoke_user_tokens(&id, super::store::TokenPurpose::EmailChange)?;
+            store.delete_user_sessions(&id)?;
+            Ok(())
+        })
+        .await?;
+        let mut event = self.event("password_changed", client);
+        event.user_id = Some(caller.user.id.clone());
+        self.audit(event).await;
+        self.open_session(&caller.user, client).await.map(Some)
+    }
+
+    // ----- Users (CLI and admin API) ---------------------------------------------------
+
+    /// Creates an account. `password` is checked against the policy and hashed.
+    pub async fn create_user(
+        &self,
+        email: &str,
+        display_name: &str,
+        role: Role,
+        groups: Vec<String>,
+        password: Option<String>,
+        actor: &str,
+    ) -> Result<UserRecord, AuthError> {
+        let email = normalize_email(email).ok_or(AuthError::InvalidEmail("email"))?;
+        let display_name = display_name.trim();
+        if display_name.chars().count() > 200 || display_name.chars().any(char::is_control) {
+            return Err(AuthError::InvalidInput(
+                "`display_name` must be at most 200 characters without control characters".into(),
+            ));
+        }
+        check_groups(&groups)?;
+        let password_hash = match password {
+            Some(password) => {
+                password::check_policy(&password, &email, self.settings.password_min_length)?;
+                Some(hash_off_thread(password).await?)
+            }
+            None => None,
+        };
+        let user = NewUser {
+            id: uuid::Uuid::new_v4().to_string(),
+            email: email.clone(),
+            display_name: if display_name.is_empty() {
+                email.clone()
+            } else {
+                display_name.to_string()
+            },
+            role,
+            groups,
+            password_hash,
+            created_at: self.now(),
+        };
+        let created = self
+            .run(move |store| match store.create_user(&user) {
+                Err(StoreError::Conflict(_)) => Err(AuthError::Conflict(
+                    "an account with this email already exists",
+                )),
+                other => Ok(other?),
+            })
+            .await?;
+        let mut event = self.event("user_created", &ClientInfo::default());
+        event.user_id = Some(created.id.clone());
+        event.email = Some(created.email.clone());
+        event.actor = Some(actor.to_string());
+        event.details = Some(serde_json::json!({ "role": role.as_str() }).to_string());
+        self.audit(event).await;
+        Ok(created)
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<UserRecord, AuthError> {
+        let email = normalize_email(email).ok_or(AuthError::InvalidEmail("email"))?;
+        self.run(move |store| {
+            store
+                .user_by_email(&email)?
+                .ok_or(AuthError::NotFound("user"))
+        })
+        .await
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<UserRecord, AuthError> {
+        let id = id.to_string();
+        self.run(move |store| store.user_by_id(&id)?.ok_or(AuthError::NotFound("user")))
+            .await
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserRecord>, AuthError> {
+        self.run(|store| Ok(store.list_users()?)).await
+    }
+
+    /// Changes a role. The account's sessions end (a privilege change never keeps an old
+    /// session id), so the new role starts with a new sign-in.
+    pub async fn set_role(
+        &self,
+        user_id: &str,
+        role: Role,
+        actor: &str,
+        client: &ClientInfo,
+    ) -> Result<UserRecord, AuthError> {
+        let id = user_id.to_string();
+        let (before, after) = self
+            .run(move |store| {
+                let before = store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))?;
+                store.set_role(&id, role)?;
+                store.delete_user_sessions(&id)?;
+                let after = store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))?;
+                Ok((before, after))
+            })
+            .await?;
+        let mut event = self.event("role_changed", client);
+        event.user_id = Some(after.id.clone());
+        event.actor = Some(actor.to_string());
+        event.details = Some(
+            serde_json::json!({ "from": before.role.as_str(), "to": role.as_str() }).to_string(),
+        );
+        self.audit(event).await;
+        Ok(after)
+    }
+
+    pub async fn set_groups(
+        &self,
+        user_id: &str,
+        groups: Vec<String>,
+        actor: &str,
+        client: &ClientInfo,
+    ) -> Result<UserRecord, AuthError> {
+        check_groups(&groups)?;
+        let id = user_id.to_string();
+        let logged = groups.clone();
+        let after = self
+            .run(move |store| {
+                store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))?;
+                store.set_groups(&id, &groups)?;
+                store.delete_user_sessions(&id)?;
+                store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))
+            })
+            .await?;
+        let mut event = self.event("groups_changed", client);
+        event.user_id = Some(after.id.clone());
+        event.actor = Some(actor.to_string());
+        event.details = Some(serde_json::json!({ "groups": logged }).to_string());
+        self.audit(event).await;
+        Ok(after)
+    }
+
+    /// Disables (or re-enables) an account; disabling ends its sessions and stops its keys
+    /// working.
+    pub async fn set_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        actor: &str,
+        client: &ClientInfo,
+    ) -> Result<UserRecord, AuthError> {
+        let id = user_id.to_string();
+        let after = self
+            .run(move |store| {
+                store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))?;
+                store.set_disabled(&id, disabled)?;
+                if disabled {
+                    store.delete_user_sessions(&id)?;
+                }
+                store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))
+            })
+            .await?;
+        let name = if disabled {
+            "user_disabled"
+        } else {
+            "user_enabled"
+        };
+        let mut event = self.event(name, client);
+        event.user_id = Some(after.id.clone());
+        event.actor = Some(actor.to_string());
+        self.audit(event).await;
+        Ok(after)
+    }
+
+    // ----- App membership --------------------------------------------------------------
+
+    pub async fn is_member(&self, app: &str, user_id: &str) -> Result<bool, AuthError> {
+        let (app, id) = (app.to_string(), user_id.to_string());
+        self.run(move |store| Ok(store.is_app_member(&app, &id)?))
+            .await
+    }
+
+    pub async fn add_member(
+        &self,
+        app: &str,
+        user_id: &str,
+        actor: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let (a, id) = (app.to_string(), user_id.to_string());
+        self.run(move |store| {
+            store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))?;
+            Ok(store.add_app_member(&a, &id)?)
+        })
+        .await?;
+        let mut event = self.event("member_added", client);
+        event.user_id = Some(user_id.to_string());
+        event.actor = Some(actor.to_string());
+        event.details = Some(serde_json::json!({ "app": app }).to_string());
+        self.audit(event).await;
+        Ok(())
+    }
+
+    pub async fn remove_member(
+        &self,
+        app: &str,
+        user_id: &str,
+        actor: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let (a, id) = (app.to_string(), user_id.to_string());
+        let removed = self
+            .run(move |store| Ok(store.remove_app_member(&a, &id)?))
+            .await?;
+        if !removed {
+            return Err(AuthError::NotFound("member"));
+        }
+        let mut event = self.event("member_removed", client);
+        event.user_id = Some(user_id.to_string());
+        event.actor = Some(actor.to_string());
+        event.details = Some(serde_json::json!({ "app": app }).to_string());
+        self.audit(event).await;
+        Ok(())
+    }
+
+    pub async fn members(&self, app: &str) -> Result<Vec<String>, AuthError> {
+        let app = app.to_string();
+        self.run(move |store| Ok(store.app_members(&app)?)).await
+    }
+
+    pub async fn audit_log(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditEvent>, AuthError> {
+        self.run(move |store| Ok(store.list_audit(limit, before)?))
+            .await
+    }
+
+    // ----- Mail ------------------------------------------------------------------------
+
+    /// Builds a link from the configured public URL only (never from request headers).
+    fn link(&self, page: &str, token: &str) -> Option<String> {
+        self.public_url
+            .as_deref()
+            .map(|base| format!("{base}/auth/{page}#token={token}"))
+    }
+
+    /// Runs `job` in the background (mail is sent off the request path so that responses
+    /// and their timing do not depend on whether an account exists).
+    fn spawn_job(&self, job: impl std::future::Future<Output = ()> + Send + 'static) {
+        match self.mail_slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    job.await;
+                    drop(permit);
+                });
+            }
+            Err(_) => tracing::warn!("Mail queue full; a mail job was dropped"),
+        }
+    }
+
+    async fn send_mail(mailer: &Mailer, mail: Mail, kind: &'static str) {
+        if let Err(error) = mailer.send(&mail).await {
+            tracing::error!(mail = kind, error = %error, "Mail not sent");
+        } else {
+            tracing::info!(mail = kind, "Mail sent");
+        }
+    }
+
+    fn open_totp_secret(&self, user: &UserRecord) -> Result<Vec<u8>, AuthError> {
+        let sealed = user
+            .totp_secret_sealed
+            .as_deref()
+            .ok_or(AuthError::Conflict(
+                "no two-factor enrolment is in progress",
+            ))?;
+        let owner = Owner::user(&user.id, "totp")?;
+        let secret = self.key.open(&owner, sealed)?;
+        totp::decode_secret(secret.expose()).ok_or(AuthError::Vault(
+            crate::vault::VaultError::BadOwner("stored TOTP secret is not base32"),
+        ))
+    }
+}
+
+fn check_groups(groups: &[String]) -> Result<(), AuthError> {
+    let valid = groups.len() <= 100
+        && groups.iter().all(|g| {
+            (1..=64).contains(&g.len())
+                && g.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(AuthError::InvalidInput(
+            "`groups` must be at most 100 names of 1 to 64 characters of [A-Za-z0-9_.-]".into(),
+        ))
+    }
+}
+
+/// Hashes a password on a blocking thread (argon2id takes tens of milliseconds).
+async fn hash_off_thread(password: String) -> Result<String, AuthError> {
+    let password = zeroize::Zeroizing::new(password);
+    Ok(tokio::task::spawn_blocking(move || password::hash_password(&password)).await?)
+}
+
+fn truncate(value: &str, max_chars: usize) -> String {
+    value.chars().take(max_chars).collect()
+}

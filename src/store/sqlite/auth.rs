@@ -1,0 +1,1628 @@
+//! [`AuthStore`] for the SQLite store: users, MFA, sessions, one-time tokens, API keys, app
+//! members and the audit log (tables from migration 2).
+//!
+//! Every value arriving here is already hashed or sealed; this module stores and compares
+//! them and never logs them. Operations that must not race (lockout counting, the TOTP
+//! replay guard, single-use tokens and recovery codes) are each one conditional statement,
+//! so two concurrent logins cannot both pass the check.
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::de::DeserializeOwned;
+
+use super::{SqliteStore, decode, sqlite};
+use crate::auth::Role;
+use crate::auth::store::{
+    ApiKeyRecord, ApiKeyScope, AuditEvent, AuthStore, FailureCount, NewUser, SessionRecord,
+    TokenPurpose, TokenRecord, UserRecord,
+};
+use crate::clock::{Clock, SystemClock};
+use crate::store::StoreError;
+
+const USER_COLUMNS: &str = "id, email, display_name, role, \"groups\", disabled, password_hash, \
+     failed_logins, locked_until, totp_secret, mfa_enabled, totp_last_step, created_at, \
+     last_login_at";
+
+const SESSION_COLUMNS: &str =
+    "token_hash, public_id, user_id, created_at, last_seen_at, authenticated_at, ip, user_agent";
+
+const API_KEY_COLUMNS: &str = "id, key_hash, user_id, name, scope, created_at, expires_at, \
+     last_used_at, revoked_at";
+
+const AUDIT_COLUMNS: &str = "id, at, event, user_id, email, actor, ip, user_agent, reason, details";
+
+/// Decodes a stored enum name (`admin`, `password_reset`) through its serde form, so a bad
+/// value is reported as [`StoreError::Corrupt`] like any other undecodable column.
+fn decode_name<T: DeserializeOwned>(
+    what: &'static str,
+    name: &str,
+    value: String,
+) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::String(value)).map_err(|source| StoreError::Corrupt {
+        what,
+        name: name.to_string(),
+        source,
+    })
+}
+
+fn encode_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("string lists and scopes serialise")
+}
+
+/// Maps a failed insert: a taken primary or unique key is a conflict, a missing referenced
+/// user is "not found", anything else keeps its cause.
+fn insert_error(
+    context: &'static str,
+    conflict: &'static str,
+) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| match constraint(&source) {
+        Some(
+            rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE,
+        ) => StoreError::Conflict(conflict),
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => StoreError::NotFound("user"),
+        _ => StoreError::Sqlite { context, source },
+    }
+}
+
+/// The extended result code of a constraint violation.
+fn constraint(error: &rusqlite::Error) -> Option<i32> {
+    match error {
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Some(failure.extended_code)
+        }
+        _ => None,
+    }
+}
+
+/// An email taken by another account (the only UNIQUE column of `users`) is a conflict.
+fn email_error(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| match constraint(&source) {
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE) => {
+            StoreError::Conflict("user with this email")
+        }
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => StoreError::Conflict("user"),
+        _ => StoreError::Sqlite { context, source },
+    }
+}
+
+/// Turns an UPDATE's changed-row count into "not found" when it touched no user.
+fn one_user(changed: usize) -> Result<(), StoreError> {
+    if changed == 0 {
+        Err(StoreError::NotFound("user"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads a user row; the outer error is SQLite's, the inner one a column that does not decode.
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<Result<UserRecord, StoreError>> {
+    let id: String = row.get("id")?;
+    let role = match decode_name::<Role>("user", &id, row.get("role")?) {
+        Ok(role) => role,
+        Err(e) => return Ok(Err(e)),
+    };
+    let groups = match decode::<Vec<String>>("user", &id, &row.get::<_, String>("groups")?) {
+        Ok(groups) => groups,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(UserRecord {
+        email: row.get("email")?,
+        display_name: row.get("display_name")?,
+        role,
+        groups,
+        disabled: row.get("disabled")?,
+        password_hash: row.get("password_hash")?,
+        failed_logins: row.get("failed_logins")?,
+        locked_until: row.get("locked_until")?,
+        totp_secret_sealed: row.get("totp_secret")?,
+        mfa_enabled: row.get("mfa_enabled")?,
+        totp_last_step: row.get("totp_last_step")?,
+        created_at: row.get("created_at")?,
+        last_login_at: row.get("last_login_at")?,
+        id,
+    }))
+}
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        token_hash: row.get("token_hash")?,
+        public_id: row.get("public_id")?,
+        user_id: row.get("user_id")?,
+        created_at: row.get("created_at")?,
+        last_seen_at: row.get("last_seen_at")?,
+        authenticated_at: row.get("authenticated_at")?,
+        ip: row.get("ip")?,
+        user_agent: row.get("user_agent")?,
+    })
+}
+
+fn token_from_row(row: &Row<'_>) -> rusqlite::Result<Result<TokenRecord, StoreError>> {
+    let token_hash: String = row.get("token_hash")?;
+    // The hash names the token in the error: it is not the token, and nothing else does.
+    let purpose = match decode_name::<TokenPurpose>("token", &token_hash, row.get("purpose")?) {
+        Ok(purpose) => purpose,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(TokenRecord {
+        purpose,
+        user_id: row.get("user_id")?,
+        email: row.get("email")?,
+        created_at: row.get("created_at")?,
+        expires_at: row.get("expires_at")?,
+        token_hash,
+    }))
+}
+
+fn api_key_from_row(row: &Row<'_>) -> rusqlite::Result<Result<ApiKeyRecord, StoreError>> {
+    let id: String = row.get("id")?;
+    let scope = match decode::<ApiKeyScope>("api key", &id, &row.get::<_, String>("scope")?) {
+        Ok(scope) => scope,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(ApiKeyRecord {
+        key_hash: row.get("key_hash")?,
+        user_id: row.get("user_id")?,
+        name: row.get("name")?,
+        scope,
+        created_at: row.get("created_at")?,
+        expires_at: row.get("expires_at")?,
+        last_used_at: row.get("last_used_at")?,
+        revoked_at: row.get("revoked_at")?,
+        id,
+    }))
+}
+
+fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: row.get("id")?,
+        at: row.get("at")?,
+        event: row.get("event")?,
+        user_id: row.get("user_id")?,
+        email: row.get("email")?,
+        actor: row.get("actor")?,
+        ip: row.get("ip")?,
+        user_agent: row.get("user_agent")?,
+        reason: row.get("reason")?,
+        details: row.get("details")?,
+    })
+}
+
+/// Collects rows whose columns may fail to decode.
+fn collect_decoded<T>(
+    rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>,
+    context: &'static str,
+) -> Result<Vec<T>, StoreError> {
+    rows.map(|row| row.map_err(sqlite(context)).and_then(|decoded| decoded))
+        .collect()
+}
+
+impl SqliteStore {
+    fn user_where(
+        &self,
+        condition: &str,
+        value: &str,
+        context: &'static str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let conn = self.lock();
+        conn.query_row(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE {condition}"),
+            [value],
+            user_from_row,
+        )
+        .optional()
+        .map_err(sqlite(context))?
+        .transpose()
+    }
+
+    /// Runs an UPDATE of one user's row, bound to `params`, where `?1` is the user id.
+    fn update_user(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        context: &'static str,
+    ) -> Result<(), StoreError> {
+        let changed = self.lock().execute(sql, params).map_err(sqlite(context))?;
+        one_user(changed)
+    }
+}
+
+impl AuthStore for SqliteStore {
+    fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
+        self.lock()
+            .execute(
+                "INSERT INTO users (id, email, display_name, role, \"groups\", password_hash, \
+                 created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    user.id,
+                    user.email,
+                    user.display_name,
+                    user.role.as_str(),
+                    encode_json(&user.groups),
+                    user.password_hash,
+                    user.created_at,
+                ],
+            )
+            .map_err(email_error("creating a user"))?;
+        Ok(UserRecord {
+            id: user.id.clone(),
+            email: user.email.clone(),
+            display_name: user.display_name.clone(),
+            role: user.role,
+            groups: user.groups.clone(),
+            disabled: false,
+            password_hash: user.password_hash.clone(),
+            failed_logins: 0,
+            locked_until: None,
+            totp_secret_sealed: None,
+            mfa_enabled: false,
+            totp_last_step: None,
+            created_at: user.created_at,
+            last_login_at: None,
+        })
+    }
+
+    fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.user_where("id = ?1", id, "reading a user")
+    }
+
+    fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.user_where("email = ?1", email, "reading a user")
+    }
+
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY email"))
+            .map_err(sqlite("listing users"))?;
+        let rows = stmt
+            .query_map([], user_from_row)
+            .map_err(sqlite("listing users"))?;
+        collect_decoded(rows, "listing users")
+    }
+
+    fn count_users(&self) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .lock()
+            .query_row("SELECT count(*) FROM users", [], |row| row.get(0))
+            .map_err(sqlite("counting users"))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    fn set_role(&self, id: &str, role: Role) -> Result<(), StoreError> {
+        self.update_user(
+            "UPDATE users SET role = ?2 WHERE id = ?1",
+            params![id, role.as_str()],
+            "changing a role",
+        )
+    }
+
+    fn set_groups(&self, id: &str, groups: &[String]) -> Result<(), StoreError> {
+        self.update_user(
+            "UPDATE users SET \"groups\" = ?2 WHERE id = ?1",
+            params![id, encode_json(&groups)],
+            "changing groups",
+        )
+    }
+
+    fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), StoreError> {
+        self.update_user(
+            "UPDATE users SET disabled = ?2 WHERE id = ?1",
+            params![id, disabled],
+            "disabling a user",
+        )
+    }
+
+    fn set_display_name(&self, id: &str, name: &str) -> Result<(), StoreError> {
+        self.update_user(
+            "UPDATE users SET display_name = ?2 WHERE id = ?1",
+            params![id, name],
+            "renaming a user",
+        )
+    }
+
+    fn set_email(&self, id: &str, email: &str) -> Result<(), StoreError> {
+        let changed = self
+            .lock()
+            .execute(
+                "UPDATE users SET email = ?2 WHERE id = ?1",
+                params![id, email],
+            )
+            .map_err(email_error("changing an email"))?;
+        one_user(changed)
+    }
+
+    fn set_password(&self, id: &str, hash: &str) -> Result<(), StoreError> {
+        self.update_user(
+            "UPDATE users SET password_hash = ?2, failed_logins = 0, locked_until = NULL \
+             WHERE id = ?1",
+            params![id, hash],
+            "setting a password",
+        )
+    }
+
+    fn record_login_failure(
+        &self,
+        id: &str,
+        now: i64,
+        threshold: u32,
+        lock_secs: i64,
+    ) -> Result<FailureCount, StoreError> {
+        // One statement: two failures at once both count, and the one that reaches the
+        // threshold sets the lock. SET sees the old row, RETURNING the new one. A lock that
+        // has run out starts a new count (the first failure after it does not re-lock).
+        let until = now.saturating_add(lock_secs);
+        self.lock()
+            .query_row(
+                "UPDATE users SET \
+                 failed_logins = CASE WHEN locked_until <= ?4 THEN 1 ELSE failed_logins + 1 END, \
+                 locked_until = CASE \
+                   WHEN (CASE WHEN locked_until <= ?4 THEN 1 ELSE failed_logins + 1 END) >= ?2 THEN ?3 \
+                   WHEN locked_until <= ?4 THEN NULL \
+                   ELSE locked_until END \
+                 WHERE id = ?1 \
+                 RETURNING failed_logins, CASE WHEN failed_logins >= ?2 THEN locked_until END",
+                params![id, threshold, until, now],
+                |row| {
+                    Ok(FailureCount {
+                        failed_logins: row.get(0)?,
+                        locked_until: row.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sqlite("recording a failed login"))?
+            .ok_or(StoreError::NotFound("user"))
+    }
+
+    fn record_login_success(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        self.update_user(
+            "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?2 \
+             WHERE id = ?1",
+            params![id, now],
+            "recording a login",
+        )
+    }
+
+    fn set_totp_secret(&self, id: &str, sealed: Option<&str>) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction()
+            .map_err(sqlite("starting an MFA change"))?;
+        // A new secret starts unconfirmed, and the replay guard belongs to the old one.
+        let changed = tx
+            .execute(
+                "UPDATE users SET totp_secret = ?2, mfa_enabled = 0, totp_last_step = NULL \
+                 WHERE id = ?1",
+                params![id, sealed],
+            )
+            .map_err(sqlite("setting a TOTP secret"))?;
+        one_user(changed)?;
+        if sealed.is_none() {
+            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [id])
+                .map_err(sqlite("deleting recovery codes"))?;
+        }
+        tx.commit().map_err(sqlite("committing an MFA change"))
+    }
+
+    fn set_mfa_enabled(&self, id: &str, enabled: bool) -> Result<(), StoreError> {
+        self.update_user(
+            "UPDATE users SET mfa_enabled = ?2 WHERE id = ?1",
+            params![id, enabled],
+            "enabling MFA",
+        )
+    }
+
+    fn accept_totp_step(&self, id: &str, step: i64) -> Result<bool, StoreError> {
+        let changed = self
+            .lock()
+            .execute(
+                "UPDATE users SET totp_last_step = ?2 \
+                 WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+                params![id, step],
+            )
+            .map_err(sqlite("accepting a TOTP code"))?;
+        Ok(changed == 1)
+    }
+
+    fn replace_recovery_codes(&self, id: &str, hashes: &[String]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction()
+            .map_err(sqlite("starting a recovery code change"))?;
+        let exists = tx
+            .query_row("SELECT 1 FROM users WHERE id = ?1", [id], |_| Ok(()))
+            .optional()
+            .map_err(sqlite("reading a user"))?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound("user"));
+        }
+        tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [id])
+            .map_err(sqlite("deleting recovery codes"))?;
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .map_err(sqlite("writing recovery codes"))?;
+            for hash in hashes {
+                insert
+                    .execute(params![id, hash])
+                    .map_err(sqlite("writing recovery codes"))?;
+            }
+        }
+        tx.commit()
+            .map_err(sqlite("committing a recovery code change"))
+    }
+
+    fn use_recovery_code(&self, id: &str, hash: &str, now: i64) -> Result<bool, StoreError> {
+        let changed = self
+            .lock()
+            .execute(
+                "UPDATE recovery_codes SET used_at = ?3 \
+                 WHERE user_id = ?1 AND code_hash = ?2 AND used_at IS NULL",
+                params![id, hash, now],
+            )
+            .map_err(sqlite("using a recovery code"))?;
+        Ok(changed == 1)
+    }
+
+    fn remaining_recovery_codes(&self, id: &str) -> Result<u32, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT count(*) FROM recovery_codes WHERE user_id = ?1 AND used_at IS NULL",
+                [id],
+                |row| row.get(0),
+            )
+            .map_err(sqlite("counting recovery codes"))
+    }
+
+    fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                &format!(
+                    "INSERT INTO sessions ({SESSION_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    session.token_hash,
+                    session.public_id,
+                    session.user_id,
+                    session.created_at,
+                    session.last_seen_at,
+                    session.authenticated_at,
+                    session.ip,
+                    session.user_agent,
+                ],
+            )
+            .map_err(insert_error("creating a session", "session"))?;
+        Ok(())
+    }
+
+    fn session_by_hash(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.lock()
+            .query_row(
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?1"),
+                [token_hash],
+                session_from_row,
+            )
+            .optional()
+            .map_err(sqlite("reading a session"))
+    }
+
+    /// A session deleted meanwhile (logout in another tab) is not an error here.
+    fn touch_session(&self, token_hash: &str, now: i64) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1",
+                params![token_hash, now],
+            )
+            .map_err(sqlite("touching a session"))?;
+        Ok(())
+    }
+
+    /// Fails with [`StoreError::NotFound`] when the session is gone, so a re-authentication
+    /// is never reported as done for a session that no longer exists.
+    fn set_session_authenticated(&self, token_hash: &str, now: i64) -> Result<(), StoreError> {
+        let changed = self
+            .lock()
+            .execute(
+                "UPDATE sessions SET authenticated_at = ?2 WHERE token_hash = ?1",
+                params![token_hash, now],
+            )
+            .map_err(sqlite("re-authenticating a session"))?;
+        if changed == 0 {
+            return Err(StoreError::NotFound("session"));
+        }
+        Ok(())
+    }
+
+    fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])
+            .map_err(sqlite("deleting a session"))?;
+        Ok(())
+    }
+
+    fn delete_session_by_public_id(
+        &self,
+        user_id: &str,
+        public_id: &str,
+    ) -> Result<bool, StoreError> {
+        let deleted = self
+            .lock()
+            .execute(
+                "DELETE FROM sessions WHERE user_id = ?1 AND public_id = ?2",
+                params![user_id, public_id],
+            )
+            .map_err(sqlite("deleting a session"))?;
+        Ok(deleted > 0)
+    }
+
+    fn delete_user_sessions(&self, user_id: &str) -> Result<u64, StoreError> {
+        let deleted = self
+            .lock()
+            .execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])
+            .map_err(sqlite("deleting sessions"))?;
+        Ok(deleted as u64)
+    }
+
+    fn list_user_sessions(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ?1 \
+                 ORDER BY created_at DESC, public_id"
+            ))
+            .map_err(sqlite("listing sessions"))?;
+        stmt.query_map([user_id], session_from_row)
+            .map_err(sqlite("listing sessions"))?
+            .collect::<Result<_, _>>()
+            .map_err(sqlite("listing sessions"))
+    }
+
+    fn purge_sessions(&self, idle_before: i64, created_before: i64) -> Result<u64, StoreError> {
+        let deleted = self
+            .lock()
+            .execute(
+                "DELETE FROM sessions WHERE last_seen_at < ?1 OR created_at < ?2",
+                params![idle_before, created_before],
+            )
+            .map_err(sqlite("purging sessions"))?;
+        Ok(deleted as u64)
+    }
+
+    fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "INSERT INTO one_time_tokens \
+                 (token_hash, purpose, user_id, email, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    token.token_hash,
+                    token.purpose.as_str(),
+                    token.user_id,
+                    token.email,
+                    token.created_at,
+                    token.expires_at,
+                ],
+            )
+            .map_err(insert_error("creating a token", "token"))?;
+        Ok(())
+    }
+
+    fn find_token(
+        &self,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now: i64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT token_hash, purpose, user_id, email, created_at, expires_at \
+                 FROM one_time_tokens \
+                 WHERE token_hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3",
+                params![token_hash, purpose.as_str(), now],
+                token_from_row,
+            )
+            .optional()
+            .map_err(sqlite("reading a token"))?
+            .transpose()
+    }
+
+    fn consume_token(
+        &self,
+        token_hash: &str,
+        purpose: TokenPurpose,
+        now: i64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        // Check and mark in one statement (its own transaction): of two requests racing with
+        // the same link, exactly one gets the record.
+        self.lock()
+            .query_row(
+                "UPDATE one_time_tokens SET used_at = ?3 \
+                 WHERE token_hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3 \
+                 RETURNING token_hash, purpose, user_id, email, created_at, expires_at",
+                params![token_hash, purpose.as_str(), now],
+                token_from_row,
+            )
+            .optional()
+            .map_err(sqlite("consuming a token"))?
+            .transpose()
+    }
+
+    /// The trait passes no time, so `used_at` takes the wall clock; it is only a record, the
+    /// token is void because it is set at all.
+    fn revoke_user_tokens(&self, user_id: &str, purpose: TokenPurpose) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "UPDATE one_time_tokens SET used_at = ?3 \
+                 WHERE user_id = ?1 AND purpose = ?2 AND used_at IS NULL",
+                params![user_id, purpose.as_str(), SystemClock.now()],
+            )
+            .map_err(sqlite("revoking tokens"))?;
+        Ok(())
+    }
+
+    fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                &format!(
+                    "INSERT INTO api_keys ({API_KEY_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                ),
+                params![
+                    key.id,
+                    key.key_hash,
+                    key.user_id,
+                    key.name,
+                    encode_json(&key.scope),
+                    key.created_at,
+                    key.expires_at,
+                    key.last_used_at,
+                    key.revoked_at,
+                ],
+            )
+            .map_err(insert_error("creating an API key", "API key"))?;
+        Ok(())
+    }
+
+    fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.lock()
+            .query_row(
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
+                [id],
+                api_key_from_row,
+            )
+            .optional()
+            .map_err(sqlite("reading an API key"))?
+            .transpose()
+    }
+
+    fn list_api_keys(&self, user_id: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE ?1 IS NULL OR user_id = ?1 \
+                 ORDER BY created_at DESC, id"
+            ))
+            .map_err(sqlite("listing API keys"))?;
+        let rows = stmt
+            .query_map([user_id], api_key_from_row)
+            .map_err(sqlite("listing API keys"))?;
+        collect_decoded(rows, "listing API keys")
+    }
+
+    fn touch_api_key(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )
+            .map_err(sqlite("touching an API key"))?;
+        Ok(())
+    }
+
+    fn revoke_api_key(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let changed = self
+            .lock()
+            .execute(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, now],
+            )
+            .map_err(sqlite("revoking an API key"))?;
+        Ok(changed == 1)
+    }
+
+    /// Adding a member twice is not an error. `added_at` takes the wall clock (the trait
+    /// passes no time); it is only a record.
+    fn add_app_member(&self, app: &str, user_id: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "INSERT INTO app_members (app, user_id, added_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT DO NOTHING",
+                params![app, user_id, SystemClock.now()],
+            )
+            .map_err(insert_error("adding an app member", "app member"))?;
+        Ok(())
+    }
+
+    fn remove_app_member(&self, app: &str, user_id: &str) -> Result<bool, StoreError> {
+        let deleted = self
+            .lock()
+            .execute(
+                "DELETE FROM app_members WHERE app = ?1 AND user_id = ?2",
+                params![app, user_id],
+            )
+            .map_err(sqlite("removing an app member"))?;
+        Ok(deleted > 0)
+    }
+
+    fn is_app_member(&self, app: &str, user_id: &str) -> Result<bool, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT 1 FROM app_members WHERE app = ?1 AND user_id = ?2",
+                params![app, user_id],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(sqlite("reading app members"))
+    }
+
+    fn app_members(&self, app: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT user_id FROM app_members WHERE app = ?1 ORDER BY added_at, user_id")
+            .map_err(sqlite("reading app members"))?;
+        stmt.query_map([app], |row| row.get(0))
+            .map_err(sqlite("reading app members"))?
+            .collect::<Result<_, _>>()
+            .map_err(sqlite("reading app members"))
+    }
+
+    fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO audit_events \
+             (at, event, user_id, email, actor, ip, user_agent, reason, details) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                event.at,
+                event.event,
+                event.user_id,
+                event.email,
+                event.actor,
+                event.ip,
+                event.user_agent,
+                event.reason,
+                event.details,
+            ],
+        )
+        .map_err(sqlite("appending to the audit log"))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn list_audit(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditEvent>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE ?2 IS NULL OR id < ?2 \
+                 ORDER BY id DESC LIMIT ?1"
+            ))
+            .map_err(sqlite("reading the audit log"))?;
+        stmt.query_map(params![limit, before], audit_from_row)
+            .map_err(sqlite("reading the audit log"))?
+            .collect::<Result<_, _>>()
+            .map_err(sqlite("reading the audit log"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::spec::CatalogSpec;
+    use crate::catalog::yaml;
+    use crate::store::MetadataStore;
+
+    const NOW: i64 = 1_700_000_000;
+
+    const CATALOG: &str = "datasources:\n  db:\n    kind: postgres\n    host: db.example\n    database: shop\n    user: app\n    password: enc:v1:0011223344556677:AAAA\napps:\n  shop:\n    visibility: private\n    queries:\n      q:\n        datasource: db\n        sql: SELECT 1\n";
+
+    fn store() -> SqliteStore {
+        SqliteStore::in_memory().unwrap()
+    }
+
+    fn new_user(id: &str, email: &str) -> NewUser {
+        NewUser {
+            id: id.into(),
+            email: email.into(),
+            display_name: format!("User {id}"),
+            role: Role::Developer,
+            groups: vec!["eng".into(), "ops".into()],
+            password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+            created_at: NOW,
+        }
+    }
+
+    fn with_user(id: &str) -> SqliteStore {
+        let store = store();
+        store
+            .create_user(&new_user(id, &format!("{id}@example.com")))
+            .unwrap();
+        store
+    }
+
+    fn session(token_hash: &str, public_id: &str, user_id: &str, at: i64) -> SessionRecord {
+        SessionRecord {
+            token_hash: token_hash.into(),
+            public_id: public_id.into(),
+            user_id: user_id.into(),
+            created_at: at,
+            last_seen_at: at,
+            authenticated_at: at,
+            ip: "192.0.2.1".into(),
+            user_agent: "test".into(),
+        }
+    }
+
+    fn token(hash: &str, purpose: TokenPurpose, user_id: Option<&str>) -> TokenRecord {
+        TokenRecord {
+            token_hash: hash.into(),
+            purpose,
+            user_id: user_id.map(Into::into),
+            email: "new@example.com".into(),
+            created_at: NOW,
+            expires_at: NOW + 3600,
+        }
+    }
+
+    fn api_key(id: &str, user_id: &str, created_at: i64) -> ApiKeyRecord {
+        ApiKeyRecord {
+            id: id.into(),
+            key_hash: format!("hash-{id}"),
+            user_id: user_id.into(),
+            name: format!("key {id}"),
+            scope: ApiKeyScope {
+                apps: vec!["shop".into()],
+                queries: vec!["billing/invoices".into()],
+            },
+            created_at,
+            expires_at: Some(created_at + 86_400),
+            last_used_at: None,
+            revoked_at: None,
+        }
+    }
+
+    fn audit(event: &str, at: i64) -> AuditEvent {
+        AuditEvent {
+            id: 0,
+            at,
+            event: event.into(),
+            user_id: Some("u1".into()),
+            email: Some("u1@example.com".into()),
+            actor: Some("cli".into()),
+            ip: Some("192.0.2.1".into()),
+            user_agent: Some("test".into()),
+            reason: Some("wrong_password".into()),
+            details: Some(r#"{"role":"admin"}"#.into()),
+        }
+    }
+
+    #[test]
+    fn users_round_trip_and_change() {
+        let store = store();
+        let created = store
+            .create_user(&new_user("u1", "u1@example.com"))
+            .unwrap();
+        assert_eq!(store.user_by_id("u1").unwrap(), Some(created.clone()));
+        assert_eq!(
+            store.user_by_email("u1@example.com").unwrap(),
+            Some(created.clone())
+        );
+        assert_eq!(store.user_by_id("nobody").unwrap(), None);
+        assert_eq!(store.user_by_email("nobody@example.com").unwrap(), None);
+
+        store.set_role("u1", Role::Admin).unwrap();
+        store.set_groups("u1", &["finance".into()]).unwrap();
+        store.set_disabled("u1", true).unwrap();
+        store.set_display_name("u1", "Alice").unwrap();
+        store.set_email("u1", "alice@example.com").unwrap();
+        store.set_password("u1", "new-hash").unwrap();
+        store.record_login_success("u1", NOW + 5).unwrap();
+        store.set_totp_secret("u1", Some("sealed")).unwrap();
+        store.set_mfa_enabled("u1", true).unwrap();
+        assert!(store.accept_totp_step("u1", 42).unwrap());
+        let expected = UserRecord {
+            email: "alice@example.com".into(),
+            display_name: "Alice".into(),
+            role: Role::Admin,
+            groups: vec!["finance".into()],
+            disabled: true,
+            password_hash: Some("new-hash".into()),
+            totp_secret_sealed: Some("sealed".into()),
+            mfa_enabled: true,
+            totp_last_step: Some(42),
+            last_login_at: Some(NOW + 5),
+            ..created
+        };
+        assert_eq!(store.user_by_id("u1").unwrap(), Some(expected.clone()));
+        assert_eq!(store.user_by_email("u1@example.com").unwrap(), None);
+
+        store
+            .create_user(&NewUser {
+                password_hash: None,
+                groups: vec![],
+                ..new_user("u2", "aaron@example.com")
+            })
+            .unwrap();
+        assert_eq!(store.count_users().unwrap(), 2);
+        let listed = store.list_users().unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].id, "u2");
+        assert_eq!(listed[0].password_hash, None);
+        assert_eq!(listed[1], expected);
+    }
+
+    #[test]
+    fn changing_a_missing_user_is_not_found() {
+        let store = store();
+        let missing = |result: Result<(), StoreError>| {
+            assert!(
+                matches!(result, Err(StoreError::NotFound("user"))),
+                "{result:?}"
+            );
+        };
+        missing(store.set_role("nobody", Role::Viewer));
+        missing(store.set_groups("nobody", &[]));
+        missing(store.set_disabled("nobody", true));
+        missing(store.set_display_name("nobody", "x"));
+        missing(store.set_email("nobody", "x@example.com"));
+        missing(store.set_password("nobody", "hash"));
+        missing(store.record_login_success("nobody", NOW));
+        missing(store.record_login_failure("nobody", NOW, 5, 60).map(|_| ()));
+        missing(store.set_totp_secret("nobody", None));
+        missing(store.set_mfa_enabled("nobody", true));
+        missing(store.replace_recovery_codes("nobody", &["c".into()]));
+        missing(store.create_session(&session("t", "p", "nobody", NOW)));
+        missing(store.create_token(&token("t", TokenPurpose::PasswordReset, Some("nobody"))));
+        missing(store.create_api_key(&api_key("k", "nobody", NOW)));
+        missing(store.add_app_member("shop", "nobody"));
+        assert!(!store.accept_totp_step("nobody", 1).unwrap());
+        assert!(!store.use_recovery_code("nobody", "c", NOW).unwrap());
+    }
+
+    #[test]
+    fn taken_emails_conflict() {
+        let store = store();
+        store
+            .create_user(&new_user("u1", "u1@example.com"))
+            .unwrap();
+        store
+            .create_user(&new_user("u2", "u2@example.com"))
+            .unwrap();
+        let result = store.create_user(&new_user("u3", "u1@example.com"));
+        assert!(
+            matches!(result, Err(StoreError::Conflict("user with this email"))),
+            "{result:?}"
+        );
+        let result = store.set_email("u2", "u1@example.com");
+        assert!(
+            matches!(result, Err(StoreError::Conflict("user with this email"))),
+            "{result:?}"
+        );
+        let result = store.create_user(&new_user("u1", "other@example.com"));
+        assert!(
+            matches!(result, Err(StoreError::Conflict("user"))),
+            "{result:?}"
+        );
+        assert_eq!(store.count_users().unwrap(), 2);
+        // Setting one's own email again is not a conflict.
+        store.set_email("u2", "u2@example.com").unwrap();
+    }
+
+    #[test]
+    fn lockout_starts_at_the_threshold_and_success_resets() {
+        let store = with_user("u1");
+        for attempt in 1..=4 {
+            let count = store.record_login_failure("u1", NOW, 5, 900).unwrap();
+            assert_eq!(
+                count,
+                FailureCount {
+                    failed_logins: attempt,
+                    locked_until: None
+                }
+            );
+        }
+        assert_eq!(store.user_by_id("u1").unwrap().unwrap().locked_until, None);
+        let count = store.record_login_failure("u1", NOW + 1, 5, 900).unwrap();
+        assert_eq!(
+            count,
+            FailureCount {
+                failed_logins: 5,
+                locked_until: Some(NOW + 901)
+            }
+        );
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!(
+            (user.failed_logins, user.locked_until),
+            (5, Some(NOW + 901))
+        );
+
+        store.record_login_success("u1", NOW + 2000).unwrap();
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!(
+            (user.failed_logins, user.locked_until, user.last_login_at),
+            (0, None, Some(NOW + 2000))
+        );
+        let count = store.record_login_failure("u1", NOW, 5, 900).unwrap();
+        assert_eq!(count.failed_logins, 1);
+    }
+
+    #[test]
+    fn an_expired_lock_starts_a_new_count() {
+        let store = SqliteStore::in_memory().unwrap();
+        let user = store
+            .create_user(&new_user("u-lapsed", "lapsed@example.com"))
+            .unwrap();
+        for n in 0..5 {
+            store
+                .record_login_failure(&user.id, 1_000 + n, 5, 60)
+                .unwrap();
+        }
+        let locked = store.user_by_id(&user.id).unwrap().unwrap();
+        assert_eq!(locked.locked_until, Some(1_064));
+        // After the lock runs out, one failure counts as the first of a new series.
+        let after = store.record_login_failure(&user.id, 2_000, 5, 60).unwrap();
+        assert_eq!(
+            after,
+            FailureCount {
+                failed_logins: 1,
+                locked_until: None
+            }
+        );
+        assert_eq!(
+            store.user_by_id(&user.id).unwrap().unwrap().locked_until,
+            None
+        );
+        for n in 1..4 {
+            let count = store
+                .record_login_failure(&user.id, 2_000 + n, 5, 60)
+                .unwrap();
+            assert_eq!(count.locked_until, None);
+        }
+        let relocked = store.record_login_failure(&user.id, 2_010, 5, 60).unwrap();
+        assert_eq!(
+            relocked,
+            FailureCount {
+                failed_logins: 5,
+                locked_until: Some(2_070)
+            }
+        );
+    }
+
+    #[test]
+    fn a_new_password_clears_the_lock() {
+        let store = with_user("u1");
+        for _ in 0..3 {
+            store.record_login_failure("u1", NOW, 3, 900).unwrap();
+        }
+        assert!(
+            store
+                .user_by_id("u1")
+                .unwrap()
+                .unwrap()
+                .locked_until
+                .is_some()
+        );
+        store.set_password("u1", "reset-hash").unwrap();
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!((user.failed_logins, user.locked_until), (0, None));
+        assert_eq!(user.password_hash.as_deref(), Some("reset-hash"));
+    }
+
+    #[test]
+    fn totp_steps_are_accepted_once_and_in_order() {
+        let store = with_user("u1");
+        store.set_totp_secret("u1", Some("sealed")).unwrap();
+        assert!(store.accept_totp_step("u1", 100).unwrap());
+        assert!(!store.accept_totp_step("u1", 100).unwrap(), "replay");
+        assert!(!store.accept_totp_step("u1", 99).unwrap(), "older step");
+        assert!(store.accept_totp_step("u1", 101).unwrap());
+        assert_eq!(
+            store.user_by_id("u1").unwrap().unwrap().totp_last_step,
+            Some(101)
+        );
+        // A new secret resets the guard and the confirmation.
+        store.set_mfa_enabled("u1", true).unwrap();
+        store.set_totp_secret("u1", Some("sealed-2")).unwrap();
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!(user.totp_secret_sealed.as_deref(), Some("sealed-2"));
+        assert!(!user.mfa_enabled);
+        assert_eq!(user.totp_last_step, None);
+        assert!(store.accept_totp_step("u1", 50).unwrap());
+    }
+
+    #[test]
+    fn clearing_totp_removes_all_mfa_state() {
+        let store = with_user("u1");
+        store.set_totp_secret("u1", Some("sealed")).unwrap();
+        store.set_mfa_enabled("u1", true).unwrap();
+        store.accept_totp_step("u1", 7).unwrap();
+        store
+            .replace_recovery_codes("u1", &["a".into(), "b".into()])
+            .unwrap();
+        store.set_totp_secret("u1", None).unwrap();
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!(
+            (
+                user.totp_secret_sealed,
+                user.mfa_enabled,
+                user.totp_last_step
+            ),
+            (None, false, None)
+        );
+        assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 0);
+        assert!(!store.use_recovery_code("u1", "a", NOW).unwrap());
+    }
+
+    #[test]
+    fn recovery_codes_work_once() {
+        let store = with_user("u1");
+        store
+            .replace_recovery_codes("u1", &["a".into(), "b".into(), "c".into()])
+            .unwrap();
+        assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 3);
+        assert!(store.use_recovery_code("u1", "b", NOW).unwrap());
+        assert!(!store.use_recovery_code("u1", "b", NOW).unwrap(), "reuse");
+        assert!(
+            !store.use_recovery_code("u1", "zzz", NOW).unwrap(),
+            "unknown"
+        );
+        assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 2);
+        // Another user's code is not this user's.
+        store
+            .create_user(&new_user("u2", "u2@example.com"))
+            .unwrap();
+        assert!(!store.use_recovery_code("u2", "a", NOW).unwrap());
+        // Replacing gives a fresh set and voids the old one.
+        store
+            .replace_recovery_codes("u1", &["d".into(), "e".into()])
+            .unwrap();
+        assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 2);
+        assert!(!store.use_recovery_code("u1", "a", NOW).unwrap());
+        assert!(store.use_recovery_code("u1", "d", NOW).unwrap());
+    }
+
+    #[test]
+    fn sessions_round_trip_and_delete() {
+        let store = with_user("u1");
+        store
+            .create_user(&new_user("u2", "u2@example.com"))
+            .unwrap();
+        let first = session("t1", "p1", "u1", NOW);
+        store.create_session(&first).unwrap();
+        store
+            .create_session(&session("t2", "p2", "u1", NOW + 10))
+            .unwrap();
+        store
+            .create_session(&session("t3", "p3", "u2", NOW))
+            .unwrap();
+        assert_eq!(store.session_by_hash("t1").unwrap(), Some(first.clone()));
+        assert_eq!(store.session_by_hash("nope").unwrap(), None);
+        let result = store.create_session(&session("t1", "p9", "u1", NOW));
+        assert!(
+            matches!(result, Err(StoreError::Conflict("session"))),
+            "{result:?}"
+        );
+
+        store.touch_session("t1", NOW + 60).unwrap();
+        store.set_session_authenticated("t1", NOW + 30).unwrap();
+        let touched = store.session_by_hash("t1").unwrap().unwrap();
+        assert_eq!(
+            touched,
+            SessionRecord {
+                last_seen_at: NOW + 60,
+                authenticated_at: NOW + 30,
+                ..first
+            }
+        );
+        store.touch_session("gone", NOW).unwrap();
+        assert!(matches!(
+            store.set_session_authenticated("gone", NOW),
+            Err(StoreError::NotFound("session"))
+        ));
+
+        let listed: Vec<_> = store
+            .list_user_sessions("u1")
+            .unwrap()
+            .into_iter()
+            .map(|s| s.public_id)
+            .collect();
+        assert_eq!(listed, ["p2", "p1"]);
+
+        // Another user's public id does not reach this user's session.
+        assert!(!store.delete_session_by_public_id("u2", "p1").unwrap());
+        assert!(store.delete_session_by_public_id("u1", "p1").unwrap());
+        assert!(!store.delete_session_by_public_id("u1", "p1").unwrap());
+        store.delete_session("t3").unwrap();
+        assert_eq!(store.session_by_hash("t3").unwrap(), None);
+        store
+            .create_session(&session("t4", "p4", "u1", NOW))
+            .unwrap();
+        assert_eq!(store.delete_user_sessions("u1").unwrap(), 2);
+        assert_eq!(store.delete_user_sessions("u1").unwrap(), 0);
+        assert!(store.list_user_sessions("u1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn purge_removes_idle_and_old_sessions() {
+        let store = with_user("u1");
+        // Fresh: created and seen recently.
+        store
+            .create_session(&session("fresh", "p1", "u1", NOW))
+            .unwrap();
+        // Idle: seen long ago.
+        store
+            .create_session(&session("idle", "p2", "u1", NOW - 500))
+            .unwrap();
+        // Old: created before the absolute limit but active.
+        store
+            .create_session(&SessionRecord {
+                last_seen_at: NOW,
+                ..session("old", "p3", "u1", NOW - 5000)
+            })
+            .unwrap();
+        assert_eq!(store.purge_sessions(NOW - 100, NOW - 1000).unwrap(), 2);
+        let left: Vec<_> = store
+            .list_user_sessions("u1")
+            .unwrap()
+            .into_iter()
+            .map(|s| s.token_hash)
+            .collect();
+        assert_eq!(left, ["fresh"]);
+        // The bounds are exclusive.
+        assert_eq!(store.purge_sessions(NOW, NOW).unwrap(), 0);
+    }
+
+    #[test]
+    fn tokens_work_once_and_only_in_time_for_their_purpose() {
+        let store = with_user("u1");
+        let reset = token("reset", TokenPurpose::PasswordReset, Some("u1"));
+        store.create_token(&reset).unwrap();
+        let result = store.create_token(&reset);
+        assert!(
+            matches!(result, Err(StoreError::Conflict("token"))),
+            "{result:?}"
+        );
+
+        assert_eq!(
+            store
+                .consume_token("reset", TokenPurpose::EmailChange, NOW)
+                .unwrap(),
+            None,
+            "wrong purpose"
+        );
+        // Finding a token does not spend it.
+        for _ in 0..2 {
+            assert_eq!(
+                store
+                    .find_token("reset", TokenPurpose::PasswordReset, NOW)
+                    .unwrap(),
+                Some(reset.clone())
+            );
+        }
+        assert_eq!(
+            store
+                .find_token("reset", TokenPurpose::Signup, NOW)
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .find_token("reset", TokenPurpose::PasswordReset, reset.expires_at)
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .consume_token("reset", TokenPurpose::PasswordReset, NOW)
+                .unwrap(),
+            Some(reset.clone()),
+            "the wrong purpose did not use it up"
+        );
+        assert_eq!(
+            store
+                .find_token("reset", TokenPurpose::PasswordReset, NOW)
+                .unwrap(),
+            None,
+            "used"
+        );
+        assert_eq!(
+            store
+                .consume_token("reset", TokenPurpose::PasswordReset, NOW)
+                .unwrap(),
+            None,
+            "reuse"
+        );
+        assert_eq!(
+            store
+                .consume_token("unknown", TokenPurpose::PasswordReset, NOW)
+                .unwrap(),
+            None
+        );
+
+        let signup = token("signup", TokenPurpose::Signup, None);
+        store.create_token(&signup).unwrap();
+        assert_eq!(
+            store
+                .consume_token("signup", TokenPurpose::Signup, signup.expires_at)
+                .unwrap(),
+            None,
+            "expired"
+        );
+        assert_eq!(
+            store
+                .consume_token("signup", TokenPurpose::Signup, signup.expires_at - 1)
+                .unwrap(),
+            Some(signup)
+        );
+    }
+
+    #[test]
+    fn revoking_user_tokens_voids_only_that_purpose() {
+        let store = with_user("u1");
+        store
+            .create_token(&token("r1", TokenPurpose::PasswordReset, Some("u1")))
+            .unwrap();
+        store
+            .create_token(&token("r2", TokenPurpose::PasswordReset, Some("u1")))
+            .unwrap();
+        let change = token("c1", TokenPurpose::EmailChange, Some("u1"));
+        store.create_token(&change).unwrap();
+        store
+            .revoke_user_tokens("u1", TokenPurpose::PasswordReset)
+            .unwrap();
+        for hash in ["r1", "r2"] {
+            assert_eq!(
+                store
+                    .consume_token(hash, TokenPurpose::PasswordReset, NOW)
+                    .unwrap(),
+                None
+            );
+        }
+        assert_eq!(
+            store
+                .consume_token("c1", TokenPurpose::EmailChange, NOW)
+                .unwrap(),
+            Some(change)
+        );
+    }
+
+    #[test]
+    fn api_keys_round_trip_list_and_revoke() {
+        let store = with_user("u1");
+        store
+            .create_user(&new_user("u2", "u2@example.com"))
+            .unwrap();
+        let k1 = api_key("k1", "u1", NOW);
+        let k2 = api_key("k2", "u2", NOW + 10);
+        let k3 = ApiKeyRecord {
+            expires_at: None,
+            scope: ApiKeyScope::default(),
+            ..api_key("k3", "u1", NOW + 20)
+        };
+        for key in [&k1, &k2, &k3] {
+            store.create_api_key(key).unwrap();
+        }
+        let result = store.create_api_key(&k1);
+        assert!(
+            matches!(result, Err(StoreError::Conflict("API key"))),
+            "{result:?}"
+        );
+        assert_eq!(store.api_key("k1").unwrap(), Some(k1.clone()));
+        assert_eq!(store.api_key("nope").unwrap(), None);
+        assert_eq!(
+            store.list_api_keys(None).unwrap(),
+            [k3.clone(), k2.clone(), k1.clone()]
+        );
+        assert_eq!(
+            store.list_api_keys(Some("u1")).unwrap(),
+            [k3.clone(), k1.clone()]
+        );
+        assert!(store.list_api_keys(Some("nobody")).unwrap().is_empty());
+
+        store.touch_api_key("k1", NOW + 100).unwrap();
+        assert!(store.revoke_api_key("k1", NOW + 200).unwrap());
+        assert!(!store.revoke_api_key("k1", NOW + 300).unwrap(), "again");
+        assert!(!store.revoke_api_key("nope", NOW).unwrap(), "missing");
+        assert_eq!(
+            store.api_key("k1").unwrap(),
+            Some(ApiKeyRecord {
+                last_used_at: Some(NOW + 100),
+                revoked_at: Some(NOW + 200),
+                ..k1
+            })
+        );
+    }
+
+    #[test]
+    fn app_members_survive_a_catalog_apply() {
+        let store = with_user("u1");
+        store
+            .create_user(&new_user("u2", "u2@example.com"))
+            .unwrap();
+        let catalog = yaml::parse(CATALOG).unwrap();
+        store.replace_catalog(&catalog, "test").unwrap();
+        store.add_app_member("shop", "u1").unwrap();
+        store.add_app_member("shop", "u1").unwrap();
+        store.add_app_member("shop", "u2").unwrap();
+        store.add_app_member("other", "u2").unwrap();
+
+        store
+            .replace_catalog(&CatalogSpec::default(), "test")
+            .unwrap();
+        assert!(store.is_app_member("shop", "u1").unwrap());
+        let mut members = store.app_members("shop").unwrap();
+        members.sort();
+        assert_eq!(members, ["u1", "u2"]);
+
+        assert!(store.remove_app_member("shop", "u1").unwrap());
+        assert!(!store.remove_app_member("shop", "u1").unwrap());
+        assert!(!store.is_app_member("shop", "u1").unwrap());
+        assert_eq!(store.app_members("shop").unwrap(), ["u2"]);
+        assert_eq!(store.app_members("other").unwrap(), ["u2"]);
+    }
+
+    #[test]
+    fn deleting_a_user_removes_what_hangs_off_it_but_not_the_audit_log() {
+        let store = with_user("u1");
+        store
+            .create_session(&session("t1", "p1", "u1", NOW))
+            .unwrap();
+        store
+            .create_token(&token("r1", TokenPurpose::PasswordReset, Some("u1")))
+            .unwrap();
+        store.create_api_key(&api_key("k1", "u1", NOW)).unwrap();
+        store.replace_recovery_codes("u1", &["a".into()]).unwrap();
+        store.add_app_member("shop", "u1").unwrap();
+        store.append_audit(&audit("user_created", NOW)).unwrap();
+        store
+            .lock()
+            .execute("DELETE FROM users WHERE id = 'u1'", [])
+            .unwrap();
+        assert_eq!(store.session_by_hash("t1").unwrap(), None);
+        assert_eq!(store.api_key("k1").unwrap(), None);
+        assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 0);
+        assert!(!store.is_app_member("shop", "u1").unwrap());
+        assert_eq!(
+            store
+                .consume_token("r1", TokenPurpose::PasswordReset, NOW)
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.list_audit(10, None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn audit_log_pages_newest_first_and_is_append_only() {
+        let store = store();
+        let mut ids = Vec::new();
+        for n in 0..5 {
+            let mut event = audit(&format!("event_{n}"), NOW + n);
+            event.id = 999; // Ignored: the store assigns ids.
+            ids.push(store.append_audit(&event).unwrap());
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+        let page = store.list_audit(2, None).unwrap();
+        assert_eq!(
+            page,
+            [
+                AuditEvent {
+                    id: ids[4],
+                    ..audit("event_4", NOW + 4)
+                },
+                AuditEvent {
+                    id: ids[3],
+                    ..audit("event_3", NOW + 3)
+                },
+            ]
+        );
+        let next: Vec<_> = store
+            .list_audit(10, Some(page[1].id))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(next, ["event_2", "event_1", "event_0"]);
+        let bare = AuditEvent {
+            id: 0,
+            at: NOW,
+            event: "login_failed".into(),
+            user_id: None,
+            email: None,
+            actor: None,
+            ip: None,
+            user_agent: None,
+            reason: None,
+            details: None,
+        };
+        let id = store.append_audit(&bare).unwrap();
+        assert_eq!(
+            store.list_audit(1, None).unwrap(),
+            [AuditEvent { id, ..bare }]
+        );
+
+        let conn = store.lock();
+        let update = conn.execute("UPDATE audit_events SET event = 'forged'", []);
+        assert!(
+            update
+                .unwrap_err()
+                .to_string()
+                .contains("audit_events is append-only")
+        );
+        let delete = conn.execute("DELETE FROM audit_events", []);
+        assert!(
+            delete
+                .unwrap_err()
+                .to_string()
+                .contains("audit_events is append-only")
+        );
+        let count: i64 = conn
+            .query_row("SELECT count(*) FROM audit_events", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(count, 6);
+    }
+
+    #[test]
+    fn undecodable_rows_are_reported_as_corrupt() {
+        let store = with_user("u1");
+        store
+            .lock()
+            .execute("UPDATE users SET \"groups\" = 'not json'", [])
+            .unwrap();
+        let result = store.user_by_id("u1");
+        assert!(
+            matches!(result, Err(StoreError::Corrupt { what: "user", .. })),
+            "{result:?}"
+        );
+        assert!(store.list_users().is_err());
+    }
+
+    #[test]
+    fn a_version_1_store_migrates_and_keeps_its_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.db");
+        {
+            // A store as the previous release left it: the catalog tables only.
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(super::super::MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO apps (name, visibility, updated_at) \
+                 VALUES ('shop', 'private', '2024-01-01T00:00:00.000Z')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let version: i64 = store
+            .lock()
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, super::super::MIGRATIONS.len() as i64);
+        assert!(store.load_catalog().unwrap().apps.contains_key("shop"));
+        store
+            .create_user(&new_user("u1", "u1@example.com"))
+            .unwrap();
+        store.add_app_member("shop", "u1").unwrap();
+        drop(store);
+
+        // Reopening runs nothing again and keeps the new data.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.count_users().unwrap(), 1);
+        assert!(store.is_app_member("shop", "u1").unwrap());
+    }
+}
