@@ -168,16 +168,19 @@ async fn run_query(
     State(state): State<Arc<AdminState>>,
     Extension(actor): Extension<AdminActor>,
     Extension(request_id): Extension<RequestId>,
+    client_ip: Option<Extension<ClientIp>>,
     Path((app, query)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let ip = client_ip.map(|Extension(ClientIp(ip))| ip);
     crate::gateway::run_as_admin(
         &state.gateway,
         request_id,
         app,
         query,
         actor.caller,
+        ip,
         &headers,
         body,
     )

@@ -93,8 +93,14 @@ pub fn router(state: Arc<GatewayState>, admin: Router) -> Router {
     let account = |cors| {
         axum::middleware::from_fn_with_state((state.clone(), cors), edge_policy::account_policy)
     };
-    let auth = auth_routes::router(state.auth.clone()).route_layer(account(true));
-    let admin = admin.route_layer(account(false));
+    // The 405 fallback is set first so that the policy layer wraps it too (preflights are
+    // OPTIONS requests, which no route declares).
+    let auth = auth_routes::router(state.auth.clone())
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(account(true));
+    let admin = admin
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(account(false));
     let queries = Router::new()
         .route(
             "/v1/apps/{app}/queries/{query}",

@@ -125,10 +125,12 @@ impl Instance {
                 per_ip: config.edge.per_ip,
                 limiter,
                 tls: tls.is_some(),
-                public_origin: config
-                    .public_url
-                    .as_deref()
-                    .and_then(crate::policy::cors::normalize_origin),
+                // The origin is scheme://host[:port]; a public URL may carry a path after it.
+                public_origin: config.public_url.as_deref().and_then(|url| {
+                    let (scheme, rest) = url.split_once("://")?;
+                    let authority = rest.split('/').next()?;
+                    crate::policy::cors::normalize_origin(&format!("{scheme}://{authority}"))
+                }),
             }),
         );
         Ok(Instance {

@@ -169,3 +169,26 @@ async fn egress_report_needs_the_token_and_lists_addresses_without_secrets() {
     assert!(!text.contains("enc:v1:"), "{text}");
     assert!(!text.contains("unused-with-trust-auth"), "{text}");
 }
+
+#[tokio::test]
+async fn wrong_methods_on_account_and_admin_routes_get_json_405s() {
+    let gateway = TestGateway::start(&catalog()).await;
+    for (method, path) in [
+        (reqwest::Method::PUT, "/v1/auth/login"),
+        (reqwest::Method::GET, "/v1/auth/logout"),
+        (reqwest::Method::PATCH, "/v1/admin/users"),
+    ] {
+        let response = gateway
+            .client
+            .request(method.clone(), gateway.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 405, "{method} {path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "method_not_allowed",
+            "{method} {path}"
+        );
+    }
+}

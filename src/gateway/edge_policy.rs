@@ -12,7 +12,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -26,23 +27,24 @@ use crate::policy::cors::{self, CorsPolicy};
 /// Middleware for the query route.
 pub async fn app_policy(
     State(state): State<Arc<GatewayState>>,
+    path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
     next: Next,
 ) -> Response {
-    let app_name = request
-        .uri()
-        .path()
-        .split('/')
-        .nth(3)
-        .unwrap_or("")
-        .to_string();
-    let snapshot = state.snapshot();
-    // Unknown apps go on to the handler, which answers 404 like for a private app.
-    let Some(app) = snapshot.catalog.apps.get(&app_name) else {
-        return next.run(request).await;
-    };
-    let policy = app.policy.clone();
-    drop(snapshot);
+    // The app name as the handler sees it: percent-decoded by the same extractor, so that
+    // `/v1/apps/%73hop/...` meets the policy of `shop` (reading the raw path let an encoded
+    // name skip the allowlist and the CSRF check).
+    let app_name = path.map(|Path((app, _))| app).unwrap_or_default();
+    // Unknown apps get the default policy (any address, same-origin only), so that the edge
+    // answers for them exactly as for an app without a policy: a private app's name cannot
+    // be probed with preflights or cross-site writes. The handler then answers 404.
+    let policy = state
+        .snapshot()
+        .catalog
+        .apps
+        .get(&app_name)
+        .map(|app| app.policy.clone())
+        .unwrap_or_default();
     let ip = client_ip(&request);
     if !policy.ip_allowed(ip) {
         let client = client_info(&request, ip);

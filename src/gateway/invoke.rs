@@ -115,12 +115,14 @@ pub async fn invoke(
 /// `POST /v1/admin/apps/{app}/queries/{query}/run`: an admin tests a query whatever its
 /// visibility and grants (limits and concurrency still apply). The admin's own user values
 /// are bound; with the admin token there are none.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_as_admin(
     state: &Arc<GatewayState>,
     request_id: RequestId,
     app_name: String,
     query_name: String,
     caller: Option<Caller>,
+    ip: Option<std::net::IpAddr>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -132,7 +134,7 @@ pub async fn run_as_admin(
         .ok_or_else(|| {
             ApiError::not_found(format!("no query `{query_name}` in app `{app_name}`"))
         })?;
-    let running = admit(state, query, caller.as_ref(), None)?;
+    let running = admit(state, query, caller.as_ref(), ip)?;
     let run = Run {
         request_id,
         app_name,
