@@ -1471,3 +1471,57 @@ async fn account_routes_answer_cors_only_for_origins_an_app_lists() {
     );
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn sign_in_from_another_site_is_refused_even_without_a_cookie() {
+    let catalog = format!(
+        "{}apps:\n  shop:\n    visibility: workspace\n    grants: {{ roles: [viewer] }}\n    \
+         cors: {{ origins: [\"https://shop.example.com\"] }}\n    queries:\n      q:\n        \
+         datasource: pg\n        sql: SELECT 1 AS one\n",
+        datasources(),
+    );
+    let (gateway, _clock) = gateway_with(&catalog, &[]).await;
+    user(&gateway, "lin@example.com", Role::Viewer).await;
+    let body = serde_json::json!({ "email": "lin@example.com", "password": PASSWORD });
+    // Login CSRF: a page elsewhere must not sign the visitor's browser into an account.
+    for origin in ["https://evil.example", "null"] {
+        let reply = send(
+            &gateway,
+            Method::POST,
+            "/v1/auth/login",
+            &[("origin", origin)],
+            Some(body.clone()),
+        )
+        .await;
+        assert_error(origin, &reply, 403, "csrf_refused");
+        assert!(header(&reply, "set-cookie").is_none(), "{origin}");
+    }
+    let reset = send(
+        &gateway,
+        Method::POST,
+        "/v1/auth/password-reset",
+        &[("origin", "https://evil.example")],
+        Some(serde_json::json!({ "email": "lin@example.com" })),
+    )
+    .await;
+    assert_error("reset from evil", &reset, 403, "csrf_refused");
+    // The instance itself, an origin an app lists, and clients sending no Origin may.
+    let host = format!("http://{}", gateway.address);
+    for headers in [
+        vec![("origin", host.as_str())],
+        vec![("origin", "https://shop.example.com")],
+        vec![],
+    ] {
+        let reply = send(
+            &gateway,
+            Method::POST,
+            "/v1/auth/login",
+            &headers,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{headers:?}: {}", reply.text);
+        assert!(header(&reply, "set-cookie").is_some(), "{headers:?}");
+    }
+    gateway.stop().await;
+}

@@ -169,6 +169,9 @@ pub struct AuthService {
     limiter: Arc<dyn RateLimiter>,
     /// Bounds the mail jobs running in the background.
     mail_slots: Arc<Semaphore>,
+    /// Bounds argon2id work running at once: each hash or verification holds 19 MiB, so a
+    /// burst of sign-ins waits here instead of growing memory without limit.
+    argon_slots: Arc<Semaphore>,
 }
 
 /// Mail jobs allowed in flight; beyond that new ones are dropped (and logged), so a flood of
@@ -198,6 +201,9 @@ impl AuthService {
             mailer,
             limiter,
             mail_slots: Arc::new(Semaphore::new(MAIL_JOBS)),
+            argon_slots: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
+            )),
         }
     }
 
@@ -299,6 +305,7 @@ impl AuthService {
         let email = normalize_email(&credentials.email);
         let password = zeroize::Zeroizing::new(credentials.password.clone());
         let lookup = email.clone();
+        let _slot = self.argon_slot().await?;
         let (user, password_ok) = self
             .run(move |store| {
                 let user = match &lookup {
@@ -636,7 +643,7 @@ impl AuthService {
             &caller.user.email,
             self.settings.password_min_length,
         )?;
-        let hash = hash_off_thread(new_password).await?;
+        let hash = self.hash_off_thread(new_password).await?;
         let id = caller.user.id.clone();
         self.run(move |store| {
             store.set_password(&id, &hash)?;
@@ -675,7 +682,7 @@ impl AuthService {
         let password_hash = match password {
             Some(password) => {
                 password::check_policy(&password, &email, self.settings.password_min_length)?;
-                Some(hash_off_thread(password).await?)
+                Some(self.hash_off_thread(password).await?)
             }
             None => None,
         };
@@ -943,10 +950,22 @@ fn check_groups(groups: &[String]) -> Result<(), AuthError> {
     }
 }
 
-/// Hashes a password on a blocking thread (argon2id takes tens of milliseconds).
-async fn hash_off_thread(password: String) -> Result<String, AuthError> {
-    let password = zeroize::Zeroizing::new(password);
-    Ok(tokio::task::spawn_blocking(move || password::hash_password(&password)).await?)
+impl AuthService {
+    /// Waits for a turn to run argon2id.
+    async fn argon_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AuthError> {
+        self.argon_slots
+            .acquire()
+            .await
+            .map_err(|_| AuthError::Unavailable("shutting down"))
+    }
+
+    /// Hashes a password on a blocking thread (argon2id takes tens of milliseconds and
+    /// 19 MiB), one of a bounded number at once.
+    async fn hash_off_thread(&self, password: String) -> Result<String, AuthError> {
+        let _slot = self.argon_slot().await?;
+        let password = zeroize::Zeroizing::new(password);
+        Ok(tokio::task::spawn_blocking(move || password::hash_password(&password)).await?)
+    }
 }
 
 fn truncate(value: &str, max_chars: usize) -> String {

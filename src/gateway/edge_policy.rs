@@ -130,7 +130,11 @@ pub async fn account_policy(
             None => cors_refused("this origin may not call the account API"),
         };
     }
-    if carries_session_cookie(&state, request.headers())
+    // Writes with the session cookie are checked; so are writes a browser says come from
+    // another page (an Origin header), cookie or not, which stops login CSRF (signing a
+    // victim's browser into the attacker's account) and cross-site reset or signup floods.
+    let cross_page = origin.is_some() && cors::is_write(request.method());
+    if (carries_session_cookie(&state, request.headers()) || cross_page)
         && let Err(reason) = cors::check_csrf(
             request.method(),
             request.headers(),

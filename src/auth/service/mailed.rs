@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::{AuthError, AuthService, ClientInfo, NewSession, hash_off_thread};
+use super::{AuthError, AuthService, ClientInfo, NewSession};
 use crate::auth::mail::Mail;
 use crate::auth::store::{NewUser, TokenPurpose, TokenRecord, UserRecord};
 use crate::auth::{Role, email_domain, normalize_email, password, token};
@@ -148,7 +148,7 @@ impl AuthService {
             &user.email,
             self.settings.password_min_length,
         )?;
-        let password_hash = hash_off_thread(new_password).await?;
+        let password_hash = self.hash_off_thread(new_password).await?;
         let id = user.id.clone();
         let ended = self
             .run(move |store| {
@@ -296,7 +296,7 @@ impl AuthService {
                 "`display_name` must be at most 200 characters without control characters".into(),
             ));
         }
-        let password_hash = hash_off_thread(new_password).await?;
+        let password_hash = self.hash_off_thread(new_password).await?;
         let user = NewUser {
             id: uuid::Uuid::new_v4().to_string(),
             email: record.email.clone(),
