@@ -106,6 +106,8 @@ enum UserCommand {
     Enable { email: String },
     /// Remove a user's MFA (lost device); an admin must enrol again at the next sign-in.
     ResetMfa { email: String },
+    /// Lift a lockout (when no reset mail can be sent).
+    Unlock { email: String },
 }
 
 #[derive(Subcommand)]
@@ -267,6 +269,10 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
         UserCommand::ResetMfa { email } => {
             let target = service.user_by_email(&email).await?;
             service.reset_mfa(&target.id, CLI, &client).await?
+        }
+        UserCommand::Unlock { email } => {
+            let target = service.user_by_email(&email).await?;
+            service.unlock(&target.id, CLI, &client).await?
         }
     };
     println!(

@@ -563,7 +563,9 @@ async fn reset_links_ignore_the_request_host() {
                 ("x-forwarded-proto", "http"),
                 ("x-forwarded-port", "8443"),
                 ("forwarded", "host=evil.example;proto=http"),
-                ("origin", "https://evil.example"),
+                // Consistent with `Host` (as a client that forges both would send it), so the
+                // login-CSRF check, which refuses writes from other pages, lets it through.
+                ("origin", "http://evil.example"),
                 ("referer", "https://evil.example/auth/reset"),
             ],
         )

@@ -276,3 +276,26 @@ async fn sensitive_actions_need_a_recent_password_check() {
         .await
         .expect_error(403, "fresh_auth_required");
 }
+
+/// Sessions opened with the password alone (say, by someone who stole it) must not turn into
+/// MFA sessions when the owner enrols elsewhere: enrolment ends every other session.
+#[tokio::test]
+async fn enrolment_ends_the_sessions_opened_before_it() {
+    let (gateway, clock) = gateway(&[("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)]).await;
+    user(&gateway, "ada@example.com", Role::Admin).await;
+    let mut intruder = Browser::new(&gateway);
+    intruder.login_ok("ada@example.com").await;
+    intruder
+        .get("/v1/admin/users")
+        .await
+        .expect_error(403, "mfa_enrolment_required");
+    let mut owner = Browser::new(&gateway);
+    owner.login_ok("ada@example.com").await;
+    enrol_totp(&mut owner, &clock).await;
+    owner.get("/v1/admin/users").await.expect_ok();
+    assert_eq!(intruder.me().await, 401);
+    intruder
+        .get("/v1/admin/users")
+        .await
+        .expect_error(401, "unauthenticated");
+}

@@ -1094,4 +1094,8 @@ fn user_and_member_commands_manage_accounts_in_the_store() {
         .assert_failed("removing a non-member");
     home.run(&["user", "set-role", "nobody@example.com", "viewer"], None)
         .assert_failed("unknown user");
+    home.run(&["user", "unlock", "bob@example.com"], None)
+        .assert_ok("unlock");
+    home.run(&["user", "unlock", "nobody@example.com"], None)
+        .assert_failed("unlock of an unknown user");
 }

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,7 @@ pub fn router() -> Router<Arc<AdminState>> {
         .route("/users/{id}/role", put(set_role))
         .route("/users/{id}/groups", put(set_groups))
         .route("/users/{id}/disabled", put(set_disabled))
+        .route("/users/{id}/unlock", post(unlock))
         .route("/apps/{app}/members", get(list_members))
         .route(
             "/apps/{app}/members/{user_id}",
@@ -103,6 +105,9 @@ async fn create_user(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    if let Some(caller) = &actor.caller {
+        state.auth.service.require_fresh(caller)?;
+    }
     let input: NewUserInput = read_json(&headers, body, state.auth.max_body_bytes).await?;
     let user = state
         .auth
@@ -215,6 +220,9 @@ async fn add_member(
     headers: HeaderMap,
     Path((app, user_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    if let Some(caller) = &actor.caller {
+        state.auth.service.require_fresh(caller)?;
+    }
     if state.auth.service.user_by_id(&user_id).await.is_err() {
         return Err(ApiError::not_found("no such user"));
     }
@@ -237,6 +245,9 @@ async fn remove_member(
     headers: HeaderMap,
     Path((app, user_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    if let Some(caller) = &actor.caller {
+        state.auth.service.require_fresh(caller)?;
+    }
     let client = client_info(peer.as_deref(), &headers);
     state
         .auth
@@ -249,6 +260,18 @@ async fn remove_member(
     ))
 }
 
+async fn unlock(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<AdminActor>,
+    peer: Peer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let client = client_info(peer.as_deref(), &headers);
+    let user = state.auth.service.unlock(&id, &actor.id, &client).await?;
+    Ok(json(StatusCode::OK, &view(&user)))
+}
+
 #[derive(Deserialize)]
 struct AuditQuery {
     #[serde(default)]
@@ -259,8 +282,15 @@ struct AuditQuery {
 
 async fn audit(
     State(state): Shared,
-    Query(query): Query<AuditQuery>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "`limit` and `before` must be whole numbers",
+        )
+    })?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let events = state.auth.service.audit_log(limit, query.before).await?;
     Ok(json(

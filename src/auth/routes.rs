@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -734,8 +735,15 @@ struct ListKeys {
 async fn list_keys(
     State(state): Shared,
     headers: HeaderMap,
-    Query(query): Query<ListKeys>,
+    query: Result<Query<ListKeys>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "`all` must be true or false",
+        )
+    })?;
     let caller = signed_in(&state, &headers, false).await?;
     let keys: Vec<KeyView> = state
         .service

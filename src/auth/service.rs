@@ -258,7 +258,12 @@ impl AuthService {
     /// Takes one token from the per-IP bucket of the auth endpoints.
     pub fn throttle(&self, client: &ClientInfo) -> Result<(), AuthError> {
         let rule = RateRule::per_minute(self.settings.auth_rate_per_minute);
-        match self.limiter.check(&format!("auth:{}", client.ip), rule) {
+        let who = client
+            .ip
+            .parse()
+            .map(crate::policy::client_ip::bucket_key)
+            .unwrap_or_else(|_| client.ip.clone());
+        match self.limiter.check(&format!("auth:{who}"), rule) {
             Decision::Allow => Ok(()),
             Decision::Deny { retry_after_secs } => Err(AuthError::RateLimited { retry_after_secs }),
         }
@@ -277,10 +282,7 @@ impl AuthService {
         self.throttle(client)?;
         let user = self.check_credentials(&credentials, client).await?;
         let session = self.open_session(&user, client).await?;
-        let now = self.now();
-        let user_id = user.id.clone();
         self.run(move |store| {
-            store.record_login_success(&user_id, now)?;
             if let Some(old) = replaces {
                 store.delete_session(&old)?;
             }
@@ -372,6 +374,17 @@ impl AuthService {
                 Err(other) => return Err(other),
             }
         }
+        // The lock was read before the (slow) password check; failures that raced it may
+        // have locked the account since. Success counts only if it is still unlocked.
+        let (id, now) = (user.id.clone(), self.now());
+        let admitted = self
+            .run(move |store| Ok(store.record_login_success(&id, now)?))
+            .await?;
+        if !admitted {
+            event.reason = Some("locked_right_password".into());
+            self.audit(event).await;
+            return Err(AuthError::InvalidCredentials);
+        }
         Ok(user)
     }
 
@@ -427,13 +440,8 @@ impl AuthService {
         };
         let user = self.check_credentials(&credentials, client).await?;
         let now = self.now();
-        let id = user.id.clone();
-        self.run(move |store| {
-            store.set_session_authenticated(&hash, now)?;
-            store.record_login_success(&id, now)?;
-            Ok(())
-        })
-        .await?;
+        self.run(move |store| Ok(store.set_session_authenticated(&hash, now)?))
+            .await?;
         let mut event = self.event("reauthenticated", client);
         event.user_id = Some(user.id);
         self.audit(event).await;

@@ -193,8 +193,11 @@ pub trait AuthStore: Send + Sync {
         threshold: u32,
         lock_secs: i64,
     ) -> Result<FailureCount, StoreError>;
-    /// Clears the failure count and sets `last_login_at`.
-    fn record_login_success(&self, id: &str, now: i64) -> Result<(), StoreError>;
+    /// Clears the failure count and sets `last_login_at`, unless the account is locked at
+    /// `now` (then nothing changes and the answer is false).
+    fn record_login_success(&self, id: &str, now: i64) -> Result<bool, StoreError>;
+    /// Clears the failure count and any lock (an admin's unlock).
+    fn clear_lockout(&self, id: &str) -> Result<(), StoreError>;
 
     // MFA.
     /// Stores a new (unconfirmed) sealed TOTP secret, or clears MFA entirely with `None`

@@ -88,6 +88,7 @@ pub async fn app_policy(
         && let Err(reason) = cors::check_csrf(
             request.method(),
             request.headers(),
+            scheme(&state),
             state.edge.public_origin.as_deref(),
             policy.cors.as_ref(),
         )
@@ -102,6 +103,15 @@ pub async fn app_policy(
     response
 }
 
+/// The account routes an origin listed by an app may call cross-origin.
+const CROSS_ORIGIN_ACCOUNT_PATHS: &[&str] = &[
+    "/v1/auth/login",
+    "/v1/auth/logout",
+    "/v1/auth/me",
+    "/v1/auth/password-reset",
+    "/v1/auth/signup",
+];
+
 /// Middleware for `/v1/auth/*` (`cors_allowed`: answer CORS for app-listed origins) and
 /// `/v1/admin/*` (same-origin only).
 pub async fn account_policy(
@@ -114,7 +124,11 @@ pub async fn account_policy(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let listed = cors_allowed
+    // Cross-origin answers only for what an app on another site needs to sign a user in
+    // and out; password, email, MFA, key and session management stay same-origin.
+    let cross_origin_ok =
+        cors_allowed && CROSS_ORIGIN_ACCOUNT_PATHS.contains(&request.uri().path());
+    let listed = cross_origin_ok
         .then(|| origin.as_deref().and_then(|o| listed_origins(&state, o)))
         .flatten();
     if request.method() == Method::OPTIONS {
@@ -138,6 +152,7 @@ pub async fn account_policy(
         && let Err(reason) = cors::check_csrf(
             request.method(),
             request.headers(),
+            scheme(&state),
             state.edge.public_origin.as_deref(),
             listed.as_ref(),
         )
@@ -184,6 +199,10 @@ fn account_preflight(policy: &CorsPolicy, request: &HeaderMap) -> Result<HeaderM
         HeaderValue::from_static("GET, POST, DELETE"),
     );
     Ok(headers)
+}
+
+fn scheme(state: &GatewayState) -> &'static str {
+    if state.edge.tls { "https" } else { "http" }
 }
 
 fn carries_session_cookie(state: &GatewayState, headers: &HeaderMap) -> bool {

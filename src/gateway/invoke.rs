@@ -158,7 +158,11 @@ fn admit(
     let limiter = &state.edge.limiter;
     let mut checks: Vec<(&ScopedRule, String, &'static str)> = Vec::with_capacity(2);
     if let (Some(rule), Some(ip)) = (&limits.per_ip, ip) {
-        checks.push((rule, rule.key("ip", &ip.to_string()), "address"));
+        checks.push((
+            rule,
+            rule.key("ip", &crate::policy::client_ip::bucket_key(ip)),
+            "address",
+        ));
     }
     match caller.map(|c| &c.via) {
         Some(CallerVia::ApiKey { id, .. }) => {

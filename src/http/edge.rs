@@ -43,7 +43,10 @@ pub async fn middleware(
     request.extensions_mut().insert(ClientIp(ip));
     let health = matches!(request.uri().path(), "/healthz" | "/readyz");
     let mut response = match edge.per_ip {
-        Some(rule) if !health => match edge.limiter.check(&format!("edge:{ip}"), rule) {
+        Some(rule) if !health => match edge
+            .limiter
+            .check(&format!("edge:{}", client_ip::bucket_key(ip)), rule)
+        {
             Decision::Allow => next.run(request).await,
             Decision::Deny { retry_after_secs } => ApiError {
                 retry_after: Some(retry_after_secs),

@@ -39,6 +39,18 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     client
 }
 
+/// The rate-limit identity of an address: IPv4 as is, IPv6 by its /64 (one host usually
+/// holds a whole /64, so per-address buckets would be free to rotate through).
+pub fn bucket_key(ip: IpAddr) -> String {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        v4 => v4.to_string(),
+    }
+}
+
 /// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) compare as IPv4.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -93,6 +105,19 @@ fn parse_hop(text: &str) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64() {
+        let a = bucket_key("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = bucket_key("2001:db8:1:2:bbbb::9".parse().unwrap());
+        let c = bucket_key("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(bucket_key("::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7");
+        assert_eq!(bucket_key("192.0.2.7".parse().unwrap()), "192.0.2.7");
+    }
+
     use super::*;
     use axum::http::HeaderValue;
 

@@ -196,12 +196,13 @@ pub fn is_write(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The CSRF check for a request that carries the session cookie. `same_origin` is the
-/// instance's own origins (the public URL's, and the `Host` the request was sent to);
-/// `cors` the app's policy, if any.
+/// The CSRF check for a request that carries the session cookie. The instance's own origins
+/// are `public_origin` and `scheme://<Host>` (`scheme` as this instance serves: `https` with
+/// TLS); `cors` is the app's policy, if any.
 pub fn check_csrf(
     method: &Method,
     headers: &HeaderMap,
+    scheme: &str,
     public_origin: Option<&str>,
     cors: Option<&CorsPolicy>,
 ) -> Result<(), &'static str> {
@@ -211,15 +212,14 @@ pub fn check_csrf(
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         Some(origin) => {
             let normal = normalize_origin(origin);
+            // This instance as the browser addressed it: the scheme it is served with and
+            // the Host it was sent to.
             let host_origin = headers
                 .get(header::HOST)
                 .and_then(|v| v.to_str().ok())
-                .map(|host| host.to_ascii_lowercase());
+                .and_then(|host| normalize_origin(&format!("{scheme}://{host}")));
             let same = normal.as_deref().is_some_and(|o| {
-                public_origin.is_some_and(|p| p == o)
-                    || host_origin
-                        .as_deref()
-                        .is_some_and(|h| o.split_once("://").is_some_and(|(_, rest)| rest == h))
+                public_origin.is_some_and(|p| p == o) || host_origin.as_deref() == Some(o)
             });
             let listed = cors.is_some_and(|c| !c.any && c.allows(origin));
             if same || listed {
@@ -378,7 +378,7 @@ mod tests {
         ];
         for headers in allowed {
             assert!(
-                check_csrf(&Method::POST, &headers, public, Some(&cors)).is_ok(),
+                check_csrf(&Method::POST, &headers, "http", public, Some(&cors)).is_ok(),
                 "{headers:?}"
             );
         }
@@ -391,14 +391,19 @@ mod tests {
         ];
         for headers in refused {
             assert!(
-                check_csrf(&Method::POST, &headers, public, Some(&cors)).is_err(),
+                check_csrf(&Method::POST, &headers, "http", public, Some(&cors)).is_err(),
                 "{headers:?}"
             );
         }
+        // The scheme counts: http://host is not the same origin as an https instance.
+        let plain = request(&[("origin", "http://sluice.internal:8080"), host]);
+        assert!(check_csrf(&Method::POST, &plain, "https", public, Some(&cors)).is_err());
+        let tls = request(&[("origin", "https://sluice.internal:8080"), host]);
+        assert!(check_csrf(&Method::POST, &tls, "https", public, Some(&cors)).is_ok());
         // Reads are never refused; `*` never vouches for a cookie.
-        assert!(check_csrf(&Method::GET, &request(&[host]), public, None).is_ok());
+        assert!(check_csrf(&Method::GET, &request(&[host]), "http", public, None).is_ok());
         let any = CorsPolicy::compile(&spec(&["*"]), true).unwrap();
         let evil = request(&[("origin", "https://evil.example"), host]);
-        assert!(check_csrf(&Method::POST, &evil, public, Some(&any)).is_err());
+        assert!(check_csrf(&Method::POST, &evil, "http", public, Some(&any)).is_err());
     }
 }

@@ -100,15 +100,18 @@ impl AuthService {
             .collect();
         let id = user.id.clone();
         self.run(move |store| {
-            store.set_mfa_enabled(&id, true)?;
             store.replace_recovery_codes(&id, &hashes)?;
+            store.set_mfa_enabled(&id, true)?;
+            // Sessions opened with the password alone must not become MFA sessions (for an
+            // admin they would gain the admin API): all of them end.
+            store.delete_user_sessions(&id)?;
             Ok(())
         })
         .await?;
         let mut event = self.event("mfa_enrolled", client);
         event.user_id = Some(user.id.clone());
         self.audit(event).await;
-        // Enrolment changes what the session may do: it gets a new id.
+        // The caller, who just proved the second factor, continues in a new session.
         let session = self.rotate_session(caller, client).await?;
         Ok((codes, session))
     }
@@ -167,6 +170,34 @@ impl AuthService {
 }
 
 impl AuthService {
+    /// Lifts a lockout (an admin's decision, when no reset mail can be sent).
+    pub async fn unlock(
+        &self,
+        user_id: &str,
+        actor: &str,
+        client: &ClientInfo,
+    ) -> Result<UserRecord, AuthError> {
+        let id = user_id.to_string();
+        let user = self
+            .run(move |store| {
+                store.clear_lockout(&id)?;
+                store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))
+            })
+            .await
+            .map_err(|error| match error {
+                AuthError::Store(crate::store::StoreError::NotFound(_)) => {
+                    AuthError::NotFound("user")
+                }
+                other => other,
+            })?;
+        let mut event = self.event("account_unlocked", client);
+        event.user_id = Some(user.id.clone());
+        event.actor = Some(actor.to_string());
+        event.reason = Some("admin".into());
+        self.audit(event).await;
+        Ok(user)
+    }
+
     /// Clears a user's MFA for an admin (lost device): secret and recovery codes go, the
     /// user's sessions end, and an admin must enrol again at the next sign-in.
     pub async fn reset_mfa(

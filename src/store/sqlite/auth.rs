@@ -375,12 +375,25 @@ impl AuthStore for SqliteStore {
             .ok_or(StoreError::NotFound("user"))
     }
 
-    fn record_login_success(&self, id: &str, now: i64) -> Result<(), StoreError> {
+    fn record_login_success(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        // Conditional on the account not being locked now: a lock set by failures that
+        // raced this sign-in's password check wins.
+        let changed = self
+            .lock()
+            .execute(
+                "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?2 \
+                 WHERE id = ?1 AND (locked_until IS NULL OR locked_until <= ?2)",
+                params![id, now],
+            )
+            .map_err(sqlite("recording a login"))?;
+        Ok(changed == 1)
+    }
+
+    fn clear_lockout(&self, id: &str) -> Result<(), StoreError> {
         self.update_user(
-            "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?2 \
-             WHERE id = ?1",
-            params![id, now],
-            "recording a login",
+            "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?1",
+            params![id],
+            "clearing a lockout",
         )
     }
 
@@ -980,7 +993,8 @@ mod tests {
         missing(store.set_display_name("nobody", "x"));
         missing(store.set_email("nobody", "x@example.com"));
         missing(store.set_password("nobody", "hash"));
-        missing(store.record_login_success("nobody", NOW));
+        assert!(!store.record_login_success("nobody", NOW).unwrap());
+        missing(store.clear_lockout("nobody"));
         missing(store.record_login_failure("nobody", NOW, 5, 60).map(|_| ()));
         missing(store.set_totp_secret("nobody", None));
         missing(store.set_mfa_enabled("nobody", true));
@@ -1050,12 +1064,22 @@ mod tests {
             (5, Some(NOW + 901))
         );
 
-        store.record_login_success("u1", NOW + 2000).unwrap();
+        // While locked, a success changes nothing; after the lock it resets the count.
+        assert!(!store.record_login_success("u1", NOW + 900).unwrap());
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!((user.failed_logins, user.last_login_at), (5, None));
+        assert!(store.record_login_success("u1", NOW + 2000).unwrap());
         let user = store.user_by_id("u1").unwrap().unwrap();
         assert_eq!(
             (user.failed_logins, user.locked_until, user.last_login_at),
             (0, None, Some(NOW + 2000))
         );
+        store
+            .record_login_failure("u1", NOW + 2001, 1, 900)
+            .unwrap();
+        store.clear_lockout("u1").unwrap();
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!((user.failed_logins, user.locked_until), (0, None));
         let count = store.record_login_failure("u1", NOW, 5, 900).unwrap();
         assert_eq!(count.failed_logins, 1);
     }
