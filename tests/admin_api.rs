@@ -192,3 +192,18 @@ async fn wrong_methods_on_account_and_admin_routes_get_json_405s() {
         );
     }
 }
+
+#[tokio::test]
+async fn bad_query_strings_get_json_400s() {
+    let gateway = TestGateway::start_with(&catalog(), &[("SLUICE_ADMIN_TOKEN", TOKEN)]).await;
+    let response = gateway
+        .client
+        .get(gateway.url("/v1/admin/audit?limit=abc"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_query", "{body}");
+}

@@ -299,3 +299,31 @@ async fn enrolment_ends_the_sessions_opened_before_it() {
         .await
         .expect_error(401, "unauthenticated");
 }
+
+/// Planting an admin (or granting a private app) from a session needs a recent password and
+/// code check, like changing a role; the automation token is not a session and is exempt.
+#[tokio::test]
+async fn creating_users_and_granting_membership_need_fresh_auth() {
+    let (gateway, clock) = gateway(&[("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)]).await;
+    let (_admin, mut browser, secret) = enrolled_admin(&gateway, &clock, "ada@example.com").await;
+    let viewer = user(&gateway, "vic@example.com", Role::Viewer).await;
+    clock.advance_secs(301);
+    let plant =
+        json!({ "email": "mallory@example.com", "role": "admin", "password": OTHER_PASSWORD });
+    browser
+        .post("/v1/admin/users", plant.clone())
+        .await
+        .expect_error(403, "fresh_auth_required");
+    let member_path = format!("/v1/admin/apps/priv/members/{}", viewer.id);
+    browser
+        .put(&member_path, json!({}))
+        .await
+        .expect_error(403, "fresh_auth_required");
+    browser
+        .reauth(json!({ "totp_code": totp(&secret, &clock) }))
+        .await
+        .expect_ok();
+    let created = browser.post("/v1/admin/users", plant).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    browser.put(&member_path, json!({})).await.expect_ok();
+}

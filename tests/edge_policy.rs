@@ -1525,3 +1525,53 @@ async fn sign_in_from_another_site_is_refused_even_without_a_cookie() {
     }
     gateway.stop().await;
 }
+
+/// An origin an app lists may sign users in and out cross-origin, but never reach the
+/// account's secrets (MFA enrolment, API keys, password, sessions).
+#[tokio::test]
+async fn listed_origins_get_cors_only_on_the_sign_in_routes() {
+    let catalog = format!(
+        "{}apps:\n  shop:\n    visibility: workspace\n    grants: {{ roles: [viewer] }}\n    \
+         cors: {{ origins: [\"https://shop.example.com\"] }}\n    queries:\n      q:\n        \
+         datasource: pg\n        sql: SELECT 1 AS one\n",
+        datasources(),
+    );
+    let (gateway, _clock) = gateway_with(&catalog, &[]).await;
+    let shop = "https://shop.example.com";
+    let preflight = async |path: &str| {
+        let headers = [
+            ("origin", shop),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "content-type"),
+        ];
+        send(&gateway, Method::OPTIONS, path, &headers, None).await
+    };
+    for path in [
+        "/v1/auth/login",
+        "/v1/auth/logout",
+        "/v1/auth/password-reset",
+    ] {
+        let reply = preflight(path).await;
+        assert_eq!(reply.status, 204, "{path}: {}", reply.text);
+        assert_eq!(
+            header(&reply, "access-control-allow-origin"),
+            Some(shop),
+            "{path}"
+        );
+    }
+    for path in [
+        "/v1/auth/mfa/enroll",
+        "/v1/auth/api-keys",
+        "/v1/auth/password",
+        "/v1/auth/logout-everywhere",
+        "/v1/auth/reauth",
+    ] {
+        let reply = preflight(path).await;
+        assert_error(path, &reply, 403, "cors_refused");
+        assert!(
+            header(&reply, "access-control-allow-origin").is_none(),
+            "{path}"
+        );
+    }
+    gateway.stop().await;
+}
