@@ -61,6 +61,9 @@ apps:
       money:
         datasource: pg
         sql: SELECT 1::money AS m
+      nap:
+        datasource: pg
+        sql: SELECT pg_sleep(0) AS slept
       many:
         datasource: pg
         sql: SELECT g AS n FROM generate_series(1, {{ params.count }}) g
@@ -111,6 +114,16 @@ async fn point_query_returns_columns_rows_and_count() {
     assert_eq!(body["row_count"], 5);
     assert!(body.get("truncated").is_none());
     assert!(body.get("error").is_none());
+    schema.drop(&admin).await;
+}
+
+#[tokio::test]
+async fn void_results_are_null() {
+    let (gateway, admin, schema) = pg_gateway().await;
+    let (status, body) = gateway.call("shop", "nap", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["columns"], json!([{"name": "slept", "type": "void"}]));
+    assert_eq!(body["rows"], json!([[null]]));
     schema.drop(&admin).await;
 }
 

@@ -31,7 +31,11 @@ pub enum ColumnDecoder {
     Timestamptz,
     Interval,
     Bytea,
-    Inet { always_prefix: bool },
+    Inet {
+        always_prefix: bool,
+    },
+    /// `void` (the result of a function such as `pg_sleep`): always `null`.
+    Void,
     Array(Box<ColumnDecoder>),
 }
 
@@ -74,6 +78,7 @@ impl ColumnDecoder {
             Type::CIDR => ColumnDecoder::Inet {
                 always_prefix: true,
             },
+            Type::VOID => ColumnDecoder::Void,
             _ if ty.name() == "citext" => ColumnDecoder::Text,
             _ => return None,
         })
@@ -98,6 +103,7 @@ impl ColumnDecoder {
                 out.push(b'"');
             }
             ColumnDecoder::Text => json::string(out, wire::text_from_sql(raw)?),
+            ColumnDecoder::Void => out.extend_from_slice(b"null"),
             // PostgreSQL validated the JSON on input; it is embedded as is.
             ColumnDecoder::Json => out.extend_from_slice(raw),
             ColumnDecoder::Jsonb => match raw.split_first() {
