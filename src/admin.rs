@@ -32,7 +32,7 @@ use crate::auth::service::{AuthError, Caller};
 use crate::catalog::spec::{CatalogSpec, DatasourceSpec};
 use crate::config::Config;
 use crate::gateway::GatewayState;
-use crate::http::{ApiError, RequestId};
+use crate::http::{ApiError, RequestId, json_response};
 use crate::policy::client_ip::ClientIp;
 use crate::vault::SecretString;
 
@@ -130,12 +130,7 @@ pub struct AdminActor {
 
 async fn egress(State(state): State<Arc<AdminState>>) -> Response {
     let report = egress_report(&state.config, &state.gateway.snapshot().spec);
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(&report).expect("reports serialise"),
-    )
-        .into_response()
+    json_response(StatusCode::OK, &report)
 }
 
 async fn app_policy(
@@ -156,12 +151,7 @@ async fn app_policy(
         members,
         state.gateway.edge.tls,
     );
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(&report).expect("reports serialise"),
-    )
-        .into_response())
+    Ok(json_response(StatusCode::OK, &report))
 }
 
 async fn run_query(
@@ -188,22 +178,10 @@ async fn run_query(
 }
 
 async fn require_admin(state: Arc<AdminState>, mut request: Request, next: Next) -> Response {
-    let ip = request
-        .extensions()
-        .get::<ClientIp>()
-        .map(|c| c.0)
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let ip = ClientIp::of(&request);
     let allowed = &state.config.edge.admin_allowed_ips;
     if !allowed.is_empty() && !allowed.iter().any(|net| net.contains(&ip)) {
-        let client = crate::auth::service::ClientInfo {
-            ip: ip.to_string(),
-            user_agent: request
-                .headers()
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string(),
-        };
+        let client = crate::auth::routes::client_info(Some(&ClientIp(ip)), request.headers());
         state
             .auth
             .service

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
@@ -16,8 +16,8 @@ use super::{AdminActor, AdminState};
 use crate::auth::Role;
 use crate::auth::routes::client_info;
 use crate::auth::store::UserRecord;
-use crate::http::ApiError;
 use crate::http::body::read_json;
+use crate::http::{ApiError, json_response as json};
 use crate::policy::client_ip::ClientIp;
 
 pub fn router() -> Router<Arc<AdminState>> {
@@ -37,15 +37,6 @@ pub fn router() -> Router<Arc<AdminState>> {
 
 type Shared = State<Arc<AdminState>>;
 type Peer = Option<Extension<ClientIp>>;
-
-fn json(status: StatusCode, value: &impl Serialize) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(value).expect("responses serialise"),
-    )
-        .into_response()
-}
 
 /// A user as the admin API shows it: never a password hash, TOTP secret or code.
 #[derive(Serialize)]

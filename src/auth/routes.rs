@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
@@ -23,8 +23,8 @@ use super::service::{
 };
 use super::store::{ApiKeyRecord, ApiKeyScope, SessionRecord, UserRecord};
 use crate::config::SameSite;
-use crate::http::ApiError;
 use crate::http::body::read_json;
+use crate::http::{ApiError, json_response as json};
 use crate::policy::client_ip::ClientIp;
 
 /// Cookie settings derived from the configuration.
@@ -162,15 +162,6 @@ pub fn router(state: Arc<AuthState>) -> Router {
 
 type Shared = State<Arc<AuthState>>;
 type Peer = Option<Extension<ClientIp>>;
-
-fn json(status: StatusCode, value: &impl Serialize) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(value).expect("responses serialise"),
-    )
-        .into_response()
-}
 
 fn with_cookie(mut response: Response, cookie: HeaderValue) -> Response {
     response.headers_mut().append(header::SET_COOKIE, cookie);

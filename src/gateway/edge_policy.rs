@@ -19,7 +19,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::GatewayState;
-use crate::auth::service::ClientInfo;
 use crate::http::ApiError;
 use crate::policy::client_ip::ClientIp;
 use crate::policy::cors::{self, CorsPolicy};
@@ -45,9 +44,9 @@ pub async fn app_policy(
         .get(&app_name)
         .map(|app| app.policy.clone())
         .unwrap_or_default();
-    let ip = client_ip(&request);
+    let ip = ClientIp::of(&request);
     if !policy.ip_allowed(ip) {
-        let client = client_info(&request, ip);
+        let client = crate::auth::routes::client_info(Some(&ClientIp(ip)), request.headers());
         state
             .auth
             .service
@@ -208,26 +207,6 @@ fn scheme(state: &GatewayState) -> &'static str {
 fn carries_session_cookie(state: &GatewayState, headers: &HeaderMap) -> bool {
     // A request that authenticates with a bearer key is not riding on ambient credentials.
     !headers.contains_key(header::AUTHORIZATION) && state.auth.cookie.read(headers).is_some()
-}
-
-fn client_ip(request: &Request) -> std::net::IpAddr {
-    request
-        .extensions()
-        .get::<ClientIp>()
-        .map(|c| c.0)
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
-}
-
-fn client_info(request: &Request, ip: std::net::IpAddr) -> ClientInfo {
-    ClientInfo {
-        ip: ip.to_string(),
-        user_agent: request
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
-    }
 }
 
 fn cors_refused(reason: &'static str) -> Response {

@@ -15,6 +15,16 @@ use ipnet::IpNet;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
+impl ClientIp {
+    /// The address the edge resolved for `request` (unspecified if the edge did not run).
+    pub fn of<B>(request: &axum::http::Request<B>) -> IpAddr {
+        request
+            .extensions()
+            .get::<ClientIp>()
+            .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0)
+    }
+}
+
 /// Resolves the client address from the socket peer and the forwarding headers.
 pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(&canonical(*ip)));
