@@ -530,3 +530,144 @@ async fn a_failure_after_rows_started_ends_the_body_with_an_error_member() {
     assert!(json.get("row_count").is_none());
     schema.drop(&admin).await;
 }
+
+/// A client that disconnects mid-query does not leave its statement running on a pooled
+/// connection. The PostgreSQL producer is driven by the request's own task; when hyper drops
+/// that task's future (the client closed the socket), the producer must still run to its
+/// end on its own: its timeout cancels the statement and discards the connection. Were it
+/// dropped instead, the connection would go back to the pool (size 1 here) with `pg_sleep`
+/// still running, the next request would queue behind it on the server, on the same backend.
+///
+/// Two moments are covered: the client leaves while the columns are awaited (`hang`: the
+/// statement sleeps before its first row) and while the first frame is being gathered
+/// (`trickle`: about 16 KiB of rows reach the gateway, then the statement sleeps).
+#[tokio::test]
+async fn a_client_leaving_mid_query_does_not_leave_the_statement_on_the_pool() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+
+    let admin = pg_admin().await;
+    let marker = unique_name("gone");
+    let catalog = r#"
+datasources:
+DATASOURCES
+apps:
+  shop:
+    visibility: public
+    grants: { anonymous: true }
+    queries:
+      hang:
+        datasource: pg
+        sql: SELECT pg_sleep(10)::text AS slept, 'MARKER_hang' AS marker
+        timeout_ms: 2000
+      trickle:
+        datasource: pg
+        sql: SELECT g, CASE WHEN g > 100 THEN pg_sleep(10)::text ELSE repeat('x', 200) END AS pad, 'MARKER_trickle' AS marker FROM generate_series(1, 101) g
+        timeout_ms: 2000
+      backend:
+        datasource: pg
+        sql: SELECT pg_backend_pid() AS pid
+"#
+    .replace(
+        "DATASOURCES",
+        pg_datasource_yaml("pg")
+            .replace("pool_size: 4", "pool_size: 1")
+            .trim_end(),
+    )
+    .replace("MARKER", &marker);
+    assert!(catalog.contains("pool_size: 1"));
+    let gateway = TestGateway::start(&catalog).await;
+
+    // Statements of this test still executing, with the backend running each.
+    let active = |tag: &'static str| {
+        let admin = &admin;
+        let pattern = format!("%{marker}_{tag}%");
+        async move {
+            admin
+                .query(
+                    "SELECT pid, wait_event FROM pg_stat_activity WHERE state = 'active' \
+                     AND query LIKE $1 AND pid <> pg_backend_pid()",
+                    &[&pattern],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| (row.get::<_, i32>(0), row.get::<_, Option<String>>(1)))
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // The pool's one connection, made before the clock starts.
+    let (status, body) = gateway.call("shop", "backend", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let mut previous_pid = body["rows"][0][0].as_i64().unwrap();
+
+    for tag in ["hang", "trickle"] {
+        let started = Instant::now();
+        let mut client = tokio::net::TcpStream::connect(gateway.address)
+            .await
+            .unwrap();
+        client
+            .write_all(
+                format!(
+                    "POST /v1/apps/shop/queries/{tag} HTTP/1.1\r\nHost: x\r\n\
+                     Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        // Wait for the sleep itself: for `trickle`, the rows before it were sent by then.
+        let sleeping_pid = loop {
+            let rows = active(tag).await;
+            if let Some((pid, _)) = rows
+                .iter()
+                .find(|(_, wait)| wait.as_deref() == Some("PgSleep"))
+            {
+                break *pid;
+            }
+            assert!(
+                started.elapsed() < Duration::from_millis(1800),
+                "{tag}: the statement was not seen sleeping before its timeout ({rows:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(
+            i64::from(sleeping_pid),
+            previous_pid,
+            "{tag}: the statement runs on the pool's one connection"
+        );
+        // Give the gateway a moment to take in what the server sent, then leave.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(client);
+
+        // The only connection is freed by the timeout (2 s) with the statement cancelled,
+        // not by the sleep's end (10 s); the next request gets a new backend.
+        let (status, body) = gateway.call("shop", "backend", json!({})).await;
+        assert_eq!(status, 200, "{tag}: {body}");
+        let next_pid = body["rows"][0][0].as_i64().unwrap();
+        assert_ne!(
+            next_pid,
+            i64::from(sleeping_pid),
+            "{tag}: the next request ran on the backend of the abandoned statement"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{tag}: the next request waited {:?}",
+            started.elapsed()
+        );
+        previous_pid = next_pid;
+        let deadline = started + Duration::from_secs(6);
+        loop {
+            let rows = active(tag).await;
+            if rows.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{tag}: the abandoned statement still runs after its timeout: {rows:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

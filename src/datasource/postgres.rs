@@ -3,6 +3,11 @@
 //!
 //! Arguments are converted to whatever type PostgreSQL inferred for each `$n` (see
 //! [`PgArg`]); a value that does not fit is a [`DatasourceError::Bind`], never a cast in SQL.
+//!
+//! A statement's producer (`run`) is not spawned here: [`PostgresSource::producer`] returns
+//! it as a future, which the request's task drives inline until the result streams (see
+//! "Who drives a producer" in the [parent module](super)). `run` owns every outcome either
+//! way, including the timeout that cancels the statement and discards its connection.
 
 mod decode;
 mod encode;
@@ -18,7 +23,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     ColumnInfo, DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError,
-    Producer, Summary,
+    Producer, ProducerFuture, Summary,
 };
 use crate::catalog::spec::{NetworkDatabaseSpec, TlsMode};
 use crate::catalog::template::RenderedSql;
@@ -87,10 +92,17 @@ impl PostgresSource {
         })
     }
 
-    pub(super) fn spawn(&self, statement: RenderedSql, options: ExecOptions, producer: Producer) {
+    /// The producer of `statement`, boxed and not yet started: nothing happens until it is
+    /// polled.
+    pub(super) fn producer(
+        &self,
+        statement: RenderedSql,
+        options: ExecOptions,
+        producer: Producer,
+    ) -> ProducerFuture {
         let pool = self.pool.clone();
         let name = self.name.clone();
-        tokio::spawn(run(pool, name, statement, options, producer));
+        super::inline_producer(run(pool, name, statement, options, producer))
     }
 
     pub(super) fn close(&self) {
@@ -119,6 +131,9 @@ pub(crate) fn client_tls_config() -> rustls::ClientConfig {
     .with_no_client_auth()
 }
 
+/// Runs one statement to its end: connection, columns, frames, and on timeout the server-side
+/// cancel. Driven inline by the request or on its own task; it must not be dropped before it
+/// finishes (the request's [`Driver`](super::Driver) spawns it instead).
 async fn run(
     pool: PgPool,
     name: Arc<str>,

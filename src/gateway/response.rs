@@ -7,6 +7,11 @@
 //! result. If the datasource fails after streaming started, the status line is already
 //! sent, so the body ends with an `"error"` member and still parses: a client can tell a
 //! complete result (no `error`) from a cut one.
+//!
+//! Frames are read with [`Execution::next_frame`], which also drives a PostgreSQL producer
+//! that is still inline in this request's task. A result that streams first hands its
+//! producer to its own task ([`Execution::spawn_producer`]): the body is polled at the
+//! client's pace, and the rest of the result is produced meanwhile, as before.
 
 use std::time::Instant;
 
@@ -99,7 +104,7 @@ pub async fn respond_rows(mut execution: Execution, context: LogContext) -> Resp
     serde_json::to_writer(&mut body, &execution.columns).expect("columns serialise");
     body.extend_from_slice(b",\"rows\":[");
     loop {
-        match execution.frames.recv().await {
+        match execution.next_frame().await {
             Some(Frame::Rows(bytes)) => {
                 body.extend_from_slice(&bytes);
                 // Producers send a short frame only as their last one, with the end right
@@ -125,6 +130,8 @@ pub async fn respond_rows(mut execution: Execution, context: LogContext) -> Resp
             }
         }
     }
+    // The rest streams: produce it on its own task, not only when the body is polled.
+    execution.spawn_producer();
     let state = BodyState {
         execution,
         context,
@@ -153,7 +160,7 @@ async fn next_chunk(
     if matches!(state.phase, Phase::Finished) {
         return None;
     }
-    let frame = state.execution.frames.recv().await;
+    let frame = state.execution.next_frame().await;
     let chunk = match frame {
         Some(Frame::Rows(bytes)) => bytes,
         Some(Frame::Done(summary)) => {
