@@ -20,8 +20,11 @@
 //!    CPU over the run divided by requests: independent of how the cores were shared);
 //! 4. runs `GET /healthz` the same way: the HTTP floor, Sluice's CPU per request with no
 //!    database work, so the point query's cost splits into HTTP and database path;
-//! 5. streams a 1,000,000-row result through Sluice, sampling its RSS every 50 ms;
-//! 6. measures Sluice's RSS idle (after start-up) and under 256 concurrent keep-alive clients.
+//! 5. runs the point query through the *bare relay* (benches/load/relay.rs, in this process):
+//!    hyper + serde_json + tokio-postgres and nothing else, driven by the same wrk script. Its
+//!    throughput against the direct client is the ceiling any HTTP gateway reaches here;
+//! 6. streams a 1,000,000-row result through Sluice, sampling its RSS every 50 ms;
+//! 7. measures Sluice's RSS idle (after start-up) and under 256 concurrent keep-alive clients.
 //!
 //! It prints a table and the targets of DESIGN.md ("Performance targets") with PASS/MISS;
 //! it exits 0 whatever the figures (it fails only when it cannot run). Only loopback
@@ -46,6 +49,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sluice::vault::{self, InstanceKey, Owner};
 use tokio_postgres::types::{FromSql, Type};
+
+#[path = "load/relay.rs"]
+mod relay;
 
 const PG_HOST: &str = "127.0.0.1";
 const PG_PORT: u16 = 5432;
@@ -178,14 +184,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     check_point_query(&http, &sluice).await?;
 
     println!(
-        "\n[1/5] direct tokio-postgres client: {} connections, {} s",
+        "\n[1/6] direct tokio-postgres client: {} connections, {} s",
         settings.concurrency, settings.seconds
     );
     let direct = direct_run(&settings, ticks).await?;
     println!("  {}", direct.summary());
 
     println!(
-        "\n[2/5] through Sluice: wrk -t1 -c{} -d{}s",
+        "\n[2/6] through Sluice: wrk -t1 -c{} -d{}s",
         settings.concurrency, settings.seconds
     );
     let url = sluice.url("/v1/apps/bench/queries/orders");
@@ -212,14 +218,36 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         get: true,
     };
     println!(
-        "\n[3/5] HTTP floor, no database: GET /healthz, wrk -t1 -c{} -d{}s",
+        "\n[3/6] HTTP floor, no database: GET /healthz, wrk -t1 -c{} -d{}s",
         floor_load.connections, floor_load.seconds
     );
     let floor = sluice_run(&admin, &sluice, &wrk, &floor_load, ticks).await?;
     println!("  {}", floor.summary());
 
     println!(
-        "\n[4/5] streaming {} rows through Sluice",
+        "\n[4/6] bare relay (hyper + serde_json + tokio-postgres, in this process): wrk -t1 -c{} -d{}s",
+        settings.concurrency, settings.seconds
+    );
+    let bare = relay::start(settings.pool_size).await?;
+    let relay_load = Load {
+        url: &bare.url,
+        ..point
+    };
+    wrk_run(
+        &wrk,
+        &Load {
+            seconds: settings.warmup_seconds,
+            ..relay_load
+        },
+    )
+    .await
+    .context("relay warm-up")?;
+    let relay = relay_run(&bare, &wrk, &relay_load, ticks).await?;
+    drop(bare);
+    println!("  {}", relay.summary());
+
+    println!(
+        "\n[5/6] streaming {} rows through Sluice",
         settings.stream_rows
     );
     let stream = stream_run(&http, &sluice, settings.stream_rows, ticks).await?;
@@ -243,7 +271,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         ..point
     };
     println!(
-        "\n[5/5] {} concurrent keep-alive clients: wrk -t1 -c{} -d{}s",
+        "\n[6/6] {} concurrent keep-alive clients: wrk -t1 -c{} -d{}s",
         settings.many_clients, settings.many_clients, settings.many_seconds
     );
     let many = sluice_run(&admin, &sluice, &wrk, &many_load, ticks).await?;
@@ -260,6 +288,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         direct,
         gateway,
         floor,
+        relay,
         many,
         stream,
         idle_kib: idle.rss_kib,
@@ -708,6 +737,17 @@ impl RunResult {
         self.requests as f64 / self.seconds
     }
 
+    /// Whose CPU `serving_cpu_us` is.
+    fn serving_name(&self) -> &'static str {
+        if self.label.starts_with("sluice") {
+            "sluice"
+        } else if self.label.starts_with("bare relay") {
+            "relay"
+        } else {
+            "client"
+        }
+    }
+
     fn per_request(&self, cpu_us: f64) -> f64 {
         cpu_us / self.requests.max(1) as f64
     }
@@ -726,11 +766,7 @@ impl RunResult {
             self.errors,
             self.p50_us / 1000.0,
             self.p99_us / 1000.0,
-            if self.loadgen_cpu_us.is_some() {
-                "sluice"
-            } else {
-                "client"
-            },
+            self.serving_name(),
             self.per_request(self.serving_cpu_us),
             self.per_request(self.serving_system_cpu_us),
             self.backends,
@@ -758,6 +794,7 @@ struct Results {
     direct: RunResult,
     gateway: RunResult,
     floor: RunResult,
+    relay: RunResult,
     many: RunResult,
     stream: StreamResult,
     idle_kib: u64,
@@ -771,6 +808,7 @@ fn report(results: &Results) {
         direct,
         gateway,
         floor,
+        relay,
         many,
         stream,
         idle_kib,
@@ -790,7 +828,7 @@ fn report(results: &Results) {
         "{:<24} {:>8} {:>8} {:>8} {:>15} {:>17} {:>11}",
         "", "", "", "", "(kernel part)", "(kernel part)", ""
     );
-    for run in [direct, gateway] {
+    for run in [direct, gateway, relay] {
         println!(
             "{:<24} {:>8.0} {:>8.2} {:>8.2} {:>15} {:>17} {:>11}",
             run.label,
@@ -884,7 +922,20 @@ fn report(results: &Results) {
         direct.other_load_cores(),
         gateway.other_load_cores(),
     );
-    if gateway.errors > 0 || many.errors > 0 || direct.errors > 0 || floor.errors > 0 {
+    println!(
+        "Bare relay (the least an HTTP gateway does; see benches/load/relay.rs): {:.0} req/s = {:.2}x direct, \
+         {:.1} us/req of relay CPU. Sluice reaches {:.0}% of the relay's throughput.",
+        relay.throughput(),
+        relay.throughput() / direct.throughput(),
+        relay.per_request(relay.serving_cpu_us),
+        100.0 * gateway.throughput() / relay.throughput(),
+    );
+    if gateway.errors > 0
+        || many.errors > 0
+        || direct.errors > 0
+        || floor.errors > 0
+        || relay.errors > 0
+    {
         println!("WARNING: some requests failed; the figures above are not valid.");
     }
 }
@@ -1183,6 +1234,44 @@ async fn sluice_run(
         machine_cpu_us: us(machine_after.saturating_sub(machine_before)),
         rss_peak_kib: Some(rss_peak),
         backends: backends_after.len(),
+    })
+}
+
+/// The bare relay under `load`. The relay runs in this process, so its CPU is this
+/// process's own CPU over the run (nothing else runs here meanwhile); wrk is the child.
+async fn relay_run(
+    bare: &relay::Relay,
+    wrk: &Wrk,
+    load: &Load<'_>,
+    ticks: u64,
+) -> anyhow::Result<RunResult> {
+    let pg_before = ticks_by_pid(&bare.backends);
+    let all_before = all_postgres_ticks();
+    let self_before = cpu_ticks("self").unwrap_or_default();
+    let machine_before = machine_busy_ticks();
+    let figures = wrk_run(wrk, load).await?;
+    let machine_after = machine_busy_ticks();
+    let self_after = cpu_ticks("self").unwrap_or_default();
+    let all_after = all_postgres_ticks();
+    let pg_after = ticks_by_pid(&bare.backends);
+    let pg_cpu = backend_delta(&pg_before, &pg_after);
+    let us = |t: u64| t as f64 * 1e6 / ticks as f64;
+    Ok(RunResult {
+        label: "bare relay, via wrk",
+        requests: figures.requests,
+        seconds: figures.seconds,
+        p50_us: figures.p50_us,
+        p99_us: figures.p99_us,
+        errors: figures.errors,
+        pg_backend_cpu_us: us(pg_cpu.0),
+        pg_backend_system_cpu_us: us(pg_cpu.1),
+        pg_all_cpu_us: us(all_after.saturating_sub(all_before)),
+        serving_cpu_us: us(self_after.own.saturating_sub(self_before.own)),
+        serving_system_cpu_us: us(self_after.system.saturating_sub(self_before.system)),
+        loadgen_cpu_us: Some(us(self_after.children.saturating_sub(self_before.children))),
+        machine_cpu_us: us(machine_after.saturating_sub(machine_before)),
+        rss_peak_kib: None,
+        backends: bare.backends.len(),
     })
 }
 
