@@ -10,18 +10,16 @@
 
 mod common;
 
-use std::fs::File;
 use std::io::Write;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use common::served::{Served, sluice_with_test_key};
 use common::smtp::{SmtpSink, link_in};
 use common::test_secrets;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 const PUBLIC_URL: &str = "https://sluice.example.com";
 const COOKIE: &str = "__Host-sluice_session";
 const WAIT: Duration = Duration::from_secs(10);
@@ -31,179 +29,60 @@ fn canary(label: &str) -> String {
     format!("{label}{:016x}", rand::random::<u64>())
 }
 
-/// `sluice serve` as a child process with stdout and stderr in files.
-struct Server {
-    child: Child,
-    address: SocketAddr,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    client: reqwest::Client,
-}
-
-impl Server {
-    async fn start(mut command: Command, dir: &Path) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let stdout = dir.join("serve.out");
-        let stderr = dir.join("serve.err");
-        command
-            .env("SLUICE_LISTEN", address.to_string())
-            .stdin(Stdio::null())
-            .stdout(File::create(&stdout).unwrap())
-            .stderr(File::create(&stderr).unwrap());
-        let mut server = Server {
-            child: command.spawn().expect("start sluice serve"),
-            address,
-            stdout,
-            stderr,
-            client: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("sluice serve exited ({status}) early:\n{}", server.output());
-            }
-            if let Ok(response) = server.client.get(server.url("/readyz")).send().await
-                && response.status().as_u16() == 200
-            {
-                return server;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sluice serve not ready after 60 s:\n{}",
-                server.output()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    /// POSTs JSON with an optional cookie; returns status, the session cookie set (if
-    /// any, as `name=value`) and the body.
-    async fn post(
-        &self,
-        path: &str,
-        body: Value,
-        cookie: Option<&str>,
-    ) -> (u16, Option<String>, String) {
-        let mut request = self
-            .client
-            .post(self.url(path))
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        if let Some(cookie) = cookie {
-            // Cookie-authenticated writes must name their origin (the CSRF check).
-            request = request
-                .header("cookie", cookie)
-                .header("origin", PUBLIC_URL);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        let cookie = response
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| {
-                v.starts_with(&format!("{COOKIE}=")) && !v.starts_with(&format!("{COOKIE}=;"))
-            })
-            .map(|v| v.split(';').next().unwrap().to_owned());
-        (status, cookie, response.text().await.expect("body"))
-    }
-
-    async fn get_status(&self, path: &str, cookie: &str) -> u16 {
-        self.client
-            .get(self.url(path))
+/// POSTs JSON with an optional cookie; returns status, the session cookie set (if any, as
+/// `name=value`) and the body.
+async fn post(
+    server: &Served,
+    path: &str,
+    body: Value,
+    cookie: Option<&str>,
+) -> (u16, Option<String>, String) {
+    let mut request = server
+        .client
+        .post(server.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(cookie) = cookie {
+        // Cookie-authenticated writes must name their origin (the CSRF check).
+        request = request
             .header("cookie", cookie)
-            .send()
-            .await
-            .expect("request")
-            .status()
-            .as_u16()
+            .header("origin", PUBLIC_URL);
     }
-
-    /// Waits until the log holds `count` lines containing `needle`.
-    async fn wait_log(&self, needle: &str, count: usize) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let seen = self.output().matches(needle).count();
-            if seen >= count {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{seen} of {count} `{needle}` lines in the log:\n{}",
-                self.output()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    async fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running 10 s after SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Everything captured: stderr, then stdout.
-    fn output(&self) -> String {
-        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
-        format!("{err}{out}")
-    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{COOKIE}=")) && !v.starts_with(&format!("{COOKIE}=;")))
+        .map(|v| v.split(';').next().unwrap().to_owned());
+    (status, cookie, response.text().await.expect("body"))
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+async fn get_status(server: &Served, path: &str, cookie: &str) -> u16 {
+    server
+        .client
+        .get(server.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
 }
 
-/// The `sluice` binary with a clean environment: the test key, a data directory, mail to
-/// `sink`, signup on for example.com, and `extra`.
-fn sluice(dir: &Path, sink: &SmtpSink, args: &[&str], extra: &[(&str, &str)]) -> Command {
-    let (password, salt) = test_secrets();
-    let mut command = Command::new(BIN);
+/// The `sluice` binary for the test instance, with mail to `sink` and signup on for
+/// example.com.
+fn sluice(dir: &Path, sink: &SmtpSink, args: &[&str]) -> Command {
+    let mut command = sluice_with_test_key(dir, args);
     command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("SLUICE_ENCRYPTION_PASSWORD", password)
-        .env("SLUICE_ENCRYPTION_SALT", salt)
-        .env("SLUICE_DATA_DIR", dir.join("data"))
         .env("SLUICE_SMTP_URL", sink.url())
         .env("SLUICE_MAIL_FROM", "Sluice <sluice@example.com>")
         .env("SLUICE_PUBLIC_URL", PUBLIC_URL)
         .env("SLUICE_SIGNUP_ENABLED", "true")
         .env("SLUICE_SIGNUP_ALLOWED_DOMAINS", "example.com")
-        .env("SLUICE_AUTH_RATE_PER_MINUTE", "10000")
-        .current_dir(dir);
-    for (name, value) in extra {
-        command.env(name, value);
-    }
+        .env("SLUICE_AUTH_RATE_PER_MINUTE", "10000");
     command
 }
 
@@ -251,7 +130,6 @@ async fn mailed_flows_stay_out_of_the_log(format: &str) {
         dir.path(),
         &sink,
         &["user", "add", &user, "--role", "viewer"],
-        &[],
     )
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
@@ -266,33 +144,29 @@ async fn mailed_flows_stay_out_of_the_log(format: &str) {
         String::from_utf8_lossy(&added.stderr)
     );
 
-    let mut server = Server::start(
-        sluice(
-            dir.path(),
-            &sink,
-            &["serve"],
-            &[("SLUICE_LOG_LEVEL", "trace"), ("SLUICE_LOG_FORMAT", format)],
-        ),
-        dir.path(),
+    let mut server = Served::start(
+        sluice(dir.path(), &sink, &["serve"])
+            .env("SLUICE_LOG_LEVEL", "trace")
+            .env("SLUICE_LOG_FORMAT", format),
     )
     .await;
 
     // Sign in (once wrongly) and keep the session.
-    let (status, _, body) = server
-        .post(
-            "/v1/auth/login",
-            json!({"email": user, "password": wrong_password}),
-            None,
-        )
-        .await;
+    let (status, _, body) = post(
+        &server,
+        "/v1/auth/login",
+        json!({"email": user, "password": wrong_password}),
+        None,
+    )
+    .await;
     assert_eq!(status, 401, "{body}");
-    let (status, cookie, body) = server
-        .post(
-            "/v1/auth/login",
-            json!({"email": user, "password": password}),
-            None,
-        )
-        .await;
+    let (status, cookie, body) = post(
+        &server,
+        "/v1/auth/login",
+        json!({"email": user, "password": password}),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let session = cookie.expect("session cookie");
     forbidden.push(("first session".into(), session.clone()));
@@ -300,89 +174,95 @@ async fn mailed_flows_stay_out_of_the_log(format: &str) {
     // Password reset: an unknown address, then the user; a weak password, the reset, a
     // second use.
     for email in [&unknown, &user] {
-        let (status, _, body) = server
-            .post("/v1/auth/password-reset", json!({"email": email}), None)
-            .await;
+        let (status, _, body) = post(
+            &server,
+            "/v1/auth/password-reset",
+            json!({"email": email}),
+            None,
+        )
+        .await;
         assert_eq!(status, 202, "{body}");
     }
     let (link, token) = mailed_token(&sink, &user, "reset").await;
     forbidden.push(("reset link".into(), link));
     forbidden.push(("reset token".into(), token.clone()));
     let complete = |new_password: &str| json!({"token": token, "new_password": new_password});
-    let (status, _, body) = server
-        .post(
-            "/v1/auth/password-reset/complete",
-            complete(&weak_password),
-            None,
-        )
-        .await;
+    let (status, _, body) = post(
+        &server,
+        "/v1/auth/password-reset/complete",
+        complete(&weak_password),
+        None,
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
-    let (status, _, body) = server
-        .post(
-            "/v1/auth/password-reset/complete",
-            complete(&reset_password),
-            None,
-        )
-        .await;
+    let (status, _, body) = post(
+        &server,
+        "/v1/auth/password-reset/complete",
+        complete(&reset_password),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let (status, _, body) = server
-        .post(
-            "/v1/auth/password-reset/complete",
-            complete(&reset_password),
-            None,
-        )
-        .await;
+    let (status, _, body) = post(
+        &server,
+        "/v1/auth/password-reset/complete",
+        complete(&reset_password),
+        None,
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(server.get_status("/v1/auth/me", &session).await, 401);
+    assert_eq!(get_status(&server, "/v1/auth/me", &session).await, 401);
 
     // Signup, and a second use of its link.
-    let (status, _, body) = server
-        .post("/v1/auth/signup", json!({"email": newcomer}), None)
-        .await;
+    let (status, _, body) =
+        post(&server, "/v1/auth/signup", json!({"email": newcomer}), None).await;
     assert_eq!(status, 202, "{body}");
     let (link, token) = mailed_token(&sink, &newcomer, "signup").await;
     forbidden.push(("signup link".into(), link));
     forbidden.push(("signup token".into(), token.clone()));
     let signup = json!({"token": token, "password": signup_password, "display_name": display_name});
-    let (status, cookie, body) = server
-        .post("/v1/auth/signup/complete", signup.clone(), None)
-        .await;
+    let (status, cookie, body) =
+        post(&server, "/v1/auth/signup/complete", signup.clone(), None).await;
     assert_eq!(status, 201, "{body}");
     forbidden.push(("signup session".into(), cookie.expect("signup session")));
-    let (status, _, body) = server.post("/v1/auth/signup/complete", signup, None).await;
+    let (status, _, body) = post(&server, "/v1/auth/signup/complete", signup, None).await;
     assert_eq!(status, 400, "{body}");
 
     // Email change from a fresh sign-in, and a second use of its link.
-    let (status, cookie, body) = server
-        .post(
-            "/v1/auth/login",
-            json!({"email": user, "password": reset_password}),
-            None,
-        )
-        .await;
+    let (status, cookie, body) = post(
+        &server,
+        "/v1/auth/login",
+        json!({"email": user, "password": reset_password}),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let session = cookie.expect("session cookie");
     forbidden.push(("third session".into(), session.clone()));
-    let (status, _, body) = server
-        .post(
-            "/v1/auth/email",
-            json!({"new_email": new_address}),
-            Some(&session),
-        )
-        .await;
+    let (status, _, body) = post(
+        &server,
+        "/v1/auth/email",
+        json!({"new_email": new_address}),
+        Some(&session),
+    )
+    .await;
     assert_eq!(status, 202, "{body}");
     let (link, token) = mailed_token(&sink, &new_address, "email").await;
     forbidden.push(("email link".into(), link));
     forbidden.push(("email token".into(), token.clone()));
     for expected in [200, 400] {
-        let (status, _, body) = server
-            .post("/v1/auth/email/confirm", json!({"token": token}), None)
-            .await;
+        let (status, _, body) = post(
+            &server,
+            "/v1/auth/email/confirm",
+            json!({"token": token}),
+            None,
+        )
+        .await;
         assert_eq!(status, expected, "{body}");
     }
 
     // The mail jobs log after the relay accepted; wait for all three before stopping.
-    server.wait_log("Mail sent", 3).await;
+    server.wait_log("Mail sent", 3, WAIT).await;
     let status = server.terminate().await;
     assert_eq!(status.code(), Some(0), "{status}\n{}", server.output());
     let output = server.output();

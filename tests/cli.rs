@@ -6,20 +6,19 @@
 
 mod common;
 
-use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::served::{Served, free_port};
 use common::*;
 use serde_json::json;
 use sluice::catalog::spec::CatalogSpec;
 use sluice::catalog::yaml;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 const PASSWORD_VAR: &str = "SLUICE_ENCRYPTION_PASSWORD";
 const SALT_VAR: &str = "SLUICE_ENCRYPTION_SALT";
 
@@ -94,12 +93,7 @@ impl Home {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .current_dir(self.dir.path());
+        let mut command = served::sluice(self.dir.path(), args);
         for (name, value) in &self.vars {
             command.env(name, value);
         }
@@ -175,131 +169,16 @@ fn run_to_end(mut command: Command, stdin: Option<&str>, limit: Duration) -> Run
     }
 }
 
-/// A port that was free a moment ago (bound on 127.0.0.1:0 and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `sluice serve` running as a child process, its stdout and stderr going to files.
-struct Server {
-    child: Child,
-    address: SocketAddr,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    client: reqwest::Client,
-}
-
-impl Server {
-    /// Starts `sluice serve` on a free loopback port and waits until `/readyz` answers 200.
-    async fn start(home: &Home, extra: &[(&str, &str)]) -> Server {
-        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let tag = unique_name("serve");
-        let stdout = home.dir.path().join(format!("{tag}.out"));
-        let stderr = home.dir.path().join(format!("{tag}.err"));
-        let mut command = home.command(&["serve"]);
-        command
-            .env("SLUICE_LISTEN", address.to_string())
-            .stdin(Stdio::null())
-            .stdout(File::create(&stdout).unwrap())
-            .stderr(File::create(&stderr).unwrap());
-        for (name, value) in extra {
-            command.env(name, value);
-        }
-        let child = command.spawn().expect("start sluice serve");
-        let mut server = Server {
-            child,
-            address,
-            stdout,
-            stderr,
-            client: reqwest::Client::new(),
-        };
-        server.wait_ready().await;
-        server
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "sluice serve exited ({status}) before it was ready:\n{}",
-                    self.logs()
-                );
-            }
-            if let Ok(response) = self.client.get(self.url("/readyz")).send().await
-                && response.status().as_u16() == 200
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sluice serve not ready after 60 s:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    /// Sends a signal (`TERM`, `HUP`) with `kill`.
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
-    }
-
-    /// Waits for the process to exit; panics after `limit`.
-    async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sluice serve still running {limit:?} after the signal:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Everything the process wrote so far (stderr, then stdout).
-    fn logs(&self) -> String {
-        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
-        format!("{err}{out}")
-    }
-
-    async fn call(&self, app: &str, query: &str, params: serde_json::Value) -> (u16, String) {
-        let response = self
-            .client
-            .post(self.url(&format!("/v1/apps/{app}/queries/{query}")))
-            .json(&json!({ "params": params }))
-            .send()
-            .await
-            .expect("request");
-        let status = response.status().as_u16();
-        (status, response.text().await.expect("body"))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+async fn call(server: &Served, app: &str, query: &str, params: serde_json::Value) -> (u16, String) {
+    let response = server
+        .client
+        .post(server.url(&format!("/v1/apps/{app}/queries/{query}")))
+        .json(&json!({ "params": params }))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
 }
 
 fn parse_json(text: &str) -> serde_json::Value {
@@ -349,10 +228,9 @@ async fn keygen_prints_fresh_values_that_serve_accepts() {
 
     // The values work: serve accepts them (and derives its key from them).
     let home = Home::with_secrets(&first[0].1, &first[1].1);
-    let mut server = Server::start(&home, &[]).await;
-    server.signal("TERM");
-    let status = server.wait_exit(Duration::from_secs(10)).await;
-    assert!(status.success(), "{status}\n{}", server.logs());
+    let mut server = Served::start(&mut home.command(&["serve"])).await;
+    let status = server.terminate().await;
+    assert!(status.success(), "{status}\n{}", server.output());
 }
 
 /// The placeholder values `docker.env.example` ships, read from the file itself.
@@ -801,21 +679,25 @@ async fn serve_runs_queries_reloads_on_sighup_and_drains_on_sigterm() {
     let (admin, schema) = pg_orders().await;
     let home = Home::new();
     home.apply(&pg_catalog(&schema.name, ""));
-    let mut server = Server::start(&home, &[("SLUICE_SHUTDOWN_GRACE_SECS", "10")]).await;
+    let mut server = Served::start(
+        home.command(&["serve"])
+            .env("SLUICE_SHUTDOWN_GRACE_SECS", "10"),
+    )
+    .await;
 
-    let (status, body) = server.call("shop", "orders", json!({"max": 2})).await;
+    let (status, body) = call(&server, "shop", "orders", json!({"max": 2})).await;
     assert_eq!(status, 200, "{body}");
     let body = parse_json(&body);
     assert_eq!(body["rows"], json!([[1, "one"], [2, "two"]]), "{body}");
     assert_eq!(body["row_count"], 2);
 
     // SIGHUP after `catalog apply`: a newly added query is served by the same process.
-    let (status, body) = server.call("shop", "count", json!({})).await;
+    let (status, body) = call(&server, "shop", "count", json!({})).await;
     assert_eq!(status, 404, "{body}");
     let count = "      count:\n        datasource: pg\n        sql: SELECT count(*)::int AS n FROM @S@.orders\n"
         .replace("@S@", &schema.name);
     home.apply(&pg_catalog(&schema.name, &count));
-    let (status, _) = server.call("shop", "count", json!({})).await;
+    let (status, _) = call(&server, "shop", "count", json!({})).await;
     assert_eq!(
         status, 404,
         "applying alone changes nothing in the running gateway"
@@ -823,7 +705,7 @@ async fn serve_runs_queries_reloads_on_sighup_and_drains_on_sigterm() {
     server.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, body) = server.call("shop", "count", json!({})).await;
+        let (status, body) = call(&server, "shop", "count", json!({})).await;
         if status == 200 {
             assert_eq!(parse_json(&body)["rows"], json!([[3]]), "{body}");
             break;
@@ -832,23 +714,20 @@ async fn serve_runs_queries_reloads_on_sighup_and_drains_on_sigterm() {
         assert!(
             Instant::now() < deadline,
             "the new query is not served 10 s after SIGHUP:\n{}",
-            server.logs()
+            server.output()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        server.child.try_wait().unwrap().is_none(),
-        "SIGHUP stopped the process"
-    );
-    let (status, body) = server.call("shop", "orders", json!({"max": 1})).await;
+    assert!(server.is_running(), "SIGHUP stopped the process");
+    let (status, body) = call(&server, "shop", "orders", json!({"max": 1})).await;
     assert_eq!(
         status, 200,
         "the old queries still work after the reload: {body}"
     );
     assert!(
-        server.logs().contains("Catalog reloaded"),
+        server.output().contains("Catalog reloaded"),
         "{}",
-        server.logs()
+        server.output()
     );
 
     // A slow query on its own connection, in flight when SIGTERM arrives.
@@ -928,8 +807,8 @@ async fn serve_runs_queries_reloads_on_sighup_and_drains_on_sigterm() {
     assert!(took >= Duration::from_millis(1400), "{took:?}");
 
     let status = server.wait_exit(Duration::from_secs(8)).await;
-    assert_eq!(status.code(), Some(0), "{status}\n{}", server.logs());
-    let logs = server.logs();
+    assert_eq!(status.code(), Some(0), "{status}\n{}", server.output());
+    let logs = server.output();
     assert!(logs.contains("draining"), "{logs}");
     assert!(logs.contains("All connections drained"), "{logs}");
     schema.drop(&admin).await;
@@ -938,7 +817,11 @@ async fn serve_runs_queries_reloads_on_sighup_and_drains_on_sigterm() {
 #[tokio::test]
 async fn a_client_that_stops_sending_headers_is_disconnected() {
     let home = Home::new();
-    let server = Server::start(&home, &[("SLUICE_HEADER_READ_TIMEOUT_MS", "300")]).await;
+    let server = Served::start(
+        home.command(&["serve"])
+            .env("SLUICE_HEADER_READ_TIMEOUT_MS", "300"),
+    )
+    .await;
     let address = server.address;
     let (outcome, waited) = tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(address).expect("connect");

@@ -13,17 +13,10 @@
 
 mod common;
 
-use std::fs::File;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
-
+use common::served::{Served, sluice_with_test_key};
 use common::*;
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
 /// One canary per path a value can take, each unique to this run. Alphanumeric only, so a
 /// log line shows it verbatim whatever escaping its format applies.
@@ -70,136 +63,28 @@ impl Canaries {
     }
 }
 
-/// `sluice serve` as a child process with stdout and stderr in files.
-struct Server {
-    child: Child,
-    address: SocketAddr,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    client: reqwest::Client,
+/// POSTs a raw body to a query (with optional extra path suffix and headers).
+async fn post(
+    server: &Served,
+    app_query: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let mut request = server
+        .client
+        .post(server.url(&format!("/v1/apps/canary/queries/{app_query}")))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
 }
 
-impl Server {
-    async fn start(command: &mut Command, dir: &std::path::Path) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind 127.0.0.1:0")
-            .local_addr()
-            .unwrap()
-            .port();
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let stdout = dir.join("serve.out");
-        let stderr = dir.join("serve.err");
-        command
-            .env("SLUICE_LISTEN", address.to_string())
-            .stdin(Stdio::null())
-            .stdout(File::create(&stdout).unwrap())
-            .stderr(File::create(&stderr).unwrap());
-        let child = command.spawn().expect("start sluice serve");
-        let server = Server {
-            child,
-            address,
-            stdout,
-            stderr,
-            client: reqwest::Client::new(),
-        };
-        server.wait_ready().await
-    }
-
-    async fn wait_ready(mut self) -> Server {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("sluice serve exited ({status}) early:\n{}", self.output());
-            }
-            if let Ok(response) = self.client.get(self.url("/readyz")).send().await
-                && response.status().as_u16() == 200
-            {
-                return self;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sluice serve not ready after 60 s:\n{}",
-                self.output()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    /// POSTs a raw body to a query (with optional extra path suffix and headers).
-    async fn post(&self, app_query: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
-        let mut request = self
-            .client
-            .post(self.url(&format!("/v1/apps/canary/queries/{app_query}")))
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        (status, response.text().await.expect("body"))
-    }
-
-    async fn call(&self, query: &str, params: Value) -> (u16, String) {
-        self.post(query, &json!({ "params": params }).to_string(), &[])
-            .await
-    }
-
-    async fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running 10 s after SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Everything captured: stderr, then stdout.
-    fn output(&self) -> String {
-        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
-        format!("{err}{out}")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn sluice(dir: &std::path::Path, args: &[&str], extra: &[(&str, &str)]) -> Command {
-    let (password, salt) = test_secrets();
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("SLUICE_ENCRYPTION_PASSWORD", password)
-        .env("SLUICE_ENCRYPTION_SALT", salt)
-        .env("SLUICE_DATA_DIR", dir.join("data"))
-        .current_dir(dir);
-    for (name, value) in extra {
-        command.env(name, value);
-    }
-    command
+async fn call(server: &Served, query: &str, params: Value) -> (u16, String) {
+    post(server, query, &json!({ "params": params }).to_string(), &[]).await
 }
 
 const CATALOG: &str = r#"
@@ -327,7 +212,7 @@ async fn canaries_stay_out_of_the_log(format: &str) {
         .replace("@S@", &schema.name);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("catalog.yaml"), &catalog).unwrap();
-    let applied = sluice(dir.path(), &["catalog", "apply", "catalog.yaml"], &[])
+    let applied = sluice_with_test_key(dir.path(), &["catalog", "apply", "catalog.yaml"])
         .output()
         .expect("run catalog apply");
     assert!(
@@ -336,13 +221,10 @@ async fn canaries_stay_out_of_the_log(format: &str) {
         String::from_utf8_lossy(&applied.stderr)
     );
 
-    let mut server = Server::start(
-        &mut sluice(
-            dir.path(),
-            &["serve"],
-            &[("SLUICE_LOG_LEVEL", "trace"), ("SLUICE_LOG_FORMAT", format)],
-        ),
-        dir.path(),
+    let mut server = Served::start(
+        sluice_with_test_key(dir.path(), &["serve"])
+            .env("SLUICE_LOG_LEVEL", "trace")
+            .env("SLUICE_LOG_FORMAT", format),
     )
     .await;
 
@@ -355,46 +237,50 @@ async fn canaries_stay_out_of_the_log(format: &str) {
         );
         assert!(parse(&body).get("error").is_none(), "{label}: {body}");
     };
-    let (status, body) = server.call("pg_text", json!({"t": c("pg_text")})).await;
+    let (status, body) = call(&server, "pg_text", json!({"t": c("pg_text")})).await;
     echoed("pg_text", status, body);
-    let (status, body) = server
-        .call(
-            "pg_json",
-            json!({"j": {"k": c("pg_json"), "nested": [c("pg_json")]}}),
-        )
-        .await;
+    let (status, body) = call(
+        &server,
+        "pg_json",
+        json!({"j": {"k": c("pg_json"), "nested": [c("pg_json")]}}),
+    )
+    .await;
     echoed("pg_json", status, body);
-    let (status, body) = server
-        .call("pg_array", json!({"vs": ["a", c("pg_array"), "b"]}))
-        .await;
+    let (status, body) = call(
+        &server,
+        "pg_array",
+        json!({"vs": ["a", c("pg_array"), "b"]}),
+    )
+    .await;
     echoed("pg_array", status, body);
-    let (status, body) = server.call("pg_rows", json!({})).await;
+    let (status, body) = call(&server, "pg_rows", json!({})).await;
     echoed("pg_row", status, body.clone());
     echoed("pg_duplicate", status, body);
-    let (status, body) = server.call("my_text", json!({"t": c("my_text")})).await;
+    let (status, body) = call(&server, "my_text", json!({"t": c("my_text")})).await;
     echoed("my_text", status, body);
-    let (status, body) = server
-        .call("my_json", json!({"j": {"k": c("my_json")}}))
-        .await;
+    let (status, body) = call(&server, "my_json", json!({"j": {"k": c("my_json")}})).await;
     echoed("my_json", status, body);
-    let (status, body) = server
-        .call("my_in", json!({"vs": [c("my_array"), c("my_row")]}))
-        .await;
+    let (status, body) = call(
+        &server,
+        "my_in",
+        json!({"vs": [c("my_array"), c("my_row")]}),
+    )
+    .await;
     echoed("my_row", status, body);
-    let (status, body) = server.call("my_rows", json!({})).await;
+    let (status, body) = call(&server, "my_rows", json!({})).await;
     echoed("my_row", status, body.clone());
     echoed("my_duplicate", status, body);
     // A query string and credential headers on a request that succeeds.
-    let (status, body) = server
-        .post(
-            &format!("pg_text?token={}", c("query_string")),
-            r#"{"params":{"t":"plain"}}"#,
-            &[
-                ("authorization", &format!("Bearer {}", c("bearer_token"))),
-                ("cookie", &format!("sluice_session={}", c("cookie"))),
-            ],
-        )
-        .await;
+    let (status, body) = post(
+        &server,
+        &format!("pg_text?token={}", c("query_string")),
+        r#"{"params":{"t":"plain"}}"#,
+        &[
+            ("authorization", &format!("Bearer {}", c("bearer_token"))),
+            ("cookie", &format!("sluice_session={}", c("cookie"))),
+        ],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 
     // --- Refusals: the canary is in the request or in the database's own message. ---
@@ -444,7 +330,7 @@ async fn canaries_stay_out_of_the_log(format: &str) {
         ),
     ];
     for (label, query, body, status, code) in &refusals {
-        let (got, text) = server.post(query, body, &[]).await;
+        let (got, text) = post(&server, query, body, &[]).await;
         assert_eq!(got, *status, "{label}: {text}");
         assert_eq!(parse(&text)["error"]["code"], *code, "{label}: {text}");
         // Values the caller did not send (database messages) and values in a body that is

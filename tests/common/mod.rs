@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod served;
 pub mod smtp;
 
 use std::collections::HashMap;
