@@ -280,15 +280,17 @@ impl AuthService {
         replaces: Option<String>,
     ) -> Result<(UserRecord, NewSession), AuthError> {
         self.throttle(client)?;
-        let user = self.check_credentials(&credentials, client).await?;
-        let session = self.open_session(&user, client).await?;
-        self.run(move |store| {
-            if let Some(old) = replaces {
-                store.delete_session(&old)?;
-            }
-            Ok(())
-        })
-        .await?;
+        let (user, refusal) = self.check_credentials(&credentials, client).await?;
+        let session = self.new_session(&user.id, client);
+        // The success, the new session and the end of the replaced one are one store
+        // operation, conditional on the account being unlocked now (see check_credentials).
+        let (id, now, record) = (user.id.clone(), self.now(), session.record.clone());
+        let admitted = self
+            .run(move |store| Ok(store.complete_login(&id, now, &record, replaces.as_deref())?))
+            .await?;
+        if !admitted {
+            return Err(self.refuse_locked(refusal).await);
+        }
         let mut event = self.event("login_succeeded", client);
         event.user_id = Some(user.id.clone());
         event.email = Some(user.email.clone());
@@ -298,11 +300,20 @@ impl AuthService {
 
     /// Password (and, when enabled, MFA) check with lockout accounting. Every refusal of the
     /// account itself is [`AuthError::InvalidCredentials`]; the audit log gets the reason.
+    ///
+    /// The success is not recorded here: the caller records it together with what it opens
+    /// or renews ([`AuthStore::complete_login`], [`AuthStore::complete_reauthentication`]),
+    /// in one store operation that refuses if the account is locked by then. The lock was
+    /// read before the (slow) password check, and failures that raced it may have locked the
+    /// account since; the returned `login_failed` event is what the caller writes (through
+    /// `refuse_locked`) when that happens. A TOTP step or recovery code
+    /// checked here stays spent whatever happens next: it is its own write on purpose, so a
+    /// code can never be replayed.
     async fn check_credentials(
         &self,
         credentials: &Credentials,
         client: &ClientInfo,
-    ) -> Result<UserRecord, AuthError> {
+    ) -> Result<(UserRecord, AuditEvent), AuthError> {
         let now = self.now();
         let email = normalize_email(&credentials.email);
         let password = zeroize::Zeroizing::new(credentials.password.clone());
@@ -374,18 +385,14 @@ impl AuthService {
                 Err(other) => return Err(other),
             }
         }
-        // The lock was read before the (slow) password check; failures that raced it may
-        // have locked the account since. Success counts only if it is still unlocked.
-        let (id, now) = (user.id.clone(), self.now());
-        let admitted = self
-            .run(move |store| Ok(store.record_login_success(&id, now)?))
-            .await?;
-        if !admitted {
-            event.reason = Some("locked_right_password".into());
-            self.audit(event).await;
-            return Err(AuthError::InvalidCredentials);
-        }
-        Ok(user)
+        Ok((user, event))
+    }
+
+    /// Refuses a right password (and code) because failures locked the account meanwhile.
+    async fn refuse_locked(&self, mut event: AuditEvent) -> AuthError {
+        event.reason = Some("locked_right_password".into());
+        self.audit(event).await;
+        AuthError::InvalidCredentials
     }
 
     async fn count_failure(
@@ -438,10 +445,14 @@ impl AuthService {
             totp_code,
             recovery_code,
         };
-        let user = self.check_credentials(&credentials, client).await?;
-        let now = self.now();
-        self.run(move |store| Ok(store.set_session_authenticated(&hash, now)?))
+        let (user, refusal) = self.check_credentials(&credentials, client).await?;
+        let (id, now) = (user.id.clone(), self.now());
+        let admitted = self
+            .run(move |store| Ok(store.complete_reauthentication(&id, &hash, now)?))
             .await?;
+        if !admitted {
+            return Err(self.refuse_locked(refusal).await);
+        }
         let mut event = self.event("reauthenticated", client);
         event.user_id = Some(user.id);
         self.audit(event).await;
@@ -465,39 +476,21 @@ impl AuthService {
 
     // ----- Sessions --------------------------------------------------------------------
 
-    async fn open_session(
-        &self,
-        user: &UserRecord,
-        client: &ClientInfo,
-    ) -> Result<NewSession, AuthError> {
+    /// A new session for `user_id`, not stored yet: the operation that opens it stores it
+    /// together with whatever else it changes.
+    fn new_session(&self, user_id: &str, client: &ClientInfo) -> NewSession {
         let now = self.now();
-        let token = token::random_token();
-        let record = SessionRecord {
-            token_hash: token::hash_token(&token),
-            public_id: token::public_id(),
-            user_id: user.id.clone(),
-            created_at: now,
-            last_seen_at: now,
-            authenticated_at: now,
-            ip: client.ip.clone(),
-            user_agent: truncate(&client.user_agent, 256),
-        };
-        let stored = record.clone();
-        self.run(move |store| Ok(store.create_session(&stored)?))
-            .await?;
-        Ok(NewSession {
-            token: crate::vault::SecretString::new(token),
-            record,
-        })
+        self.session_for(user_id, client, now, now)
     }
 
-    /// Replaces the caller's session with a new id (after a privilege change), keeping its
-    /// creation and authentication times.
-    pub async fn rotate_session(
+    /// The caller's session under a new id (after a privilege change), keeping its creation
+    /// and authentication times, not stored yet; with the token hash of the session it
+    /// replaces. `None` for an API key.
+    fn rotated_session(
         &self,
         caller: &Caller,
         client: &ClientInfo,
-    ) -> Result<Option<NewSession>, AuthError> {
+    ) -> Option<(String, NewSession)> {
         let CallerVia::Session {
             token_hash,
             created_at,
@@ -505,31 +498,34 @@ impl AuthService {
             ..
         } = &caller.via
         else {
-            return Ok(None);
+            return None;
         };
-        let now = self.now();
+        let session = self.session_for(&caller.user.id, client, *created_at, *authenticated_at);
+        Some((token_hash.clone(), session))
+    }
+
+    fn session_for(
+        &self,
+        user_id: &str,
+        client: &ClientInfo,
+        created_at: i64,
+        authenticated_at: i64,
+    ) -> NewSession {
         let token = token::random_token();
         let record = SessionRecord {
             token_hash: token::hash_token(&token),
             public_id: token::public_id(),
-            user_id: caller.user.id.clone(),
-            created_at: *created_at,
-            last_seen_at: now,
-            authenticated_at: *authenticated_at,
+            user_id: user_id.to_string(),
+            created_at,
+            last_seen_at: self.now(),
+            authenticated_at,
             ip: client.ip.clone(),
             user_agent: truncate(&client.user_agent, 256),
         };
-        let (stored, old) = (record.clone(), token_hash.clone());
-        self.run(move |store| {
-            store.create_session(&stored)?;
-            store.delete_session(&old)?;
-            Ok(())
-        })
-        .await?;
-        Ok(Some(NewSession {
+        NewSession {
             token: crate::vault::SecretString::new(token),
             record,
-        }))
+        }
     }
 
     /// Finds the live session for a cookie value; expired sessions are deleted on sight.
@@ -652,19 +648,16 @@ impl AuthService {
             self.settings.password_min_length,
         )?;
         let hash = self.hash_off_thread(new_password).await?;
-        let id = caller.user.id.clone();
-        self.run(move |store| {
-            store.set_password(&id, &hash)?;
-            // A pending email change was asked for under the old password: void it too.
-            store.revoke_user_tokens(&id, super::store::TokenPurpose::EmailChange)?;
-            store.delete_user_sessions(&id)?;
-            Ok(())
-        })
-        .await?;
+        // One store operation: the new hash, the end of a pending email change (asked for
+        // under the old password) and of every session, and the caller's new session.
+        let session = self.new_session(&caller.user.id, client);
+        let (id, record) = (caller.user.id.clone(), session.record.clone());
+        self.run(move |store| Ok(store.change_password(&id, &hash, &record)?))
+            .await?;
         let mut event = self.event("password_changed", client);
         event.user_id = Some(caller.user.id.clone());
         self.audit(event).await;
-        self.open_session(&caller.user, client).await.map(Some)
+        Ok(Some(session))
     }
 
     // ----- Users (CLI and admin API) ---------------------------------------------------
@@ -757,8 +750,7 @@ impl AuthService {
         let (before, after) = self
             .run(move |store| {
                 let before = store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))?;
-                store.set_role(&id, role)?;
-                store.delete_user_sessions(&id)?;
+                store.set_role_and_end_sessions(&id, role)?;
                 let after = store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))?;
                 Ok((before, after))
             })
@@ -786,8 +778,7 @@ impl AuthService {
         let after = self
             .run(move |store| {
                 store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))?;
-                store.set_groups(&id, &groups)?;
-                store.delete_user_sessions(&id)?;
+                store.set_groups_and_end_sessions(&id, &groups)?;
                 store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))
             })
             .await?;
@@ -812,10 +803,8 @@ impl AuthService {
         let after = self
             .run(move |store| {
                 store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))?;
+                // Disabling ends the account's sessions in the same store operation.
                 store.set_disabled(&id, disabled)?;
-                if disabled {
-                    store.delete_user_sessions(&id)?;
-                }
                 store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))
             })
             .await?;

@@ -167,7 +167,36 @@ pub struct FailureCount {
     pub locked_until: Option<i64>,
 }
 
+/// What an account change does to the account's sessions, in the same transaction.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionChange<'a> {
+    /// They stay as they are.
+    Keep,
+    /// All of them end.
+    EndAll,
+    /// The session with token hash `old` ends and `new` opens in its place (the caller's new
+    /// id after a privilege change); the account's other sessions stay.
+    Rotate {
+        old: &'a str,
+        new: &'a SessionRecord,
+    },
+}
+
 /// Where authentication state lives.
+///
+/// Each method is atomic. An account operation that changes several rows (a role change and
+/// the end of the account's sessions, a spent token and the change it pays for) is one
+/// method, done in one transaction: a failure at any step — a taken email, a missing
+/// account, a crash — leaves the store as it was, so a one-time token is spent only by the
+/// change it authorises and a privilege change never survives without the sessions ending.
+/// Steps that must not happen alone (a role change that keeps the sessions, a token spent
+/// without its change) are deliberately not on this trait by themselves.
+///
+/// The audit log is not part of those transactions: [`AuthStore::append_audit`] is called
+/// after the change has committed, as its own statement. The log is best-effort after the
+/// fact (a failure to write it is logged and never undoes or refuses the change, see
+/// `AuthService::audit`), and appending only after the commit means it never records a
+/// change that was rolled back.
 pub trait AuthStore: Send + Sync {
     // Users.
     /// Fails with [`StoreError::Conflict`] when the email is taken.
@@ -176,14 +205,25 @@ pub trait AuthStore: Send + Sync {
     fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
     fn count_users(&self) -> Result<u64, StoreError>;
-    fn set_role(&self, id: &str, role: Role) -> Result<(), StoreError>;
-    fn set_groups(&self, id: &str, groups: &[String]) -> Result<(), StoreError>;
+    /// Sets the role and ends all the account's sessions (a privilege change never keeps an
+    /// old session), in one transaction.
+    fn set_role_and_end_sessions(&self, id: &str, role: Role) -> Result<(), StoreError>;
+    /// Sets the groups and ends all the account's sessions, in one transaction.
+    fn set_groups_and_end_sessions(&self, id: &str, groups: &[String]) -> Result<(), StoreError>;
+    /// Sets the disabled flag. Disabling also ends all the account's sessions, in the same
+    /// transaction; enabling leaves sessions alone.
     fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), StoreError>;
     fn set_display_name(&self, id: &str, name: &str) -> Result<(), StoreError>;
-    /// Fails with [`StoreError::Conflict`] when the email is taken.
-    fn set_email(&self, id: &str, email: &str) -> Result<(), StoreError>;
-    /// Sets the password hash and clears the failure count and any lock.
-    fn set_password(&self, id: &str, hash: &str) -> Result<(), StoreError>;
+    /// A signed-in user's password change, in one transaction: sets the hash (clearing the
+    /// failure count and any lock), voids the account's unused email-change tokens (asked
+    /// for under the old password), ends all its sessions and opens `session`, the caller's
+    /// new one.
+    fn change_password(
+        &self,
+        id: &str,
+        hash: &str,
+        session: &SessionRecord,
+    ) -> Result<(), StoreError>;
     /// Adds one to the failure count in one statement; when it reaches `threshold`, locks
     /// the account until `now + lock_secs` and returns that time.
     fn record_login_failure(
@@ -193,17 +233,48 @@ pub trait AuthStore: Send + Sync {
         threshold: u32,
         lock_secs: i64,
     ) -> Result<FailureCount, StoreError>;
-    /// Clears the failure count and sets `last_login_at`, unless the account is locked at
-    /// `now` (then nothing changes and the answer is false).
-    fn record_login_success(&self, id: &str, now: i64) -> Result<bool, StoreError>;
+    /// A sign-in whose credentials checked out, in one transaction: clears the failure count
+    /// and sets `last_login_at` unless the account is locked at `now` (one conditional
+    /// update: a lock set by failures racing the password check wins; then nothing changes
+    /// and the answer is false), opens `session` and ends `replacing` (the session the
+    /// request came with), if given.
+    fn complete_login(
+        &self,
+        id: &str,
+        now: i64,
+        session: &SessionRecord,
+        replacing: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    /// A re-authentication whose credentials checked out, in one transaction: the same
+    /// conditional update as [`AuthStore::complete_login`] (false, nothing changed, when
+    /// locked), and the session `token_hash` marked authenticated at `now`. Fails with
+    /// [`StoreError::NotFound`] when the session is gone (then nothing changes either).
+    fn complete_reauthentication(
+        &self,
+        id: &str,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
     /// Clears the failure count and any lock (an admin's unlock).
     fn clear_lockout(&self, id: &str) -> Result<(), StoreError>;
 
     // MFA.
-    /// Stores a new (unconfirmed) sealed TOTP secret, or clears MFA entirely with `None`
-    /// (secret, enabled flag, last step and recovery codes).
-    fn set_totp_secret(&self, id: &str, sealed: Option<&str>) -> Result<(), StoreError>;
-    fn set_mfa_enabled(&self, id: &str, enabled: bool) -> Result<(), StoreError>;
+    /// Stores a new (unconfirmed) sealed TOTP secret; MFA stays off until
+    /// [`AuthStore::enable_mfa`].
+    fn set_totp_secret(&self, id: &str, sealed: &str) -> Result<(), StoreError>;
+    /// Confirms enrolment, in one transaction: replaces the recovery codes with `hashes`
+    /// (hex SHA-256 of each), turns MFA on, ends all the account's sessions (none opened
+    /// with the password alone becomes an MFA session) and opens `session` in their place,
+    /// if given.
+    fn enable_mfa(
+        &self,
+        id: &str,
+        hashes: &[String],
+        session: Option<&SessionRecord>,
+    ) -> Result<(), StoreError>;
+    /// Clears MFA entirely (secret, enabled flag, last step and recovery codes) and applies
+    /// `sessions`, in one transaction.
+    fn disable_mfa(&self, id: &str, sessions: SessionChange<'_>) -> Result<(), StoreError>;
     /// Accepts `step` only if it is later than the last accepted one (compare-and-set);
     /// returns false for a replay.
     fn accept_totp_step(&self, id: &str, step: i64) -> Result<bool, StoreError>;
@@ -213,11 +284,10 @@ pub trait AuthStore: Send + Sync {
     fn use_recovery_code(&self, id: &str, hash: &str, now: i64) -> Result<bool, StoreError>;
     fn remaining_recovery_codes(&self, id: &str) -> Result<u32, StoreError>;
 
-    // Sessions.
-    fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    // Sessions. They are opened only by the operations that need one (sign-in, signup,
+    // password change, MFA changes), together with what those do to the other sessions.
     fn session_by_hash(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError>;
     fn touch_session(&self, token_hash: &str, now: i64) -> Result<(), StoreError>;
-    fn set_session_authenticated(&self, token_hash: &str, now: i64) -> Result<(), StoreError>;
     fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
     /// Deletes the user's session with this public id; false if there is none.
     fn delete_session_by_public_id(
@@ -231,8 +301,13 @@ pub trait AuthStore: Send + Sync {
     /// Deletes sessions idle since before `idle_before` or created before `created_before`.
     fn purge_sessions(&self, idle_before: i64, created_before: i64) -> Result<u64, StoreError>;
 
-    // One-time tokens.
+    // One-time tokens. A token is spent only by the operation it authorises (below), in the
+    // same transaction as the change: a refused change leaves it unspent, and of two
+    // requests racing with the same link exactly one gets it.
     fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// Stores a token and voids its user's unused tokens of the same purpose (a new link
+    /// voids older ones), in one transaction. A token without a user is only stored.
+    fn replace_user_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
     /// The token, if it exists, has this purpose, is unused and has not expired at `now`,
     /// without using it (to validate a form before spending the token).
     fn find_token(
@@ -241,16 +316,40 @@ pub trait AuthStore: Send + Sync {
         purpose: TokenPurpose,
         now: i64,
     ) -> Result<Option<TokenRecord>, StoreError>;
-    /// Marks the token used and returns it, if it exists, has this purpose, is unused and
-    /// has not expired at `now` — all in one transaction, so a token works exactly once.
-    fn consume_token(
+    /// Completes a password reset, in one transaction: spends the reset token (usable at
+    /// `now` and issued for `user_id`), sets the password hash (clearing the failure count
+    /// and any lock), voids the account's unused email-change tokens and ends all its
+    /// sessions. Returns how many sessions ended, or `None` (nothing changed) when the token
+    /// is not usable.
+    fn complete_password_reset(
         &self,
         token_hash: &str,
-        purpose: TokenPurpose,
+        user_id: &str,
+        hash: &str,
         now: i64,
-    ) -> Result<Option<TokenRecord>, StoreError>;
-    /// Invalidates a user's unused tokens of one purpose (a new reset voids older links).
-    fn revoke_user_tokens(&self, user_id: &str, purpose: TokenPurpose) -> Result<(), StoreError>;
+    ) -> Result<Option<u64>, StoreError>;
+    /// Completes a signup, in one transaction: spends the signup token (usable at `now` and
+    /// sent to `user.email`), creates the account and opens its first `session`. `None`
+    /// (nothing changed) when the token is not usable; [`StoreError::Conflict`] when the
+    /// email is taken, and then the token stays unspent.
+    fn complete_signup(
+        &self,
+        token_hash: &str,
+        now: i64,
+        user: &NewUser,
+        session: &SessionRecord,
+    ) -> Result<Option<UserRecord>, StoreError>;
+    /// Applies an email change, in one transaction: spends the email-change token (usable
+    /// at `now`), sets its account's email to the token's address, voids the account's
+    /// unused reset tokens (they went to the old address) and ends all its sessions.
+    /// Returns the changed account, or `None` (nothing changed) when the token is not
+    /// usable. [`StoreError::Conflict`] when the address is taken, and then the token stays
+    /// unspent.
+    fn confirm_email_change(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<UserRecord>, StoreError>;
 
     // API keys.
     fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;

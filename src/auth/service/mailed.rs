@@ -82,13 +82,9 @@ impl AuthService {
                 event.user_id = Some(user.id.clone());
                 let (raw, record) =
                     self.new_token(TokenPurpose::PasswordReset, Some(user.id.clone()), &email);
-                let id = user.id.clone();
+                // A new link voids older ones.
                 let stored = self
-                    .run(move |store| {
-                        // A new link voids older ones.
-                        store.revoke_user_tokens(&id, TokenPurpose::PasswordReset)?;
-                        Ok(store.create_token(&record)?)
-                    })
+                    .run(move |store| Ok(store.replace_user_token(&record)?))
                     .await;
                 if let Err(error) = stored {
                     tracing::error!(error = %error, "Reset token not stored");
@@ -150,20 +146,14 @@ impl AuthService {
         )?;
         let password_hash = self.hash_off_thread(new_password).await?;
         let id = user.id.clone();
+        // One store operation: the token is spent (a second use finds nothing) together with
+        // the new password, the unlock, the end of a pending email change and of every
+        // session, or none of it happens.
         let ended = self
             .run(move |store| {
-                // Spending the token is the commit point: a second use finds nothing.
-                if store
-                    .consume_token(&hash, TokenPurpose::PasswordReset, now)?
-                    .is_none()
-                {
-                    return Err(AuthError::InvalidToken);
-                }
-                store.set_password(&id, &password_hash)?;
-                // A pending email change was asked for by someone who had the old password
-                // (maybe not the owner): it must not outlive the reset that locks them out.
-                store.revoke_user_tokens(&id, TokenPurpose::EmailChange)?;
-                Ok(store.delete_user_sessions(&id)?)
+                store
+                    .complete_password_reset(&hash, &id, &password_hash, now)?
+                    .ok_or(AuthError::InvalidToken)
             })
             .await?;
         let mut event = self.event("password_reset_completed", client);
@@ -310,27 +300,26 @@ impl AuthService {
             password_hash: Some(password_hash),
             created_at: now,
         };
+        // One store operation: the token is spent, the account created and its first session
+        // opened, or none of it (a taken address leaves the token unspent).
+        let session = self.new_session(&user.id, client);
+        let record = session.record.clone();
         let created = self
-            .run(move |store| {
-                if store
-                    .consume_token(&hash, TokenPurpose::Signup, now)?
-                    .is_none()
-                {
-                    return Err(AuthError::InvalidToken);
-                }
-                match store.create_user(&user) {
+            .run(
+                move |store| match store.complete_signup(&hash, now, &user, &record) {
+                    Ok(Some(created)) => Ok(created),
+                    Ok(None) => Err(AuthError::InvalidToken),
                     Err(StoreError::Conflict(_)) => Err(AuthError::Conflict(
                         "an account with this email already exists",
                     )),
-                    other => Ok(other?),
-                }
-            })
+                    Err(other) => Err(other.into()),
+                },
+            )
             .await?;
         let mut event = self.event("signup_completed", client);
         event.user_id = Some(created.id.clone());
         event.email = Some(created.email.clone());
         self.audit(event).await;
-        let session = self.open_session(&created, client).await?;
         Ok((created, session))
     }
 
@@ -352,12 +341,9 @@ impl AuthService {
             Some(caller.user.id.clone()),
             &email,
         );
-        let id = caller.user.id.clone();
-        self.run(move |store| {
-            store.revoke_user_tokens(&id, TokenPurpose::EmailChange)?;
-            Ok(store.create_token(&record)?)
-        })
-        .await?;
+        // A new link voids older ones.
+        self.run(move |store| Ok(store.replace_user_token(&record)?))
+            .await?;
         let mut event = self.event("email_change_requested", client);
         event.user_id = Some(caller.user.id.clone());
         self.audit(event).await;
@@ -388,26 +374,17 @@ impl AuthService {
         self.throttle(client)?;
         let hash = token::hash_token(raw_token);
         let now = self.now();
+        // One store operation: the token is spent only if the address changes (a taken one
+        // answers 409 and leaves the link usable), together with the end of pending reset
+        // links (they went to the old address) and of every session.
         let user = self
-            .run(move |store| {
-                let record = store
-                    .consume_token(&hash, TokenPurpose::EmailChange, now)?
-                    .ok_or(AuthError::InvalidToken)?;
-                let id = record.user_id.ok_or(AuthError::InvalidToken)?;
-                match store.set_email(&id, &record.email) {
-                    Err(StoreError::Conflict(_)) => {
-                        return Err(AuthError::Conflict(
-                            "an account with this email already exists",
-                        ));
-                    }
-                    Err(StoreError::NotFound(_)) => return Err(AuthError::InvalidToken),
-                    other => other?,
-                }
-                // Reset links went to the previous address, which no longer speaks for
-                // the account (people change address because they lost the old one).
-                store.revoke_user_tokens(&id, TokenPurpose::PasswordReset)?;
-                store.delete_user_sessions(&id)?;
-                store.user_by_id(&id)?.ok_or(AuthError::InvalidToken)
+            .run(move |store| match store.confirm_email_change(&hash, now) {
+                Ok(Some(user)) => Ok(user),
+                Ok(None) | Err(StoreError::NotFound(_)) => Err(AuthError::InvalidToken),
+                Err(StoreError::Conflict(_)) => Err(AuthError::Conflict(
+                    "an account with this email already exists",
+                )),
+                Err(other) => Err(other.into()),
             })
             .await?;
         let mut event = self.event("email_changed", client);

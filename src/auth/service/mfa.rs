@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::{AuthError, AuthService, Caller, ClientInfo, NewSession};
-use crate::auth::store::UserRecord;
+use crate::auth::store::{SessionChange, UserRecord};
 use crate::auth::{token, totp};
 use crate::vault::Owner;
 
@@ -70,7 +70,7 @@ impl AuthService {
             .key
             .seal(&Owner::user(&caller.user.id, "totp")?, &encoded);
         let id = caller.user.id.clone();
-        self.run(move |store| Ok(store.set_totp_secret(&id, Some(&sealed))?))
+        self.run(move |store| Ok(store.set_totp_secret(&id, &sealed)?))
             .await?;
         Ok(Enrolment {
             otpauth_uri: totp::otpauth_uri(&secret, ISSUER, &caller.user.email),
@@ -98,21 +98,18 @@ impl AuthService {
             .iter()
             .map(|c| token::hash_token(&token::normalize_recovery_code(c)))
             .collect();
-        let id = user.id.clone();
-        self.run(move |store| {
-            store.replace_recovery_codes(&id, &hashes)?;
-            store.set_mfa_enabled(&id, true)?;
-            // Sessions opened with the password alone must not become MFA sessions (for an
-            // admin they would gain the admin API): all of them end.
-            store.delete_user_sessions(&id)?;
-            Ok(())
-        })
-        .await?;
+        // The caller, who just proved the second factor, continues in a new session. The
+        // code spent above stays spent if what follows fails (it is never replayable).
+        let session = self.rotated_session(caller, client).map(|(_, new)| new);
+        let (id, record) = (user.id.clone(), session.as_ref().map(|s| s.record.clone()));
+        // One store operation: the codes, MFA on, the end of every session (those opened
+        // with the password alone must not become MFA sessions; for an admin they would gain
+        // the admin API) and the caller's new one.
+        self.run(move |store| Ok(store.enable_mfa(&id, &hashes, record.as_ref())?))
+            .await?;
         let mut event = self.event("mfa_enrolled", client);
         event.user_id = Some(user.id.clone());
         self.audit(event).await;
-        // The caller, who just proved the second factor, continues in a new session.
-        let session = self.rotate_session(caller, client).await?;
         Ok((codes, session))
     }
 
@@ -153,13 +150,24 @@ impl AuthService {
                 "two-factor authentication is already off",
             ));
         }
+        let rotated = self.rotated_session(caller, client);
         let id = caller.user.id.clone();
-        self.run(move |store| Ok(store.set_totp_secret(&id, None)?))
-            .await?;
+        let replace = rotated
+            .as_ref()
+            .map(|(old, new)| (old.clone(), new.record.clone()));
+        // One store operation: MFA off and the caller's session under a new id.
+        self.run(move |store| {
+            let sessions = match &replace {
+                Some((old, new)) => SessionChange::Rotate { old, new },
+                None => SessionChange::Keep,
+            };
+            Ok(store.disable_mfa(&id, sessions)?)
+        })
+        .await?;
         let mut event = self.event("mfa_disabled", client);
         event.user_id = Some(caller.user.id.clone());
         self.audit(event).await;
-        self.rotate_session(caller, client).await
+        Ok(rotated.map(|(_, new)| new))
     }
 
     pub async fn remaining_recovery_codes(&self, user_id: &str) -> Result<u32, AuthError> {
@@ -210,8 +218,7 @@ impl AuthService {
         let user = self
             .run(move |store| {
                 store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))?;
-                store.set_totp_secret(&id, None)?;
-                store.delete_user_sessions(&id)?;
+                store.disable_mfa(&id, SessionChange::EndAll)?;
                 store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))
             })
             .await?;

@@ -4,16 +4,17 @@
 //! Every value arriving here is already hashed or sealed; this module stores and compares
 //! them and never logs them. Operations that must not race (lockout counting, the TOTP
 //! replay guard, single-use tokens and recovery codes) are each one conditional statement,
-//! so two concurrent logins cannot both pass the check.
+//! so two concurrent logins cannot both pass the check. Account operations that change
+//! several rows (see [`AuthStore`]) run their steps in one IMMEDIATE transaction.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use serde::de::DeserializeOwned;
 
 use super::{SqliteStore, decode, sqlite};
 use crate::auth::Role;
 use crate::auth::store::{
-    ApiKeyRecord, ApiKeyScope, AuditEvent, AuthStore, FailureCount, NewUser, SessionRecord,
-    TokenPurpose, TokenRecord, UserRecord,
+    ApiKeyRecord, ApiKeyScope, AuditEvent, AuthStore, FailureCount, NewUser, SessionChange,
+    SessionRecord, TokenPurpose, TokenRecord, UserRecord,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::store::StoreError;
@@ -197,77 +198,330 @@ fn collect_decoded<T>(
         .collect()
 }
 
-impl SqliteStore {
-    fn user_where(
-        &self,
-        condition: &str,
-        value: &str,
-        context: &'static str,
-    ) -> Result<Option<UserRecord>, StoreError> {
-        let conn = self.lock();
-        conn.query_row(
-            &format!("SELECT {USER_COLUMNS} FROM users WHERE {condition}"),
-            [value],
-            user_from_row,
-        )
-        .optional()
-        .map_err(sqlite(context))?
-        .transpose()
-    }
+/// Begins a write transaction; dropping it without [`Transaction::commit`] rolls it back.
+/// IMMEDIATE takes the write lock at once (waiting out the busy timeout while another
+/// process, such as the CLI, writes), so a transaction that reads before it writes cannot
+/// fail half-way on a lock upgrade.
+fn immediate(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite("starting a transaction"))
+}
 
-    /// Runs an UPDATE of one user's row, bound to `params`, where `?1` is the user id.
-    fn update_user(
-        &self,
-        sql: &str,
-        params: impl rusqlite::Params,
-        context: &'static str,
-    ) -> Result<(), StoreError> {
-        let changed = self.lock().execute(sql, params).map_err(sqlite(context))?;
-        one_user(changed)
+// ----- Single steps ----------------------------------------------------------------------
+//
+// Each runs on the connection or transaction it is given. The trait methods run one alone,
+// or several in one transaction when an operation needs them all to happen or none.
+
+fn user_where(
+    conn: &Connection,
+    condition: &str,
+    value: &str,
+    context: &'static str,
+) -> Result<Option<UserRecord>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {USER_COLUMNS} FROM users WHERE {condition}"),
+        [value],
+        user_from_row,
+    )
+    .optional()
+    .map_err(sqlite(context))?
+    .transpose()
+}
+
+/// Runs an UPDATE of one user's row, bound to `params`, where `?1` is the user id.
+fn update_user(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    context: &'static str,
+) -> Result<(), StoreError> {
+    let changed = conn.execute(sql, params).map_err(sqlite(context))?;
+    one_user(changed)
+}
+
+fn insert_user(conn: &Connection, user: &NewUser) -> Result<UserRecord, StoreError> {
+    conn.execute(
+        "INSERT INTO users (id, email, display_name, role, \"groups\", password_hash, \
+         created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            user.id,
+            user.email,
+            user.display_name,
+            user.role.as_str(),
+            encode_json(&user.groups),
+            user.password_hash,
+            user.created_at,
+        ],
+    )
+    .map_err(email_error("creating a user"))?;
+    Ok(UserRecord {
+        id: user.id.clone(),
+        email: user.email.clone(),
+        display_name: user.display_name.clone(),
+        role: user.role,
+        groups: user.groups.clone(),
+        disabled: false,
+        password_hash: user.password_hash.clone(),
+        failed_logins: 0,
+        locked_until: None,
+        totp_secret_sealed: None,
+        mfa_enabled: false,
+        totp_last_step: None,
+        created_at: user.created_at,
+        last_login_at: None,
+    })
+}
+
+fn set_role(conn: &Connection, id: &str, role: Role) -> Result<(), StoreError> {
+    update_user(
+        conn,
+        "UPDATE users SET role = ?2 WHERE id = ?1",
+        params![id, role.as_str()],
+        "changing a role",
+    )
+}
+
+fn set_groups(conn: &Connection, id: &str, groups: &[String]) -> Result<(), StoreError> {
+    update_user(
+        conn,
+        "UPDATE users SET \"groups\" = ?2 WHERE id = ?1",
+        params![id, encode_json(&groups)],
+        "changing groups",
+    )
+}
+
+fn set_disabled(conn: &Connection, id: &str, disabled: bool) -> Result<(), StoreError> {
+    update_user(
+        conn,
+        "UPDATE users SET disabled = ?2 WHERE id = ?1",
+        params![id, disabled],
+        "disabling a user",
+    )
+}
+
+/// Fails with [`StoreError::Conflict`] when the email is taken.
+fn set_email(conn: &Connection, id: &str, email: &str) -> Result<(), StoreError> {
+    let changed = conn
+        .execute(
+            "UPDATE users SET email = ?2 WHERE id = ?1",
+            params![id, email],
+        )
+        .map_err(email_error("changing an email"))?;
+    one_user(changed)
+}
+
+/// Sets the password hash and clears the failure count and any lock.
+fn set_password(conn: &Connection, id: &str, hash: &str) -> Result<(), StoreError> {
+    update_user(
+        conn,
+        "UPDATE users SET password_hash = ?2, failed_logins = 0, locked_until = NULL \
+         WHERE id = ?1",
+        params![id, hash],
+        "setting a password",
+    )
+}
+
+/// Clears the failure count and sets `last_login_at`, unless the account is locked at `now`
+/// (then nothing changes and the answer is false). Conditional on the lock in the same
+/// statement: a lock set by failures that raced this sign-in's password check wins.
+fn record_login_success(conn: &Connection, id: &str, now: i64) -> Result<bool, StoreError> {
+    let changed = conn
+        .execute(
+            "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?2 \
+             WHERE id = ?1 AND (locked_until IS NULL OR locked_until <= ?2)",
+            params![id, now],
+        )
+        .map_err(sqlite("recording a login"))?;
+    Ok(changed == 1)
+}
+
+/// Stores a new (unconfirmed) sealed secret, or none. A new secret starts unconfirmed, and
+/// the replay guard belongs to the old one.
+fn set_totp_secret(conn: &Connection, id: &str, sealed: Option<&str>) -> Result<(), StoreError> {
+    update_user(
+        conn,
+        "UPDATE users SET totp_secret = ?2, mfa_enabled = 0, totp_last_step = NULL \
+         WHERE id = ?1",
+        params![id, sealed],
+        "setting a TOTP secret",
+    )
+}
+
+fn set_mfa_enabled(conn: &Connection, id: &str, enabled: bool) -> Result<(), StoreError> {
+    update_user(
+        conn,
+        "UPDATE users SET mfa_enabled = ?2 WHERE id = ?1",
+        params![id, enabled],
+        "enabling MFA",
+    )
+}
+
+/// Replaces the user's recovery codes; several statements, so run it in a transaction.
+fn write_recovery_codes(conn: &Connection, id: &str, hashes: &[String]) -> Result<(), StoreError> {
+    let exists = conn
+        .query_row("SELECT 1 FROM users WHERE id = ?1", [id], |_| Ok(()))
+        .optional()
+        .map_err(sqlite("reading a user"))?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound("user"));
     }
+    delete_recovery_codes(conn, id)?;
+    let mut insert = conn
+        .prepare(
+            "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .map_err(sqlite("writing recovery codes"))?;
+    for hash in hashes {
+        insert
+            .execute(params![id, hash])
+            .map_err(sqlite("writing recovery codes"))?;
+    }
+    Ok(())
+}
+
+fn delete_recovery_codes(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [id])
+        .map_err(sqlite("deleting recovery codes"))?;
+    Ok(())
+}
+
+fn insert_session(conn: &Connection, session: &SessionRecord) -> Result<(), StoreError> {
+    conn.execute(
+        &format!(
+            "INSERT INTO sessions ({SESSION_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ),
+        params![
+            session.token_hash,
+            session.public_id,
+            session.user_id,
+            session.created_at,
+            session.last_seen_at,
+            session.authenticated_at,
+            session.ip,
+            session.user_agent,
+        ],
+    )
+    .map_err(insert_error("creating a session", "session"))?;
+    Ok(())
+}
+
+fn delete_session(conn: &Connection, token_hash: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])
+        .map_err(sqlite("deleting a session"))?;
+    Ok(())
+}
+
+fn delete_user_sessions(conn: &Connection, user_id: &str) -> Result<u64, StoreError> {
+    let deleted = conn
+        .execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])
+        .map_err(sqlite("deleting sessions"))?;
+    Ok(deleted as u64)
+}
+
+/// Fails with [`StoreError::NotFound`] when the session is gone, so a re-authentication is
+/// never reported as done for a session that no longer exists.
+fn set_session_authenticated(
+    conn: &Connection,
+    token_hash: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let changed = conn
+        .execute(
+            "UPDATE sessions SET authenticated_at = ?2 WHERE token_hash = ?1",
+            params![token_hash, now],
+        )
+        .map_err(sqlite("re-authenticating a session"))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound("session"));
+    }
+    Ok(())
+}
+
+fn change_sessions(
+    conn: &Connection,
+    user_id: &str,
+    change: SessionChange<'_>,
+) -> Result<(), StoreError> {
+    match change {
+        SessionChange::Keep => Ok(()),
+        SessionChange::EndAll => delete_user_sessions(conn, user_id).map(drop),
+        SessionChange::Rotate { old, new } => {
+            insert_session(conn, new)?;
+            delete_session(conn, old)
+        }
+    }
+}
+
+fn insert_token(conn: &Connection, token: &TokenRecord) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO one_time_tokens \
+         (token_hash, purpose, user_id, email, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            token.token_hash,
+            token.purpose.as_str(),
+            token.user_id,
+            token.email,
+            token.created_at,
+            token.expires_at,
+        ],
+    )
+    .map_err(insert_error("creating a token", "token"))?;
+    Ok(())
+}
+
+/// Marks the token used and returns it, if it exists, has this purpose, is unused and has
+/// not expired at `now`. Check and mark are one statement: of two requests racing with the
+/// same link, exactly one gets the record. Spent for good only when the transaction it
+/// runs in commits.
+fn consume_token(
+    conn: &Connection,
+    token_hash: &str,
+    purpose: TokenPurpose,
+    now: i64,
+) -> Result<Option<TokenRecord>, StoreError> {
+    conn.query_row(
+        "UPDATE one_time_tokens SET used_at = ?3 \
+         WHERE token_hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3 \
+         RETURNING token_hash, purpose, user_id, email, created_at, expires_at",
+        params![token_hash, purpose.as_str(), now],
+        token_from_row,
+    )
+    .optional()
+    .map_err(sqlite("consuming a token"))?
+    .transpose()
+}
+
+/// Voids a user's unused tokens of one purpose. `now` is only a record: the token is void
+/// because `used_at` is set at all.
+fn revoke_user_tokens(
+    conn: &Connection,
+    user_id: &str,
+    purpose: TokenPurpose,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE one_time_tokens SET used_at = ?3 \
+         WHERE user_id = ?1 AND purpose = ?2 AND used_at IS NULL",
+        params![user_id, purpose.as_str(), now],
+    )
+    .map_err(sqlite("revoking tokens"))?;
+    Ok(())
 }
 
 impl AuthStore for SqliteStore {
     fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
-        self.lock()
-            .execute(
-                "INSERT INTO users (id, email, display_name, role, \"groups\", password_hash, \
-                 created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    user.id,
-                    user.email,
-                    user.display_name,
-                    user.role.as_str(),
-                    encode_json(&user.groups),
-                    user.password_hash,
-                    user.created_at,
-                ],
-            )
-            .map_err(email_error("creating a user"))?;
-        Ok(UserRecord {
-            id: user.id.clone(),
-            email: user.email.clone(),
-            display_name: user.display_name.clone(),
-            role: user.role,
-            groups: user.groups.clone(),
-            disabled: false,
-            password_hash: user.password_hash.clone(),
-            failed_logins: 0,
-            locked_until: None,
-            totp_secret_sealed: None,
-            mfa_enabled: false,
-            totp_last_step: None,
-            created_at: user.created_at,
-            last_login_at: None,
-        })
+        insert_user(&self.lock(), user)
     }
 
     fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.user_where("id = ?1", id, "reading a user")
+        user_where(&self.lock(), "id = ?1", id, "reading a user")
     }
 
     fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.user_where("email = ?1", email, "reading a user")
+        user_where(&self.lock(), "email = ?1", email, "reading a user")
     }
 
     fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
@@ -289,56 +543,55 @@ impl AuthStore for SqliteStore {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
-    fn set_role(&self, id: &str, role: Role) -> Result<(), StoreError> {
-        self.update_user(
-            "UPDATE users SET role = ?2 WHERE id = ?1",
-            params![id, role.as_str()],
-            "changing a role",
-        )
+    fn set_role_and_end_sessions(&self, id: &str, role: Role) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = immediate(&mut conn)?;
+        set_role(&tx, id, role)?;
+        delete_user_sessions(&tx, id)?;
+        tx.commit().map_err(sqlite("committing a role change"))
     }
 
-    fn set_groups(&self, id: &str, groups: &[String]) -> Result<(), StoreError> {
-        self.update_user(
-            "UPDATE users SET \"groups\" = ?2 WHERE id = ?1",
-            params![id, encode_json(&groups)],
-            "changing groups",
-        )
+    fn set_groups_and_end_sessions(&self, id: &str, groups: &[String]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = immediate(&mut conn)?;
+        set_groups(&tx, id, groups)?;
+        delete_user_sessions(&tx, id)?;
+        tx.commit().map_err(sqlite("committing a group change"))
     }
 
     fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), StoreError> {
-        self.update_user(
-            "UPDATE users SET disabled = ?2 WHERE id = ?1",
-            params![id, disabled],
-            "disabling a user",
-        )
+        let mut conn = self.lock();
+        let tx = immediate(&mut conn)?;
+        set_disabled(&tx, id, disabled)?;
+        if disabled {
+            delete_user_sessions(&tx, id)?;
+        }
+        tx.commit().map_err(sqlite("committing a disabled flag"))
     }
 
     fn set_display_name(&self, id: &str, name: &str) -> Result<(), StoreError> {
-        self.update_user(
+        update_user(
+            &self.lock(),
             "UPDATE users SET display_name = ?2 WHERE id = ?1",
             params![id, name],
             "renaming a user",
         )
     }
 
-    fn set_email(&self, id: &str, email: &str) -> Result<(), StoreError> {
-        let changed = self
-            .lock()
-            .execute(
-                "UPDATE users SET email = ?2 WHERE id = ?1",
-                params![id, email],
-            )
-            .map_err(email_error("changing an email"))?;
-        one_user(changed)
-    }
-
-    fn set_password(&self, id: &str, hash: &str) -> Result<(), StoreError> {
-        self.update_user(
-            "UPDATE users SET password_hash = ?2, failed_logins = 0, locked_until = NULL \
-             WHERE id = ?1",
-            params![id, hash],
-            "setting a password",
-        )
+    /// The voided tokens' `used_at` records `session.created_at`, the time of the change.
+    fn change_password(
+        &self,
+        id: &str,
+        hash: &str,
+        session: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = immediate(&mut conn)?;
+        set_password(&tx, id, hash)?;
+        revoke_user_tokens(&tx, id, TokenPurpose::EmailChange, session.created_at)?;
+        delete_user_sessions(&tx, id)?;
+        insert_session(&tx, session)?;
+        tx.commit().map_err(sqlite("committing a password change"))
     }
 
     fn record_login_failure(
@@ -375,55 +628,80 @@ impl AuthStore for SqliteStore {
             .ok_or(StoreError::NotFound("user"))
     }
 
-    fn record_login_success(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        // Conditional on the account not being locked now: a lock set by failures that
-        // raced this sign-in's password check wins.
-        let changed = self
-            .lock()
-            .execute(
-                "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?2 \
-                 WHERE id = ?1 AND (locked_until IS NULL OR locked_until <= ?2)",
-                params![id, now],
-            )
-            .map_err(sqlite("recording a login"))?;
-        Ok(changed == 1)
+    fn complete_login(
+        &self,
+        id: &str,
+        now: i64,
+        session: &SessionRecord,
+        replacing: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = immediate(&mut conn)?;
+        if !record_login_success(&tx, id, now)? {
+            return Ok(false);
+        }
+        insert_session(&tx, session)?;
+        if let Some(old) = replacing {
+            delete_session(&tx, old)?;
+        }
+        tx.commit().map_err(sqlite("committing a login"))?;
+        Ok(true)
+    }
+
+    fn complete_reauthentication(
+        &self,
+        id: &str,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = immediate(&mut conn)?;
+        if !record_login_success(&tx, id, now)? {
+            return Ok(false);
+        }
+        set_session_authenticated(&tx, token_hash, now)?;
+        tx.commit()
+            .map_err(sqlite("committing a re-authentication"))?;
+        Ok(true)
     }
 
     fn clear_lockout(&self, id: &str) -> Result<(), StoreError> {
-        self.update_user(
+        update_user(
+            &self.lock(),
             "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?1",
             params![id],
             "clearing a lockout",
         )
     }
 
-    fn set_totp_secret(&self, id: &str, sealed: Option<&str>) -> Result<(), StoreError> {
+    fn set_totp_secret(&self, id: &str, sealed: &str) -> Result<(), StoreError> {
+        set_totp_secret(&self.lock(), id, Some(sealed))
+    }
+
+    fn enable_mfa(
+        &self,
+        id: &str,
+        hashes: &[String],
+        session: Option<&SessionRecord>,
+    ) -> Result<(), StoreError> {
         let mut conn = self.lock();
-        let tx = conn
-            .transaction()
-            .map_err(sqlite("starting an MFA change"))?;
-        // A new secret starts unconfirmed, and the replay guard belongs to the old one.
-        let changed = tx
-            .execute(
-                "UPDATE users SET totp_secret = ?2, mfa_enabled = 0, totp_last_step = NULL \
-                 WHERE id = ?1",
-                params![id, sealed],
-            )
-            .map_err(sqlite("setting a TOTP secret"))?;
-        one_user(changed)?;
-        if sealed.is_none() {
-            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [id])
-                .map_err(sqlite("deleting recovery codes"))?;
+        let tx = immediate(&mut conn)?;
+        write_recovery_codes(&tx, id, hashes)?;
+        set_mfa_enabled(&tx, id, true)?;
+        delete_user_sessions(&tx, id)?;
+        if let Some(session) = session {
+            insert_session(&tx, session)?;
         }
         tx.commit().map_err(sqlite("committing an MFA change"))
     }
 
-    fn set_mfa_enabled(&self, id: &str, enabled: bool) -> Result<(), StoreError> {
-        self.update_user(
-            "UPDATE users SET mfa_enabled = ?2 WHERE id = ?1",
-            params![id, enabled],
-            "enabling MFA",
-        )
+    fn disable_mfa(&self, id: &str, sessions: SessionChange<'_>) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = immediate(&mut conn)?;
+        set_totp_secret(&tx, id, None)?;
+        delete_recovery_codes(&tx, id)?;
+        change_sessions(&tx, id, sessions)?;
+        tx.commit().map_err(sqlite("committing an MFA change"))
     }
 
     fn accept_totp_step(&self, id: &str, step: i64) -> Result<bool, StoreError> {
@@ -440,31 +718,8 @@ impl AuthStore for SqliteStore {
 
     fn replace_recovery_codes(&self, id: &str, hashes: &[String]) -> Result<(), StoreError> {
         let mut conn = self.lock();
-        let tx = conn
-            .transaction()
-            .map_err(sqlite("starting a recovery code change"))?;
-        let exists = tx
-            .query_row("SELECT 1 FROM users WHERE id = ?1", [id], |_| Ok(()))
-            .optional()
-            .map_err(sqlite("reading a user"))?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound("user"));
-        }
-        tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [id])
-            .map_err(sqlite("deleting recovery codes"))?;
-        {
-            let mut insert = tx
-                .prepare(
-                    "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .map_err(sqlite("writing recovery codes"))?;
-            for hash in hashes {
-                insert
-                    .execute(params![id, hash])
-                    .map_err(sqlite("writing recovery codes"))?;
-            }
-        }
+        let tx = immediate(&mut conn)?;
+        write_recovery_codes(&tx, id, hashes)?;
         tx.commit()
             .map_err(sqlite("committing a recovery code change"))
     }
@@ -491,28 +746,6 @@ impl AuthStore for SqliteStore {
             .map_err(sqlite("counting recovery codes"))
     }
 
-    fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
-        self.lock()
-            .execute(
-                &format!(
-                    "INSERT INTO sessions ({SESSION_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-                ),
-                params![
-                    session.token_hash,
-                    session.public_id,
-                    session.user_id,
-                    session.created_at,
-                    session.last_seen_at,
-                    session.authenticated_at,
-                    session.ip,
-                    session.user_agent,
-                ],
-            )
-            .map_err(insert_error("creating a session", "session"))?;
-        Ok(())
-    }
-
     fn session_by_hash(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
         self.lock()
             .query_row(
@@ -535,27 +768,8 @@ impl AuthStore for SqliteStore {
         Ok(())
     }
 
-    /// Fails with [`StoreError::NotFound`] when the session is gone, so a re-authentication
-    /// is never reported as done for a session that no longer exists.
-    fn set_session_authenticated(&self, token_hash: &str, now: i64) -> Result<(), StoreError> {
-        let changed = self
-            .lock()
-            .execute(
-                "UPDATE sessions SET authenticated_at = ?2 WHERE token_hash = ?1",
-                params![token_hash, now],
-            )
-            .map_err(sqlite("re-authenticating a session"))?;
-        if changed == 0 {
-            return Err(StoreError::NotFound("session"));
-        }
-        Ok(())
-    }
-
     fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        self.lock()
-            .execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])
-            .map_err(sqlite("deleting a session"))?;
-        Ok(())
+        delete_session(&self.lock(), token_hash)
     }
 
     fn delete_session_by_public_id(
@@ -574,11 +788,7 @@ impl AuthStore for SqliteStore {
     }
 
     fn delete_user_sessions(&self, user_id: &str) -> Result<u64, StoreError> {
-        let deleted = self
-            .lock()
-            .execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])
-            .map_err(sqlite("deleting sessions"))?;
-        Ok(deleted as u64)
+        delete_user_sessions(&self.lock(), user_id)
     }
 
     fn list_user_sessions(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
@@ -607,22 +817,18 @@ impl AuthStore for SqliteStore {
     }
 
     fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        self.lock()
-            .execute(
-                "INSERT INTO one_time_tokens \
-                 (token_hash, purpose, user_id, email, created_at, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    token.token_hash,
-                    token.purpose.as_str(),
-                    token.user_id,
-                    token.email,
-                    token.created_at,
-                    token.expires_at,
-                ],
-            )
-            .map_err(insert_error("creating a token", "token"))?;
-        Ok(())
+        insert_token(&self.lock(), token)
+    }
+
+    /// The voided tokens' `used_at` records the new token's `created_at`.
+    fn replace_user_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = immediate(&mut conn)?;
+        if let Some(user_id) = &token.user_id {
+            revoke_user_tokens(&tx, user_id, token.purpose, token.created_at)?;
+        }
+        insert_token(&tx, token)?;
+        tx.commit().map_err(sqlite("committing a new token"))
     }
 
     fn find_token(
@@ -644,38 +850,72 @@ impl AuthStore for SqliteStore {
             .transpose()
     }
 
-    fn consume_token(
+    fn complete_password_reset(
         &self,
         token_hash: &str,
-        purpose: TokenPurpose,
+        user_id: &str,
+        hash: &str,
         now: i64,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        // Check and mark in one statement (its own transaction): of two requests racing with
-        // the same link, exactly one gets the record.
-        self.lock()
-            .query_row(
-                "UPDATE one_time_tokens SET used_at = ?3 \
-                 WHERE token_hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3 \
-                 RETURNING token_hash, purpose, user_id, email, created_at, expires_at",
-                params![token_hash, purpose.as_str(), now],
-                token_from_row,
-            )
-            .optional()
-            .map_err(sqlite("consuming a token"))?
-            .transpose()
+    ) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.lock();
+        let tx = immediate(&mut conn)?;
+        // Returning early drops the transaction: the token stays unspent.
+        match consume_token(&tx, token_hash, TokenPurpose::PasswordReset, now)? {
+            Some(token) if token.user_id.as_deref() == Some(user_id) => {}
+            _ => return Ok(None),
+        }
+        set_password(&tx, user_id, hash)?;
+        // A pending email change was asked for by someone who had the old password (maybe
+        // not the owner): it must not outlive the reset that locks them out.
+        revoke_user_tokens(&tx, user_id, TokenPurpose::EmailChange, now)?;
+        let ended = delete_user_sessions(&tx, user_id)?;
+        tx.commit().map_err(sqlite("committing a password reset"))?;
+        Ok(Some(ended))
     }
 
-    /// The trait passes no time, so `used_at` takes the wall clock; it is only a record, the
-    /// token is void because it is set at all.
-    fn revoke_user_tokens(&self, user_id: &str, purpose: TokenPurpose) -> Result<(), StoreError> {
-        self.lock()
-            .execute(
-                "UPDATE one_time_tokens SET used_at = ?3 \
-                 WHERE user_id = ?1 AND purpose = ?2 AND used_at IS NULL",
-                params![user_id, purpose.as_str(), SystemClock.now()],
-            )
-            .map_err(sqlite("revoking tokens"))?;
-        Ok(())
+    fn complete_signup(
+        &self,
+        token_hash: &str,
+        now: i64,
+        user: &NewUser,
+        session: &SessionRecord,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = immediate(&mut conn)?;
+        match consume_token(&tx, token_hash, TokenPurpose::Signup, now)? {
+            Some(token) if token.email == user.email => {}
+            _ => return Ok(None),
+        }
+        let created = insert_user(&tx, user)?;
+        insert_session(&tx, session)?;
+        tx.commit().map_err(sqlite("committing a signup"))?;
+        Ok(Some(created))
+    }
+
+    fn confirm_email_change(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = immediate(&mut conn)?;
+        let Some(TokenRecord {
+            user_id: Some(id),
+            email,
+            ..
+        }) = consume_token(&tx, token_hash, TokenPurpose::EmailChange, now)?
+        else {
+            return Ok(None);
+        };
+        set_email(&tx, &id, &email)?;
+        // Reset links went to the previous address, which no longer speaks for the account
+        // (people change address because they lost the old one).
+        revoke_user_tokens(&tx, &id, TokenPurpose::PasswordReset, now)?;
+        delete_user_sessions(&tx, &id)?;
+        let user = user_where(&tx, "id = ?1", &id, "reading a user")?
+            .ok_or(StoreError::NotFound("user"))?;
+        tx.commit().map_err(sqlite("committing an email change"))?;
+        Ok(Some(user))
     }
 
     fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
@@ -843,6 +1083,59 @@ mod tests {
 
     const CATALOG: &str = "datasources:\n  db:\n    kind: postgres\n    host: db.example\n    database: shop\n    user: app\n    password: enc:v1:0011223344556677:AAAA\napps:\n  shop:\n    visibility: private\n    queries:\n      q:\n        datasource: db\n        sql: SELECT 1\n";
 
+    /// The single steps the trait's operations are made of, for tests that pin each
+    /// statement's own semantics (the trait offers them only combined).
+    impl SqliteStore {
+        fn set_role(&self, id: &str, role: Role) -> Result<(), StoreError> {
+            set_role(&self.lock(), id, role)
+        }
+
+        fn set_groups(&self, id: &str, groups: &[String]) -> Result<(), StoreError> {
+            set_groups(&self.lock(), id, groups)
+        }
+
+        fn set_email(&self, id: &str, email: &str) -> Result<(), StoreError> {
+            set_email(&self.lock(), id, email)
+        }
+
+        fn set_password(&self, id: &str, hash: &str) -> Result<(), StoreError> {
+            set_password(&self.lock(), id, hash)
+        }
+
+        fn record_login_success(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+            record_login_success(&self.lock(), id, now)
+        }
+
+        fn set_mfa_enabled(&self, id: &str, enabled: bool) -> Result<(), StoreError> {
+            set_mfa_enabled(&self.lock(), id, enabled)
+        }
+
+        fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+            insert_session(&self.lock(), session)
+        }
+
+        fn set_session_authenticated(&self, token_hash: &str, now: i64) -> Result<(), StoreError> {
+            set_session_authenticated(&self.lock(), token_hash, now)
+        }
+
+        fn consume_token(
+            &self,
+            token_hash: &str,
+            purpose: TokenPurpose,
+            now: i64,
+        ) -> Result<Option<TokenRecord>, StoreError> {
+            consume_token(&self.lock(), token_hash, purpose, now)
+        }
+
+        fn revoke_user_tokens(
+            &self,
+            user_id: &str,
+            purpose: TokenPurpose,
+        ) -> Result<(), StoreError> {
+            revoke_user_tokens(&self.lock(), user_id, purpose, NOW)
+        }
+    }
+
     fn store() -> SqliteStore {
         SqliteStore::in_memory().unwrap()
     }
@@ -944,7 +1237,7 @@ mod tests {
         store.set_email("u1", "alice@example.com").unwrap();
         store.set_password("u1", "new-hash").unwrap();
         store.record_login_success("u1", NOW + 5).unwrap();
-        store.set_totp_secret("u1", Some("sealed")).unwrap();
+        store.set_totp_secret("u1", "sealed").unwrap();
         store.set_mfa_enabled("u1", true).unwrap();
         assert!(store.accept_totp_step("u1", 42).unwrap());
         let expected = UserRecord {
@@ -996,13 +1289,23 @@ mod tests {
         assert!(!store.record_login_success("nobody", NOW).unwrap());
         missing(store.clear_lockout("nobody"));
         missing(store.record_login_failure("nobody", NOW, 5, 60).map(|_| ()));
-        missing(store.set_totp_secret("nobody", None));
+        missing(store.set_totp_secret("nobody", "sealed"));
+        missing(store.disable_mfa("nobody", SessionChange::Keep));
         missing(store.set_mfa_enabled("nobody", true));
         missing(store.replace_recovery_codes("nobody", &["c".into()]));
         missing(store.create_session(&session("t", "p", "nobody", NOW)));
         missing(store.create_token(&token("t", TokenPurpose::PasswordReset, Some("nobody"))));
         missing(store.create_api_key(&api_key("k", "nobody", NOW)));
         missing(store.add_app_member("shop", "nobody"));
+        missing(store.set_role_and_end_sessions("nobody", Role::Viewer));
+        missing(store.set_groups_and_end_sessions("nobody", &[]));
+        missing(store.change_password("nobody", "hash", &session("t", "p", "nobody", NOW)));
+        missing(store.enable_mfa("nobody", &[], None));
+        assert!(
+            !store
+                .complete_login("nobody", NOW, &session("t", "p", "nobody", NOW), None)
+                .unwrap()
+        );
         assert!(!store.accept_totp_step("nobody", 1).unwrap());
         assert!(!store.use_recovery_code("nobody", "c", NOW).unwrap());
     }
@@ -1149,7 +1452,7 @@ mod tests {
     #[test]
     fn totp_steps_are_accepted_once_and_in_order() {
         let store = with_user("u1");
-        store.set_totp_secret("u1", Some("sealed")).unwrap();
+        store.set_totp_secret("u1", "sealed").unwrap();
         assert!(store.accept_totp_step("u1", 100).unwrap());
         assert!(!store.accept_totp_step("u1", 100).unwrap(), "replay");
         assert!(!store.accept_totp_step("u1", 99).unwrap(), "older step");
@@ -1160,7 +1463,7 @@ mod tests {
         );
         // A new secret resets the guard and the confirmation.
         store.set_mfa_enabled("u1", true).unwrap();
-        store.set_totp_secret("u1", Some("sealed-2")).unwrap();
+        store.set_totp_secret("u1", "sealed-2").unwrap();
         let user = store.user_by_id("u1").unwrap().unwrap();
         assert_eq!(user.totp_secret_sealed.as_deref(), Some("sealed-2"));
         assert!(!user.mfa_enabled);
@@ -1171,13 +1474,13 @@ mod tests {
     #[test]
     fn clearing_totp_removes_all_mfa_state() {
         let store = with_user("u1");
-        store.set_totp_secret("u1", Some("sealed")).unwrap();
+        store.set_totp_secret("u1", "sealed").unwrap();
         store.set_mfa_enabled("u1", true).unwrap();
         store.accept_totp_step("u1", 7).unwrap();
         store
             .replace_recovery_codes("u1", &["a".into(), "b".into()])
             .unwrap();
-        store.set_totp_secret("u1", None).unwrap();
+        store.disable_mfa("u1", SessionChange::Keep).unwrap();
         let user = store.user_by_id("u1").unwrap().unwrap();
         assert_eq!(
             (
@@ -1598,6 +1901,524 @@ mod tests {
             .query_row("SELECT count(*) FROM audit_events", [], |row| row.get(0))
             .unwrap();
         assert_eq!(count, 6);
+    }
+
+    // ----- Atomicity of the combined operations -----------------------------------------
+    //
+    // Each test makes one step of an operation fail — naturally (a taken email, a session id
+    // in use) or by an injected failure standing in for an error or a crash at that point —
+    // and checks that the steps before it did not happen either.
+
+    /// Makes every statement of kind `event` (`DELETE ON sessions`, ...) fail from now on,
+    /// as an error or a crash at that step would.
+    fn fail_at(store: &SqliteStore, event: &str) {
+        store
+            .lock()
+            .execute_batch(&format!(
+                "CREATE TEMP TRIGGER injected_failure BEFORE {event} \
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+            ))
+            .unwrap();
+    }
+
+    fn stop_failing(store: &SqliteStore) {
+        store
+            .lock()
+            .execute_batch("DROP TRIGGER temp.injected_failure")
+            .unwrap();
+    }
+
+    fn assert_injected<T: std::fmt::Debug>(result: Result<T, StoreError>) {
+        match &result {
+            Err(StoreError::Sqlite { source, .. })
+                if source.to_string().contains("injected failure") => {}
+            _ => panic!("expected the injected failure, got {result:?}"),
+        }
+    }
+
+    fn session_ids(store: &SqliteStore, user_id: &str) -> Vec<String> {
+        let mut ids: Vec<_> = store
+            .list_user_sessions(user_id)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.token_hash)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// u1 with two sessions (`t1`, `t2`) and two failed logins; u2 with session `other`,
+    /// whose id a new session of u1 can collide with.
+    fn accounts() -> SqliteStore {
+        let store = with_user("u1");
+        store
+            .create_user(&new_user("u2", "u2@example.com"))
+            .unwrap();
+        store
+            .create_session(&session("t1", "p1", "u1", NOW))
+            .unwrap();
+        store
+            .create_session(&session("t2", "p2", "u1", NOW))
+            .unwrap();
+        store
+            .create_session(&session("other", "p-other", "u2", NOW))
+            .unwrap();
+        for _ in 0..2 {
+            store.record_login_failure("u1", NOW, 5, 900).unwrap();
+        }
+        store
+    }
+
+    /// A new session for u1 whose id is taken (by u2's session): opening it fails.
+    fn colliding_session() -> SessionRecord {
+        session("other", "p-new", "u1", NOW + 10)
+    }
+
+    fn usable(store: &SqliteStore, hash: &str, purpose: TokenPurpose) -> bool {
+        store.find_token(hash, purpose, NOW).unwrap().is_some()
+    }
+
+    #[test]
+    fn a_role_change_and_the_end_of_sessions_happen_together() {
+        let store = accounts();
+        fail_at(&store, "DELETE ON sessions");
+        assert_injected(store.set_role_and_end_sessions("u1", Role::Admin));
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!(user.role, Role::Developer, "the role did not change");
+        assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
+
+        stop_failing(&store);
+        store.set_role_and_end_sessions("u1", Role::Admin).unwrap();
+        assert_eq!(store.user_by_id("u1").unwrap().unwrap().role, Role::Admin);
+        assert!(session_ids(&store, "u1").is_empty());
+        assert_eq!(session_ids(&store, "u2"), ["other"]);
+    }
+
+    #[test]
+    fn a_group_change_and_the_end_of_sessions_happen_together() {
+        let store = accounts();
+        fail_at(&store, "DELETE ON sessions");
+        assert_injected(store.set_groups_and_end_sessions("u1", &["finance".into()]));
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!(user.groups, ["eng", "ops"], "the groups did not change");
+        assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
+
+        stop_failing(&store);
+        store
+            .set_groups_and_end_sessions("u1", &["finance".into()])
+            .unwrap();
+        assert_eq!(store.user_by_id("u1").unwrap().unwrap().groups, ["finance"]);
+        assert!(session_ids(&store, "u1").is_empty());
+        assert_eq!(session_ids(&store, "u2"), ["other"]);
+    }
+
+    #[test]
+    fn disabling_and_the_end_of_sessions_happen_together() {
+        let store = accounts();
+        fail_at(&store, "DELETE ON sessions");
+        assert_injected(store.set_disabled("u1", true));
+        assert!(!store.user_by_id("u1").unwrap().unwrap().disabled);
+        assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
+
+        stop_failing(&store);
+        store.set_disabled("u1", true).unwrap();
+        assert!(store.user_by_id("u1").unwrap().unwrap().disabled);
+        assert!(session_ids(&store, "u1").is_empty());
+        // Enabling ends nothing.
+        store
+            .create_session(&session("t3", "p3", "u1", NOW))
+            .unwrap();
+        store.set_disabled("u1", false).unwrap();
+        assert!(!store.user_by_id("u1").unwrap().unwrap().disabled);
+        assert_eq!(session_ids(&store, "u1"), ["t3"]);
+    }
+
+    #[test]
+    fn a_sign_in_records_its_success_only_with_its_session() {
+        let store = accounts();
+        // Opening the session fails: the failure count is not reset, no login is recorded
+        // and the session the request came with is not ended.
+        let result = store.complete_login("u1", NOW + 5, &colliding_session(), Some("t1"));
+        assert!(
+            matches!(result, Err(StoreError::Conflict("session"))),
+            "{result:?}"
+        );
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!((user.failed_logins, user.last_login_at), (2, None));
+        assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
+
+        // Ending the replaced session fails: the new one is not kept either.
+        fail_at(&store, "DELETE ON sessions");
+        let new = session("t3", "p3", "u1", NOW + 5);
+        assert_injected(store.complete_login("u1", NOW + 5, &new, Some("t1")));
+        assert_eq!(store.user_by_id("u1").unwrap().unwrap().failed_logins, 2);
+        assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
+        stop_failing(&store);
+
+        assert!(
+            store
+                .complete_login("u1", NOW + 5, &new, Some("t1"))
+                .unwrap()
+        );
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!((user.failed_logins, user.last_login_at), (0, Some(NOW + 5)));
+        assert_eq!(session_ids(&store, "u1"), ["t2", "t3"]);
+
+        // Locked at the time of the success: nothing changes, no session opens.
+        for _ in 0..5 {
+            store.record_login_failure("u1", NOW + 6, 5, 900).unwrap();
+        }
+        let refused = session("t4", "p4", "u1", NOW + 7);
+        assert!(!store.complete_login("u1", NOW + 7, &refused, None).unwrap());
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!((user.failed_logins, user.last_login_at), (5, Some(NOW + 5)));
+        assert_eq!(session_ids(&store, "u1"), ["t2", "t3"]);
+    }
+
+    #[test]
+    fn a_reauthentication_records_its_success_only_with_the_session() {
+        let store = accounts();
+        let result = store.complete_reauthentication("u1", "gone", NOW + 5);
+        assert!(
+            matches!(result, Err(StoreError::NotFound("session"))),
+            "{result:?}"
+        );
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!((user.failed_logins, user.last_login_at), (2, None));
+
+        assert!(
+            store
+                .complete_reauthentication("u1", "t1", NOW + 5)
+                .unwrap()
+        );
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!((user.failed_logins, user.last_login_at), (0, Some(NOW + 5)));
+        let renewed = store.session_by_hash("t1").unwrap().unwrap();
+        assert_eq!(renewed.authenticated_at, NOW + 5);
+
+        for _ in 0..5 {
+            store.record_login_failure("u1", NOW + 6, 5, 900).unwrap();
+        }
+        assert!(
+            !store
+                .complete_reauthentication("u1", "t2", NOW + 7)
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .session_by_hash("t2")
+                .unwrap()
+                .unwrap()
+                .authenticated_at,
+            NOW
+        );
+    }
+
+    #[test]
+    fn a_password_change_happens_whole_or_not_at_all() {
+        let store = accounts();
+        let change = token("c1", TokenPurpose::EmailChange, Some("u1"));
+        store.create_token(&change).unwrap();
+        let before = store.user_by_id("u1").unwrap().unwrap();
+
+        // The caller's new session cannot open: the password, the pending email change and
+        // the other sessions all stay as they were.
+        let result = store.change_password("u1", "new-hash", &colliding_session());
+        assert!(
+            matches!(result, Err(StoreError::Conflict("session"))),
+            "{result:?}"
+        );
+        assert_eq!(store.user_by_id("u1").unwrap().unwrap(), before);
+        assert!(usable(&store, "c1", TokenPurpose::EmailChange));
+        assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
+
+        let new = session("t3", "p3", "u1", NOW + 10);
+        store.change_password("u1", "new-hash", &new).unwrap();
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!(user.password_hash.as_deref(), Some("new-hash"));
+        assert_eq!((user.failed_logins, user.locked_until), (0, None));
+        assert!(!usable(&store, "c1", TokenPurpose::EmailChange));
+        assert_eq!(session_ids(&store, "u1"), ["t3"]);
+        assert_eq!(session_ids(&store, "u2"), ["other"]);
+    }
+
+    #[test]
+    fn a_password_reset_spends_its_token_only_with_the_whole_change() {
+        let store = accounts();
+        for _ in 0..3 {
+            store.record_login_failure("u1", NOW, 5, 900).unwrap();
+        }
+        let locked = store.user_by_id("u1").unwrap().unwrap();
+        assert!(locked.locked_until.is_some());
+        store
+            .create_token(&token("r1", TokenPurpose::PasswordReset, Some("u1")))
+            .unwrap();
+        store
+            .create_token(&token("c1", TokenPurpose::EmailChange, Some("u1")))
+            .unwrap();
+
+        // The last step (ending the sessions) fails: the token is still usable, the password
+        // and the lock unchanged, the pending email change and the sessions intact.
+        fail_at(&store, "DELETE ON sessions");
+        assert_injected(store.complete_password_reset("r1", "u1", "reset-hash", NOW));
+        assert!(usable(&store, "r1", TokenPurpose::PasswordReset));
+        assert_eq!(store.user_by_id("u1").unwrap().unwrap(), locked);
+        assert!(usable(&store, "c1", TokenPurpose::EmailChange));
+        assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
+        stop_failing(&store);
+
+        // A token issued for another account does nothing and is not spent.
+        assert_eq!(
+            store
+                .complete_password_reset("r1", "u2", "reset-hash", NOW)
+                .unwrap(),
+            None
+        );
+        assert!(usable(&store, "r1", TokenPurpose::PasswordReset));
+
+        assert_eq!(
+            store
+                .complete_password_reset("r1", "u1", "reset-hash", NOW)
+                .unwrap(),
+            Some(2)
+        );
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!(user.password_hash.as_deref(), Some("reset-hash"));
+        assert_eq!((user.failed_logins, user.locked_until), (0, None));
+        assert!(!usable(&store, "c1", TokenPurpose::EmailChange));
+        assert!(session_ids(&store, "u1").is_empty());
+        assert_eq!(
+            store
+                .complete_password_reset("r1", "u1", "again", NOW)
+                .unwrap(),
+            None,
+            "the token works once"
+        );
+    }
+
+    #[test]
+    fn a_signup_spends_its_token_only_if_the_account_is_created() {
+        let store = accounts();
+        // The token's address is taken: 409, and the token is still there.
+        let mut taken = token("s1", TokenPurpose::Signup, None);
+        taken.email = "u2@example.com".into();
+        store.create_token(&taken).unwrap();
+        let newcomer = NewUser {
+            role: Role::Viewer,
+            ..new_user("u3", "u2@example.com")
+        };
+        let first = session("t3", "p3", "u3", NOW);
+        let result = store.complete_signup("s1", NOW, &newcomer, &first);
+        assert!(
+            matches!(result, Err(StoreError::Conflict("user with this email"))),
+            "{result:?}"
+        );
+        assert!(usable(&store, "s1", TokenPurpose::Signup));
+        assert_eq!(store.count_users().unwrap(), 2);
+
+        // The first session cannot open: no account, and the token is still usable.
+        store
+            .create_token(&token("s2", TokenPurpose::Signup, None))
+            .unwrap();
+        let newcomer = NewUser {
+            role: Role::Viewer,
+            ..new_user("u3", "new@example.com")
+        };
+        let colliding = session("other", "p3", "u3", NOW);
+        let result = store.complete_signup("s2", NOW, &newcomer, &colliding);
+        assert!(
+            matches!(result, Err(StoreError::Conflict("session"))),
+            "{result:?}"
+        );
+        assert!(usable(&store, "s2", TokenPurpose::Signup));
+        assert_eq!(store.user_by_id("u3").unwrap(), None);
+
+        // A user for another address than the token's does nothing.
+        let other = NewUser {
+            email: "else@example.com".into(),
+            ..newcomer.clone()
+        };
+        assert_eq!(
+            store.complete_signup("s2", NOW, &other, &first).unwrap(),
+            None
+        );
+        assert!(usable(&store, "s2", TokenPurpose::Signup));
+
+        let created = store
+            .complete_signup("s2", NOW, &newcomer, &first)
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.user_by_id("u3").unwrap(), Some(created));
+        assert_eq!(session_ids(&store, "u3"), ["t3"]);
+        assert_eq!(
+            store.complete_signup("s2", NOW, &newcomer, &first).unwrap(),
+            None,
+            "the token works once"
+        );
+    }
+
+    #[test]
+    fn an_email_change_to_a_taken_address_leaves_the_token_unspent() {
+        let store = accounts();
+        let mut change = token("c1", TokenPurpose::EmailChange, Some("u1"));
+        change.email = "u2@example.com".into();
+        store.create_token(&change).unwrap();
+        store
+            .create_token(&token("r1", TokenPurpose::PasswordReset, Some("u1")))
+            .unwrap();
+        let result = store.confirm_email_change("c1", NOW);
+        assert!(
+            matches!(result, Err(StoreError::Conflict("user with this email"))),
+            "{result:?}"
+        );
+        assert!(usable(&store, "c1", TokenPurpose::EmailChange));
+        assert_eq!(
+            store.user_by_id("u1").unwrap().unwrap().email,
+            "u1@example.com"
+        );
+        assert!(usable(&store, "r1", TokenPurpose::PasswordReset));
+        assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
+
+        // Once the address is free the same link works, once.
+        store.set_email("u2", "u2-new@example.com").unwrap();
+        let changed = store.confirm_email_change("c1", NOW).unwrap().unwrap();
+        assert_eq!(changed.email, "u2@example.com");
+        assert_eq!(store.user_by_id("u1").unwrap(), Some(changed));
+        assert!(!usable(&store, "r1", TokenPurpose::PasswordReset));
+        assert!(session_ids(&store, "u1").is_empty());
+        assert_eq!(session_ids(&store, "u2"), ["other"]);
+        assert_eq!(store.confirm_email_change("c1", NOW).unwrap(), None);
+    }
+
+    #[test]
+    fn an_email_change_spends_its_token_only_with_the_end_of_sessions() {
+        let store = accounts();
+        store
+            .create_token(&token("c1", TokenPurpose::EmailChange, Some("u1")))
+            .unwrap();
+        fail_at(&store, "DELETE ON sessions");
+        assert_injected(store.confirm_email_change("c1", NOW));
+        assert!(usable(&store, "c1", TokenPurpose::EmailChange));
+        assert_eq!(
+            store.user_by_id("u1").unwrap().unwrap().email,
+            "u1@example.com"
+        );
+        assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
+    }
+
+    #[test]
+    fn a_new_link_voids_older_ones_only_if_it_is_stored() {
+        let store = accounts();
+        store
+            .create_token(&token("r1", TokenPurpose::PasswordReset, Some("u1")))
+            .unwrap();
+        store
+            .create_token(&token("x", TokenPurpose::PasswordReset, Some("u2")))
+            .unwrap();
+        // The new token cannot be stored (its hash is taken): the older link still works.
+        let result = store.replace_user_token(&token("x", TokenPurpose::PasswordReset, Some("u1")));
+        assert!(
+            matches!(result, Err(StoreError::Conflict("token"))),
+            "{result:?}"
+        );
+        assert!(usable(&store, "r1", TokenPurpose::PasswordReset));
+
+        store
+            .create_token(&token("c1", TokenPurpose::EmailChange, Some("u1")))
+            .unwrap();
+        store
+            .replace_user_token(&token("r2", TokenPurpose::PasswordReset, Some("u1")))
+            .unwrap();
+        assert!(!usable(&store, "r1", TokenPurpose::PasswordReset));
+        assert!(usable(&store, "r2", TokenPurpose::PasswordReset));
+        assert!(usable(&store, "x", TokenPurpose::PasswordReset), "u2's");
+        assert!(
+            usable(&store, "c1", TokenPurpose::EmailChange),
+            "other purpose"
+        );
+        // A token without a user is only stored.
+        store
+            .replace_user_token(&token("s1", TokenPurpose::Signup, None))
+            .unwrap();
+        assert!(usable(&store, "s1", TokenPurpose::Signup));
+    }
+
+    #[test]
+    fn mfa_is_turned_on_only_with_the_end_of_sessions_and_the_new_one() {
+        let store = accounts();
+        store.set_totp_secret("u1", "sealed").unwrap();
+        store.replace_recovery_codes("u1", &["old".into()]).unwrap();
+        let codes = ["a".to_string(), "b".to_string()];
+
+        let result = store.enable_mfa("u1", &codes, Some(&colliding_session()));
+        assert!(
+            matches!(result, Err(StoreError::Conflict("session"))),
+            "{result:?}"
+        );
+        assert!(!store.user_by_id("u1").unwrap().unwrap().mfa_enabled);
+        assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 1);
+        assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
+
+        let new = session("t3", "p3", "u1", NOW);
+        store.enable_mfa("u1", &codes, Some(&new)).unwrap();
+        assert!(store.user_by_id("u1").unwrap().unwrap().mfa_enabled);
+        assert!(!store.use_recovery_code("u1", "old", NOW).unwrap());
+        assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 2);
+        assert_eq!(session_ids(&store, "u1"), ["t3"]);
+        assert_eq!(session_ids(&store, "u2"), ["other"]);
+        // Without a session to open (an API key caller), every session still ends.
+        store.enable_mfa("u1", &codes, None).unwrap();
+        assert!(session_ids(&store, "u1").is_empty());
+    }
+
+    #[test]
+    fn mfa_is_turned_off_only_with_its_session_change() {
+        let store = accounts();
+        store.set_totp_secret("u1", "sealed").unwrap();
+        store
+            .enable_mfa("u1", &["a".into(), "b".into()], None)
+            .unwrap();
+        for (hash, public_id) in [("t1", "p1"), ("t2", "p2")] {
+            store
+                .create_session(&session(hash, public_id, "u1", NOW))
+                .unwrap();
+        }
+        let enabled = store.user_by_id("u1").unwrap().unwrap();
+
+        // The caller's session cannot be rotated: MFA stays on with its codes.
+        let rotate = SessionChange::Rotate {
+            old: "t1",
+            new: &colliding_session(),
+        };
+        let result = store.disable_mfa("u1", rotate);
+        assert!(
+            matches!(result, Err(StoreError::Conflict("session"))),
+            "{result:?}"
+        );
+        assert_eq!(store.user_by_id("u1").unwrap().unwrap(), enabled);
+        assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 2);
+        assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
+
+        // An admin's reset cannot end the sessions: MFA stays on too.
+        fail_at(&store, "DELETE ON sessions");
+        assert_injected(store.disable_mfa("u1", SessionChange::EndAll));
+        assert_eq!(store.user_by_id("u1").unwrap().unwrap(), enabled);
+        assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 2);
+        stop_failing(&store);
+
+        let new = session("t3", "p3", "u1", NOW);
+        let rotate = SessionChange::Rotate {
+            old: "t1",
+            new: &new,
+        };
+        store.disable_mfa("u1", rotate).unwrap();
+        let user = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!((user.totp_secret_sealed, user.mfa_enabled), (None, false));
+        assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 0);
+        assert_eq!(session_ids(&store, "u1"), ["t2", "t3"]);
+        store.disable_mfa("u1", SessionChange::EndAll).unwrap();
+        assert!(session_ids(&store, "u1").is_empty());
+        assert_eq!(session_ids(&store, "u2"), ["other"]);
     }
 
     #[test]
