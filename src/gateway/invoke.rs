@@ -6,7 +6,7 @@ use std::time::Instant;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
@@ -31,10 +31,12 @@ pub async fn invoke(
     Extension(request_id): Extension<RequestId>,
     client_ip: Option<Extension<ClientIp>>,
     path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    // The request itself rather than a `HeaderMap` extractor, which would clone the headers.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let Path((app_name, query_name)) =
         path.map_err(|_| ApiError::not_found("no such app or query"))?;
     let snapshot = state.snapshot();
@@ -51,7 +53,7 @@ pub async fn invoke(
     let caller = if anonymous_ok {
         None
     } else {
-        crate::auth::routes::caller(&state.auth, &headers).await?
+        crate::auth::routes::caller(&state.auth, headers).await?
     };
     if let Some(caller) = &caller
         && caller.must_enrol_mfa()
@@ -108,7 +110,7 @@ pub async fn invoke(
         started,
         running,
     };
-    execute(&state, &snapshot, query, run, &headers, body).await
+    execute(&state, &snapshot, query, run, headers, body).await
 }
 
 /// `POST /v1/admin/apps/{app}/queries/{query}/run`: an admin tests a query whatever its

@@ -145,6 +145,9 @@ pub async fn respond_rows(mut execution: Execution, context: LogContext) -> Resp
 
 fn json_response(body: Body) -> Response {
     let mut response = Response::new(body);
+    // Room for the security headers, the request id and CORS added on the way out: one
+    // allocation instead of a grow and a rehash per response.
+    response.headers_mut().reserve(16);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

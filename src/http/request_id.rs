@@ -42,7 +42,8 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(id.clone());
     let method = request.method().clone();
     // The path holds app and query names only; the query string is never logged.
-    let path = request.uri().path().to_string();
+    // A clone of the URI shares its bytes; only log lines read the path.
+    let uri = request.uri().clone();
     let mut response = next.run(request).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         let mut rendered = error.render(id.as_str());
@@ -56,7 +57,7 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         tracing::info!(
             request_id = %id.as_str(),
             method = %method,
-            path = %path,
+            path = %uri.path(),
             status = error.status.as_u16(),
             error_code = error.code,
             duration_us = started.elapsed().as_micros() as u64,
@@ -66,7 +67,7 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         tracing::debug!(
             request_id = %id.as_str(),
             method = %method,
-            path = %path,
+            path = %uri.path(),
             status = response.status().as_u16(),
             duration_us = started.elapsed().as_micros() as u64,
             "Request answered"
