@@ -66,6 +66,15 @@ pub struct ColumnInfo {
     pub type_name: String,
 }
 
+/// The `columns` member of a result, already JSON: `[{"name": ..., "type": ...}, ...]`.
+/// PostgreSQL serialises it once per prepared statement and connection; MySQL and SQLite once
+/// per execution.
+pub(crate) fn columns_json(columns: &[ColumnInfo]) -> Bytes {
+    serde_json::to_vec(columns)
+        .expect("column names and types serialise")
+        .into()
+}
+
 /// Limits for one execution.
 #[derive(Debug, Clone, Copy)]
 pub struct ExecOptions {
@@ -100,7 +109,8 @@ pub struct Summary {
 /// A started statement: columns are known, rows follow as frames ([`Execution::next_frame`]).
 #[derive(Debug)]
 pub struct Execution {
-    pub columns: Vec<ColumnInfo>,
+    /// The result's columns as a JSON array (see [`ColumnInfo`]).
+    pub columns_json: Bytes,
     frames: mpsc::Receiver<Frame>,
     /// The producer, while this execution still drives it inline (PostgreSQL).
     driver: Driver,
@@ -376,8 +386,8 @@ impl Datasource {
             }
         };
         match driver.drive_while(started_rx).await {
-            Ok(Ok(columns)) => Ok(Execution {
-                columns,
+            Ok(Ok(columns_json)) => Ok(Execution {
+                columns_json,
                 frames: frames_rx,
                 driver,
             }),
@@ -401,15 +411,16 @@ impl Datasource {
 
 /// The sending half a driver task writes to: first the columns (or an error), then frames.
 pub(crate) struct Producer {
-    started: Option<oneshot::Sender<Result<Vec<ColumnInfo>, DatasourceError>>>,
+    started: Option<oneshot::Sender<Result<Bytes, DatasourceError>>>,
     frames: mpsc::Sender<Frame>,
 }
 
 impl Producer {
-    /// Reports the columns; false when the caller has gone away.
-    pub(crate) fn start(&mut self, columns: Vec<ColumnInfo>) -> bool {
+    /// Reports the columns (as [`columns_json`] makes them); false when the caller has gone
+    /// away.
+    pub(crate) fn start(&mut self, columns_json: Bytes) -> bool {
         match self.started.take() {
-            Some(tx) => tx.send(Ok(columns)).is_ok(),
+            Some(tx) => tx.send(Ok(columns_json)).is_ok(),
             None => true,
         }
     }
@@ -541,7 +552,7 @@ mod tests {
     fn inline_execution(make: impl FnOnce(mpsc::Sender<Frame>) -> ProducerFuture) -> Execution {
         let (frames_tx, frames_rx) = mpsc::channel(FRAME_QUEUE);
         Execution {
-            columns: Vec::new(),
+            columns_json: Bytes::from_static(b"[]"),
             frames: frames_rx,
             driver: Driver::inline(make(frames_tx)),
         }

@@ -262,14 +262,14 @@ async fn stream(
         .await
         .map_err(|e| classify(name, &e))?;
     let columns: Arc<[Column]> = result.columns().unwrap_or_else(|| Arc::from(Vec::new()));
-    let infos = columns
+    let infos: Vec<ColumnInfo> = columns
         .iter()
         .map(|column| ColumnInfo {
             name: column.name_str().into_owned(),
             type_name: type_label(column),
         })
         .collect();
-    if !producer.start(infos) {
+    if !producer.start(super::columns_json(&infos)) {
         return Ok(());
     }
     let mut buffer = Vec::with_capacity(4096);

@@ -22,8 +22,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
-    ColumnInfo, DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError,
-    Producer, ProducerFuture, Summary,
+    DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError, Producer,
+    ProducerFuture, Summary,
 };
 use crate::catalog::spec::{NetworkDatabaseSpec, TlsMode};
 use crate::catalog::template::RenderedSql;
@@ -182,26 +182,9 @@ async fn stream(
         .prepare_cached(&statement.sql)
         .await
         .map_err(|e| classify(name, &e))?;
-    let decoders = prepared
-        .columns()
-        .iter()
-        .map(|column| {
-            ColumnDecoder::for_type(column.type_()).ok_or_else(|| {
-                DatasourceError::UnsupportedColumn {
-                    column: column.name().to_string(),
-                    db_type: decode::type_label(column.type_()),
-                }
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let columns = prepared
-        .columns()
-        .iter()
-        .map(|column| ColumnInfo {
-            name: column.name().to_string(),
-            type_name: decode::type_label(column.type_()),
-        })
-        .collect::<Vec<_>>();
+    let (decoders, columns_json) = prepared
+        .columns
+        .map_err(|(column, db_type)| DatasourceError::UnsupportedColumn { column, db_type })?;
     let args: Vec<PgArg<'_>> = statement
         .args
         .iter()
@@ -210,10 +193,13 @@ async fn stream(
         .collect();
     let rows = connection
         .client
-        .query_raw(&prepared, args.iter().map(|arg| arg as &dyn ToSql))
+        .query_raw(
+            &prepared.statement,
+            args.iter().map(|arg| arg as &dyn ToSql),
+        )
         .await
         .map_err(|e| classify(name, &e))?;
-    let returns_rows = !columns.is_empty();
+    let returns_rows = !decoders.is_empty();
     pin_mut!(rows);
     // The statement runs when the stream is first polled: wait for its first row (or its
     // end) before reporting the columns, so an error in it (a constraint, a bad value)
@@ -222,7 +208,7 @@ async fn stream(
     if let Some(Err(error)) = &next {
         return Err(classify(name, error));
     }
-    if !producer.start(columns) {
+    if !producer.start(columns_json) {
         return Ok(());
     }
     let mut buffer = Vec::with_capacity(4096);

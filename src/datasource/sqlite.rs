@@ -162,7 +162,7 @@ fn execute(
             )
         })
         .collect();
-    let infos = columns
+    let infos: Vec<ColumnInfo> = columns
         .iter()
         .map(|(column, decl)| ColumnInfo {
             name: column.clone(),
@@ -171,7 +171,7 @@ fn execute(
         .collect();
     if columns.is_empty() {
         let changed = prepared.raw_execute().map_err(|e| classify(name, &e))?;
-        if !producer.start(infos) {
+        if !producer.start(super::columns_json(&infos)) {
             return Ok(());
         }
         let summary = Summary {
@@ -194,7 +194,7 @@ fn execute(
         if !started {
             // Start only once the first step succeeded, so an error in it is a clean status.
             started = true;
-            if !producer.start(infos.take().unwrap_or_default()) {
+            if !producer.start(super::columns_json(&infos.take().unwrap_or_default())) {
                 return Ok(());
             }
         }
@@ -226,7 +226,7 @@ fn execute(
         }
     }
     if let Some(infos) = infos.take()
-        && !producer.start(infos)
+        && !producer.start(super::columns_json(&infos))
     {
         return Ok(());
     }

@@ -101,7 +101,7 @@ struct BodyState {
 pub async fn respond_rows(mut execution: Execution, context: LogContext) -> Response {
     let mut body = Vec::with_capacity(1024);
     body.extend_from_slice(b"{\"columns\":");
-    serde_json::to_writer(&mut body, &execution.columns).expect("columns serialise");
+    body.extend_from_slice(&execution.columns_json);
     body.extend_from_slice(b",\"rows\":[");
     loop {
         match execution.next_frame().await {

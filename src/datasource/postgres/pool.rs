@@ -16,12 +16,56 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use bytes::Bytes;
+
+use super::decode::{ColumnDecoder, type_label};
+use crate::datasource::ColumnInfo;
 use crate::datasource::egress::{self, EgressError, EgressPolicy};
 
 /// A pooled connection and its prepared statements, keyed by SQL text.
 pub struct PgConnection {
     pub client: Client,
-    statements: HashMap<Arc<str>, Statement>,
+    statements: HashMap<Arc<str>, Prepared>,
+}
+
+/// A prepared statement with what every execution of it needs, worked out once: a JSON
+/// decoder per column and the `columns` member of the response, already serialised.
+#[derive(Clone)]
+pub struct Prepared {
+    pub statement: Statement,
+    /// The decoders and the columns JSON, or the first column no decoder supports
+    /// (`(name, type label)`): such a statement stays prepared and answers with that error.
+    pub columns: Result<PreparedColumns, UnsupportedColumn>,
+}
+
+/// A statement's column decoders and its `columns` JSON.
+pub type PreparedColumns = (Arc<[ColumnDecoder]>, Bytes);
+/// The name and type label of a column no decoder supports.
+pub type UnsupportedColumn = (String, String);
+
+impl Prepared {
+    fn new(statement: Statement) -> Prepared {
+        let columns = statement
+            .columns()
+            .iter()
+            .map(|column| {
+                ColumnDecoder::for_type(column.type_())
+                    .ok_or_else(|| (column.name().to_string(), type_label(column.type_())))
+            })
+            .collect::<Result<Arc<[_]>, _>>()
+            .map(|decoders| {
+                let infos: Vec<ColumnInfo> = statement
+                    .columns()
+                    .iter()
+                    .map(|column| ColumnInfo {
+                        name: column.name().to_string(),
+                        type_name: type_label(column.type_()),
+                    })
+                    .collect();
+                (decoders, crate::datasource::columns_json(&infos))
+            });
+        Prepared { statement, columns }
+    }
 }
 
 impl PgConnection {
@@ -29,13 +73,13 @@ impl PgConnection {
     pub async fn prepare_cached(
         &mut self,
         sql: &Arc<str>,
-    ) -> Result<Statement, tokio_postgres::Error> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
+    ) -> Result<Prepared, tokio_postgres::Error> {
+        if let Some(prepared) = self.statements.get(sql) {
+            return Ok(prepared.clone());
         }
-        let statement = self.client.prepare(sql).await?;
-        self.statements.insert(sql.clone(), statement.clone());
-        Ok(statement)
+        let prepared = Prepared::new(self.client.prepare(sql).await?);
+        self.statements.insert(sql.clone(), prepared.clone());
+        Ok(prepared)
     }
 }
 
