@@ -111,7 +111,7 @@ pub fn router(state: Arc<GatewayState>, admin: Router) -> Router {
             edge_policy::app_policy,
         ));
     let edge = state.edge.clone();
-    Router::new()
+    let routes = Router::new()
         .merge(queries)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -119,9 +119,15 @@ pub fn router(state: Arc<GatewayState>, admin: Router) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .merge(auth)
-        .nest("/v1/admin", admin)
-        .layer(axum::middleware::from_fn_with_state(edge, edge::middleware))
+        .nest("/v1/admin", admin);
+    // The request-id and edge middleware wrap the routes once, as one service, rather than
+    // through `Router::layer`, which wraps every route (and the fallback) in its own boxed
+    // copy of them: a boxed future and a service clone fewer per layer and request.
+    let front = tower::ServiceBuilder::new()
         .layer(axum::middleware::from_fn(request_id::middleware))
+        .layer(axum::middleware::from_fn_with_state(edge, edge::middleware))
+        .service(routes);
+    Router::new().fallback_service(front)
 }
 
 async fn healthz() -> Response {

@@ -52,9 +52,11 @@ pub async fn run(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(
-                    router.clone().layer(axum::Extension(PeerAddr(peer))),
-                );
+                // Around the router as a whole (`Router::layer` would wrap every route).
+                let service = TowerToHyperService::new(tower::Layer::layer(
+                    &axum::Extension(PeerAddr(peer)),
+                    router.clone(),
+                ));
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 let tls = settings.tls.clone();
