@@ -14,6 +14,8 @@
 mod keys;
 mod mailed;
 mod mfa;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -24,7 +26,9 @@ pub use mfa::Enrolment;
 
 use super::mail::{Mail, Mailer};
 use super::password::{self, PolicyError};
-use super::store::{ApiKeyScope, AuditEvent, AuthStore, NewUser, SessionRecord, UserRecord};
+use super::store::{
+    ApiKeyScope, AuditEvent, AuthStore, NewUser, SessionRecord, SignIn, UserRecord,
+};
 use super::{Role, normalize_email, token, totp};
 use crate::catalog::template::UserValues;
 use crate::clock::SharedClock;
@@ -283,14 +287,15 @@ impl AuthService {
         let (user, refusal) = self.check_credentials(&credentials, client).await?;
         let session = self.new_session(&user.id, client);
         // The success, the new session and the end of the replaced one are one store
-        // operation, conditional on the account being unlocked now (see check_credentials).
-        let (id, now, record) = (user.id.clone(), self.now(), session.record.clone());
-        let admitted = self
-            .run(move |store| Ok(store.complete_login(&id, now, &record, replaces.as_deref())?))
+        // operation, conditional on the account being unlocked now and still as verified
+        // (see check_credentials).
+        let (verified, now, record) = (user.clone(), self.now(), session.record.clone());
+        let outcome = self
+            .run(move |store| {
+                Ok(store.complete_login(&verified, now, &record, replaces.as_deref())?)
+            })
             .await?;
-        if !admitted {
-            return Err(self.refuse_locked(refusal).await);
-        }
+        self.admit(outcome, refusal).await?;
         let mut event = self.event("login_succeeded", client);
         event.user_id = Some(user.id.clone());
         event.email = Some(user.email.clone());
@@ -303,10 +308,11 @@ impl AuthService {
     ///
     /// The success is not recorded here: the caller records it together with what it opens
     /// or renews ([`AuthStore::complete_login`], [`AuthStore::complete_reauthentication`]),
-    /// in one store operation that refuses if the account is locked by then. The lock was
-    /// read before the (slow) password check, and failures that raced it may have locked the
-    /// account since; the returned `login_failed` event is what the caller writes (through
-    /// `refuse_locked`) when that happens. A TOTP step or recovery code
+    /// in one store operation that refuses if the account is locked by then or no longer as
+    /// verified. The account was read before the (slow) password check: failures that raced
+    /// it may have locked the account since, and a password, email or MFA change or a
+    /// disabling may have committed meanwhile; the returned `login_failed` event is what the
+    /// caller writes (through `admit`) when that happens. A TOTP step or recovery code
     /// checked here stays spent whatever happens next: it is its own write on purpose, so a
     /// code can never be replayed.
     async fn check_credentials(
@@ -388,11 +394,19 @@ impl AuthService {
         Ok((user, event))
     }
 
-    /// Refuses a right password (and code) because failures locked the account meanwhile.
-    async fn refuse_locked(&self, mut event: AuditEvent) -> AuthError {
-        event.reason = Some("locked_right_password".into());
-        self.audit(event).await;
-        AuthError::InvalidCredentials
+    /// Turns the store's answer to a checked sign-in into the caller's: a right password
+    /// (and code) is still refused, with the generic answer, when failures locked the
+    /// account meanwhile (`locked_right_password`) or the account changed since it was read
+    /// (`credentials_changed`: a new password, email or MFA, or a disabling).
+    async fn admit(&self, outcome: SignIn, mut refusal: AuditEvent) -> Result<(), AuthError> {
+        let reason = match outcome {
+            SignIn::Admitted => return Ok(()),
+            SignIn::Locked => "locked_right_password",
+            SignIn::CredentialsChanged => "credentials_changed",
+        };
+        refusal.reason = Some(reason.into());
+        self.audit(refusal).await;
+        Err(AuthError::InvalidCredentials)
     }
 
     async fn count_failure(
@@ -446,13 +460,16 @@ impl AuthService {
             recovery_code,
         };
         let (user, refusal) = self.check_credentials(&credentials, client).await?;
-        let (id, now) = (user.id.clone(), self.now());
-        let admitted = self
-            .run(move |store| Ok(store.complete_reauthentication(&id, &hash, now)?))
+        let (verified, now) = (user.clone(), self.now());
+        // A session ended meanwhile (signed out elsewhere) leaves the caller unauthenticated.
+        let outcome = self
+            .run(move |store| {
+                store
+                    .complete_reauthentication(&verified, &hash, now)
+                    .map_err(session_gone)
+            })
             .await?;
-        if !admitted {
-            return Err(self.refuse_locked(refusal).await);
-        }
+        self.admit(outcome, refusal).await?;
         let mut event = self.event("reauthenticated", client);
         event.user_id = Some(user.id);
         self.audit(event).await;
@@ -650,10 +667,20 @@ impl AuthService {
         let hash = self.hash_off_thread(new_password).await?;
         // One store operation: the new hash, the end of a pending email change (asked for
         // under the old password) and of every session, and the caller's new session.
+        let old = caller
+            .session_hash()
+            .ok_or(AuthError::Unauthenticated)?
+            .to_owned();
         let session = self.new_session(&caller.user.id, client);
         let (id, record) = (caller.user.id.clone(), session.record.clone());
-        self.run(move |store| Ok(store.change_password(&id, &hash, &record)?))
-            .await?;
+        // The caller's session must still exist (else 401): a rotation never re-opens a
+        // session that "sign out everywhere" ended meanwhile.
+        self.run(move |store| {
+            store
+                .change_password(&id, &hash, &old, &record)
+                .map_err(session_gone)
+        })
+        .await?;
         let mut event = self.event("password_changed", client);
         event.user_id = Some(caller.user.id.clone());
         self.audit(event).await;
@@ -928,6 +955,16 @@ impl AuthService {
         totp::decode_secret(secret.expose()).ok_or(AuthError::Vault(
             crate::vault::VaultError::BadOwner("stored TOTP secret is not base32"),
         ))
+    }
+}
+
+/// A store error on an operation of the caller's own session: the session gone (signed out
+/// meanwhile, see [`AuthStore::complete_reauthentication`] and the rotations) means the
+/// caller is no longer signed in; anything else stays what it is.
+fn session_gone(error: StoreError) -> AuthError {
+    match error {
+        StoreError::NotFound("session") => AuthError::Unauthenticated,
+        other => other.into(),
     }
 }
 

@@ -167,6 +167,22 @@ pub struct FailureCount {
     pub locked_until: Option<i64>,
 }
 
+/// What [`AuthStore::complete_login`] and [`AuthStore::complete_reauthentication`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignIn {
+    /// The success is recorded and the session opened (or marked authenticated).
+    Admitted,
+    /// The account is locked at the time of the success (failures raced the password
+    /// check): nothing changed.
+    Locked,
+    /// The account is no longer as verified (disabled, gone, or its password hash, email or
+    /// MFA flag changed since it was read): nothing changed.
+    CredentialsChanged,
+}
+
+/// The [`StoreError::Conflict`] of an email taken by another account.
+pub const EMAIL_TAKEN: &str = "user with this email";
+
 /// What an account change does to the account's sessions, in the same transaction.
 #[derive(Debug, Clone, Copy)]
 pub enum SessionChange<'a> {
@@ -175,7 +191,9 @@ pub enum SessionChange<'a> {
     /// All of them end.
     EndAll,
     /// The session with token hash `old` ends and `new` opens in its place (the caller's new
-    /// id after a privilege change); the account's other sessions stay.
+    /// id after a privilege change); the account's other sessions stay. `old` must still be
+    /// one of the account's sessions, else [`StoreError::NotFound`]`("session")` and nothing
+    /// changes (the caller was signed out meanwhile).
     Rotate {
         old: &'a str,
         new: &'a SessionRecord,
@@ -214,14 +232,17 @@ pub trait AuthStore: Send + Sync {
     /// transaction; enabling leaves sessions alone.
     fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), StoreError>;
     fn set_display_name(&self, id: &str, name: &str) -> Result<(), StoreError>;
-    /// A signed-in user's password change, in one transaction: sets the hash (clearing the
-    /// failure count and any lock), voids the account's unused email-change tokens (asked
-    /// for under the old password), ends all its sessions and opens `session`, the caller's
-    /// new one.
+    /// A signed-in user's password change, in one transaction: ends `old_session` (the
+    /// caller's, which must still be one of the account's sessions, else
+    /// [`StoreError::NotFound`]`("session")` and nothing changes), sets the hash (clearing
+    /// the failure count and any lock), voids the account's unused email-change tokens
+    /// (asked for under the old password), ends all its other sessions and opens `session`,
+    /// the caller's new one.
     fn change_password(
         &self,
         id: &str,
         hash: &str,
+        old_session: &str,
         session: &SessionRecord,
     ) -> Result<(), StoreError>;
     /// Adds one to the failure count in one statement; when it reaches `threshold`, locks
@@ -234,43 +255,51 @@ pub trait AuthStore: Send + Sync {
         lock_secs: i64,
     ) -> Result<FailureCount, StoreError>;
     /// A sign-in whose credentials checked out, in one transaction: clears the failure count
-    /// and sets `last_login_at` unless the account is locked at `now` (one conditional
-    /// update: a lock set by failures racing the password check wins; then nothing changes
-    /// and the answer is false), opens `session` and ends `replacing` (the session the
-    /// request came with), if given.
+    /// and sets `last_login_at` with one conditional update that requires the account to be
+    /// unlocked at `now` and still as `verified` (not disabled, same password hash, email and
+    /// MFA flag as the record whose credentials were checked), opens `session` and ends
+    /// `replacing` (the session the request came with), if given. A lock set by failures
+    /// racing the password check wins ([`SignIn::Locked`]), and so does a password, email
+    /// or MFA change or a disabling that committed meanwhile ([`SignIn::CredentialsChanged`]);
+    /// then nothing changes.
     fn complete_login(
         &self,
-        id: &str,
+        verified: &UserRecord,
         now: i64,
         session: &SessionRecord,
         replacing: Option<&str>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<SignIn, StoreError>;
     /// A re-authentication whose credentials checked out, in one transaction: the same
-    /// conditional update as [`AuthStore::complete_login`] (false, nothing changed, when
-    /// locked), and the session `token_hash` marked authenticated at `now`. Fails with
-    /// [`StoreError::NotFound`] when the session is gone (then nothing changes either).
+    /// conditional update as [`AuthStore::complete_login`] (nothing changes unless
+    /// [`SignIn::Admitted`]), and the session `token_hash` of the account marked
+    /// authenticated at `now`. Fails with [`StoreError::NotFound`]`("session")` when the
+    /// account has no such session any more (then nothing changes either).
     fn complete_reauthentication(
         &self,
-        id: &str,
+        verified: &UserRecord,
         token_hash: &str,
         now: i64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<SignIn, StoreError>;
     /// Clears the failure count and any lock (an admin's unlock).
     fn clear_lockout(&self, id: &str) -> Result<(), StoreError>;
 
     // MFA.
     /// Stores a new (unconfirmed) sealed TOTP secret; MFA stays off until
-    /// [`AuthStore::enable_mfa`].
+    /// [`AuthStore::enable_mfa`]. One conditional statement: only while MFA is off, so an
+    /// enrolment racing a confirmation never turns MFA off; [`StoreError::Conflict`] (and
+    /// nothing changes) when it is on.
     fn set_totp_secret(&self, id: &str, sealed: &str) -> Result<(), StoreError>;
     /// Confirms enrolment, in one transaction: replaces the recovery codes with `hashes`
     /// (hex SHA-256 of each), turns MFA on, ends all the account's sessions (none opened
-    /// with the password alone becomes an MFA session) and opens `session` in their place,
-    /// if given.
+    /// with the password alone becomes an MFA session) and, if given `(old, new)`, opens
+    /// `new` in their place. `old` is the caller's session, ended first: it must still be one
+    /// of the account's sessions, else [`StoreError::NotFound`]`("session")` and nothing
+    /// changes.
     fn enable_mfa(
         &self,
         id: &str,
         hashes: &[String],
-        session: Option<&SessionRecord>,
+        session: Option<(&str, &SessionRecord)>,
     ) -> Result<(), StoreError>;
     /// Clears MFA entirely (secret, enabled flag, last step and recovery codes) and applies
     /// `sessions`, in one transaction.
@@ -330,8 +359,8 @@ pub trait AuthStore: Send + Sync {
     ) -> Result<Option<u64>, StoreError>;
     /// Completes a signup, in one transaction: spends the signup token (usable at `now` and
     /// sent to `user.email`), creates the account and opens its first `session`. `None`
-    /// (nothing changed) when the token is not usable; [`StoreError::Conflict`] when the
-    /// email is taken, and then the token stays unspent.
+    /// (nothing changed) when the token is not usable; [`StoreError::Conflict`] with
+    /// [`EMAIL_TAKEN`] when the email is taken, and then the token stays unspent.
     fn complete_signup(
         &self,
         token_hash: &str,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::{AuthError, AuthService, ClientInfo, NewSession};
 use crate::auth::mail::Mail;
-use crate::auth::store::{NewUser, TokenPurpose, TokenRecord, UserRecord};
+use crate::auth::store::{EMAIL_TAKEN, NewUser, TokenPurpose, TokenRecord, UserRecord};
 use crate::auth::{Role, email_domain, normalize_email, password, token};
 use crate::store::StoreError;
 
@@ -305,16 +305,12 @@ impl AuthService {
         let session = self.new_session(&user.id, client);
         let record = session.record.clone();
         let created = self
-            .run(
-                move |store| match store.complete_signup(&hash, now, &user, &record) {
-                    Ok(Some(created)) => Ok(created),
-                    Ok(None) => Err(AuthError::InvalidToken),
-                    Err(StoreError::Conflict(_)) => Err(AuthError::Conflict(
-                        "an account with this email already exists",
-                    )),
-                    Err(other) => Err(other.into()),
-                },
-            )
+            .run(move |store| {
+                store
+                    .complete_signup(&hash, now, &user, &record)
+                    .map_err(signup_error)?
+                    .ok_or(AuthError::InvalidToken)
+            })
             .await?;
         let mut event = self.event("signup_completed", client);
         event.user_id = Some(created.id.clone());
@@ -392,5 +388,37 @@ impl AuthService {
         event.email = Some(user.email.clone());
         self.audit(event).await;
         Ok(user)
+    }
+}
+
+/// A failed signup: only the email conflict is the caller's (the address is taken); any other
+/// conflict (a session or account id in use) is an internal error, logged by kind only.
+fn signup_error(error: StoreError) -> AuthError {
+    match error {
+        StoreError::Conflict(what) if what == EMAIL_TAKEN => {
+            AuthError::Conflict("an account with this email already exists")
+        }
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_taken_email_is_the_signup_conflict() {
+        assert!(matches!(
+            signup_error(StoreError::Conflict(EMAIL_TAKEN)),
+            AuthError::Conflict("an account with this email already exists")
+        ));
+        // A session id (or account id) in use is not the caller's doing: an internal error.
+        for other in ["session", "user"] {
+            let error = signup_error(StoreError::Conflict(other));
+            assert!(
+                matches!(error, AuthError::Store(StoreError::Conflict(what)) if what == other),
+                "{error:?}"
+            );
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{AuthError, AuthService, Caller, ClientInfo, NewSession};
+use super::{AuthError, AuthService, Caller, ClientInfo, NewSession, session_gone};
 use crate::auth::store::{SessionChange, UserRecord};
 use crate::auth::{token, totp};
 use crate::vault::Owner;
@@ -70,8 +70,15 @@ impl AuthService {
             .key
             .seal(&Owner::user(&caller.user.id, "totp")?, &encoded);
         let id = caller.user.id.clone();
-        self.run(move |store| Ok(store.set_totp_secret(&id, &sealed)?))
-            .await?;
+        // MFA turned on since the check above (a confirmation racing this request): the
+        // store refuses, so enrolling again never turns it off.
+        self.run(move |store| match store.set_totp_secret(&id, &sealed) {
+            Err(crate::store::StoreError::Conflict(_)) => Err(AuthError::Conflict(
+                "two-factor authentication is already on; disable it first to change devices",
+            )),
+            other => Ok(other?),
+        })
+        .await?;
         Ok(Enrolment {
             otpauth_uri: totp::otpauth_uri(&secret, ISSUER, &caller.user.email),
             secret: encoded,
@@ -100,13 +107,25 @@ impl AuthService {
             .collect();
         // The caller, who just proved the second factor, continues in a new session. The
         // code spent above stays spent if what follows fails (it is never replayable).
-        let session = self.rotated_session(caller, client).map(|(_, new)| new);
-        let (id, record) = (user.id.clone(), session.as_ref().map(|s| s.record.clone()));
+        let rotated = self.rotated_session(caller, client);
+        let (id, replace) = (
+            user.id.clone(),
+            rotated
+                .as_ref()
+                .map(|(old, new)| (old.clone(), new.record.clone())),
+        );
         // One store operation: the codes, MFA on, the end of every session (those opened
         // with the password alone must not become MFA sessions; for an admin they would gain
         // the admin API) and the caller's new one.
-        self.run(move |store| Ok(store.enable_mfa(&id, &hashes, record.as_ref())?))
-            .await?;
+        // The caller's session must still exist (else 401, and nothing changes).
+        self.run(move |store| {
+            let session = replace.as_ref().map(|(old, new)| (old.as_str(), new));
+            store
+                .enable_mfa(&id, &hashes, session)
+                .map_err(session_gone)
+        })
+        .await?;
+        let session = rotated.map(|(_, new)| new);
         let mut event = self.event("mfa_enrolled", client);
         event.user_id = Some(user.id.clone());
         self.audit(event).await;
@@ -161,7 +180,7 @@ impl AuthService {
                 Some((old, new)) => SessionChange::Rotate { old, new },
                 None => SessionChange::Keep,
             };
-            Ok(store.disable_mfa(&id, sessions)?)
+            store.disable_mfa(&id, sessions).map_err(session_gone)
         })
         .await?;
         let mut event = self.event("mfa_disabled", client);

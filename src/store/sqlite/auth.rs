@@ -2,9 +2,11 @@
 //! members and the audit log (tables from migration 2).
 //!
 //! Every value arriving here is already hashed or sealed; this module stores and compares
-//! them and never logs them. Operations that must not race (lockout counting, the TOTP
-//! replay guard, single-use tokens and recovery codes) are each one conditional statement,
-//! so two concurrent logins cannot both pass the check. Account operations that change
+//! them and never logs them. Operations that must not race (lockout counting, the success
+//! of a checked sign-in, starting MFA enrolment, the TOTP replay guard, single-use tokens and
+//! recovery codes) are each one conditional statement, so two concurrent logins cannot both
+//! pass the check. A rotation ends the caller's own session first and requires that it
+//! still exists, so it never re-opens a session ended meanwhile. Account operations that change
 //! several rows (see [`AuthStore`]) run their steps in one IMMEDIATE transaction.
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
@@ -13,8 +15,8 @@ use serde::de::DeserializeOwned;
 use super::{SqliteStore, decode, sqlite};
 use crate::auth::Role;
 use crate::auth::store::{
-    ApiKeyRecord, ApiKeyScope, AuditEvent, AuthStore, FailureCount, NewUser, SessionChange,
-    SessionRecord, TokenPurpose, TokenRecord, UserRecord,
+    ApiKeyRecord, ApiKeyScope, AuditEvent, AuthStore, EMAIL_TAKEN, FailureCount, NewUser,
+    SessionChange, SessionRecord, SignIn, TokenPurpose, TokenRecord, UserRecord,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::store::StoreError;
@@ -79,9 +81,7 @@ fn constraint(error: &rusqlite::Error) -> Option<i32> {
 /// An email taken by another account (the only UNIQUE column of `users`) is a conflict.
 fn email_error(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| match constraint(&source) {
-        Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE) => {
-            StoreError::Conflict("user with this email")
-        }
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE) => StoreError::Conflict(EMAIL_TAKEN),
         Some(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => StoreError::Conflict("user"),
         _ => StoreError::Sqlite { context, source },
     }
@@ -322,28 +322,80 @@ fn set_password(conn: &Connection, id: &str, hash: &str) -> Result<(), StoreErro
 }
 
 /// Clears the failure count and sets `last_login_at`, unless the account is locked at `now`
-/// (then nothing changes and the answer is false). Conditional on the lock in the same
-/// statement: a lock set by failures that raced this sign-in's password check wins.
-fn record_login_success(conn: &Connection, id: &str, now: i64) -> Result<bool, StoreError> {
+/// or no longer as `verified` (disabled, or another password hash, email or MFA flag than
+/// the record whose credentials were checked); then nothing changes. One conditional
+/// statement: a lock set by failures, or a password, email or MFA change, that raced this
+/// sign-in's password check wins.
+fn record_login_success(
+    conn: &Connection,
+    verified: &UserRecord,
+    now: i64,
+) -> Result<SignIn, StoreError> {
     let changed = conn
         .execute(
             "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?2 \
-             WHERE id = ?1 AND (locked_until IS NULL OR locked_until <= ?2)",
-            params![id, now],
+             WHERE id = ?1 AND (locked_until IS NULL OR locked_until <= ?2) \
+             AND disabled = 0 AND mfa_enabled = ?3 AND password_hash IS ?4 AND email = ?5",
+            params![
+                verified.id,
+                now,
+                verified.mfa_enabled,
+                verified.password_hash,
+                verified.email,
+            ],
         )
         .map_err(sqlite("recording a login"))?;
-    Ok(changed == 1)
+    if changed == 1 {
+        return Ok(SignIn::Admitted);
+    }
+    // Why not: a lock keeps its own answer; anything else is a changed account.
+    let locked_until: Option<Option<i64>> = conn
+        .query_row(
+            "SELECT locked_until FROM users WHERE id = ?1",
+            [&verified.id],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(sqlite("recording a login"))?;
+    Ok(match locked_until {
+        Some(Some(until)) if until > now => SignIn::Locked,
+        _ => SignIn::CredentialsChanged,
+    })
 }
 
-/// Stores a new (unconfirmed) sealed secret, or none. A new secret starts unconfirmed, and
-/// the replay guard belongs to the old one.
-fn set_totp_secret(conn: &Connection, id: &str, sealed: Option<&str>) -> Result<(), StoreError> {
+/// Stores a new (unconfirmed) sealed secret while MFA is off. A new secret starts
+/// unconfirmed, and the replay guard belongs to the old one. Conditional on MFA being off in
+/// the same statement, so an enrolment racing a confirmation cannot turn MFA off again:
+/// [`StoreError::Conflict`] when it is on.
+fn set_totp_secret(conn: &Connection, id: &str, sealed: &str) -> Result<(), StoreError> {
+    let changed = conn
+        .execute(
+            "UPDATE users SET totp_secret = ?2, mfa_enabled = 0, totp_last_step = NULL \
+             WHERE id = ?1 AND mfa_enabled = 0",
+            params![id, sealed],
+        )
+        .map_err(sqlite("setting a TOTP secret"))?;
+    if changed == 1 {
+        return Ok(());
+    }
+    let exists = conn
+        .query_row("SELECT 1 FROM users WHERE id = ?1", [id], |_| Ok(()))
+        .optional()
+        .map_err(sqlite("setting a TOTP secret"))?;
+    match exists {
+        Some(()) => Err(StoreError::Conflict("enabled two-factor authentication")),
+        None => Err(StoreError::NotFound("user")),
+    }
+}
+
+/// Clears the secret, the enabled flag and the replay guard.
+fn clear_totp(conn: &Connection, id: &str) -> Result<(), StoreError> {
     update_user(
         conn,
-        "UPDATE users SET totp_secret = ?2, mfa_enabled = 0, totp_last_step = NULL \
+        "UPDATE users SET totp_secret = NULL, mfa_enabled = 0, totp_last_step = NULL \
          WHERE id = ?1",
-        params![id, sealed],
-        "setting a TOTP secret",
+        params![id],
+        "clearing a TOTP secret",
     )
 }
 
@@ -420,20 +472,38 @@ fn delete_user_sessions(conn: &Connection, user_id: &str) -> Result<u64, StoreEr
     Ok(deleted as u64)
 }
 
-/// Fails with [`StoreError::NotFound`] when the session is gone, so a re-authentication is
-/// never reported as done for a session that no longer exists.
+/// Fails with [`StoreError::NotFound`] when the user has no such session (any more), so a
+/// re-authentication is never reported as done for a session that no longer exists.
 fn set_session_authenticated(
     conn: &Connection,
+    user_id: &str,
     token_hash: &str,
     now: i64,
 ) -> Result<(), StoreError> {
     let changed = conn
         .execute(
-            "UPDATE sessions SET authenticated_at = ?2 WHERE token_hash = ?1",
-            params![token_hash, now],
+            "UPDATE sessions SET authenticated_at = ?3 WHERE token_hash = ?1 AND user_id = ?2",
+            params![token_hash, user_id, now],
         )
         .map_err(sqlite("re-authenticating a session"))?;
     if changed == 0 {
+        return Err(StoreError::NotFound("session"));
+    }
+    Ok(())
+}
+
+/// Ends the caller's own session before it is replaced. Fails with [`StoreError::NotFound`]
+/// when the user has no such session any more (signed out, or all sessions ended, since the
+/// request was authenticated): the transaction then rolls back, so a rotation never
+/// re-opens a session for a caller who was signed out meanwhile.
+fn end_own_session(conn: &Connection, user_id: &str, token_hash: &str) -> Result<(), StoreError> {
+    let deleted = conn
+        .execute(
+            "DELETE FROM sessions WHERE token_hash = ?1 AND user_id = ?2",
+            params![token_hash, user_id],
+        )
+        .map_err(sqlite("deleting a session"))?;
+    if deleted != 1 {
         return Err(StoreError::NotFound("session"));
     }
     Ok(())
@@ -448,8 +518,8 @@ fn change_sessions(
         SessionChange::Keep => Ok(()),
         SessionChange::EndAll => delete_user_sessions(conn, user_id).map(drop),
         SessionChange::Rotate { old, new } => {
-            insert_session(conn, new)?;
-            delete_session(conn, old)
+            end_own_session(conn, user_id, old)?;
+            insert_session(conn, new)
         }
     }
 }
@@ -583,10 +653,12 @@ impl AuthStore for SqliteStore {
         &self,
         id: &str,
         hash: &str,
+        old_session: &str,
         session: &SessionRecord,
     ) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = immediate(&mut conn)?;
+        end_own_session(&tx, id, old_session)?;
         set_password(&tx, id, hash)?;
         revoke_user_tokens(&tx, id, TokenPurpose::EmailChange, session.created_at)?;
         delete_user_sessions(&tx, id)?;
@@ -630,39 +702,41 @@ impl AuthStore for SqliteStore {
 
     fn complete_login(
         &self,
-        id: &str,
+        verified: &UserRecord,
         now: i64,
         session: &SessionRecord,
         replacing: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<SignIn, StoreError> {
         let mut conn = self.lock();
         let tx = immediate(&mut conn)?;
-        if !record_login_success(&tx, id, now)? {
-            return Ok(false);
+        let outcome = record_login_success(&tx, verified, now)?;
+        if outcome != SignIn::Admitted {
+            return Ok(outcome);
         }
         insert_session(&tx, session)?;
         if let Some(old) = replacing {
             delete_session(&tx, old)?;
         }
         tx.commit().map_err(sqlite("committing a login"))?;
-        Ok(true)
+        Ok(outcome)
     }
 
     fn complete_reauthentication(
         &self,
-        id: &str,
+        verified: &UserRecord,
         token_hash: &str,
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<SignIn, StoreError> {
         let mut conn = self.lock();
         let tx = immediate(&mut conn)?;
-        if !record_login_success(&tx, id, now)? {
-            return Ok(false);
+        let outcome = record_login_success(&tx, verified, now)?;
+        if outcome != SignIn::Admitted {
+            return Ok(outcome);
         }
-        set_session_authenticated(&tx, token_hash, now)?;
+        set_session_authenticated(&tx, &verified.id, token_hash, now)?;
         tx.commit()
             .map_err(sqlite("committing a re-authentication"))?;
-        Ok(true)
+        Ok(outcome)
     }
 
     fn clear_lockout(&self, id: &str) -> Result<(), StoreError> {
@@ -675,22 +749,25 @@ impl AuthStore for SqliteStore {
     }
 
     fn set_totp_secret(&self, id: &str, sealed: &str) -> Result<(), StoreError> {
-        set_totp_secret(&self.lock(), id, Some(sealed))
+        set_totp_secret(&self.lock(), id, sealed)
     }
 
     fn enable_mfa(
         &self,
         id: &str,
         hashes: &[String],
-        session: Option<&SessionRecord>,
+        session: Option<(&str, &SessionRecord)>,
     ) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = immediate(&mut conn)?;
+        if let Some((old, _)) = session {
+            end_own_session(&tx, id, old)?;
+        }
         write_recovery_codes(&tx, id, hashes)?;
         set_mfa_enabled(&tx, id, true)?;
         delete_user_sessions(&tx, id)?;
-        if let Some(session) = session {
-            insert_session(&tx, session)?;
+        if let Some((_, new)) = session {
+            insert_session(&tx, new)?;
         }
         tx.commit().map_err(sqlite("committing an MFA change"))
     }
@@ -698,7 +775,7 @@ impl AuthStore for SqliteStore {
     fn disable_mfa(&self, id: &str, sessions: SessionChange<'_>) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = immediate(&mut conn)?;
-        set_totp_secret(&tx, id, None)?;
+        clear_totp(&tx, id)?;
         delete_recovery_codes(&tx, id)?;
         change_sessions(&tx, id, sessions)?;
         tx.commit().map_err(sqlite("committing an MFA change"))
@@ -1102,8 +1179,12 @@ mod tests {
             set_password(&self.lock(), id, hash)
         }
 
+        /// A success for the account as it is now; false unless admitted.
         fn record_login_success(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-            record_login_success(&self.lock(), id, now)
+            let Some(verified) = self.user_by_id(id)? else {
+                return Ok(false);
+            };
+            Ok(record_login_success(&self.lock(), &verified, now)? == SignIn::Admitted)
         }
 
         fn set_mfa_enabled(&self, id: &str, enabled: bool) -> Result<(), StoreError> {
@@ -1114,8 +1195,13 @@ mod tests {
             insert_session(&self.lock(), session)
         }
 
-        fn set_session_authenticated(&self, token_hash: &str, now: i64) -> Result<(), StoreError> {
-            set_session_authenticated(&self.lock(), token_hash, now)
+        fn set_session_authenticated(
+            &self,
+            user_id: &str,
+            token_hash: &str,
+            now: i64,
+        ) -> Result<(), StoreError> {
+            set_session_authenticated(&self.lock(), user_id, token_hash, now)
         }
 
         fn consume_token(
@@ -1232,11 +1318,11 @@ mod tests {
 
         store.set_role("u1", Role::Admin).unwrap();
         store.set_groups("u1", &["finance".into()]).unwrap();
+        assert!(store.record_login_success("u1", NOW + 5).unwrap());
         store.set_disabled("u1", true).unwrap();
         store.set_display_name("u1", "Alice").unwrap();
         store.set_email("u1", "alice@example.com").unwrap();
         store.set_password("u1", "new-hash").unwrap();
-        store.record_login_success("u1", NOW + 5).unwrap();
         store.set_totp_secret("u1", "sealed").unwrap();
         store.set_mfa_enabled("u1", true).unwrap();
         assert!(store.accept_totp_step("u1", 42).unwrap());
@@ -1299,12 +1385,32 @@ mod tests {
         missing(store.add_app_member("shop", "nobody"));
         missing(store.set_role_and_end_sessions("nobody", Role::Viewer));
         missing(store.set_groups_and_end_sessions("nobody", &[]));
-        missing(store.change_password("nobody", "hash", &session("t", "p", "nobody", NOW)));
+        assert!(matches!(
+            store.change_password("nobody", "hash", "t", &session("t", "p", "nobody", NOW)),
+            Err(StoreError::NotFound("session"))
+        ));
         missing(store.enable_mfa("nobody", &[], None));
-        assert!(
-            !store
-                .complete_login("nobody", NOW, &session("t", "p", "nobody", NOW), None)
-                .unwrap()
+        let nobody = UserRecord {
+            id: "nobody".into(),
+            email: "nobody@example.com".into(),
+            display_name: "Nobody".into(),
+            role: Role::Viewer,
+            groups: vec![],
+            disabled: false,
+            password_hash: Some("hash".into()),
+            failed_logins: 0,
+            locked_until: None,
+            totp_secret_sealed: None,
+            mfa_enabled: false,
+            totp_last_step: None,
+            created_at: NOW,
+            last_login_at: None,
+        };
+        assert_eq!(
+            store
+                .complete_login(&nobody, NOW, &session("t", "p", "nobody", NOW), None)
+                .unwrap(),
+            SignIn::CredentialsChanged
         );
         assert!(!store.accept_totp_step("nobody", 1).unwrap());
         assert!(!store.use_recovery_code("nobody", "c", NOW).unwrap());
@@ -1461,8 +1567,7 @@ mod tests {
             store.user_by_id("u1").unwrap().unwrap().totp_last_step,
             Some(101)
         );
-        // A new secret resets the guard and the confirmation.
-        store.set_mfa_enabled("u1", true).unwrap();
+        // A new secret (MFA still off) resets the guard.
         store.set_totp_secret("u1", "sealed-2").unwrap();
         let user = store.user_by_id("u1").unwrap().unwrap();
         assert_eq!(user.totp_secret_sealed.as_deref(), Some("sealed-2"));
@@ -1545,7 +1650,9 @@ mod tests {
         );
 
         store.touch_session("t1", NOW + 60).unwrap();
-        store.set_session_authenticated("t1", NOW + 30).unwrap();
+        store
+            .set_session_authenticated("u1", "t1", NOW + 30)
+            .unwrap();
         let touched = store.session_by_hash("t1").unwrap().unwrap();
         assert_eq!(
             touched,
@@ -1557,7 +1664,12 @@ mod tests {
         );
         store.touch_session("gone", NOW).unwrap();
         assert!(matches!(
-            store.set_session_authenticated("gone", NOW),
+            store.set_session_authenticated("u1", "gone", NOW),
+            Err(StoreError::NotFound("session"))
+        ));
+        // Another account's session is not this user's to renew.
+        assert!(matches!(
+            store.set_session_authenticated("u2", "t1", NOW),
             Err(StoreError::NotFound("session"))
         ));
 
@@ -2036,9 +2148,10 @@ mod tests {
     #[test]
     fn a_sign_in_records_its_success_only_with_its_session() {
         let store = accounts();
+        let u1 = store.user_by_id("u1").unwrap().unwrap();
         // Opening the session fails: the failure count is not reset, no login is recorded
         // and the session the request came with is not ended.
-        let result = store.complete_login("u1", NOW + 5, &colliding_session(), Some("t1"));
+        let result = store.complete_login(&u1, NOW + 5, &colliding_session(), Some("t1"));
         assert!(
             matches!(result, Err(StoreError::Conflict("session"))),
             "{result:?}"
@@ -2050,15 +2163,16 @@ mod tests {
         // Ending the replaced session fails: the new one is not kept either.
         fail_at(&store, "DELETE ON sessions");
         let new = session("t3", "p3", "u1", NOW + 5);
-        assert_injected(store.complete_login("u1", NOW + 5, &new, Some("t1")));
+        assert_injected(store.complete_login(&u1, NOW + 5, &new, Some("t1")));
         assert_eq!(store.user_by_id("u1").unwrap().unwrap().failed_logins, 2);
         assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
         stop_failing(&store);
 
-        assert!(
+        assert_eq!(
             store
-                .complete_login("u1", NOW + 5, &new, Some("t1"))
-                .unwrap()
+                .complete_login(&u1, NOW + 5, &new, Some("t1"))
+                .unwrap(),
+            SignIn::Admitted
         );
         let user = store.user_by_id("u1").unwrap().unwrap();
         assert_eq!((user.failed_logins, user.last_login_at), (0, Some(NOW + 5)));
@@ -2069,7 +2183,10 @@ mod tests {
             store.record_login_failure("u1", NOW + 6, 5, 900).unwrap();
         }
         let refused = session("t4", "p4", "u1", NOW + 7);
-        assert!(!store.complete_login("u1", NOW + 7, &refused, None).unwrap());
+        assert_eq!(
+            store.complete_login(&u1, NOW + 7, &refused, None).unwrap(),
+            SignIn::Locked
+        );
         let user = store.user_by_id("u1").unwrap().unwrap();
         assert_eq!((user.failed_logins, user.last_login_at), (5, Some(NOW + 5)));
         assert_eq!(session_ids(&store, "u1"), ["t2", "t3"]);
@@ -2078,7 +2195,8 @@ mod tests {
     #[test]
     fn a_reauthentication_records_its_success_only_with_the_session() {
         let store = accounts();
-        let result = store.complete_reauthentication("u1", "gone", NOW + 5);
+        let u1 = store.user_by_id("u1").unwrap().unwrap();
+        let result = store.complete_reauthentication(&u1, "gone", NOW + 5);
         assert!(
             matches!(result, Err(StoreError::NotFound("session"))),
             "{result:?}"
@@ -2086,10 +2204,24 @@ mod tests {
         let user = store.user_by_id("u1").unwrap().unwrap();
         assert_eq!((user.failed_logins, user.last_login_at), (2, None));
 
+        // Another account's session is not renewed either.
+        let result = store.complete_reauthentication(&u1, "other", NOW + 5);
         assert!(
+            matches!(result, Err(StoreError::NotFound("session"))),
+            "{result:?}"
+        );
+        assert_eq!(
             store
-                .complete_reauthentication("u1", "t1", NOW + 5)
+                .session_by_hash("other")
                 .unwrap()
+                .unwrap()
+                .authenticated_at,
+            NOW
+        );
+
+        assert_eq!(
+            store.complete_reauthentication(&u1, "t1", NOW + 5).unwrap(),
+            SignIn::Admitted
         );
         let user = store.user_by_id("u1").unwrap().unwrap();
         assert_eq!((user.failed_logins, user.last_login_at), (0, Some(NOW + 5)));
@@ -2099,10 +2231,9 @@ mod tests {
         for _ in 0..5 {
             store.record_login_failure("u1", NOW + 6, 5, 900).unwrap();
         }
-        assert!(
-            !store
-                .complete_reauthentication("u1", "t2", NOW + 7)
-                .unwrap()
+        assert_eq!(
+            store.complete_reauthentication(&u1, "t2", NOW + 7).unwrap(),
+            SignIn::Locked
         );
         assert_eq!(
             store
@@ -2123,7 +2254,7 @@ mod tests {
 
         // The caller's new session cannot open: the password, the pending email change and
         // the other sessions all stay as they were.
-        let result = store.change_password("u1", "new-hash", &colliding_session());
+        let result = store.change_password("u1", "new-hash", "t1", &colliding_session());
         assert!(
             matches!(result, Err(StoreError::Conflict("session"))),
             "{result:?}"
@@ -2133,7 +2264,7 @@ mod tests {
         assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
 
         let new = session("t3", "p3", "u1", NOW + 10);
-        store.change_password("u1", "new-hash", &new).unwrap();
+        store.change_password("u1", "new-hash", "t1", &new).unwrap();
         let user = store.user_by_id("u1").unwrap().unwrap();
         assert_eq!(user.password_hash.as_deref(), Some("new-hash"));
         assert_eq!((user.failed_logins, user.locked_until), (0, None));
@@ -2350,7 +2481,7 @@ mod tests {
         store.replace_recovery_codes("u1", &["old".into()]).unwrap();
         let codes = ["a".to_string(), "b".to_string()];
 
-        let result = store.enable_mfa("u1", &codes, Some(&colliding_session()));
+        let result = store.enable_mfa("u1", &codes, Some(("t1", &colliding_session())));
         assert!(
             matches!(result, Err(StoreError::Conflict("session"))),
             "{result:?}"
@@ -2360,7 +2491,7 @@ mod tests {
         assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
 
         let new = session("t3", "p3", "u1", NOW);
-        store.enable_mfa("u1", &codes, Some(&new)).unwrap();
+        store.enable_mfa("u1", &codes, Some(("t1", &new))).unwrap();
         assert!(store.user_by_id("u1").unwrap().unwrap().mfa_enabled);
         assert!(!store.use_recovery_code("u1", "old", NOW).unwrap());
         assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 2);
@@ -2419,6 +2550,136 @@ mod tests {
         store.disable_mfa("u1", SessionChange::EndAll).unwrap();
         assert!(session_ids(&store, "u1").is_empty());
         assert_eq!(session_ids(&store, "u2"), ["other"]);
+    }
+
+    // ----- Races with a request in flight ----------------------------------------------
+
+    #[test]
+    fn a_sign_in_is_refused_when_the_account_changed_after_its_check() {
+        let store = accounts();
+        let attempt = session("t9", "p9", "u1", NOW + 5);
+        let refused = |store: &SqliteStore, verified: &UserRecord| {
+            let before = store.user_by_id("u1").unwrap().unwrap();
+            assert_eq!(
+                store
+                    .complete_login(verified, NOW + 5, &attempt, None)
+                    .unwrap(),
+                SignIn::CredentialsChanged
+            );
+            assert_eq!(store.session_by_hash("t9").unwrap(), None, "no session");
+            assert_eq!(
+                store
+                    .complete_reauthentication(verified, "t3", NOW + 5)
+                    .unwrap(),
+                SignIn::CredentialsChanged
+            );
+            assert_eq!(store.user_by_id("u1").unwrap().unwrap(), before);
+        };
+
+        // The password changes between the check and the completion.
+        let verified = store.user_by_id("u1").unwrap().unwrap();
+        let t3 = session("t3", "p3", "u1", NOW + 1);
+        store.change_password("u1", "new-hash", "t1", &t3).unwrap();
+        refused(&store, &verified);
+        assert_eq!(
+            store
+                .session_by_hash("t3")
+                .unwrap()
+                .unwrap()
+                .authenticated_at,
+            NOW + 1,
+            "the session was not re-authenticated"
+        );
+
+        // MFA is turned on meanwhile.
+        let verified = store.user_by_id("u1").unwrap().unwrap();
+        store.set_totp_secret("u1", "sealed").unwrap();
+        store
+            .enable_mfa("u1", &["a".into()], Some(("t3", &t3)))
+            .unwrap();
+        refused(&store, &verified);
+
+        // The email changes meanwhile.
+        let verified = store.user_by_id("u1").unwrap().unwrap();
+        store.set_email("u1", "moved@example.com").unwrap();
+        refused(&store, &verified);
+
+        // The account is disabled meanwhile (its sessions end; one is back for the check).
+        let verified = store.user_by_id("u1").unwrap().unwrap();
+        store.set_disabled("u1", true).unwrap();
+        store.create_session(&t3).unwrap();
+        refused(&store, &verified);
+
+        // As verified, it goes through.
+        store.set_disabled("u1", false).unwrap();
+        let verified = store.user_by_id("u1").unwrap().unwrap();
+        assert_eq!(
+            store
+                .complete_login(&verified, NOW + 5, &attempt, None)
+                .unwrap(),
+            SignIn::Admitted
+        );
+        assert!(store.session_by_hash("t9").unwrap().is_some());
+    }
+
+    #[test]
+    fn an_enrolment_never_turns_mfa_off() {
+        let store = accounts();
+        store.set_totp_secret("u1", "sealed").unwrap();
+        store
+            .enable_mfa("u1", &["a".into(), "b".into()], None)
+            .unwrap();
+        let enabled = store.user_by_id("u1").unwrap().unwrap();
+
+        // An enrolment that checked "MFA off" before the confirmation committed.
+        let result = store.set_totp_secret("u1", "sealed-2");
+        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+        assert_eq!(store.user_by_id("u1").unwrap().unwrap(), enabled);
+        assert!(enabled.mfa_enabled);
+        assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 2);
+    }
+
+    #[test]
+    fn a_rotation_never_reopens_a_session_ended_meanwhile() {
+        let store = accounts();
+        store.set_totp_secret("u1", "sealed").unwrap();
+        let before = store.user_by_id("u1").unwrap().unwrap();
+        let codes = ["a".to_string(), "b".to_string()];
+        let new = session("t3", "p3", "u1", NOW + 10);
+        let gone = |result: Result<(), StoreError>| {
+            assert!(
+                matches!(result, Err(StoreError::NotFound("session"))),
+                "{result:?}"
+            );
+        };
+
+        // The caller's request came with t1; "sign out everywhere" ended it meanwhile.
+        store.delete_user_sessions("u1").unwrap();
+        gone(store.change_password("u1", "new-hash", "t1", &new));
+        gone(store.enable_mfa("u1", &codes, Some(("t1", &new))));
+        assert_eq!(store.user_by_id("u1").unwrap().unwrap(), before);
+        assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 0);
+        assert!(session_ids(&store, "u1").is_empty(), "no new session");
+
+        store.enable_mfa("u1", &codes, None).unwrap();
+        let enabled = store.user_by_id("u1").unwrap().unwrap();
+        let rotate = SessionChange::Rotate {
+            old: "t1",
+            new: &new,
+        };
+        gone(store.disable_mfa("u1", rotate));
+        assert_eq!(store.user_by_id("u1").unwrap().unwrap(), enabled);
+        assert!(session_ids(&store, "u1").is_empty(), "no new session");
+
+        // Another account's session is not the caller's to end.
+        let rotate = SessionChange::Rotate {
+            old: "other",
+            new: &new,
+        };
+        gone(store.disable_mfa("u1", rotate));
+        gone(store.change_password("u1", "new-hash", "other", &new));
+        assert_eq!(session_ids(&store, "u2"), ["other"]);
+        assert!(session_ids(&store, "u1").is_empty());
     }
 
     #[test]
