@@ -298,7 +298,10 @@ impl MetadataStore for SqliteStore {
 
     fn replace_catalog(&self, spec: &CatalogSpec, source: &str) -> Result<i64, StoreError> {
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(sqlite("starting the apply"))?;
+        // IMMEDIATE: the write lock up front, as for account changes (see `sqlite::auth`).
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlite("starting the apply"))?;
         let at = now();
         tx.execute_batch("DELETE FROM queries; DELETE FROM apps; DELETE FROM datasources;")
             .map_err(sqlite("clearing the catalog"))?;

@@ -146,6 +146,9 @@ impl AuthService {
         )?;
         let password_hash = self.hash_off_thread(new_password).await?;
         let id = user.id.clone();
+        // The token is spent as of now, after the (slow) hashing: one that expired meanwhile
+        // is refused.
+        let now = self.now();
         // One store operation: the token is spent (a second use finds nothing) together with
         // the new password, the unlock, the end of a pending email change and of every
         // session, or none of it happens.
