@@ -33,6 +33,12 @@ const API_KEY_COLUMNS: &str = "id, key_hash, user_id, name, scope, created_at, e
 
 const AUDIT_COLUMNS: &str = "id, at, event, user_id, email, actor, ip, user_agent, reason, details";
 
+const TOKEN_COLUMNS: &str = "token_hash, purpose, user_id, email, created_at, expires_at";
+
+/// A one-time token that can still be used: `?1` its hash, `?2` its purpose, `?3` now.
+const USABLE_TOKEN: &str =
+    "token_hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3";
+
 /// Decodes a stored enum name (`admin`, `password_reset`) through its serde form, so a bad
 /// value is reported as [`StoreError::Corrupt`] like any other undecodable column.
 fn decode_name<T: DeserializeOwned>(
@@ -526,9 +532,7 @@ fn change_sessions(
 
 fn insert_token(conn: &Connection, token: &TokenRecord) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO one_time_tokens \
-         (token_hash, purpose, user_id, email, created_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        &format!("INSERT INTO one_time_tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
         params![
             token.token_hash,
             token.purpose.as_str(),
@@ -553,9 +557,10 @@ fn consume_token(
     now: i64,
 ) -> Result<Option<TokenRecord>, StoreError> {
     conn.query_row(
-        "UPDATE one_time_tokens SET used_at = ?3 \
-         WHERE token_hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3 \
-         RETURNING token_hash, purpose, user_id, email, created_at, expires_at",
+        &format!(
+            "UPDATE one_time_tokens SET used_at = ?3 WHERE {USABLE_TOKEN} \
+             RETURNING {TOKEN_COLUMNS}"
+        ),
         params![token_hash, purpose.as_str(), now],
         token_from_row,
     )
@@ -916,9 +921,7 @@ impl AuthStore for SqliteStore {
     ) -> Result<Option<TokenRecord>, StoreError> {
         self.lock()
             .query_row(
-                "SELECT token_hash, purpose, user_id, email, created_at, expires_at \
-                 FROM one_time_tokens \
-                 WHERE token_hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?3",
+                &format!("SELECT {TOKEN_COLUMNS} FROM one_time_tokens WHERE {USABLE_TOKEN}"),
                 params![token_hash, purpose.as_str(), now],
                 token_from_row,
             )
