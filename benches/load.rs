@@ -1183,43 +1183,42 @@ async fn wrk_run(wrk: &Wrk, load: &Load<'_>) -> anyhow::Result<WrkFigures> {
     })
 }
 
-async fn sluice_run(
-    admin: &tokio_postgres::Client,
-    sluice: &Sluice,
-    wrk: &Wrk,
-    load: &Load<'_>,
-    ticks: u64,
-) -> anyhow::Result<RunResult> {
-    let backends_before = backends_for_ports(admin, &pg_client_ports(sluice.pid)).await?;
-    let pg_before = ticks_by_pid(&backends_before);
-    let all_before = all_postgres_ticks();
-    let sluice_before = cpu_ticks(&sluice.pid.to_string()).context("sluice's CPU")?;
-    let self_before = cpu_ticks("self").unwrap_or_default();
-    let machine_before = machine_busy_ticks();
-    let sampler = RssSampler::start(sluice.pid);
-    let figures = wrk_run(wrk, load).await?;
-    let rss_peak = sampler.finish();
-    let machine_after = machine_busy_ticks();
-    let self_after = cpu_ticks("self").unwrap_or_default();
-    let sluice_after = cpu_ticks(&sluice.pid.to_string()).context("sluice's CPU")?;
-    let all_after = all_postgres_ticks();
-    let backends_after = backends_for_ports(admin, &pg_client_ports(sluice.pid)).await?;
-    let pg_after = ticks_by_pid(&backends_after);
-    let pg_cpu = backend_delta(&pg_before, &pg_after);
-    let lost = backends_before
-        .iter()
-        .filter(|pid| !backends_after.contains(pid))
-        .count();
-    if lost > 0 {
-        println!("  note: {lost} PostgreSQL backends of Sluice ended during the run");
+/// The CPU counters read at both ends of a wrk run: the PostgreSQL backends serving it, all
+/// of PostgreSQL, the serving process, this process (whose reaped children are wrk) and the
+/// machine.
+struct Counters {
+    backends: HashMap<i32, CpuTicks>,
+    all_postgres: u64,
+    server: CpuTicks,
+    this: CpuTicks,
+    machine: u64,
+}
+
+impl Counters {
+    /// Reads them for the server process `server` (`"self"` for the relay) and `backends`.
+    fn read(server: &str, backends: &[i32]) -> anyhow::Result<Counters> {
+        Ok(Counters {
+            backends: ticks_by_pid(backends),
+            all_postgres: all_postgres_ticks(),
+            server: cpu_ticks(server).with_context(|| format!("the CPU of process {server}"))?,
+            this: cpu_ticks("self").unwrap_or_default(),
+            machine: machine_busy_ticks(),
+        })
     }
+}
+
+/// What one wrk run measured, from its figures and the counters around it.
+fn wrk_result(
+    label: &'static str,
+    figures: WrkFigures,
+    (before, after): (&Counters, &Counters),
+    ticks: u64,
+    rss_peak_kib: Option<u64>,
+) -> RunResult {
+    let pg_cpu = backend_delta(&before.backends, &after.backends);
     let us = |t: u64| t as f64 * 1e6 / ticks as f64;
-    Ok(RunResult {
-        label: if load.get {
-            "sluice GET /healthz"
-        } else {
-            "sluice, HTTP via wrk"
-        },
+    RunResult {
+        label,
         requests: figures.requests,
         seconds: figures.seconds,
         p50_us: figures.p50_us,
@@ -1227,14 +1226,50 @@ async fn sluice_run(
         errors: figures.errors,
         pg_backend_cpu_us: us(pg_cpu.0),
         pg_backend_system_cpu_us: us(pg_cpu.1),
-        pg_all_cpu_us: us(all_after.saturating_sub(all_before)),
-        serving_cpu_us: us(sluice_after.own.saturating_sub(sluice_before.own)),
-        serving_system_cpu_us: us(sluice_after.system.saturating_sub(sluice_before.system)),
-        loadgen_cpu_us: Some(us(self_after.children.saturating_sub(self_before.children))),
-        machine_cpu_us: us(machine_after.saturating_sub(machine_before)),
-        rss_peak_kib: Some(rss_peak),
-        backends: backends_after.len(),
-    })
+        pg_all_cpu_us: us(after.all_postgres.saturating_sub(before.all_postgres)),
+        serving_cpu_us: us(after.server.own.saturating_sub(before.server.own)),
+        serving_system_cpu_us: us(after.server.system.saturating_sub(before.server.system)),
+        loadgen_cpu_us: Some(us(after.this.children.saturating_sub(before.this.children))),
+        machine_cpu_us: us(after.machine.saturating_sub(before.machine)),
+        rss_peak_kib,
+        backends: after.backends.len(),
+    }
+}
+
+async fn sluice_run(
+    admin: &tokio_postgres::Client,
+    sluice: &Sluice,
+    wrk: &Wrk,
+    load: &Load<'_>,
+    ticks: u64,
+) -> anyhow::Result<RunResult> {
+    let pid = sluice.pid.to_string();
+    let backends_before = backends_for_ports(admin, &pg_client_ports(sluice.pid)).await?;
+    let before = Counters::read(&pid, &backends_before)?;
+    let sampler = RssSampler::start(sluice.pid);
+    let figures = wrk_run(wrk, load).await?;
+    let rss_peak = sampler.finish();
+    let backends_after = backends_for_ports(admin, &pg_client_ports(sluice.pid)).await?;
+    let after = Counters::read(&pid, &backends_after)?;
+    let lost = backends_before
+        .iter()
+        .filter(|pid| !backends_after.contains(pid))
+        .count();
+    if lost > 0 {
+        println!("  note: {lost} PostgreSQL backends of Sluice ended during the run");
+    }
+    let label = if load.get {
+        "sluice GET /healthz"
+    } else {
+        "sluice, HTTP via wrk"
+    };
+    Ok(wrk_result(
+        label,
+        figures,
+        (&before, &after),
+        ticks,
+        Some(rss_peak),
+    ))
 }
 
 /// The bare relay under `load`. The relay runs in this process, so its CPU is this
@@ -1245,34 +1280,16 @@ async fn relay_run(
     load: &Load<'_>,
     ticks: u64,
 ) -> anyhow::Result<RunResult> {
-    let pg_before = ticks_by_pid(&bare.backends);
-    let all_before = all_postgres_ticks();
-    let self_before = cpu_ticks("self").unwrap_or_default();
-    let machine_before = machine_busy_ticks();
+    let before = Counters::read("self", &bare.backends)?;
     let figures = wrk_run(wrk, load).await?;
-    let machine_after = machine_busy_ticks();
-    let self_after = cpu_ticks("self").unwrap_or_default();
-    let all_after = all_postgres_ticks();
-    let pg_after = ticks_by_pid(&bare.backends);
-    let pg_cpu = backend_delta(&pg_before, &pg_after);
-    let us = |t: u64| t as f64 * 1e6 / ticks as f64;
-    Ok(RunResult {
-        label: "bare relay, via wrk",
-        requests: figures.requests,
-        seconds: figures.seconds,
-        p50_us: figures.p50_us,
-        p99_us: figures.p99_us,
-        errors: figures.errors,
-        pg_backend_cpu_us: us(pg_cpu.0),
-        pg_backend_system_cpu_us: us(pg_cpu.1),
-        pg_all_cpu_us: us(all_after.saturating_sub(all_before)),
-        serving_cpu_us: us(self_after.own.saturating_sub(self_before.own)),
-        serving_system_cpu_us: us(self_after.system.saturating_sub(self_before.system)),
-        loadgen_cpu_us: Some(us(self_after.children.saturating_sub(self_before.children))),
-        machine_cpu_us: us(machine_after.saturating_sub(machine_before)),
-        rss_peak_kib: None,
-        backends: bare.backends.len(),
-    })
+    let after = Counters::read("self", &bare.backends)?;
+    Ok(wrk_result(
+        "bare relay, via wrk",
+        figures,
+        (&before, &after),
+        ticks,
+        None,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
