@@ -405,11 +405,12 @@ fn clear_totp(conn: &Connection, id: &str) -> Result<(), StoreError> {
     )
 }
 
-fn set_mfa_enabled(conn: &Connection, id: &str, enabled: bool) -> Result<(), StoreError> {
+/// Turns MFA on (it is turned off only with the secret, by [`clear_totp`]).
+fn turn_mfa_on(conn: &Connection, id: &str) -> Result<(), StoreError> {
     update_user(
         conn,
-        "UPDATE users SET mfa_enabled = ?2 WHERE id = ?1",
-        params![id, enabled],
+        "UPDATE users SET mfa_enabled = 1 WHERE id = ?1",
+        params![id],
         "enabling MFA",
     )
 }
@@ -769,7 +770,7 @@ impl AuthStore for SqliteStore {
             end_own_session(&tx, id, old)?;
         }
         write_recovery_codes(&tx, id, hashes)?;
-        set_mfa_enabled(&tx, id, true)?;
+        turn_mfa_on(&tx, id)?;
         delete_user_sessions(&tx, id)?;
         if let Some((_, new)) = session {
             insert_session(&tx, new)?;
@@ -1190,8 +1191,8 @@ mod tests {
             Ok(record_login_success(&self.lock(), &verified, now)? == SignIn::Admitted)
         }
 
-        fn set_mfa_enabled(&self, id: &str, enabled: bool) -> Result<(), StoreError> {
-            set_mfa_enabled(&self.lock(), id, enabled)
+        fn turn_mfa_on(&self, id: &str) -> Result<(), StoreError> {
+            turn_mfa_on(&self.lock(), id)
         }
 
         fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
@@ -1327,7 +1328,7 @@ mod tests {
         store.set_email("u1", "alice@example.com").unwrap();
         store.set_password("u1", "new-hash").unwrap();
         store.set_totp_secret("u1", "sealed").unwrap();
-        store.set_mfa_enabled("u1", true).unwrap();
+        store.turn_mfa_on("u1").unwrap();
         assert!(store.accept_totp_step("u1", 42).unwrap());
         let expected = UserRecord {
             email: "alice@example.com".into(),
@@ -1380,7 +1381,7 @@ mod tests {
         missing(store.record_login_failure("nobody", NOW, 5, 60).map(|_| ()));
         missing(store.set_totp_secret("nobody", "sealed"));
         missing(store.disable_mfa("nobody", SessionChange::Keep));
-        missing(store.set_mfa_enabled("nobody", true));
+        missing(store.turn_mfa_on("nobody"));
         missing(store.replace_recovery_codes("nobody", &["c".into()]));
         missing(store.create_session(&session("t", "p", "nobody", NOW)));
         missing(store.create_token(&token("t", TokenPurpose::PasswordReset, Some("nobody"))));
@@ -1583,7 +1584,7 @@ mod tests {
     fn clearing_totp_removes_all_mfa_state() {
         let store = with_user("u1");
         store.set_totp_secret("u1", "sealed").unwrap();
-        store.set_mfa_enabled("u1", true).unwrap();
+        store.turn_mfa_on("u1").unwrap();
         store.accept_totp_step("u1", 7).unwrap();
         store
             .replace_recovery_codes("u1", &["a".into(), "b".into()])
