@@ -59,10 +59,13 @@ impl AuthService {
     /// Starts (or restarts) enrolment: a new secret, sealed for this user, not yet active.
     pub async fn enrol_mfa(&self, caller: &Caller) -> Result<Enrolment, AuthError> {
         self.require_fresh(caller)?;
-        if caller.user.mfa_enabled {
-            return Err(AuthError::Conflict(
+        let already_on = || {
+            AuthError::Conflict(
                 "two-factor authentication is already on; disable it first to change devices",
-            ));
+            )
+        };
+        if caller.user.mfa_enabled {
+            return Err(already_on());
         }
         let secret = totp::new_secret();
         let encoded = totp::encode_secret(&secret);
@@ -73,9 +76,7 @@ impl AuthService {
         // MFA turned on since the check above (a confirmation racing this request): the
         // store refuses, so enrolling again never turns it off.
         self.run(move |store| match store.set_totp_secret(&id, &sealed) {
-            Err(crate::store::StoreError::Conflict(_)) => Err(AuthError::Conflict(
-                "two-factor authentication is already on; disable it first to change devices",
-            )),
+            Err(crate::store::StoreError::Conflict(_)) => Err(already_on()),
             other => Ok(other?),
         })
         .await?;
