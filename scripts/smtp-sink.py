@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A real SMTP server for the integration tests (tests/common/smtp.rs starts one per test).
+"""A real SMTP server for the integration tests (tests/it/common/smtp.rs starts one per test).
 
 Usage: smtp-sink.py DIR
 

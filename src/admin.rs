@@ -29,11 +29,11 @@ use subtle::ConstantTimeEq;
 use crate::auth::Role;
 use crate::auth::routes::AuthState;
 use crate::auth::service::{AuthError, Caller};
-use crate::catalog::spec::{CatalogSpec, DatasourceSpec};
 use crate::config::Config;
 use crate::gateway::GatewayState;
 use crate::http::{ApiError, RequestId, json_response};
 use crate::policy::client_ip::ClientIp;
+use crate::spec::{CatalogSpec, DatasourceSpec};
 use crate::vault::SecretString;
 
 /// What a DBA needs to allowlist Sluice: where its connections come from, and where they go.

@@ -1,13 +1,13 @@
-//! The catalog: datasources, apps and stored queries.
+//! The compilers: SQL templates, HTTP request templates and param schemas, and the
+//! validated values they produce.
 //!
-//! `spec` is the YAML/store form and `yaml` reads and writes it; `params` and `template`
-//! compile it, and `compile` builds the immutable snapshot the gateway serves. This module
-//! does no IO and never opens a secret except to verify it (`compile::verify_secrets`).
+//! `template` (SQL), `http_template` and `params` compile what the catalog model
+//! (`crate::spec`) declares; `compile` turns a whole `CatalogSpec` into the
+//! `CompiledCatalog` the gateway serves. Pure: no IO, no clock, no secrets. Caller input
+//! never becomes SQL text here.
 
 pub mod compile;
 pub mod http_template;
 pub mod params;
-pub mod spec;
 pub mod template;
 pub mod value;
-pub mod yaml;

@@ -20,7 +20,11 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::policy::rate_limit::{RateRule, parse_rule};
+mod defaults;
+
+pub use defaults::{LimitDefaults, QueryDefaults};
+
+use crate::spec::rate::{RateRule, parse_rule};
 use crate::vault::{self, InstanceKey, SecretString, VaultError};
 
 /// Every variable Sluice reads: `(name, default, description)`. An empty default means
@@ -460,11 +464,11 @@ impl Config {
     }
 
     /// The limits queries get where the catalog does not set their own.
-    pub fn query_defaults(&self) -> crate::catalog::compile::QueryDefaults {
-        crate::catalog::compile::QueryDefaults {
+    pub fn query_defaults(&self) -> QueryDefaults {
+        QueryDefaults {
             timeout: self.query_timeout,
             max_rows: self.max_rows,
-            limits: crate::policy::LimitDefaults {
+            limits: LimitDefaults {
                 per_user: self.edge.per_user,
                 per_key: self.edge.per_key,
                 max_concurrency: self.edge.query_max_concurrency,
@@ -571,7 +575,7 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
         egress_allow: env.parse(
             EGRESS_ALLOW,
             "a comma-separated list of CIDRs or addresses such as 10.0.0.0/8, 192.168.1.5",
-            |v| crate::datasource::egress::parse_cidr_list(v).map_err(boxed),
+            |v| crate::egress::parse_cidr_list(v).map_err(boxed),
         )?,
         egress_bind: env.parse(
             EGRESS_BIND,
@@ -604,7 +608,7 @@ fn edge_settings<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<EdgeSett
         env.parse(
             var,
             "a comma-separated list of CIDRs or addresses such as 10.0.0.0/8, 2001:db8::/32",
-            |v| crate::datasource::egress::parse_cidr_list(v).map_err(boxed),
+            |v| crate::egress::parse_cidr_list(v).map_err(boxed),
         )
     };
     Ok(EdgeSettings {

@@ -33,7 +33,6 @@
 //! discards the connection. Finishing alone, it sees the closed channels and stops at its next
 //! send, or at its timeout, as a spawned producer always did.
 
-pub mod egress;
 pub mod http;
 pub mod json;
 pub mod mysql;
@@ -49,8 +48,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::catalog::spec::{CatalogSpec, DatasourceSpec};
 use crate::catalog::template::{Dialect, RenderedSql};
+use crate::egress;
+use crate::spec::{CatalogSpec, DatasourceSpec};
 use crate::vault::{InstanceKey, Owner, SecretString, VaultError};
 
 /// How many encoded bytes a producer gathers before handing a frame to the response.
@@ -297,11 +297,12 @@ pub(crate) fn egress_policy(
     datasource_allow: &[String],
     defaults: &PoolDefaults,
 ) -> Result<egress::EgressPolicy, PoolError> {
-    let own =
-        egress::parse_cidr_list(&datasource_allow.join(",")).map_err(|e| PoolError::Config {
+    let own = egress::parse_cidrs(datasource_allow.iter().map(String::as_str)).map_err(|e| {
+        PoolError::Config {
             datasource: name.to_string(),
             message: format!("egress_allow: {e}"),
-        })?;
+        }
+    })?;
     Ok(egress::EgressPolicy::new(&defaults.egress_allow, &own))
 }
 
@@ -485,7 +486,7 @@ impl Pools {
                 }
                 DatasourceSpec::Http(http_spec) => {
                     let mut secret = None;
-                    for (field, sealed) in crate::catalog::compile::secret_fields(spec) {
+                    for (field, sealed) in spec.secret_fields() {
                         secret = open_secret(key, name, field, sealed)?;
                     }
                     Datasource::Http(http::HttpSource::new(name, http_spec, secret, defaults)?)

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::catalog::spec::{CatalogSpec, DatasourceSpec};
-use crate::catalog::yaml;
 use crate::config;
 use crate::instance::{Instance, StartError};
+use crate::spec::yaml;
+use crate::spec::{CatalogSpec, DatasourceSpec};
 use crate::store::{MetadataStore, SqliteStore};
 use crate::vault;
 

@@ -21,22 +21,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::auth::routes::{self as auth_routes, AuthState};
-use crate::catalog::compile::CompiledCatalog;
-use crate::catalog::spec::CatalogSpec;
-use crate::datasource::Pools;
 use crate::http::edge::{self, EdgeState};
 use crate::http::{ApiError, request_id};
-
-/// What the request path reads: the compiled catalog and its pools, swapped as one.
-#[derive(Default)]
-pub struct Snapshot {
-    /// The catalog as stored (secrets sealed), for the edit plane's reports.
-    pub spec: Arc<CatalogSpec>,
-    pub catalog: CompiledCatalog,
-    pub pools: Pools,
-    /// The store revision this snapshot was built from.
-    pub revision: i64,
-}
+use crate::snapshot::Snapshot;
 
 /// Request-path limits.
 #[derive(Debug, Clone, Copy)]

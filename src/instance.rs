@@ -14,15 +14,14 @@ use crate::admin::{self, AdminState};
 use crate::auth::mail::{MailError, Mailer};
 use crate::auth::routes::{AuthState, CookieSettings};
 use crate::auth::service::AuthService;
-use crate::catalog::compile::{self, CatalogErrors};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::datasource::{PoolDefaults, PoolError, Pools};
-use crate::gateway::{self, GatewayState, Limits, Snapshot};
+use crate::gateway::{self, GatewayState, Limits};
 use crate::http::edge::EdgeState;
 use crate::http::server::{self, ServerSettings};
 use crate::http::tls::{CertStore, TlsError};
 use crate::policy::rate_limit::{MemoryLimiter, RateLimiter};
+use crate::snapshot::{self, SnapshotError};
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::vault::InstanceKey;
 
@@ -33,12 +32,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the stored catalog does not compile:\n{0}")]
-    Catalog(CatalogErrors),
-    #[error("sealed secrets in the stored catalog do not open with this instance key:\n{0}")]
-    Secrets(CatalogErrors),
     #[error(transparent)]
-    Pools(#[from] PoolError),
+    Snapshot(#[from] SnapshotError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: std::net::SocketAddr,
@@ -95,7 +90,7 @@ impl Instance {
             _ => None,
         };
         let key = Arc::new(key);
-        let snapshot = build_snapshot(&config, &key, store.clone()).await?;
+        let snapshot = snapshot::build(&config, &key, store.clone()).await?;
         let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new(clock.clone()));
         let auth = Arc::new(AuthState {
             service: Arc::new(auth_service(
@@ -142,7 +137,7 @@ impl Instance {
     /// Reloads the catalog from the store. The old snapshot keeps serving until the new one
     /// is fully built; on error nothing changes.
     pub async fn reload(&self) -> Result<i64, StartError> {
-        let snapshot = build_snapshot(&self.config, &self.key, self.store.clone()).await?;
+        let snapshot = snapshot::build(&self.config, &self.key, self.store.clone()).await?;
         let revision = snapshot.revision;
         // The previous snapshot's pools close when the last request using them finishes
         // and drops its reference.
@@ -229,36 +224,6 @@ pub fn auth_service(
 async fn derive_key(config: &Config) -> Result<InstanceKey, StartError> {
     let config = config.clone();
     Ok(tokio::task::spawn_blocking(move || config.instance_key()).await??)
-}
-
-async fn build_snapshot(
-    config: &Config,
-    key: &Arc<InstanceKey>,
-    store: Arc<dyn Store>,
-) -> Result<Snapshot, StartError> {
-    let (spec, revision) = tokio::task::spawn_blocking(move || {
-        Ok::<_, StoreError>((store.load_catalog()?, store.catalog_revision()?))
-    })
-    .await??;
-    let defaults = config.query_defaults();
-    let catalog = compile::compile(&spec, defaults).map_err(StartError::Catalog)?;
-    compile::verify_secrets(&spec, key).map_err(StartError::Secrets)?;
-    let pools = Pools::build(
-        &spec,
-        key,
-        &PoolDefaults {
-            pool_size: config.pool_size,
-            egress_allow: config.egress_allow.clone(),
-            egress_bind: config.egress_bind.clone(),
-            ..PoolDefaults::default()
-        },
-    )?;
-    Ok(Snapshot {
-        spec: Arc::new(spec),
-        catalog,
-        pools,
-        revision,
-    })
 }
 
 /// Deletes expired sessions every ten minutes (they are refused on sight anyway; this keeps

@@ -11,9 +11,9 @@ use clap::{Parser, Subcommand};
 use sluice::auth::Role;
 use sluice::auth::service::ClientInfo;
 use sluice::catalog::compile;
-use sluice::catalog::yaml;
 use sluice::config::{self, Config, LogFormat};
 use sluice::instance::Instance;
+use sluice::spec::yaml;
 use sluice::store::{MetadataStore, SqliteStore};
 use sluice::vault::{self, Owner};
 use sluice::{demo, telemetry};
@@ -363,7 +363,7 @@ async fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
             let spec = read_catalog(&file)?;
             compile::compile(&spec, defaults)?;
             if config.encryption_password.is_some() {
-                compile::verify_secrets(&spec, &config.instance_key()?)?;
+                sluice::snapshot::verify_secrets(&spec, &config.instance_key()?)?;
                 println!("{}: ok (templates compile, secrets open)", file.display());
             } else {
                 println!(
@@ -376,7 +376,7 @@ async fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
         CatalogCommand::Apply { file } => {
             let spec = read_catalog(&file)?;
             compile::compile(&spec, defaults)?;
-            compile::verify_secrets(&spec, &config.instance_key()?)?;
+            sluice::snapshot::verify_secrets(&spec, &config.instance_key()?)?;
             let store = open_store(&config)?;
             let revision = store.replace_catalog(&spec, &file.display().to_string())?;
             println!(
@@ -461,7 +461,7 @@ fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
     SqliteStore::open(&path).with_context(|| format!("opening {}", path.display()))
 }
 
-fn read_catalog(file: &PathBuf) -> anyhow::Result<sluice::catalog::spec::CatalogSpec> {
+fn read_catalog(file: &PathBuf) -> anyhow::Result<sluice::spec::CatalogSpec> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     yaml::parse(&text).with_context(|| format!("{} does not parse", file.display()))

@@ -20,10 +20,11 @@ use tokio::sync::Semaphore;
 
 use crate::auth::Role;
 use crate::auth::service::Caller;
-use crate::catalog::spec::{AppSpec, GrantSpec, LimitsSpec, QuerySpec, Visibility};
+use crate::config::LimitDefaults;
+use crate::spec::rate::{RateRule, parse_rule};
+use crate::spec::{AppSpec, GrantSpec, LimitsSpec, QuerySpec, Visibility};
 use cors::CorsPolicy;
 use headers::HeaderPolicy;
-use rate_limit::{RateRule, parse_rule};
 
 /// Who may run a query. Empty (the default) means nobody on the view plane.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -100,15 +101,6 @@ impl ScopedRule {
     }
 }
 
-/// Instance-wide defaults (`SLUICE_RATE_LIMIT_*`, `SLUICE_QUERY_MAX_CONCURRENCY`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LimitDefaults {
-    pub per_user: Option<RateRule>,
-    pub per_key: Option<RateRule>,
-    /// 0 means no cap.
-    pub max_concurrency: u32,
-}
-
 /// A query's effective limits.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct QueryLimits {
@@ -152,7 +144,7 @@ pub type PolicyProblem = (String, String);
 /// Compiles an app's policy (allowed IPs, CORS, headers).
 pub fn compile_app(app: &AppSpec) -> Result<AppPolicy, Vec<PolicyProblem>> {
     let mut problems = Vec::new();
-    let allowed_ips = match crate::datasource::egress::parse_cidr_list(&app.allowed_ips.join(",")) {
+    let allowed_ips = match crate::egress::parse_cidrs(app.allowed_ips.iter().map(String::as_str)) {
         Ok(nets) => nets,
         Err(error) => {
             problems.push(("allowed_ips".to_string(), error.to_string()));

@@ -9,7 +9,7 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use crate::catalog::spec::CatalogSpec;
+use crate::spec::CatalogSpec;
 
 /// A failure of the metadata store. The cause is kept for the server log.
 #[derive(Debug, thiserror::Error)]

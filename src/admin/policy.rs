@@ -5,9 +5,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::catalog::compile::CompiledApp;
-use crate::catalog::spec::Visibility;
 use crate::config::Config;
 use crate::policy::headers::HSTS;
+use crate::spec::Visibility;
 
 /// The report for one app.
 #[derive(Debug, Serialize)]

@@ -33,7 +33,8 @@ use super::{Role, normalize_email, token, totp};
 use crate::catalog::template::UserValues;
 use crate::clock::SharedClock;
 use crate::config::AuthSettings;
-use crate::policy::rate_limit::{Decision, RateLimiter, RateRule};
+use crate::policy::rate_limit::{Decision, RateLimiter};
+use crate::spec::rate::RateRule;
 use crate::store::StoreError;
 use crate::vault::{InstanceKey, Owner};
 

@@ -10,28 +10,12 @@ use std::time::Duration;
 
 use crate::catalog::http_template::{CompiledHttp, compile_http};
 use crate::catalog::params::ParamSchema;
-use crate::catalog::spec::{CatalogSpec, DatasourceSpec, HttpAuthSpec, QuerySpec, Visibility};
 use crate::catalog::template::{CompiledSql, Dialect, compile_sql};
-use crate::policy::{self, AppPolicy, LimitDefaults, QueryPolicy};
-use crate::vault::{self, InstanceKey, Owner};
-
-/// Limits that apply where a query does not set its own.
-#[derive(Debug, Clone, Copy)]
-pub struct QueryDefaults {
-    pub timeout: Duration,
-    pub max_rows: u64,
-    pub limits: LimitDefaults,
-}
-
-impl Default for QueryDefaults {
-    fn default() -> Self {
-        QueryDefaults {
-            timeout: Duration::from_secs(30),
-            max_rows: 10_000,
-            limits: LimitDefaults::default(),
-        }
-    }
-}
+use crate::config::QueryDefaults;
+use crate::policy::{self, AppPolicy, QueryPolicy};
+use crate::spec::checks::{NAME_RULE, is_valid_name};
+use crate::spec::{CatalogSpec, DatasourceSpec, QuerySpec, Visibility};
+use crate::vault;
 
 /// A compiled template: SQL for databases, a request description for HTTP APIs.
 #[derive(Debug)]
@@ -100,24 +84,6 @@ pub struct CatalogProblem {
 #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
 pub struct CatalogErrors(pub Vec<CatalogProblem>);
 
-/// The fields of each datasource kind that hold secrets.
-pub fn secret_fields(spec: &DatasourceSpec) -> Vec<(&'static str, Option<&str>)> {
-    match spec {
-        DatasourceSpec::Postgres(net) | DatasourceSpec::Mysql(net) => {
-            vec![("password", net.password.as_deref())]
-        }
-        DatasourceSpec::Sqlite(_) => Vec::new(),
-        DatasourceSpec::Http(http) => match &http.auth {
-            None => Vec::new(),
-            Some(HttpAuthSpec::Bearer { token }) => vec![("bearer", Some(token.as_str()))],
-            Some(HttpAuthSpec::Basic { password, .. }) => {
-                vec![("basic_password", Some(password.as_str()))]
-            }
-            Some(HttpAuthSpec::ApiKey { value, .. }) => vec![("api_key", Some(value.as_str()))],
-        },
-    }
-}
-
 /// The SQL dialect a datasource speaks (`None` for HTTP APIs).
 pub fn dialect_of(spec: &DatasourceSpec) -> Option<Dialect> {
     match spec {
@@ -145,7 +111,8 @@ fn compile_template(
             let DatasourceSpec::Http(spec) = datasource else {
                 unreachable!("only HTTP datasources have no dialect")
             };
-            let allowed = crate::datasource::http::allowed_methods(spec)
+            let allowed = spec
+                .allowed_methods()
                 .map_err(|e| problem("http.method", e))?;
             compile_http(http, &query.params, &allowed)
                 .map(CompiledTemplate::Http)
@@ -162,15 +129,6 @@ fn compile_template(
     }
 }
 
-/// Whether a name can be used for an app, query or datasource (it appears in URLs and in
-/// secret owners): 1-64 of `A-Z a-z 0-9 _ -`, starting with a letter or digit.
-pub fn is_valid_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
-        && name.len() <= 64
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// Compiles every query; fails with all problems found.
 pub fn compile(
     spec: &CatalogSpec,
@@ -184,20 +142,16 @@ pub fn compile(
         if !is_valid_name(name) {
             problem(location.clone(), name_rule());
         }
-        let egress_allow = match datasource {
-            DatasourceSpec::Postgres(net) | DatasourceSpec::Mysql(net) => &net.egress_allow,
-            DatasourceSpec::Http(http) => &http.egress_allow,
-            DatasourceSpec::Sqlite(_) => &Vec::new(),
-        };
-        if let Err(error) = crate::datasource::egress::parse_cidr_list(&egress_allow.join(",")) {
+        let egress_allow = datasource.egress_allow().iter().map(String::as_str);
+        if let Err(error) = crate::egress::parse_cidrs(egress_allow) {
             problem(format!("{location}.egress_allow"), error.to_string());
         }
         if let DatasourceSpec::Http(http) = datasource
-            && let Err(message) = crate::datasource::http::check_spec(http)
+            && let Err(message) = http.check()
         {
             problem(location.clone(), message);
         }
-        for (field, value) in secret_fields(datasource) {
+        for (field, value) in datasource.secret_fields() {
             if let Some(value) = value
                 && !vault::is_sealed(value)
             {
@@ -299,30 +253,6 @@ pub fn compile(
     }
 }
 
-/// Checks that every sealed secret opens for its own owner under `key`.
-pub fn verify_secrets(spec: &CatalogSpec, key: &InstanceKey) -> Result<(), CatalogErrors> {
-    let mut problems = Vec::new();
-    for (name, datasource) in &spec.datasources {
-        for (field, value) in secret_fields(datasource) {
-            let Some(sealed) = value else { continue };
-            let location = format!("datasources.{name}.{field}");
-            let opened = Owner::datasource(name, field).and_then(|owner| key.open(&owner, sealed));
-            if let Err(error) = opened {
-                problems.push(CatalogProblem {
-                    location,
-                    message: error.to_string(),
-                });
-            }
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(CatalogErrors(problems))
-    }
-}
-
 fn name_rule() -> String {
-    "names are 1-64 characters of A-Z, a-z, 0-9, `_` and `-`, starting with a letter or digit"
-        .into()
+    NAME_RULE.into()
 }

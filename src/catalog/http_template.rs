@@ -40,11 +40,11 @@ use chrono::SecondsFormat;
 use http::{HeaderName, HeaderValue, Method};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use crate::catalog::spec::{HttpBodySpec, HttpRequestSpec, ParamSpec, ParamType, ScalarType};
 use crate::catalog::template::{
     BindValues, BindingSource, RenderError, UserField, parse_binding_path, path_of,
 };
 use crate::catalog::value::ParamValue;
+use crate::spec::{HttpBodySpec, HttpRequestSpec, ParamSpec, ParamType, ScalarType};
 
 /// What a bound value is percent-encoded against in a path: everything but RFC 3986
 /// unreserved characters.

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::catalog::spec::{ParamSpec, ParamType, ScalarType};
 use crate::catalog::value::ParamValue;
+use crate::spec::{ParamSpec, ParamType, ScalarType};
 
 /// The SQL dialect a template is compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, Url};
 
-use super::egress::{self, EgressPolicy, HostSpec};
 use super::{DatasourceError, PoolDefaults, PoolError};
 use crate::catalog::http_template::{RenderedBody, RenderedHttp};
-use crate::catalog::spec::{HttpAuthSpec, HttpDatasourceSpec};
+use crate::egress::{self, EgressPolicy, HostSpec};
+use crate::spec::{HttpAuthSpec, HttpDatasourceSpec};
 use crate::vault::SecretString;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,91 +39,6 @@ pub const FORWARDED_HEADERS: &[&str] = &[
     "x-ratelimit-remaining",
     "x-ratelimit-reset",
 ];
-
-/// Headers a datasource or query may not set: the transport's own, and `Authorization`
-/// (credentials come from the datasource's sealed `auth`).
-pub const FORBIDDEN_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "authorization",
-    "proxy-authorization",
-    "proxy-connection",
-];
-
-/// The methods queries on this datasource may use.
-pub fn allowed_methods(spec: &HttpDatasourceSpec) -> Result<Vec<Method>, String> {
-    match &spec.allowed_methods {
-        None => Ok(vec![Method::GET, Method::POST]),
-        Some(list) => list
-            .iter()
-            .map(|m| match m.to_ascii_uppercase().as_str() {
-                "GET" => Ok(Method::GET),
-                "POST" => Ok(Method::POST),
-                "PUT" => Ok(Method::PUT),
-                "PATCH" => Ok(Method::PATCH),
-                "DELETE" => Ok(Method::DELETE),
-                _ => Err(format!(
-                    "allowed_methods: `{m}` is not one of GET, POST, PUT, PATCH, DELETE"
-                )),
-            })
-            .collect(),
-    }
-}
-
-/// Checks a datasource's settings (apply time): a plain http(s) base URL without
-/// credentials, query or fragment; valid headers; one place for an API key.
-pub fn check_spec(spec: &HttpDatasourceSpec) -> Result<(), String> {
-    base_url(spec)?;
-    allowed_methods(spec)?;
-    for (name, value) in &spec.headers {
-        check_header(name)?;
-        HeaderValue::from_str(value)
-            .map_err(|_| format!("headers.{name}: not a valid header value"))?;
-    }
-    if let Some(HttpAuthSpec::ApiKey { header, query, .. }) = &spec.auth {
-        match (header, query) {
-            (Some(header), None) => check_header(header)?,
-            (None, Some(query)) if !query.is_empty() => {}
-            _ => return Err("auth.api_key: give exactly one of `header` or `query`".into()),
-        }
-    }
-    Ok(())
-}
-
-fn check_header(name: &str) -> Result<(), String> {
-    HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| format!("`{name}` is not a valid header name"))?;
-    if FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-        return Err(format!(
-            "header `{name}` cannot be set here (transport header, or a credential that belongs in `auth`)"
-        ));
-    }
-    Ok(())
-}
-
-fn base_url(spec: &HttpDatasourceSpec) -> Result<Url, String> {
-    let url = Url::parse(&spec.base_url).map_err(|e| format!("base_url: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("base_url: must be http:// or https://".into());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "base_url: credentials in the URL are refused; use `auth` with a sealed secret".into(),
-        );
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("base_url: no query or fragment; put query parameters in the queries".into());
-    }
-    if url.host_str().is_none() {
-        return Err("base_url: needs a host".into());
-    }
-    Ok(url)
-}
 
 /// The credential to attach at send time.
 enum Credential {
@@ -181,8 +96,8 @@ impl HttpSource {
             datasource: name.to_string(),
             message,
         };
-        check_spec(spec).map_err(config_error)?;
-        let base = base_url(spec).map_err(config_error)?;
+        spec.check().map_err(config_error)?;
+        let base = spec.base_url().map_err(config_error)?;
         let host = base.host_str().unwrap_or_default().to_string();
         let policy = Arc::new(super::egress_policy(name, &spec.egress_allow, defaults)?);
         let origin = base.origin();

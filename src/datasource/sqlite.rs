@@ -17,9 +17,9 @@ use super::{
     ColumnInfo, DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError,
     Producer, Summary, json,
 };
-use crate::catalog::spec::SqliteSpec;
 use crate::catalog::template::RenderedSql;
 use crate::catalog::value::ParamValue;
+use crate::spec::SqliteSpec;
 
 /// A pool of connections to one SQLite file.
 pub struct SqliteSource {

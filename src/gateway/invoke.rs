@@ -12,11 +12,10 @@ use axum::response::Response;
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::GatewayState;
 use super::response::{LogContext, respond_rows};
-use super::{GatewayState, Snapshot};
 use crate::auth::service::{AuthError, Caller, CallerVia};
 use crate::catalog::compile::{CompiledQuery, CompiledTemplate};
-use crate::catalog::spec::Visibility;
 use crate::catalog::template::BindValues;
 use crate::datasource::http::HttpReply;
 use crate::datasource::{DatasourceError, ExecOptions};
@@ -24,6 +23,8 @@ use crate::http::{ApiError, RequestId};
 use crate::policy::ScopedRule;
 use crate::policy::client_ip::ClientIp;
 use crate::policy::rate_limit::Decision;
+use crate::snapshot::Snapshot;
+use crate::spec::Visibility;
 
 /// `POST /v1/apps/{app}/queries/{query}` with `{"params": {...}}`.
 pub async fn invoke(

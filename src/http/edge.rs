@@ -16,7 +16,8 @@ use super::ApiError;
 use super::server::PeerAddr;
 use crate::policy::client_ip::{self, ClientIp};
 use crate::policy::headers::apply_baseline;
-use crate::policy::rate_limit::{Decision, RateLimiter, RateRule};
+use crate::policy::rate_limit::{Decision, RateLimiter};
+use crate::spec::rate::RateRule;
 
 /// What the edge needs.
 pub struct EdgeState {

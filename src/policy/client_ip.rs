@@ -140,7 +140,7 @@ mod tests {
     }
 
     fn nets(list: &str) -> Vec<IpNet> {
-        crate::datasource::egress::parse_cidr_list(list).unwrap()
+        crate::egress::parse_cidr_list(list).unwrap()
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
-use crate::catalog::spec::CorsSpec;
+use crate::spec::CorsSpec;
 
 /// Request headers every app allows cross-origin.
 const BASE_HEADERS: &[&str] = &["content-type", "authorization"];

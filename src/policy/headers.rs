@@ -9,7 +9,7 @@
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
-use crate::catalog::spec::HeadersSpec;
+use crate::spec::HeadersSpec;
 
 pub const DEFAULT_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 pub const DEFAULT_REFERRER_POLICY: &str = "no-referrer";

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{MetadataStore, StoreError};
-use crate::catalog::spec::{AppSpec, CatalogSpec, DatasourceSpec, QuerySpec};
+use crate::spec::{AppSpec, CatalogSpec, DatasourceSpec, QuerySpec};
 
 mod auth;
 
@@ -359,7 +359,7 @@ impl MetadataStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::yaml;
+    use crate::spec::yaml;
 
     const CATALOG: &str = "datasources:\n  db:\n    kind: postgres\n    host: db.example\n    database: shop\n    user: app\n    password: enc:v1:0011223344556677:AAAA\napps:\n  shop:\n    visibility: public\n    queries:\n      q:\n        datasource: db\n        sql: SELECT {{ params.x }}\n        params:\n          x: { type: int, required: true }\n";
 

@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use super::decode::{ColumnDecoder, type_label};
 use crate::datasource::ColumnInfo;
-use crate::datasource::egress::{self, EgressError, EgressPolicy};
+use crate::egress::{self, EgressError, EgressPolicy};
 
 /// A pooled connection and its prepared statements, keyed by SQL text.
 pub struct PgConnection {

@@ -1156,8 +1156,8 @@ impl AuthStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::spec::CatalogSpec;
-    use crate::catalog::yaml;
+    use crate::spec::CatalogSpec;
+    use crate::spec::yaml;
     use crate::store::MetadataStore;
 
     const NOW: i64 = 1_700_000_000;

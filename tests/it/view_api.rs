@@ -1,7 +1,7 @@
 //! The view endpoint end to end through a real socket, against real PostgreSQL and MariaDB:
 //! response shape, streaming, writes, limits, and every refusal as a JSON error.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

@@ -6,9 +6,9 @@
 //! A refused request must not reach the datasource: the counting queries leave one row per
 //! run in a PostgreSQL table ([`edge_common::Counter`]).
 
-mod auth_common;
-mod common;
-mod edge_common;
+use crate::auth_common;
+use crate::common;
+use crate::edge_common;
 
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 //! expiring), `{{ user.id }}` row rules on real PostgreSQL, and app visibility (public,
 //! workspace, private with members).
 
-mod auth_common;
-mod common;
+use crate::auth_common;
+use crate::common;
 
 use std::sync::Arc;
 
@@ -382,7 +382,7 @@ async fn visibility_public_workspace_and_private_with_members() {
 #[tokio::test]
 async fn members_survive_a_catalog_apply_and_restart() {
     let store = Arc::new(sluice::store::SqliteStore::in_memory().unwrap());
-    let spec = sluice::catalog::yaml::parse(&catalog()).unwrap();
+    let spec = sluice::spec::yaml::parse(&catalog()).unwrap();
     let env = [("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)];
     let gateway = TestGateway::start_on_store(store.clone(), spec.clone(), &env).await;
     let member = user(&gateway, "fay@example.com", Role::Viewer).await;

@@ -2,7 +2,7 @@
 //! `Strict-Transport-Security` on every answer over TLS (and never over plain HTTP), and the
 //! session cookie becoming `__Host-` + `Secure`.
 
-mod common;
+use crate::common;
 
 use common::*;
 use sluice::auth::Role;

@@ -14,7 +14,7 @@
 //! - redirects are off by default and, when enabled, followed only within the same origin,
 //!   so the credential never travels to another host.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use common::*;
 use serde_json::{Value, json};
-use sluice::catalog::spec::{CatalogSpec, DatasourceSpec, HttpBodySpec};
-use sluice::catalog::yaml;
+use sluice::spec::yaml;
+use sluice::spec::{CatalogSpec, DatasourceSpec, HttpBodySpec};
 
 use upstream::Upstream;
 
@@ -1023,7 +1023,7 @@ async fn redirects_to_another_origin_are_refused_and_get_no_credential() {
 }
 
 /// The upstream sees connections from 127.0.0.1 when no source address is configured (the
-/// bound case is in tests/egress.rs).
+/// bound case is in tests/it/egress.rs).
 #[tokio::test]
 async fn upstream_sees_the_default_loopback_source() {
     let mut s = setup().await;

@@ -1,9 +1,16 @@
-//! The catalog as it is written in YAML and kept in the metadata store.
+//! The catalog model: datasources, apps and queries as they are written in YAML and kept in
+//! the metadata store.
 //!
-//! These are plain data types: parsing and serialising only. Nothing here compiles a
-//! template or opens a secret; `catalog::compile` turns a [`CatalogSpec`] into the
-//! immutable snapshot that serves requests. Unknown keys are refused everywhere
-//! (`deny_unknown_fields`) so that a typo never silently changes behaviour.
+//! Plain data types, [`yaml`] to read and write them, and the checks that only read a spec
+//! ([`checks`]: names, secret fields, an HTTP datasource's base URL, methods and headers).
+//! Bottom layer: imports no other domain of the crate. Nothing here compiles a template or
+//! opens a secret; `catalog` compiles a [`CatalogSpec`] and `snapshot` serves it. Unknown
+//! keys are refused everywhere (`deny_unknown_fields`) so that a typo never silently changes
+//! behaviour.
+
+pub mod checks;
+pub mod rate;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 

@@ -1,11 +1,11 @@
 //! The mailed account flows (password reset, self-signup, email change) end to end, through
-//! a gateway on a real socket and a real SMTP server (aiosmtpd, `tests/common/smtp.rs`).
+//! a gateway on a real socket and a real SMTP server (aiosmtpd, `tests/it/common/smtp.rs`).
 //!
 //! Time is a `ManualClock`: links expire and fresh auth goes stale by moving it, never by
 //! sleeping. Waiting happens only for mail to arrive (polled, bounded) and for background
 //! mail jobs to finish (observed through the audit log they write, not guessed with a sleep).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -259,7 +259,7 @@ fn mail_env() -> [(&'static str, &'static str); 5] {
 }
 
 async fn start_gateway(env: &[(&str, &str)], clock: &ManualClock) -> TestGateway {
-    let spec = sluice::catalog::yaml::parse("").expect("empty catalog");
+    let spec = sluice::spec::yaml::parse("").expect("empty catalog");
     TestGateway::start_clocked(spec, env, Arc::new(clock.clone())).await
 }
 

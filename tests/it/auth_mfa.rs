@@ -2,8 +2,7 @@
 //! and recovery codes, admins held to enrolment until they have MFA, and the sensitive
 //! actions that need a recent password check. Time moves with a `ManualClock`.
 
-mod auth_common;
-mod common;
+use crate::auth_common;
 
 use auth_common::*;
 use serde_json::json;

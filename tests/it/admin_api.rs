@@ -2,7 +2,7 @@
 //! the egress report without secrets, and user administration that never shows a password
 //! hash.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -3,7 +3,7 @@
 //! Parse errors name the path of the offending key (`apps.shop.queries.orders.parms`) and,
 //! where the parser knows it, the line.
 
-use crate::catalog::spec::CatalogSpec;
+use crate::spec::CatalogSpec;
 
 /// A catalog file that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

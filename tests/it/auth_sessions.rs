@@ -3,8 +3,8 @@
 //! absolute lifetimes, sign-out, and the session changes that follow a password or role
 //! change. Time moves with a `ManualClock`; nothing sleeps.
 
-mod auth_common;
-mod common;
+use crate::auth_common;
+use crate::common;
 
 use auth_common::*;
 use base64::Engine;

@@ -3,7 +3,7 @@
 //! way a browser does (reqwest's cookie store is not enabled, and reading `Set-Cookie` by hand
 //! lets the tests assert its attributes).
 //!
-//! Each suite declares `mod common; mod auth_common;`.
+//! Suites use it as `crate::auth_common`.
 
 #![allow(dead_code)]
 
@@ -13,8 +13,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use sluice::auth::Role;
 use sluice::auth::store::UserRecord;
-use sluice::catalog::yaml;
 use sluice::clock::{Clock, ManualClock};
+use sluice::spec::yaml;
 
 use crate::common::{TestGateway, pg_datasource_yaml};
 

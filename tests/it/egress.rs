@@ -16,7 +16,7 @@
 //!   (`information_schema.processlist`) and an HTTP upstream see connections from 127.0.0.2;
 //!   without it, from 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

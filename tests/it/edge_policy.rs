@@ -5,11 +5,11 @@
 //!
 //! Refusals are shown not to reach the datasource by counting rows an INSERT query leaves
 //! in a PostgreSQL table ([`edge_common::Counter`]). Rate limits and concurrency caps are in
-//! `tests/edge_limits.rs`.
+//! `tests/it/edge_limits.rs`.
 
-mod auth_common;
-mod common;
-mod edge_common;
+use crate::auth_common;
+use crate::common;
+use crate::edge_common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ async fn audit_events(gateway: &TestGateway, name: &str) -> Vec<sluice::auth::st
 
 /// Starts an instance on `catalog` and returns why it refused to start.
 async fn start_error(catalog: &str) -> String {
-    let spec = sluice::catalog::yaml::parse(catalog).unwrap_or_else(|e| panic!("YAML: {e}"));
+    let spec = sluice::spec::yaml::parse(catalog).unwrap_or_else(|e| panic!("YAML: {e}"));
     let (password, salt) = test_secrets();
     let vars: HashMap<&str, String> = [
         ("SLUICE_LISTEN", "127.0.0.1:0".to_string()),

@@ -8,7 +8,7 @@
 //! through the process; after `SIGTERM` the captured log must hold the request and mail
 //! lines (logging was on) and none of the tokens, cookies, passwords or addresses.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

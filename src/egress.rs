@@ -558,10 +558,19 @@ pub struct CidrError {
     pub item: String,
 }
 
-/// Reads a list such as `10.0.0.0/8, 192.168.1.5` (commas or whitespace between items). A bare
-/// address is a single host (/32 or /128); host bits in a CIDR are cleared.
+/// Reads a list written as one string, such as `10.0.0.0/8, 192.168.1.5` (commas or
+/// whitespace between items), as environment variables hold them. See [`parse_cidrs`].
 pub fn parse_cidr_list(list: &str) -> Result<Vec<IpNet>, CidrError> {
-    list.split(|c: char| c == ',' || c.is_whitespace())
+    parse_cidrs(list.split(|c: char| c == ',' || c.is_whitespace()))
+}
+
+/// Reads CIDRs one item each, as catalog lists hold them (`["10.0.0.0/8", "192.168.1.5"]`).
+/// A bare address is a single host (/32 or /128); host bits in a CIDR are cleared; items are
+/// trimmed and empty ones skipped.
+pub fn parse_cidrs<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec<IpNet>, CidrError> {
+    items
+        .into_iter()
+        .map(str::trim)
         .filter(|item| !item.is_empty())
         .map(|item| {
             item.parse::<IpNet>()

@@ -1,8 +1,8 @@
-//! Outgoing mail through a real SMTP server (aiosmtpd, see `tests/common/smtp.rs`): messages
+//! Outgoing mail through a real SMTP server (aiosmtpd, see `tests/it/common/smtp.rs`): messages
 //! arrive with subject, addresses and body intact whatever transfer encoding lettre picks,
 //! and an unreachable relay is an error, not a panic or a hang.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! (a query, `SIGHUP` reload, `SIGTERM` drain while a query is in flight, and the header read
 //! timeout on a raw socket).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,8 +16,8 @@ use base64::Engine;
 use common::served::{Served, free_port};
 use common::*;
 use serde_json::json;
-use sluice::catalog::spec::CatalogSpec;
-use sluice::catalog::yaml;
+use sluice::spec::CatalogSpec;
+use sluice::spec::yaml;
 
 const PASSWORD_VAR: &str = "SLUICE_ENCRYPTION_PASSWORD";
 const SALT_VAR: &str = "SLUICE_ENCRYPTION_SALT";

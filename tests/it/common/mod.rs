@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use sluice::catalog::spec::CatalogSpec;
-use sluice::catalog::yaml;
 use sluice::config;
 use sluice::instance::Instance;
+use sluice::spec::CatalogSpec;
+use sluice::spec::yaml;
 use sluice::store::{MetadataStore, SqliteStore};
 use sluice::vault::{InstanceKey, Owner};
 use tokio::sync::oneshot;

@@ -3,7 +3,7 @@
 //! PostgreSQL table that counts how often the datasource really ran a query, and the
 //! security-header checks.
 //!
-//! Each suite declares `mod common; mod auth_common; mod edge_common;`.
+//! Suites use it as `crate::edge_common`.
 
 #![allow(dead_code)]
 

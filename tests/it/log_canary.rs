@@ -11,7 +11,7 @@
 //! password, salt or sealed secret. The HTTP responses are checked to carry the canaries
 //! where rows echo them, so a canary that is missing from the log did pass through the process.
 
-mod common;
+use crate::common;
 
 use common::served::{Served, sluice_with_test_key};
 use common::*;

@@ -17,7 +17,7 @@
 //! `canary` and `notes` hold exactly what they should, that no table was created, and
 //! (PostgreSQL) that the gateway's connections never ran a statement other than the catalog's.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@
 //! Each test gathers every mismatch (database, type, input, what came back, what was wanted)
 //! and fails once at the end listing them all, so one run shows every broken mapping.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,7 +19,7 @@ use std::path::Path;
 use common::*;
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
-use sluice::catalog::spec::CatalogSpec;
+use sluice::spec::CatalogSpec;
 
 /// The one app of every test catalog.
 const APP: &str = "types";
@@ -198,7 +198,7 @@ async fn call_refused(
 
 /// A catalog with the datasource of `datasource_yaml` and one public app holding `queries`.
 fn catalog(datasource_yaml: &str, queries: BTreeMap<String, Value>) -> CatalogSpec {
-    let mut spec = sluice::catalog::yaml::parse(&format!("datasources:\n{datasource_yaml}"))
+    let mut spec = sluice::spec::yaml::parse(&format!("datasources:\n{datasource_yaml}"))
         .unwrap_or_else(|e| panic!("datasource YAML: {e}"));
     spec.apps = serde_json::from_value(json!({
         "types": {"visibility": "public", "grants": {"anonymous": true}, "queries": queries}

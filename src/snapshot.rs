@@ -1,0 +1,100 @@
+//! The served snapshot: a stored catalog turned into what the request path reads.
+//!
+//! [`build`] loads the catalog from the store, compiles it (`catalog::compile`), checks that
+//! every sealed secret opens for its own owner, and builds the connection pools (which open
+//! the secrets they need). A [`Snapshot`] is immutable; a reload builds a new one and swaps
+//! it in whole, so requests in flight keep the one they started with. This is the only place
+//! where a stored catalog becomes a served one: `catalog check`/`apply` use
+//! [`verify_secrets`] too, so what applies is what serves.
+//!
+//! Knows nothing about HTTP. Never logs a secret; errors name the field, not the value.
+
+use std::sync::Arc;
+
+use crate::catalog::compile::{self, CatalogErrors, CatalogProblem, CompiledCatalog};
+use crate::config::Config;
+use crate::datasource::{PoolDefaults, PoolError, Pools};
+use crate::spec::CatalogSpec;
+use crate::store::{Store, StoreError};
+use crate::vault::{InstanceKey, Owner};
+
+/// What the request path reads: the compiled catalog and its pools, swapped as one.
+#[derive(Default)]
+pub struct Snapshot {
+    /// The catalog as stored (secrets sealed), for the edit plane's reports.
+    pub spec: Arc<CatalogSpec>,
+    pub catalog: CompiledCatalog,
+    pub pools: Pools,
+    /// The store revision this snapshot was built from.
+    pub revision: i64,
+}
+
+/// Why a snapshot could not be built. The previous one (if any) keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the stored catalog does not compile:\n{0}")]
+    Catalog(CatalogErrors),
+    #[error("sealed secrets in the stored catalog do not open with this instance key:\n{0}")]
+    Secrets(CatalogErrors),
+    #[error(transparent)]
+    Pools(#[from] PoolError),
+    #[error("background task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Loads the stored catalog and builds the snapshot that serves it.
+pub async fn build(
+    config: &Config,
+    key: &Arc<InstanceKey>,
+    store: Arc<dyn Store>,
+) -> Result<Snapshot, SnapshotError> {
+    let (spec, revision) = tokio::task::spawn_blocking(move || {
+        Ok::<_, StoreError>((store.load_catalog()?, store.catalog_revision()?))
+    })
+    .await??;
+    let catalog =
+        compile::compile(&spec, config.query_defaults()).map_err(SnapshotError::Catalog)?;
+    verify_secrets(&spec, key).map_err(SnapshotError::Secrets)?;
+    let pools = Pools::build(
+        &spec,
+        key,
+        &PoolDefaults {
+            pool_size: config.pool_size,
+            egress_allow: config.egress_allow.clone(),
+            egress_bind: config.egress_bind.clone(),
+            ..PoolDefaults::default()
+        },
+    )?;
+    Ok(Snapshot {
+        spec: Arc::new(spec),
+        catalog,
+        pools,
+        revision,
+    })
+}
+
+/// Checks that every sealed secret opens for its own owner under `key`; all failures are
+/// reported, each naming its field.
+pub fn verify_secrets(spec: &CatalogSpec, key: &InstanceKey) -> Result<(), CatalogErrors> {
+    let mut problems = Vec::new();
+    for (name, datasource) in &spec.datasources {
+        for (field, value) in datasource.secret_fields() {
+            let Some(sealed) = value else { continue };
+            let location = format!("datasources.{name}.{field}");
+            let opened = Owner::datasource(name, field).and_then(|owner| key.open(&owner, sealed));
+            if let Err(error) = opened {
+                problems.push(CatalogProblem {
+                    location,
+                    message: error.to_string(),
+                });
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CatalogErrors(problems))
+    }
+}

@@ -1,0 +1,143 @@
+//! Checks that only read a spec: valid names, which fields of a datasource hold secrets,
+//! and an HTTP datasource's base URL, allowed methods and headers. Pure: used when a catalog
+//! is compiled (so a bad spec never reaches serving) and again when a pool is built.
+
+use http::{HeaderName, HeaderValue, Method};
+use url::Url;
+
+use super::{DatasourceSpec, HttpAuthSpec, HttpDatasourceSpec};
+
+/// Headers a datasource or query may not set: the transport's own, and `Authorization`
+/// (credentials come from the datasource's sealed `auth`).
+pub const FORBIDDEN_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "authorization",
+    "proxy-authorization",
+    "proxy-connection",
+];
+
+/// Whether a name can be used for an app, query or datasource (it appears in URLs and in
+/// secret owners): 1-64 of `A-Z a-z 0-9 _ -`, starting with a letter or digit.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
+        && name.len() <= 64
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// What [`is_valid_name`] requires, for error messages.
+pub const NAME_RULE: &str =
+    "names are 1-64 characters of A-Z, a-z, 0-9, `_` and `-`, starting with a letter or digit";
+
+impl DatasourceSpec {
+    /// The fields of this datasource that hold secrets, with their (sealed) values.
+    pub fn secret_fields(&self) -> Vec<(&'static str, Option<&str>)> {
+        match self {
+            DatasourceSpec::Postgres(net) | DatasourceSpec::Mysql(net) => {
+                vec![("password", net.password.as_deref())]
+            }
+            DatasourceSpec::Sqlite(_) => Vec::new(),
+            DatasourceSpec::Http(http) => match &http.auth {
+                None => Vec::new(),
+                Some(HttpAuthSpec::Bearer { token }) => vec![("bearer", Some(token.as_str()))],
+                Some(HttpAuthSpec::Basic { password, .. }) => {
+                    vec![("basic_password", Some(password.as_str()))]
+                }
+                Some(HttpAuthSpec::ApiKey { value, .. }) => {
+                    vec![("api_key", Some(value.as_str()))]
+                }
+            },
+        }
+    }
+
+    /// The datasource's own egress allow list (empty for SQLite files).
+    pub fn egress_allow(&self) -> &[String] {
+        match self {
+            DatasourceSpec::Postgres(net) | DatasourceSpec::Mysql(net) => &net.egress_allow,
+            DatasourceSpec::Http(http) => &http.egress_allow,
+            DatasourceSpec::Sqlite(_) => &[],
+        }
+    }
+}
+
+impl HttpDatasourceSpec {
+    /// The methods queries on this datasource may use.
+    pub fn allowed_methods(&self) -> Result<Vec<Method>, String> {
+        match &self.allowed_methods {
+            None => Ok(vec![Method::GET, Method::POST]),
+            Some(list) => list
+                .iter()
+                .map(|m| match m.to_ascii_uppercase().as_str() {
+                    "GET" => Ok(Method::GET),
+                    "POST" => Ok(Method::POST),
+                    "PUT" => Ok(Method::PUT),
+                    "PATCH" => Ok(Method::PATCH),
+                    "DELETE" => Ok(Method::DELETE),
+                    _ => Err(format!(
+                        "allowed_methods: `{m}` is not one of GET, POST, PUT, PATCH, DELETE"
+                    )),
+                })
+                .collect(),
+        }
+    }
+
+    /// Checks the settings (apply time): a plain http(s) base URL without credentials,
+    /// query or fragment; valid headers; one place for an API key.
+    pub fn check(&self) -> Result<(), String> {
+        self.base_url()?;
+        self.allowed_methods()?;
+        for (name, value) in &self.headers {
+            check_header(name)?;
+            HeaderValue::from_str(value)
+                .map_err(|_| format!("headers.{name}: not a valid header value"))?;
+        }
+        if let Some(HttpAuthSpec::ApiKey { header, query, .. }) = &self.auth {
+            match (header, query) {
+                (Some(header), None) => check_header(header)?,
+                (None, Some(query)) if !query.is_empty() => {}
+                _ => return Err("auth.api_key: give exactly one of `header` or `query`".into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The base URL, parsed and checked.
+    pub fn base_url(&self) -> Result<Url, String> {
+        let url = Url::parse(&self.base_url).map_err(|e| format!("base_url: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("base_url: must be http:// or https://".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(
+                "base_url: credentials in the URL are refused; use `auth` with a sealed secret"
+                    .into(),
+            );
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(
+                "base_url: no query or fragment; put query parameters in the queries".into(),
+            );
+        }
+        if url.host_str().is_none() {
+            return Err("base_url: needs a host".into());
+        }
+        Ok(url)
+    }
+}
+
+fn check_header(name: &str) -> Result<(), String> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("`{name}` is not a valid header name"))?;
+    if FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "header `{name}` cannot be set here (transport header, or a credential that belongs in `auth`)"
+        ));
+    }
+    Ok(())
+}
