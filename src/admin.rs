@@ -32,7 +32,9 @@ use crate::auth::service::{AuthError, Caller};
 use crate::config::Config;
 use crate::gateway::GatewayState;
 use crate::http::{ApiError, RequestId, json_response};
+use crate::policy::Refusal;
 use crate::policy::client_ip::ClientIp;
+use crate::policy::refusal::IpScope;
 use crate::spec::{CatalogSpec, DatasourceSpec};
 use crate::vault::SecretString;
 
@@ -191,12 +193,7 @@ async fn require_admin(state: Arc<AdminState>, mut request: Request, next: Next)
                 serde_json::json!({ "plane": "admin" }),
             )
             .await;
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "ip_not_allowed",
-            "the admin API does not accept requests from your network (SLUICE_ADMIN_ALLOWED_IPS)",
-        )
-        .into_response();
+        return ApiError::from(Refusal::IpNotAllowed(IpScope::Admin)).into_response();
     }
     let headers = request.headers();
     let bearer = headers

@@ -48,9 +48,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::catalog::template::{Dialect, RenderedSql};
 use crate::egress;
 use crate::spec::{CatalogSpec, DatasourceSpec};
+use crate::statement::{Dialect, RenderedSql};
 use crate::vault::{InstanceKey, Owner, SecretString, VaultError};
 
 /// How many encoded bytes a producer gathers before handing a frame to the response.
@@ -348,7 +348,7 @@ impl Datasource {
     /// Sends a rendered HTTP request (HTTP datasources only).
     pub async fn send_http(
         &self,
-        request: crate::catalog::http_template::RenderedHttp,
+        request: crate::statement::RenderedHttp,
     ) -> Result<http::HttpReply, DatasourceError> {
         match self {
             Datasource::Http(source) => source.send(request).await,

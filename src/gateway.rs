@@ -4,7 +4,8 @@
 //! credential or a raw database error, and never logs a param or row value. It holds no
 //! plaintext secret: pools are built (and secrets opened) before a [`Snapshot`] reaches it.
 
-mod edge_policy;
+pub mod edge_policy;
+mod errors;
 mod invoke;
 
 pub use invoke::run_as_admin;
@@ -20,9 +21,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::auth::routes::{self as auth_routes, AuthState};
-use crate::http::edge::{self, EdgeState};
-use crate::http::{ApiError, request_id};
+use crate::auth::routes::AuthState;
+use crate::policy::edge::EdgeState;
 use crate::snapshot::Snapshot;
 
 /// Request-path limits.
@@ -74,20 +74,9 @@ impl GatewayState {
     }
 }
 
-/// The HTTP router: the view plane and `/v1/auth`, with `admin` (the edit plane) nested at `/v1/admin`,
-/// all behind the request-id middleware.
-pub fn router(state: Arc<GatewayState>, admin: Router) -> Router {
-    let account = |cors| {
-        axum::middleware::from_fn_with_state((state.clone(), cors), edge_policy::account_policy)
-    };
-    // The 405 fallback is set first so that the policy layer wraps it too (preflights are
-    // OPTIONS requests, which no route declares).
-    let auth = auth_routes::router(state.auth.clone())
-        .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(account(true));
-    let admin = admin
-        .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(account(false));
+/// The view plane's routes: the query route behind the app policy, and the health checks.
+/// The instance composes them with the account and admin routes.
+pub fn routes(state: Arc<GatewayState>) -> Router {
     let queries = Router::new()
         .route(
             "/v1/apps/{app}/queries/{query}",
@@ -97,24 +86,13 @@ pub fn router(state: Arc<GatewayState>, admin: Router) -> Router {
             state.clone(),
             edge_policy::app_policy,
         ));
-    let edge = state.edge.clone();
-    let routes = Router::new()
+    Router::new()
         .merge(queries)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(crate::http::no_such_endpoint)
+        .method_not_allowed_fallback(crate::http::method_not_allowed)
         .with_state(state)
-        .merge(auth)
-        .nest("/v1/admin", admin);
-    // The request-id and edge middleware wrap the routes once, as one service, rather than
-    // through `Router::layer`, which wraps every route (and the fallback) in its own boxed
-    // copy of them: a boxed future and a service clone fewer per layer and request.
-    let front = tower::ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(request_id::middleware))
-        .layer(axum::middleware::from_fn_with_state(edge, edge::middleware))
-        .service(routes);
-    Router::new().fallback_service(front)
 }
 
 async fn healthz() -> Response {
@@ -136,16 +114,4 @@ fn json_status(status: StatusCode, text: &'static str) -> Response {
         format!("{{\"status\":\"{text}\"}}"),
     )
         .into_response()
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("no such endpoint")
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this endpoint does not accept that method",
-    )
 }

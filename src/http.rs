@@ -1,9 +1,9 @@
-//! HTTP plumbing shared by both planes: the listener loop (header read timeout, keep-alive,
-//! graceful drain), request ids, baseline response headers, and the one place where errors
-//! become JSON responses.
+//! The HTTP toolkit shared by the planes: the listener loop (header read timeout,
+//! keep-alive, graceful drain), TLS from certificate files, JSON bodies, request ids, and
+//! the one place where errors become JSON responses. Imports no plane and no domain: each
+//! plane maps its own errors to an [`ApiError`].
 
 pub mod body;
-pub mod edge;
 pub mod error;
 pub mod request_id;
 pub mod server;
@@ -24,4 +24,18 @@ pub fn json_response(
         serde_json::to_vec(value).expect("responses serialise"),
     )
         .into_response()
+}
+
+/// Fallback for paths no route matches: a JSON 404.
+pub async fn no_such_endpoint() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+/// Fallback for a known path with a method it does not accept: a JSON 405.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
 }

@@ -5,6 +5,12 @@
 //! the store, every template, and every sealed secret. A catalog that does not compile or a
 //! secret that does not open stops start-up with the reason.
 
+mod account_policy;
+mod edge;
+mod router;
+
+pub use router::router;
+
 use std::future::Future;
 use std::sync::Arc;
 
@@ -16,10 +22,10 @@ use crate::auth::routes::{AuthState, CookieSettings};
 use crate::auth::service::AuthService;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::gateway::{self, GatewayState, Limits};
-use crate::http::edge::EdgeState;
+use crate::gateway::{GatewayState, Limits};
 use crate::http::server::{self, ServerSettings};
 use crate::http::tls::{CertStore, TlsError};
+use crate::policy::edge::EdgeState;
 use crate::policy::rate_limit::{MemoryLimiter, RateLimiter};
 use crate::snapshot::{self, SnapshotError};
 use crate::store::{SqliteStore, Store, StoreError};
@@ -168,7 +174,7 @@ impl Instance {
             config: instance.config.clone(),
             gateway: instance.state.clone(),
         });
-        let router = gateway::router(instance.state.clone(), admin::router(admin_state));
+        let router = router(instance.state.clone(), admin::router(admin_state));
         let settings = ServerSettings {
             header_read_timeout: instance.config.header_read_timeout,
             shutdown_grace: instance.config.shutdown_grace,

@@ -16,6 +16,7 @@ pub mod instance;
 pub mod policy;
 pub mod snapshot;
 pub mod spec;
+pub mod statement;
 pub mod store;
 pub mod telemetry;
 pub mod vault;

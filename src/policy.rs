@@ -5,12 +5,16 @@
 //!
 //! Everything here is compiled with the catalog (`catalog::compile` calls [`compile_app`]
 //! and [`compile_query`]) and is pure: decisions are functions of the compiled policy, the
-//! caller and the request headers. The gateway turns refusals into 403 / 429 answers.
+//! caller and the request headers. Refusals are typed ([`Refusal`]); the planes turn them into
+//! 401 / 403 / 404 / 429 answers. [`authorize`] is the view plane's whole authorisation.
 
+pub mod access;
 pub mod client_ip;
 pub mod cors;
+pub mod edge;
 pub mod headers;
 pub mod rate_limit;
+pub mod refusal;
 
 use std::sync::Arc;
 
@@ -25,6 +29,9 @@ use crate::spec::rate::{RateRule, parse_rule};
 use crate::spec::{AppSpec, GrantSpec, LimitsSpec, QuerySpec, Visibility};
 use cors::CorsPolicy;
 use headers::HeaderPolicy;
+
+pub use access::{Target, authorize};
+pub use refusal::Refusal;
 
 /// Who may run a query. Empty (the default) means nobody on the view plane.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -6,6 +6,8 @@
 //! is https or SameSite=None, and then named with the `__Host-` prefix. It is a browser
 //! session cookie (no Max-Age): lifetimes are enforced on the server.
 
+mod errors;
+
 use std::sync::Arc;
 
 use axum::body::Body;

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use crate::catalog::http_template::{CompiledHttp, compile_http};
 use crate::catalog::params::ParamSchema;
-use crate::catalog::template::{CompiledSql, Dialect, compile_sql};
+use crate::catalog::template::{CompiledSql, compile_sql};
 use crate::config::QueryDefaults;
 use crate::policy::{self, AppPolicy, QueryPolicy};
 use crate::spec::checks::{NAME_RULE, is_valid_name};
 use crate::spec::{CatalogSpec, DatasourceSpec, QuerySpec, Visibility};
+use crate::statement::Dialect;
 use crate::vault;
 
 /// A compiled template: SQL for databases, a request description for HTTP APIs.

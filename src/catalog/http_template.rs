@@ -43,8 +43,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use crate::catalog::template::{
     BindValues, BindingSource, RenderError, UserField, parse_binding_path, path_of,
 };
-use crate::catalog::value::ParamValue;
 use crate::spec::{HttpBodySpec, HttpRequestSpec, ParamSpec, ParamType, ScalarType};
+use crate::statement::{ParamValue, RenderedBody, RenderedHttp};
 
 /// What a bound value is percent-encoded against in a path: everything but RFC 3986
 /// unreserved characters.
@@ -70,30 +70,6 @@ const METHODS: [Method; 5] = [
 pub struct HttpTemplateError {
     pub location: String,
     pub message: String,
-}
-
-/// A request ready to send, without the datasource's base URL and credentials.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RenderedHttp {
-    pub method: Method,
-    /// Percent-encoded path to append to the datasource base URL (`""` or starting with `/`).
-    pub path: String,
-    /// Query pairs, not yet encoded (the caller encodes them with its URL serializer); a list
-    /// value gives one pair per item; a NULL value leaves the pair out.
-    pub query: Vec<(String, String)>,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Option<RenderedBody>,
-}
-
-/// A rendered request body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RenderedBody {
-    /// Serialized JSON (`application/json`).
-    Json(Vec<u8>),
-    /// Pairs for `application/x-www-form-urlencoded`, not yet encoded.
-    Form(Vec<(String, String)>),
-    /// `text/plain`.
-    Text(String),
 }
 
 /// A compiled request template.

@@ -24,8 +24,8 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use regex::Regex;
 use serde_json::Value;
 
-use crate::catalog::value::ParamValue;
 use crate::spec::{ParamSpec, ParamType, ScalarType};
+use crate::statement::ParamValue;
 
 /// Longest param name.
 pub const MAX_NAME_LENGTH: usize = 64;

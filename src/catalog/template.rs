@@ -21,16 +21,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::catalog::value::ParamValue;
 use crate::spec::{ParamSpec, ParamType, ScalarType};
-
-/// The SQL dialect a template is compiled for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    Postgres,
-    MySql,
-    Sqlite,
-}
+use crate::statement::{Dialect, ParamValue, RenderedSql};
 
 /// A field of the authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,13 +72,6 @@ pub struct UserValues {
     pub email: String,
     pub role: String,
     pub groups: Vec<String>,
-}
-
-/// A statement ready to send: fixed SQL text and its positional arguments.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RenderedSql {
-    pub sql: Arc<str>,
-    pub args: Vec<ParamValue>,
 }
 
 /// A compiled template.

@@ -19,9 +19,9 @@ use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{DatasourceError, PoolDefaults, PoolError};
-use crate::catalog::http_template::{RenderedBody, RenderedHttp};
 use crate::egress::{self, EgressPolicy, HostSpec};
 use crate::spec::{HttpAuthSpec, HttpDatasourceSpec};
+use crate::statement::{RenderedBody, RenderedHttp};
 use crate::vault::SecretString;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

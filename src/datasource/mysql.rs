@@ -26,10 +26,10 @@ use super::{
     ColumnInfo, DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError,
     Producer, Summary, json,
 };
-use crate::catalog::template::RenderedSql;
-use crate::catalog::value::ParamValue;
 use crate::egress::{self, EgressPolicy};
 use crate::spec::{NetworkDatabaseSpec, TlsMode};
+use crate::statement::ParamValue;
+use crate::statement::RenderedSql;
 use crate::vault::SecretString;
 
 /// The `binary` character set id: such string columns hold bytes, not text.

@@ -25,8 +25,8 @@ use super::{
     DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError, Producer,
     ProducerFuture, Summary,
 };
-use crate::catalog::template::RenderedSql;
 use crate::spec::{NetworkDatabaseSpec, TlsMode};
+use crate::statement::RenderedSql;
 use crate::vault::SecretString;
 
 pub use decode::ColumnDecoder;

@@ -17,9 +17,9 @@ use super::{
     ColumnInfo, DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError,
     Producer, Summary, json,
 };
-use crate::catalog::template::RenderedSql;
-use crate::catalog::value::ParamValue;
 use crate::spec::SqliteSpec;
+use crate::statement::ParamValue;
+use crate::statement::RenderedSql;
 
 /// A pool of connections to one SQLite file.
 pub struct SqliteSource {

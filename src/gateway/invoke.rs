@@ -14,15 +14,16 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::GatewayState;
 use super::response::{LogContext, respond_rows};
-use crate::auth::service::{AuthError, Caller, CallerVia};
+use crate::auth::service::{Caller, CallerVia};
 use crate::catalog::compile::{CompiledQuery, CompiledTemplate};
 use crate::catalog::template::BindValues;
 use crate::datasource::http::HttpReply;
 use crate::datasource::{DatasourceError, ExecOptions};
 use crate::http::{ApiError, RequestId};
-use crate::policy::ScopedRule;
 use crate::policy::client_ip::ClientIp;
 use crate::policy::rate_limit::Decision;
+use crate::policy::refusal::RateLimited;
+use crate::policy::{self, Refusal, ScopedRule, Target};
 use crate::snapshot::Snapshot;
 use crate::spec::Visibility;
 
@@ -42,7 +43,10 @@ pub async fn invoke(
         path.map_err(|_| ApiError::not_found("no such app or query"))?;
     let snapshot = state.snapshot();
     // Unknown apps, unknown queries and private apps answer alike, so names cannot be probed.
-    let unknown = || ApiError::not_found(format!("no query `{query_name}` in app `{app_name}`"));
+    let unknown = || Refusal::Hidden {
+        app: app_name.clone(),
+        query: query_name.clone(),
+    };
     let (app, query) = snapshot
         .catalog
         .query(&app_name, &query_name)
@@ -56,51 +60,23 @@ pub async fn invoke(
     } else {
         crate::auth::routes::caller(&state.auth, headers).await?
     };
-    if let Some(caller) = &caller
-        && caller.must_enrol_mfa()
-    {
-        return Err(AuthError::MfaEnrolmentRequired.into());
-    }
-    match (app.visibility, &caller) {
-        (Visibility::Public, _) => {}
-        (Visibility::Workspace, Some(_)) => {}
-        (Visibility::Workspace, None) => {
-            return Err(ApiError::unauthenticated("this app needs a signed-in user"));
-        }
-        // Private apps answer non-members exactly as if they did not exist.
-        (Visibility::Private, None) => return Err(unknown()),
-        (Visibility::Private, Some(caller)) => {
-            let member = state
+    let target = Target {
+        app: &app_name,
+        query: &query_name,
+        visibility: app.visibility,
+        grant: &query.policy.grant,
+    };
+    let is_member = match &caller {
+        Some(caller) if target.needs_membership(Some(caller)) && !caller.must_enrol_mfa() => {
+            state
                 .auth
                 .service
                 .is_member(&app_name, &caller.user.id)
-                .await?;
-            if !member {
-                return Err(unknown());
-            }
+                .await?
         }
-    }
-    // After visibility, so that a key cannot tell a private app it may not see from a
-    // missing one by getting 403 instead of 404.
-    if let Some(scope) = caller.as_ref().and_then(|c| c.api_key_scope())
-        && !scope.allows(&app_name, &query_name)
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "outside_key_scope",
-            "this API key's scope does not include this query",
-        ));
-    }
-    if !query.policy.grant.allows(caller.as_ref()) {
-        return Err(match caller {
-            None => ApiError::unauthenticated("this query is only granted to signed-in users"),
-            Some(_) => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "not_granted",
-                "this query is not granted to your role or groups",
-            ),
-        });
-    }
+        _ => false,
+    };
+    policy::authorize(&target, caller.as_ref(), is_member)?;
     let ip = client_ip.map(|Extension(ClientIp(ip))| ip);
     let running = admit(&state, query, caller.as_ref(), ip)?;
     let run = Run {
@@ -133,8 +109,9 @@ pub async fn run_as_admin(
     let (_, query) = snapshot
         .catalog
         .query(&app_name, &query_name)
-        .ok_or_else(|| {
-            ApiError::not_found(format!("no query `{query_name}` in app `{app_name}`"))
+        .ok_or_else(|| Refusal::Hidden {
+            app: app_name.clone(),
+            query: query_name.clone(),
         })?;
     let running = admit(state, query, caller.as_ref(), ip)?;
     let run = Run {
@@ -155,7 +132,7 @@ fn admit(
     query: &CompiledQuery,
     caller: Option<&Caller>,
     ip: Option<std::net::IpAddr>,
-) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+) -> Result<Option<OwnedSemaphorePermit>, Refusal> {
     let limits = &query.policy.limits;
     let limiter = &state.edge.limiter;
     let mut checks: Vec<(&ScopedRule, String, &'static str)> = Vec::with_capacity(2);
@@ -181,36 +158,26 @@ fn admit(
     }
     for (rule, key, who) in checks {
         if let Decision::Deny { retry_after_secs } = limiter.check(&key, rule.rule) {
-            return Err(ApiError {
-                retry_after: Some(retry_after_secs),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!(
-                        "this {who} ran this query too often (limit {}); retry later",
-                        rule.rule
-                    ),
-                )
+            return Err(Refusal::RateLimited {
+                limit: RateLimited::Query {
+                    who,
+                    rule: rule.rule,
+                },
+                retry_after_secs,
             });
         }
     }
     match &limits.running {
         None => Ok(None),
-        Some(slots) => slots
-            .clone()
-            .try_acquire_owned()
-            .map(Some)
-            .map_err(|_| ApiError {
-                retry_after: Some(1),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_concurrent",
-                    format!(
-                        "this query is already running {} times; retry shortly",
-                        limits.max_concurrency
-                    ),
-                )
-            }),
+        Some(slots) => {
+            slots
+                .clone()
+                .try_acquire_owned()
+                .map(Some)
+                .map_err(|_| Refusal::TooManyConcurrent {
+                    max: limits.max_concurrency,
+                })
+        }
     }
 }
 

@@ -3,15 +3,15 @@
 //!
 //! Handlers return [`ApiError`]; its `IntoResponse` only records the error on the response,
 //! and the request-id middleware renders the body, because only it knows the request id.
+//! This module knows no domain error: each plane maps its own domain's errors to an
+//! `ApiError` (`gateway::errors` for datasource errors and policy refusals, `auth::routes`
+//! for account errors).
 //! Each error says who is at fault through its status class: 4xx the caller, 502/504 the
 //! datasource, 500 Sluice itself.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-
-use crate::auth::service::AuthError;
-use crate::datasource::DatasourceError;
 
 /// An error answered to a client. `message` must never hold a request value, a row value,
 /// SQL text, a datasource address or a secret.
@@ -103,123 +103,5 @@ impl IntoResponse for ApiError {
         let mut response = self.status.into_response();
         response.extensions_mut().insert(self);
         response
-    }
-}
-
-impl From<&DatasourceError> for ApiError {
-    fn from(error: &DatasourceError) -> ApiError {
-        match error {
-            DatasourceError::Unavailable { .. } => ApiError {
-                retry_after: Some(5),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "datasource_unavailable",
-                    "the datasource is unavailable; try again later",
-                )
-            },
-            DatasourceError::EgressRefused => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "egress_refused",
-                "the egress policy does not allow connecting to this datasource's address; \
-                 the server log names the address and the rule",
-            ),
-            DatasourceError::UpstreamTooLarge => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_too_large",
-                "the upstream response is larger than this datasource allows",
-            ),
-            DatasourceError::Timeout => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "query_timeout",
-                "the query ran past its timeout",
-            ),
-            DatasourceError::Constraint { kind } => ApiError::new(
-                StatusCode::CONFLICT,
-                "constraint_violation",
-                format!("the change conflicts with a {kind} constraint"),
-            ),
-            DatasourceError::InvalidData { .. } => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_data",
-                "the database rejected a value (out of range, too long or malformed)",
-            ),
-            // The gateway fills in `param` from the statement's bindings.
-            DatasourceError::Bind { db_type, .. } => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_params",
-                format!("a param value does not fit the database type {db_type}"),
-            ),
-            DatasourceError::UnsupportedColumn { .. } => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "unsupported_column_type",
-                error.to_string(),
-            ),
-            DatasourceError::Query { .. } => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "query_failed",
-                "the datasource could not run the query; the server log has its error class",
-            ),
-            DatasourceError::Retryable { .. } => ApiError {
-                retry_after: Some(1),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "retry",
-                    "the datasource is busy (conflict or deadlock); retry the request",
-                )
-            },
-            DatasourceError::Internal { .. } => ApiError::internal(),
-        }
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(error: AuthError) -> ApiError {
-        let message = error.to_string();
-        match error {
-            AuthError::InvalidCredentials => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", message)
-            }
-            AuthError::MfaRequired => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "mfa_required", message)
-            }
-            AuthError::InvalidMfaCode => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_mfa_code", message)
-            }
-            AuthError::Unauthenticated => ApiError::unauthenticated(message),
-            AuthError::FreshAuthRequired => {
-                ApiError::new(StatusCode::FORBIDDEN, "fresh_auth_required", message)
-            }
-            AuthError::MfaEnrolmentRequired => {
-                ApiError::new(StatusCode::FORBIDDEN, "mfa_enrolment_required", message)
-            }
-            AuthError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
-            AuthError::WeakPassword(_) => ApiError {
-                param: Some("password".into()),
-                ..ApiError::new(StatusCode::BAD_REQUEST, "weak_password", message)
-            },
-            AuthError::InvalidEmail(field) => ApiError {
-                param: Some(field.into()),
-                ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_email", message)
-            },
-            AuthError::InvalidInput(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
-            }
-            AuthError::InvalidToken => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_token", message)
-            }
-            AuthError::RateLimited { retry_after_secs } => ApiError {
-                retry_after: Some(retry_after_secs),
-                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
-            },
-            AuthError::Unavailable(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "feature_off", message)
-            }
-            AuthError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
-            AuthError::NotFound(_) => ApiError::not_found(message),
-            AuthError::Store(_) | AuthError::Task(_) | AuthError::Vault(_) => {
-                tracing::error!(error = %error, "Authentication failed inside Sluice");
-                ApiError::internal()
-            }
-        }
     }
 }

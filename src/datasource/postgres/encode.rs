@@ -9,7 +9,7 @@ use std::error::Error;
 use bytes::{BufMut, BytesMut};
 use tokio_postgres::types::{IsNull, Kind, ToSql, Type, to_sql_checked};
 
-use crate::catalog::value::ParamValue;
+use crate::statement::ParamValue;
 
 type BoxError = Box<dyn Error + Sync + Send>;
 

@@ -7,28 +7,17 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use ipnet::IpNet;
 
-use super::ApiError;
-use super::server::PeerAddr;
+use crate::http::ApiError;
+use crate::http::server::PeerAddr;
+use crate::policy::Refusal;
 use crate::policy::client_ip::{self, ClientIp};
+use crate::policy::edge::EdgeState;
 use crate::policy::headers::apply_baseline;
-use crate::policy::rate_limit::{Decision, RateLimiter};
-use crate::spec::rate::RateRule;
-
-/// What the edge needs.
-pub struct EdgeState {
-    pub trusted_proxies: Vec<IpNet>,
-    pub per_ip: Option<RateRule>,
-    pub limiter: Arc<dyn RateLimiter>,
-    /// Whether connections are TLS (adds `Strict-Transport-Security`).
-    pub tls: bool,
-    /// The origin of `SLUICE_PUBLIC_URL`, for same-origin checks.
-    pub public_origin: Option<String>,
-}
+use crate::policy::rate_limit::Decision;
+use crate::policy::refusal::RateLimited;
 
 pub async fn middleware(
     State(edge): State<Arc<EdgeState>>,
@@ -49,14 +38,10 @@ pub async fn middleware(
             .check(&format!("edge:{}", client_ip::bucket_key(ip)), rule)
         {
             Decision::Allow => next.run(request).await,
-            Decision::Deny { retry_after_secs } => ApiError {
-                retry_after: Some(retry_after_secs),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("too many requests from this address (limit {rule}); retry later"),
-                )
-            }
+            Decision::Deny { retry_after_secs } => ApiError::from(Refusal::RateLimited {
+                limit: RateLimited::Address(rule),
+                retry_after_secs,
+            })
             .into_response(),
         },
         _ => next.run(request).await,

@@ -1,0 +1,41 @@
+//! The HTTP router of an instance: the view plane, `/v1/auth` and `/v1/admin` composed
+//! behind the request-id and edge middleware, with the account-route guard around the
+//! account and admin routes.
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use super::{account_policy, edge};
+use crate::auth::routes as auth_routes;
+use crate::gateway::{self, GatewayState};
+use crate::http::{method_not_allowed, request_id};
+
+/// The whole router: the view plane and `/v1/auth`, with `admin` (the edit plane) nested
+/// at `/v1/admin`, all behind the request-id and edge middleware.
+pub fn router(state: Arc<GatewayState>, admin: Router) -> Router {
+    let account = |cors| {
+        axum::middleware::from_fn_with_state((state.clone(), cors), account_policy::middleware)
+    };
+    // The 405 fallback is set first so that the policy layer wraps it too (preflights are
+    // OPTIONS requests, which no route declares).
+    let auth = auth_routes::router(state.auth.clone())
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(account(true));
+    let admin = admin
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(account(false));
+    let edge_state = state.edge.clone();
+    let routes = gateway::routes(state).merge(auth).nest("/v1/admin", admin);
+    // The request-id and edge middleware wrap the routes once, as one service, rather than
+    // through `Router::layer`, which wraps every route (and the fallback) in its own boxed
+    // copy of them: a boxed future and a service clone fewer per layer and request.
+    let front = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(request_id::middleware))
+        .layer(axum::middleware::from_fn_with_state(
+            edge_state,
+            edge::middleware,
+        ))
+        .service(routes);
+    Router::new().fallback_service(front)
+}

@@ -1,0 +1,110 @@
+//! Statements ready to send: what a compiled template renders for one request and a
+//! datasource driver sends. [`RenderedSql`] (fixed SQL text of one [`Dialect`] and its
+//! positional arguments), [`RenderedHttp`] (a request without base URL and credentials), and
+//! [`ParamValue`], one validated value to bind.
+//!
+//! Bottom layer, shared by the compilers (`catalog`, which produce these) and the drivers
+//! (`datasource`, which send them), so neither imports the other. A [`ParamValue`] is never
+//! turned into SQL text, and its `Debug` never shows the value.
+
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, Method};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+/// The SQL dialect a template is compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+/// A statement ready to send: fixed SQL text and its positional arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedSql {
+    pub sql: Arc<str>,
+    pub args: Vec<ParamValue>,
+}
+
+/// A request ready to send, without the datasource's base URL and credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedHttp {
+    pub method: Method,
+    /// Percent-encoded path to append to the datasource base URL (`""` or starting with `/`).
+    pub path: String,
+    /// Query pairs, not yet encoded (the caller encodes them with its URL serializer); a list
+    /// value gives one pair per item; a NULL value leaves the pair out.
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Option<RenderedBody>,
+}
+
+/// A rendered request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderedBody {
+    /// Serialized JSON (`application/json`).
+    Json(Vec<u8>),
+    /// Pairs for `application/x-www-form-urlencoded`, not yet encoded.
+    Form(Vec<(String, String)>),
+    /// `text/plain`.
+    Text(String),
+}
+
+/// One bound value. Its `Debug` names the kind only, never the value, so a stray `{:?}`
+/// (ours or a dependency's, such as a driver logging its parameters) cannot leak input.
+#[derive(Clone, PartialEq)]
+pub enum ParamValue {
+    Null,
+    Text(String),
+    Int(i32),
+    Bigint(i64),
+    Float(f64),
+    /// A canonical decimal string: optional `-`, digits, optional `.` and digits
+    /// (no exponent, no leading `+`).
+    Numeric(String),
+    Bool(bool),
+    Uuid(Uuid),
+    Date(NaiveDate),
+    Timestamp(DateTime<Utc>),
+    Json(serde_json::Value),
+    /// Items of one scalar type (never nested arrays).
+    Array(Vec<ParamValue>),
+}
+
+impl std::fmt::Debug for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            ParamValue::Null => return f.write_str("Null"),
+            ParamValue::Text(_) => "Text",
+            ParamValue::Int(_) => "Int",
+            ParamValue::Bigint(_) => "Bigint",
+            ParamValue::Float(_) => "Float",
+            ParamValue::Numeric(_) => "Numeric",
+            ParamValue::Bool(_) => "Bool",
+            ParamValue::Uuid(_) => "Uuid",
+            ParamValue::Date(_) => "Date",
+            ParamValue::Timestamp(_) => "Timestamp",
+            ParamValue::Json(_) => "Json",
+            ParamValue::Array(items) => return write!(f, "Array(len {})", items.len()),
+        };
+        write!(f, "{kind}(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ParamValue;
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let shown = format!(
+            "{:?} {:?}",
+            ParamValue::Text("CANARY".into()),
+            ParamValue::Array(vec![ParamValue::Numeric("4242".into())])
+        );
+        assert_eq!(shown, "Text(..) Array(len 1)");
+    }
+}
