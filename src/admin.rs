@@ -26,9 +26,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::auth::Caller;
 use crate::auth::Role;
 use crate::auth::routes::AuthState;
-use crate::auth::service::{AuthError, Caller};
+use crate::auth::service::AuthError;
 use crate::config::Config;
 use crate::gateway::GatewayState;
 use crate::http::{ApiError, RequestId, json_response};

@@ -10,6 +10,9 @@
 //!   independent of HTTP.
 //! - [`routes`]: `/v1/auth/*` and the [`Caller`] extractor the view plane uses.
 //!
+//! This file itself is bottom-layer data every layer may use: [`Role`], the caller's
+//! [`Identity`] and [`Caller`], an API key's [`ApiKeyScope`] and a request's [`ClientInfo`].
+//!
 //! This module never logs or stores a password, session id, token or code in the clear.
 
 pub mod mail;
@@ -60,6 +63,117 @@ impl std::fmt::Display for Role {
     }
 }
 
+/// Who a caller is: what `{{ user.* }}` binds and what policy checks. Deliberately slim:
+/// never the password hash, the sealed TOTP secret or lockout state. `Debug` shows the id
+/// and role only (an email address is personal data and stays out of logs).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub groups: Vec<String>,
+    pub mfa_enabled: bool,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authenticated caller: who, and how they proved it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: Identity,
+    pub via: CallerVia,
+}
+
+/// How the caller proved who they are. `Debug` never shows the session's token hash.
+#[derive(Clone)]
+pub enum CallerVia {
+    Session {
+        /// Hex SHA-256 of the session token (the store's key for the session).
+        token_hash: String,
+        public_id: String,
+        created_at: i64,
+        authenticated_at: i64,
+    },
+    ApiKey {
+        id: String,
+        scope: ApiKeyScope,
+    },
+}
+
+impl std::fmt::Debug for CallerVia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallerVia::Session { public_id, .. } => f
+                .debug_struct("Session")
+                .field("public_id", public_id)
+                .finish_non_exhaustive(),
+            CallerVia::ApiKey { id, scope } => f
+                .debug_struct("ApiKey")
+                .field("id", id)
+                .field("scope", scope)
+                .finish(),
+        }
+    }
+}
+
+impl Caller {
+    /// True for an admin without MFA: such a session may only enrol (and sign out).
+    pub fn must_enrol_mfa(&self) -> bool {
+        self.user.role == Role::Admin && !self.user.mfa_enabled
+    }
+
+    /// The API key's scope, when the caller is an API key.
+    pub fn api_key_scope(&self) -> Option<&ApiKeyScope> {
+        match &self.via {
+            CallerVia::ApiKey { scope, .. } => Some(scope),
+            CallerVia::Session { .. } => None,
+        }
+    }
+
+    pub fn session_hash(&self) -> Option<&str> {
+        match &self.via {
+            CallerVia::Session { token_hash, .. } => Some(token_hash),
+            CallerVia::ApiKey { .. } => None,
+        }
+    }
+}
+
+/// The apps and queries an API key may run. Empty lists mean nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyScope {
+    /// Whole apps: every query in them.
+    #[serde(default)]
+    pub apps: Vec<String>,
+    /// Single queries, as `app/query`.
+    #[serde(default)]
+    pub queries: Vec<String>,
+}
+
+impl ApiKeyScope {
+    pub fn allows(&self, app: &str, query: &str) -> bool {
+        self.apps.iter().any(|a| a == app)
+            || self.queries.iter().any(|q| {
+                q.split_once('/')
+                    .is_some_and(|(qa, qq)| qa == app && qq == query)
+            })
+    }
+}
+
+/// Where a request came from, for throttling and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+}
+
 /// Normalises an email address for storage and lookup: trimmed and lower-cased. Returns
 /// `None` when it is not shaped like `local@domain.tld` or is longer than 254 bytes.
 pub fn normalize_email(email: &str) -> Option<String> {
@@ -108,6 +222,28 @@ mod tests {
             assert_eq!(normalize_email(input).as_deref(), expected, "{input:?}");
         }
         assert_eq!(email_domain("x@corp.example"), "corp.example");
+    }
+
+    #[test]
+    fn a_caller_debug_shows_no_email_token_hash_or_secret() {
+        let caller = Caller {
+            user: Identity {
+                id: "u-1".into(),
+                email: "CANARY-EMAIL@example.com".into(),
+                role: Role::Admin,
+                groups: vec!["ops".into()],
+                mfa_enabled: true,
+            },
+            via: CallerVia::Session {
+                token_hash: "CANARY-HASH".into(),
+                public_id: "p-1".into(),
+                created_at: 1,
+                authenticated_at: 2,
+            },
+        };
+        let shown = format!("{caller:?} {caller:#?}");
+        assert!(shown.contains("u-1") && shown.contains("p-1"), "{shown}");
+        assert!(!shown.contains("CANARY"), "{shown}");
     }
 
     #[test]

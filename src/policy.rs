@@ -22,8 +22,8 @@ use ipnet::IpNet;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::auth::Caller;
 use crate::auth::Role;
-use crate::auth::service::Caller;
 use crate::config::LimitDefaults;
 use crate::spec::rate::{RateRule, parse_rule};
 use crate::spec::{AppSpec, GrantSpec, LimitsSpec, QuerySpec, Visibility};

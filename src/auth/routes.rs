@@ -19,11 +19,9 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 
-use super::Role;
-use super::service::{
-    AuthError, AuthService, Caller, CallerVia, ClientInfo, Credentials, NewSession,
-};
-use super::store::{ApiKeyRecord, ApiKeyScope, SessionRecord, UserRecord};
+use super::service::{AuthError, AuthService, Credentials, NewSession};
+use super::store::{ApiKeyRecord, SessionRecord, UserRecord};
+use super::{ApiKeyScope, Caller, CallerVia, ClientInfo, Role};
 use crate::config::SameSite;
 use crate::http::body::read_json;
 use crate::http::{ApiError, json_response as json};
@@ -326,7 +324,9 @@ async fn me(State(state): Shared, headers: HeaderMap) -> Result<Response, ApiErr
         }
         CallerVia::ApiKey { id, .. } => (None, Some(id.as_str())),
     };
-    Ok(json(StatusCode::OK, &me_view(&caller.user, session, key)))
+    // The caller carries only an identity; the profile (name, dates) comes from the store.
+    let user = state.service.user_by_id(&caller.user.id).await?;
+    Ok(json(StatusCode::OK, &me_view(&user, session, key)))
 }
 
 async fn sessions(State(state): Shared, headers: HeaderMap) -> Result<Response, ApiError> {

@@ -26,11 +26,8 @@ pub use mfa::Enrolment;
 
 use super::mail::{Mail, Mailer};
 use super::password::{self, PolicyError};
-use super::store::{
-    ApiKeyScope, AuditEvent, AuthStore, NewUser, SessionRecord, SignIn, UserRecord,
-};
-use super::{Role, normalize_email, token, totp};
-use crate::catalog::template::UserValues;
+use super::store::{AuditEvent, AuthStore, NewUser, SessionRecord, SignIn, UserRecord};
+use super::{Caller, CallerVia, ClientInfo, Identity, Role, normalize_email, token, totp};
 use crate::clock::SharedClock;
 use crate::config::AuthSettings;
 use crate::policy::rate_limit::{Decision, RateLimiter};
@@ -83,64 +80,14 @@ pub enum AuthError {
     Vault(#[from] crate::vault::VaultError),
 }
 
-/// Where a request came from, for throttling and the audit log.
-#[derive(Debug, Clone, Default)]
-pub struct ClientInfo {
-    pub ip: String,
-    pub user_agent: String,
-}
-
-/// An authenticated caller.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub user: UserRecord,
-    pub via: CallerVia,
-}
-
-/// How the caller proved who they are.
-#[derive(Debug, Clone)]
-pub enum CallerVia {
-    Session {
-        token_hash: String,
-        public_id: String,
-        created_at: i64,
-        authenticated_at: i64,
-    },
-    ApiKey {
-        id: String,
-        scope: ApiKeyScope,
-    },
-}
-
-impl Caller {
-    /// True for an admin without MFA: such a session may only enrol (and sign out).
-    pub fn must_enrol_mfa(&self) -> bool {
-        self.user.role == Role::Admin && !self.user.mfa_enabled
-    }
-
-    /// What `{{ user.* }}` binds.
-    pub fn user_values(&self) -> UserValues {
-        UserValues {
-            id: self.user.id.clone(),
-            email: self.user.email.clone(),
-            role: self.user.role.as_str().to_string(),
-            groups: self.user.groups.clone(),
-        }
-    }
-
-    /// The API key's scope, when the caller is an API key.
-    pub fn api_key_scope(&self) -> Option<&ApiKeyScope> {
-        match &self.via {
-            CallerVia::ApiKey { scope, .. } => Some(scope),
-            CallerVia::Session { .. } => None,
-        }
-    }
-
-    pub fn session_hash(&self) -> Option<&str> {
-        match &self.via {
-            CallerVia::Session { token_hash, .. } => Some(token_hash),
-            CallerVia::ApiKey { .. } => None,
-        }
+/// The identity a user record grants (what a [`Caller`] carries).
+pub fn identity(user: &UserRecord) -> Identity {
+    Identity {
+        id: user.id.clone(),
+        email: user.email.clone(),
+        role: user.role,
+        groups: user.groups.clone(),
+        mfa_enabled: user.mfa_enabled,
     }
 }
 
@@ -571,7 +518,7 @@ impl AuthService {
                 store.touch_session(&hash, now)?;
             }
             Ok(Caller {
-                user,
+                user: identity(&user),
                 via: CallerVia::Session {
                     token_hash: hash,
                     public_id: session.public_id,

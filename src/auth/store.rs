@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Role;
+use super::{ApiKeyScope, Role};
 use crate::store::StoreError;
 
 /// A user account.
@@ -96,28 +96,6 @@ pub struct TokenRecord {
     pub email: String,
     pub created_at: i64,
     pub expires_at: i64,
-}
-
-/// The apps and queries an API key may run. Empty lists mean nothing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeyScope {
-    /// Whole apps: every query in them.
-    #[serde(default)]
-    pub apps: Vec<String>,
-    /// Single queries, as `app/query`.
-    #[serde(default)]
-    pub queries: Vec<String>,
-}
-
-impl ApiKeyScope {
-    pub fn allows(&self, app: &str, query: &str) -> bool {
-        self.apps.iter().any(|a| a == app)
-            || self.queries.iter().any(|q| {
-                q.split_once('/')
-                    .is_some_and(|(qa, qq)| qa == app && qq == query)
-            })
-    }
 }
 
 /// A workspace API key. The key itself is shown once; only its SHA-256 is stored.

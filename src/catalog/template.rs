@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::auth::Identity;
 use crate::spec::{ParamSpec, ParamType, ScalarType};
 use crate::statement::{Dialect, ParamValue, RenderedSql};
 
@@ -62,16 +63,7 @@ pub struct RenderError {
 /// optional ones as `ParamValue::Null`) and, when someone is signed in, the caller.
 pub struct BindValues<'a> {
     pub params: &'a HashMap<String, ParamValue>,
-    pub user: Option<&'a UserValues>,
-}
-
-/// The caller's attributes as bindable values.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserValues {
-    pub id: String,
-    pub email: String,
-    pub role: String,
-    pub groups: Vec<String>,
+    pub user: Option<&'a Identity>,
 }
 
 /// A compiled template.
@@ -282,14 +274,14 @@ impl UserField {
         }
     }
 
-    fn value(self, user: Option<&UserValues>) -> ParamValue {
+    fn value(self, user: Option<&Identity>) -> ParamValue {
         let text = |s: &String| ParamValue::Text(s.clone());
         match (self, user) {
             (UserField::Groups, None) => ParamValue::Array(Vec::new()),
             (_, None) => ParamValue::Null,
             (UserField::Id, Some(u)) => text(&u.id),
             (UserField::Email, Some(u)) => text(&u.email),
-            (UserField::Role, Some(u)) => text(&u.role),
+            (UserField::Role, Some(u)) => ParamValue::Text(u.role.as_str().to_string()),
             (UserField::Groups, Some(u)) => ParamValue::Array(u.groups.iter().map(text).collect()),
         }
     }
@@ -1044,12 +1036,13 @@ mod tests {
         ])
     }
 
-    fn alice() -> UserValues {
-        UserValues {
+    fn alice() -> Identity {
+        Identity {
             id: "u1".into(),
             email: "alice@example.com".into(),
-            role: "admin".into(),
+            role: crate::auth::Role::Admin,
             groups: vec!["sales".into(), "ops".into()],
+            mfa_enabled: true,
         }
     }
 

@@ -14,7 +14,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::GatewayState;
 use super::response::{LogContext, respond_rows};
-use crate::auth::service::{Caller, CallerVia};
+use crate::auth::{Caller, CallerVia};
 use crate::catalog::compile::{CompiledQuery, CompiledTemplate};
 use crate::catalog::template::BindValues;
 use crate::datasource::http::HttpReply;
@@ -208,7 +208,7 @@ async fn execute(
         started,
         running,
     } = run;
-    let user_values = caller.as_ref().map(|c| c.user_values());
+    let user_values = caller.as_ref().map(|c| &c.user);
     if query.template.uses_user() && user_values.is_none() {
         return Err(ApiError::unauthenticated(
             "this query runs as the signed-in user; sign in first",
@@ -221,7 +221,7 @@ async fn execute(
         .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
     let bound = BindValues {
         params: &values,
-        user: user_values.as_ref(),
+        user: user_values,
     };
     let Some(source) = snapshot.pools.get(&query.datasource) else {
         tracing::error!(request_id = %request_id.as_str(), datasource = %query.datasource, "Query names a datasource without a pool");

@@ -5,7 +5,7 @@
 
 use super::Grant;
 use super::refusal::Refusal;
-use crate::auth::service::Caller;
+use crate::auth::Caller;
 use crate::spec::Visibility;
 
 /// The query being asked for, as the policy sees it.

@@ -1,25 +1,15 @@
 use super::*;
-use crate::auth::service::CallerVia;
-use crate::auth::store::UserRecord;
+use crate::auth::{CallerVia, Identity};
 use crate::spec::yaml;
 
 fn caller(role: Role, groups: &[&str]) -> Caller {
     Caller {
-        user: UserRecord {
+        user: Identity {
             id: "u1".into(),
             email: "u1@example.com".into(),
-            display_name: "U".into(),
             role,
             groups: groups.iter().map(|g| g.to_string()).collect(),
-            disabled: false,
-            password_hash: None,
-            failed_logins: 0,
-            locked_until: None,
-            totp_secret_sealed: None,
             mfa_enabled: true,
-            totp_last_step: None,
-            created_at: 0,
-            last_login_at: None,
         },
         via: CallerVia::Session {
             token_hash: String::new(),

@@ -14,8 +14,8 @@ use common::TestGateway;
 use common::smtp::{ReceivedMail, SmtpSink, link_in};
 use reqwest::header::{self, HeaderMap};
 use serde_json::{Value, json};
+use sluice::auth::ClientInfo;
 use sluice::auth::Role;
-use sluice::auth::service::ClientInfo;
 use sluice::clock::ManualClock;
 
 const PUBLIC_URL: &str = "https://sluice.example.com";

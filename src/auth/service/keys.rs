@@ -4,8 +4,9 @@
 use serde::Serialize;
 
 use super::{AuthError, AuthService, Caller, CallerVia, ClientInfo};
+use crate::auth::ApiKeyScope;
 use crate::auth::Role;
-use crate::auth::store::{ApiKeyRecord, ApiKeyScope};
+use crate::auth::store::ApiKeyRecord;
 use crate::auth::token;
 
 /// A key just created; `key` is shown this once.
@@ -120,7 +121,7 @@ impl AuthService {
                 store.touch_api_key(&id, now)?;
             }
             Ok(Caller {
-                user,
+                user: super::identity(&user),
                 via: CallerVia::ApiKey {
                     id,
                     scope: key.scope,

@@ -40,7 +40,7 @@ async fn service() -> (AuthService, Arc<SqliteStore>, UserRecord) {
 /// A freshly authenticated caller whose session `token_hash` may or may not exist.
 fn caller(service: &AuthService, user: &UserRecord, token_hash: &str) -> Caller {
     Caller {
-        user: user.clone(),
+        user: identity(user),
         via: CallerVia::Session {
             token_hash: token_hash.into(),
             public_id: "p1".into(),

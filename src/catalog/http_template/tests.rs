@@ -4,7 +4,7 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::catalog::template::UserValues;
+use crate::auth::Identity;
 
 const ALL_METHODS: [Method; 5] = METHODS;
 
@@ -98,12 +98,13 @@ fn values() -> HashMap<String, ParamValue> {
     ])
 }
 
-fn alice() -> UserValues {
-    UserValues {
+fn alice() -> Identity {
+    Identity {
         id: "u1".into(),
         email: "alice@example.com".into(),
-        role: "admin".into(),
+        role: crate::auth::Role::Admin,
         groups: vec!["sales".into(), "ops".into()],
+        mfa_enabled: true,
     }
 }
 

@@ -13,11 +13,11 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 use serde::de::DeserializeOwned;
 
 use super::{SqliteStore, decode, sqlite};
-use crate::auth::Role;
 use crate::auth::store::{
-    ApiKeyRecord, ApiKeyScope, AuditEvent, AuthStore, EMAIL_TAKEN, FailureCount, NewUser,
-    SessionChange, SessionRecord, SignIn, TokenPurpose, TokenRecord, UserRecord,
+    ApiKeyRecord, AuditEvent, AuthStore, EMAIL_TAKEN, FailureCount, NewUser, SessionChange,
+    SessionRecord, SignIn, TokenPurpose, TokenRecord, UserRecord,
 };
+use crate::auth::{ApiKeyScope, Role};
 use crate::clock::{Clock, SystemClock};
 use crate::store::StoreError;
 
