@@ -554,6 +554,46 @@ fn catalog_check_names_what_is_wrong_and_stores_nothing() {
 }
 
 #[test]
+fn catalog_with_a_duplicated_query_name_is_refused_naming_both_lines() {
+    let home = Home::new();
+    let sealed = seal("shop", "password", "db-password");
+    let good = shop_catalog(&sealed);
+    home.apply(&good);
+    let before = home.export();
+
+    // A second `by_name` after the first: YAML readers keep the last one, which would
+    // silently replace the first query.
+    let duplicated =
+        good.clone() + "      by_name:\n        datasource: shop\n        sql: SELECT 2\n";
+    let lines: Vec<usize> = duplicated
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| *line == "      by_name:")
+        .map(|(index, _)| index + 1)
+        .collect();
+    assert_eq!(lines.len(), 2, "{duplicated}");
+    let path = home.write("duplicated.yaml", &duplicated);
+
+    let run = home
+        .run(&["catalog", "check", path.to_str().unwrap()], None)
+        .assert_failed("check of a duplicated query name");
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    let expected = format!(
+        "apps.shop.queries.by_name (lines {} and {}): duplicate key",
+        lines[0], lines[1]
+    );
+    assert!(run.stderr.contains(&expected), "{expected}: {}", run.stderr);
+
+    home.run(&["catalog", "apply", path.to_str().unwrap()], None)
+        .assert_failed("apply of a duplicated query name");
+    assert_eq!(
+        home.export(),
+        before,
+        "a refused apply leaves the store as it was"
+    );
+}
+
+#[test]
 fn catalog_apply_then_export_round_trips_with_secrets_sealed() {
     let home = Home::new();
     let plaintext = "export-never-shows-this";
