@@ -258,12 +258,13 @@ impl DatasourceError {
 /// Failures while building pools from the catalog.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    #[error("datasource `{datasource}`: secret `{field}`: {source}")]
+    /// The vault's error is part of the message (it names no value), not a chained source,
+    /// so it prints once.
+    #[error("datasource `{datasource}`: secret `{field}`: {cause}")]
     Secret {
         datasource: String,
         field: &'static str,
-        #[source]
-        source: VaultError,
+        cause: VaultError,
     },
     #[error("datasource `{datasource}`: {message}")]
     Config { datasource: String, message: String },
@@ -517,10 +518,10 @@ fn open_secret(
     let Some(sealed) = sealed else {
         return Ok(None);
     };
-    let secret_error = |source| PoolError::Secret {
+    let secret_error = |cause| PoolError::Secret {
         datasource: datasource.to_string(),
         field,
-        source,
+        cause,
     };
     let owner = Owner::datasource(datasource, field).map_err(secret_error)?;
     key.open(&owner, sealed).map(Some).map_err(secret_error)

@@ -138,9 +138,9 @@ pub struct Demo {
 /// Errors while preparing the demo.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error("demo data directory: {0}")]
+    #[error("demo data directory")]
     Io(#[from] std::io::Error),
-    #[error("seeding the demo database: {0}")]
+    #[error("seeding the demo database")]
     Seed(#[from] rusqlite::Error),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

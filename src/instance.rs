@@ -40,17 +40,17 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Listen {
         address: std::net::SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("background task failed: {0}")]
+    #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
-    #[error("SLUICE_SMTP_URL / SLUICE_MAIL_FROM: {0}")]
+    #[error("SLUICE_SMTP_URL / SLUICE_MAIL_FROM")]
     Mail(#[from] MailError),
-    #[error("SLUICE_TLS_CERT_FILE / SLUICE_TLS_KEY_FILE: {0}")]
+    #[error("SLUICE_TLS_CERT_FILE / SLUICE_TLS_KEY_FILE")]
     Tls(#[from] TlsError),
 }
 
@@ -69,8 +69,10 @@ impl Instance {
     /// first snapshot.
     pub async fn open(config: Config) -> Result<Instance, StartError> {
         let key = derive_key(&config).await?;
-        let path = config.metadata_path();
-        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path)).await??;
+        let store = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || open_store(&config)).await??
+        };
         Instance::with_parts(config, key, Arc::new(store)).await
     }
 
@@ -202,6 +204,26 @@ impl Instance {
         purger.abort();
         instance.state.snapshot().pools.close_all();
     }
+}
+
+/// Opens the metadata store the configuration names (`SLUICE_METADATA_DB`, else
+/// `<data dir>/sluice.db`), creating and migrating it when needed. Blocking.
+pub fn open_store(config: &Config) -> Result<SqliteStore, StoreError> {
+    SqliteStore::open(&config.metadata_path())
+}
+
+/// The account service over the configured store, with the system clock and an in-memory
+/// limiter, as the CLI uses it (the same rules and audit events as the HTTP API).
+pub async fn account_service(config: &Config) -> Result<AuthService, StartError> {
+    config.validate()?;
+    let key = Arc::new(derive_key(config).await?);
+    let store: Arc<dyn Store> = {
+        let config = config.clone();
+        Arc::new(tokio::task::spawn_blocking(move || open_store(&config)).await??)
+    };
+    let clock: SharedClock = Arc::new(SystemClock);
+    let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new(clock.clone()));
+    auth_service(config, &key, store, clock, limiter)
 }
 
 /// The authentication service for this configuration: mailer, limiter, clock.

@@ -33,12 +33,19 @@ pub enum StoreError {
     /// The record to change does not exist.
     #[error("metadata store: no such {0}")]
     NotFound(&'static str),
+    /// The file-system error is part of the message, not a chained source: printed once.
     #[error("metadata store: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error(
         "metadata store schema version {found} is newer than this build understands ({supported})"
     )]
     TooNew { found: i64, supported: i64 },
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(error: std::io::Error) -> StoreError {
+        StoreError::Io(error)
+    }
 }
 
 /// Everything the instance keeps: the catalog and the accounts. One object implements both

@@ -74,7 +74,7 @@ pub enum AuthError {
     NotFound(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("background task failed: {0}")]
+    #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
     #[error("a sealed TOTP secret does not open")]
     Vault(#[from] crate::vault::VaultError),

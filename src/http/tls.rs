@@ -13,27 +13,27 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-/// Why the certificate or key could not be used. Never holds key material.
+/// Why the certificate or key could not be used. Never holds key material. Each message
+/// carries its cause's text (these are logged on a failed reload as well as printed at
+/// start), so the causes are not also chained as `source`: printed once, not twice.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read the certificate chain from {path}: {source}")]
+    #[error("cannot read the certificate chain from {path}: {cause}")]
     Certificate {
         path: PathBuf,
-        #[source]
-        source: rustls_pki_types::pem::Error,
+        cause: rustls_pki_types::pem::Error,
     },
     #[error("{path} holds no certificate")]
     NoCertificate { path: PathBuf },
-    #[error("cannot read the private key from {path}: {source}")]
+    #[error("cannot read the private key from {path}: {cause}")]
     Key {
         path: PathBuf,
-        #[source]
-        source: rustls_pki_types::pem::Error,
+        cause: rustls_pki_types::pem::Error,
     },
     #[error("the private key does not fit the certificate or is not supported: {0}")]
-    Mismatch(#[source] rustls::Error),
+    Mismatch(rustls::Error),
     #[error("TLS configuration: {0}")]
-    Config(#[source] rustls::Error),
+    Config(rustls::Error),
 }
 
 /// The certificate in use, swappable while serving.
@@ -84,18 +84,18 @@ impl ResolvesServerCert for CertStore {
 fn read_pair(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|source| TlsError::Certificate {
+        .map_err(|cause| TlsError::Certificate {
             path: cert_file.to_path_buf(),
-            source,
+            cause,
         })?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate {
             path: cert_file.to_path_buf(),
         });
     }
-    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|source| TlsError::Key {
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|cause| TlsError::Key {
         path: key_file.to_path_buf(),
-        source,
+        cause,
     })?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     CertifiedKey::from_der(chain, key, &provider).map_err(TlsError::Mismatch)

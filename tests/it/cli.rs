@@ -1022,3 +1022,54 @@ fn user_and_member_commands_manage_accounts_in_the_store() {
     home.run(&["user", "unlock", "nobody@example.com"], None)
         .assert_failed("unlock of an unknown user");
 }
+
+/// A start-up failure names its cause once: a taken port, a missing certificate file.
+#[test]
+fn serve_prints_the_cause_of_a_start_up_failure_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let port = taken.local_addr().unwrap().port();
+    let mut home = Home::new();
+    home.set("SLUICE_LISTEN", &format!("127.0.0.1:{port}"));
+    let run = home
+        .run(&["serve"], None)
+        .assert_failed("serve on a taken port");
+    let cause = "Address already in use";
+    assert_eq!(
+        run.stderr.matches(cause).count(),
+        1,
+        "the cause once: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{}",
+        run.stderr
+    );
+
+    let mut home = Home::new();
+    let missing = home
+        .dir
+        .path()
+        .join("missing-cert.pem")
+        .display()
+        .to_string();
+    home.set("SLUICE_TLS_CERT_FILE", &missing);
+    home.set("SLUICE_TLS_KEY_FILE", &missing);
+    let run = home
+        .run(&["serve"], None)
+        .assert_failed("serve with no certificate");
+    assert_eq!(run.stderr.matches(&missing).count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("SLUICE_TLS_CERT_FILE"),
+        "{}",
+        run.stderr
+    );
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "one line: {}", run.stderr);
+    drop(taken);
+}

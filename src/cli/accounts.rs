@@ -1,0 +1,169 @@
+//! `sluice user ...` and `sluice app ...`: accounts and app memberships, through the same
+//! account service as the HTTP API (so the same rules and audit events apply), acting as
+//! `cli`.
+
+use std::io::BufRead;
+
+use anyhow::Context;
+use clap::Subcommand;
+use sluice::auth::{ClientInfo, Role};
+use sluice::config;
+use sluice::instance;
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password is read from standard input (one line; an empty
+    /// line creates the account without one: the user then sets it by password reset).
+    Add {
+        email: String,
+        /// admin, developer or viewer.
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Comma-separated group names.
+        #[arg(long, default_value = "")]
+        groups: String,
+    },
+    /// List accounts.
+    List,
+    /// Change a role (the user's sessions end).
+    SetRole { email: String, role: String },
+    /// Replace a user's groups (comma-separated; the user's sessions end).
+    SetGroups { email: String, groups: String },
+    /// Disable an account: its sessions end and its API keys stop working.
+    Disable { email: String },
+    /// Enable a disabled account.
+    Enable { email: String },
+    /// Remove a user's MFA (lost device); an admin must enrol again at the next sign-in.
+    ResetMfa { email: String },
+    /// Lift a lockout (when no reset mail can be sent).
+    Unlock { email: String },
+}
+
+#[derive(Subcommand)]
+pub enum AppCommand {
+    /// List the members of an app.
+    Members { app: String },
+    /// Add a user to an app's members.
+    AddMember { app: String, email: String },
+    /// Remove a user from an app's members.
+    RemoveMember { app: String, email: String },
+}
+
+fn parse_role(role: &str) -> anyhow::Result<Role> {
+    Role::parse(role)
+        .with_context(|| format!("unknown role `{role}`: expected admin, developer or viewer"))
+}
+
+fn parse_groups(groups: &str) -> Vec<String> {
+    groups
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+const CLI: &str = "cli";
+
+pub async fn user(command: UserCommand) -> anyhow::Result<()> {
+    let service = instance::account_service(&config::from_env()?).await?;
+    let client = ClientInfo::default();
+    let done = match command {
+        UserCommand::Add {
+            email,
+            role,
+            name,
+            groups,
+        } => {
+            let role = parse_role(&role)?;
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            let password = line.trim_end_matches(['\r', '\n']).to_string();
+            let password = (!password.is_empty()).then_some(password);
+            service
+                .create_user(&email, &name, role, parse_groups(&groups), password, CLI)
+                .await?
+        }
+        UserCommand::List => {
+            for user in service.list_users().await? {
+                println!(
+                    "{}\t{}\t{}\tmfa={}\t{}",
+                    user.id,
+                    user.email,
+                    user.role,
+                    user.mfa_enabled,
+                    if user.disabled { "disabled" } else { "active" }
+                );
+            }
+            return Ok(());
+        }
+        UserCommand::SetRole { email, role } => {
+            let target = service.user_by_email(&email).await?;
+            service
+                .set_role(&target.id, parse_role(&role)?, CLI, &client)
+                .await?
+        }
+        UserCommand::SetGroups { email, groups } => {
+            let target = service.user_by_email(&email).await?;
+            service
+                .set_groups(&target.id, parse_groups(&groups), CLI, &client)
+                .await?
+        }
+        UserCommand::Disable { email } => {
+            let target = service.user_by_email(&email).await?;
+            service.set_disabled(&target.id, true, CLI, &client).await?
+        }
+        UserCommand::Enable { email } => {
+            let target = service.user_by_email(&email).await?;
+            service
+                .set_disabled(&target.id, false, CLI, &client)
+                .await?
+        }
+        UserCommand::ResetMfa { email } => {
+            let target = service.user_by_email(&email).await?;
+            service.reset_mfa(&target.id, CLI, &client).await?
+        }
+        UserCommand::Unlock { email } => {
+            let target = service.user_by_email(&email).await?;
+            service.unlock(&target.id, CLI, &client).await?
+        }
+    };
+    println!(
+        "{} {} role={} groups={} {}",
+        done.id,
+        done.email,
+        done.role,
+        done.groups.join(","),
+        if done.disabled { "disabled" } else { "active" }
+    );
+    Ok(())
+}
+
+pub async fn app(command: AppCommand) -> anyhow::Result<()> {
+    let service = instance::account_service(&config::from_env()?).await?;
+    let client = ClientInfo::default();
+    match command {
+        AppCommand::Members { app } => {
+            for id in service.members(&app).await? {
+                let user = service.user_by_id(&id).await?;
+                println!("{}\t{}", user.id, user.email);
+            }
+        }
+        AppCommand::AddMember { app, email } => {
+            let user = service.user_by_email(&email).await?;
+            service.add_member(&app, &user.id, CLI, &client).await?;
+            println!("{} is a member of {app}", user.email);
+        }
+        AppCommand::RemoveMember { app, email } => {
+            let user = service.user_by_email(&email).await?;
+            service.remove_member(&app, &user.id, CLI, &client).await?;
+            println!("{} is no longer a member of {app}", user.email);
+        }
+    }
+    Ok(())
+}

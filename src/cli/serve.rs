@@ -1,0 +1,33 @@
+//! `sluice serve` and `sluice demo`: run the gateway from the environment, or a throw-away
+//! demo instance on SQLite sample data.
+
+use std::net::SocketAddr;
+
+use sluice::config::{self, LogFormat};
+use sluice::instance::Instance;
+use sluice::{demo, telemetry};
+
+pub async fn serve() -> anyhow::Result<()> {
+    let config = config::from_env()?;
+    config.validate()?;
+    telemetry::init(config.log_format, &config.log_level, std::io::stderr);
+    let instance = Instance::open(config).await?;
+    let listener = instance.bind().await?;
+    instance
+        .serve(listener, sluice::http::server::termination_signal())
+        .await;
+    Ok(())
+}
+
+pub async fn run_demo(listen: SocketAddr) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text, "info", std::io::stderr);
+    let demo = demo::prepare(listen).await?;
+    let listener = demo.instance.bind().await?;
+    let address = listener.local_addr()?;
+    println!("{}", demo::banner(address));
+    demo.instance
+        .serve(listener, sluice::http::server::termination_signal())
+        .await;
+    drop(demo.directory);
+    Ok(())
+}
