@@ -157,6 +157,17 @@ impl Instance {
         &self.state
     }
 
+    /// Every route of this instance behind its middleware, as served (tests call it with
+    /// tower's `oneshot`, without a socket).
+    pub fn router(&self) -> axum::Router {
+        let admin_state = Arc::new(AdminState {
+            auth: self.state.auth.clone(),
+            config: self.config.clone(),
+            gateway: self.state.clone(),
+        });
+        router(self.state.clone(), admin::router(admin_state))
+    }
+
     /// Binds the configured listen address.
     pub async fn bind(&self) -> Result<TcpListener, StartError> {
         let address = self.config.listen;
@@ -171,12 +182,7 @@ impl Instance {
         let instance = Arc::new(self);
         let reloader = tokio::spawn(reload_on_hangup(instance.clone()));
         let purger = tokio::spawn(purge_sessions(instance.state.auth.service.clone()));
-        let admin_state = Arc::new(AdminState {
-            auth: instance.state.auth.clone(),
-            config: instance.config.clone(),
-            gateway: instance.state.clone(),
-        });
-        let router = router(instance.state.clone(), admin::router(admin_state));
+        let router = instance.router();
         let settings = ServerSettings {
             header_read_timeout: instance.config.header_read_timeout,
             shutdown_grace: instance.config.shutdown_grace,

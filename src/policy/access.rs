@@ -68,3 +68,185 @@ pub fn authorize(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{ApiKeyScope, CallerVia, Identity, Role};
+    use crate::policy::refusal::RefusalKind;
+
+    fn person(role: Role, mfa_enabled: bool, via: CallerVia) -> Caller {
+        Caller {
+            user: Identity {
+                id: "u1".into(),
+                email: "u1@example.com".into(),
+                role,
+                groups: vec!["sales".into()],
+                mfa_enabled,
+            },
+            via,
+        }
+    }
+
+    fn session() -> CallerVia {
+        CallerVia::Session {
+            token_hash: "h".into(),
+            public_id: "p".into(),
+            created_at: 0,
+            authenticated_at: 0,
+        }
+    }
+
+    fn key(queries: &[&str]) -> CallerVia {
+        CallerVia::ApiKey {
+            id: "k".into(),
+            scope: ApiKeyScope {
+                apps: Vec::new(),
+                queries: queries.iter().map(|q| q.to_string()).collect(),
+            },
+        }
+    }
+
+    /// The result as a short code: "ok" or the refusal's code.
+    fn decide(
+        visibility: Visibility,
+        grant: &Grant,
+        caller: Option<&Caller>,
+        is_member: bool,
+    ) -> &'static str {
+        let target = Target {
+            app: "shop",
+            query: "orders",
+            visibility,
+            grant,
+        };
+        match authorize(&target, caller, is_member) {
+            Ok(()) => "ok",
+            Err(refusal) => refusal.code(),
+        }
+    }
+
+    #[test]
+    fn authorisation_follows_the_table() {
+        use Visibility::{Private, Public, Workspace};
+        let anyone = Grant {
+            anonymous: true,
+            ..Grant::default()
+        };
+        let viewers = Grant {
+            roles: vec![Role::Viewer],
+            ..Grant::default()
+        };
+        let sales = Grant {
+            groups: vec!["sales".into()],
+            ..Grant::default()
+        };
+        let nobody = Grant::default();
+        let viewer = person(Role::Viewer, false, session());
+        let developer = person(Role::Developer, false, session());
+        let admin_without_mfa = person(Role::Admin, false, session());
+        let admin = person(Role::Admin, true, session());
+        let key_in_scope = person(Role::Developer, false, key(&["shop/orders"]));
+        let key_elsewhere = person(Role::Developer, false, key(&["shop/other"]));
+
+        // (visibility, grant, caller, member, expected)
+        let cases: Vec<(Visibility, &Grant, Option<&Caller>, bool, &str)> = vec![
+            // Public apps.
+            (Public, &anyone, None, false, "ok"),
+            (Public, &viewers, None, false, "unauthenticated"),
+            (Public, &viewers, Some(&viewer), false, "ok"),
+            (Public, &viewers, Some(&developer), false, "not_granted"),
+            (Public, &sales, Some(&developer), false, "ok"),
+            (Public, &nobody, Some(&admin), false, "not_granted"),
+            (
+                Public,
+                &anyone,
+                Some(&admin_without_mfa),
+                false,
+                "mfa_enrolment_required",
+            ),
+            // Workspace apps: any signed-in caller, then the grant.
+            (Workspace, &viewers, None, false, "unauthenticated"),
+            (Workspace, &viewers, Some(&viewer), false, "ok"),
+            (Workspace, &viewers, Some(&developer), false, "not_granted"),
+            // Private apps: members only; everyone else as if the app did not exist.
+            (Private, &viewers, None, false, "not_found"),
+            (Private, &viewers, Some(&viewer), false, "not_found"),
+            (Private, &viewers, Some(&viewer), true, "ok"),
+            (Private, &nobody, Some(&viewer), true, "not_granted"),
+            (Private, &viewers, Some(&admin), false, "not_found"),
+            (
+                Private,
+                &sales,
+                Some(&admin_without_mfa),
+                true,
+                "mfa_enrolment_required",
+            ),
+            // API keys: visibility first (a key cannot tell hidden from missing), then scope.
+            (Private, &sales, Some(&key_elsewhere), false, "not_found"),
+            (
+                Private,
+                &sales,
+                Some(&key_elsewhere),
+                true,
+                "outside_key_scope",
+            ),
+            (Private, &sales, Some(&key_in_scope), true, "ok"),
+            (
+                Workspace,
+                &sales,
+                Some(&key_elsewhere),
+                false,
+                "outside_key_scope",
+            ),
+            (
+                Public,
+                &anyone,
+                Some(&key_elsewhere),
+                false,
+                "outside_key_scope",
+            ),
+        ];
+        for (visibility, grant, caller, member, expected) in cases {
+            assert_eq!(
+                decide(visibility, grant, caller, member),
+                expected,
+                "{visibility:?} {grant:?} {caller:?} member={member}"
+            );
+        }
+    }
+
+    #[test]
+    fn membership_is_needed_only_for_signed_in_callers_of_private_apps() {
+        let grant = Grant::default();
+        let viewer = person(Role::Viewer, true, session());
+        for (visibility, caller, needed) in [
+            (Visibility::Private, Some(&viewer), true),
+            (Visibility::Private, None, false),
+            (Visibility::Workspace, Some(&viewer), false),
+            (Visibility::Public, Some(&viewer), false),
+        ] {
+            let target = Target {
+                app: "a",
+                query: "q",
+                visibility,
+                grant: &grant,
+            };
+            assert_eq!(target.needs_membership(caller), needed, "{visibility:?}");
+        }
+    }
+
+    #[test]
+    fn hidden_apps_and_missing_ones_refuse_alike() {
+        let grant = Grant::default();
+        let target = Target {
+            app: "shop",
+            query: "orders",
+            visibility: Visibility::Private,
+            grant: &grant,
+        };
+        let refusal = authorize(&target, None, false).unwrap_err();
+        assert_eq!(refusal.kind(), RefusalKind::NotFound);
+        assert_eq!(refusal.to_string(), "no query `orders` in app `shop`");
+    }
+}

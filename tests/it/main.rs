@@ -27,6 +27,7 @@ mod http_datasource;
 mod injection;
 mod log_canary;
 mod mail;
+mod refusals;
 mod tls;
 mod type_roundtrip;
 mod view_api;
