@@ -25,26 +25,39 @@ use crate::policy::Refusal;
 use crate::policy::client_ip::ClientIp;
 use crate::policy::cors;
 use crate::policy::refusal::IpScope;
+use crate::snapshot::Snapshot;
+
+/// What the edge found for a query request, handed to the handler in the request's
+/// extensions: the snapshot this request uses and the decoded `(app, query)` names (`None`
+/// when the path does not decode).
+#[derive(Clone)]
+pub struct Resolved {
+    pub snapshot: Arc<Snapshot>,
+    pub names: Option<(String, String)>,
+}
 
 /// Middleware for the query route.
 pub async fn app_policy(
     State(state): State<Arc<GatewayState>>,
     path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    // The app name as the handler sees it: percent-decoded by the same extractor, so that
+    // The names as the handler sees them: percent-decoded once, here, so that
     // `/v1/apps/%73hop/...` meets the policy of `shop` (reading the raw path let an encoded
     // name skip the allowlist and the CSRF check).
-    let app_name = path.map(|Path((app, _))| app).unwrap_or_default();
+    let names = path.ok().map(|Path(names)| names);
+    let app_name = names.as_ref().map_or("", |(app, _)| app.as_str());
+    // One snapshot for the whole request: the policy here and the query the handler runs
+    // come from the same catalog even while a reload swaps it.
+    let snapshot = state.snapshot();
     // Unknown apps get the default policy (any address, same-origin only), so that the edge
     // answers for them exactly as for an app without a policy: a private app's name cannot
     // be probed with preflights or cross-site writes. The handler then answers 404.
-    let policy = state
-        .snapshot()
+    let policy = snapshot
         .catalog
         .apps
-        .get(&app_name)
+        .get(app_name)
         .map(|app| app.policy.clone())
         .unwrap_or_default();
     let ip = ClientIp::of(&request);
@@ -92,6 +105,9 @@ pub async fn app_policy(
     {
         return csrf_refused(reason);
     }
+    request
+        .extensions_mut()
+        .insert(Resolved { snapshot, names });
     let mut response = next.run(request).await;
     policy.headers.apply(response.headers_mut());
     if let Some(cors) = &policy.cors {

@@ -5,14 +5,14 @@ use std::time::Instant;
 
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::GatewayState;
+use super::edge_policy::Resolved;
 use super::response::{LogContext, respond_rows};
 use crate::auth::{Caller, CallerVia};
 use crate::catalog::compile::{CompiledQuery, CompiledTemplate};
@@ -32,16 +32,16 @@ pub async fn invoke(
     State(state): State<Arc<GatewayState>>,
     Extension(request_id): Extension<RequestId>,
     client_ip: Option<Extension<ClientIp>>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    Extension(resolved): Extension<Resolved>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     // The request itself rather than a `HeaderMap` extractor, which would clone the headers.
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
-    let Path((app_name, query_name)) =
-        path.map_err(|_| ApiError::not_found("no such app or query"))?;
-    let snapshot = state.snapshot();
+    let Resolved { snapshot, names } = resolved;
+    let (app_name, query_name) =
+        names.ok_or_else(|| ApiError::not_found("no such app or query"))?;
     // Unknown apps, unknown queries and private apps answer alike, so names cannot be probed.
     let unknown = || Refusal::Hidden {
         app: app_name.clone(),
