@@ -241,7 +241,9 @@ pub fn auth_service(
     limiter: Arc<dyn RateLimiter>,
 ) -> Result<AuthService, StartError> {
     let mailer = match (&config.auth.smtp_url, &config.auth.mail_from) {
-        (Some(url), Some(from)) => Some(Mailer::new(url, from)?),
+        (Some(url), Some(from)) => {
+            Some(Mailer::new(url, from)?.with_source_addresses(config.egress_bind.clone()))
+        }
         _ => None,
     };
     Ok(AuthService::new(

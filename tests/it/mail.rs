@@ -103,7 +103,7 @@ async fn unreachable_relay_is_an_error() {
         "took {:?}",
         started.elapsed()
     );
-    assert!(matches!(error, MailError::Send { .. }), "{error:?}");
+    assert!(matches!(error, MailError::Connect { .. }), "{error:?}");
 
     let mut shown = format!("{error} {error:?}");
     let mut source = std::error::Error::source(&error);
@@ -133,4 +133,33 @@ fn link_in_finds_the_first_matching_url() {
         Some("https://app.example/r#token=abc_-123")
     );
     assert_eq!(link_in("no link here", "https://app.example/"), None);
+}
+
+/// The relay connection is opened by the egress guard: a cloud metadata address is refused
+/// before any packet is sent, whatever the URL says.
+#[tokio::test]
+async fn a_relay_on_a_metadata_address_is_refused_by_the_egress_guard() {
+    for url in ["smtp://169.254.169.254:25", "smtp://[fd00:ec2::254]:25"] {
+        let mailer =
+            Mailer::new(&SecretString::new(url.to_owned()), "noreply@example.com").unwrap();
+        let mail = Mail {
+            to: "alice@example.com".to_owned(),
+            subject: "Hi".to_owned(),
+            text: "Body".to_owned(),
+        };
+        let started = Instant::now();
+        let error = mailer.send(&mail).await.expect_err(url);
+        assert!(
+            matches!(error, MailError::Connect { .. }),
+            "{url}: {error:?}"
+        );
+        let cause = std::error::Error::source(&error)
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        assert!(cause.contains("metadata"), "{url}: {cause}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "refused without waiting"
+        );
+    }
 }
