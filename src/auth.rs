@@ -4,11 +4,12 @@
 //! - [`totp`]: RFC 6238 codes and the otpauth URI for authenticator apps.
 //! - [`token`]: random session ids, one-time tokens, API keys and recovery codes, and the
 //!   hashes the store keeps instead of them.
-//! - [`store`]: the records and the [`store::AuthStore`] interface to the metadata store.
 //! - [`mail`]: outgoing mail over SMTP (password reset, signup, email change).
 //! - [`service`]: the rules (lockout, session lifetimes, fresh auth, MFA for admins),
 //!   independent of HTTP.
-//! - [`routes`]: `/v1/auth/*` and the [`Caller`] extractor the view plane uses.
+//! - [`routes`]: `/v1/auth/*` and the [`Caller`](service::Caller) extractor the view plane uses.
+//!
+//! The records it keeps and the interface of the metadata store are in [`crate::store`].
 //!
 //! This module never logs or stores a password, session id, token or code in the clear.
 
@@ -17,7 +18,6 @@ pub mod pages;
 pub mod password;
 pub mod routes;
 pub mod service;
-pub mod store;
 pub mod token;
 pub mod totp;
 

@@ -14,7 +14,8 @@ use sluice::catalog::compile;
 use sluice::catalog::yaml;
 use sluice::config::{self, Config, LogFormat};
 use sluice::instance::Instance;
-use sluice::store::{MetadataStore, SqliteStore};
+use sluice::store::SqliteStore;
+use sluice::store::catalog::CatalogStore;
 use sluice::vault::{self, Owner};
 use sluice::{demo, telemetry};
 

@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use super::{AdminActor, AdminState};
 use crate::auth::Role;
 use crate::auth::routes::client_info;
-use crate::auth::store::UserRecord;
 use crate::http::body::read_json;
 use crate::http::{ApiError, json_response as json};
 use crate::policy::client_ip::ClientIp;
+use crate::store::users::UserRecord;
 
 pub fn router() -> Router<Arc<AdminState>> {
     Router::new()

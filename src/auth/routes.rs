@@ -21,11 +21,13 @@ use super::Role;
 use super::service::{
     AuthError, AuthService, Caller, CallerVia, ClientInfo, Credentials, NewSession,
 };
-use super::store::{ApiKeyRecord, ApiKeyScope, SessionRecord, UserRecord};
 use crate::config::SameSite;
 use crate::http::body::read_json;
 use crate::http::{ApiError, json_response as json};
 use crate::policy::client_ip::ClientIp;
+use crate::store::api_keys::{ApiKeyRecord, ApiKeyScope};
+use crate::store::sessions::SessionRecord;
+use crate::store::users::UserRecord;
 
 /// Cookie settings derived from the configuration.
 #[derive(Debug, Clone)]

@@ -26,15 +26,16 @@ pub use mfa::Enrolment;
 
 use super::mail::{Mail, Mailer};
 use super::password::{self, PolicyError};
-use super::store::{
-    ApiKeyScope, AuditEvent, AuthStore, NewUser, SessionRecord, SignIn, UserRecord,
-};
 use super::{Role, normalize_email, token, totp};
 use crate::catalog::template::UserValues;
 use crate::clock::SharedClock;
 use crate::config::AuthSettings;
 use crate::policy::rate_limit::{Decision, RateLimiter, RateRule};
-use crate::store::StoreError;
+use crate::store::api_keys::ApiKeyScope;
+use crate::store::audit::AuditEvent;
+use crate::store::sessions::SessionRecord;
+use crate::store::users::{NewUser, SignIn, UserRecord};
+use crate::store::{Store, StoreError};
 use crate::vault::{InstanceKey, Owner};
 
 /// Why an authentication step was refused. `routes` turns each into one HTTP answer.
@@ -164,7 +165,7 @@ pub struct Credentials {
 
 /// The authentication service shared by every request.
 pub struct AuthService {
-    store: Arc<dyn AuthStore>,
+    store: Arc<dyn Store>,
     key: Arc<InstanceKey>,
     clock: SharedClock,
     settings: AuthSettings,
@@ -188,7 +189,7 @@ const TOUCH_EVERY_SECS: i64 = 60;
 
 impl AuthService {
     pub fn new(
-        store: Arc<dyn AuthStore>,
+        store: Arc<dyn Store>,
         key: Arc<InstanceKey>,
         clock: SharedClock,
         settings: AuthSettings,
@@ -222,7 +223,7 @@ impl AuthService {
     /// Runs blocking store work off the async threads.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&dyn AuthStore) -> Result<T, AuthError> + Send + 'static,
+        work: impl FnOnce(&dyn Store) -> Result<T, AuthError> + Send + 'static,
     ) -> Result<T, AuthError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || work(store.as_ref())).await?
@@ -307,14 +308,17 @@ impl AuthService {
     /// account itself is [`AuthError::InvalidCredentials`]; the audit log gets the reason.
     ///
     /// The success is not recorded here: the caller records it together with what it opens
-    /// or renews ([`AuthStore::complete_login`], [`AuthStore::complete_reauthentication`]),
-    /// in one store operation that refuses if the account is locked by then or no longer as
-    /// verified. The account was read before the (slow) password check: failures that raced
-    /// it may have locked the account since, and a password, email or MFA change or a
-    /// disabling may have committed meanwhile; the returned `login_failed` event is what the
-    /// caller writes (through `admit`) when that happens. A TOTP step or recovery code
-    /// checked here stays spent whatever happens next: it is its own write on purpose, so a
-    /// code can never be replayed.
+    /// or renews ([`complete_login`], [`complete_reauthentication`]), in one store operation
+    /// that refuses if the account is locked by then or no longer as verified. The account
+    /// was read before the (slow) password check: failures that raced it may have locked the
+    /// account since, and a password, email or MFA change or a disabling may have committed
+    /// meanwhile; the returned `login_failed` event is what the caller writes (through
+    /// `admit`) when that happens. A TOTP step or recovery code checked here stays spent
+    /// whatever happens next: it is its own write on purpose, so a code can never be
+    /// replayed.
+    ///
+    /// [`complete_login`]: crate::store::users::UserStore::complete_login
+    /// [`complete_reauthentication`]: crate::store::users::UserStore::complete_reauthentication
     async fn check_credentials(
         &self,
         credentials: &Credentials,
@@ -959,8 +963,10 @@ impl AuthService {
 }
 
 /// A store error on an operation of the caller's own session: the session gone (signed out
-/// meanwhile, see [`AuthStore::complete_reauthentication`] and the rotations) means the
-/// caller is no longer signed in; anything else stays what it is.
+/// meanwhile, see [`complete_reauthentication`] and the rotations) means the caller is no
+/// longer signed in; anything else stays what it is.
+///
+/// [`complete_reauthentication`]: crate::store::users::UserStore::complete_reauthentication
 fn session_gone(error: StoreError) -> AuthError {
     match error {
         StoreError::NotFound("session") => AuthError::Unauthenticated,

@@ -1,7 +1,7 @@
 use super::*;
 use crate::auth::service::CallerVia;
-use crate::auth::store::UserRecord;
 use crate::catalog::yaml;
+use crate::store::users::UserRecord;
 
 fn caller(role: Role, groups: &[&str]) -> Caller {
     Caller {

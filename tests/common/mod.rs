@@ -17,7 +17,8 @@ use sluice::catalog::spec::CatalogSpec;
 use sluice::catalog::yaml;
 use sluice::config;
 use sluice::instance::Instance;
-use sluice::store::{MetadataStore, SqliteStore};
+use sluice::store::SqliteStore;
+use sluice::store::catalog::CatalogStore;
 use sluice::vault::{InstanceKey, Owner};
 use tokio::sync::oneshot;
 

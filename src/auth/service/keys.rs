@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::{AuthError, AuthService, Caller, CallerVia, ClientInfo};
 use crate::auth::Role;
-use crate::auth::store::{ApiKeyRecord, ApiKeyScope};
 use crate::auth::token;
+use crate::store::api_keys::{ApiKeyRecord, ApiKeyScope};
 
 /// A key just created; `key` is shown this once.
 #[derive(Debug, Serialize)]

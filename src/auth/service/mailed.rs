@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use super::{AuthError, AuthService, ClientInfo, NewSession};
 use crate::auth::mail::Mail;
-use crate::auth::store::{EMAIL_TAKEN, NewUser, TokenPurpose, TokenRecord, UserRecord};
 use crate::auth::{Role, email_domain, normalize_email, password, token};
 use crate::store::StoreError;
+use crate::store::tokens::{TokenPurpose, TokenRecord};
+use crate::store::users::{EMAIL_TAKEN, NewUser, UserRecord};
 
 impl AuthService {
     fn mail_ready(&self) -> Result<(), AuthError> {

@@ -3,8 +3,9 @@
 use serde::Serialize;
 
 use super::{AuthError, AuthService, Caller, ClientInfo, NewSession, session_gone};
-use crate::auth::store::{SessionChange, UserRecord};
 use crate::auth::{token, totp};
+use crate::store::sessions::SessionChange;
+use crate::store::users::UserRecord;
 use crate::vault::Owner;
 
 /// What enrolment shows the user once: the secret for manual entry and the otpauth URI for

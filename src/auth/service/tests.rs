@@ -7,6 +7,9 @@ use super::*;
 use crate::clock::{ManualClock, SharedClock};
 use crate::policy::rate_limit::MemoryLimiter;
 use crate::store::SqliteStore;
+use crate::store::mfa::MfaStore;
+use crate::store::sessions::SessionStore;
+use crate::store::users::UserStore;
 
 const PASSWORD: &str = "a long and unusual passphrase 1";
 
