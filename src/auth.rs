@@ -9,7 +9,9 @@
 //!   independent of HTTP.
 //! - [`routes`]: `/v1/auth/*` and the [`Caller`](service::Caller) extractor the view plane uses.
 //!
-//! The records it keeps and the interface of the metadata store are in [`crate::store`].
+//! This file holds the plain data every layer may use ([`Role`], [`ClientInfo`], email
+//! normalisation); the records and the interface of the metadata store are in
+//! [`crate::store`], the audit log in [`crate::audit`].
 //!
 //! This module never logs or stores a password, session id, token or code in the clear.
 
@@ -57,6 +59,20 @@ impl Role {
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Where a request came from, for throttling, sessions and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+impl ClientInfo {
+    /// The user agent as a session or audit event keeps it: its first 256 characters.
+    pub fn stored_user_agent(&self) -> String {
+        self.user_agent.chars().take(256).collect()
     }
 }
 

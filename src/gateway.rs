@@ -20,6 +20,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::audit::Audit;
 use crate::auth::routes::{self as auth_routes, AuthState};
 use crate::catalog::compile::CompiledCatalog;
 use crate::catalog::spec::CatalogSpec;
@@ -50,12 +51,16 @@ pub struct GatewayState {
     limits: Limits,
     /// Accounts and sessions: who is asking.
     pub auth: Arc<AuthState>,
+    /// The audit log, where the edge records refusals (the admin plane reaches it here too).
+    pub audit: Arc<Audit>,
     /// Client address, instance-wide per-IP limit, baseline headers.
     pub edge: Arc<EdgeState>,
     draining: AtomicBool,
 }
 
 impl GatewayState {
+    /// The audit log is the one the auth service writes to, so every event of the instance
+    /// lands in the same log.
     pub fn new(
         snapshot: Snapshot,
         limits: Limits,
@@ -65,6 +70,7 @@ impl GatewayState {
         Arc::new(GatewayState {
             snapshot: ArcSwap::from_pointee(snapshot),
             limits,
+            audit: auth.service.audit().clone(),
             auth,
             edge,
             draining: AtomicBool::new(false),

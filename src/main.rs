@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use sluice::auth::ClientInfo;
 use sluice::auth::Role;
-use sluice::auth::service::ClientInfo;
 use sluice::catalog::compile;
 use sluice::catalog::yaml;
 use sluice::config::{self, Config, LogFormat};

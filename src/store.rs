@@ -13,8 +13,9 @@
 //! - [`members`]: [`MemberStore`](members::MemberStore), members of private apps.
 //! - [`audit`]: [`AuditStore`](audit::AuditStore), the append-only audit log.
 //!
-//! [`Store`] is all of them: what the instance opens. [`AccountStore`] is the accounts part
-//! (without the catalog and the audit log). [`SqliteStore`] is the embedded default (one node, zero
+//! [`Store`] is all of them: what the instance opens. [`AccountStore`] is the part the auth
+//! service works with (the accounts, without the catalog and the audit log, which it writes
+//! through [`crate::audit`]). [`SqliteStore`] is the embedded default (one node, zero
 //! set-up); a PostgreSQL store for scale-out implements the same traits. Calls are blocking:
 //! async callers run them with `tokio::task::spawn_blocking`. Times are Unix seconds.
 //!

@@ -14,8 +14,8 @@ use common::TestGateway;
 use common::smtp::{ReceivedMail, SmtpSink, link_in};
 use reqwest::header::{self, HeaderMap};
 use serde_json::{Value, json};
+use sluice::auth::ClientInfo;
 use sluice::auth::Role;
-use sluice::auth::service::ClientInfo;
 use sluice::clock::ManualClock;
 
 const PUBLIC_URL: &str = "https://sluice.example.com";
@@ -217,8 +217,8 @@ impl Mailed {
         loop {
             let seen = self
                 .gateway
-                .auth
-                .audit_log(1000, None)
+                .audit
+                .list(1000, None)
                 .await
                 .unwrap()
                 .iter()
@@ -237,8 +237,8 @@ impl Mailed {
 
     async fn audit_events(&self) -> Vec<String> {
         self.gateway
-            .auth
-            .audit_log(1000, None)
+            .audit
+            .list(1000, None)
             .await
             .unwrap()
             .into_iter()

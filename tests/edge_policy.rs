@@ -24,8 +24,8 @@ use sluice::auth::Role;
 /// Audit events named `name`, newest first.
 async fn audit_events(gateway: &TestGateway, name: &str) -> Vec<sluice::store::audit::AuditEvent> {
     gateway
-        .auth
-        .audit_log(500, None)
+        .audit
+        .list(500, None)
         .await
         .expect("audit log")
         .into_iter()

@@ -283,7 +283,15 @@ async fn audit(
         )
     })?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let events = state.auth.service.audit_log(limit, query.before).await?;
+    let events = state
+        .gateway
+        .audit
+        .list(limit, query.before)
+        .await
+        .map_err(|error| {
+            tracing::error!(error = %error, "Audit log not read");
+            ApiError::internal()
+        })?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "events": events }),

@@ -17,10 +17,8 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 
-use super::Role;
-use super::service::{
-    AuthError, AuthService, Caller, CallerVia, ClientInfo, Credentials, NewSession,
-};
+use super::service::{AuthError, AuthService, Caller, CallerVia, Credentials, NewSession};
+use super::{ClientInfo, Role};
 use crate::config::SameSite;
 use crate::http::body::read_json;
 use crate::http::{ApiError, json_response as json};

@@ -1,6 +1,8 @@
 //! The rules of authentication, independent of HTTP: sign-in with lockout, sessions with
 //! idle and absolute lifetimes, fresh auth, MFA (required for admins), API keys, and the
-//! mailed flows (password reset, signup, email change) in [`mailed`].
+//! mailed flows (password reset, signup, email change) in [`mailed`]. It keeps the accounts
+//! through an [`AccountStore`] and records every account event through [`Audit`], after the
+//! change has committed.
 //!
 //! Invariants:
 //! - A failed sign-in answers [`AuthError::InvalidCredentials`] whether the account is
@@ -26,7 +28,8 @@ pub use mfa::Enrolment;
 
 use super::mail::{Mail, Mailer};
 use super::password::{self, PolicyError};
-use super::{Role, normalize_email, token, totp};
+use super::{ClientInfo, Role, normalize_email, token, totp};
+use crate::audit::Audit;
 use crate::catalog::template::UserValues;
 use crate::clock::SharedClock;
 use crate::config::AuthSettings;
@@ -35,7 +38,7 @@ use crate::store::api_keys::ApiKeyScope;
 use crate::store::audit::AuditEvent;
 use crate::store::sessions::SessionRecord;
 use crate::store::users::{NewUser, SignIn, UserRecord};
-use crate::store::{Store, StoreError};
+use crate::store::{AccountStore, Store, StoreError};
 use crate::vault::{InstanceKey, Owner};
 
 /// Why an authentication step was refused. `routes` turns each into one HTTP answer.
@@ -81,13 +84,6 @@ pub enum AuthError {
     Task(#[from] tokio::task::JoinError),
     #[error("a sealed TOTP secret does not open")]
     Vault(#[from] crate::vault::VaultError),
-}
-
-/// Where a request came from, for throttling and the audit log.
-#[derive(Debug, Clone, Default)]
-pub struct ClientInfo {
-    pub ip: String,
-    pub user_agent: String,
 }
 
 /// An authenticated caller.
@@ -165,7 +161,9 @@ pub struct Credentials {
 
 /// The authentication service shared by every request.
 pub struct AuthService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AccountStore>,
+    /// Where every account event goes (after the change it records has committed).
+    audit: Arc<Audit>,
     key: Arc<InstanceKey>,
     clock: SharedClock,
     settings: AuthSettings,
@@ -188,6 +186,7 @@ const MAIL_JOBS: usize = 64;
 const TOUCH_EVERY_SECS: i64 = 60;
 
 impl AuthService {
+    /// The service over the instance's store: the accounts, and the audit log it writes.
     pub fn new(
         store: Arc<dyn Store>,
         key: Arc<InstanceKey>,
@@ -198,6 +197,7 @@ impl AuthService {
         limiter: Arc<dyn RateLimiter>,
     ) -> AuthService {
         AuthService {
+            audit: Arc::new(Audit::new(store.clone(), clock.clone())),
             store,
             key,
             clock,
@@ -220,44 +220,19 @@ impl AuthService {
         self.clock.now()
     }
 
+    /// The audit log this service writes to, for the planes to record their own refusals
+    /// and list the log (the instance hands them this one).
+    pub fn audit(&self) -> &Arc<Audit> {
+        &self.audit
+    }
+
     /// Runs blocking store work off the async threads.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&dyn Store) -> Result<T, AuthError> + Send + 'static,
+        work: impl FnOnce(&dyn AccountStore) -> Result<T, AuthError> + Send + 'static,
     ) -> Result<T, AuthError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || work(store.as_ref())).await?
-    }
-
-    /// Appends an audit event; a failure to write it is logged, never shown to the caller.
-    pub async fn audit(&self, event: AuditEvent) {
-        let name = event.event.clone();
-        let result = self.run(move |store| Ok(store.append_audit(&event)?)).await;
-        if let Err(error) = result {
-            tracing::error!(event = %name, error = %error, "Audit event not written");
-        }
-    }
-
-    /// Records a refusal at the edge (an IP outside an allowlist, ...) with its details.
-    pub async fn audit_edge(&self, name: &str, client: &ClientInfo, details: serde_json::Value) {
-        let mut event = self.event(name, client);
-        event.details = Some(details.to_string());
-        self.audit(event).await;
-    }
-
-    fn event(&self, name: &str, client: &ClientInfo) -> AuditEvent {
-        AuditEvent {
-            id: 0,
-            at: self.now(),
-            event: name.to_string(),
-            user_id: None,
-            email: None,
-            actor: None,
-            ip: Some(client.ip.clone()).filter(|ip| !ip.is_empty()),
-            user_agent: Some(truncate(&client.user_agent, 256)).filter(|ua| !ua.is_empty()),
-            reason: None,
-            details: None,
-        }
     }
 
     /// Takes one token from the per-IP bucket of the auth endpoints.
@@ -297,10 +272,10 @@ impl AuthService {
             })
             .await?;
         self.admit(outcome, refusal).await?;
-        let mut event = self.event("login_succeeded", client);
+        let mut event = self.audit.event("login_succeeded", client);
         event.user_id = Some(user.id.clone());
         event.email = Some(user.email.clone());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok((user, session))
     }
 
@@ -345,17 +320,17 @@ impl AuthService {
                 Ok((user, ok))
             })
             .await?;
-        let mut event = self.event("login_failed", client);
+        let mut event = self.audit.event("login_failed", client);
         event.email = email.clone();
         let Some(user) = user else {
             event.reason = Some("unknown_account".into());
-            self.audit(event).await;
+            self.audit.append(event).await;
             return Err(AuthError::InvalidCredentials);
         };
         event.user_id = Some(user.id.clone());
         if user.disabled {
             event.reason = Some("disabled".into());
-            self.audit(event).await;
+            self.audit.append(event).await;
             return Err(AuthError::InvalidCredentials);
         }
         if user.locked_until.is_some_and(|until| until > now) {
@@ -368,7 +343,7 @@ impl AuthService {
                 }
                 .into(),
             );
-            self.audit(event).await;
+            self.audit.append(event).await;
             return Err(AuthError::InvalidCredentials);
         }
         if !password_ok {
@@ -409,7 +384,7 @@ impl AuthService {
             SignIn::CredentialsChanged => "credentials_changed",
         };
         refusal.reason = Some(reason.into());
-        self.audit(refusal).await;
+        self.audit.append(refusal).await;
         Err(AuthError::InvalidCredentials)
     }
 
@@ -427,16 +402,16 @@ impl AuthService {
         let count = self
             .run(move |store| Ok(store.record_login_failure(&id, now, threshold, lock_secs)?))
             .await?;
-        self.audit(event).await;
+        self.audit.append(event).await;
         if let Some(until) = count.locked_until {
-            let mut locked = self.event("account_locked", client);
+            let mut locked = self.audit.event("account_locked", client);
             locked.user_id = Some(user.id.clone());
             locked.email = Some(user.email.clone());
             locked.details = Some(
                 serde_json::json!({ "failed_logins": count.failed_logins, "locked_until": until })
                     .to_string(),
             );
-            self.audit(locked).await;
+            self.audit.append(locked).await;
         }
         Ok(())
     }
@@ -474,9 +449,9 @@ impl AuthService {
             })
             .await?;
         self.admit(outcome, refusal).await?;
-        let mut event = self.event("reauthenticated", client);
+        let mut event = self.audit.event("reauthenticated", client);
         event.user_id = Some(user.id);
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(())
     }
 
@@ -541,7 +516,7 @@ impl AuthService {
             last_seen_at: self.now(),
             authenticated_at,
             ip: client.ip.clone(),
-            user_agent: truncate(&client.user_agent, 256),
+            user_agent: client.stored_user_agent(),
         };
         NewSession {
             token: crate::vault::SecretString::new(token),
@@ -592,9 +567,9 @@ impl AuthService {
             self.run(move |store| Ok(store.delete_session(&hash)?))
                 .await?;
         }
-        let mut event = self.event("logout", client);
+        let mut event = self.audit.event("logout", client);
         event.user_id = Some(caller.user.id.clone());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(())
     }
 
@@ -608,11 +583,11 @@ impl AuthService {
         let ended = self
             .run(move |store| Ok(store.delete_user_sessions(&id)?))
             .await?;
-        let mut event = self.event("logout", client);
+        let mut event = self.audit.event("logout", client);
         event.user_id = Some(caller.user.id.clone());
         event.details =
             Some(serde_json::json!({ "everywhere": true, "sessions": ended }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(ended)
     }
 
@@ -636,10 +611,10 @@ impl AuthService {
         if !ended {
             return Err(AuthError::NotFound("session"));
         }
-        let mut event = self.event("logout", client);
+        let mut event = self.audit.event("logout", client);
         event.user_id = Some(caller.user.id.clone());
         event.details = Some(r#"{"other_session":true}"#.into());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(())
     }
 
@@ -685,9 +660,9 @@ impl AuthService {
                 .map_err(session_gone)
         })
         .await?;
-        let mut event = self.event("password_changed", client);
+        let mut event = self.audit.event("password_changed", client);
         event.user_id = Some(caller.user.id.clone());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(Some(session))
     }
 
@@ -739,12 +714,12 @@ impl AuthService {
                 other => Ok(other?),
             })
             .await?;
-        let mut event = self.event("user_created", &ClientInfo::default());
+        let mut event = self.audit.event("user_created", &ClientInfo::default());
         event.user_id = Some(created.id.clone());
         event.email = Some(created.email.clone());
         event.actor = Some(actor.to_string());
         event.details = Some(serde_json::json!({ "role": role.as_str() }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(created)
     }
 
@@ -786,13 +761,13 @@ impl AuthService {
                 Ok((before, after))
             })
             .await?;
-        let mut event = self.event("role_changed", client);
+        let mut event = self.audit.event("role_changed", client);
         event.user_id = Some(after.id.clone());
         event.actor = Some(actor.to_string());
         event.details = Some(
             serde_json::json!({ "from": before.role.as_str(), "to": role.as_str() }).to_string(),
         );
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(after)
     }
 
@@ -813,11 +788,11 @@ impl AuthService {
                 store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))
             })
             .await?;
-        let mut event = self.event("groups_changed", client);
+        let mut event = self.audit.event("groups_changed", client);
         event.user_id = Some(after.id.clone());
         event.actor = Some(actor.to_string());
         event.details = Some(serde_json::json!({ "groups": logged }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(after)
     }
 
@@ -844,10 +819,10 @@ impl AuthService {
         } else {
             "user_enabled"
         };
-        let mut event = self.event(name, client);
+        let mut event = self.audit.event(name, client);
         event.user_id = Some(after.id.clone());
         event.actor = Some(actor.to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(after)
     }
 
@@ -872,11 +847,11 @@ impl AuthService {
             Ok(store.add_app_member(&a, &id)?)
         })
         .await?;
-        let mut event = self.event("member_added", client);
+        let mut event = self.audit.event("member_added", client);
         event.user_id = Some(user_id.to_string());
         event.actor = Some(actor.to_string());
         event.details = Some(serde_json::json!({ "app": app }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(())
     }
 
@@ -894,26 +869,17 @@ impl AuthService {
         if !removed {
             return Err(AuthError::NotFound("member"));
         }
-        let mut event = self.event("member_removed", client);
+        let mut event = self.audit.event("member_removed", client);
         event.user_id = Some(user_id.to_string());
         event.actor = Some(actor.to_string());
         event.details = Some(serde_json::json!({ "app": app }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(())
     }
 
     pub async fn members(&self, app: &str) -> Result<Vec<String>, AuthError> {
         let app = app.to_string();
         self.run(move |store| Ok(store.app_members(&app)?)).await
-    }
-
-    pub async fn audit_log(
-        &self,
-        limit: u32,
-        before: Option<i64>,
-    ) -> Result<Vec<AuditEvent>, AuthError> {
-        self.run(move |store| Ok(store.list_audit(limit, before)?))
-            .await
     }
 
     // ----- Mail ------------------------------------------------------------------------
@@ -1006,8 +972,4 @@ impl AuthService {
         let password = zeroize::Zeroizing::new(password);
         Ok(tokio::task::spawn_blocking(move || password::hash_password(&password)).await?)
     }
-}
-
-fn truncate(value: &str, max_chars: usize) -> String {
-    value.chars().take(max_chars).collect()
 }

@@ -3,7 +3,7 @@
 //! Append-only: past events are never updated or deleted (the SQLite store refuses it with
 //! triggers). The log is not part of any account transaction: an event is appended after
 //! the change it records has committed, as its own statement, so it never records a change
-//! that was rolled back; writing it is best-effort after the fact (see `AuthService::audit`).
+//! that was rolled back; writing it is best-effort after the fact (see [`crate::audit`]).
 //! An event never holds a password, token, code or param value; the store writes what it is
 //! given and never logs it.
 

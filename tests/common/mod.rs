@@ -149,6 +149,8 @@ pub struct TestGateway {
     pub client: reqwest::Client,
     /// The instance's authentication service (tests create users through it).
     pub auth: Arc<sluice::auth::service::AuthService>,
+    /// The instance's audit log (tests read what it recorded).
+    pub audit: Arc<sluice::audit::Audit>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -199,6 +201,7 @@ impl TestGateway {
             .await
             .unwrap_or_else(|e| panic!("gateway start: {e}"));
         let auth = instance.state().auth.service.clone();
+        let audit = instance.state().audit.clone();
         let listener = instance.bind().await.expect("bind");
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -209,6 +212,7 @@ impl TestGateway {
             address,
             client: reqwest::Client::new(),
             auth,
+            audit,
             stop: Some(stop),
             task: Some(task),
         }
@@ -304,6 +308,7 @@ impl TestGateway {
             .await
             .unwrap_or_else(|e| panic!("gateway start: {e}"));
         let auth = instance.state().auth.service.clone();
+        let audit = instance.state().audit.clone();
         let listener = instance.bind().await.expect("bind");
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -314,6 +319,7 @@ impl TestGateway {
             address,
             client: reqwest::Client::new(),
             auth,
+            audit,
             stop: Some(stop),
             task: Some(task),
         }

@@ -3,9 +3,8 @@
 
 use serde::Serialize;
 
-use super::{AuthError, AuthService, Caller, CallerVia, ClientInfo};
-use crate::auth::Role;
-use crate::auth::token;
+use super::{AuthError, AuthService, Caller, CallerVia};
+use crate::auth::{ClientInfo, Role, token};
 use crate::store::api_keys::{ApiKeyRecord, ApiKeyScope};
 
 /// A key just created; `key` is shown this once.
@@ -78,11 +77,11 @@ impl AuthService {
         };
         self.run(move |store| Ok(store.create_api_key(&record)?))
             .await?;
-        let mut event = self.event("api_key_created", client);
+        let mut event = self.audit.event("api_key_created", client);
         event.user_id = Some(caller.user.id.clone());
         event.details =
             Some(serde_json::json!({ "key_id": new.id, "name": name, "scope": scope }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(CreatedApiKey {
             id: new.id,
             key: new.key.expose().to_string(),
@@ -163,10 +162,10 @@ impl AuthService {
             }
         })
         .await?;
-        let mut event = self.event("api_key_revoked", client);
+        let mut event = self.audit.event("api_key_revoked", client);
         event.user_id = Some(caller.user.id.clone());
         event.details = Some(serde_json::json!({ "key_id": id }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(())
     }
 }
