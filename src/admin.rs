@@ -186,13 +186,9 @@ async fn require_admin(state: Arc<AdminState>, mut request: Request, next: Next)
     if !allowed.is_empty() && !allowed.iter().any(|net| net.contains(&ip)) {
         let client = crate::auth::routes::client_info(Some(&ClientIp(ip)), request.headers());
         state
-            .auth
-            .service
-            .audit_edge(
-                "ip_refused",
-                &client,
-                serde_json::json!({ "plane": "admin" }),
-            )
+            .gateway
+            .audit
+            .ip_refused(&client, serde_json::json!({ "plane": "admin" }))
             .await;
         return ApiError::from(Refusal::IpNotAllowed(IpScope::Admin)).into_response();
     }

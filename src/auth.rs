@@ -4,11 +4,14 @@
 //! - [`totp`]: RFC 6238 codes and the otpauth URI for authenticator apps.
 //! - [`token`]: random session ids, one-time tokens, API keys and recovery codes, and the
 //!   hashes the store keeps instead of them.
-//! - [`store`]: the records and the [`store::AuthStore`] interface to the metadata store.
 //! - [`mail`]: outgoing mail over SMTP (password reset, signup, email change).
 //! - [`service`]: the rules (lockout, session lifetimes, fresh auth, MFA for admins),
 //!   independent of HTTP.
-//! - [`routes`]: `/v1/auth/*` and the [`Caller`] extractor the view plane uses.
+//! - [`routes`]: `/v1/auth/*` and the [`Caller`](service::Caller) extractor the view plane uses.
+//!
+//! This file holds the plain data every layer may use ([`Role`], [`ClientInfo`], email
+//! normalisation); the records and the interface of the metadata store are in
+//! [`crate::store`], the audit log in [`crate::audit`].
 //!
 //! This file itself is bottom-layer data every layer may use: [`Role`], the caller's
 //! [`Identity`] and [`Caller`], an API key's [`ApiKeyScope`] and a request's [`ClientInfo`].
@@ -20,7 +23,6 @@ pub mod pages;
 pub mod password;
 pub mod routes;
 pub mod service;
-pub mod store;
 pub mod token;
 pub mod totp;
 
@@ -172,6 +174,13 @@ impl ApiKeyScope {
 pub struct ClientInfo {
     pub ip: String,
     pub user_agent: String,
+}
+
+impl ClientInfo {
+    /// The user agent as a session or audit event keeps it: its first 256 characters.
+    pub fn stored_user_agent(&self) -> String {
+        self.user_agent.chars().take(256).collect()
+    }
 }
 
 /// Normalises an email address for storage and lookup: trimmed and lower-cased. Returns

@@ -13,7 +13,8 @@ use crate::config;
 use crate::instance::{Instance, StartError};
 use crate::spec::yaml;
 use crate::spec::{CatalogSpec, DatasourceSpec};
-use crate::store::{MetadataStore, SqliteStore};
+use crate::store::SqliteStore;
+use crate::store::catalog::CatalogStore;
 use crate::vault;
 
 /// The demo catalog, before its database path is filled in.

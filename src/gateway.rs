@@ -21,6 +21,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::audit::Audit;
 use crate::auth::routes::AuthState;
 use crate::policy::edge::EdgeState;
 use crate::snapshot::Snapshot;
@@ -37,21 +38,26 @@ pub struct GatewayState {
     limits: Limits,
     /// Accounts and sessions: who is asking.
     pub auth: Arc<AuthState>,
+    /// The audit log, where the edge records refusals (the admin plane reaches it here too).
+    pub audit: Arc<Audit>,
     /// Client address, instance-wide per-IP limit, baseline headers.
     pub edge: Arc<EdgeState>,
     draining: AtomicBool,
 }
 
 impl GatewayState {
+    /// `audit` is the instance's one audit log, the same the auth service writes to.
     pub fn new(
         snapshot: Snapshot,
         limits: Limits,
         auth: Arc<AuthState>,
         edge: Arc<EdgeState>,
+        audit: Arc<Audit>,
     ) -> Arc<GatewayState> {
         Arc::new(GatewayState {
             snapshot: ArcSwap::from_pointee(snapshot),
             limits,
+            audit,
             auth,
             edge,
             draining: AtomicBool::new(false),

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState};
+use crate::audit::Audit;
 use crate::auth::mail::{MailError, Mailer};
 use crate::auth::routes::{AuthState, CookieSettings};
 use crate::auth::service::AuthService;
@@ -100,11 +101,15 @@ impl Instance {
         let key = Arc::new(key);
         let snapshot = snapshot::build(&config, &key, store.clone()).await?;
         let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new(clock.clone()));
+        // One audit log for the instance: the auth service, the edge and the admin plane
+        // all write to it.
+        let audit = Arc::new(Audit::new(store.clone(), clock.clone()));
         let auth = Arc::new(AuthState {
             service: Arc::new(auth_service(
                 &config,
                 &key,
                 store.clone(),
+                audit.clone(),
                 clock,
                 limiter.clone(),
             )?),
@@ -132,6 +137,7 @@ impl Instance {
                     crate::policy::cors::normalize_origin(&format!("{scheme}://{authority}"))
                 }),
             }),
+            audit,
         );
         Ok(Instance {
             config,
@@ -229,7 +235,8 @@ pub async fn account_service(config: &Config) -> Result<AuthService, StartError>
     };
     let clock: SharedClock = Arc::new(SystemClock);
     let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new(clock.clone()));
-    auth_service(config, &key, store, clock, limiter)
+    let audit = Arc::new(Audit::new(store.clone(), clock.clone()));
+    auth_service(config, &key, store, audit, clock, limiter)
 }
 
 /// The authentication service for this configuration: mailer, limiter, clock.
@@ -237,6 +244,7 @@ pub fn auth_service(
     config: &Config,
     key: &Arc<InstanceKey>,
     store: Arc<dyn Store>,
+    audit: Arc<Audit>,
     clock: SharedClock,
     limiter: Arc<dyn RateLimiter>,
 ) -> Result<AuthService, StartError> {
@@ -248,6 +256,7 @@ pub fn auth_service(
     };
     Ok(AuthService::new(
         store,
+        audit,
         key.clone(),
         clock.clone(),
         config.auth.clone(),

@@ -3,6 +3,7 @@
 //! See `docs/ARCHITECTURE.md` for the map of modules and their invariants.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod clock;

@@ -1,68 +1,77 @@
-//! The metadata store: the gateway's own state (for now the catalog).
+//! The metadata store: the gateway's own state, the catalog and the accounts.
 //!
-//! [`MetadataStore`] is the small interface the rest of the crate uses; [`SqliteStore`] is
-//! the embedded default (one node, zero set-up). A PostgreSQL store for scale-out implements
-//! the same trait later. Calls are blocking: async callers run them with
-//! `tokio::task::spawn_blocking`.
+//! One trait per aggregate, each in its module with its records:
+//!
+//! - [`catalog`]: [`CatalogStore`](catalog::CatalogStore), the applied catalog and its
+//!   revisions.
+//! - [`users`]: [`UserStore`](users::UserStore), accounts, sign-in accounting and lockout.
+//! - [`mfa`]: [`MfaStore`](mfa::MfaStore), TOTP secrets, the replay guard, recovery codes.
+//! - [`sessions`]: [`SessionStore`](sessions::SessionStore), server-side sessions.
+//! - [`tokens`]: [`TokenStore`](tokens::TokenStore), mailed one-time tokens and the changes
+//!   they pay for.
+//! - [`api_keys`]: [`ApiKeyStore`](api_keys::ApiKeyStore), workspace API keys.
+//! - [`members`]: [`MemberStore`](members::MemberStore), members of private apps.
+//! - [`audit`]: [`AuditStore`](audit::AuditStore), the append-only audit log.
+//!
+//! [`Store`] is all of them: what the instance opens. [`AccountStore`] is the part the auth
+//! service works with (the accounts, without the catalog and the audit log, which it writes
+//! through [`crate::audit`]). [`SqliteStore`] is the embedded default (one node, zero
+//! set-up); a PostgreSQL store for scale-out implements the same traits. Calls are blocking:
+//! async callers run them with `tokio::task::spawn_blocking`. Times are Unix seconds.
+//!
+//! Each method is atomic. An operation that changes several aggregates (a role change and
+//! the end of the account's sessions, a spent token and the change it pays for) is one
+//! method, on the aggregate that owns the change, done in one transaction: a failure at any
+//! step (a taken email, a missing account, a crash) leaves the store as it was, so a
+//! one-time token is spent only by the change it authorises and a privilege change never
+//! survives without the sessions ending. Steps that must not happen alone (a role change
+//! that keeps the sessions, a token spent without its change, a session opened without the
+//! sign-in that admits it) are deliberately not methods. The audit log is not part of those
+//! transactions (see [`audit`]).
+//!
+//! The store never sees a plaintext credential: passwords arrive as argon2id hashes,
+//! session ids, tokens, API keys and recovery codes as SHA-256, TOTP and datasource secrets
+//! sealed under the instance key. It never logs a stored value, and it does not import the
+//! auth service, the planes or HTTP: it stores and compares, the callers decide.
 
+pub mod api_keys;
+pub mod audit;
+pub mod catalog;
+mod error;
+pub mod members;
+pub mod mfa;
+pub mod sessions;
 mod sqlite;
+pub mod tokens;
+pub mod users;
 
+pub use error::StoreError;
 pub use sqlite::SqliteStore;
 
-use crate::spec::CatalogSpec;
-
-/// A failure of the metadata store. The cause is kept for the server log.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("metadata store: {context}")]
-    Sqlite {
-        context: &'static str,
-        #[source]
-        source: rusqlite::Error,
-    },
-    #[error("metadata store: stored {what} `{name}` does not decode")]
-    Corrupt {
-        what: &'static str,
-        name: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A unique value (an email, a key id) is already taken.
-    #[error("metadata store: {0} already exists")]
-    Conflict(&'static str),
-    /// The record to change does not exist.
-    #[error("metadata store: no such {0}")]
-    NotFound(&'static str),
-    /// The file-system error is part of the message, not a chained source: printed once.
-    #[error("metadata store: {0}")]
-    Io(std::io::Error),
-    #[error(
-        "metadata store schema version {found} is newer than this build understands ({supported})"
-    )]
-    TooNew { found: i64, supported: i64 },
+/// What the auth service keeps: users, MFA state, sessions, one-time tokens, API keys and
+/// app members. Implemented by every type that implements those traits.
+pub trait AccountStore:
+    users::UserStore
+    + mfa::MfaStore
+    + sessions::SessionStore
+    + tokens::TokenStore
+    + api_keys::ApiKeyStore
+    + members::MemberStore
+{
 }
 
-impl From<std::io::Error> for StoreError {
-    fn from(error: std::io::Error) -> StoreError {
-        StoreError::Io(error)
-    }
+impl<T> AccountStore for T where
+    T: users::UserStore
+        + mfa::MfaStore
+        + sessions::SessionStore
+        + tokens::TokenStore
+        + api_keys::ApiKeyStore
+        + members::MemberStore
+{
 }
 
-/// Everything the instance keeps: the catalog and the accounts. One object implements both
-/// (the SQLite store; later the PostgreSQL one).
-pub trait Store: MetadataStore + crate::auth::store::AuthStore {}
+/// Everything the instance keeps: the catalog, the accounts and the audit log. One object
+/// implements it all (the SQLite store; later the PostgreSQL one).
+pub trait Store: catalog::CatalogStore + AccountStore + audit::AuditStore {}
 
-impl<T: MetadataStore + crate::auth::store::AuthStore> Store for T {}
-
-/// Where the gateway keeps its catalog.
-pub trait MetadataStore: Send + Sync {
-    /// The current catalog.
-    fn load_catalog(&self) -> Result<CatalogSpec, StoreError>;
-
-    /// Replaces the whole catalog in one transaction (all of it or none of it) and records
-    /// a revision. Returns the new revision number.
-    fn replace_catalog(&self, spec: &CatalogSpec, source: &str) -> Result<i64, StoreError>;
-
-    /// The latest catalog revision (0 when none was applied).
-    fn catalog_revision(&self) -> Result<i64, StoreError>;
-}
+impl<T: catalog::CatalogStore + AccountStore + audit::AuditStore> Store for T {}

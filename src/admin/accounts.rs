@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use super::{AdminActor, AdminState};
 use crate::auth::Role;
 use crate::auth::routes::client_info;
-use crate::auth::store::UserRecord;
 use crate::http::body::read_json;
 use crate::http::{ApiError, json_response as json};
 use crate::policy::client_ip::ClientIp;
+use crate::store::users::UserRecord;
 
 pub fn router() -> Router<Arc<AdminState>> {
     Router::new()
@@ -283,7 +283,15 @@ async fn audit(
         )
     })?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let events = state.auth.service.audit_log(limit, query.before).await?;
+    let events = state
+        .gateway
+        .audit
+        .list(limit, query.before)
+        .await
+        .map_err(|error| {
+            tracing::error!(error = %error, "Audit log not read");
+            ApiError::internal()
+        })?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "events": events }),

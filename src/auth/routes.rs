@@ -20,12 +20,14 @@ use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 
 use super::service::{AuthError, AuthService, Credentials, NewSession};
-use super::store::{ApiKeyRecord, SessionRecord, UserRecord};
 use super::{ApiKeyScope, Caller, CallerVia, ClientInfo, Role};
 use crate::config::SameSite;
 use crate::http::body::read_json;
 use crate::http::{ApiError, json_response as json};
 use crate::policy::client_ip::ClientIp;
+use crate::store::api_keys::ApiKeyRecord;
+use crate::store::sessions::SessionRecord;
+use crate::store::users::UserRecord;
 
 /// Cookie settings derived from the configuration.
 #[derive(Debug, Clone)]

@@ -1,6 +1,8 @@
 //! The rules of authentication, independent of HTTP: sign-in with lockout, sessions with
 //! idle and absolute lifetimes, fresh auth, MFA (required for admins), API keys, and the
-//! mailed flows (password reset, signup, email change) in [`mailed`].
+//! mailed flows (password reset, signup, email change) in [`mailed`]. It keeps the accounts
+//! through an [`AccountStore`] and records every account event through [`Audit`], after the
+//! change has committed.
 //!
 //! Invariants:
 //! - A failed sign-in answers [`AuthError::InvalidCredentials`] whether the account is
@@ -26,13 +28,16 @@ pub use mfa::Enrolment;
 
 use super::mail::{Mail, Mailer};
 use super::password::{self, PolicyError};
-use super::store::{AuditEvent, AuthStore, NewUser, SessionRecord, SignIn, UserRecord};
 use super::{Caller, CallerVia, ClientInfo, Identity, Role, normalize_email, token, totp};
+use crate::audit::Audit;
 use crate::clock::SharedClock;
 use crate::config::AuthSettings;
 use crate::policy::rate_limit::{Decision, RateLimiter};
 use crate::spec::rate::RateRule;
-use crate::store::StoreError;
+use crate::store::audit::AuditEvent;
+use crate::store::sessions::SessionRecord;
+use crate::store::users::{NewUser, SignIn, UserRecord};
+use crate::store::{AccountStore, Store, StoreError};
 use crate::vault::{InstanceKey, Owner};
 
 /// Why an authentication step was refused. `routes` turns each into one HTTP answer.
@@ -112,7 +117,9 @@ pub struct Credentials {
 
 /// The authentication service shared by every request.
 pub struct AuthService {
-    store: Arc<dyn AuthStore>,
+    store: Arc<dyn AccountStore>,
+    /// Where every account event goes (after the change it records has committed).
+    audit: Arc<Audit>,
     key: Arc<InstanceKey>,
     clock: SharedClock,
     settings: AuthSettings,
@@ -135,8 +142,11 @@ const MAIL_JOBS: usize = 64;
 const TOUCH_EVERY_SECS: i64 = 60;
 
 impl AuthService {
+    /// The service over the instance's store (the accounts) and its audit log.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Arc<dyn AuthStore>,
+        store: Arc<dyn Store>,
+        audit: Arc<Audit>,
         key: Arc<InstanceKey>,
         clock: SharedClock,
         settings: AuthSettings,
@@ -145,6 +155,7 @@ impl AuthService {
         limiter: Arc<dyn RateLimiter>,
     ) -> AuthService {
         AuthService {
+            audit,
             store,
             key,
             clock,
@@ -170,41 +181,10 @@ impl AuthService {
     /// Runs blocking store work off the async threads.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&dyn AuthStore) -> Result<T, AuthError> + Send + 'static,
+        work: impl FnOnce(&dyn AccountStore) -> Result<T, AuthError> + Send + 'static,
     ) -> Result<T, AuthError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || work(store.as_ref())).await?
-    }
-
-    /// Appends an audit event; a failure to write it is logged, never shown to the caller.
-    pub async fn audit(&self, event: AuditEvent) {
-        let name = event.event.clone();
-        let result = self.run(move |store| Ok(store.append_audit(&event)?)).await;
-        if let Err(error) = result {
-            tracing::error!(event = %name, error = %error, "Audit event not written");
-        }
-    }
-
-    /// Records a refusal at the edge (an IP outside an allowlist, ...) with its details.
-    pub async fn audit_edge(&self, name: &str, client: &ClientInfo, details: serde_json::Value) {
-        let mut event = self.event(name, client);
-        event.details = Some(details.to_string());
-        self.audit(event).await;
-    }
-
-    fn event(&self, name: &str, client: &ClientInfo) -> AuditEvent {
-        AuditEvent {
-            id: 0,
-            at: self.now(),
-            event: name.to_string(),
-            user_id: None,
-            email: None,
-            actor: None,
-            ip: Some(client.ip.clone()).filter(|ip| !ip.is_empty()),
-            user_agent: Some(truncate(&client.user_agent, 256)).filter(|ua| !ua.is_empty()),
-            reason: None,
-            details: None,
-        }
     }
 
     /// Takes one token from the per-IP bucket of the auth endpoints.
@@ -244,10 +224,10 @@ impl AuthService {
             })
             .await?;
         self.admit(outcome, refusal).await?;
-        let mut event = self.event("login_succeeded", client);
+        let mut event = self.audit.event("login_succeeded", client);
         event.user_id = Some(user.id.clone());
         event.email = Some(user.email.clone());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok((user, session))
     }
 
@@ -255,14 +235,17 @@ impl AuthService {
     /// account itself is [`AuthError::InvalidCredentials`]; the audit log gets the reason.
     ///
     /// The success is not recorded here: the caller records it together with what it opens
-    /// or renews ([`AuthStore::complete_login`], [`AuthStore::complete_reauthentication`]),
-    /// in one store operation that refuses if the account is locked by then or no longer as
-    /// verified. The account was read before the (slow) password check: failures that raced
-    /// it may have locked the account since, and a password, email or MFA change or a
-    /// disabling may have committed meanwhile; the returned `login_failed` event is what the
-    /// caller writes (through `admit`) when that happens. A TOTP step or recovery code
-    /// checked here stays spent whatever happens next: it is its own write on purpose, so a
-    /// code can never be replayed.
+    /// or renews ([`complete_login`], [`complete_reauthentication`]), in one store operation
+    /// that refuses if the account is locked by then or no longer as verified. The account
+    /// was read before the (slow) password check: failures that raced it may have locked the
+    /// account since, and a password, email or MFA change or a disabling may have committed
+    /// meanwhile; the returned `login_failed` event is what the caller writes (through
+    /// `admit`) when that happens. A TOTP step or recovery code checked here stays spent
+    /// whatever happens next: it is its own write on purpose, so a code can never be
+    /// replayed.
+    ///
+    /// [`complete_login`]: crate::store::users::UserStore::complete_login
+    /// [`complete_reauthentication`]: crate::store::users::UserStore::complete_reauthentication
     async fn check_credentials(
         &self,
         credentials: &Credentials,
@@ -289,17 +272,17 @@ impl AuthService {
                 Ok((user, ok))
             })
             .await?;
-        let mut event = self.event("login_failed", client);
+        let mut event = self.audit.event("login_failed", client);
         event.email = email.clone();
         let Some(user) = user else {
             event.reason = Some("unknown_account".into());
-            self.audit(event).await;
+            self.audit.append(event).await;
             return Err(AuthError::InvalidCredentials);
         };
         event.user_id = Some(user.id.clone());
         if user.disabled {
             event.reason = Some("disabled".into());
-            self.audit(event).await;
+            self.audit.append(event).await;
             return Err(AuthError::InvalidCredentials);
         }
         if user.locked_until.is_some_and(|until| until > now) {
@@ -312,7 +295,7 @@ impl AuthService {
                 }
                 .into(),
             );
-            self.audit(event).await;
+            self.audit.append(event).await;
             return Err(AuthError::InvalidCredentials);
         }
         if !password_ok {
@@ -353,7 +336,7 @@ impl AuthService {
             SignIn::CredentialsChanged => "credentials_changed",
         };
         refusal.reason = Some(reason.into());
-        self.audit(refusal).await;
+        self.audit.append(refusal).await;
         Err(AuthError::InvalidCredentials)
     }
 
@@ -371,16 +354,16 @@ impl AuthService {
         let count = self
             .run(move |store| Ok(store.record_login_failure(&id, now, threshold, lock_secs)?))
             .await?;
-        self.audit(event).await;
+        self.audit.append(event).await;
         if let Some(until) = count.locked_until {
-            let mut locked = self.event("account_locked", client);
+            let mut locked = self.audit.event("account_locked", client);
             locked.user_id = Some(user.id.clone());
             locked.email = Some(user.email.clone());
             locked.details = Some(
                 serde_json::json!({ "failed_logins": count.failed_logins, "locked_until": until })
                     .to_string(),
             );
-            self.audit(locked).await;
+            self.audit.append(locked).await;
         }
         Ok(())
     }
@@ -418,9 +401,9 @@ impl AuthService {
             })
             .await?;
         self.admit(outcome, refusal).await?;
-        let mut event = self.event("reauthenticated", client);
+        let mut event = self.audit.event("reauthenticated", client);
         event.user_id = Some(user.id);
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(())
     }
 
@@ -485,7 +468,7 @@ impl AuthService {
             last_seen_at: self.now(),
             authenticated_at,
             ip: client.ip.clone(),
-            user_agent: truncate(&client.user_agent, 256),
+            user_agent: client.stored_user_agent(),
         };
         NewSession {
             token: crate::vault::SecretString::new(token),
@@ -536,9 +519,9 @@ impl AuthService {
             self.run(move |store| Ok(store.delete_session(&hash)?))
                 .await?;
         }
-        let mut event = self.event("logout", client);
+        let mut event = self.audit.event("logout", client);
         event.user_id = Some(caller.user.id.clone());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(())
     }
 
@@ -552,11 +535,11 @@ impl AuthService {
         let ended = self
             .run(move |store| Ok(store.delete_user_sessions(&id)?))
             .await?;
-        let mut event = self.event("logout", client);
+        let mut event = self.audit.event("logout", client);
         event.user_id = Some(caller.user.id.clone());
         event.details =
             Some(serde_json::json!({ "everywhere": true, "sessions": ended }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(ended)
     }
 
@@ -580,10 +563,10 @@ impl AuthService {
         if !ended {
             return Err(AuthError::NotFound("session"));
         }
-        let mut event = self.event("logout", client);
+        let mut event = self.audit.event("logout", client);
         event.user_id = Some(caller.user.id.clone());
         event.details = Some(r#"{"other_session":true}"#.into());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(())
     }
 
@@ -629,9 +612,9 @@ impl AuthService {
                 .map_err(session_gone)
         })
         .await?;
-        let mut event = self.event("password_changed", client);
+        let mut event = self.audit.event("password_changed", client);
         event.user_id = Some(caller.user.id.clone());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(Some(session))
     }
 
@@ -683,12 +666,12 @@ impl AuthService {
                 other => Ok(other?),
             })
             .await?;
-        let mut event = self.event("user_created", &ClientInfo::default());
+        let mut event = self.audit.event("user_created", &ClientInfo::default());
         event.user_id = Some(created.id.clone());
         event.email = Some(created.email.clone());
         event.actor = Some(actor.to_string());
         event.details = Some(serde_json::json!({ "role": role.as_str() }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(created)
     }
 
@@ -730,13 +713,13 @@ impl AuthService {
                 Ok((before, after))
             })
             .await?;
-        let mut event = self.event("role_changed", client);
+        let mut event = self.audit.event("role_changed", client);
         event.user_id = Some(after.id.clone());
         event.actor = Some(actor.to_string());
         event.details = Some(
             serde_json::json!({ "from": before.role.as_str(), "to": role.as_str() }).to_string(),
         );
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(after)
     }
 
@@ -757,11 +740,11 @@ impl AuthService {
                 store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))
             })
             .await?;
-        let mut event = self.event("groups_changed", client);
+        let mut event = self.audit.event("groups_changed", client);
         event.user_id = Some(after.id.clone());
         event.actor = Some(actor.to_string());
         event.details = Some(serde_json::json!({ "groups": logged }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(after)
     }
 
@@ -788,10 +771,10 @@ impl AuthService {
         } else {
             "user_enabled"
         };
-        let mut event = self.event(name, client);
+        let mut event = self.audit.event(name, client);
         event.user_id = Some(after.id.clone());
         event.actor = Some(actor.to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(after)
     }
 
@@ -816,11 +799,11 @@ impl AuthService {
             Ok(store.add_app_member(&a, &id)?)
         })
         .await?;
-        let mut event = self.event("member_added", client);
+        let mut event = self.audit.event("member_added", client);
         event.user_id = Some(user_id.to_string());
         event.actor = Some(actor.to_string());
         event.details = Some(serde_json::json!({ "app": app }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(())
     }
 
@@ -838,26 +821,17 @@ impl AuthService {
         if !removed {
             return Err(AuthError::NotFound("member"));
         }
-        let mut event = self.event("member_removed", client);
+        let mut event = self.audit.event("member_removed", client);
         event.user_id = Some(user_id.to_string());
         event.actor = Some(actor.to_string());
         event.details = Some(serde_json::json!({ "app": app }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(())
     }
 
     pub async fn members(&self, app: &str) -> Result<Vec<String>, AuthError> {
         let app = app.to_string();
         self.run(move |store| Ok(store.app_members(&app)?)).await
-    }
-
-    pub async fn audit_log(
-        &self,
-        limit: u32,
-        before: Option<i64>,
-    ) -> Result<Vec<AuditEvent>, AuthError> {
-        self.run(move |store| Ok(store.list_audit(limit, before)?))
-            .await
     }
 
     // ----- Mail ------------------------------------------------------------------------
@@ -907,8 +881,10 @@ impl AuthService {
 }
 
 /// A store error on an operation of the caller's own session: the session gone (signed out
-/// meanwhile, see [`AuthStore::complete_reauthentication`] and the rotations) means the
-/// caller is no longer signed in; anything else stays what it is.
+/// meanwhile, see [`complete_reauthentication`] and the rotations) means the caller is no
+/// longer signed in; anything else stays what it is.
+///
+/// [`complete_reauthentication`]: crate::store::users::UserStore::complete_reauthentication
 fn session_gone(error: StoreError) -> AuthError {
     match error {
         StoreError::NotFound("session") => AuthError::Unauthenticated,
@@ -948,8 +924,4 @@ impl AuthService {
         let password = zeroize::Zeroizing::new(password);
         Ok(tokio::task::spawn_blocking(move || password::hash_password(&password)).await?)
     }
-}
-
-fn truncate(value: &str, max_chars: usize) -> String {
-    value.chars().take(max_chars).collect()
 }

@@ -10,7 +10,7 @@ use clap::Subcommand;
 use sluice::catalog::compile;
 use sluice::config;
 use sluice::spec::yaml;
-use sluice::store::MetadataStore;
+use sluice::store::catalog::CatalogStore;
 use sluice::vault::Owner;
 
 #[derive(Subcommand)]

@@ -2,7 +2,7 @@
 //! datasource's destination), as text or JSON.
 
 use sluice::config;
-use sluice::store::MetadataStore;
+use sluice::store::catalog::CatalogStore;
 
 pub fn egress(json: bool) -> anyhow::Result<()> {
     let config = config::from_env()?;

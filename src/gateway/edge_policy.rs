@@ -64,13 +64,8 @@ pub async fn app_policy(
     if !policy.ip_allowed(ip) {
         let client = crate::auth::routes::client_info(Some(&ClientIp(ip)), request.headers());
         state
-            .auth
-            .service
-            .audit_edge(
-                "ip_refused",
-                &client,
-                serde_json::json!({ "app": app_name }),
-            )
+            .audit
+            .ip_refused(&client, serde_json::json!({ "app": app_name }))
             .await;
         return ApiError::from(Refusal::IpNotAllowed(IpScope::App)).into_response();
     }

@@ -1,14 +1,35 @@
-//! The embedded SQLite metadata store: WAL mode, migrations by `PRAGMA user_version`.
+//! The embedded SQLite metadata store: the connection (WAL mode), migrations by
+//! `PRAGMA user_version`, and one file per aggregate implementing its trait: [`catalog`],
+//! [`users`], [`mfa`], [`sessions`], [`tokens`], [`api_keys`], [`members`], [`audit`], with
+//! the helpers they share in [`rows`].
+//!
+//! Every value arriving here is already hashed or sealed; this module stores and compares
+//! them and never logs them. Operations that must not race (lockout counting, the success of
+//! a checked sign-in, starting MFA enrolment, the TOTP replay guard, single-use tokens and
+//! recovery codes) are each one conditional statement, so two concurrent requests cannot
+//! both pass the check. An operation that changes several rows runs its steps in one
+//! IMMEDIATE transaction: each aggregate's file has the single steps (each runs on the
+//! connection or transaction it is given) and the trait methods run one alone, or several in
+//! one transaction when an operation needs them all to happen or none.
 
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
-use super::{MetadataStore, StoreError};
-use crate::spec::{AppSpec, CatalogSpec, DatasourceSpec, QuerySpec};
+use super::StoreError;
 
-mod auth;
+mod api_keys;
+mod audit;
+mod catalog;
+mod members;
+mod mfa;
+mod rows;
+mod sessions;
+#[cfg(test)]
+mod tests;
+mod tokens;
+mod users;
 
 /// Migrations in order; entry `i` moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -38,7 +59,7 @@ const MIGRATIONS: &[&str] = &[
         source     TEXT NOT NULL
     );
 "#,
-    // Authentication (see `auth.rs`). Times are Unix seconds. `app_members` has no foreign key
+    // Authentication (see `users.rs`, `sessions.rs`, ...). Times are Unix seconds. `app_members` has no foreign key
     // to `apps`, because a catalog apply deletes and re-inserts every app and membership must
     // survive it; `audit_events` has none to `users`, because the log outlives accounts.
     r#"
@@ -207,10 +228,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 fn decode<T: serde::de::DeserializeOwned>(
     what: &'static str,
     name: &str,
@@ -221,202 +238,4 @@ fn decode<T: serde::de::DeserializeOwned>(
         name: name.to_string(),
         source,
     })
-}
-
-fn kind_name(spec: &DatasourceSpec) -> &'static str {
-    match spec {
-        DatasourceSpec::Postgres(_) => "postgres",
-        DatasourceSpec::Mysql(_) => "mysql",
-        DatasourceSpec::Sqlite(_) => "sqlite",
-        DatasourceSpec::Http(_) => "http",
-    }
-}
-
-impl MetadataStore for SqliteStore {
-    fn load_catalog(&self) -> Result<CatalogSpec, StoreError> {
-        let conn = self.lock();
-        let mut spec = CatalogSpec::default();
-        let mut stmt = conn
-            .prepare("SELECT name, spec FROM datasources ORDER BY name")
-            .map_err(sqlite("reading datasources"))?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })
-            .map_err(sqlite("reading datasources"))?;
-        for row in rows {
-            let (name, json) = row.map_err(sqlite("reading datasources"))?;
-            let datasource: DatasourceSpec = decode("datasource", &name, &json)?;
-            spec.datasources.insert(name, datasource);
-        }
-        let mut stmt = conn
-            .prepare("SELECT name, visibility, spec FROM apps ORDER BY name")
-            .map_err(sqlite("reading apps"))?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                ))
-            })
-            .map_err(sqlite("reading apps"))?;
-        for row in rows {
-            let (name, visibility, json) = row.map_err(sqlite("reading apps"))?;
-            // Apps stored before the policy column have only a visibility.
-            let mut app: AppSpec = match json {
-                Some(json) => decode("app", &name, &json)?,
-                None => AppSpec::default(),
-            };
-            app.visibility = decode("app", &name, &format!("\"{visibility}\""))?;
-            app.queries = Default::default();
-            spec.apps.insert(name, app);
-        }
-        let mut stmt = conn
-            .prepare("SELECT app, name, spec FROM queries ORDER BY app, name")
-            .map_err(sqlite("reading queries"))?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(sqlite("reading queries"))?;
-        for row in rows {
-            let (app, name, json) = row.map_err(sqlite("reading queries"))?;
-            let query: QuerySpec = decode("query", &format!("{app}/{name}"), &json)?;
-            spec.apps
-                .entry(app)
-                .or_default()
-                .queries
-                .insert(name, query);
-        }
-        Ok(spec)
-    }
-
-    fn replace_catalog(&self, spec: &CatalogSpec, source: &str) -> Result<i64, StoreError> {
-        let mut conn = self.lock();
-        // IMMEDIATE: the write lock up front, as for account changes (see `sqlite::auth`).
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sqlite("starting the apply"))?;
-        let at = now();
-        tx.execute_batch("DELETE FROM queries; DELETE FROM apps; DELETE FROM datasources;")
-            .map_err(sqlite("clearing the catalog"))?;
-        for (name, datasource) in &spec.datasources {
-            let json = serde_json::to_string(datasource).expect("specs serialise");
-            tx.execute(
-                "INSERT INTO datasources (name, kind, spec, updated_at) VALUES (?1, ?2, ?3, ?4)",
-                params![name, kind_name(datasource), json, at],
-            )
-            .map_err(sqlite("writing a datasource"))?;
-        }
-        for (name, app) in &spec.apps {
-            let visibility = serde_json::to_value(app.visibility).expect("specs serialise");
-            let policy = AppSpec {
-                queries: Default::default(),
-                ..app.clone()
-            };
-            let json = serde_json::to_string(&policy).expect("specs serialise");
-            tx.execute(
-                "INSERT INTO apps (name, visibility, spec, updated_at) VALUES (?1, ?2, ?3, ?4)",
-                params![name, visibility.as_str().unwrap_or("private"), json, at],
-            )
-            .map_err(sqlite("writing an app"))?;
-            for (query_name, query) in &app.queries {
-                let json = serde_json::to_string(query).expect("specs serialise");
-                tx.execute(
-                    "INSERT INTO queries (app, name, datasource, spec, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![name, query_name, query.datasource, json, at],
-                )
-                .map_err(sqlite("writing a query"))?;
-            }
-        }
-        tx.execute(
-            "INSERT INTO catalog_revisions (applied_at, source) VALUES (?1, ?2)",
-            params![at, source],
-        )
-        .map_err(sqlite("recording the revision"))?;
-        let revision = tx.last_insert_rowid();
-        tx.commit().map_err(sqlite("committing the apply"))?;
-        Ok(revision)
-    }
-
-    fn catalog_revision(&self) -> Result<i64, StoreError> {
-        let conn = self.lock();
-        conn.query_row("SELECT max(id) FROM catalog_revisions", [], |row| {
-            row.get::<_, Option<i64>>(0)
-        })
-        .optional()
-        .map(|value| value.flatten().unwrap_or(0))
-        .map_err(sqlite("reading the revision"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spec::yaml;
-
-    const CATALOG: &str = "datasources:\n  db:\n    kind: postgres\n    host: db.example\n    database: shop\n    user: app\n    password: enc:v1:0011223344556677:AAAA\napps:\n  shop:\n    visibility: public\n    queries:\n      q:\n        datasource: db\n        sql: SELECT {{ params.x }}\n        params:\n          x: { type: int, required: true }\n";
-
-    #[test]
-    fn catalog_round_trips_and_replaces_whole() {
-        let store = SqliteStore::in_memory().unwrap();
-        assert_eq!(store.catalog_revision().unwrap(), 0);
-        let spec = yaml::parse(CATALOG).unwrap();
-        assert_eq!(store.replace_catalog(&spec, "test").unwrap(), 1);
-        assert_eq!(store.load_catalog().unwrap(), spec);
-        store
-            .replace_catalog(&CatalogSpec::default(), "test")
-            .unwrap();
-        assert_eq!(store.load_catalog().unwrap(), CatalogSpec::default());
-        assert_eq!(store.catalog_revision().unwrap(), 2);
-    }
-
-    #[test]
-    fn failed_apply_leaves_the_previous_catalog() {
-        let store = SqliteStore::in_memory().unwrap();
-        let spec = yaml::parse(CATALOG).unwrap();
-        store.replace_catalog(&spec, "test").unwrap();
-        // A query naming a datasource that does not exist violates the foreign key half-way.
-        let mut broken = spec.clone();
-        broken
-            .apps
-            .get_mut("shop")
-            .unwrap()
-            .queries
-            .get_mut("q")
-            .unwrap()
-            .datasource = "missing".into();
-        assert!(store.replace_catalog(&broken, "test").is_err());
-        assert_eq!(store.load_catalog().unwrap(), spec);
-        assert_eq!(store.catalog_revision().unwrap(), 1);
-    }
-
-    #[test]
-    fn reopening_keeps_data_and_schema_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta/sluice.db");
-        let spec = yaml::parse(CATALOG).unwrap();
-        SqliteStore::open(&path)
-            .unwrap()
-            .replace_catalog(&spec, "test")
-            .unwrap();
-        let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.load_catalog().unwrap(), spec);
-        let version: i64 = store
-            .lock()
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .unwrap();
-        assert_eq!(version, MIGRATIONS.len() as i64);
-        let synchronous: i64 = store
-            .lock()
-            .pragma_query_value(None, "synchronous", |row| row.get(0))
-            .unwrap();
-        assert_eq!(synchronous, 1, "synchronous=NORMAL");
-    }
 }

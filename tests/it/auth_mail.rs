@@ -217,8 +217,8 @@ impl Mailed {
         loop {
             let seen = self
                 .gateway
-                .auth
-                .audit_log(1000, None)
+                .audit
+                .list(1000, None)
                 .await
                 .unwrap()
                 .iter()
@@ -237,8 +237,8 @@ impl Mailed {
 
     async fn audit_events(&self) -> Vec<String> {
         self.gateway
-            .auth
-            .audit_log(1000, None)
+            .audit
+            .list(1000, None)
             .await
             .unwrap()
             .into_iter()

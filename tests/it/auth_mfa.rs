@@ -105,7 +105,7 @@ async fn totp_enrolment_sign_in_replay_and_recovery_codes() {
         .login_totp("uma@example.com", &totp(&secret, &clock))
         .await
         .expect_error(401, "invalid_credentials");
-    let events = gateway.auth.audit_log(100, None).await.unwrap();
+    let events = gateway.audit.list(100, None).await.unwrap();
     assert!(events.iter().any(|e| e.event == "account_locked"));
     let text = serde_json::to_string(&events).unwrap();
     assert!(!text.contains(&secret) && !text.contains(&recovery[2]) && !text.contains(&code));

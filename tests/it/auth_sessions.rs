@@ -175,7 +175,7 @@ async fn every_failed_login_answers_the_same_bytes() {
 
 /// Audit events, serialised, with the reasons of the `login_failed` ones.
 async fn audit(gateway: &common::TestGateway) -> (String, Vec<serde_json::Value>) {
-    let events = gateway.auth.audit_log(100, None).await.unwrap();
+    let events = gateway.audit.list(100, None).await.unwrap();
     let text = serde_json::to_string(&events).unwrap();
     let values = serde_json::from_str::<Vec<serde_json::Value>>(&text).unwrap();
     (text, values)

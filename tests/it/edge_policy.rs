@@ -22,10 +22,10 @@ use serde_json::{Value, json};
 use sluice::auth::Role;
 
 /// Audit events named `name`, newest first.
-async fn audit_events(gateway: &TestGateway, name: &str) -> Vec<sluice::auth::store::AuditEvent> {
+async fn audit_events(gateway: &TestGateway, name: &str) -> Vec<sluice::store::audit::AuditEvent> {
     gateway
-        .auth
-        .audit_log(500, None)
+        .audit
+        .list(500, None)
         .await
         .expect("audit log")
         .into_iter()
@@ -46,7 +46,8 @@ async fn start_error(catalog: &str) -> String {
     .collect();
     let config = sluice::config::from_lookup(|name| vars.get(name).cloned()).expect("config");
     let store = sluice::store::SqliteStore::in_memory().expect("store");
-    sluice::store::MetadataStore::replace_catalog(&store, &spec, "test").expect("store catalog");
+    sluice::store::catalog::CatalogStore::replace_catalog(&store, &spec, "test")
+        .expect("store catalog");
     let key = sluice::vault::InstanceKey::derive(password, salt).expect("key");
     match sluice::instance::Instance::with_parts(config, key, Arc::new(store)).await {
         Ok(_) => panic!("the instance started with a catalog it should refuse:\n{catalog}"),

@@ -14,6 +14,7 @@ mod common;
 mod edge_common;
 
 mod admin_api;
+mod architecture;
 mod auth_access;
 mod auth_log_canary;
 mod auth_mail;

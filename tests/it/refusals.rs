@@ -14,7 +14,8 @@ use sluice::auth::{ApiKeyScope, ClientInfo, Role};
 use sluice::config;
 use sluice::instance::Instance;
 use sluice::spec::yaml;
-use sluice::store::{MetadataStore, SqliteStore};
+use sluice::store::SqliteStore;
+use sluice::store::catalog::CatalogStore;
 use sluice::vault::InstanceKey;
 use tower::ServiceExt;
 

@@ -3,11 +3,9 @@
 
 use serde::Serialize;
 
-use super::{AuthError, AuthService, Caller, CallerVia, ClientInfo};
-use crate::auth::ApiKeyScope;
-use crate::auth::Role;
-use crate::auth::store::ApiKeyRecord;
-use crate::auth::token;
+use super::{AuthError, AuthService, Caller, CallerVia};
+use crate::auth::{ApiKeyScope, ClientInfo, Role, token};
+use crate::store::api_keys::ApiKeyRecord;
 
 /// A key just created; `key` is shown this once.
 #[derive(Debug, Serialize)]
@@ -79,11 +77,11 @@ impl AuthService {
         };
         self.run(move |store| Ok(store.create_api_key(&record)?))
             .await?;
-        let mut event = self.event("api_key_created", client);
+        let mut event = self.audit.event("api_key_created", client);
         event.user_id = Some(caller.user.id.clone());
         event.details =
             Some(serde_json::json!({ "key_id": new.id, "name": name, "scope": scope }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(CreatedApiKey {
             id: new.id,
             key: new.key.expose().to_string(),
@@ -164,10 +162,10 @@ impl AuthService {
             }
         })
         .await?;
-        let mut event = self.event("api_key_revoked", client);
+        let mut event = self.audit.event("api_key_revoked", client);
         event.user_id = Some(caller.user.id.clone());
         event.details = Some(serde_json::json!({ "key_id": id }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(())
     }
 }

@@ -8,11 +8,12 @@
 
 use std::sync::Arc;
 
-use super::{AuthError, AuthService, ClientInfo, NewSession};
+use super::{AuthError, AuthService, NewSession};
 use crate::auth::mail::Mail;
-use crate::auth::store::{EMAIL_TAKEN, NewUser, TokenPurpose, TokenRecord, UserRecord};
-use crate::auth::{Role, email_domain, normalize_email, password, token};
+use crate::auth::{ClientInfo, Role, email_domain, normalize_email, password, token};
 use crate::store::StoreError;
+use crate::store::tokens::{TokenPurpose, TokenRecord};
+use crate::store::users::{EMAIL_TAKEN, NewUser, UserRecord};
 
 impl AuthService {
     fn mail_ready(&self) -> Result<(), AuthError> {
@@ -75,7 +76,7 @@ impl AuthService {
         let user = self
             .run(move |store| Ok(store.user_by_email(&lookup)?))
             .await;
-        let mut event = self.event("password_reset_requested", &client);
+        let mut event = self.audit.event("password_reset_requested", &client);
         event.email = Some(email.clone());
         match user {
             Ok(Some(user)) if !user.disabled => {
@@ -102,18 +103,18 @@ impl AuthService {
                         self.ttl_text()
                     ),
                 };
-                self.audit(event).await;
+                self.audit.append(event).await;
                 if let Some(mailer) = &self.mailer {
                     AuthService::send_mail(mailer, mail, "password_reset").await;
                 }
             }
             Ok(Some(_)) => {
                 event.reason = Some("disabled".into());
-                self.audit(event).await;
+                self.audit.append(event).await;
             }
             Ok(None) => {
                 event.reason = Some("unknown_account".into());
-                self.audit(event).await;
+                self.audit.append(event).await;
             }
             Err(error) => tracing::error!(error = %error, "Reset lookup failed"),
         }
@@ -159,15 +160,15 @@ impl AuthService {
                     .ok_or(AuthError::InvalidToken)
             })
             .await?;
-        let mut event = self.event("password_reset_completed", client);
+        let mut event = self.audit.event("password_reset_completed", client);
         event.user_id = Some(user.id.clone());
         event.details = Some(serde_json::json!({ "sessions_ended": ended }).to_string());
-        self.audit(event).await;
+        self.audit.append(event).await;
         if user.locked_until.is_some_and(|until| until > now) || user.failed_logins > 0 {
-            let mut unlocked = self.event("account_unlocked", client);
+            let mut unlocked = self.audit.event("account_unlocked", client);
             unlocked.user_id = Some(user.id);
             unlocked.reason = Some("password_reset".into());
-            self.audit(unlocked).await;
+            self.audit.append(unlocked).await;
         }
         Ok(())
     }
@@ -210,7 +211,7 @@ impl AuthService {
         let existing = self
             .run(move |store| Ok(store.user_by_email(&lookup)?))
             .await;
-        let mut event = self.event("signup_requested", &client);
+        let mut event = self.audit.event("signup_requested", &client);
         event.email = Some(email.clone());
         let mail = match existing {
             Ok(Some(user)) => {
@@ -251,7 +252,7 @@ impl AuthService {
                 return;
             }
         };
-        self.audit(event).await;
+        self.audit.append(event).await;
         if let Some(mailer) = &self.mailer {
             AuthService::send_mail(mailer, mail, "signup").await;
         }
@@ -315,10 +316,10 @@ impl AuthService {
                     .ok_or(AuthError::InvalidToken)
             })
             .await?;
-        let mut event = self.event("signup_completed", client);
+        let mut event = self.audit.event("signup_completed", client);
         event.user_id = Some(created.id.clone());
         event.email = Some(created.email.clone());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok((created, session))
     }
 
@@ -343,9 +344,9 @@ impl AuthService {
         // A new link voids older ones.
         self.run(move |store| Ok(store.replace_user_token(&record)?))
             .await?;
-        let mut event = self.event("email_change_requested", client);
+        let mut event = self.audit.event("email_change_requested", client);
         event.user_id = Some(caller.user.id.clone());
-        self.audit(event).await;
+        self.audit.append(event).await;
         let link = self.link("email", &raw).unwrap_or_default();
         let mail = Mail {
             to: email,
@@ -386,10 +387,10 @@ impl AuthService {
                 Err(other) => Err(other.into()),
             })
             .await?;
-        let mut event = self.event("email_changed", client);
+        let mut event = self.audit.event("email_changed", client);
         event.user_id = Some(user.id.clone());
         event.email = Some(user.email.clone());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(user)
     }
 }

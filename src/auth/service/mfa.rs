@@ -2,9 +2,10 @@
 
 use serde::Serialize;
 
-use super::{AuthError, AuthService, Caller, ClientInfo, NewSession, session_gone};
-use crate::auth::store::{SessionChange, UserRecord};
-use crate::auth::{token, totp};
+use super::{AuthError, AuthService, Caller, NewSession, session_gone};
+use crate::auth::{ClientInfo, token, totp};
+use crate::store::sessions::SessionChange;
+use crate::store::users::UserRecord;
 use crate::vault::Owner;
 
 /// What enrolment shows the user once: the secret for manual entry and the otpauth URI for
@@ -127,9 +128,9 @@ impl AuthService {
         })
         .await?;
         let session = rotated.map(|(_, new)| new);
-        let mut event = self.event("mfa_enrolled", client);
+        let mut event = self.audit.event("mfa_enrolled", client);
         event.user_id = Some(user.id.clone());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok((codes, session))
     }
 
@@ -151,9 +152,9 @@ impl AuthService {
         let id = caller.user.id.clone();
         self.run(move |store| Ok(store.replace_recovery_codes(&id, &hashes)?))
             .await?;
-        let mut event = self.event("recovery_codes_regenerated", client);
+        let mut event = self.audit.event("recovery_codes_regenerated", client);
         event.user_id = Some(caller.user.id.clone());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(codes)
     }
 
@@ -184,9 +185,9 @@ impl AuthService {
             store.disable_mfa(&id, sessions).map_err(session_gone)
         })
         .await?;
-        let mut event = self.event("mfa_disabled", client);
+        let mut event = self.audit.event("mfa_disabled", client);
         event.user_id = Some(caller.user.id.clone());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(rotated.map(|(_, new)| new))
     }
 
@@ -218,11 +219,11 @@ impl AuthService {
                 }
                 other => other,
             })?;
-        let mut event = self.event("account_unlocked", client);
+        let mut event = self.audit.event("account_unlocked", client);
         event.user_id = Some(user.id.clone());
         event.actor = Some(actor.to_string());
         event.reason = Some("admin".into());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(user)
     }
 
@@ -242,11 +243,11 @@ impl AuthService {
                 store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))
             })
             .await?;
-        let mut event = self.event("mfa_disabled", client);
+        let mut event = self.audit.event("mfa_disabled", client);
         event.user_id = Some(user.id.clone());
         event.actor = Some(actor.to_string());
         event.reason = Some("reset_by_admin".into());
-        self.audit(event).await;
+        self.audit.append(event).await;
         Ok(user)
     }
 }

@@ -7,6 +7,9 @@ use super::*;
 use crate::clock::{ManualClock, SharedClock};
 use crate::policy::rate_limit::MemoryLimiter;
 use crate::store::SqliteStore;
+use crate::store::mfa::MfaStore;
+use crate::store::sessions::SessionStore;
+use crate::store::users::UserStore;
 
 const PASSWORD: &str = "a long and unusual passphrase 1";
 
@@ -14,8 +17,10 @@ async fn service() -> (AuthService, Arc<SqliteStore>, UserRecord) {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     let clock: SharedClock = Arc::new(ManualClock::new());
     let key = InstanceKey::derive("service test password", "service test salt").unwrap();
+    let audit = Arc::new(crate::audit::Audit::new(store.clone(), clock.clone()));
     let service = AuthService::new(
         store.clone(),
+        audit,
         Arc::new(key),
         clock.clone(),
         AuthSettings::default(),

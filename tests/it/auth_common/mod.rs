@@ -12,9 +12,9 @@ use std::sync::Arc;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use sluice::auth::Role;
-use sluice::auth::store::UserRecord;
 use sluice::clock::{Clock, ManualClock};
 use sluice::spec::yaml;
+use sluice::store::users::UserRecord;
 
 use crate::common::{TestGateway, pg_datasource_yaml};
 

@@ -17,7 +17,8 @@ use sluice::config;
 use sluice::instance::Instance;
 use sluice::spec::CatalogSpec;
 use sluice::spec::yaml;
-use sluice::store::{MetadataStore, SqliteStore};
+use sluice::store::SqliteStore;
+use sluice::store::catalog::CatalogStore;
 use sluice::vault::{InstanceKey, Owner};
 use tokio::sync::oneshot;
 
@@ -148,6 +149,8 @@ pub struct TestGateway {
     pub client: reqwest::Client,
     /// The instance's authentication service (tests create users through it).
     pub auth: Arc<sluice::auth::service::AuthService>,
+    /// The instance's audit log (tests read what it recorded).
+    pub audit: Arc<sluice::audit::Audit>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -198,6 +201,7 @@ impl TestGateway {
             .await
             .unwrap_or_else(|e| panic!("gateway start: {e}"));
         let auth = instance.state().auth.service.clone();
+        let audit = instance.state().audit.clone();
         let listener = instance.bind().await.expect("bind");
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -208,6 +212,7 @@ impl TestGateway {
             address,
             client: reqwest::Client::new(),
             auth,
+            audit,
             stop: Some(stop),
             task: Some(task),
         }
@@ -303,6 +308,7 @@ impl TestGateway {
             .await
             .unwrap_or_else(|e| panic!("gateway start: {e}"));
         let auth = instance.state().auth.service.clone();
+        let audit = instance.state().audit.clone();
         let listener = instance.bind().await.expect("bind");
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -313,6 +319,7 @@ impl TestGateway {
             address,
             client: reqwest::Client::new(),
             auth,
+            audit,
             stop: Some(stop),
             task: Some(task),
         }

@@ -1,0 +1,42 @@
+//! [`StoreError`]: how any metadata store operation fails, whatever the backend.
+//!
+//! Its messages say what failed (`reading a user`) and, for an undecodable row, which one
+//! (a user id, a datasource name, a token's SHA-256): never a password, token, code, sealed
+//! secret or other stored value.
+
+/// A failure of the metadata store. The cause is kept for the server log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata store: {context}")]
+    Sqlite {
+        context: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("metadata store: stored {what} `{name}` does not decode")]
+    Corrupt {
+        what: &'static str,
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A unique value (an email, a key id) is already taken.
+    #[error("metadata store: {0} already exists")]
+    Conflict(&'static str),
+    /// The record to change does not exist.
+    #[error("metadata store: no such {0}")]
+    NotFound(&'static str),
+    /// The file-system error is part of the message, not a chained source: printed once.
+    #[error("metadata store: {0}")]
+    Io(std::io::Error),
+    #[error(
+        "metadata store schema version {found} is newer than this build understands ({supported})"
+    )]
+    TooNew { found: i64, supported: i64 },
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(error: std::io::Error) -> StoreError {
+        StoreError::Io(error)
+    }
+}

@@ -1,0 +1,146 @@
+//! [`CatalogStore`] for the SQLite store: the `datasources`, `apps`, `queries` and
+//! `catalog_revisions` tables. A catalog apply is one IMMEDIATE transaction.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{SqliteStore, decode, sqlite};
+use crate::spec::{AppSpec, CatalogSpec, DatasourceSpec, QuerySpec};
+use crate::store::StoreError;
+use crate::store::catalog::CatalogStore;
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn kind_name(spec: &DatasourceSpec) -> &'static str {
+    match spec {
+        DatasourceSpec::Postgres(_) => "postgres",
+        DatasourceSpec::Mysql(_) => "mysql",
+        DatasourceSpec::Sqlite(_) => "sqlite",
+        DatasourceSpec::Http(_) => "http",
+    }
+}
+
+impl CatalogStore for SqliteStore {
+    fn load_catalog(&self) -> Result<CatalogSpec, StoreError> {
+        let conn = self.lock();
+        let mut spec = CatalogSpec::default();
+        let mut stmt = conn
+            .prepare("SELECT name, spec FROM datasources ORDER BY name")
+            .map_err(sqlite("reading datasources"))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(sqlite("reading datasources"))?;
+        for row in rows {
+            let (name, json) = row.map_err(sqlite("reading datasources"))?;
+            let datasource: DatasourceSpec = decode("datasource", &name, &json)?;
+            spec.datasources.insert(name, datasource);
+        }
+        let mut stmt = conn
+            .prepare("SELECT name, visibility, spec FROM apps ORDER BY name")
+            .map_err(sqlite("reading apps"))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                ))
+            })
+            .map_err(sqlite("reading apps"))?;
+        for row in rows {
+            let (name, visibility, json) = row.map_err(sqlite("reading apps"))?;
+            // Apps stored before the policy column have only a visibility.
+            let mut app: AppSpec = match json {
+                Some(json) => decode("app", &name, &json)?,
+                None => AppSpec::default(),
+            };
+            app.visibility = decode("app", &name, &format!("\"{visibility}\""))?;
+            app.queries = Default::default();
+            spec.apps.insert(name, app);
+        }
+        let mut stmt = conn
+            .prepare("SELECT app, name, spec FROM queries ORDER BY app, name")
+            .map_err(sqlite("reading queries"))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(sqlite("reading queries"))?;
+        for row in rows {
+            let (app, name, json) = row.map_err(sqlite("reading queries"))?;
+            let query: QuerySpec = decode("query", &format!("{app}/{name}"), &json)?;
+            spec.apps
+                .entry(app)
+                .or_default()
+                .queries
+                .insert(name, query);
+        }
+        Ok(spec)
+    }
+
+    fn replace_catalog(&self, spec: &CatalogSpec, source: &str) -> Result<i64, StoreError> {
+        let mut conn = self.lock();
+        // IMMEDIATE: the write lock up front, as for account changes (see `rows::immediate`).
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlite("starting the apply"))?;
+        let at = now();
+        tx.execute_batch("DELETE FROM queries; DELETE FROM apps; DELETE FROM datasources;")
+            .map_err(sqlite("clearing the catalog"))?;
+        for (name, datasource) in &spec.datasources {
+            let json = serde_json::to_string(datasource).expect("specs serialise");
+            tx.execute(
+                "INSERT INTO datasources (name, kind, spec, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                params![name, kind_name(datasource), json, at],
+            )
+            .map_err(sqlite("writing a datasource"))?;
+        }
+        for (name, app) in &spec.apps {
+            let visibility = serde_json::to_value(app.visibility).expect("specs serialise");
+            let policy = AppSpec {
+                queries: Default::default(),
+                ..app.clone()
+            };
+            let json = serde_json::to_string(&policy).expect("specs serialise");
+            tx.execute(
+                "INSERT INTO apps (name, visibility, spec, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                params![name, visibility.as_str().unwrap_or("private"), json, at],
+            )
+            .map_err(sqlite("writing an app"))?;
+            for (query_name, query) in &app.queries {
+                let json = serde_json::to_string(query).expect("specs serialise");
+                tx.execute(
+                    "INSERT INTO queries (app, name, datasource, spec, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![name, query_name, query.datasource, json, at],
+                )
+                .map_err(sqlite("writing a query"))?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO catalog_revisions (applied_at, source) VALUES (?1, ?2)",
+            params![at, source],
+        )
+        .map_err(sqlite("recording the revision"))?;
+        let revision = tx.last_insert_rowid();
+        tx.commit().map_err(sqlite("committing the apply"))?;
+        Ok(revision)
+    }
+
+    fn catalog_revision(&self) -> Result<i64, StoreError> {
+        let conn = self.lock();
+        conn.query_row("SELECT max(id) FROM catalog_revisions", [], |row| {
+            row.get::<_, Option<i64>>(0)
+        })
+        .optional()
+        .map(|value| value.flatten().unwrap_or(0))
+        .map_err(sqlite("reading the revision"))
+    }
+}

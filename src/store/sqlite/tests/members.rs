@@ -1,0 +1,35 @@
+//! `MemberStore`.
+
+use super::*;
+use crate::spec::CatalogSpec;
+use crate::spec::yaml;
+
+const CATALOG: &str = "datasources:\n  db:\n    kind: postgres\n    host: db.example\n    database: shop\n    user: app\n    password: enc:v1:0011223344556677:AAAA\napps:\n  shop:\n    visibility: private\n    queries:\n      q:\n        datasource: db\n        sql: SELECT 1\n";
+
+#[test]
+fn app_members_survive_a_catalog_apply() {
+    let store = with_user("u1");
+    store
+        .create_user(&new_user("u2", "u2@example.com"))
+        .unwrap();
+    let catalog = yaml::parse(CATALOG).unwrap();
+    store.replace_catalog(&catalog, "test").unwrap();
+    store.add_app_member("shop", "u1").unwrap();
+    store.add_app_member("shop", "u1").unwrap();
+    store.add_app_member("shop", "u2").unwrap();
+    store.add_app_member("other", "u2").unwrap();
+
+    store
+        .replace_catalog(&CatalogSpec::default(), "test")
+        .unwrap();
+    assert!(store.is_app_member("shop", "u1").unwrap());
+    let mut members = store.app_members("shop").unwrap();
+    members.sort();
+    assert_eq!(members, ["u1", "u2"]);
+
+    assert!(store.remove_app_member("shop", "u1").unwrap());
+    assert!(!store.remove_app_member("shop", "u1").unwrap());
+    assert!(!store.is_app_member("shop", "u1").unwrap());
+    assert_eq!(store.app_members("shop").unwrap(), ["u2"]);
+    assert_eq!(store.app_members("other").unwrap(), ["u2"]);
+}
