@@ -1,7 +1,7 @@
 //! Egress: the only place where an outbound address is judged, and where an outbound TCP
 //! connection to a database or HTTP upstream is opened from the configured source address.
 //!
-//! The flow is always the same (DESIGN.md, "Egress", invariant 8):
+//! The flow is always the same (docs/EGRESS.md; security invariant 8 in docs/SECURITY.md):
 //!
 //! 1. [`parse_host`] turns whatever an admin typed into either an IP address or a validated DNS
 //!    name. Alternative IPv4 spellings (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`) follow the

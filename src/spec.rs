@@ -139,7 +139,7 @@ pub enum HttpAuthSpec {
     },
 }
 
-/// An HTTP request template. Bindings are encoded for where they stand (DESIGN.md rule 6).
+/// An HTTP request template. Bindings are encoded for where they stand (docs/CATALOG.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRequestSpec {

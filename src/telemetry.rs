@@ -1,7 +1,7 @@
 //! Logging set-up: `tracing` with text or JSON output.
 //!
 //! Sluice's own events never carry a value from a request, a row or a secret (see
-//! DESIGN.md, "Logging"). Some dependencies do log payloads at debug level (tokio-postgres
+//! docs/SECURITY.md, invariant 2). Some dependencies do log payloads at debug level (tokio-postgres
 //! prints statement parameters), so their targets are capped at `warn` whatever level is
 //! configured; `RUST_LOG` is deliberately not honoured, because it could lift those caps.
 

@@ -31,7 +31,7 @@ use zeroize::Zeroizing;
 
 pub use strength::{PLACEHOLDER_PASSWORD, PLACEHOLDER_SALT, check_strength, keygen};
 
-/// PBKDF2 rounds used to derive the instance key. DESIGN.md requires at least 600,000.
+/// PBKDF2 rounds used to derive the instance key. The design requires at least 600,000 (docs/SECURITY.md).
 pub const PBKDF2_ITERATIONS: u32 = 600_000;
 
 /// Prefix of every sealed value (format version 1).

@@ -8,7 +8,7 @@
 //! base URL, encodes the query pairs and adds the credentials at send time.
 //!
 //! Bindings use the same syntax, messages and value lookup as the SQL compiler
-//! (`catalog::template`), and each is encoded for where it stands (DESIGN.md rule 6):
+//! (`catalog::template`), and each is encoded for where it stands (docs/CATALOG.md):
 //!
 //! - **path**: the value's text is percent-encoded as one path segment component (everything
 //!   but `A-Z a-z 0-9 - . _ ~`), so a `/`, `?`, `#`, `%` or `\` in a value cannot change the

@@ -1,6 +1,6 @@
 //! Param schemas: checking declarations and validating caller input.
 //!
-//! This module owns rule 5 of the query templates (DESIGN.md): a query's params are declared
+//! This module owns the param rules of the query templates (docs/CATALOG.md): a query's params are declared
 //! with a type, required/default, bounds, maximum length, pattern and closed lists, and caller
 //! input that does not fit is refused with an error that names the param.
 //!

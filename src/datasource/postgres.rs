@@ -110,7 +110,7 @@ impl PostgresSource {
     }
 }
 
-/// TLS is verified by default off-loopback and off on loopback (DESIGN.md, "TLS").
+/// TLS is verified by default off-loopback and off on loopback (docs/EGRESS.md).
 fn effective_tls(spec: &NetworkDatabaseSpec) -> TlsMode {
     spec.tls.unwrap_or(if super::is_loopback_host(&spec.host) {
         TlsMode::Disable
