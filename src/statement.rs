@@ -55,8 +55,10 @@ pub enum RenderedBody {
 
 /// One bound value. Its `Debug` names the kind only, never the value, so a stray `{:?}`
 /// (ours or a dependency's, such as a driver logging its parameters) cannot leak input.
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Default)]
 pub enum ParamValue {
+    /// Also what a slot holds once its value was moved into a statement.
+    #[default]
     Null,
     Text(String),
     Int(i32),

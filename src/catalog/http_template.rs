@@ -341,8 +341,9 @@ impl Compiler<'_> {
     /// refuses the SQL-only param types.
     fn binding(&mut self, path: &str) -> Result<Binding, String> {
         match parse_binding_path(path, self.params)? {
-            BindingSource::Param(name) => {
-                let spec = &self.params[&name];
+            BindingSource::Param(param) => {
+                let name = &param.name;
+                let spec = &self.params[name];
                 let (ParamType::Scalar(scalar) | ParamType::Array(scalar)) = spec.ty;
                 if matches!(scalar, ScalarType::Identifier | ScalarType::Keyword) {
                     return Err(format!(
@@ -354,7 +355,7 @@ impl Compiler<'_> {
                 }
                 Ok(Binding {
                     list: matches!(spec.ty, ParamType::Array(_)),
-                    source: BindingSource::Param(name),
+                    source: BindingSource::Param(param.clone()),
                 })
             }
             BindingSource::User(field) => {

@@ -18,7 +18,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use regex::Regex;
@@ -151,15 +151,17 @@ impl ParamSchema {
         Ok(ParamSchema { params })
     }
 
-    /// Validates the request's `params` object. The result holds every declared param:
-    /// the caller's value, else the default, else `ParamValue::Null`.
+    /// Validates the request's `params` object into one value per declared param, by slot
+    /// (the declared params in name order, the order templates resolved their bindings to):
+    /// the caller's value, else the default, else `ParamValue::Null`. The input is consumed,
+    /// so a text value moves from the parsed body into its slot without a copy.
     ///
     /// Unknown keys are reported first, then the declared params in name order. Array items
     /// are numbered from 0 in messages (`item 3: must be an integer`).
     pub fn validate(
         &self,
-        input: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<HashMap<String, ParamValue>, ParamError> {
+        mut input: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<ParamValue>, ParamError> {
         // A typo in a key would otherwise surface as a confusing "is required" on the real
         // name, so unknown keys are reported before anything else.
         if let Some(key) = input.keys().find(|key| self.find(key).is_none()) {
@@ -168,9 +170,9 @@ impl ParamSchema {
                 message: "is not a declared param of this query".to_string(),
             });
         }
-        let mut out = HashMap::with_capacity(self.params.len());
+        let mut out = Vec::with_capacity(self.params.len());
         for param in &self.params {
-            let value = match input.get(&param.name) {
+            let value = match input.remove(&param.name) {
                 Some(value) => param.value(value),
                 None if param.required => Err(Cow::Borrowed("is required")),
                 None => Ok(param.default.clone().unwrap_or(ParamValue::Null)),
@@ -179,9 +181,16 @@ impl ParamSchema {
                 param: param.name.clone(),
                 message: message.into_owned(),
             })?;
-            out.insert(param.name.clone(), value);
+            out.push(value);
         }
         Ok(out)
+    }
+
+    /// The slot of a declared param (its place in [`ParamSchema::validate`]'s result).
+    pub fn slot(&self, name: &str) -> Option<usize> {
+        self.params
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
     }
 
     /// The declared param names, in order.
@@ -287,7 +296,7 @@ impl Param {
             None => None,
             Some(value) => Some(
                 param
-                    .value(value)
+                    .value(value.clone())
                     .map_err(|message| format!("default: {message}"))?,
             ),
         };
@@ -302,7 +311,7 @@ impl Param {
     }
 
     /// Checks a value the caller sent (or a declared default).
-    fn value(&self, value: &Value) -> Result<ParamValue, Msg> {
+    fn value(&self, value: Value) -> Result<ParamValue, Msg> {
         if value.is_null() {
             return if self.nullable {
                 Ok(ParamValue::Null)
@@ -332,7 +341,7 @@ impl Param {
             )));
         }
         let mut out = Vec::with_capacity(items.len());
-        for (index, item) in items.iter().enumerate() {
+        for (index, item) in items.into_iter().enumerate() {
             let checked = if item.is_null() {
                 Err(Cow::Borrowed("must not be null"))
             } else {
@@ -443,7 +452,7 @@ fn compile_allowed(check: &Check, values: Option<&[Value]>) -> Result<Option<All
                 return Err(format!("enum item {index}: must not be null"));
             }
             _ => check
-                .check(value)
+                .check(value.clone())
                 .map_err(|message| format!("enum item {index}: {message}"))?,
         };
         parsed.push(item);
@@ -486,9 +495,13 @@ fn has_order(ty: ScalarType) -> bool {
 
 impl Check {
     /// Checks one non-null value.
-    fn check(&self, value: &Value) -> Result<ParamValue, Msg> {
+    fn check(&self, value: Value) -> Result<ParamValue, Msg> {
+        if self.ty == ScalarType::Text {
+            return self.check_text(value);
+        }
+        let value = &value;
         match self.ty {
-            ScalarType::Text => self.check_text(value),
+            ScalarType::Text => unreachable!("text is checked above"),
             ScalarType::Identifier => {
                 let text = value.as_str().ok_or("must be a string")?;
                 self.choose(|allowed| allowed == text)
@@ -519,8 +532,10 @@ impl Check {
         }
     }
 
-    fn check_text(&self, value: &Value) -> Result<ParamValue, Msg> {
-        let text = value.as_str().ok_or("must be a string")?;
+    fn check_text(&self, value: Value) -> Result<ParamValue, Msg> {
+        let Value::String(text) = value else {
+            return Err(Cow::Borrowed("must be a string"));
+        };
         // Bytes bound characters from above, so most values skip the count.
         if text.len() > self.max_length && text.chars().nth(self.max_length).is_some() {
             return Err(Cow::Owned(format!(
@@ -534,14 +549,15 @@ impl Check {
             ));
         }
         if let Some(pattern) = &self.pattern
-            && !pattern.is_match(text)
+            && !pattern.is_match(&text)
         {
             return Err(Cow::Borrowed("does not match the declared pattern"));
         }
         if self.allowed.is_some() {
             return self.choose(|a| a == text);
         }
-        Ok(ParamValue::Text(text.to_string()))
+        // The parsed string itself: no copy between the request body and the statement.
+        Ok(ParamValue::Text(text))
     }
 
     /// The first allowed text value that `matches`, as declared (canonical spelling).
@@ -945,12 +961,12 @@ mod tests {
     fn run(spec: &Value, input: &Value) -> Result<ParamValue, String> {
         let schema = compile(json!({ "p": spec })).expect("spec compiles");
         let mut out = schema
-            .validate(json!({ "p": input }).as_object().unwrap())
+            .validate(json!({ "p": input }).as_object().unwrap().clone())
             .map_err(|e| {
                 assert_eq!(e.param, "p");
                 e.message
             })?;
-        Ok(out.remove("p").unwrap())
+        Ok(out.remove(0))
     }
 
     /// `input` is accepted as `expected`.
@@ -1333,8 +1349,8 @@ mod tests {
 
         // Left out, the param takes its default in canonical form.
         let schema = compile(json!({ "p": direction })).unwrap();
-        let out = schema.validate(&serde_json::Map::new()).unwrap();
-        assert_eq!(out["p"], text("ASC"));
+        let out = schema.validate(serde_json::Map::new()).unwrap();
+        assert_eq!(out[schema.slot("p").unwrap()], text("ASC"));
     }
 
     #[test]
@@ -1481,17 +1497,18 @@ mod tests {
         .unwrap();
         let names: Vec<_> = schema.names().collect();
         assert_eq!(names, ["limit", "maybe", "needed", "note", "present"]);
-        let validate = |input: Value| schema.validate(input.as_object().unwrap());
+        let validate = |input: Value| schema.validate(input.as_object().unwrap().clone());
+        let slot = |name: &str| schema.slot(name).unwrap();
 
         let out = validate(json!({ "needed": 1, "maybe": null, "present": null })).unwrap();
         assert_eq!(out.len(), 5);
-        assert_eq!(out["needed"], ParamValue::Int(1));
-        assert_eq!(out["limit"], ParamValue::Int(50));
-        assert_eq!(out["note"], ParamValue::Null);
-        assert_eq!(out["maybe"], ParamValue::Null);
-        assert_eq!(out["present"], ParamValue::Null);
+        assert_eq!(out[slot("needed")], ParamValue::Int(1));
+        assert_eq!(out[slot("limit")], ParamValue::Int(50));
+        assert_eq!(out[slot("note")], ParamValue::Null);
+        assert_eq!(out[slot("maybe")], ParamValue::Null);
+        assert_eq!(out[slot("present")], ParamValue::Null);
         let out = validate(json!({ "needed": 1, "limit": 5, "present": "x" })).unwrap();
-        assert_eq!(out["limit"], ParamValue::Int(5));
+        assert_eq!(out[slot("limit")], ParamValue::Int(5));
 
         let refused = |input: Value, param: &str, message: &str| {
             let e = validate(input.clone()).unwrap_err();

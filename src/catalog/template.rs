@@ -17,7 +17,7 @@
 //! placeholder we wrote as part of a literal; that makes the argument count disagree and the
 //! statement fail, but it cannot splice a value into the SQL, because values are never text.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -37,8 +37,18 @@ pub enum UserField {
 /// Where a binding takes its value from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum BindingSource {
-    Param(String),
+    Param(ParamRef),
     User(UserField),
+}
+
+/// A declared param as a binding names it: its name (for messages) and its slot, the
+/// position of its value in the validated values (declared params in name order, as
+/// `catalog::params` validates them). Resolved when the template compiles, so a render
+/// indexes a vector instead of looking a name up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ParamRef {
+    pub name: String,
+    pub slot: usize,
 }
 
 /// A compile error, with the 1-based line and column in the template where it was found.
@@ -59,10 +69,12 @@ pub struct RenderError {
     pub message: String,
 }
 
-/// The values a render may use: validated params (every declared param present, absent
-/// optional ones as `ParamValue::Null`) and, when someone is signed in, the caller.
+/// The values a render may use: validated params by slot (every declared param present,
+/// absent optional ones as `ParamValue::Null`) and, when someone is signed in, the caller.
+/// A SQL render moves each value into the statement at its last use (it takes the values
+/// mutably); an HTTP render only reads them.
 pub struct BindValues<'a> {
-    pub params: &'a HashMap<String, ParamValue>,
+    pub params: &'a mut [ParamValue],
     pub user: Option<&'a Identity>,
 }
 
@@ -105,12 +117,21 @@ impl CompiledSql {
     /// Produces the statement for these values. When `values.user` is `None` and the template
     /// uses `user.*`, this is a programming error upstream (the gateway refuses anonymous
     /// callers first); render then binds NULL.
-    pub fn render(&self, values: &BindValues<'_>) -> Result<RenderedSql, RenderError> {
+    ///
+    /// A param bound once is moved into the statement, not copied; one bound several times
+    /// is copied for all but its last use. Values of closed-list params (written into the
+    /// text) and lists are left in place.
+    pub fn render(&self, values: &mut BindValues<'_>) -> Result<RenderedSql, RenderError> {
         let mut args = Vec::with_capacity(self.args.len());
         // Item counts of the MySQL/SQLite lists, in order; stays unallocated without lists.
         let mut list_lens = Vec::new();
         for arg in &self.args {
-            let value = arg.source.value(values)?;
+            let value = match &arg.source {
+                BindingSource::Param(param) if arg.last_use && !arg.list => {
+                    take_slot(values.params, param)?
+                }
+                source => source.value(values)?,
+            };
             if !arg.list {
                 args.push(value);
                 continue;
@@ -176,7 +197,7 @@ enum Part {
     Text(Box<str>),
     /// An `identifier` or `keyword` param: its value picks one of `choices`.
     Chosen {
-        param: String,
+        param: ParamRef,
         choices: Vec<Choice>,
     },
     /// A MySQL/SQLite list: one `?` per item of the `slot`-th list argument.
@@ -197,6 +218,23 @@ struct Arg {
     source: BindingSource,
     /// Expanded to one argument per item (MySQL/SQLite arrays).
     list: bool,
+    /// No later argument binds the same param: its value can be moved, not copied.
+    last_use: bool,
+}
+
+/// Moves a param's value out of its slot (leaving `Null`).
+fn take_slot(params: &mut [ParamValue], param: &ParamRef) -> Result<ParamValue, RenderError> {
+    params
+        .get_mut(param.slot)
+        .map(std::mem::take)
+        .ok_or_else(|| missing(param))
+}
+
+fn missing(param: &ParamRef) -> RenderError {
+    RenderError {
+        param: param.name.clone(),
+        message: "no value was supplied (absent params must be passed as null)".into(),
+    }
 }
 
 fn render_text(
@@ -217,14 +255,14 @@ fn render_text(
             Part::Chosen { param, choices } => {
                 // The value was checked against the same list by `catalog::params`; checking
                 // again here keeps the SQL text finite even if that check is ever bypassed.
-                let chosen = match values.params.get(param) {
+                let chosen = match values.params.get(param.slot) {
                     Some(ParamValue::Text(text)) => choices.iter().find(|c| c.value == *text),
                     _ => None,
                 };
                 let Some(choice) = chosen else {
                     let allowed: Vec<&str> = choices.iter().map(|c| c.value.as_str()).collect();
                     return Err(RenderError {
-                        param: param.clone(),
+                        param: param.name.clone(),
                         message: format!("must be one of: {}", allowed.join(", ")),
                     });
                 };
@@ -239,19 +277,18 @@ impl BindingSource {
     /// The name errors report: `customer`, `user.id`.
     pub(crate) fn name(&self) -> String {
         match self {
-            BindingSource::Param(name) => name.clone(),
+            BindingSource::Param(param) => param.name.clone(),
             BindingSource::User(field) => format!("user.{}", field.name()),
         }
     }
 
     pub(crate) fn value(&self, values: &BindValues<'_>) -> Result<ParamValue, RenderError> {
         match self {
-            BindingSource::Param(name) => {
-                values.params.get(name).cloned().ok_or_else(|| RenderError {
-                    param: name.clone(),
-                    message: "no value was supplied (absent params must be passed as null)".into(),
-                })
-            }
+            BindingSource::Param(param) => values
+                .params
+                .get(param.slot)
+                .cloned()
+                .ok_or_else(|| missing(param)),
             BindingSource::User(field) => Ok(field.value(values.user)),
         }
     }
@@ -463,9 +500,17 @@ impl Compiler<'_> {
                 .sum();
             Sql::Dynamic { parts, fixed_len }
         };
+        let mut args = std::mem::take(&mut out.args);
+        // Mark each param's last binding: its value is moved into the statement there.
+        let mut seen = std::collections::HashSet::new();
+        for arg in args.iter_mut().rev() {
+            if let BindingSource::Param(param) = &arg.source {
+                arg.last_use = seen.insert(param.slot);
+            }
+        }
         Ok(CompiledSql {
             sql,
-            args: std::mem::take(&mut out.args),
+            args,
             uses_user: out.uses_user,
         })
     }
@@ -742,7 +787,11 @@ impl Compiler<'_> {
                 self.out.push_part(Part::Chosen { param, choices });
             }
             (Shape::Array, Dialect::MySql | Dialect::Sqlite) => {
-                self.out.args.push(Arg { source, list: true });
+                self.out.args.push(Arg {
+                    source,
+                    list: true,
+                    last_use: false,
+                });
                 self.out.push_part(Part::List {
                     slot: self.out.lists,
                 });
@@ -763,6 +812,7 @@ impl Compiler<'_> {
                 self.out.args.push(Arg {
                     source,
                     list: false,
+                    last_use: false,
                 });
                 match dialect {
                     Dialect::Postgres => {
@@ -785,7 +835,7 @@ impl Compiler<'_> {
         let name = match source {
             BindingSource::User(UserField::Groups) => return Ok(Shape::Array),
             BindingSource::User(_) => return Ok(Shape::Value),
-            BindingSource::Param(name) => name,
+            BindingSource::Param(param) => &param.name,
         };
         let spec = &self.params[name];
         let choices = match spec.ty {
@@ -930,7 +980,11 @@ pub(crate) fn parse_binding_path(
         return Err(not_a_path());
     }
     match root {
-        "params" if params.contains_key(name) => Ok(BindingSource::Param(name.into())),
+        "params" if params.contains_key(name) => Ok(BindingSource::Param(ParamRef {
+            name: name.into(),
+            // The slot is the name's place among the declared params, in name order.
+            slot: params.keys().take_while(|k| k.as_str() < name).count(),
+        })),
         "params" => {
             let declared = if params.is_empty() {
                 "none are declared".to_string()
@@ -953,7 +1007,7 @@ pub(crate) fn parse_binding_path(
 
 pub(crate) fn path_of(source: &BindingSource) -> String {
     match source {
-        BindingSource::Param(name) => format!("params.{name}"),
+        BindingSource::Param(param) => format!("params.{}", param.name),
         BindingSource::User(field) => format!("user.{}", field.name()),
     }
 }
@@ -978,6 +1032,8 @@ fn is_plain_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use serde_json::json;
 
@@ -1046,6 +1102,17 @@ mod tests {
         }
     }
 
+    /// The values of `named` by slot for the params `declared` (absent ones are null).
+    fn slots(
+        declared: &BTreeMap<String, ParamSpec>,
+        named: &HashMap<String, ParamValue>,
+    ) -> Vec<ParamValue> {
+        declared
+            .keys()
+            .map(|name| named.get(name).cloned().unwrap_or(ParamValue::Null))
+            .collect()
+    }
+
     fn render(
         template: &str,
         dialect: Dialect,
@@ -1053,11 +1120,12 @@ mod tests {
     ) -> RenderedSql {
         let compiled = compile_sql(template, dialect, &declared()).expect("compiles");
         let user = alice();
-        let values = BindValues {
-            params,
+        let mut slotted = slots(&declared(), params);
+        let mut values = BindValues {
+            params: &mut slotted,
             user: Some(&user),
         };
-        compiled.render(&values).expect("renders")
+        compiled.render(&mut values).expect("renders")
     }
 
     /// `Ok(sql)`: the template renders to `sql` with the standard values.
@@ -1495,11 +1563,12 @@ mod tests {
         for (dialect, value, want) in cases {
             let compiled = compile_sql("ORDER BY {{ params.c }}", dialect, &params).unwrap();
             let values = HashMap::from([("c".to_string(), ParamValue::Text(value.into()))]);
-            let bind = BindValues {
-                params: &values,
+            let mut slotted = slots(&params, &values);
+            let mut bind = BindValues {
+                params: &mut slotted,
                 user: None,
             };
-            let rendered = compiled.render(&bind).unwrap();
+            let rendered = compiled.render(&mut bind).unwrap();
             assert_eq!(&*rendered.sql, format!("ORDER BY {want}"), "{dialect:?}");
             assert!(rendered.args.is_empty());
         }
@@ -1521,14 +1590,42 @@ mod tests {
         ] {
             let mut params = values();
             params.insert(param.into(), value);
-            let bind = BindValues {
-                params: &params,
+            let mut bind_slots = slots(&declared(), &params);
+            let mut bind = BindValues {
+                params: &mut bind_slots,
                 user: None,
             };
-            let e = compiled.render(&bind).unwrap_err();
+            let e = compiled.render(&mut bind).unwrap_err();
             assert_eq!(e.param, param);
             assert!(e.message.starts_with("must be one of:"), "{e}");
         }
+    }
+
+    #[test]
+    fn values_move_into_the_statement_at_their_last_use() {
+        let compiled = compile_sql(
+            "SELECT {{ params.q }} WHERE {{ params.q }} IS NULL OR x = {{ params.q }} AND id = {{ params.id }}",
+            Postgres,
+            &declared(),
+        )
+        .unwrap();
+        let mut named = values();
+        named.insert("q".into(), ParamValue::Text("needle".into()));
+        let mut slotted = slots(&declared(), &named);
+        let mut bind = BindValues {
+            params: &mut slotted,
+            user: None,
+        };
+        let rendered = compiled.render(&mut bind).unwrap();
+        let needle = ParamValue::Text("needle".into());
+        assert_eq!(
+            rendered.args,
+            vec![needle.clone(), needle.clone(), needle, ParamValue::Int(7)]
+        );
+        // Both params were moved out at their last binding, not copied.
+        let slot = |name: &str| declared().keys().position(|k| k == name).unwrap();
+        assert_eq!(slotted[slot("q")], ParamValue::Null);
+        assert_eq!(slotted[slot("id")], ParamValue::Null);
     }
 
     #[test]
@@ -1541,12 +1638,13 @@ mod tests {
             )
             .unwrap();
             let params = values();
-            let bind = BindValues {
-                params: &params,
+            let mut bind_slots = slots(&declared(), &params);
+            let mut bind = BindValues {
+                params: &mut bind_slots,
                 user: None,
             };
-            let first = compiled.render(&bind).unwrap();
-            let second = compiled.render(&bind).unwrap();
+            let first = compiled.render(&mut bind).unwrap();
+            let second = compiled.render(&mut bind).unwrap();
             assert!(Arc::ptr_eq(&first.sql, &second.sql), "{dialect:?}");
             assert_eq!(first.args, vec![ParamValue::Int(7)]);
         }
@@ -1604,37 +1702,39 @@ mod tests {
     fn lists_need_an_item_where_they_expand() {
         let mut params = values();
         params.insert("ids".into(), ParamValue::Array(Vec::new()));
-        let bind = BindValues {
-            params: &params,
+        let mut bind_slots = slots(&declared(), &params);
+        let mut bind = BindValues {
+            params: &mut bind_slots,
             user: None,
         };
         for dialect in [MySql, Sqlite] {
             let compiled =
                 compile_sql("WHERE id IN ({{ params.ids }})", dialect, &declared()).unwrap();
-            let e = compiled.render(&bind).unwrap_err();
+            let e = compiled.render(&mut bind).unwrap_err();
             assert_eq!(e.param, "ids");
             assert!(e.message.contains("at least one item"), "{e}");
             // Without a caller, `user.groups` is empty too.
             let compiled =
                 compile_sql("WHERE g IN ({{ user.groups }})", dialect, &declared()).unwrap();
-            assert_eq!(compiled.render(&bind).unwrap_err().param, "user.groups");
+            assert_eq!(compiled.render(&mut bind).unwrap_err().param, "user.groups");
         }
         // PostgreSQL binds the empty array as it is.
         let compiled =
             compile_sql("WHERE id = ANY({{ params.ids }})", Postgres, &declared()).unwrap();
         assert_eq!(
-            compiled.render(&bind).unwrap().args,
+            compiled.render(&mut bind).unwrap().args,
             vec![ParamValue::Array(Vec::new())]
         );
 
         // An absent optional list binds a single NULL, which matches nothing.
         params.insert("ids".into(), ParamValue::Null);
-        let bind = BindValues {
-            params: &params,
+        let mut bind_slots = slots(&declared(), &params);
+        let mut bind = BindValues {
+            params: &mut bind_slots,
             user: None,
         };
         let compiled = compile_sql("WHERE id IN ({{ params.ids }})", MySql, &declared()).unwrap();
-        let rendered = compiled.render(&bind).unwrap();
+        let rendered = compiled.render(&mut bind).unwrap();
         assert_eq!(
             (&*rendered.sql, rendered.args),
             ("WHERE id IN (?)", vec![ParamValue::Null])
@@ -1654,12 +1754,13 @@ mod tests {
         .unwrap();
         assert!(compiled.uses_user());
         let params = values();
-        let anonymous = BindValues {
-            params: &params,
+        let mut anonymous_slots = slots(&declared(), &params);
+        let mut anonymous = BindValues {
+            params: &mut anonymous_slots,
             user: None,
         };
         assert_eq!(
-            compiled.render(&anonymous).unwrap().args,
+            compiled.render(&mut anonymous).unwrap().args,
             vec![
                 ParamValue::Null,
                 ParamValue::Null,
@@ -1668,12 +1769,13 @@ mod tests {
             ]
         );
         let user = alice();
-        let signed_in = BindValues {
-            params: &params,
+        let mut signed_in_slots = slots(&declared(), &params);
+        let mut signed_in = BindValues {
+            params: &mut signed_in_slots,
             user: Some(&user),
         };
         assert_eq!(
-            compiled.render(&signed_in).unwrap().args[2],
+            compiled.render(&mut signed_in).unwrap().args[2],
             ParamValue::Text("admin".into())
         );
     }
@@ -1681,12 +1783,12 @@ mod tests {
     #[test]
     fn missing_param_value_is_refused() {
         let compiled = compile_sql("SELECT {{ params.q }}", Sqlite, &declared()).unwrap();
-        let empty = HashMap::new();
-        let bind = BindValues {
-            params: &empty,
+        // A value vector shorter than the declared params (never built by validation).
+        let mut bind = BindValues {
+            params: &mut [],
             user: None,
         };
-        assert_eq!(compiled.render(&bind).unwrap_err().param, "q");
+        assert_eq!(compiled.render(&mut bind).unwrap_err().param, "q");
     }
 
     #[test]

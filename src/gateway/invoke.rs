@@ -215,12 +215,12 @@ async fn execute(
         ));
     }
     let input = read_params(headers, body, state.limits.max_body_bytes).await?;
-    let values = query
+    let mut values = query
         .params
-        .validate(&input)
+        .validate(input)
         .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
-    let bound = BindValues {
-        params: &values,
+    let mut bound = BindValues {
+        params: &mut values,
         user: user_values,
     };
     let Some(source) = snapshot.pools.get(&query.datasource) else {
@@ -261,7 +261,7 @@ async fn execute(
         }
     };
     let statement = sql
-        .render(&bound)
+        .render(&mut bound)
         .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
     let options = ExecOptions {
         timeout: query.timeout,
