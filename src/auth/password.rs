@@ -318,4 +318,40 @@ mod tests {
             "the list should cover passwords at the 12-character minimum"
         );
     }
+
+    /// argon2id PHC strings made by `hash_password` as of argon2 0.5 (password, hash). Stores
+    /// hold hashes like these: whatever the argon2 crate becomes, they must keep verifying.
+    const HASH_FIXTURES: [(&str, &str); 3] = [
+        (
+            "correct horse battery staple",
+            "$argon2id$v=19$m=19456,t=2,p=1$rme/In/nHaYeunRyukNFcQ$O1ivvH4+/0FiP/ylO9SiTpFiJrn+wAKF+Y5kTpb7vPY",
+        ),
+        (
+            "pässwörd with ünïcode 🔑 and spaces",
+            "$argon2id$v=19$m=19456,t=2,p=1$TTnUdMM6cmGqYpQrUvTizQ$ALjsoq1MvbcUhuQ60nCs9llt9oc+CLkUoA2/BDbx9ts",
+        ),
+        (
+            "",
+            "$argon2id$v=19$m=19456,t=2,p=1$RONqSl42d8CIu3mu9bf/eQ$W2+oyg8Of1CprBVgRRps+Jw+b7jFg2Ct4OMKSh0g6Fg",
+        ),
+    ];
+
+    /// `hash_password(&"x".repeat(MAX_LENGTH))` as of argon2 0.5.
+    const LONGEST_HASH_FIXTURE: &str = "$argon2id$v=19$m=19456,t=2,p=1$k8sMPAae6q+EGvtB8ZhW8Q$mBGUSyvom7Y4tTmcnsLJlr1coIrnz6UWPUvq370JBCQ";
+
+    #[test]
+    fn hashes_made_by_earlier_versions_still_verify() {
+        for (password, phc) in HASH_FIXTURES {
+            assert!(verify_password(phc, password), "{password:?}");
+            assert!(!verify_password(phc, "wrong password"), "{password:?}");
+        }
+        assert!(verify_password(
+            LONGEST_HASH_FIXTURE,
+            &"x".repeat(MAX_LENGTH)
+        ));
+        assert!(!verify_password(
+            LONGEST_HASH_FIXTURE,
+            &"x".repeat(MAX_LENGTH - 1)
+        ));
+    }
 }
