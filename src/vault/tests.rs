@@ -475,7 +475,7 @@ fn keygen_values_pass_and_differ() {
     assert_ne!(salt, salt2);
 }
 
-/// Values sealed by the vault as of aes-gcm 0.10 / pbkdf2 0.12 / hmac 0.12 under
+/// Values sealed by the vault with aes-gcm 0.10 / pbkdf2 0.12 / hmac 0.12 under
 /// `PASSWORD`/`SALT` at full strength (owner, plaintext, sealed). Stores hold values like
 /// these: whatever the crypto crates become, they must keep opening.
 const SEALED_FIXTURES: [(&str, &str, &str); 4] = [
