@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use sluice::vault::{self, InstanceKey, Owner};
 use tokio_postgres::types::{FromSql, Type};
 
@@ -969,8 +969,8 @@ impl Worker {
         let mut errors = 0;
         let mut checksum = 0usize;
         while Instant::now() < deadline {
-            let customer: i32 = self.rng.gen_range(1..=CUSTOMERS);
-            let status = STATUSES[self.rng.gen_range(0..STATUSES.len())];
+            let customer: i32 = self.rng.random_range(1..=CUSTOMERS);
+            let status = STATUSES[self.rng.random_range(0..STATUSES.len())];
             let started = Instant::now();
             match self
                 .client

@@ -19,13 +19,13 @@ mod strength;
 use std::fmt;
 use std::str::FromStr;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit, Nonce, Payload};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
-use rand::RngCore;
-use rand::rngs::OsRng;
+use rand::TryRng;
+use rand::rngs::SysRng;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -221,8 +221,7 @@ impl InstanceKey {
     }
 
     fn from_key(key: Zeroizing<[u8; KEY_BYTES]>) -> InstanceKey {
-        // `Mac` and `KeyInit` both provide `new_from_slice`; name the one meant.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_slice())
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.as_slice())
             .expect("HMAC accepts keys of any length");
         mac.update(KEY_ID_LABEL);
         let digest = mac.finalize().into_bytes();
@@ -242,12 +241,14 @@ impl InstanceKey {
     /// Seals `plaintext` for `owner` as `enc:v1:<key-id>:<base64(nonce || ciphertext+tag)>`.
     pub fn seal(&self, owner: &Owner, plaintext: &str) -> String {
         let mut nonce = [0u8; NONCE_BYTES];
-        OsRng.fill_bytes(&mut nonce);
+        SysRng
+            .try_fill_bytes(&mut nonce)
+            .expect("the operating system's random source is readable");
         let aad = associated_data(owner);
         let ciphertext = self
             .cipher()
             .encrypt(
-                Nonce::from_slice(&nonce),
+                &Nonce::<Aes256Gcm>::from(nonce),
                 Payload {
                     msg: plaintext.as_bytes(),
                     aad: aad.as_bytes(),
@@ -293,11 +294,13 @@ impl InstanceKey {
             ));
         }
         let (nonce, ciphertext) = body.split_at(NONCE_BYTES);
+        let nonce = <&Nonce<Aes256Gcm>>::try_from(nonce)
+            .expect("the body was split after exactly one nonce");
         let aad = associated_data(owner);
         let plaintext = self
             .cipher()
             .decrypt(
-                Nonce::from_slice(nonce),
+                nonce,
                 Payload {
                     msg: ciphertext,
                     aad: aad.as_bytes(),
@@ -317,7 +320,7 @@ impl InstanceKey {
     }
 
     fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(self.key.as_slice()))
+        Aes256Gcm::new_from_slice(self.key.as_slice()).expect("the instance key is 256 bits")
     }
 }
 

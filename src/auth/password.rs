@@ -15,9 +15,7 @@
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 
 /// Longest password accepted, in Unicode code points. Long enough for any passphrase or
 /// password manager output, short enough that nobody mistakes the field for a file upload.
@@ -53,7 +51,7 @@ pub enum PolicyError {
 /// stored PHC string instead, so hashes made with older parameters keep verifying.
 fn hasher() -> Argon2<'static> {
     // The constants are within argon2's limits, so this cannot fail; fall back to the crate
-    // default (the same OWASP values in argon2 0.5) rather than panic.
+    // default (the same OWASP values in argon2 0.5 and 0.6) rather than panic.
     let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
@@ -61,12 +59,12 @@ fn hasher() -> Argon2<'static> {
 /// Hashes a password with argon2id and a fresh random 16-byte salt; returns the PHC string
 /// (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`).
 pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    // Hashing fails only for out-of-range parameters or salt, which are fixed here; no
-    // password (argon2 accepts up to 4 GiB) can make it fail.
+    // The salt comes from the operating system's random source. Hashing fails only for
+    // out-of-range parameters or salt, which are fixed here, or for an unreadable random
+    // source; no password (argon2 accepts up to 4 GiB) can make it fail.
     hasher()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2id with fixed valid parameters and salt does not fail")
+        .hash_password(password.as_bytes())
+        .expect("argon2id with fixed valid parameters and an OS salt does not fail")
         .to_string()
 }
 
@@ -190,9 +188,8 @@ mod tests {
     fn malformed_or_foreign_hashes_do_not_verify() {
         // A well-formed hash of the right password, but made with argon2i.
         let argon2i = {
-            let salt = SaltString::encode_b64(b"somesaltsomesalt").unwrap();
             Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::default())
-                .hash_password(b"password", &salt)
+                .hash_password_with_salt(b"password", b"somesaltsomesalt")
                 .unwrap()
                 .to_string()
         };
@@ -317,5 +314,41 @@ mod tests {
             set.iter().filter(|e| e.chars().count() >= 12).count() >= 100,
             "the list should cover passwords at the 12-character minimum"
         );
+    }
+
+    /// argon2id PHC strings made by `hash_password` with argon2 0.5 (password, hash). Stores
+    /// hold hashes like these: whatever the argon2 crate becomes, they must keep verifying.
+    const HASH_FIXTURES: [(&str, &str); 3] = [
+        (
+            "correct horse battery staple",
+            "$argon2id$v=19$m=19456,t=2,p=1$rme/In/nHaYeunRyukNFcQ$O1ivvH4+/0FiP/ylO9SiTpFiJrn+wAKF+Y5kTpb7vPY",
+        ),
+        (
+            "pässwörd with ünïcode 🔑 and spaces",
+            "$argon2id$v=19$m=19456,t=2,p=1$TTnUdMM6cmGqYpQrUvTizQ$ALjsoq1MvbcUhuQ60nCs9llt9oc+CLkUoA2/BDbx9ts",
+        ),
+        (
+            "",
+            "$argon2id$v=19$m=19456,t=2,p=1$RONqSl42d8CIu3mu9bf/eQ$W2+oyg8Of1CprBVgRRps+Jw+b7jFg2Ct4OMKSh0g6Fg",
+        ),
+    ];
+
+    /// `hash_password(&"x".repeat(MAX_LENGTH))` with argon2 0.5.
+    const LONGEST_HASH_FIXTURE: &str = "$argon2id$v=19$m=19456,t=2,p=1$k8sMPAae6q+EGvtB8ZhW8Q$mBGUSyvom7Y4tTmcnsLJlr1coIrnz6UWPUvq370JBCQ";
+
+    #[test]
+    fn hashes_made_by_earlier_versions_still_verify() {
+        for (password, phc) in HASH_FIXTURES {
+            assert!(verify_password(phc, password), "{password:?}");
+            assert!(!verify_password(phc, "wrong password"), "{password:?}");
+        }
+        assert!(verify_password(
+            LONGEST_HASH_FIXTURE,
+            &"x".repeat(MAX_LENGTH)
+        ));
+        assert!(!verify_password(
+            LONGEST_HASH_FIXTURE,
+            &"x".repeat(MAX_LENGTH - 1)
+        ));
     }
 }

@@ -12,15 +12,15 @@
 //! Invariants:
 //! - Only hashes are stored or compared; a token exists in the clear only in the response
 //!   that hands it to its owner. This module never logs.
-//! - Tokens carry 256 bits from `OsRng`; since they are not passwords, one unsalted SHA-256 is
+//! - Tokens carry 256 bits from the operating system (`SysRng`); since they are not passwords, one unsalted SHA-256 is
 //!   enough to make a stolen table of hashes useless.
 
 use std::fmt::Write as _;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
-use rand::rngs::OsRng;
+use rand::TryRng;
+use rand::rngs::SysRng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -60,7 +60,9 @@ pub struct NewApiKey {
 /// Used for session ids and one-time links.
 pub fn random_token() -> String {
     let mut bytes = Zeroizing::new([0u8; TOKEN_BYTES]);
-    OsRng.fill_bytes(bytes.as_mut());
+    SysRng
+        .try_fill_bytes(bytes.as_mut())
+        .expect("the operating system's random source is readable");
     URL_SAFE_NO_PAD.encode(bytes.as_ref())
 }
 
@@ -79,7 +81,9 @@ pub fn hashes_equal(a: &str, b: &str) -> bool {
 /// Not a secret: it grants nothing on its own.
 pub fn public_id() -> String {
     let mut bytes = [0u8; PUBLIC_ID_BYTES];
-    OsRng.fill_bytes(&mut bytes);
+    SysRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the operating system's random source is readable");
     hex(&bytes)
 }
 
@@ -137,7 +141,9 @@ pub fn normalize_recovery_code(input: &str) -> String {
 
 fn recovery_code() -> String {
     let mut bytes = Zeroizing::new([0u8; RECOVERY_CODE_CHARS]);
-    OsRng.fill_bytes(bytes.as_mut());
+    SysRng
+        .try_fill_bytes(bytes.as_mut())
+        .expect("the operating system's random source is readable");
     let mut code = String::with_capacity(RECOVERY_CODE_CHARS + 1);
     for (i, byte) in bytes.iter().enumerate() {
         if i == RECOVERY_CODE_CHARS / 2 {

@@ -12,11 +12,10 @@
 //!   It keeps no state: the last accepted step lives with the account in the store.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use rand::RngCore;
-use rand::rngs::OsRng;
+use rand::TryRng;
+use rand::rngs::SysRng;
 use subtle::{Choice, ConstantTimeEq};
-use totp_rs::{Algorithm, Secret, TOTP};
-use zeroize::Zeroize;
+use totp_rs::{Algorithm, Builder, Secret, Totp};
 
 /// Digits in a code.
 pub const DIGITS: usize = 6;
@@ -42,18 +41,16 @@ const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 /// A fresh random secret of 20 bytes from the operating system.
 pub fn new_secret() -> Vec<u8> {
     let mut secret = vec![0u8; SECRET_BYTES];
-    OsRng.fill_bytes(&mut secret);
+    SysRng
+        .try_fill_bytes(&mut secret)
+        .expect("the operating system's random source is readable");
     secret
 }
 
 /// The secret in RFC 4648 base32 without padding (upper case), as the otpauth URI carries it
 /// and as users type it into an app that cannot scan.
 pub fn encode_secret(secret: &[u8]) -> String {
-    match Secret::Raw(secret.to_vec()).to_encoded() {
-        Secret::Encoded(encoded) => encoded,
-        // `to_encoded` on a raw secret always returns the encoded form.
-        Secret::Raw(_) => String::new(),
-    }
+    Secret::from(secret).to_base32()
 }
 
 /// Decodes a base32 secret. Case, spaces and trailing `=` padding are ignored (apps and
@@ -67,8 +64,8 @@ pub fn decode_secret(encoded: &str) -> Option<Vec<u8>> {
         .collect();
     let trimmed_len = normalized.trim_end_matches('=').len();
     normalized.truncate(trimmed_len);
-    let decoded = Secret::Encoded(normalized).to_bytes().ok()?;
-    (!decoded.is_empty()).then_some(decoded)
+    let decoded = Secret::try_from_base32(normalized).ok()?;
+    (!decoded.is_empty()).then(|| decoded.to_vec())
 }
 
 /// The `otpauth://totp/...` URI for enrolment (shown as a QR code):
@@ -150,20 +147,17 @@ pub fn verify(secret: &[u8], code: &str, unix_secs: i64) -> Option<i64> {
 fn code_for_step(secret: &[u8], step: i64) -> String {
     // Steps come from `step_of`, so `step * 30` fits; saturate rather than trust that.
     let time = u64::try_from(step).unwrap_or(0).saturating_mul(STEP_SECS);
-    // `new_unchecked` so that a short secret produces a code instead of an error; `verify`
-    // refuses short secrets itself. Skew is unused: this module does its own window.
-    let mut totp = TOTP::new_unchecked(
-        Algorithm::SHA1,
-        DIGITS,
-        0,
-        STEP_SECS,
-        secret.to_vec(),
-        None,
-        String::new(),
-    );
-    let code = totp.generate(time);
-    totp.secret.zeroize();
-    code
+    // `build_noncompliant` so that a short secret produces a code instead of an error;
+    // `verify` refuses short secrets itself. Skew is unused: this module does its own window.
+    // totp-rs's `zeroize` feature wipes its copy of the secret when `totp` is dropped.
+    let totp: Totp = Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(DIGITS as u8)
+        .with_skew(0)
+        .with_step_duration(STEP_SECS)
+        .with_secret(secret)
+        .build_noncompliant();
+    totp.generate(time).to_string()
 }
 
 #[cfg(test)]
@@ -184,8 +178,15 @@ mod tests {
         (20000000000, "65353130", "77737706", "47863826"),
     ];
 
-    fn rfc_totp(algorithm: Algorithm, seed: &[u8]) -> TOTP {
-        TOTP::new(algorithm, 8, 1, 30, seed.to_vec(), None, String::new()).unwrap()
+    fn rfc_totp(algorithm: Algorithm, seed: &[u8]) -> Totp {
+        Builder::new()
+            .with_algorithm(algorithm)
+            .with_digits(8)
+            .with_skew(1)
+            .with_step_duration(30)
+            .with_secret(seed)
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -194,9 +195,17 @@ mod tests {
         let sha256 = rfc_totp(Algorithm::SHA256, SEED_SHA256);
         let sha512 = rfc_totp(Algorithm::SHA512, SEED_SHA512);
         for (time, want1, want256, want512) in RFC_VECTORS {
-            assert_eq!(sha1.generate(time), want1, "SHA1 at {time}");
-            assert_eq!(sha256.generate(time), want256, "SHA256 at {time}");
-            assert_eq!(sha512.generate(time), want512, "SHA512 at {time}");
+            assert_eq!(sha1.generate(time).to_string(), want1, "SHA1 at {time}");
+            assert_eq!(
+                sha256.generate(time).to_string(),
+                want256,
+                "SHA256 at {time}"
+            );
+            assert_eq!(
+                sha512.generate(time).to_string(),
+                want512,
+                "SHA512 at {time}"
+            );
         }
     }
 
@@ -364,12 +373,15 @@ mod tests {
             let uri = otpauth_uri(&secret, issuer, account);
             // `from_url_unchecked`: totp-rs's checked constructor refuses any colon, even one
             // that is correctly encoded.
-            let parsed = TOTP::from_url_unchecked(&uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
-            assert_eq!(parsed.issuer.as_deref(), Some(issuer), "{uri}");
-            assert_eq!(parsed.account_name, account, "{uri}");
-            assert_eq!(parsed.secret, secret);
-            assert_eq!((parsed.digits, parsed.step), (DIGITS, STEP_SECS));
-            assert_eq!(parsed.algorithm, Algorithm::SHA1);
+            let parsed = Totp::from_url_unchecked(&uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
+            assert_eq!(parsed.issuer(), Some(issuer), "{uri}");
+            assert_eq!(parsed.account_name(), account, "{uri}");
+            assert_eq!(parsed.secret().as_bytes(), secret.as_slice());
+            assert_eq!(
+                (usize::from(parsed.digits()), parsed.step()),
+                (DIGITS, STEP_SECS)
+            );
+            assert_eq!(parsed.algorithm(), Algorithm::SHA1);
         }
         // An issuer with a colon stays out of the label.
         let uri = otpauth_uri(&secret, "Acme: Prod", "carol@example.com");

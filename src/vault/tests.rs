@@ -474,3 +474,75 @@ fn keygen_values_pass_and_differ() {
     assert_ne!(password, password2);
     assert_ne!(salt, salt2);
 }
+
+/// Values sealed by the vault with aes-gcm 0.10 / pbkdf2 0.12 / hmac 0.12 under
+/// `PASSWORD`/`SALT` at full strength (owner, plaintext, sealed). Stores hold values like
+/// these: whatever the crypto crates become, they must keep opening.
+const SEALED_FIXTURES: [(&str, &str, &str); 4] = [
+    (
+        "datasource/pg-main/password",
+        SECRET,
+        "enc:v1:51ccdb07a40b75a0:6LEZoOby2WRNIvoWKYTh1AnM0zDOWyELlRNsxiYCVDb5VgB+RQXC7vg4+gFSrxSjotin0coi",
+    ),
+    (
+        "datasource/mysql.reports/password",
+        "s3cr3t with spaces & symbols !@#$%^&*()",
+        "enc:v1:51ccdb07a40b75a0:72G6fzsIu89nTI5ACQ7heKEaVUbnBH/m0y9h12krGtbQoFNhAuzHnILQc6hwipT50a/mQrf/d75ajb/9q7fOMcpyHw==",
+    ),
+    (
+        "datasource/api_1/token",
+        "",
+        "enc:v1:51ccdb07a40b75a0:qJnlL1QlqlCWi0oZO7vTwlcHRwKdS1K4DNMLng==",
+    ),
+    (
+        "user/0b7c2a6e-4f1d-4c3a-9a8e-5d2f1e0c9b7a/totp",
+        "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+        "enc:v1:51ccdb07a40b75a0:v3Rq1/LK8qSKFEEy5lW29HQBMJr2RSnjRdEIjMrYATIMDQbFXWv0UPxmIeFfr0RO272cbhwl9BYJSDL1",
+    ),
+];
+
+/// The same plaintext sealed for `datasource/pg-main/password` under `fast_key()`.
+const FAST_SEALED_FIXTURE: &str = "enc:v1:58ff28dba345da28:X3fxymT6qck5oIIDeZvvDVJsAvccC5s88y4pux0jE3x0aUra0mraUSfoDfRCChSENA1H5t1K";
+
+fn fixture_owner(name: &str) -> Owner {
+    match name.strip_prefix("user/") {
+        Some(rest) => {
+            let (id, field) = rest.split_once('/').unwrap();
+            Owner::user(id, field).unwrap()
+        }
+        None => Owner::parse(name).unwrap(),
+    }
+}
+
+#[test]
+fn values_sealed_by_earlier_versions_still_open() {
+    assert_eq!(key().key_id(), "51ccdb07a40b75a0");
+    assert_eq!(fast_key().key_id(), "58ff28dba345da28");
+    for (name, plaintext, sealed) in SEALED_FIXTURES {
+        let opened = key().open(&fixture_owner(name), sealed);
+        assert_eq!(opened.unwrap().expose(), plaintext, "{name}");
+    }
+    let opened = fast_key().open(&owner("pg-main", "password"), FAST_SEALED_FIXTURE);
+    assert_eq!(opened.unwrap().expose(), SECRET);
+}
+
+#[test]
+fn sealed_fixtures_stay_bound_to_their_owner() {
+    let (_, _, sealed) = SEALED_FIXTURES[0];
+    for other in [
+        "datasource/pg-main/username",
+        "datasource/pg-other/password",
+    ] {
+        let err = key().open(&fixture_owner(other), sealed).unwrap_err();
+        assert!(
+            matches!(err, VaultError::CannotOpen { .. }),
+            "{other}: {err}"
+        );
+    }
+    // One flipped ciphertext bit (the last byte is inside the tag).
+    let mut body = body_bytes(sealed);
+    *body.last_mut().unwrap() ^= 1;
+    let tampered = format!("enc:v1:51ccdb07a40b75a0:{}", STANDARD.encode(body));
+    let err = key().open(&fixture_owner(SEALED_FIXTURES[0].0), &tampered);
+    assert!(matches!(err, Err(VaultError::CannotOpen { .. })));
+}
