@@ -7,6 +7,7 @@
 //! Pure: no IO, no clock, no secrets; imports only the bottom layer and `policy`'s
 //! compilers. Caller input never becomes SQL text here.
 
+pub mod binding;
 pub mod compile;
 pub mod http_template;
 pub mod params;

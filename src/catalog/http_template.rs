@@ -40,7 +40,7 @@ use chrono::SecondsFormat;
 use http::{HeaderName, HeaderValue, Method};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use crate::catalog::template::{
+use crate::catalog::binding::{
     BindValues, BindingSource, RenderError, UserField, parse_binding_path, path_of,
 };
 use crate::spec::{HttpBodySpec, HttpRequestSpec, ParamSpec, ParamType, ScalarType};
