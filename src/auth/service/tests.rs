@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::auth::Role;
 use crate::clock::{ManualClock, SharedClock};
 use crate::policy::rate_limit::MemoryLimiter;
 use crate::store::SqliteStore;

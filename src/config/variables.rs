@@ -1,0 +1,263 @@
+//! The table of every variable Sluice reads ([`VARIABLES`]: name, default, description),
+//! the names the parsers use, each variable's documented default, and the check for
+//! unknown `SLUICE_*` names.
+//!
+//! Owns the names and defaults, the source for `docker.env.example` and the configuration
+//! reference (a unit test keeps the two in step). Must never read the environment or hold a
+//! value: it is a table, and a default is never a secret.
+
+/// Every variable Sluice reads: `(name, default, description)`. An empty default means
+/// "unset". `docker.env.example` lists each of them (a unit test keeps the two in step).
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    (
+        LISTEN,
+        "0.0.0.0:8080",
+        "Address and port the HTTP server listens on, e.g. 0.0.0.0:8080 or [::]:8080.",
+    ),
+    (
+        PUBLIC_URL,
+        "",
+        "External base URL of this instance (http:// or https://), e.g. for links and redirects; optional.",
+    ),
+    (
+        ENCRYPTION_PASSWORD,
+        "",
+        "Password for the instance key that seals datasource secrets; required, at least 32 characters; generate with `sluice keygen`.",
+    ),
+    (
+        ENCRYPTION_SALT,
+        "",
+        "Salt for the instance key; required, at least 16 characters; generate with `sluice keygen`.",
+    ),
+    (
+        DATA_DIR,
+        "./sluice-data",
+        "Directory for Sluice's own state (the metadata database by default).",
+    ),
+    (
+        METADATA_DB,
+        "",
+        "Path of the SQLite metadata database; empty means <SLUICE_DATA_DIR>/sluice.db.",
+    ),
+    (LOG_FORMAT, "text", "Log format: text or json."),
+    (
+        LOG_LEVEL,
+        "info",
+        "Minimum log level: error, warn, info, debug or trace.",
+    ),
+    (
+        MAX_BODY_BYTES,
+        "65536",
+        "Largest request body accepted, in bytes (at least 1024); larger bodies get 413.",
+    ),
+    (
+        HEADER_READ_TIMEOUT_MS,
+        "10000",
+        "Time a client has to send the request headers, in milliseconds; also how long an idle keep-alive connection stays open.",
+    ),
+    (
+        QUERY_TIMEOUT_MS,
+        "30000",
+        "Default longest time a query may run, in milliseconds.",
+    ),
+    (
+        MAX_ROWS,
+        "10000",
+        "Default largest number of rows a query may return.",
+    ),
+    (
+        SHUTDOWN_GRACE_SECS,
+        "30",
+        "On shutdown, how long in-flight queries may take to finish, in seconds.",
+    ),
+    (
+        POOL_SIZE,
+        "16",
+        "Default number of connections in each datasource's pool.",
+    ),
+    (
+        ADMIN_TOKEN,
+        "",
+        "Bearer token for automation on the admin API (/v1/admin/...), at least 32 characters; empty: only admin sessions (with MFA) may use it.",
+    ),
+    (
+        TLS_CERT_FILE,
+        "",
+        "PEM certificate chain to serve HTTPS with (re-read on SIGHUP); empty: plain HTTP (terminate TLS in front of Sluice).",
+    ),
+    (
+        TLS_KEY_FILE,
+        "",
+        "PEM private key for SLUICE_TLS_CERT_FILE; required with it.",
+    ),
+    (
+        TRUSTED_PROXIES,
+        "",
+        "Reverse proxies whose X-Forwarded-For / Forwarded headers are believed (CIDRs or addresses, comma-separated); empty: the client address is always the socket peer.",
+    ),
+    (
+        ADMIN_ALLOWED_IPS,
+        "",
+        "Client networks allowed to use the admin API (CIDRs or addresses, comma-separated); empty: any.",
+    ),
+    (
+        RATE_LIMIT_PER_IP,
+        "1200/minute",
+        "Requests per client IP on every endpoint, as N/second, N/minute, N/hour or off (apps and queries may set their own).",
+    ),
+    (
+        RATE_LIMIT_PER_USER,
+        "600/minute",
+        "Query runs per signed-in user, as N/second, N/minute, N/hour or off (apps and queries may set their own).",
+    ),
+    (
+        RATE_LIMIT_PER_KEY,
+        "1200/minute",
+        "Query runs per API key, as N/second, N/minute, N/hour or off (apps and queries may set their own).",
+    ),
+    (
+        QUERY_MAX_CONCURRENCY,
+        "0",
+        "Default cap on runs of one query at once per process (more get 429); 0: no cap (apps and queries may set their own).",
+    ),
+    (
+        SIGNUP_ENABLED,
+        "false",
+        "Whether people may create their own accounts (true or false); off by default, accounts are then made by admins.",
+    ),
+    (
+        SIGNUP_ALLOWED_DOMAINS,
+        "",
+        "Email domains self-signup is limited to (comma-separated, e.g. example.com); empty: any domain. Checked on the address the verification mail goes to.",
+    ),
+    (
+        PASSWORD_MIN_LENGTH,
+        "12",
+        "Shortest password accepted, in characters (8 to 64).",
+    ),
+    (
+        SESSION_IDLE_TIMEOUT_SECS,
+        "28800",
+        "A session ends after this many seconds without a request (sliding); default 8 hours.",
+    ),
+    (
+        SESSION_ABSOLUTE_TIMEOUT_SECS,
+        "604800",
+        "A session ends this many seconds after sign-in, whatever its use; default 7 days.",
+    ),
+    (
+        COOKIE_SAMESITE,
+        "lax",
+        "SameSite attribute of the session cookie: lax, strict or none (none is for cross-site apps and forces Secure).",
+    ),
+    (
+        LOCKOUT_THRESHOLD,
+        "5",
+        "Consecutive failed passwords that lock an account.",
+    ),
+    (
+        LOCKOUT_SECS,
+        "86400",
+        "How long a locked account stays locked, in seconds (a completed password reset unlocks it sooner).",
+    ),
+    (
+        AUTH_RATE_PER_MINUTE,
+        "10",
+        "Login, signup and password-reset requests allowed per client IP per minute (bursts up to the same number).",
+    ),
+    (
+        FRESH_AUTH_SECS,
+        "300",
+        "Sensitive actions need a password (and MFA) check within this many seconds.",
+    ),
+    (
+        RESET_TOKEN_TTL_SECS,
+        "3600",
+        "How long password-reset, signup and email-change links stay valid, in seconds.",
+    ),
+    (
+        SMTP_URL,
+        "",
+        "Outgoing mail server, e.g. smtps://user:password@smtp.example.com or smtp://127.0.0.1:25; empty: no mail (password reset and signup are then off).",
+    ),
+    (
+        MAIL_FROM,
+        "",
+        "Sender address of Sluice's mail, e.g. Sluice <sluice@example.com>; required with SLUICE_SMTP_URL.",
+    ),
+    (
+        EGRESS_ALLOW,
+        "",
+        "Non-public networks every datasource may reach (CIDRs or addresses, comma-separated), e.g. 10.20.0.0/16; empty: only public addresses, plus each datasource's own egress_allow.",
+    ),
+    (
+        EGRESS_BIND,
+        "",
+        "Local source addresses outbound connections leave from (comma-separated, at most one IPv4 and one IPv6), for DBA allowlists; empty: chosen by the OS.",
+    ),
+    (
+        EGRESS_PUBLIC_IPS,
+        "",
+        "The public addresses this instance's traffic appears from after NAT (comma-separated), listed by `sluice egress` for DBAs; informational.",
+    ),
+];
+
+pub(super) const LISTEN: &str = "SLUICE_LISTEN";
+pub(super) const PUBLIC_URL: &str = "SLUICE_PUBLIC_URL";
+pub(super) const ENCRYPTION_PASSWORD: &str = "SLUICE_ENCRYPTION_PASSWORD";
+pub(super) const ENCRYPTION_SALT: &str = "SLUICE_ENCRYPTION_SALT";
+pub(super) const DATA_DIR: &str = "SLUICE_DATA_DIR";
+pub(super) const METADATA_DB: &str = "SLUICE_METADATA_DB";
+pub(super) const LOG_FORMAT: &str = "SLUICE_LOG_FORMAT";
+pub(super) const LOG_LEVEL: &str = "SLUICE_LOG_LEVEL";
+pub(super) const MAX_BODY_BYTES: &str = "SLUICE_MAX_BODY_BYTES";
+pub(super) const HEADER_READ_TIMEOUT_MS: &str = "SLUICE_HEADER_READ_TIMEOUT_MS";
+pub(super) const QUERY_TIMEOUT_MS: &str = "SLUICE_QUERY_TIMEOUT_MS";
+pub(super) const MAX_ROWS: &str = "SLUICE_MAX_ROWS";
+pub(super) const SHUTDOWN_GRACE_SECS: &str = "SLUICE_SHUTDOWN_GRACE_SECS";
+pub(super) const POOL_SIZE: &str = "SLUICE_POOL_SIZE";
+pub(super) const ADMIN_TOKEN: &str = "SLUICE_ADMIN_TOKEN";
+pub(super) const TLS_CERT_FILE: &str = "SLUICE_TLS_CERT_FILE";
+pub(super) const TLS_KEY_FILE: &str = "SLUICE_TLS_KEY_FILE";
+pub(super) const TRUSTED_PROXIES: &str = "SLUICE_TRUSTED_PROXIES";
+pub(super) const ADMIN_ALLOWED_IPS: &str = "SLUICE_ADMIN_ALLOWED_IPS";
+pub(super) const RATE_LIMIT_PER_IP: &str = "SLUICE_RATE_LIMIT_PER_IP";
+pub(super) const RATE_LIMIT_PER_USER: &str = "SLUICE_RATE_LIMIT_PER_USER";
+pub(super) const RATE_LIMIT_PER_KEY: &str = "SLUICE_RATE_LIMIT_PER_KEY";
+pub(super) const QUERY_MAX_CONCURRENCY: &str = "SLUICE_QUERY_MAX_CONCURRENCY";
+pub(super) const SIGNUP_ENABLED: &str = "SLUICE_SIGNUP_ENABLED";
+pub(super) const SIGNUP_ALLOWED_DOMAINS: &str = "SLUICE_SIGNUP_ALLOWED_DOMAINS";
+pub(super) const PASSWORD_MIN_LENGTH: &str = "SLUICE_PASSWORD_MIN_LENGTH";
+pub(super) const SESSION_IDLE_TIMEOUT_SECS: &str = "SLUICE_SESSION_IDLE_TIMEOUT_SECS";
+pub(super) const SESSION_ABSOLUTE_TIMEOUT_SECS: &str = "SLUICE_SESSION_ABSOLUTE_TIMEOUT_SECS";
+pub(super) const COOKIE_SAMESITE: &str = "SLUICE_COOKIE_SAMESITE";
+pub(super) const LOCKOUT_THRESHOLD: &str = "SLUICE_LOCKOUT_THRESHOLD";
+pub(super) const LOCKOUT_SECS: &str = "SLUICE_LOCKOUT_SECS";
+pub(super) const AUTH_RATE_PER_MINUTE: &str = "SLUICE_AUTH_RATE_PER_MINUTE";
+pub(super) const FRESH_AUTH_SECS: &str = "SLUICE_FRESH_AUTH_SECS";
+pub(super) const RESET_TOKEN_TTL_SECS: &str = "SLUICE_RESET_TOKEN_TTL_SECS";
+pub(super) const SMTP_URL: &str = "SLUICE_SMTP_URL";
+pub(super) const MAIL_FROM: &str = "SLUICE_MAIL_FROM";
+pub(super) const EGRESS_ALLOW: &str = "SLUICE_EGRESS_ALLOW";
+pub(super) const EGRESS_BIND: &str = "SLUICE_EGRESS_BIND";
+pub(super) const EGRESS_PUBLIC_IPS: &str = "SLUICE_EGRESS_PUBLIC_IPS";
+
+/// Names among `names` that look like Sluice variables (`SLUICE_` prefix) but are not in
+/// [`VARIABLES`], so `main` can warn about a typo such as `SLUICE_MAX_ROW`.
+pub fn unknown_variables<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter(|name| name.starts_with("SLUICE_"))
+        .filter(|name| !VARIABLES.iter().any(|(known, _, _)| known == name))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The documented default of a variable. Every variable read has one (possibly empty).
+pub(super) fn default_of(var: &str) -> &'static str {
+    VARIABLES
+        .iter()
+        .find(|(name, _, _)| *name == var)
+        .map(|(_, default, _)| *default)
+        .expect("every variable read is listed in VARIABLES")
+}

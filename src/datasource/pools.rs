@@ -1,0 +1,140 @@
+//! The pools of a catalog: [`Pools`] (one [`Datasource`] per name, built with its secrets
+//! opened once), the instance-wide [`PoolDefaults`], a datasource's egress policy, and
+//! whether a host is this machine.
+//!
+//! Owns when secrets are opened (once, at build). Must never keep a sealed secret's
+//! plaintext beyond handing it to the driver, never log one, and never connect here:
+//! connections open lazily, on first use, through the egress guard.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Datasource, PoolError, http, mysql, postgres, sqlite};
+use crate::egress;
+use crate::spec::{CatalogSpec, DatasourceSpec};
+use crate::vault::{InstanceKey, Owner, SecretString};
+
+/// Instance-wide settings that apply where a datasource spec says nothing.
+#[derive(Debug, Clone)]
+pub struct PoolDefaults {
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    /// Non-public networks every datasource may reach (`SLUICE_EGRESS_ALLOW`).
+    pub egress_allow: Vec<ipnet::IpNet>,
+    /// Source addresses of outbound connections (`SLUICE_EGRESS_BIND`).
+    pub egress_bind: Vec<std::net::IpAddr>,
+}
+
+impl Default for PoolDefaults {
+    fn default() -> Self {
+        PoolDefaults {
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(10),
+            egress_allow: Vec::new(),
+            egress_bind: Vec::new(),
+        }
+    }
+}
+
+/// The egress policy of one datasource: the instance allow list plus its own.
+pub(crate) fn egress_policy(
+    name: &str,
+    datasource_allow: &[String],
+    defaults: &PoolDefaults,
+) -> Result<egress::EgressPolicy, PoolError> {
+    let own = egress::parse_cidrs(datasource_allow.iter().map(String::as_str)).map_err(|e| {
+        PoolError::Config {
+            datasource: name.to_string(),
+            message: format!("egress_allow: {e}"),
+        }
+    })?;
+    Ok(egress::EgressPolicy::new(&defaults.egress_allow, &own))
+}
+
+/// All datasources of a catalog, keyed by name, with secrets opened once here.
+#[derive(Default, Clone)]
+pub struct Pools {
+    by_name: HashMap<String, Arc<Datasource>>,
+}
+
+impl Pools {
+    /// Builds a pool per datasource. Connections open lazily, on first use.
+    pub fn build(
+        catalog: &CatalogSpec,
+        key: &InstanceKey,
+        defaults: &PoolDefaults,
+    ) -> Result<Pools, PoolError> {
+        let mut by_name = HashMap::new();
+        for (name, spec) in &catalog.datasources {
+            let source = match spec {
+                DatasourceSpec::Postgres(net) => {
+                    let password = open_secret(key, name, "password", net.password.as_deref())?;
+                    Datasource::Postgres(postgres::PostgresSource::new(
+                        name, net, password, defaults,
+                    )?)
+                }
+                DatasourceSpec::Mysql(net) => {
+                    let password = open_secret(key, name, "password", net.password.as_deref())?;
+                    Datasource::MySql(mysql::MySqlSource::new(name, net, password, defaults)?)
+                }
+                DatasourceSpec::Sqlite(lite) => {
+                    Datasource::Sqlite(sqlite::SqliteSource::new(name, lite, defaults)?)
+                }
+                DatasourceSpec::Http(http_spec) => {
+                    let mut secret = None;
+                    for (field, sealed) in spec.secret_fields() {
+                        secret = open_secret(key, name, field, sealed)?;
+                    }
+                    Datasource::Http(http::HttpSource::new(name, http_spec, secret, defaults)?)
+                }
+            };
+            by_name.insert(name.clone(), Arc::new(source));
+        }
+        Ok(Pools { by_name })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Datasource>> {
+        self.by_name.get(name)
+    }
+
+    pub fn close_all(&self) {
+        for source in self.by_name.values() {
+            source.close();
+        }
+    }
+}
+
+fn open_secret(
+    key: &InstanceKey,
+    datasource: &str,
+    field: &'static str,
+    sealed: Option<&str>,
+) -> Result<Option<SecretString>, PoolError> {
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
+    let secret_error = |cause| PoolError::Secret {
+        datasource: datasource.to_string(),
+        field,
+        cause,
+    };
+    let owner = Owner::datasource(datasource, field).map_err(secret_error)?;
+    key.open(&owner, sealed).map(Some).map_err(secret_error)
+}
+
+/// Whether `host` names this machine (TLS is then off by default). Every spelling of a
+/// loopback address counts (`127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`), read the way the
+/// egress guard reads it.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    match egress::parse_host(host) {
+        Ok(egress::HostSpec::Name(name)) => name == "localhost",
+        Ok(egress::HostSpec::Ip(ip)) => match ip {
+            std::net::IpAddr::V4(v4) => v4.is_loopback(),
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        },
+        Err(_) => false,
+    }
+}

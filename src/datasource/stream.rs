@@ -1,0 +1,402 @@
+//! The stream of one execution: [`Frame`]s of rows already encoded as JSON, the
+//! [`Execution`] that hands them out, the `Producer` a driver writes to, and the inline
+//! `Driver` that polls a PostgreSQL producer on the request's own task.
+//!
+//! Owns how rows travel from a driver to the response, and how much is buffered on the way
+//! (at most [`FRAME_QUEUE`] frames of about [`FRAME_BYTES`]). Must never drop an unfinished
+//! producer while a runtime can still run it (its timeout and cancel logic must run), and
+//! never let a panic in a producer reach the request's task.
+//!
+//! # Who drives a producer
+//!
+//! A *producer* runs the statement and writes to a `Producer`: the columns (or an error) on
+//! a oneshot, then [`Frame`]s on a bounded channel. MySQL and SQLite producers run on their
+//! own task (or blocking thread) from the start. The PostgreSQL producer is a plain future
+//! that the request's own task drives *inline* (`Driver`):
+//! [`Datasource::execute`](super::Datasource::execute) polls it while waiting for the
+//! columns, and [`Execution::next_frame`] polls it while waiting for a frame. A point query,
+//! whose rows all fit the first frame, thus costs no task spawn and no cross-task wake-up;
+//! the channels stay, so the code that reads frames is the same for every datasource.
+//!
+//! Once a result outgrows its first frame the response streams, and the body is polled by
+//! the connection, at the pace of the client. Before that, the response calls
+//! [`Execution::spawn_producer`] so the rest of the result is produced on its own task, in
+//! parallel with the writes, exactly as every producer used to run.
+//!
+//! If the request is dropped while its producer is still inline (the client went away), the
+//! producer is not dropped with it: `Driver`'s `Drop` spawns it to finish alone. Dropping it
+//! mid-query would return the connection to the pool with the statement still running on the
+//! server, and skip the producer's own timeout handling, which cancels the statement and
+//! discards the connection. Finishing alone, it sees the closed channels and stops at its next
+//! send, or at its timeout, as a spawned producer always did.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::DatasourceError;
+
+/// How many encoded bytes a producer gathers before handing a frame to the response.
+pub const FRAME_BYTES: usize = 32 * 1024;
+/// Frames buffered between a producer and the response body; bounds memory per request.
+pub(crate) const FRAME_QUEUE: usize = 4;
+
+/// A result column: its name and the database's name for its type.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+/// The `columns` member of a result, already JSON: `[{"name": ..., "type": ...}, ...]`.
+/// PostgreSQL serialises it once per prepared statement and connection; MySQL and SQLite once
+/// per execution.
+pub(crate) fn columns_json(columns: &[ColumnInfo]) -> Bytes {
+    serde_json::to_vec(columns)
+        .expect("column names and types serialise")
+        .into()
+}
+
+/// Limits for one execution.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecOptions {
+    /// The whole execution (connect, run, stream) must finish within this.
+    pub timeout: Duration,
+    /// Stop after this many rows and report the result as truncated.
+    pub max_rows: u64,
+}
+
+/// A piece of a running result.
+#[derive(Debug)]
+pub enum Frame {
+    /// Rows encoded as JSON arrays separated by commas. Every frame after the first row
+    /// starts with a comma, so frames concatenate into the body of a JSON array.
+    Rows(Bytes),
+    /// The statement finished.
+    Done(Summary),
+    /// The statement failed after rows had started.
+    Failed(DatasourceError),
+}
+
+/// How a finished statement ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub row_count: u64,
+    /// Rows changed, for statements that return no columns.
+    pub rows_affected: Option<u64>,
+    /// The `max_rows` cap cut the result short.
+    pub truncated: bool,
+}
+
+/// A started statement: columns are known, rows follow as frames ([`Execution::next_frame`]).
+#[derive(Debug)]
+pub struct Execution {
+    /// The result's columns as a JSON array (see [`ColumnInfo`]).
+    pub columns_json: Bytes,
+    pub(super) frames: mpsc::Receiver<Frame>,
+    /// The producer, while this execution still drives it inline (PostgreSQL).
+    pub(super) driver: Driver,
+}
+
+impl Execution {
+    /// The next frame; `None` when the producer ended without a last frame. While the
+    /// producer is inline it is polled too (after the channel, so a waiting frame is taken
+    /// first): the frames it sends are the ones this waits for.
+    pub async fn next_frame(&mut self) -> Option<Frame> {
+        self.driver.drive_while(self.frames.recv()).await
+    }
+
+    /// Hands an inline producer to its own task, to produce the rest of a result that
+    /// streams. Does nothing for a producer that already runs on its own or has finished.
+    pub fn spawn_producer(&mut self) {
+        if let Some(producer) = self.driver.producer.take() {
+            tokio::spawn(producer);
+        }
+    }
+}
+
+/// A producer future that the caller's task drives, not yet spawned.
+pub(crate) type ProducerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Boxes `producer` to be driven inline. A panic in it ends the producer only, as it did
+/// when every producer had its own task: its senders drop, and the request answers
+/// `producer_vanished` instead of losing its connection task to the panic.
+pub(crate) fn inline_producer(
+    producer: impl Future<Output = ()> + Send + 'static,
+) -> ProducerFuture {
+    use futures_util::FutureExt;
+    Box::pin(
+        std::panic::AssertUnwindSafe(producer)
+            .catch_unwind()
+            .map(|_| ()),
+    )
+}
+
+/// The producer of an execution while the request's task drives it inline; empty once it
+/// finished, once it was spawned, and for producers that run on their own (MySQL, SQLite).
+///
+/// Dropped while the producer is unfinished (the request went away), it spawns the producer
+/// to finish alone rather than dropping it mid-query (see the module docs). Without a
+/// runtime to spawn on (it is shutting down), the producer is dropped.
+pub(crate) struct Driver {
+    producer: Option<ProducerFuture>,
+}
+
+impl Driver {
+    pub(super) fn inline(producer: ProducerFuture) -> Driver {
+        Driver {
+            producer: Some(producer),
+        }
+    }
+
+    pub(super) fn none() -> Driver {
+        Driver { producer: None }
+    }
+
+    /// Awaits `wait`, polling the inline producer too until it finishes. `wait` is polled
+    /// first (`biased`), so it completes as soon as it can.
+    pub(super) async fn drive_while<F: Future>(&mut self, wait: F) -> F::Output {
+        let Some(producer) = self.producer.as_mut() else {
+            return wait.await;
+        };
+        tokio::pin!(wait);
+        tokio::select! {
+            biased;
+            output = &mut wait => return output,
+            () = producer => {}
+        }
+        // Finished: what it sent is buffered in the channels.
+        self.producer = None;
+        wait.await
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(producer) = self.producer.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(producer);
+        }
+    }
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("inline", &self.producer.is_some())
+            .finish()
+    }
+}
+
+/// The sending half a driver task writes to: first the columns (or an error), then frames.
+pub(crate) struct Producer {
+    pub(super) started: Option<oneshot::Sender<Result<Bytes, DatasourceError>>>,
+    pub(super) frames: mpsc::Sender<Frame>,
+}
+
+impl Producer {
+    /// Reports the columns (as [`columns_json`] makes them); false when the caller has gone
+    /// away.
+    pub(crate) fn start(&mut self, columns_json: Bytes) -> bool {
+        match self.started.take() {
+            Some(tx) => tx.send(Ok(columns_json)).is_ok(),
+            None => true,
+        }
+    }
+
+    /// Ends the execution with an error, before or after rows started.
+    pub(crate) async fn fail(mut self, error: DatasourceError) {
+        match self.started.take() {
+            Some(tx) => {
+                let _ = tx.send(Err(error));
+            }
+            None => {
+                let _ = self.frames.send(Frame::Failed(error)).await;
+            }
+        }
+    }
+
+    /// The blocking-thread twin of [`Producer::fail`] (SQLite runs on blocking threads).
+    pub(crate) fn fail_blocking(mut self, error: DatasourceError) {
+        match self.started.take() {
+            Some(tx) => {
+                let _ = tx.send(Err(error));
+            }
+            None => {
+                let _ = self.frames.blocking_send(Frame::Failed(error));
+            }
+        }
+    }
+
+    pub(crate) fn frames(&self) -> &mpsc::Sender<Frame> {
+        &self.frames
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// An execution whose producer is `producer`, driven inline, with its frame sender.
+    fn inline_execution(make: impl FnOnce(mpsc::Sender<Frame>) -> ProducerFuture) -> Execution {
+        let (frames_tx, frames_rx) = mpsc::channel(FRAME_QUEUE);
+        Execution {
+            columns_json: Bytes::from_static(b"[]"),
+            frames: frames_rx,
+            driver: Driver::inline(make(frames_tx)),
+        }
+    }
+
+    fn rows(text: &'static str) -> Frame {
+        Frame::Rows(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// Runs `body` as a spawned task, so that task ids can be compared.
+    async fn in_task<F: Future<Output = ()> + Send + 'static>(body: F) {
+        tokio::spawn(body).await.expect("test task");
+    }
+
+    #[tokio::test]
+    async fn next_frame_drives_an_inline_producer_on_the_callers_task() {
+        in_task(async {
+            let ran_on = Arc::new(Mutex::new(None));
+            let seen = ran_on.clone();
+            let mut execution = inline_execution(move |frames| {
+                Box::pin(async move {
+                    *seen.lock().unwrap() = tokio::task::try_id();
+                    // A yield between frames, as when rows arrive in several reads.
+                    let _ = frames.send(rows("[1]")).await;
+                    tokio::task::yield_now().await;
+                    let _ = frames.send(Frame::Done(Summary::default())).await;
+                })
+            });
+            assert!(
+                matches!(execution.next_frame().await, Some(Frame::Rows(b)) if &b[..] == b"[1]")
+            );
+            assert!(matches!(execution.next_frame().await, Some(Frame::Done(_))));
+            assert!(execution.next_frame().await.is_none());
+            assert!(execution.driver.producer.is_none(), "the producer finished");
+            assert_eq!(*ran_on.lock().unwrap(), Some(tokio::task::id()));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn frames_buffered_by_a_finished_producer_are_still_delivered() {
+        let mut execution = inline_execution(|frames| {
+            Box::pin(async move {
+                let _ = frames.send(rows("[1]")).await;
+                let _ = frames.send(rows(",[2]")).await;
+                let _ = frames.send(Frame::Done(Summary::default())).await;
+            })
+        });
+        assert!(matches!(execution.next_frame().await, Some(Frame::Rows(b)) if &b[..] == b"[1]"));
+        assert!(execution.driver.producer.is_none());
+        assert!(matches!(execution.next_frame().await, Some(Frame::Rows(b)) if &b[..] == b",[2]"));
+        assert!(matches!(execution.next_frame().await, Some(Frame::Done(_))));
+        assert!(execution.next_frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_inline_producer_ends_the_frames_not_the_caller() {
+        let mut execution = inline_execution(|frames| {
+            inline_producer(async move {
+                let _frames = frames;
+                panic!("producer bug");
+            })
+        });
+        assert!(execution.next_frame().await.is_none());
+        assert!(execution.driver.producer.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_spawned_producer_runs_on_its_own_task() {
+        in_task(async {
+            let (ran_on_tx, ran_on_rx) = oneshot::channel();
+            let mut execution = inline_execution(move |frames| {
+                Box::pin(async move {
+                    let _ = ran_on_tx.send(tokio::task::try_id());
+                    let _ = frames.send(Frame::Done(Summary::default())).await;
+                })
+            });
+            execution.spawn_producer();
+            assert!(execution.driver.producer.is_none());
+            assert!(matches!(execution.next_frame().await, Some(Frame::Done(_))));
+            let ran_on = ran_on_rx.await.expect("the producer ran");
+            assert!(ran_on.is_some());
+            assert_ne!(ran_on, Some(tokio::task::id()));
+        })
+        .await;
+    }
+
+    /// The client went away mid-query: the producer must still run to its end (its timeout
+    /// and cancel logic, its connection hand-back), not be dropped half-way.
+    #[tokio::test]
+    async fn a_dropped_execution_lets_its_unfinished_producer_finish() {
+        let (finished_tx, finished_rx) = oneshot::channel();
+        let mut execution = inline_execution(move |frames| {
+            Box::pin(async move {
+                let _ = frames.send(rows("[1]")).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                // The receiver is gone by now: the send fails, the producer goes on.
+                let _ = frames.send(Frame::Done(Summary::default())).await;
+                let _ = finished_tx.send(());
+            })
+        });
+        assert!(execution.next_frame().await.is_some());
+        assert!(execution.driver.producer.is_some(), "still inline, asleep");
+        drop(execution);
+        tokio::time::timeout(Duration::from_secs(5), finished_rx)
+            .await
+            .expect("the producer finished in time")
+            .expect("the producer ran to its end instead of being dropped");
+    }
+
+    /// The same while the columns are awaited: dropping `execute`'s future mid-way spawns
+    /// the producer too.
+    #[tokio::test]
+    async fn a_dropped_wait_for_columns_lets_the_producer_finish() {
+        let (finished_tx, finished_rx) = oneshot::channel();
+        let (_started_tx, started_rx) = oneshot::channel::<()>();
+        let mut driver = Driver::inline(Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = finished_tx.send(());
+        }));
+        let waited =
+            tokio::time::timeout(Duration::from_millis(10), driver.drive_while(started_rx)).await;
+        assert!(waited.is_err(), "nothing was started");
+        drop(driver);
+        tokio::time::timeout(Duration::from_secs(5), finished_rx)
+            .await
+            .expect("the producer finished in time")
+            .expect("the producer ran to its end instead of being dropped");
+    }
+
+    /// Outside a runtime (shutdown) there is nowhere to spawn: the producer is dropped, and
+    /// nothing panics.
+    #[test]
+    fn without_a_runtime_an_unfinished_producer_is_dropped() {
+        struct Flag(Arc<Mutex<bool>>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                *self.0.lock().unwrap() = true;
+            }
+        }
+        let dropped = Arc::new(Mutex::new(false));
+        let flag = Flag(dropped.clone());
+        let driver = Driver::inline(Box::pin(async move {
+            let _flag = flag;
+            std::future::pending::<()>().await;
+        }));
+        drop(driver);
+        assert!(*dropped.lock().unwrap());
+    }
+}
