@@ -1,6 +1,8 @@
-//! Datasources: connection pools and query execution for PostgreSQL, MySQL/MariaDB and SQLite.
+//! Datasources: connection pools and query execution for PostgreSQL, MySQL/MariaDB, SQLite
+//! and HTTP APIs.
 //!
-//! This is the only module that opens connections to databases. It knows nothing about HTTP:
+//! This is the only module that talks to databases and upstream APIs, over connections the
+//! egress guard opened. It knows nothing about HTTP:
 //! it takes a rendered statement (fixed SQL text plus positional arguments) and produces an
 //! [`Execution`]: the result columns, then a stream of [`Frame`]s carrying rows already encoded
 //! as JSON arrays. Secrets arrive already opened by the vault, held in
