@@ -34,6 +34,9 @@
 //! `BENCH_WARMUP_SECONDS` (3), `BENCH_POOL_SIZE` (= concurrency), `BENCH_ROWS` (100000),
 //! `BENCH_STREAM_ROWS` (1000000), `BENCH_MANY_CLIENTS` (256), `BENCH_MANY_SECONDS` (5),
 //! `BENCH_LOG_LEVEL` (warn). See docs/PERFORMANCE.md for figures and caveats.
+//!
+//! `BENCH_MODE=callgrind` runs the callgrind mode instead (benches/load/callgrind.rs):
+//! instructions per point query of Sluice and of the bare relay, counted by valgrind.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -50,6 +53,8 @@ use rand::{RngExt, SeedableRng};
 use sluice::vault::{self, InstanceKey, Owner};
 use tokio_postgres::types::{FromSql, Type};
 
+#[path = "load/callgrind.rs"]
+mod callgrind;
 #[path = "load/relay.rs"]
 mod relay;
 
@@ -75,12 +80,20 @@ const TARGET_IDLE_MIB: f64 = 30.0;
 const TARGET_MANY_MIB: f64 = 64.0;
 
 fn main() -> anyhow::Result<()> {
+    // The relay's own process in callgrind mode (this program, started again under valgrind).
+    if let Ok(pool_size) = std::env::var(callgrind::RELAY_SERVE_ENV) {
+        return callgrind::relay_child(&pool_size);
+    }
     let settings = Settings::from_env()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(run(settings))
+    match std::env::var("BENCH_MODE").as_deref() {
+        Err(_) | Ok("" | "load") => runtime.block_on(run(settings)),
+        Ok("callgrind") => runtime.block_on(callgrind::run(settings)),
+        Ok(other) => bail!("BENCH_MODE must be `load` (the default) or `callgrind`, not `{other}`"),
+    }
 }
 
 /// Benchmark settings, from `BENCH_*` environment variables.
@@ -366,6 +379,17 @@ struct Sluice {
 
 impl Sluice {
     async fn start(binary: &Path, directory: &Path, settings: &Settings) -> anyhow::Result<Sluice> {
+        Sluice::start_wrapped(binary, directory, settings, &[]).await
+    }
+
+    /// [`Sluice::start`], with `sluice serve` run under `wrapper` (a program and its
+    /// arguments, e.g. valgrind; empty: none). `sluice catalog apply` always runs bare.
+    async fn start_wrapped(
+        binary: &Path,
+        directory: &Path,
+        settings: &Settings,
+        wrapper: &[String],
+    ) -> anyhow::Result<Sluice> {
         let (password, salt) = vault::keygen();
         let key = InstanceKey::derive(&password, &salt).context("deriving the instance key")?;
         let sealed = key.seal(
@@ -419,8 +443,15 @@ apps:
             // One load generator on one address: the per-IP limit would measure itself.
             ("SLUICE_RATE_LIMIT_PER_IP", "off".into()),
         ];
-        let command = |args: &[&str]| {
-            let mut command = std::process::Command::new(binary);
+        let command = |wrapper: &[String], args: &[&str]| {
+            let mut command = match wrapper.split_first() {
+                Some((program, rest)) => {
+                    let mut command = std::process::Command::new(program);
+                    command.args(rest).arg(binary);
+                    command
+                }
+                None => std::process::Command::new(binary),
+            };
             command.args(args);
             for (name, _) in std::env::vars() {
                 if name.starts_with("SLUICE_") {
@@ -430,9 +461,12 @@ apps:
             command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
             command
         };
-        let applied = command(&["catalog", "apply", &catalog_path.display().to_string()])
-            .output()
-            .context("running `sluice catalog apply`")?;
+        let applied = command(
+            &[],
+            &["catalog", "apply", &catalog_path.display().to_string()],
+        )
+        .output()
+        .context("running `sluice catalog apply`")?;
         if !applied.status.success() {
             bail!(
                 "`sluice catalog apply` failed: {}",
@@ -441,7 +475,7 @@ apps:
         }
         let log_path = directory.join("sluice.log");
         let log = std::fs::File::create(&log_path)?;
-        let child = command(&["serve"])
+        let child = command(wrapper, &["serve"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -453,7 +487,9 @@ apps:
             base_url: format!("http://127.0.0.1:{port}"),
         };
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Under valgrind start-up (the instance key derivation) is many times slower.
+        let ready_within = if wrapper.is_empty() { 30 } else { 300 };
+        let deadline = Instant::now() + Duration::from_secs(ready_within);
         loop {
             if let Some(status) = sluice.child.try_wait()? {
                 bail!(
@@ -467,7 +503,7 @@ apps:
                 break;
             }
             if Instant::now() > deadline {
-                bail!("sluice did not become ready within 30 s");
+                bail!("sluice did not become ready within {ready_within} s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
