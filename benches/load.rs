@@ -1,7 +1,8 @@
 //! Load benchmark: Sluice against a direct pooled prepared-statement client, on one machine.
 //!
 //! `cargo bench --bench load` builds this program and the `sluice` binary with the bench
-//! profile (optimised, `target/release/sluice`) and then, in one run:
+//! profile (which inherits `dist`: fat LTO, one codegen unit; the binary is
+//! `target/release/sluice`, as cargo puts bench builds there) and then, in one run:
 //!
 //! 1. recreates schema `bench_load` on the local PostgreSQL (127.0.0.1:5432, trust auth,
 //!    database `test`, user `postgres`) with `orders`: 100,000 rows over 1,000 customers and
@@ -143,8 +144,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let ticks = clock_ticks_per_second();
     println!("Sluice load benchmark");
     println!("  sluice binary: {}", sluice_bin.display());
-    if !sluice_bin.components().any(|c| c.as_os_str() == "release") {
-        println!("  WARNING: not a release build; run it as `cargo bench --bench load`");
+    if sluice_bin.components().any(|c| c.as_os_str() == "debug") {
+        println!("  WARNING: a debug build; run it as `cargo bench --bench load`");
     }
     println!(
         "  machine: {} cores; PostgreSQL on {PG_HOST}:{PG_PORT}; load average {}",
