@@ -217,7 +217,7 @@ fn number_or_zero(name: &str, default: u64) -> anyhow::Result<u64> {
 fn sluice_binaries() -> anyhow::Result<Vec<(String, PathBuf)>> {
     let built = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
     let Ok(list) = std::env::var("BENCH_SLUICE_BINS") else {
-        return Ok(vec![(profile_of(&built), built)]);
+        return Ok(vec![(target_dir_of(&built), built)]);
     };
     list.split(',')
         .filter(|item| !item.trim().is_empty())
@@ -234,12 +234,14 @@ fn sluice_binaries() -> anyhow::Result<Vec<(String, PathBuf)>> {
         .collect()
 }
 
-/// The profile directory a binary was built into (`target/<profile>/sluice`).
-fn profile_of(binary: &Path) -> String {
-    binary
+/// `target/<directory>` of a binary. Not the profile's name: cargo writes bench-profile
+/// builds to `target/release`.
+fn target_dir_of(binary: &Path) -> String {
+    let directory = binary
         .parent()
         .and_then(Path::file_name)
-        .map_or_else(|| "?".into(), |name| name.to_string_lossy().into_owned())
+        .map_or_else(|| "?".into(), |name| name.to_string_lossy().into_owned());
+    format!("target/{directory}")
 }
 
 /// Fails loudly when valgrind or callgrind_control is missing; returns valgrind's version.
