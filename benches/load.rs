@@ -27,7 +27,7 @@
 //! 6. streams a 1,000,000-row result through Sluice, sampling its RSS every 50 ms;
 //! 7. measures Sluice's RSS idle (after start-up) and under 256 concurrent keep-alive clients.
 //!
-//! It prints a table and the targets of DESIGN.md ("Performance targets") with PASS/MISS;
+//! It prints a table and the targets of docs/PERFORMANCE.md with PASS/MISS;
 //! it exits 0 whatever the figures (it fails only when it cannot run). Only loopback
 //! addresses are contacted. `wrk` is installed with apt-get when it is missing.
 //!
@@ -73,9 +73,12 @@ const POINT_TEMPLATE: &str = "SELECT id, status, total, created_at FROM bench_lo
      ORDER BY created_at DESC LIMIT 20";
 const DIRECT_APPLICATION_NAME: &str = "sluice_bench_direct";
 
-/// DESIGN.md targets.
-const TARGET_CPU_US: f64 = 50.0;
-const TARGET_RATIO: f64 = 0.7;
+/// The targets (docs/PERFORMANCE.md): ratios to the bare relay measured in the same run,
+/// because machines of this kind differ up to 3x in speed; memory in absolute terms.
+const TARGET_RELAY_RATIO: f64 = 0.92;
+const TARGET_CPU_RATIO: f64 = 1.15;
+const TARGET_P99_MS: f64 = 3.0;
+const TARGET_MANY_CPU_RATIO: f64 = 1.2;
 const TARGET_STREAM_GROWTH_MIB: f64 = 32.0;
 const TARGET_IDLE_MIB: f64 = 30.0;
 const TARGET_MANY_MIB: f64 = 64.0;
@@ -886,24 +889,44 @@ fn report(results: &Results) {
                 .map_or("-".to_string(), |c| format!("{:.1}", run.per_request(c)))
         );
     }
-    let ratio = gateway.throughput() / direct.throughput();
+    let ratio = gateway.throughput() / relay.throughput();
     let sluice_cpu = gateway.per_request(gateway.serving_cpu_us);
+    let relay_cpu = relay.per_request(relay.serving_cpu_us);
+    let cpu_ratio = sluice_cpu / relay_cpu;
+    let many_cpu = many.per_request(many.serving_cpu_us);
+    let many_ratio = many_cpu / sluice_cpu;
+    let p99_ms = gateway.p99_us / 1000.0;
     let growth = mib(stream.growth_kib());
     let many_peak = mib(many.rss_peak_kib.unwrap_or(0));
     let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
-    println!("\n=== Targets (DESIGN.md, \"Performance targets\") ===");
+    println!("\n=== Targets (docs/PERFORMANCE.md), as ratios to the bare relay in this run ===");
     let lines = [
         (
-            "Sluice CPU per request".to_string(),
-            format!("{sluice_cpu:.1} us"),
-            format!("<= {TARGET_CPU_US} us"),
-            sluice_cpu <= TARGET_CPU_US,
+            "Throughput Sluice / relay".to_string(),
+            format!("{ratio:.2}x"),
+            format!(">= {TARGET_RELAY_RATIO}x"),
+            ratio >= TARGET_RELAY_RATIO,
         ),
         (
-            "Throughput Sluice / direct".to_string(),
-            format!("{ratio:.2}x"),
-            format!(">= {TARGET_RATIO}x"),
-            ratio >= TARGET_RATIO,
+            "CPU per request Sluice / relay".to_string(),
+            format!("{cpu_ratio:.2}x"),
+            format!("<= {TARGET_CPU_RATIO}x"),
+            cpu_ratio <= TARGET_CPU_RATIO,
+        ),
+        (
+            format!("p99 at c={}", settings.concurrency),
+            format!("{p99_ms:.2} ms"),
+            format!("< {TARGET_P99_MS} ms"),
+            p99_ms < TARGET_P99_MS,
+        ),
+        (
+            format!(
+                "CPU/req {} clients / c={}",
+                settings.many_clients, settings.concurrency
+            ),
+            format!("{many_ratio:.2}x"),
+            format!("<= {TARGET_MANY_CPU_RATIO}x"),
+            many_ratio <= TARGET_MANY_CPU_RATIO,
         ),
         (
             format!("Stream {} rows: RSS growth", settings.stream_rows),
