@@ -40,7 +40,9 @@ use super::{Caller, CallerVia, ClientInfo, Identity, totp};
 use crate::audit::Audit;
 use crate::clock::SharedClock;
 use crate::config::AuthSettings;
+use crate::policy::Refusal;
 use crate::policy::rate_limit::{Decision, RateLimiter};
+use crate::policy::refusal::RateLimited;
 use crate::spec::rate::RateRule;
 use crate::store::sessions::SessionRecord;
 use crate::store::users::UserRecord;
@@ -61,10 +63,8 @@ pub enum AuthError {
     Unauthenticated,
     #[error("this action needs a recent password check: POST /v1/auth/reauth, then retry")]
     FreshAuthRequired,
-    #[error(
-        "admins must enrol in two-factor authentication before anything else: \
-         POST /v1/auth/mfa/enroll, then /v1/auth/mfa/confirm"
-    )]
+    /// Worded by the refusal it becomes (one text for both).
+    #[error("{}", Refusal::MfaEnrolmentRequired)]
     MfaEnrolmentRequired,
     #[error("{0}")]
     Forbidden(&'static str),
@@ -76,7 +76,8 @@ pub enum AuthError {
     InvalidInput(String),
     #[error("the link is invalid, already used or expired")]
     InvalidToken,
-    #[error("too many attempts from this address; retry in {retry_after_secs} s")]
+    /// Worded by the refusal it becomes (one text for both).
+    #[error("{}", Refusal::RateLimited { limit: RateLimited::Attempts, retry_after_secs: *.retry_after_secs })]
     RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(&'static str),

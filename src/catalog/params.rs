@@ -204,10 +204,7 @@ impl ParamSchema {
     }
 
     fn find(&self, name: &str) -> Option<&Param> {
-        self.params
-            .binary_search_by(|p| p.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.params[i])
+        self.slot(name).map(|i| &self.params[i])
     }
 }
 

@@ -43,10 +43,7 @@ pub async fn invoke(
     let (app_name, query_name) =
         names.ok_or_else(|| ApiError::not_found("no such app or query"))?;
     // Unknown apps, unknown queries and private apps answer alike, so names cannot be probed.
-    let unknown = || Refusal::Hidden {
-        app: app_name.clone(),
-        query: query_name.clone(),
-    };
+    let unknown = || Refusal::hidden(&app_name, &query_name);
     let (app, query) = snapshot
         .catalog
         .query(&app_name, &query_name)
@@ -109,10 +106,7 @@ pub async fn run_as_admin(
     let (_, query) = snapshot
         .catalog
         .query(&app_name, &query_name)
-        .ok_or_else(|| Refusal::Hidden {
-            app: app_name.clone(),
-            query: query_name.clone(),
-        })?;
+        .ok_or_else(|| Refusal::hidden(&app_name, &query_name))?;
     let running = admit(state, query, caller.as_ref(), ip)?;
     let run = Run {
         request_id,

@@ -22,13 +22,6 @@ impl Target<'_> {
     pub fn needs_membership(&self, caller: Option<&Caller>) -> bool {
         self.visibility == Visibility::Private && caller.is_some()
     }
-
-    fn hidden(&self) -> Refusal {
-        Refusal::Hidden {
-            app: self.app.to_string(),
-            query: self.query.to_string(),
-        }
-    }
 }
 
 /// Decides whether `caller` (`None`: anonymous) may run `target`. `is_member` matters only
@@ -51,8 +44,10 @@ pub fn authorize(
         (Visibility::Workspace, None) => {
             return Err(Refusal::SignInRequired("this app needs a signed-in user"));
         }
-        (Visibility::Private, None) => return Err(target.hidden()),
-        (Visibility::Private, Some(_)) if !is_member => return Err(target.hidden()),
+        (Visibility::Private, None) => return Err(Refusal::hidden(target.app, target.query)),
+        (Visibility::Private, Some(_)) if !is_member => {
+            return Err(Refusal::hidden(target.app, target.query));
+        }
         (Visibility::Private, Some(_)) => {}
     }
     if let Some(scope) = caller.and_then(Caller::api_key_scope)

@@ -69,6 +69,14 @@ pub enum RefusalKind {
 }
 
 impl Refusal {
+    /// The answer for an app or query this caller may not see, or that does not exist.
+    pub fn hidden(app: &str, query: &str) -> Refusal {
+        Refusal::Hidden {
+            app: app.to_string(),
+            query: query.to_string(),
+        }
+    }
+
     /// The stable error code clients match on.
     pub fn code(&self) -> &'static str {
         match self {

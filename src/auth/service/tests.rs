@@ -104,3 +104,19 @@ async fn an_enrolment_racing_a_confirmation_is_a_conflict() {
     assert!(after.mfa_enabled);
     assert_eq!(after.totp_secret_sealed.as_deref(), Some("sealed"));
 }
+
+#[test]
+fn refused_account_errors_read_as_their_refusals() {
+    assert_eq!(
+        AuthError::MfaEnrolmentRequired.to_string(),
+        "admins must enrol in two-factor authentication before anything else: \
+         POST /v1/auth/mfa/enroll, then /v1/auth/mfa/confirm"
+    );
+    assert_eq!(
+        AuthError::RateLimited {
+            retry_after_secs: 7
+        }
+        .to_string(),
+        "too many attempts from this address; retry in 7 s"
+    );
+}
