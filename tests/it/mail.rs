@@ -105,12 +105,7 @@ async fn unreachable_relay_is_an_error() {
     );
     assert!(matches!(error, MailError::Connect { .. }), "{error:?}");
 
-    let mut shown = format!("{error} {error:?}");
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        shown.push_str(&format!(" {cause}"));
-        source = cause.source();
-    }
+    let shown = format!("{} {error:?}", common::error_chain(&error));
     for secret in ["hunter2", "secret_token_value"] {
         assert!(!shown.contains(secret), "{shown}");
     }

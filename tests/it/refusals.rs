@@ -11,15 +11,12 @@ use axum::http::{Request, header};
 use serde_json::{Value, json};
 use sluice::auth::service::Credentials;
 use sluice::auth::{ApiKeyScope, ClientInfo, Role};
-use sluice::config;
+use sluice::clock::SystemClock;
 use sluice::instance::Instance;
 use sluice::spec::yaml;
-use sluice::store::SqliteStore;
-use sluice::store::catalog::CatalogStore;
-use sluice::vault::InstanceKey;
 use tower::ServiceExt;
 
-use crate::common::test_secrets;
+use crate::common::test_instance;
 
 const CATALOG: &str = r#"
 datasources:
@@ -62,23 +59,8 @@ struct Matrix {
 
 impl Matrix {
     async fn new() -> Matrix {
-        let (password, salt) = test_secrets();
-        let vars: HashMap<&str, String> = [
-            ("SLUICE_ENCRYPTION_PASSWORD", password.clone()),
-            ("SLUICE_ENCRYPTION_SALT", salt.clone()),
-            ("SLUICE_RATE_LIMIT_PER_IP", "off".into()),
-        ]
-        .into_iter()
-        .collect();
-        let config = config::from_lookup(|name| vars.get(name).cloned()).expect("config");
-        let store = SqliteStore::in_memory().expect("store");
-        store
-            .replace_catalog(&yaml::parse(CATALOG).expect("catalog"), "test")
-            .expect("apply");
-        let key = InstanceKey::derive(password, salt).expect("key");
-        let instance = Instance::with_parts(config, key, Arc::new(store))
-            .await
-            .expect("instance");
+        let spec = yaml::parse(CATALOG).expect("catalog");
+        let instance = test_instance(spec, &[], Arc::new(SystemClock)).await;
         let auth = instance.state().auth.service.clone();
         let client = ClientInfo::default();
         let mut callers = HashMap::new();

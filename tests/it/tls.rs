@@ -163,15 +163,7 @@ async fn start_up_refuses_a_key_that_does_not_fit_the_certificate() {
         {
             Ok(_) => panic!("a mismatched key was accepted"),
             // The error and its causes, as the CLI prints them.
-            Err(error) => {
-                let mut text = error.to_string();
-                let mut cause = std::error::Error::source(&error);
-                while let Some(next) = cause {
-                    text.push_str(&format!(": {next}"));
-                    cause = next.source();
-                }
-                text
-            }
+            Err(error) => crate::common::error_chain(&error),
         };
     assert!(error.contains("SLUICE_TLS_CERT_FILE"), "{error}");
     assert!(error.contains("does not fit"), "{error}");

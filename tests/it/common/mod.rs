@@ -176,30 +176,7 @@ impl TestGateway {
         env: &[(&str, &str)],
         clock: sluice::clock::SharedClock,
     ) -> TestGateway {
-        let (password, salt) = test_secrets();
-        let mut vars: HashMap<String, String> = HashMap::new();
-        vars.insert("SLUICE_LISTEN".into(), "127.0.0.1:0".into());
-        vars.insert("SLUICE_ENCRYPTION_PASSWORD".into(), password.clone());
-        vars.insert("SLUICE_ENCRYPTION_SALT".into(), salt.clone());
-        // Rate limits are off unless a test sets them: most tests send far more requests
-        // from 127.0.0.1 than a client should.
-        for var in [
-            "SLUICE_RATE_LIMIT_PER_IP",
-            "SLUICE_RATE_LIMIT_PER_USER",
-            "SLUICE_RATE_LIMIT_PER_KEY",
-        ] {
-            vars.insert(var.into(), "off".into());
-        }
-        for (name, value) in env {
-            vars.insert(name.to_string(), value.to_string());
-        }
-        let config = config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
-        let store = SqliteStore::in_memory().expect("in-memory store");
-        store.replace_catalog(&spec, "test").expect("apply catalog");
-        let key = InstanceKey::derive(password, salt).expect("key");
-        let instance = Instance::with_clock(config, key, Arc::new(store), clock)
-            .await
-            .unwrap_or_else(|e| panic!("gateway start: {e}"));
+        let instance = test_instance(spec, env, clock).await;
         let auth = instance.state().auth.service.clone();
         let audit = instance.state().audit.clone();
         let listener = instance.bind().await.expect("bind");
@@ -217,7 +194,43 @@ impl TestGateway {
             task: Some(task),
         }
     }
+}
 
+/// An instance serving `spec` from an in-memory store with the test key, listening on
+/// 127.0.0.1:0 once bound, rate limits off unless `env` sets them, time from `clock`. Not yet
+/// serving: [`TestGateway`] serves it on a socket, in-process tests call its router.
+pub async fn test_instance(
+    spec: CatalogSpec,
+    env: &[(&str, &str)],
+    clock: sluice::clock::SharedClock,
+) -> Instance {
+    let (password, salt) = test_secrets();
+    let mut vars: HashMap<String, String> = HashMap::new();
+    vars.insert("SLUICE_LISTEN".into(), "127.0.0.1:0".into());
+    vars.insert("SLUICE_ENCRYPTION_PASSWORD".into(), password.clone());
+    vars.insert("SLUICE_ENCRYPTION_SALT".into(), salt.clone());
+    // Rate limits are off unless a test sets them: most tests send far more requests
+    // from 127.0.0.1 than a client should.
+    for var in [
+        "SLUICE_RATE_LIMIT_PER_IP",
+        "SLUICE_RATE_LIMIT_PER_USER",
+        "SLUICE_RATE_LIMIT_PER_KEY",
+    ] {
+        vars.insert(var.into(), "off".into());
+    }
+    for (name, value) in env {
+        vars.insert(name.to_string(), value.to_string());
+    }
+    let config = config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
+    let store = SqliteStore::in_memory().expect("in-memory store");
+    store.replace_catalog(&spec, "test").expect("apply catalog");
+    let key = InstanceKey::derive(password, salt).expect("key");
+    Instance::with_clock(config, key, Arc::new(store), clock)
+        .await
+        .unwrap_or_else(|e| panic!("gateway start: {e}"))
+}
+
+impl TestGateway {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
@@ -324,4 +337,15 @@ impl TestGateway {
             task: Some(task),
         }
     }
+}
+
+/// An error and its causes as the CLI prints them (`top: cause: cause`).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(&format!(": {next}"));
+        cause = next.source();
+    }
+    text
 }
