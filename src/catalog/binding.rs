@@ -184,3 +184,16 @@ fn is_plain_name(name: &str) -> bool {
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+/// Test values by slot: `named`'s value for each of the `declared` params, in name order
+/// (absent ones null), as `catalog::params` would validate them.
+#[cfg(test)]
+pub(crate) fn slots(
+    declared: &BTreeMap<String, ParamSpec>,
+    named: &std::collections::HashMap<String, ParamValue>,
+) -> Vec<ParamValue> {
+    declared
+        .keys()
+        .map(|name| named.get(name).cloned().unwrap_or(ParamValue::Null))
+        .collect()
+}

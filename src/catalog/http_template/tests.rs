@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::auth::Identity;
+use crate::catalog::binding::slots;
 
 const ALL_METHODS: [Method; 5] = METHODS;
 
@@ -135,17 +136,9 @@ fn render_with(
     }
     let user = alice();
     compiled.render(&BindValues {
-        params: &mut slots(&params),
+        params: &mut slots(&declared(), &params),
         user: Some(&user),
     })
-}
-
-/// The values of `named` by slot for the standard declared params (absent ones are null).
-fn slots(named: &std::collections::HashMap<String, ParamValue>) -> Vec<ParamValue> {
-    declared()
-        .keys()
-        .map(|name| named.get(name).cloned().unwrap_or(ParamValue::Null))
-        .collect()
 }
 
 fn render(template: Value) -> RenderedHttp {
@@ -259,7 +252,7 @@ fn path_needs_a_value_for_each_binding() {
     let params = values();
     let e = compiled
         .render(&BindValues {
-            params: &mut slots(&params),
+            params: &mut slots(&declared(), &params),
             user: None,
         })
         .unwrap_err();
@@ -443,7 +436,7 @@ fn header_nulls_and_users() {
     let params = values();
     let anonymous = compiled
         .render(&BindValues {
-            params: &mut slots(&params),
+            params: &mut slots(&declared(), &params),
             user: None,
         })
         .unwrap();
@@ -754,7 +747,7 @@ fn static_parts_need_no_values() {
     let empty = HashMap::new();
     let rendered = compiled
         .render(&BindValues {
-            params: &mut slots(&empty),
+            params: &mut slots(&declared(), &empty),
             user: None,
         })
         .unwrap();

@@ -2,6 +2,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::auth::Identity;
+use crate::catalog::binding::slots;
 use crate::spec::{ParamType, ScalarType};
 use serde_json::json;
 
@@ -68,17 +69,6 @@ fn alice() -> Identity {
         groups: vec!["sales".into(), "ops".into()],
         mfa_enabled: true,
     }
-}
-
-/// The values of `named` by slot for the params `declared` (absent ones are null).
-fn slots(
-    declared: &BTreeMap<String, ParamSpec>,
-    named: &HashMap<String, ParamValue>,
-) -> Vec<ParamValue> {
-    declared
-        .keys()
-        .map(|name| named.get(name).cloned().unwrap_or(ParamValue::Null))
-        .collect()
 }
 
 fn render(template: &str, dialect: Dialect, params: &HashMap<String, ParamValue>) -> RenderedSql {
