@@ -30,7 +30,7 @@ use crate::spec::{AppSpec, GrantSpec, LimitsSpec, QuerySpec, Visibility};
 use cors::CorsPolicy;
 use headers::HeaderPolicy;
 
-pub use access::{Target, authorize};
+pub use access::{Target, authorize, needs_membership};
 pub use refusal::Refusal;
 
 /// Who may run a query. Empty (the default) means nobody on the view plane.

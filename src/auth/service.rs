@@ -18,6 +18,7 @@
 //! - Nothing here logs a password, token, code or session id.
 //! - Time comes from the injected [`Clock`](crate::clock::Clock).
 
+mod account_gate;
 mod accounts;
 mod keys;
 mod mailed;
@@ -139,6 +140,8 @@ pub struct AuthService {
     /// Bounds argon2id work running at once: each hash or verification holds 19 MiB, so a
     /// burst of sign-ins waits here instead of growing memory without limit.
     argon_slots: Arc<Semaphore>,
+    /// One credential check at a time per account (see [`account_gate`]).
+    account_gates: account_gate::AccountGates,
 }
 
 /// Mail jobs allowed in flight; beyond that new ones are dropped (and logged), so a flood of
@@ -171,6 +174,7 @@ impl AuthService {
             argon_slots: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
             )),
+            account_gates: account_gate::AccountGates::default(),
         }
     }
 

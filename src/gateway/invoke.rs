@@ -42,29 +42,31 @@ pub async fn invoke(
     let Resolved { snapshot, names } = resolved;
     let (app_name, query_name) =
         names.ok_or_else(|| ApiError::not_found("no such app or query"))?;
-    // Unknown apps, unknown queries and private apps answer alike, so names cannot be probed.
+    // Unknown apps, unknown queries and private apps answer alike, whatever credentials the
+    // caller sends and in the same time class, so names cannot be probed: credentials are
+    // checked before the names (a bearer that is not a live key is 401 for every name), and
+    // a signed-in caller's membership is looked up for an unknown app as for a private one.
     let unknown = || Refusal::hidden(&app_name, &query_name);
-    let (app, query) = snapshot
-        .catalog
-        .query(&app_name, &query_name)
-        .ok_or_else(unknown)?;
-    // Queries anyone may run that do not bind the caller skip the session lookup entirely.
-    let anonymous_ok = app.visibility == Visibility::Public
-        && query.policy.grant.anonymous
-        && !query.template.uses_user();
+    let found = snapshot.catalog.query(&app_name, &query_name);
+    // Queries anyone may run that do not bind the caller skip the session lookup, unless
+    // the caller sends an `Authorization` header (a dead key must not pass as anonymous).
+    let anonymous_ok = found.is_some_and(|(app, query)| {
+        app.visibility == Visibility::Public
+            && query.policy.grant.anonymous
+            && !query.template.uses_user()
+    }) && !headers.contains_key(header::AUTHORIZATION);
     let caller = if anonymous_ok {
         None
     } else {
         crate::auth::routes::caller(&state.auth, headers).await?
     };
-    let target = Target {
-        app: &app_name,
-        query: &query_name,
-        visibility: app.visibility,
-        grant: &query.policy.grant,
-    };
+    let app_visibility = snapshot
+        .catalog
+        .apps
+        .get(app_name.as_str())
+        .map(|app| app.visibility);
     let is_member = match &caller {
-        Some(caller) if target.needs_membership(Some(caller)) && !caller.must_enrol_mfa() => {
+        Some(caller) if policy::needs_membership(app_visibility, Some(caller)) => {
             state
                 .auth
                 .service
@@ -72,6 +74,13 @@ pub async fn invoke(
                 .await?
         }
         _ => false,
+    };
+    let (app, query) = found.ok_or_else(unknown)?;
+    let target = Target {
+        app: &app_name,
+        query: &query_name,
+        visibility: app.visibility,
+        grant: &query.policy.grant,
     };
     policy::authorize(&target, caller.as_ref(), is_member)?;
     let ip = client_ip.map(|Extension(ClientIp(ip))| ip);

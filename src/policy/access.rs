@@ -1,7 +1,7 @@
 //! Who may run a query: the view plane's authorisation as one pure function of the app's
 //! visibility, the caller, the caller's membership, the API key's scope and the query's
-//! grant. No IO: the gateway looks up membership first (only for private apps) and passes
-//! the answer in.
+//! grant. No IO: the gateway looks up membership first (for private and missing apps) and
+//! passes the answer in.
 
 use super::Grant;
 use super::refusal::Refusal;
@@ -17,15 +17,17 @@ pub struct Target<'a> {
     pub grant: &'a Grant,
 }
 
-impl Target<'_> {
-    /// Whether `authorize` needs to know if the caller is a member (private apps only).
-    pub fn needs_membership(&self, caller: Option<&Caller>) -> bool {
-        self.visibility == Visibility::Private && caller.is_some()
-    }
+/// Whether the gateway must look up if `caller` is a member of the app before
+/// [`authorize`]: for signed-in callers (but admins who must enrol MFA, who are refused
+/// first) of a private app, and of an app that does not exist (`None`), so that a missing
+/// app costs the same lookup as a private one and the two cannot be told apart by timing.
+pub fn needs_membership(visibility: Option<Visibility>, caller: Option<&Caller>) -> bool {
+    caller.is_some_and(|c| !c.must_enrol_mfa())
+        && visibility.is_none_or(|v| v == Visibility::Private)
 }
 
 /// Decides whether `caller` (`None`: anonymous) may run `target`. `is_member` matters only
-/// where [`Target::needs_membership`] says so.
+/// where [`needs_membership`] says so.
 ///
 /// The order of the checks is part of the contract: an admin who has not enrolled in MFA is
 /// refused first; visibility comes before the key scope and the grant, so that nobody can
@@ -212,22 +214,23 @@ mod tests {
     }
 
     #[test]
-    fn membership_is_needed_only_for_signed_in_callers_of_private_apps() {
-        let grant = Grant::default();
+    fn membership_is_needed_for_signed_in_callers_of_private_and_missing_apps() {
         let viewer = person(Role::Viewer, true, session());
+        let unenrolled_admin = person(Role::Admin, false, session());
         for (visibility, caller, needed) in [
-            (Visibility::Private, Some(&viewer), true),
-            (Visibility::Private, None, false),
-            (Visibility::Workspace, Some(&viewer), false),
-            (Visibility::Public, Some(&viewer), false),
+            (Some(Visibility::Private), Some(&viewer), true),
+            (None, Some(&viewer), true),
+            (Some(Visibility::Private), None, false),
+            (None, None, false),
+            (Some(Visibility::Private), Some(&unenrolled_admin), false),
+            (Some(Visibility::Workspace), Some(&viewer), false),
+            (Some(Visibility::Public), Some(&viewer), false),
         ] {
-            let target = Target {
-                app: "a",
-                query: "q",
-                visibility,
-                grant: &grant,
-            };
-            assert_eq!(target.needs_membership(caller), needed, "{visibility:?}");
+            assert_eq!(
+                needs_membership(visibility, caller),
+                needed,
+                "{visibility:?} {caller:?}"
+            );
         }
     }
 

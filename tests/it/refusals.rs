@@ -102,6 +102,7 @@ impl Matrix {
                 for (key_name, query) in [
                     ("key_in_scope", "vault/hello"),
                     ("key_elsewhere", "open/hello"),
+                    ("revoked_key", "open/hello"),
                 ] {
                     let scope = ApiKeyScope {
                         apps: Vec::new(),
@@ -115,10 +116,28 @@ impl Matrix {
                         key_name,
                         Some((header::AUTHORIZATION, format!("Bearer {}", created.key))),
                     );
+                    if key_name == "revoked_key" {
+                        auth.revoke_api_key(&caller, created.id.clone(), &client)
+                            .await
+                            .expect("revoke");
+                    }
                 }
             }
             callers.insert(name, Some((header::COOKIE, cookie)));
         }
+        // Credentials that are not live: each is refused as such (401), whatever it asks for.
+        callers.insert("basic", Some((header::AUTHORIZATION, "Basic eDp4".into())));
+        callers.insert(
+            "fake_key",
+            Some((
+                header::AUTHORIZATION,
+                format!("Bearer slk_{}", "0".repeat(40)),
+            )),
+        );
+        callers.insert(
+            "stale_cookie",
+            Some((header::COOKIE, format!("sluice_session={}", "x".repeat(43)))),
+        );
         Matrix { instance, callers }
     }
 
@@ -180,6 +199,15 @@ async fn every_caller_meets_every_kind_of_app_as_the_policy_says() {
         ("key_in_scope", "team", "hello", 403, "outside_key_scope"),
         ("member", "vault", "missing", 404, "not_found"),
         ("member", "nowhere", "hello", 404, "not_found"),
+        // A bearer that is not a live key is 401, even on a query anyone may run: a revoked
+        // key does not quietly become anonymous.
+        ("basic", "open", "hello", 401, "unauthenticated"),
+        ("fake_key", "open", "hello", 401, "unauthenticated"),
+        ("revoked_key", "open", "hello", 401, "unauthenticated"),
+        // A stale cookie on a same-site request is no cookie (docs/API.md).
+        ("stale_cookie", "open", "hello", 200, ""),
+        ("stale_cookie", "team", "hello", 401, "unauthenticated"),
+        ("stale_cookie", "vault", "hello", 404, "not_found"),
     ];
     for (caller, app, query, status, code) in cases {
         let (got_status, got_code, body) = matrix.run(caller, app, query).await;
@@ -194,16 +222,59 @@ async fn every_caller_meets_every_kind_of_app_as_the_policy_says() {
 #[tokio::test]
 async fn a_private_app_answers_outsiders_exactly_like_a_missing_one() {
     let matrix = Matrix::new().await;
-    for caller in ["anonymous", "viewer"] {
-        for query in ["hello", "ungranted"] {
+    for caller in [
+        "anonymous",
+        "viewer",
+        "basic",
+        "fake_key",
+        "revoked_key",
+        "stale_cookie",
+    ] {
+        for query in ["hello", "ungranted", "missing"] {
             let hidden = matrix.run(caller, "vault", query).await;
             let missing = matrix.run(caller, "ghost", query).await;
-            assert_eq!(hidden.0, 404, "{caller} {query}: {}", hidden.2);
+            let expected = if caller.ends_with("key") || caller == "basic" {
+                401
+            } else {
+                404
+            };
+            assert_eq!(hidden.0, expected, "{caller} {query}: {}", hidden.2);
             assert_eq!(
                 (hidden.0, hidden.1, hidden.2.replace("`vault`", "`APP`")),
                 (missing.0, missing.1, missing.2.replace("`ghost`", "`APP`")),
                 "{caller} {query}"
             );
         }
+    }
+}
+
+/// A cross-site write that carries the session cookie is refused before the cookie is looked
+/// up, whether the session is live or stale: the check is about where the request comes
+/// from, and a stale cookie does not make a forged request safe (docs/POLICY.md, CSRF).
+#[tokio::test]
+async fn a_cross_site_write_with_a_stale_cookie_is_refused_like_a_live_one() {
+    let matrix = Matrix::new().await;
+    for caller in ["viewer", "stale_cookie"] {
+        let Some((name, value)) = &matrix.callers[caller] else {
+            unreachable!("both callers send a cookie")
+        };
+        let request = Request::post("/v1/apps/open/queries/hello")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ORIGIN, "https://elsewhere.example")
+            .header(name, value)
+            .body(Body::from("{}"))
+            .expect("request");
+        let response = matrix
+            .instance
+            .router()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        assert_eq!(response.status().as_u16(), 403, "{caller}");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let body: Value = serde_json::from_slice(&bytes).expect("JSON body");
+        assert_eq!(body["error"]["code"], "csrf_refused", "{caller}: {body}");
     }
 }

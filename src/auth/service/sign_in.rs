@@ -66,6 +66,12 @@ impl AuthService {
         let email = normalize_email(&credentials.email);
         let password = zeroize::Zeroizing::new(credentials.password.clone());
         let lookup = email.clone();
+        // Checks of one account queue (held until the failure, if any, is recorded), so an
+        // attempt never reads the account before a failure that raced it.
+        let _gate = match &email {
+            Some(email) => Some(self.account_gates.enter(email).await),
+            None => None,
+        };
         let _slot = self.argon_slot().await?;
         let (user, password_ok) = self
             .run(move |store| {
@@ -73,9 +79,15 @@ impl AuthService {
                     Some(email) => store.user_by_email(email)?,
                     None => None,
                 };
-                let ok = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
-                    Some(hash) => password::verify_password(hash, &password),
-                    None => {
+                // A locked account's password is not checked; the dummy verification keeps
+                // the answer in the same time class as every other refusal.
+                let locked = user
+                    .as_ref()
+                    .is_some_and(|u| u.locked_until.is_some_and(|until| until > now));
+                let hash = user.as_ref().and_then(|u| u.password_hash.as_deref());
+                let ok = match hash {
+                    Some(hash) if !locked => password::verify_password(hash, &password),
+                    _ => {
                         password::verify_dummy(&password);
                         false
                     }
@@ -97,15 +109,9 @@ impl AuthService {
             return Err(AuthError::InvalidCredentials);
         }
         if user.locked_until.is_some_and(|until| until > now) {
-            // Failures during a lock do not extend it; a right password does not lift it.
-            event.reason = Some(
-                if password_ok {
-                    "locked_right_password"
-                } else {
-                    "locked"
-                }
-                .into(),
-            );
+            // Refused unchecked: failures during a lock do not extend it, and no password,
+            // right or wrong, is tried against a locked account.
+            event.reason = Some("locked".into());
             self.audit.append(event).await;
             return Err(AuthError::InvalidCredentials);
         }

@@ -120,3 +120,75 @@ fn refused_account_errors_read_as_their_refusals() {
         "too many attempts from this address; retry in 7 s"
     );
 }
+
+/// Fifteen wrong guesses raced at once against a threshold of five: five are checked and
+/// counted, the lock they cause refuses the other ten unchecked (`locked`, never a sixth
+/// `wrong_password`), and a right password sent in the same burst is not admitted once the
+/// account is locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guesses_raced_past_the_threshold_are_refused_unchecked() {
+    use crate::store::audit::AuditStore;
+    let (service, store, user) = service().await;
+    let service = Arc::new(service);
+    // Each from its own address, so the per-IP sign-in throttle stays out of the way.
+    let attempt = |n: usize, password: &'static str| {
+        let service = service.clone();
+        let client = ClientInfo {
+            ip: format!("192.0.2.{n}"),
+            ..ClientInfo::default()
+        };
+        tokio::spawn(async move {
+            let credentials = Credentials {
+                email: "u1@example.com".into(),
+                password: password.into(),
+                ..Credentials::default()
+            };
+            service.login(credentials, &client, None).await.map(|_| ())
+        })
+    };
+    let mut attempts: Vec<_> = (0..15)
+        .map(|n| attempt(n, "not the password at all 1"))
+        .collect();
+    attempts.push(attempt(15, PASSWORD));
+    let mut admitted = 0;
+    for attempt in attempts {
+        match attempt.await.expect("task") {
+            Ok(()) => admitted += 1,
+            Err(AuthError::InvalidCredentials) => {}
+            Err(other) => panic!("unexpected refusal: {other:?}"),
+        }
+    }
+    let events = store.list_audit(100, None).unwrap();
+    let reasons = |reason: &str| {
+        events
+            .iter()
+            .filter(|e| e.event == "login_failed" && e.reason.as_deref() == Some(reason))
+            .count()
+    };
+    let threshold = AuthSettings::default().lockout_threshold as usize;
+    // The right password either came before the fifth failure (admitted, and the count
+    // restarted) or after it (refused unchecked); either way no guess is checked after
+    // the lock.
+    let wrong = reasons("wrong_password");
+    let locked = reasons("locked");
+    assert_eq!(wrong + locked + admitted, 16, "{events:?}");
+    if admitted == 0 {
+        assert_eq!(wrong, threshold, "{events:?}");
+        assert!(
+            store
+                .user_by_id(&user.id)
+                .unwrap()
+                .unwrap()
+                .locked_until
+                .is_some(),
+            "the account is locked"
+        );
+    } else {
+        assert!(wrong <= 2 * threshold - 1, "{events:?}");
+    }
+    let account_locked = events
+        .iter()
+        .filter(|e| e.event == "account_locked")
+        .count();
+    assert_eq!(account_locked, wrong / threshold, "{events:?}");
+}
