@@ -62,8 +62,13 @@ async fn api_keys_are_shown_once_scoped_revocable_and_expire() {
     );
     client.run("ws", "other").await.expect_ok();
     client.run("tools", "q").await.expect_ok();
-    // Outside the scope, even where the user could go with a session.
-    client.run("pub", "q").await.expect_ok();
+    // Outside the scope, even where the user could go with a session, and even on a
+    // public query anyone may run: a key is refused outside its scope, never run as
+    // anonymous.
+    client
+        .run("pub", "q")
+        .await
+        .expect_error(403, "outside_key_scope");
     client
         .run("unset", "q")
         .await

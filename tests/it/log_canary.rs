@@ -270,18 +270,27 @@ async fn canaries_stay_out_of_the_log(format: &str) {
     let (status, body) = call(&server, "my_rows", json!({})).await;
     echoed("my_row", status, body.clone());
     echoed("my_duplicate", status, body);
-    // A query string and credential headers on a request that succeeds.
+    // A query string and a (stale) session cookie on a request that succeeds.
     let (status, body) = post(
         &server,
         &format!("pg_text?token={}", c("query_string")),
         r#"{"params":{"t":"plain"}}"#,
         &[
-            ("authorization", &format!("Bearer {}", c("bearer_token"))),
             ("cookie", &format!("sluice_session={}", c("cookie"))),
+            ("sec-fetch-site", "same-origin"),
         ],
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    // A bearer that is not a live key, on the same query: refused, and not logged.
+    let (status, body) = post(
+        &server,
+        &format!("pg_text?token={}", c("query_string")),
+        r#"{"params":{"t":"plain"}}"#,
+        &[("authorization", &format!("Bearer {}", c("bearer_token")))],
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
 
     // --- Refusals: the canary is in the request or in the database's own message. ---
     // (label, query, raw body, status, error code)
