@@ -8,7 +8,9 @@
 //!   then only to the same origin (so credentials never travel to another host), each hop
 //!   re-checked.
 //! - The upstream's status, a safe set of its headers and its body come back in an
-//!   envelope; its address and any credential never do.
+//!   envelope; its address and any credential never do: an upstream that echoes the
+//!   request has every form of the credential redacted from those headers and the body
+//!   ([`scrub`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+mod scrub;
 
 use super::{DatasourceError, PoolDefaults, PoolError};
 use crate::egress::{self, EgressPolicy, HostSpec};
@@ -67,6 +71,8 @@ pub struct HttpSource {
     policy: Arc<EgressPolicy>,
     headers: HeaderMap,
     credential: Credential,
+    /// Finds the credential in what the upstream sends back (`None`: no credential).
+    scrubber: Option<scrub::Scrubber>,
     max_response_bytes: usize,
 }
 
@@ -164,6 +170,18 @@ impl HttpSource {
                 value: secret.ok_or_else(missing)?,
             },
         };
+        let scrubber = match &credential {
+            Credential::None => None,
+            Credential::Bearer(secret)
+            | Credential::HeaderKey { value: secret, .. }
+            | Credential::QueryKey { value: secret, .. } => {
+                scrub::Scrubber::new([secret.expose()], None)
+            }
+            Credential::Basic { user, password } => scrub::Scrubber::new(
+                [password.expose()],
+                Some(format!("{user}:{}", password.expose())),
+            ),
+        };
         Ok(HttpSource {
             name: name.into(),
             client,
@@ -172,6 +190,7 @@ impl HttpSource {
             policy,
             headers,
             credential,
+            scrubber,
             max_response_bytes: spec.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE),
         })
     }
@@ -240,7 +259,11 @@ impl HttpSource {
             if let Some(value) = response.headers().get(*name)
                 && let Ok(value) = value.to_str()
             {
-                headers.push((name.to_string(), value.to_string()));
+                let value = match &self.scrubber {
+                    Some(scrubber) => scrubber.text(value),
+                    None => value.to_string(),
+                };
+                headers.push((name.to_string(), value));
             }
         }
         let is_json = response
@@ -271,6 +294,9 @@ impl HttpSource {
                 return Err(self.too_large());
             }
             body.extend_from_slice(&chunk);
+        }
+        if let Some(scrubber) = &self.scrubber {
+            body = scrubber.body(body, is_json);
         }
         Ok(HttpReply {
             status,

@@ -31,6 +31,8 @@ use upstream::Upstream;
 const TOKEN: &str = "tok-3f9a1c77e5b24d0c8a61";
 const BASIC_PASSWORD: &str = "pw-b7d1e8c2a9f04c55";
 const API_KEY: &str = "key-5e2c9b7a1d3f4e60";
+/// A query-string key whose characters all change when percent-encoded.
+const ODD_KEY: &str = "k+y/5e=2c 9b&7a~Ö-31d";
 
 /// A recording HTTP server for the tests (axum on a loopback address, port 0).
 mod upstream {
@@ -135,14 +137,82 @@ mod upstream {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_default();
-        shared.seen.lock().unwrap().push(Seen {
+        let echo = target
+            .strip_prefix("/api/echo/")
+            .map(|rest| rest.split('?').next().unwrap_or("").to_string());
+        let seen = Seen {
             method: parts.method.to_string(),
             target: target.clone(),
             headers: parts.headers,
             body,
             peer,
-        });
-        respond(&shared, &target).await
+        };
+        shared.seen.lock().unwrap().push(seen.clone());
+        match echo {
+            Some(kind) => echo_reply(&kind, &seen),
+            None => respond(&shared, &target).await,
+        }
+    }
+
+    /// An upstream that repeats the request it received, as debug endpoints and error pages
+    /// do: `json` (written with JSON escapes for `/` and `-`), `html` (an error page, with
+    /// the query string and `Authorization` also echoed in forwarded headers) or `bytes`.
+    fn echo_reply(kind: &str, seen: &Seen) -> Response {
+        let headers: serde_json::Map<String, serde_json::Value> = seen
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.to_string(), serde_json::Value::String(value))
+            })
+            .collect();
+        let lines: String = seen
+            .headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())))
+            .collect();
+        let body = String::from_utf8_lossy(&seen.body).into_owned();
+        match kind {
+            "json" => {
+                let echoed = serde_json::json!({
+                    "url": seen.target,
+                    "headers": headers,
+                    "body": body,
+                    (seen.target.clone()): "the target as a key",
+                });
+                let escaped = echoed
+                    .to_string()
+                    .replace('/', "\\/")
+                    .replace('-', "\\u002d");
+                reply(200, "application/json", escaped)
+            }
+            "html" => Response::builder()
+                .status(404)
+                .header(header::CONTENT_TYPE, "text/html")
+                .header(header::ETAG, seen.target.clone())
+                .header(
+                    header::CONTENT_LANGUAGE,
+                    seen.headers
+                        .get(header::AUTHORIZATION)
+                        .cloned()
+                        .unwrap_or(header::HeaderValue::from_static("none")),
+                )
+                .body(Body::from(format!(
+                    "<h1>Not found: GET {}</h1><pre>{lines}{body}</pre>",
+                    seen.target
+                )))
+                .unwrap(),
+            _ => reply(
+                200,
+                "application/octet-stream",
+                [
+                    b"\xff\x00".as_slice(),
+                    seen.target.as_bytes(),
+                    lines.as_bytes(),
+                ]
+                .concat(),
+            ),
+        }
     }
 
     fn reply(status: u16, content_type: &str, body: impl Into<Body>) -> Response {
@@ -259,6 +329,14 @@ datasources:
       basic:
         user: svc
         password: "SEALED_BASIC"
+  odd_key:
+    kind: http
+    base_url: "http://127.0.0.1:PORT/api"
+    egress_allow: [127.0.0.1/32]
+    auth:
+      api_key:
+        query: key
+        value: "SEALED_ODD_KEY"
   header_key:
     kind: http
     base_url: "http://127.0.0.1:PORT/api"
@@ -367,6 +445,18 @@ apps:
         http:
           path: /whoami
       header_keyed: { datasource: header_key, http: { path: /whoami } }
+      echo_bearer_json: { datasource: api, http: { path: /echo/json } }
+      echo_bearer_html: { datasource: api, http: { path: /echo/html } }
+      echo_key_json: { datasource: keyed, http: { path: /echo/json } }
+      echo_key_html: { datasource: keyed, http: { path: /echo/html } }
+      echo_odd_json: { datasource: odd_key, http: { path: /echo/json } }
+      echo_odd_html: { datasource: odd_key, http: { path: /echo/html } }
+      echo_odd_bytes: { datasource: odd_key, http: { path: /echo/bytes } }
+      echo_basic_json: { datasource: basic, http: { path: /echo/json } }
+      echo_basic_html: { datasource: basic, http: { path: /echo/html } }
+      echo_basic_bytes: { datasource: basic, http: { path: /echo/bytes } }
+      echo_header_json: { datasource: header_key, http: { path: /echo/json } }
+      echo_header_html: { datasource: header_key, http: { path: /echo/html } }
       ok: { datasource: api, http: { path: /ok } }
       text: { datasource: api, http: { path: /text } }
       bytes: { datasource: api, http: { path: /bytes } }
@@ -463,6 +553,7 @@ async fn setup() -> Setup {
         .replace("SEALED_API", &seal("api", "bearer", TOKEN))
         .replace("SEALED_KEYED", &seal("keyed", "api_key", API_KEY))
         .replace("SEALED_HEADER_KEY", &seal("header_key", "api_key", API_KEY))
+        .replace("SEALED_ODD_KEY", &seal("odd_key", "api_key", ODD_KEY))
         .replace(
             "SEALED_BASIC",
             &seal("basic", "basic_password", BASIC_PASSWORD),
@@ -1093,4 +1184,73 @@ apps:
     let again = yaml::parse(&exported)
         .unwrap_or_else(|e| panic!("the exported catalog does not parse ({e}):\n{exported}"));
     assert_eq!(again, spec, "{exported}");
+}
+
+/// Every form a credential takes on the wire: as sent, percent-encoded (strict and form
+/// encoding), and base64 (of the secret and of basic auth's `user:password`).
+fn credential_forms() -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let mut forms = Vec::new();
+    for secret in [TOKEN, BASIC_PASSWORD, API_KEY, ODD_KEY] {
+        forms.push(secret.to_string());
+        forms.push(url::form_urlencoded::byte_serialize(secret.as_bytes()).collect());
+        forms.push(
+            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+        );
+        forms.push(STANDARD.encode(secret));
+        forms.push(URL_SAFE_NO_PAD.encode(secret));
+    }
+    forms.push(STANDARD.encode(format!("svc:{BASIC_PASSWORD}")));
+    forms
+}
+
+/// An upstream that echoes the request it got (URL, headers, body; as JSON with escapes, as
+/// an HTML error page with the URL and `Authorization` in forwarded headers, as bytes)
+/// sends the credential back; none of its forms reaches the client, whichever way the
+/// datasource sends it.
+#[tokio::test]
+async fn an_upstream_that_echoes_its_request_never_echoes_the_credential() {
+    let mut s = setup().await;
+    for query in [
+        "echo_bearer_json",
+        "echo_bearer_html",
+        "echo_key_json",
+        "echo_key_html",
+        "echo_odd_json",
+        "echo_odd_html",
+        "echo_odd_bytes",
+        "echo_basic_json",
+        "echo_basic_html",
+        "echo_basic_bytes",
+        "echo_header_json",
+        "echo_header_html",
+    ] {
+        s.upstream.clear();
+        let reply = s.call(query, json!({})).await;
+        let envelope = reply.envelope();
+        // The upstream did receive (and echo) the credential.
+        assert_eq!(s.upstream.seen().len(), 1, "{query}");
+        let mut text = envelope.to_string();
+        if query.ends_with("_bytes") {
+            // Binary bodies come back as base64: look inside.
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(envelope["body"].as_str().expect("base64 text"))
+                .expect("base64");
+            text.push_str(&String::from_utf8_lossy(&decoded));
+        }
+        assert!(
+            text.contains("[redacted]"),
+            "{query}: the echo was not redacted: {text}"
+        );
+        for form in credential_forms() {
+            assert!(
+                !reply.text.contains(&form) && !text.contains(&form),
+                "{query}: the reply carries `{form}`: {text}"
+            );
+        }
+        if query.ends_with("_json") {
+            assert!(envelope["body"].is_object(), "{query}: still JSON: {text}");
+        }
+    }
 }
