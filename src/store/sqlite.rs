@@ -22,6 +22,7 @@ use super::StoreError;
 mod api_keys;
 mod audit;
 mod catalog;
+pub mod files;
 mod members;
 mod mfa;
 mod rows;
@@ -164,11 +165,16 @@ fn sqlite(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    /// A directory or file it creates is private to the owner ([`files`]); existing ones
+    /// that others can read are logged as a warning.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        if let Some(parent) = path.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent)?;
+        files::prepare(path)?;
+        for files::TooOpen { path, mode } in files::too_open(path) {
+            tracing::warn!(
+                path = %path.display(),
+                mode = %format!("{mode:o}"),
+                "The metadata store is readable by others (it holds password hashes and sealed secrets): chmod it to 700 for the directory, 600 for files"
+            );
         }
         let conn = Connection::open(path).map_err(sqlite("opening the database"))?;
         Self::from_connection(conn)
