@@ -141,11 +141,12 @@ async fn app_policy(
     Path(app): Path<String>,
 ) -> Result<Response, ApiError> {
     let snapshot = state.gateway.snapshot();
-    let compiled = snapshot
-        .catalog
-        .apps
-        .get(&app)
-        .ok_or_else(|| ApiError::not_found(format!("no app `{app}`")))?;
+    let compiled = snapshot.catalog.apps.get(&app).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no app `{}`",
+            crate::spec::checks::shown_name(&app)
+        ))
+    })?;
     let members = state.auth.service.members(&app).await?;
     let report = policy::report(
         &app,

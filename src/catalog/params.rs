@@ -171,7 +171,7 @@ impl ParamSchema {
         // name, so unknown keys are reported before anything else.
         if let Some(key) = input.keys().find(|key| self.find(key).is_none()) {
             return Err(ParamError {
-                param: shorten_name(key),
+                param: crate::spec::checks::shown_name(key).into_owned(),
                 message: "is not a declared param of this query".to_string(),
             });
         }
@@ -205,14 +205,5 @@ impl ParamSchema {
 
     fn find(&self, name: &str) -> Option<&Param> {
         self.slot(name).map(|i| &self.params[i])
-    }
-}
-
-/// An undeclared key is caller input: it is named in the error (that is how the caller finds
-/// the typo) but cut short so a huge key is not reflected back whole.
-fn shorten_name(key: &str) -> String {
-    match key.char_indices().nth(MAX_NAME_LENGTH) {
-        Some((end, _)) => format!("{}...", &key[..end]),
-        None => key.to_string(),
     }
 }

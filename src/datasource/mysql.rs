@@ -525,7 +525,18 @@ fn classify(name: &str, error: &mysql_async::Error) -> DatasourceError {
                     code: server.code.to_string(),
                 },
                 1317 | 3024 | 1969 => DatasourceError::Timeout,
-                1044 | 1045 | 1142 | 1143 | 1227 => DatasourceError::Query {
+                // The server refused the account itself (a dropped user, a wrong password, a
+                // host or database it may not use): the datasource is unusable as
+                // configured, as on PostgreSQL (SQLSTATE class 28).
+                1044 | 1045 | 1130 | 1698 | 1862 | 3118 | 4151 => {
+                    tracing::warn!(
+                        datasource = %name,
+                        mysql_code = server.code,
+                        "MySQL refused the datasource's credentials: check the user, its password and its grants for this host and database"
+                    );
+                    DatasourceError::Unavailable { class: "auth" }
+                }
+                1142 | 1143 | 1227 => DatasourceError::Query {
                     class: "permission_denied",
                     code: server.code.to_string(),
                 },

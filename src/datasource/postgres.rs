@@ -275,6 +275,13 @@ pub(crate) fn classify(name: &str, error: &tokio_postgres::Error) -> DatasourceE
             constraint = db.constraint().unwrap_or(""),
             "PostgreSQL refused the query"
         );
+        if code.code().starts_with("28") {
+            tracing::warn!(
+                datasource = %name,
+                sqlstate = code.code(),
+                "PostgreSQL refused the datasource's credentials: check the user, its password and pg_hba.conf"
+            );
+        }
         return classify_sqlstate(code);
     }
     if let Some(mismatch) =
@@ -326,11 +333,10 @@ fn classify_sqlstate(code: &SqlState) -> DatasourceError {
         _ if text.starts_with("40") => DatasourceError::Retryable {
             code: text.to_string(),
         },
-        _ if text.starts_with("08")
-            || text.starts_with("28")
-            || text.starts_with("53")
-            || text.starts_with("57P") =>
-        {
+        // The server refused the account itself (a dropped role, a wrong password, no
+        // pg_hba.conf entry): unusable as configured, as on MySQL (1045 and friends).
+        _ if text.starts_with("28") => DatasourceError::Unavailable { class: "auth" },
+        _ if text.starts_with("08") || text.starts_with("53") || text.starts_with("57P") => {
             DatasourceError::Unavailable { class: "server" }
         }
         _ if text.starts_with("42") => DatasourceError::Query {

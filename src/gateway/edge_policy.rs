@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -60,55 +60,95 @@ pub async fn app_policy(
         .get(app_name)
         .map(|app| app.policy.clone())
         .unwrap_or_default();
-    let ip = ClientIp::of(&request);
-    if !policy.ip_allowed(ip) {
-        let client = crate::auth::routes::client_info(Some(&ClientIp(ip)), request.headers());
-        state
-            .audit
-            .ip_refused(&client, serde_json::json!({ "app": app_name }))
-            .await;
-        return ApiError::from(Refusal::IpNotAllowed(IpScope::App)).into_response();
-    }
     let origin = request
         .headers()
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if request.method() == Method::OPTIONS {
-        return match policy
-            .cors
-            .as_ref()
-            .map(|c| c.preflight(request.headers(), &Method::POST))
-        {
-            Some(Ok(headers)) => {
-                let mut response = StatusCode::NO_CONTENT.into_response();
-                response.headers_mut().extend(headers);
-                response
+    let ip = ClientIp::of(&request);
+    let refused = refusal(
+        &state,
+        &policy,
+        app_name,
+        ip,
+        request.method(),
+        request.headers(),
+    )
+    .await;
+    let mut response = match refused {
+        Some(mut refused) => {
+            // The app's security headers hold for every answer. A refusal carries no CORS
+            // grant, but it depends on `Origin` when the app lists origins, so caches must
+            // key on it.
+            policy.headers.apply(refused.headers_mut());
+            if policy.cors.is_some() && !refused.headers().contains_key(header::VARY) {
+                refused
+                    .headers_mut()
+                    .append(header::VARY, HeaderValue::from_static("Origin"));
             }
-            Some(Err(reason)) => cors_refused(reason),
-            None => cors_refused("this app does not allow cross-origin calls"),
-        };
-    }
-    if carries_session_cookie(&state, request.headers())
-        && let Err(reason) = cors::check_csrf(
-            request.method(),
-            request.headers(),
-            scheme(&state),
-            state.edge.public_origin.as_deref(),
-            policy.cors.as_ref(),
-        )
-    {
-        return csrf_refused(reason);
-    }
-    request
-        .extensions_mut()
-        .insert(Resolved { snapshot, names });
-    let mut response = next.run(request).await;
+            return refused;
+        }
+        None => {
+            request
+                .extensions_mut()
+                .insert(Resolved { snapshot, names });
+            next.run(request).await
+        }
+    };
     policy.headers.apply(response.headers_mut());
     if let Some(cors) = &policy.cors {
         cors.response_headers(origin.as_deref(), response.headers_mut());
     }
     response
+}
+
+/// The edge's answer when it refuses or answers the request itself (IP allowlist, CORS
+/// preflight, CSRF); `None` lets it through to the handler.
+async fn refusal(
+    state: &GatewayState,
+    policy: &crate::policy::AppPolicy,
+    app_name: &str,
+    ip: std::net::IpAddr,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    if !policy.ip_allowed(ip) {
+        let client = crate::auth::routes::client_info(Some(&ClientIp(ip)), headers);
+        state
+            .audit
+            .ip_refused(&client, serde_json::json!({ "app": app_name }))
+            .await;
+        return Some(ApiError::from(Refusal::IpNotAllowed(IpScope::App)).into_response());
+    }
+    if method == Method::OPTIONS {
+        return Some(
+            match policy
+                .cors
+                .as_ref()
+                .map(|c| c.preflight(headers, &Method::POST))
+            {
+                Some(Ok(headers)) => {
+                    let mut response = StatusCode::NO_CONTENT.into_response();
+                    response.headers_mut().extend(headers);
+                    response
+                }
+                Some(Err(reason)) => cors_refused(reason),
+                None => cors_refused("this app does not allow cross-origin calls"),
+            },
+        );
+    }
+    if carries_session_cookie(state, headers)
+        && let Err(reason) = cors::check_csrf(
+            method,
+            headers,
+            scheme(state),
+            state.edge.public_origin.as_deref(),
+            policy.cors.as_ref(),
+        )
+    {
+        return Some(csrf_refused(reason));
+    }
+    None
 }
 
 pub(crate) fn scheme(state: &GatewayState) -> &'static str {

@@ -319,6 +319,8 @@ async fn read_params(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());
     }
+    // `{"params": {"id": 1, "id": 2}}` is refused, not read as whichever parser's pick.
+    crate::http::body::check_unique_keys(&bytes)?;
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Invocation {

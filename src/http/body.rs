@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
 
 use super::ApiError;
+use crate::spec::checks::shown_name;
 
 /// Reads the whole body, refusing a non-JSON content type (415) and more than `limit`
 /// bytes (413, before reading when Content-Length says so).
@@ -64,18 +65,33 @@ pub async fn read_json_bytes(
         })
 }
 
-/// Parses a JSON body into `T`. The message names a missing or unknown field, or the
-/// position of a syntax or type error, never the offending value.
+/// Parses a JSON body into `T`. The message names a missing or unknown field (cut short:
+/// a sent key is caller input), a repeated key, or the position of a syntax or type error,
+/// never the offending value. An object that repeats a key, at any depth, is refused
+/// ([`check_unique_keys`]).
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    check_unique_keys(bytes)?;
     serde_json::from_slice(bytes).map_err(|error| {
         let (line, column) = (error.line(), error.column());
         let text = error.to_string();
         let message = if error.is_data()
             && (text.starts_with("missing field") || text.starts_with("unknown field"))
         {
-            // These quote field names only (declared by us, or sent as a key).
-            let field_part = text.split(" at line").next().unwrap_or(&text);
-            format!("{field_part} (line {line}, column {column})")
+            // These quote field names only (declared by us, or sent as a key: cut short).
+            // serde words them "unknown field `NAME`, expected ..." and "missing field
+            // `NAME`", then " at line L column C".
+            let field_part = text
+                .rsplit_once(" at line")
+                .map_or(&*text, |(head, _)| head);
+            let (kind, rest) = field_part.split_once(" `").unwrap_or((field_part, "`"));
+            let (name, expected) = match rest.split_once("`, expected") {
+                Some((name, expected)) => (name, format!(", expected{expected}")),
+                None => (rest.strip_suffix('`').unwrap_or(rest), String::new()),
+            };
+            format!(
+                "{kind} `{}`{expected} (line {line}, column {column})",
+                shown_name(name)
+            )
         } else if error.is_data() {
             format!("a member has the wrong type (line {line}, column {column})")
         } else {
@@ -83,6 +99,117 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
         };
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
     })
+}
+
+/// Refuses (400 `invalid_json`) a JSON text with an object that repeats a key, at any
+/// depth. Parsers disagree on which of the two wins (the first, the last, an error), and
+/// such disagreement between two parts of a system is a known way to slip a value past a
+/// check; answering every such body with an error leaves nothing to disagree on. Text that
+/// is not valid JSON passes here and is refused by the parser that follows.
+pub fn check_unique_keys(bytes: &[u8]) -> Result<(), ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    match serde::Deserialize::deserialize(&mut deserializer).map(|UniqueKeys| ()) {
+        Err(error) if error.is_data() => {
+            let text = error.to_string();
+            let key = text
+                .strip_prefix(DUPLICATE_KEY)
+                .and_then(|rest| rest.split(" at line").next())
+                .unwrap_or("");
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!(
+                    "an object repeats the key `{}` (line {}, column {}); send each key once",
+                    shown_name(key),
+                    error.line(),
+                    error.column()
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+const DUPLICATE_KEY: &str = "duplicate key ";
+
+/// Reads any JSON value, keeping nothing but each object's keys until the object ends.
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        // Most objects are small: a scan beats hashing.
+        let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if seen.contains(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "{DUPLICATE_KEY}{key}"
+                )));
+            }
+            map.next_value::<UniqueKeys>()?;
+            seen.push(key);
+        }
+        Ok(UniqueKeys)
+    }
+}
+
+/// An object key, borrowed from the body when it has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(key.into()))
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(key.to_owned().into()))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
 }
 
 /// [`read_json_bytes`] then [`parse_json`].
@@ -108,6 +235,53 @@ mod tests {
     struct Login {
         email: String,
         password: String,
+    }
+
+    #[test]
+    fn repeated_keys_are_refused_at_any_depth_and_named_short() {
+        for body in [
+            r#"{"email":"a@b.c","email":"x@y.z","password":"p"}"#,
+            r#"{"params":{"id":1,"id":2}}"#,
+            r#"{"params":{"meta":{"a":[{"k":1,"k":2}]}}}"#,
+            r#"{"params":{"i\u0064":1,"id":2}}"#,
+        ] {
+            let error = check_unique_keys(body.as_bytes()).unwrap_err();
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(error.code, "invalid_json", "{body}");
+            assert!(
+                error.message.contains("repeats the key `"),
+                "{body}: {}",
+                error.message
+            );
+        }
+        let long = "k".repeat(5000);
+        let body = format!(r#"{{"{long}":1,"{long}":2}}"#);
+        let error = check_unique_keys(body.as_bytes()).unwrap_err();
+        assert!(error.message.len() < 200, "{}", error.message);
+        // Distinct keys, arbitrary-precision numbers, arrays, scalars and invalid JSON pass
+        // (invalid JSON is the parser's to refuse).
+        for body in [
+            r#"{"a":1,"b":{"a":2},"c":[{"a":1},{"a":2}],"n":123456789012345678901234567890.5}"#,
+            "[1,2,3]",
+            "\"text\"",
+            "{not json",
+            "",
+        ] {
+            assert!(check_unique_keys(body.as_bytes()).is_ok(), "{body}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_named_but_cut_short() {
+        let key = "x".repeat(5000);
+        let body = format!(r#"{{"email":"a@b.c","password":"p","{key}":1}}"#);
+        let error = parse_json::<Login>(body.as_bytes()).unwrap_err();
+        assert!(
+            error.message.starts_with("unknown field `xxx"),
+            "{}",
+            error.message
+        );
+        assert!(error.message.len() < 200, "{}", error.message);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Request ids, the request log line, and the rendering of [`ApiError`]s.
 //!
-//! Every response carries `X-Request-Id`; error bodies carry the same id. Ids are a random
-//! per-process prefix and a counter: unique, cheap, and meaningless outside the log.
+//! Every response carries `X-Request-Id`; error bodies carry the same id. Ids are 128
+//! random bits (32 hex digits): unique, and unguessable, so they tell nothing about how
+//! many requests the instance serves or which came before.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -20,11 +20,13 @@ pub struct RequestId(pub Arc<str>);
 
 impl RequestId {
     pub fn next() -> RequestId {
-        static PREFIX: OnceLock<String> = OnceLock::new();
-        static COUNTER: AtomicU64 = AtomicU64::new(1);
-        let prefix = PREFIX.get_or_init(|| format!("{:08x}", rand::random::<u32>()));
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        RequestId(format!("{prefix}-{n:x}").into())
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let bits: u128 = rand::random();
+        let mut text = [0u8; 32];
+        for (i, digit) in text.iter_mut().enumerate() {
+            *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        RequestId(std::str::from_utf8(&text).expect("hex digits").into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -78,4 +80,29 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         headers.insert(X_REQUEST_ID.clone(), value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_128_random_bits_in_hex() {
+        let ids: Vec<RequestId> = (0..1000).map(|_| RequestId::next()).collect();
+        let mut distinct = std::collections::HashSet::new();
+        for id in &ids {
+            assert_eq!(id.as_str().len(), 32, "{}", id.as_str());
+            assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+            assert!(distinct.insert(id.as_str().to_string()), "a repeated id");
+        }
+        // No shared prefix or counter: consecutive ids differ in their first digits too
+        // (all 1,000 starting alike would be a 1 in 16^999 event).
+        let first_digits: std::collections::HashSet<u8> =
+            ids.iter().map(|id| id.as_str().as_bytes()[0]).collect();
+        assert!(first_digits.len() > 8, "{first_digits:?}");
+        // Every bit position varies: the last digit is not a counter.
+        let last: std::collections::HashSet<u8> =
+            ids.iter().map(|id| id.as_str().as_bytes()[31]).collect();
+        assert!(last.len() > 8, "{last:?}");
+    }
 }

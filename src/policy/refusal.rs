@@ -6,6 +6,7 @@
 //! place by the planes (`gateway::errors`). Nothing here knows HTTP status codes: the
 //! [`RefusalKind`] says who is at fault and the plane picks the status.
 
+use crate::spec::checks::shown_name;
 use crate::spec::rate::RateRule;
 
 /// A refused request.
@@ -122,7 +123,12 @@ impl Refusal {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refusal::Hidden { app, query } => write!(f, "no query `{query}` in app `{app}`"),
+            Refusal::Hidden { app, query } => write!(
+                f,
+                "no query `{}` in app `{}`",
+                shown_name(query),
+                shown_name(app)
+            ),
             Refusal::SignInRequired(message) | Refusal::Cors(message) | Refusal::Csrf(message) => {
                 f.write_str(message)
             }

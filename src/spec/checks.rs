@@ -31,6 +31,20 @@ pub fn is_valid_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The longest part of a caller-supplied name (an app, query, param or member name) that an
+/// error message quotes: a valid name is never longer, and a client that sends thousands of
+/// characters does not get them echoed back.
+pub const MAX_SHOWN_NAME: usize = 64;
+
+/// `name` as an error message quotes it: cut after [`MAX_SHOWN_NAME`] characters, with
+/// `...` to show it was cut.
+pub fn shown_name(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(MAX_SHOWN_NAME) {
+        Some((end, _)) => format!("{}...", &name[..end]).into(),
+        None => name.into(),
+    }
+}
+
 /// What [`is_valid_name`] requires, for error messages.
 pub const NAME_RULE: &str =
     "names are 1-64 characters of A-Z, a-z, 0-9, `_` and `-`, starting with a letter or digit";

@@ -323,6 +323,7 @@ async fn cors_preflights_and_answers_name_only_listed_origins() {
                 .is_none(),
             "{what}"
         );
+        assert!(header_all(&reply, "vary").contains("Origin"), "{what}");
     }
     // An app without `cors` is same-origin only.
     let reply = preflight(&gateway, "plain", "hit", shop, "POST", "content-type").await;
@@ -477,6 +478,11 @@ async fn cookie_writes_from_other_pages_are_refused_before_the_datasource() {
         let reply = run(&gateway, "shop", "hit", &headers).await;
         assert_error(&format!("{extra:?}"), &reply, 403, "csrf_refused");
         assert_baseline_headers("csrf refusal", &reply);
+        // The refusal depends on `Origin`: a cache must not serve it to another page.
+        assert!(
+            header_all(&reply, "vary").contains("Origin"),
+            "{extra:?}: no Vary: Origin on the refusal"
+        );
     }
     assert_eq!(
         counter.count("shop").await,

@@ -21,6 +21,7 @@ mod auth_mail;
 mod auth_mfa;
 mod auth_sessions;
 mod cli;
+mod datasource_errors;
 mod edge_limits;
 mod edge_policy;
 mod egress;

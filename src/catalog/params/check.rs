@@ -60,9 +60,7 @@ impl Check {
             )));
         }
         if text.contains('\0') {
-            return Err(Cow::Borrowed(
-                "must not contain the NUL character (U+0000), which PostgreSQL cannot store",
-            ));
+            return Err(Cow::Borrowed("must not contain the NUL character (U+0000)"));
         }
         if let Some(pattern) = &self.pattern
             && !pattern.is_match(&text)

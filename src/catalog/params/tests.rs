@@ -91,7 +91,7 @@ fn text_values() {
     err(
         &plain,
         json!("a\u{0}b"),
-        "(U+0000), which PostgreSQL cannot store",
+        "must not contain the NUL character (U+0000)",
     );
     err(
         &plain,
