@@ -446,6 +446,8 @@ apps:
             ("SLUICE_POOL_SIZE", settings.pool_size.to_string()),
             // One load generator on one address: the per-IP limit would measure itself.
             ("SLUICE_RATE_LIMIT_PER_IP", "off".into()),
+            // Likewise the per-address connection cap (256 clients from one address).
+            ("SLUICE_MAX_CONNECTIONS_PER_IP", "0".into()),
         ];
         let command = |wrapper: &[String], args: &[&str]| {
             let mut command = match wrapper.split_first() {

@@ -38,10 +38,11 @@ use crate::vault::{self, InstanceKey, SecretString, VaultError};
 use parse::{Env, MAX_MILLIS, MAX_SECS, boxed, parse_address_list, parse_public_url};
 use settings::{auth_settings, edge_settings};
 use variables::{
-    ADMIN_TOKEN, DATA_DIR, EGRESS_ALLOW, EGRESS_BIND, EGRESS_PUBLIC_IPS, ENCRYPTION_PASSWORD,
-    ENCRYPTION_SALT, HEADER_READ_TIMEOUT_MS, LISTEN, LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES,
-    MAX_ROWS, METADATA_DB, POOL_SIZE, PUBLIC_URL, QUERY_TIMEOUT_MS, SHUTDOWN_GRACE_SECS,
-    TLS_CERT_FILE, TLS_KEY_FILE,
+    ADMIN_TOKEN, BODY_READ_TIMEOUT_MS, DATA_DIR, EGRESS_ALLOW, EGRESS_BIND, EGRESS_PUBLIC_IPS,
+    ENCRYPTION_PASSWORD, ENCRYPTION_SALT, HEADER_READ_TIMEOUT_MS, LISTEN, LISTEN_BACKLOG,
+    LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_ROWS,
+    METADATA_DB, POOL_SIZE, PUBLIC_URL, QUERY_TIMEOUT_MS, SHUTDOWN_GRACE_SECS, TLS_CERT_FILE,
+    TLS_KEY_FILE,
 };
 
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
@@ -60,6 +61,14 @@ pub struct Config {
     pub log_level: String,
     pub max_body_bytes: usize,
     pub header_read_timeout: Duration,
+    /// Time to send the whole request body once the headers are in.
+    pub body_read_timeout: Duration,
+    /// Connections open at once, in all (0: no cap).
+    pub max_connections: usize,
+    /// Connections open at once from one client address (0: no cap).
+    pub max_connections_per_ip: usize,
+    /// Length of the listen queue (the kernel caps it at `net.core.somaxconn`).
+    pub listen_backlog: u32,
     pub query_timeout: Duration,
     pub max_rows: u64,
     pub shutdown_grace: Duration,
@@ -259,6 +268,26 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
             "a whole number of milliseconds from 1 to 86400000",
             1..=MAX_MILLIS,
         )?),
+        body_read_timeout: Duration::from_millis(env.number(
+            BODY_READ_TIMEOUT_MS,
+            "a whole number of milliseconds from 1 to 86400000",
+            1..=MAX_MILLIS,
+        )?),
+        max_connections: env.number(
+            MAX_CONNECTIONS,
+            "a whole number of connections (0: no cap)",
+            0..=usize::MAX,
+        )?,
+        max_connections_per_ip: env.number(
+            MAX_CONNECTIONS_PER_IP,
+            "a whole number of connections (0: no cap)",
+            0..=usize::MAX,
+        )?,
+        listen_backlog: env.number(
+            LISTEN_BACKLOG,
+            "a whole number of connections from 1 to 65535",
+            1..=65535,
+        )?,
         query_timeout: Duration::from_millis(env.number(
             QUERY_TIMEOUT_MS,
             "a whole number of milliseconds from 1 to 86400000",

@@ -1,9 +1,11 @@
-//! The HTTP toolkit shared by the planes: the listener loop (header read timeout,
-//! keep-alive, graceful drain), TLS from certificate files, JSON bodies, request ids, and
-//! the one place where errors become JSON responses. Imports no plane and no domain: each
-//! plane maps its own errors to an [`ApiError`].
+//! The HTTP toolkit shared by the planes: the listener loop (header and body read
+//! timeouts, connection caps, listen backlog, keep-alive, graceful drain), TLS from
+//! certificate files, JSON bodies, request ids, and the one place where errors become JSON
+//! responses. Imports no plane and no domain: each plane maps its own errors to an
+//! [`ApiError`].
 
 pub mod body;
+pub mod connections;
 pub mod error;
 pub mod request_id;
 pub mod server;

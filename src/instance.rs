@@ -24,6 +24,7 @@ use crate::auth::service::AuthService;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::gateway::{GatewayState, Limits};
+use crate::http::connections::ConnectionLimits;
 use crate::http::server::{self, ServerSettings};
 use crate::http::tls::{CertStore, TlsError};
 use crate::policy::edge::EdgeState;
@@ -174,11 +175,10 @@ impl Instance {
         router(self.state.clone(), admin::router(admin_state))
     }
 
-    /// Binds the configured listen address.
+    /// Binds the configured listen address with the configured listen backlog.
     pub async fn bind(&self) -> Result<TcpListener, StartError> {
         let address = self.config.listen;
-        TcpListener::bind(address)
-            .await
+        server::bind(address, self.config.listen_backlog)
             .map_err(|source| StartError::Listen { address, source })
     }
 
@@ -191,7 +191,14 @@ impl Instance {
         let router = instance.router();
         let settings = ServerSettings {
             header_read_timeout: instance.config.header_read_timeout,
+            body_read_timeout: instance.config.body_read_timeout,
             shutdown_grace: instance.config.shutdown_grace,
+            limits: ConnectionLimits {
+                max_total: instance.config.max_connections,
+                max_per_ip: instance.config.max_connections_per_ip,
+                // A reverse proxy carries many clients: it counts toward the total only.
+                exempt: instance.config.edge.trusted_proxies.clone(),
+            },
             tls: match &instance.tls {
                 Some(store) => match store.acceptor() {
                     Ok(acceptor) => Some(acceptor),

@@ -50,6 +50,10 @@ fn defaults() {
     assert_eq!(c.log_level, "info");
     assert_eq!(c.max_body_bytes, 65536);
     assert_eq!(c.header_read_timeout, Duration::from_millis(10_000));
+    assert_eq!(c.body_read_timeout, Duration::from_millis(5_000));
+    assert_eq!(c.max_connections, 1024);
+    assert_eq!(c.max_connections_per_ip, 256);
+    assert_eq!(c.listen_backlog, 1024);
     assert_eq!(c.query_timeout, Duration::from_millis(30_000));
     assert_eq!(c.max_rows, 10_000);
     assert_eq!(c.shutdown_grace, Duration::from_secs(30));
@@ -89,6 +93,10 @@ fn valid_values() {
         ("SLUICE_LOG_LEVEL", "Debug"),
         ("SLUICE_MAX_BODY_BYTES", "1024"),
         ("SLUICE_HEADER_READ_TIMEOUT_MS", "1"),
+        ("SLUICE_BODY_READ_TIMEOUT_MS", "250"),
+        ("SLUICE_MAX_CONNECTIONS", "0"),
+        ("SLUICE_MAX_CONNECTIONS_PER_IP", "8"),
+        ("SLUICE_LISTEN_BACKLOG", "65535"),
         ("SLUICE_QUERY_TIMEOUT_MS", "86400000"),
         ("SLUICE_MAX_ROWS", "1"),
         ("SLUICE_SHUTDOWN_GRACE_SECS", "0"),
@@ -104,6 +112,10 @@ fn valid_values() {
     assert_eq!(c.log_level, "debug");
     assert_eq!(c.max_body_bytes, 1024);
     assert_eq!(c.header_read_timeout, Duration::from_millis(1));
+    assert_eq!(c.body_read_timeout, Duration::from_millis(250));
+    assert_eq!(c.max_connections, 0);
+    assert_eq!(c.max_connections_per_ip, 8);
+    assert_eq!(c.listen_backlog, 65535);
     assert_eq!(c.query_timeout, Duration::from_secs(86_400));
     assert_eq!(c.max_rows, 1);
     assert_eq!(c.shutdown_grace, Duration::ZERO);
@@ -139,6 +151,13 @@ fn invalid_values_name_the_variable_and_expected_form() {
         ("SLUICE_MAX_BODY_BYTES", "-1", "a whole number of bytes"),
         ("SLUICE_HEADER_READ_TIMEOUT_MS", "0", "from 1 to 86400000"),
         ("SLUICE_HEADER_READ_TIMEOUT_MS", "1.5", "milliseconds"),
+        ("SLUICE_BODY_READ_TIMEOUT_MS", "0", "from 1 to 86400000"),
+        ("SLUICE_BODY_READ_TIMEOUT_MS", "5s", "milliseconds"),
+        ("SLUICE_MAX_CONNECTIONS", "-1", "(0: no cap)"),
+        ("SLUICE_MAX_CONNECTIONS", "lots", "connections"),
+        ("SLUICE_MAX_CONNECTIONS_PER_IP", "1.5", "(0: no cap)"),
+        ("SLUICE_LISTEN_BACKLOG", "0", "from 1 to 65535"),
+        ("SLUICE_LISTEN_BACKLOG", "65536", "from 1 to 65535"),
         ("SLUICE_QUERY_TIMEOUT_MS", "86400001", "from 1 to 86400000"),
         ("SLUICE_QUERY_TIMEOUT_MS", "30s", "milliseconds"),
         ("SLUICE_MAX_ROWS", "0", "at least 1"),

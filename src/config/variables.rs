@@ -56,6 +56,26 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Time a client has to send the request headers, in milliseconds; also how long an idle keep-alive connection stays open.",
     ),
     (
+        BODY_READ_TIMEOUT_MS,
+        "5000",
+        "Time a client has to send the whole request body once the headers are in, in milliseconds; a slower body gets 408.",
+    ),
+    (
+        MAX_CONNECTIONS,
+        "1024",
+        "Most client connections open at once; more are answered 503 and closed at accept. 0: no cap.",
+    ),
+    (
+        MAX_CONNECTIONS_PER_IP,
+        "256",
+        "Most connections open at once from one client address (an IPv6 /64 counts as one; SLUICE_TRUSTED_PROXIES are exempt); more are answered 503 and closed at accept. 0: no cap.",
+    ),
+    (
+        LISTEN_BACKLOG,
+        "1024",
+        "Length of the queue of connections the kernel completes before Sluice accepts them (1 to 65535); capped by net.core.somaxconn.",
+    ),
+    (
         QUERY_TIMEOUT_MS,
         "30000",
         "Default longest time a query may run, in milliseconds.",
@@ -212,6 +232,10 @@ pub(super) const LOG_FORMAT: &str = "SLUICE_LOG_FORMAT";
 pub(super) const LOG_LEVEL: &str = "SLUICE_LOG_LEVEL";
 pub(super) const MAX_BODY_BYTES: &str = "SLUICE_MAX_BODY_BYTES";
 pub(super) const HEADER_READ_TIMEOUT_MS: &str = "SLUICE_HEADER_READ_TIMEOUT_MS";
+pub(super) const BODY_READ_TIMEOUT_MS: &str = "SLUICE_BODY_READ_TIMEOUT_MS";
+pub(super) const MAX_CONNECTIONS: &str = "SLUICE_MAX_CONNECTIONS";
+pub(super) const MAX_CONNECTIONS_PER_IP: &str = "SLUICE_MAX_CONNECTIONS_PER_IP";
+pub(super) const LISTEN_BACKLOG: &str = "SLUICE_LISTEN_BACKLOG";
 pub(super) const QUERY_TIMEOUT_MS: &str = "SLUICE_QUERY_TIMEOUT_MS";
 pub(super) const MAX_ROWS: &str = "SLUICE_MAX_ROWS";
 pub(super) const SHUTDOWN_GRACE_SECS: &str = "SLUICE_SHUTDOWN_GRACE_SECS";

@@ -1,28 +1,63 @@
 //! The listener loop: HTTP/1.1 with keep-alive, optional TLS, a header read timeout (slow
-//! clients cannot hold a connection open without sending a request), and a graceful drain on
-//! shutdown.
+//! clients cannot hold a connection open without sending a request), a body read timeout
+//! (nor by trickling a body), caps on open connections in all and per client address
+//! (`connections`), a configurable listen backlog, answers to clients that half-close
+//! after their request, and a graceful drain on shutdown.
+//!
+//! Nothing here runs per request but what hyper does, one clock read for the body
+//! deadline and a reference count for the router: connections are counted at accept and at
+//! close.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::extract::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
+
+use super::body::TimedBody;
+use super::connections::{self, ConnectionLimits, Connections, Refusal};
 
 /// Settings of the listener loop.
 #[derive(Clone)]
 pub struct ServerSettings {
+    /// Time to send the request headers; also how long an idle keep-alive connection stays.
     pub header_read_timeout: Duration,
+    /// Time to send the whole body once the headers are in (past it, reading fails with
+    /// [`super::body::BodyTimeout`], answered 408).
+    pub body_read_timeout: Duration,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
     /// Terminate TLS on accepted connections (the handshake must finish within the header
     /// read timeout).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Caps on open connections.
+    pub limits: ConnectionLimits,
 }
+
+/// Binds `address` with a listen queue of `backlog` connections: those the kernel has
+/// completed but the loop has not accepted yet (a burst of connects waits there, not in SYN
+/// retries). The kernel caps it at `net.core.somaxconn`.
+pub fn bind(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As std's bind does: a restart can bind while old connections linger in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog)
+}
+
+/// How often at most a refused connection is logged at `warn` (each one is at `debug`).
+const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish (up to the grace period) and returns.
@@ -36,7 +71,13 @@ pub async fn run(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        // A client may shut its write side once its request is sent (`nc -N`,
+        // `shutdown(SHUT_WR)`) and still gets the answer. The price: a client that leaves
+        // mid-request is noticed when its answer is written, not before.
+        .half_close(true);
+    let connections = Connections::new(settings.limits.clone());
+    let mut refusals = RefusalLog::default();
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -51,17 +92,29 @@ pub async fn run(
                         continue;
                     }
                 };
+                let slot = match connections.admit(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(refusal) => {
+                        let response = connections::refusal_response(refusal);
+                        let plain = settings.tls.is_none();
+                        connections::refuse(stream, plain.then_some(response.as_slice()));
+                        refusals.record(refusal, peer, connections.open());
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
-                // Around the router as a whole (`Router::layer` would wrap every route).
-                let service = TowerToHyperService::new(tower::Layer::layer(
-                    &axum::Extension(PeerAddr(peer)),
-                    router.clone(),
-                ));
+                let service = ConnectionService {
+                    router: router.clone(),
+                    peer: PeerAddr(peer),
+                    body_read_timeout: settings.body_read_timeout,
+                };
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 let tls = settings.tls.clone();
                 let handshake_timeout = settings.header_read_timeout;
                 tokio::spawn(async move {
+                    // Counted until the connection is gone.
+                    let _slot = slot;
                     let result = match tls {
                         None => {
                             let connection = builder.serve_connection(TokioIo::new(stream), service);
@@ -101,6 +154,60 @@ pub async fn run(
             grace_secs = settings.shutdown_grace.as_secs(),
             "Grace period over; closing remaining connections"
         ),
+    }
+}
+
+/// The router as one connection serves it: each request gets the peer address as an
+/// extension and its body the body read deadline.
+#[derive(Clone)]
+struct ConnectionService {
+    router: Router,
+    peer: PeerAddr,
+    body_read_timeout: Duration,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnectionService {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = axum::routing::future::RouteFuture<Infallible>;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(self.peer);
+        let request = request.map(|body| TimedBody::new(body, self.body_read_timeout));
+        // A router is always ready; its clone is a reference count.
+        tower::Service::call(&mut self.router.clone(), request)
+    }
+}
+
+/// Logs refused connections: each at `debug`, and at most every ten seconds a `warn` with
+/// how many were refused since, so a flood does not flood the log.
+#[derive(Default)]
+struct RefusalLog {
+    last_warning: Option<Instant>,
+    since: u64,
+}
+
+impl RefusalLog {
+    fn record(&mut self, refusal: Refusal, peer: SocketAddr, open: usize) {
+        self.since += 1;
+        let cap = match refusal {
+            Refusal::Total => "total",
+            Refusal::PerIp => "per_ip",
+        };
+        tracing::debug!(peer = %peer.ip(), cap, open, "Connection refused: over a connection cap");
+        if self
+            .last_warning
+            .is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY)
+        {
+            tracing::warn!(
+                refused = self.since,
+                cap,
+                open,
+                "Connections refused: over a connection cap (SLUICE_MAX_CONNECTIONS, SLUICE_MAX_CONNECTIONS_PER_IP)"
+            );
+            self.last_warning = Some(Instant::now());
+            self.since = 0;
+        }
     }
 }
 

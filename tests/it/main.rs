@@ -27,6 +27,7 @@ mod edge_policy;
 mod egress;
 mod http_datasource;
 mod injection;
+mod listener;
 mod log_canary;
 mod mail;
 mod refusals;

@@ -145,6 +145,11 @@ impl Served {
         assert!(status.success(), "kill -{name} failed");
     }
 
+    /// The process id (to read `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
