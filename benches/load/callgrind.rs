@@ -30,7 +30,8 @@
 //! (100000), `BENCH_POOL_SIZE` (1 here: one client uses one connection),
 //! `BENCH_SLUICE_BINS` (`label=path,label=path,…`: the Sluice binaries to count, e.g. two
 //! builds; default the `sluice` built with this bench), `BENCH_CALLGRIND_RELAY` (1; 0 skips
-//! the relay).
+//! the relay), `BENCH_CALLGRIND_KEEP` (a directory: each server's dump is copied there as
+//! `<label>.callgrind.out`, for `callgrind_annotate`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -110,6 +111,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ..settings
     };
     let sluices = sluice_binaries()?;
+    let keep = std::env::var_os("BENCH_CALLGRIND_KEEP").map(PathBuf::from);
+    if let Some(keep) = &keep {
+        std::fs::create_dir_all(keep)
+            .with_context(|| format!("BENCH_CALLGRIND_KEEP: creating {}", keep.display()))?;
+    }
 
     println!("Sluice callgrind benchmark: instructions per point query");
     let version = check_valgrind()?;
@@ -163,6 +169,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )
         .await?;
         stop(sluice).await;
+        keep_dump(keep.as_deref(), &out, &format!("sluice-{label}"))?;
         print_one(&figures);
         results.push(figures);
     }
@@ -184,6 +191,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )
         .await?;
         drop(child);
+        keep_dump(keep.as_deref(), &out, "relay")?;
         print_one(&figures);
         results.push(figures);
     }
@@ -192,6 +200,29 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
         .await;
     report(&results);
+    Ok(())
+}
+
+/// Copies a server's dump to `keep` (when set) as `<name>.callgrind.out`.
+fn keep_dump(keep: Option<&Path>, out: &Path, name: &str) -> anyhow::Result<()> {
+    let Some(keep) = keep else {
+        return Ok(());
+    };
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let dump = PathBuf::from(format!("{}.1", out.display()));
+    let target = keep.join(format!("{name}.callgrind.out"));
+    std::fs::copy(&dump, &target)
+        .with_context(|| format!("copying {} to {}", dump.display(), target.display()))?;
+    println!("  dump kept: {}", target.display());
     Ok(())
 }
 

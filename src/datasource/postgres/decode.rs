@@ -2,7 +2,7 @@
 //! (`docs/API.md`, "Result types"): `int8` and `numeric` as strings (exact beyond 2^53),
 //! timestamps as RFC 3339, `bytea` as base64, `json`/`jsonb` embedded as JSON.
 
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{NaiveDate, NaiveTime};
 use postgres_protocol::types as wire;
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, Kind, Type};
@@ -116,14 +116,7 @@ impl ColumnDecoder {
             ColumnDecoder::Date => match wire::date_from_sql(raw)? {
                 i32::MAX => json::string(out, "infinity"),
                 i32::MIN => json::string(out, "-infinity"),
-                days => {
-                    let date = epoch_date()
-                        .checked_add_signed(chrono::Duration::days(i64::from(days)))
-                        .ok_or(Malformed)?;
-                    out.push(b'"');
-                    write_date(out, date)?;
-                    out.push(b'"');
-                }
+                days => write_date(out, i64::from(days))?,
             },
             ColumnDecoder::Time => {
                 // Written from the microseconds directly: `24:00:00` is a valid PostgreSQL
@@ -147,11 +140,7 @@ impl ColumnDecoder {
                     i64::MAX => json::string(out, "infinity"),
                     i64::MIN => json::string(out, "-infinity"),
                     micros => {
-                        let at = epoch_date()
-                            .and_time(NaiveTime::MIN)
-                            .checked_add_signed(chrono::Duration::microseconds(micros))
-                            .ok_or(Malformed)?;
-                        write_timestamp(out, at, matches!(self, ColumnDecoder::Timestamptz))?;
+                        write_timestamp(out, micros, matches!(self, ColumnDecoder::Timestamptz))?
                     }
                 }
             }
@@ -223,46 +212,128 @@ fn epoch_date() -> NaiveDate {
     NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date")
 }
 
-/// Writes `"YYYY-MM-DDTHH:MM:SS[.ffffff][Z]"` digit by digit: this runs for every timestamp
-/// cell, and chrono's `format` machinery costs several times more.
-fn write_timestamp(out: &mut Vec<u8>, at: NaiveDateTime, utc: bool) -> Result<(), Malformed> {
-    use chrono::Timelike;
-    out.push(b'"');
-    write_date(out, at.date())?;
-    out.push(b'T');
-    push_padded(out, at.hour(), 2);
-    out.push(b':');
-    push_padded(out, at.minute(), 2);
-    out.push(b':');
-    push_padded(out, at.second(), 2);
-    let micros = at.nanosecond() / 1000;
-    if micros != 0 {
-        out.push(b'.');
-        push_padded(out, micros, 6);
+/// Microseconds in a day.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// Writes a timestamp (microseconds since 2000-01-01 00:00, PostgreSQL's epoch) as
+/// `"YYYY-MM-DDTHH:MM:SS[.ffffff][Z]"`. This runs for every timestamp cell, so years 1..=9999
+/// are written from the day count by arithmetic into one small buffer; other years go
+/// through chrono ([`write_timestamp_chrono`]), which spells them and refuses what it cannot
+/// hold, as every timestamp once did.
+fn write_timestamp(out: &mut Vec<u8>, micros: i64, utc: bool) -> Result<(), Malformed> {
+    let days = micros.div_euclid(DAY_MICROS);
+    let Some((year, month, day)) = civil_date(days) else {
+        return write_timestamp_chrono(out, micros, utc);
+    };
+    let of_day = micros.rem_euclid(DAY_MICROS) as u64;
+    let seconds = (of_day / 1_000_000) as u32;
+    let fraction = (of_day % 1_000_000) as u32;
+    let mut text = [0u8; 29];
+    text[0] = b'"';
+    put_date(&mut text[1..11], year, month, day);
+    text[11] = b'T';
+    put_2(&mut text[12..14], seconds / 3600);
+    text[14] = b':';
+    put_2(&mut text[15..17], seconds / 60 % 60);
+    text[17] = b':';
+    put_2(&mut text[18..20], seconds % 60);
+    let mut end = 20;
+    if fraction != 0 {
+        text[20] = b'.';
+        put_2(&mut text[21..23], fraction / 10_000);
+        put_2(&mut text[23..25], fraction / 100 % 100);
+        put_2(&mut text[25..27], fraction % 100);
+        end = 27;
     }
     if utc {
-        out.push(b'Z');
+        text[end] = b'Z';
+        end += 1;
     }
-    out.push(b'"');
+    text[end] = b'"';
+    out.extend_from_slice(&text[..=end]);
     Ok(())
 }
 
-/// `YYYY-MM-DD` for years 1..=9999; other years (PostgreSQL allows 4713 BC to 294276 AD)
-/// fall back to chrono's spelling (`-0044-03-15`, `+12345-01-01`).
-fn write_date(out: &mut Vec<u8>, date: NaiveDate) -> Result<(), Malformed> {
-    use chrono::Datelike;
-    let year = date.year();
-    if (1..=9999).contains(&year) {
-        push_padded(out, year as u32, 4);
-        out.push(b'-');
-        push_padded(out, date.month(), 2);
-        out.push(b'-');
-        push_padded(out, date.day(), 2);
-    } else {
-        use std::io::Write;
-        write!(out, "{}", date.format("%Y-%m-%d")).map_err(|_| Malformed)?;
+/// A date (days since 2000-01-01) as `"YYYY-MM-DD"`; years outside 1..=9999 (PostgreSQL
+/// allows 4713 BC to 5874897 AD) in chrono's spelling (`-0044-03-15`, `+12345-01-01`).
+fn write_date(out: &mut Vec<u8>, days: i64) -> Result<(), Malformed> {
+    match civil_date(days) {
+        Some((year, month, day)) => {
+            let mut text = [0u8; 12];
+            text[0] = b'"';
+            put_date(&mut text[1..11], year, month, day);
+            text[11] = b'"';
+            out.extend_from_slice(&text);
+        }
+        None => {
+            use std::io::Write;
+            let date = epoch_date()
+                .checked_add_signed(chrono::Duration::days(days))
+                .ok_or(Malformed)?;
+            write!(out, "\"{}\"", date.format("%Y-%m-%d")).map_err(|_| Malformed)?;
+        }
     }
     Ok(())
+}
+
+/// The timestamps [`write_timestamp`] leaves to chrono: years outside 1..=9999. What chrono
+/// cannot hold either (beyond about 262,000 years either way) is `Malformed`, as before.
+fn write_timestamp_chrono(out: &mut Vec<u8>, micros: i64, utc: bool) -> Result<(), Malformed> {
+    use chrono::Timelike;
+    use std::io::Write;
+    let at = epoch_date()
+        .and_time(NaiveTime::MIN)
+        .checked_add_signed(chrono::Duration::microseconds(micros))
+        .ok_or(Malformed)?;
+    write!(
+        out,
+        "\"{}T{:02}:{:02}:{:02}{}{}\"",
+        at.date().format("%Y-%m-%d"),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        Fraction(at.nanosecond() / 1000),
+        if utc { "Z" } else { "" }
+    )
+    .map_err(|_| Malformed)
+}
+
+/// The proleptic Gregorian `(year, month, day)` of `days` since 2000-01-01, when the year is
+/// within 1..=9999 (the years written digit by digit); `None` otherwise. Howard Hinnant's
+/// `civil_from_days`, on days since 0000-03-01 so that leap days end each 400-year era.
+fn civil_date(days: i64) -> Option<(u32, u32, u32)> {
+    // 2000-01-01 is day 730,425 after 0000-03-01; 0001-01-01 is day 306 and 9999-12-31 is
+    // day 3,652,364, so the range check also keeps the arithmetic below non-negative.
+    let z = days.checked_add(730_425)?;
+    if !(306..=3_652_364).contains(&z) {
+        return None;
+    }
+    let z = z as u32;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = era * 400 + yoe + u32::from(month <= 2);
+    Some((year, month, day))
+}
+
+/// `YYYY-MM-DD` into a 10-byte slice (`year` at most 9999).
+fn put_date(text: &mut [u8], year: u32, month: u32, day: u32) {
+    put_2(&mut text[0..2], year / 100);
+    put_2(&mut text[2..4], year % 100);
+    text[4] = b'-';
+    put_2(&mut text[5..7], month);
+    text[7] = b'-';
+    put_2(&mut text[8..10], day);
+}
+
+/// Two decimal digits of `value` (below 100) into a 2-byte slice.
+fn put_2(text: &mut [u8], value: u32) {
+    text[0] = b'0' + (value / 10) as u8;
+    text[1] = b'0' + (value % 10) as u8;
 }
 
 /// Appends `value` with leading zeros to `width` digits.
@@ -508,6 +579,96 @@ mod tests {
             "P1Y2M3DT1H2M5.5S"
         );
         assert_eq!(show(0, -1, -1_000_000), "P-1DT-1S");
+    }
+
+    fn written(write: impl FnOnce(&mut Vec<u8>) -> Result<(), Malformed>) -> Option<String> {
+        let mut out = Vec::new();
+        write(&mut out).ok()?;
+        Some(String::from_utf8(out).expect("ASCII"))
+    }
+
+    /// What chrono makes of a timestamp (`Some` when it can hold it), as the fast path must.
+    fn chrono_timestamp(micros: i64, utc: bool) -> Option<String> {
+        written(|out| write_timestamp_chrono(out, micros, utc))
+    }
+
+    #[test]
+    fn dates_match_chrono_across_the_years_written_digit_by_digit_and_beyond() {
+        // Every day around the edges of the fast range and the turns of eras and centuries,
+        // and a stride through the rest (every day of 1..=9999 takes too long unoptimised).
+        let first = -730_119; // 0001-01-01
+        let last = 2_921_939; // 9999-12-31
+        let mut days: Vec<i64> = (first - 800..first + 800).collect();
+        days.extend(last - 800..last + 800);
+        for turn in [-146_097, -36_524, 0, 36_525, 146_097] {
+            days.extend(turn - 400..turn + 400);
+        }
+        days.extend((first..=last).step_by(97));
+        days.extend([-2_451_545, 2_147_483_646, -2_147_483_647]);
+        for day in days {
+            let expected = epoch_date()
+                .checked_add_signed(chrono::Duration::days(day))
+                .map(|date| format!("\"{}\"", date.format("%Y-%m-%d")));
+            assert_eq!(written(|out| write_date(out, day)), expected, "day {day}");
+            assert_eq!(civil_date(day).is_some(), (first..=last).contains(&day));
+        }
+    }
+
+    #[test]
+    fn timestamps_match_chrono() {
+        let day = DAY_MICROS;
+        let mut micros = vec![
+            0,
+            1,
+            -1,
+            999_999,
+            1_000_000,
+            day - 1,
+            -day,
+            -day + 1,
+            -63_082_281_600_000_000, // 0001-01-01 00:00:00
+            -63_082_281_600_000_001, // a microsecond before
+            252_455_615_999_999_999, // 9999-12-31 23:59:59.999999
+            252_455_616_000_000_000, // 10000-01-01
+            i64::MAX - 1,
+            i64::MIN + 1,
+        ];
+        // A pseudo-random walk over the fast range, with and without fractions.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let span = 315_537_897_600_000_000u64; // 0001-01-01 to 10000-01-01
+            let at = (x % span) as i64 - 63_082_281_600_000_000;
+            micros.push(at);
+            micros.push(at - at.rem_euclid(1_000_000));
+        }
+        for at in micros {
+            for utc in [false, true] {
+                assert_eq!(
+                    written(|out| write_timestamp(out, at, utc)),
+                    chrono_timestamp(at, utc),
+                    "{at} us"
+                );
+            }
+        }
+        assert_eq!(
+            written(|out| write_timestamp(out, 0, true)).as_deref(),
+            Some("\"2000-01-01T00:00:00Z\"")
+        );
+        assert_eq!(
+            written(|out| write_timestamp(out, -1, false)).as_deref(),
+            Some("\"1999-12-31T23:59:59.999999\"")
+        );
+        assert_eq!(
+            written(|out| write_timestamp(out, -63_082_281_600_000_001, false)).as_deref(),
+            Some("\"0000-12-31T23:59:59.999999\"")
+        );
+        assert_eq!(
+            written(|out| write_timestamp(out, i64::MAX - 1, true)),
+            None
+        );
     }
 
     #[test]
