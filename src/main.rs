@@ -13,6 +13,13 @@ use cli::accounts::{AppCommand, UserCommand};
 use cli::catalog::{CatalogCommand, SecretCommand};
 use sluice::vault;
 
+/// jemalloc, with its background thread, instead of the system allocator: after a wave of
+/// slow connections (docs/SECURITY.md, "Slow clients and connection limits") glibc's malloc
+/// kept the freed per-connection buffers (RSS crept up wave after wave), while jemalloc
+/// returns them to the system within seconds.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sluice",
