@@ -32,7 +32,7 @@ CREATE TABLE customers (
 CREATE TABLE products (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL,
-    price NUMERIC NOT NULL
+    price DECIMAL(10,2) NOT NULL
 );
 CREATE TABLE orders (
     id INTEGER PRIMARY KEY,
@@ -40,7 +40,7 @@ CREATE TABLE orders (
     product_id INTEGER NOT NULL REFERENCES products(id),
     quantity INTEGER NOT NULL CHECK (quantity > 0),
     status TEXT NOT NULL CHECK (status IN ('new', 'paid', 'shipped', 'cancelled')),
-    total NUMERIC NOT NULL,
+    total DECIMAL(10,2) NOT NULL,
     created_at TEXT NOT NULL
 );
 CREATE INDEX orders_by_customer ON orders (customer_id, created_at);

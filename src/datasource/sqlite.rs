@@ -248,6 +248,12 @@ enum CellKind {
     Bool,
     /// `JSON`: valid JSON text is embedded.
     Json,
+    /// `NUMERIC`/`DECIMAL`: numbers as exact decimal strings, like the other databases'
+    /// numeric, with the declared scale (`DECIMAL(10,2)`) when there is one. SQLite keeps
+    /// such values as integers or 8-byte floats, so the scale is what brings `49.90` back.
+    Numeric {
+        scale: Option<usize>,
+    },
 }
 
 impl CellKind {
@@ -256,6 +262,11 @@ impl CellKind {
             Some(decl) if decl.contains("bigint") || decl.contains("int8") => CellKind::Bigint,
             Some(decl) if decl.starts_with("bool") => CellKind::Bool,
             Some(decl) if decl.contains("json") => CellKind::Json,
+            Some(decl) if decl.starts_with("numeric") || decl.starts_with("decimal") => {
+                CellKind::Numeric {
+                    scale: declared_scale(decl),
+                }
+            }
             _ => CellKind::Plain,
         }
     }
@@ -266,9 +277,20 @@ impl CellKind {
             ValueRef::Integer(v) => match self {
                 CellKind::Bigint => json::quoted_display(out, v),
                 CellKind::Bool if v == 0 || v == 1 => json::boolean(out, v == 1),
+                CellKind::Numeric { scale: Some(scale) } if scale > 0 => {
+                    json::quoted_display(out, format_args!("{v}.{:0<scale$}", ""))
+                }
+                CellKind::Numeric { .. } => json::quoted_display(out, v),
                 _ => json::integer(out, v),
             },
-            ValueRef::Real(v) => json::float(out, v),
+            ValueRef::Real(v) => match self {
+                CellKind::Numeric { scale: Some(scale) } if v.is_finite() => {
+                    json::quoted_display(out, format_args!("{v:.scale$}"))
+                }
+                // Rust's shortest round-trip form, never with an exponent.
+                CellKind::Numeric { scale: None } if v.is_finite() => json::quoted_display(out, v),
+                _ => json::float(out, v),
+            },
             ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
                 Ok(text)
                     if self == CellKind::Json
@@ -282,6 +304,14 @@ impl CellKind {
             ValueRef::Blob(bytes) => json::bytes(out, bytes),
         }
     }
+}
+
+/// The scale of a declared `numeric(p,s)` / `decimal(p,s)` (lower case), at most 30
+/// digits; `None` without one.
+fn declared_scale(decl: &str) -> Option<usize> {
+    let inside = decl.split_once('(')?.1.split_once(')')?.0;
+    let scale = inside.split_once(',')?.1.trim().parse::<usize>().ok()?;
+    Some(scale.min(30))
 }
 
 /// Converts a validated param to an SQLite value. Dates and timestamps are bound as text in
@@ -351,5 +381,32 @@ fn classify(name: &str, error: &rusqlite::Error) -> DatasourceError {
             code: "1".into(),
         },
         _ => DatasourceError::Internal { class: "sqlite" },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(decl: &str, value: ValueRef<'_>) -> String {
+        let mut out = Vec::new();
+        CellKind::from_decl(Some(decl)).write(value, &mut out);
+        String::from_utf8(out).expect("JSON is UTF-8")
+    }
+
+    #[test]
+    fn numeric_columns_are_exact_strings_with_their_declared_scale() {
+        assert_eq!(cell("decimal(10,2)", ValueRef::Real(49.9)), r#""49.90""#);
+        assert_eq!(cell("numeric(10, 2)", ValueRef::Integer(-3)), r#""-3.00""#);
+        assert_eq!(cell("numeric(10,0)", ValueRef::Integer(7)), r#""7""#);
+        assert_eq!(cell("numeric", ValueRef::Real(12.5)), r#""12.5""#);
+        assert_eq!(cell("numeric", ValueRef::Integer(7)), r#""7""#);
+        assert_eq!(cell("numeric", ValueRef::Real(1e-7)), r#""0.0000001""#);
+        assert_eq!(cell("numeric", ValueRef::Real(f64::NAN)), r#""NaN""#);
+        // Text SQLite could not read as a number stays text.
+        assert_eq!(cell("decimal(5,2)", ValueRef::Text(b"abc")), r#""abc""#);
+        // Other columns keep JSON numbers.
+        assert_eq!(cell("real", ValueRef::Real(49.9)), "49.9");
+        assert_eq!(cell("integer", ValueRef::Integer(7)), "7");
     }
 }

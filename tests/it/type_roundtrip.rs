@@ -1788,12 +1788,12 @@ async fn sqlite_type_round_trips() {
         conn.execute_batch(&format!(
             "CREATE TABLE p (id INTEGER PRIMARY KEY, {});
              CREATE TABLE c (id INTEGER PRIMARY KEY, i INTEGER, b BIGINT, r REAL, t TEXT,
-                             bl BLOB, bo BOOLEAN, j JSON);
+                             bl BLOB, bo BOOLEAN, j JSON, nd DECIMAL(10,2), nn NUMERIC);
              INSERT INTO c VALUES
                (1, 42, 9223372036854775807, 0.1, 'Zoë 😀 שלום', x'00FF6869', 1,
-                '{{\"a\": [1, 2.5, \"ü\"], \"b\": null}}'),
-               (2, -1, -9223372036854775808, 1e300, '', x'', 0, 'not json'),
-               (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+                '{{\"a\": [1, 2.5, \"ü\"], \"b\": null}}', '49.90', 12.5),
+               (2, -1, -9223372036854775808, 1e300, '', x'', 0, 'not json', -3, 7),
+               (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
             table_columns.join(", ")
         ))
         .expect("create the SQLite tables");
@@ -1812,7 +1812,7 @@ async fn sqlite_type_round_trips() {
         "cells".into(),
         query(
             "lite",
-            "SELECT id, i, b, r, t, bl, bo, j FROM c ORDER BY id".into(),
+            "SELECT id, i, b, r, t, bl, bo, j, nd, nn FROM c ORDER BY id".into(),
             json!({}),
         ),
     );
@@ -1856,11 +1856,14 @@ async fn sqlite_type_round_trips() {
                 {"name": "id", "type": "integer"}, {"name": "i", "type": "integer"},
                 {"name": "b", "type": "bigint"}, {"name": "r", "type": "real"},
                 {"name": "t", "type": "text"}, {"name": "bl", "type": "blob"},
-                {"name": "bo", "type": "boolean"}, {"name": "j", "type": "json"}
+                {"name": "bo", "type": "boolean"}, {"name": "j", "type": "json"},
+                {"name": "nd", "type": "decimal(10,2)"}, {"name": "nn", "type": "numeric"}
             ]),
         );
         let rows = [
-            json!([1, 42, "9223372036854775807", 0.1, "Zoë 😀 שלום", "AP9oaQ==", true, {"a": [1, 2.5, "ü"], "b": null}]),
+            // NUMERIC/DECIMAL: exact strings, with the declared scale (`49.90` is kept by
+            // SQLite as the float 49.9).
+            json!([1, 42, "9223372036854775807", 0.1, "Zoë 😀 שלום", "AP9oaQ==", true, {"a": [1, 2.5, "ü"], "b": null}, "49.90", "12.5"]),
             json!([
                 2,
                 -1,
@@ -1869,11 +1872,13 @@ async fn sqlite_type_round_trips() {
                 "",
                 "",
                 false,
-                "not json"
+                "not json",
+                "-3.00",
+                "7"
             ]),
-            json!([3, null, null, null, null, null, null, null]),
+            json!([3, null, null, null, null, null, null, null, null, null]),
         ];
-        let names = ["id", "i", "b", "r", "t", "bl", "bo", "j"];
+        let names = ["id", "i", "b", "r", "t", "bl", "bo", "j", "nd", "nn"];
         for (index, want) in rows.iter().enumerate() {
             for (position, name) in names.iter().enumerate() {
                 report.same(
