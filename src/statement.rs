@@ -14,6 +14,8 @@ use http::{HeaderName, HeaderValue, Method};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
+use crate::spec::ParamType;
+
 /// The SQL dialect a template is compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dialect {
@@ -27,6 +29,10 @@ pub enum Dialect {
 pub struct RenderedSql {
     pub sql: Arc<str>,
     pub args: Vec<ParamValue>,
+    /// The declared type of each placeholder, in order (PostgreSQL; empty for the other
+    /// dialects). The database infers a placeholder's type from where it stands; where it
+    /// cannot (`$1 IS NULL`), the driver prepares the statement again with these types.
+    pub types: Arc<[ParamType]>,
 }
 
 /// A request ready to send, without the datasource's base URL and credentials.

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::catalog::binding::{BindValues, BindingSource, ParamRef, RenderError, take_slot};
-use crate::spec::ParamSpec;
+use crate::spec::{ParamSpec, ParamType};
 use crate::statement::{Dialect, ParamValue, RenderedSql};
 use compiler::Compiler;
 
@@ -47,6 +47,8 @@ pub struct CompiledSql {
     sql: Sql,
     /// One entry per value binding, in the order of the placeholders.
     args: Vec<Arg>,
+    /// The declared type of each placeholder (PostgreSQL; empty for the other dialects).
+    types: Arc<[ParamType]>,
     uses_user: bool,
 }
 
@@ -113,7 +115,11 @@ impl CompiledSql {
                 Arc::from(render_text(parts, *fixed_len, values, &list_lens)?)
             }
         };
-        Ok(RenderedSql { sql, args })
+        Ok(RenderedSql {
+            sql,
+            args,
+            types: Arc::clone(&self.types),
+        })
     }
 
     /// The binding (`customer`, `user.id`) behind the 1-based argument `position` of the

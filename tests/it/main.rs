@@ -30,6 +30,7 @@ mod injection;
 mod listener;
 mod log_canary;
 mod mail;
+mod optional_filters;
 mod refusals;
 mod tls;
 mod type_roundtrip;

@@ -218,10 +218,19 @@ impl Compiler<'_> {
                 arg.last_use = seen.insert(param.slot);
             }
         }
+        let uses_user = out.uses_user;
+        let types = match self.dialect {
+            Dialect::Postgres => args
+                .iter()
+                .map(|arg| declared_type(self.params, &arg.source))
+                .collect(),
+            Dialect::MySql | Dialect::Sqlite => Arc::from([]),
+        };
         Ok(CompiledSql {
             sql,
             args,
-            uses_user: out.uses_user,
+            types,
+            uses_user,
         })
     }
 
@@ -675,4 +684,13 @@ fn is_word_char(c: u8) -> bool {
 /// A character a binding must not touch (see `Compiler::binding`).
 fn touches(c: u8) -> bool {
     is_word_char(c) || matches!(c, b'\'' | b'"' | b'`' | b'{' | b'}')
+}
+
+/// The type a binding's value has: the param's declared type, or the user field's.
+fn declared_type(params: &BTreeMap<String, ParamSpec>, source: &BindingSource) -> ParamType {
+    match source {
+        BindingSource::Param(param) => params[&param.name].ty,
+        BindingSource::User(UserField::Groups) => ParamType::Array(ScalarType::Text),
+        BindingSource::User(_) => ParamType::Scalar(ScalarType::Text),
+    }
 }

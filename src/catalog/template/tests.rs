@@ -747,3 +747,29 @@ fn columns_count_characters_not_bytes() {
     let e = compile_sql("SELECT 'é', 'ü{{ params.q }}'", Postgres, &declared()).unwrap_err();
     assert_eq!((e.line, e.column), (1, 15));
 }
+
+#[test]
+fn postgres_statements_carry_each_placeholders_declared_type() {
+    use ParamType::{Array, Scalar};
+    let template = "SELECT {{ params.q }} IS NULL, {{ params.id }}, {{ params.ids }}, \
+                    {{ user.id }}, {{ user.groups }}, {{ params.q }} ORDER BY {{ params.sort }}";
+    let rendered = render(template, Postgres, &values());
+    assert_eq!(
+        rendered.sql.as_ref(),
+        "SELECT $1 IS NULL, $2, $3, $4, $5, $6 ORDER BY \"t\".\"created_at\""
+    );
+    assert_eq!(
+        rendered.types.as_ref(),
+        [
+            Scalar(ScalarType::Text),
+            Scalar(ScalarType::Int),
+            Array(ScalarType::Int),
+            Scalar(ScalarType::Text),
+            Array(ScalarType::Text),
+            Scalar(ScalarType::Text),
+        ]
+    );
+    // MySQL and SQLite expand lists and type nothing.
+    assert!(render(template, MySql, &values()).types.is_empty());
+    assert!(render(template, Sqlite, &values()).types.is_empty());
+}

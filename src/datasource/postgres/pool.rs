@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -21,6 +23,7 @@ use bytes::Bytes;
 use super::decode::{ColumnDecoder, type_label};
 use crate::datasource::ColumnInfo;
 use crate::egress::{self, EgressError, EgressPolicy};
+use crate::spec::{ParamType, ScalarType};
 
 /// A pooled connection and its prepared statements, keyed by SQL text.
 pub struct PgConnection {
@@ -70,17 +73,57 @@ impl Prepared {
 
 impl PgConnection {
     /// The prepared statement for `sql`, preparing it on first use on this connection.
+    ///
+    /// PostgreSQL infers each placeholder's type from where it stands. Where it cannot (a
+    /// param used only in `$1 IS NULL`) it refuses the statement (SQLSTATE 42P18), and the
+    /// statement is prepared again with the declared `types`. Only then: a declared type
+    /// given up front would, for example, make `text` params unusable against enum columns,
+    /// which PostgreSQL types from the column.
     pub async fn prepare_cached(
         &mut self,
         sql: &Arc<str>,
+        types: &[ParamType],
     ) -> Result<Prepared, tokio_postgres::Error> {
         if let Some(prepared) = self.statements.get(sql) {
             return Ok(prepared.clone());
         }
-        let prepared = Prepared::new(self.client.prepare(sql).await?);
+        let statement = match self.client.prepare(sql).await {
+            Err(error)
+                if error.code() == Some(&SqlState::INDETERMINATE_DATATYPE) && !types.is_empty() =>
+            {
+                let declared: Vec<Type> = types.iter().map(|ty| pg_type(*ty)).collect();
+                self.client.prepare_typed(sql, &declared).await?
+            }
+            prepared => prepared?,
+        };
+        let prepared = Prepared::new(statement);
         self.statements.insert(sql.clone(), prepared.clone());
         Ok(prepared)
     }
+}
+
+/// The PostgreSQL type of a declared param type.
+fn pg_type(ty: ParamType) -> Type {
+    let (scalar, array) = match ty {
+        ParamType::Scalar(scalar) => (scalar, false),
+        ParamType::Array(scalar) => (scalar, true),
+    };
+    let (one, many) = match scalar {
+        ScalarType::Int => (Type::INT4, Type::INT4_ARRAY),
+        ScalarType::Bigint => (Type::INT8, Type::INT8_ARRAY),
+        ScalarType::Float => (Type::FLOAT8, Type::FLOAT8_ARRAY),
+        ScalarType::Numeric => (Type::NUMERIC, Type::NUMERIC_ARRAY),
+        ScalarType::Bool => (Type::BOOL, Type::BOOL_ARRAY),
+        ScalarType::Uuid => (Type::UUID, Type::UUID_ARRAY),
+        ScalarType::Date => (Type::DATE, Type::DATE_ARRAY),
+        ScalarType::Timestamp => (Type::TIMESTAMPTZ, Type::TIMESTAMPTZ_ARRAY),
+        ScalarType::Json => (Type::JSONB, Type::JSONB_ARRAY),
+        // Identifiers and keywords are written into the text, never bound; text is text.
+        ScalarType::Text | ScalarType::Identifier | ScalarType::Keyword => {
+            (Type::TEXT, Type::TEXT_ARRAY)
+        }
+    };
+    if array { many } else { one }
 }
 
 /// Why a connection could not be made.
