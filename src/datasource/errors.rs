@@ -29,8 +29,15 @@ pub enum DatasourceError {
         "column `{column}` has type {db_type}, which has no JSON mapping; cast it in the query"
     )]
     UnsupportedColumn { column: String, db_type: String },
+    /// `code` is the database's own (PostgreSQL SQLSTATE, MySQL error number, SQLite
+    /// extended result code); `meaning` says what it means in a few words, for the server
+    /// log next to the request id ("" when the driver has no text for it).
     #[error("the database could not run the query")]
-    Query { class: &'static str, code: String },
+    Query {
+        class: &'static str,
+        code: String,
+        meaning: &'static str,
+    },
     #[error("the database is busy; retry")]
     Retryable { code: String },
     #[error("internal datasource error")]

@@ -539,15 +539,18 @@ fn classify(name: &str, error: &mysql_async::Error) -> DatasourceError {
                 1142 | 1143 | 1227 => DatasourceError::Query {
                     class: "permission_denied",
                     code: server.code.to_string(),
+                    meaning: mysql_meaning(server.code),
                 },
                 1040 | 1053 | 1203 => DatasourceError::Unavailable { class: "server" },
                 _ if server.state.starts_with("42") => DatasourceError::Query {
                     class: "invalid_statement",
                     code: server.code.to_string(),
+                    meaning: mysql_meaning(server.code),
                 },
                 _ => DatasourceError::Query {
                     class: "database_error",
                     code: server.code.to_string(),
+                    meaning: mysql_meaning(server.code),
                 },
             }
         }
@@ -569,5 +572,26 @@ fn classify(name: &str, error: &mysql_async::Error) -> DatasourceError {
                 class: "mysql_client",
             }
         }
+    }
+}
+
+/// What a MySQL/MariaDB error number means, in a few words, for the server log (the
+/// server's own message may quote values). "" for numbers not listed.
+fn mysql_meaning(code: u16) -> &'static str {
+    match code {
+        1064 => "syntax error",
+        1146 => "the table or view does not exist",
+        1054 => "a column does not exist",
+        1052 => "a column name is ambiguous: qualify it with its table",
+        1305 => "the function or procedure does not exist",
+        1142 => "the datasource's user lacks a table privilege (GRANT it what the query needs)",
+        1143 => "the datasource's user lacks a column privilege",
+        1227 => "the datasource's user lacks a privilege this statement needs",
+        1049 => "the database does not exist",
+        1109 => "unknown table in the statement",
+        1241 => "an operand should contain one column",
+        1242 => "a subquery returned more than one row",
+        1210 => "wrong arguments to a statement",
+        _ => "",
     }
 }

@@ -179,7 +179,7 @@ async fn stream(
     producer: &mut Producer,
 ) -> Result<(), DatasourceError> {
     let prepared = connection
-        .prepare_cached(&statement.sql)
+        .prepare_cached(&statement.sql, &statement.types)
         .await
         .map_err(|e| classify(name, &e))?;
     let (decoders, columns_json) = prepared
@@ -325,6 +325,7 @@ fn classify_sqlstate(code: &SqlState) -> DatasourceError {
         "42501" => DatasourceError::Query {
             class: "permission_denied",
             code: text.to_string(),
+            meaning: sqlstate_meaning(text),
         },
         _ if text.starts_with("23") => constraint("integrity"),
         _ if text.starts_with("22") => DatasourceError::InvalidData {
@@ -342,10 +343,46 @@ fn classify_sqlstate(code: &SqlState) -> DatasourceError {
         _ if text.starts_with("42") => DatasourceError::Query {
             class: "invalid_statement",
             code: text.to_string(),
+            meaning: sqlstate_meaning(text),
         },
         _ => DatasourceError::Query {
             class: "database_error",
             code: text.to_string(),
+            meaning: sqlstate_meaning(text),
+        },
+    }
+}
+
+/// What a SQLSTATE means, in a few words, for the server log (the server's own message may
+/// quote values). Codes not listed get their class's meaning.
+fn sqlstate_meaning(code: &str) -> &'static str {
+    match code {
+        "42P18" => {
+            "the type of a param could not be determined from where it stands; cast it in the SQL"
+        }
+        "42601" => "syntax error",
+        "42P01" => "the table or view does not exist (or is not on the role's search_path)",
+        "42703" => "a column does not exist",
+        "42702" => "a column name is ambiguous: qualify it with its table",
+        "42883" => "no function or operator takes these argument types: cast the param",
+        "42804" => "a value's type does not match what the statement needs",
+        "42P02" => "a placeholder has no value",
+        "42501" => "the datasource's role lacks a privilege (GRANT it what the query needs)",
+        "3D000" => "the database does not exist",
+        "3F000" => "the schema does not exist",
+        "0A000" => "a feature this statement uses is not supported",
+        "25006" => "the transaction or server is read-only",
+        "21000" => "a subquery returned more than one row",
+        "2BP01" => "objects depend on the one being dropped",
+        _ => match code.get(..2).unwrap_or("") {
+            "42" => "syntax error or access rule violation",
+            "22" => "data exception",
+            "23" => "integrity constraint violation",
+            "0A" => "feature not supported",
+            "25" => "invalid transaction state",
+            "P0" => "raised by a PL/pgSQL function",
+            "XX" => "internal error in the database server",
+            _ => "",
         },
     }
 }

@@ -367,6 +367,7 @@ fn classify(name: &str, error: &rusqlite::Error) -> DatasourceError {
             | ErrorCode::AuthorizationForStatementDenied => DatasourceError::Query {
                 class: "permission_denied",
                 code: failure.extended_code.to_string(),
+                meaning: "the database file or statement is not writable or not authorised",
             },
             ErrorCode::CannotOpen | ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => {
                 DatasourceError::Unavailable { class: "open" }
@@ -374,11 +375,13 @@ fn classify(name: &str, error: &rusqlite::Error) -> DatasourceError {
             _ => DatasourceError::Query {
                 class: "invalid_statement",
                 code: failure.extended_code.to_string(),
+                meaning: "",
             },
         },
         rusqlite::Error::SqlInputError { .. } => DatasourceError::Query {
             class: "invalid_statement",
             code: "1".into(),
+            meaning: "syntax error, or a table or column that does not exist",
         },
         _ => DatasourceError::Internal { class: "sqlite" },
     }

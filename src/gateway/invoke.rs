@@ -257,7 +257,7 @@ async fn execute(
                 }
                 Err(error) => {
                     let api_error = ApiError::from(&error);
-                    context.log_failure(api_error.status, error.class());
+                    context.log_error(api_error.status, &error);
                     Err(api_error)
                 }
             };
@@ -280,7 +280,7 @@ async fn execute(
                 api_error.message = format!("param `{name}`: {}", api_error.message);
                 api_error.param = Some(name);
             }
-            context.log_failure(api_error.status, error.class());
+            context.log_error(api_error.status, &error);
             Err(api_error)
         }
     }

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::stream;
 
-use crate::datasource::{Execution, FRAME_BYTES, Frame, Summary};
+use crate::datasource::{DatasourceError, Execution, FRAME_BYTES, Frame, Summary};
 use crate::http::{ApiError, RequestId};
 
 /// What the completion log line says about a query run. Names and counts only.
@@ -66,6 +66,33 @@ impl LogContext {
             upstream_status,
             duration_us = self.started.elapsed().as_micros() as u64,
             "HTTP query finished"
+        );
+    }
+
+    /// A failed query: the error's class and, for an error the database raised, its own
+    /// code (SQLSTATE, MySQL error number) and what that code means, on one line with the
+    /// request id.
+    pub fn log_error(&self, status: StatusCode, error: &DatasourceError) {
+        let (code, meaning) = match error {
+            DatasourceError::Query { code, meaning, .. } => (
+                Some(code.as_str()),
+                Some(*meaning).filter(|m| !m.is_empty()),
+            ),
+            DatasourceError::Retryable { code } => (Some(code.as_str()), None),
+            _ => (None, None),
+        };
+        tracing::warn!(
+            request_id = %self.request_id.as_str(),
+            app = %self.app,
+            query = %self.query,
+            datasource = %self.datasource,
+            user_id = self.user_id.as_deref(),
+            status = status.as_u16(),
+            duration_us = self.started.elapsed().as_micros() as u64,
+            error_class = error.class(),
+            db_code = code,
+            meaning,
+            "Query failed"
         );
     }
 
@@ -120,7 +147,7 @@ pub async fn respond_rows(mut execution: Execution, context: LogContext) -> Resp
             }
             Some(Frame::Failed(error)) => {
                 let api_error = ApiError::from(&error);
-                context.log_failure(api_error.status, error.class());
+                context.log_error(api_error.status, &error);
                 return api_error.into_response();
             }
             None => {
@@ -174,7 +201,7 @@ async fn next_chunk(
         Some(Frame::Failed(error)) => {
             state.phase = Phase::Finished;
             let api_error = ApiError::from(&error);
-            state.context.log_failure(api_error.status, error.class());
+            state.context.log_error(api_error.status, &error);
             Bytes::from(tail(
                 &Summary::default(),
                 Some((&api_error, &state.context)),
