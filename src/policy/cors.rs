@@ -232,7 +232,9 @@ pub fn check_csrf(
             Some("same-origin") => Ok(()),
             _ => Err(
                 "a signed-in write must carry an Origin header (browsers send one); \
-                 scripts should use an API key instead of a cookie",
+                 scripts should not send a session cookie: use an API key (Authorization: \
+                 Bearer slk_...) for queries, or SLUICE_ADMIN_TOKEN as a bearer for the \
+                 admin API",
             ),
         },
     }
@@ -405,5 +407,13 @@ mod tests {
         let any = CorsPolicy::compile(&spec(&["*"]), true).unwrap();
         let evil = request(&[("origin", "https://evil.example"), host]);
         assert!(check_csrf(&Method::POST, &evil, "http", public, Some(&any)).is_err());
+        // A script (no Origin, no Sec-Fetch-Site) is told what to send instead of a cookie,
+        // for queries and for the admin API.
+        let hint = check_csrf(&Method::POST, &request(&[host]), "http", public, None)
+            .expect_err("a cookie write without an Origin is refused");
+        assert!(
+            hint.contains("API key") && hint.contains("SLUICE_ADMIN_TOKEN"),
+            "{hint}"
+        );
     }
 }
