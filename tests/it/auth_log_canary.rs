@@ -1,4 +1,4 @@
-//! Security invariant 2 (DESIGN.md) for the mailed account flows: no one-time token, link,
+//! Security invariant 2 (docs/SECURITY.md) for the mailed account flows: no one-time token, link,
 //! session id, password or address from a request appears in any log line at any level.
 //!
 //! `sluice serve` runs as a subprocess at `SLUICE_LOG_LEVEL=trace` (text, then JSON), its

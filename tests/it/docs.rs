@@ -1,5 +1,5 @@
 //! The docs keep up with the code: every error code the server can send is listed in
-//! docs/API.md.
+//! docs/API.md, and nothing in the repository points at documents outside it.
 //!
 //! Codes are read from the source: the code argument of every `ApiError::new(...)` and every
 //! code a `Refusal` maps to (`=> "..."` in `policy/refusal.rs`).
@@ -59,4 +59,46 @@ fn every_error_code_in_the_source_is_listed_in_api_md() {
         missing.is_empty(),
         "error codes the server can send but docs/API.md does not list: {missing:?}"
     );
+}
+
+/// The project's documents stand alone: users of the product have only the repository.
+#[test]
+fn nothing_cites_documents_outside_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in [
+        "src", "tests", "docs", "benches", "deploy", "examples", "scripts",
+    ] {
+        if root.join(dir).is_dir() {
+            all_files(&root.join(dir), &mut files);
+        }
+    }
+    for name in ["README.md", "CHANGELOG.md", "docker.env.example"] {
+        files.push(root.join(name));
+    }
+    // Spelled in two pieces so that this file does not match itself.
+    let outside = [format!("DESIGN{}", ".md"), format!("../{}", "shared")];
+    let mut cited = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for needle in &outside {
+            if text.contains(needle.as_str()) {
+                cited.push(format!("{} cites {needle}", file.display()));
+            }
+        }
+    }
+    assert!(cited.is_empty(), "{cited:#?}");
+}
+
+fn all_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read a directory") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            all_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! Egress control end to end (issue 3, second and third "tests that must exist" bullets;
-//! DESIGN.md "Egress", invariant 8).
+//! docs/EGRESS.md; docs/SECURITY.md, invariant 8).
 //!
 //! - An SSRF corpus (loopback in every spelling, IPv4-mapped and NAT64 IPv6, unspecified,
 //!   names that resolve to loopback, cloud metadata addresses and names, private, CGNAT,
@@ -538,8 +538,8 @@ async fn loopback_databases_open_only_when_an_allow_covers_them() {
 }
 
 /// A loopback address written another way is still loopback: once an admin allows it, it
-/// connects exactly as `127.0.0.1` does (plain TCP by default on loopback, DESIGN.md "TLS and
-/// operations"), rather than failing on a TLS handshake with a server name like `2130706433`.
+/// connects exactly as `127.0.0.1` does (plain TCP by default on loopback, docs/SECURITY.md
+/// "Choices"), rather than failing on a TLS handshake with a server name like `2130706433`.
 #[tokio::test]
 async fn allowed_loopback_spellings_connect_like_127_0_0_1() {
     let wide = allow("127.0.0.0/8");

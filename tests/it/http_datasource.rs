@@ -2,7 +2,7 @@
 //! HTTP upstream started by each test on 127.0.0.1 records exactly what it receives (the raw
 //! request target, headers, body and peer address), and the tests check that
 //!
-//! - hostile values are encoded for where they stand (DESIGN.md, "Query templates" rule 6):
+//! - hostile values are encoded for where they stand (docs/CATALOG.md, HTTP templates):
 //!   one percent-encoded path segment (`../admin`, `%2e%2e`, `a/b` cannot change the path; a
 //!   whole `..` or `.` segment is a 400), form-encoded query and form values, CR/LF and other
 //!   control characters refused in headers before anything is sent, typed JSON values in a

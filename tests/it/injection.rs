@@ -1,5 +1,5 @@
 //! Injection corpus end to end, against real PostgreSQL and MariaDB (security invariants 1
-//! and 7 of DESIGN.md).
+//! and 7 of docs/SECURITY.md).
 //!
 //! A corpus of hostile strings (quotes, comments, stacked statements, `OR 1=1`, UNION probes
 //! for a canary secret, dollar quotes, backslash escapes, placeholders, template bindings,

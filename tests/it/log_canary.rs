@@ -1,4 +1,4 @@
-//! Security invariant 2 (DESIGN.md): no payload, credential or token appears in any log line
+//! Security invariant 2 (docs/SECURITY.md): no payload, credential or token appears in any log line
 //! at any level.
 //!
 //! `sluice serve` runs as a subprocess at `SLUICE_LOG_LEVEL=trace` (once with text logs, once
