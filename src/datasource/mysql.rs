@@ -2,6 +2,10 @@
 //! (cached per connection), rows encoded from the binary protocol into JSON.
 //!
 //! Connections run with `time_zone = '+00:00'`, so `TIMESTAMP` columns read back in UTC.
+//! Idle connections are kept for [`IDLE_TTL`] (with their prepared statements) and are not
+//! reset when they return to the pool, as on PostgreSQL: every statement is a catalog
+//! statement, and a connection whose statement did not finish cleanly (timed out) is
+//! discarded, never returned.
 //!
 //! Egress: the host is resolved and every address checked by the egress guard when the pool
 //! is first used; mysql_async then connects only to those checked addresses
@@ -34,6 +38,13 @@ use crate::vault::SecretString;
 
 /// The `binary` character set id: such string columns hold bytes, not text.
 const BINARY_CHARSET: u16 = 63;
+
+/// How long an idle connection stays in the pool. mysql_async keeps none at all unless this
+/// is set (its default of zero closes every connection as it comes back).
+pub const IDLE_TTL: Duration = Duration::from_secs(60);
+
+/// How often idle connections are checked against [`IDLE_TTL`].
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A pool for one MySQL/MariaDB datasource, created on first use (after the egress check).
 pub struct MySqlSource {
@@ -70,7 +81,15 @@ impl MySqlSource {
             .user(Some(spec.user.clone()))
             .pass(password.as_ref().map(|p| p.expose().to_string()))
             .db_name(Some(spec.database.clone()))
-            .pool_opts(PoolOpts::default().with_constraints(constraints))
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_inactive_connection_ttl(IDLE_TTL)
+                    .with_ttl_check_interval(IDLE_CHECK_INTERVAL)
+                    // The session is kept as it is, with `time_zone` set by `init` and the
+                    // statement cache (see the module docs).
+                    .with_reset_connection(false),
+            )
             .stmt_cache_size(256)
             // mysql_async would otherwise switch a loopback connection to the server's Unix
             // socket, around the address the egress guard checked and the bound source.

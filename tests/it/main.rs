@@ -26,6 +26,7 @@ mod docs;
 mod edge_limits;
 mod edge_policy;
 mod egress;
+mod fault;
 mod http_datasource;
 mod injection;
 mod listener;
