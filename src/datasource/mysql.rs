@@ -7,6 +7,11 @@
 //! statement, and a connection whose statement did not finish cleanly (timed out) is
 //! discarded, never returned.
 //!
+//! A statement that times out is stopped with `KILL QUERY` sent over a short-lived
+//! connection of its own, opened the way the pool opens its connections (checked addresses,
+//! or the relay below): the pool may be exhausted, and its connections are not there to
+//! serve clean-ups.
+//!
 //! Egress: the host is resolved and every address checked by the egress guard when the pool
 //! is first used; mysql_async then connects only to those checked addresses
 //! (`resolved_ips`, no second resolution). mysql_async cannot bind a source address, so when
@@ -20,7 +25,9 @@ use std::time::Duration;
 
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Column, Conn, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
+use mysql_async::{
+    Column, Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value,
+};
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
@@ -56,8 +63,17 @@ pub struct MySqlSource {
     connect_timeout: Duration,
     /// Everything but the address, which is filled in once it has been checked.
     opts: OptsBuilder,
-    pool: OnceCell<Pool>,
+    pool: OnceCell<Checked>,
     relay: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The pool, and the options it connects with (to checked addresses or the relay), for the
+/// connections that kill statements.
+#[derive(Clone)]
+struct Checked {
+    pool: Pool,
+    opts: Opts,
+    connect_timeout: Duration,
 }
 
 impl MySqlSource {
@@ -117,7 +133,7 @@ impl MySqlSource {
 
     /// The pool, built on first use once the host's addresses passed the egress check. A
     /// refusal is not cached: a later request checks again.
-    async fn pool(&self) -> Result<Pool, DatasourceError> {
+    async fn pool(&self) -> Result<Checked, DatasourceError> {
         self.pool
             .get_or_try_init(|| async {
                 let targets = egress::resolve_checked(&self.host, self.port, &self.policy)
@@ -139,7 +155,12 @@ impl MySqlSource {
                     opts.tcp_port(port)
                         .resolved_ips(Some(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]))
                 };
-                Ok(Pool::new(opts))
+                let opts = Opts::from(opts);
+                Ok(Checked {
+                    pool: Pool::new(opts.clone()),
+                    opts,
+                    connect_timeout: self.connect_timeout,
+                })
             })
             .await
             .cloned()
@@ -165,7 +186,7 @@ impl MySqlSource {
         if let Some(relay) = self.relay.lock().unwrap_or_else(|p| p.into_inner()).take() {
             relay.abort();
         }
-        let Some(pool) = self.pool.get().cloned() else {
+        let Some(Checked { pool, .. }) = self.pool.get().cloned() else {
             return;
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -216,20 +237,21 @@ async fn start_relay(
     Ok((port, task))
 }
 
+/// Runs one statement to its end on its own task: connection, columns, frames, and on
+/// timeout `KILL QUERY` and the connection discarded.
 async fn run(
-    pool: Pool,
+    checked: Checked,
     name: Arc<str>,
     statement: RenderedSql,
     options: ExecOptions,
     mut producer: Producer,
 ) {
     let deadline = Instant::now() + options.timeout;
-    let mut conn = match timeout_at(deadline, pool.get_conn()).await {
+    let mut conn = match timeout_at(deadline, checked.pool.get_conn()).await {
         Err(_) => return producer.fail(DatasourceError::Timeout).await,
         Ok(Err(error)) => return producer.fail(classify(&name, &error)).await,
         Ok(Ok(conn)) => conn,
     };
-    let connection_id = conn.id();
     let outcome = timeout_at(
         deadline,
         stream(&mut conn, &name, statement, options, &mut producer),
@@ -241,17 +263,33 @@ async fn run(
         Err(_) => {
             // Stop the statement on the server, and close this connection rather than
             // returning it to the pool mid-result.
-            tokio::spawn(async move {
-                if let Ok(mut killer) = pool.get_conn().await {
-                    let _ = killer
-                        .query_drop(format!("KILL QUERY {connection_id}"))
-                        .await;
-                }
-                let _ = conn.disconnect().await;
-            });
+            tokio::spawn(kill_and_discard(checked, name, conn));
             producer.fail(DatasourceError::Timeout).await;
         }
     }
+}
+
+/// `KILL QUERY` for `conn`'s statement over a connection of its own, then `conn` closed.
+async fn kill_and_discard(checked: Checked, name: Arc<str>, conn: Conn) {
+    let connection_id = conn.id();
+    let kill = async {
+        let mut killer = Conn::new(checked.opts.clone()).await?;
+        killer
+            .query_drop(format!("KILL QUERY {connection_id}"))
+            .await?;
+        killer.disconnect().await
+    };
+    match tokio::time::timeout(checked.connect_timeout, kill).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            // Logged by class only: a server message can quote the statement.
+            let class = classify(&name, &error).class();
+            tracing::warn!(datasource = %name, class, "Killing a query failed");
+        }
+        Err(_) => tracing::warn!(datasource = %name, "Killing a query timed out"),
+    }
+    // The statement has ended (killed) or will end the connection with it.
+    let _ = tokio::time::timeout(checked.connect_timeout, conn.disconnect()).await;
 }
 
 async fn stream(

@@ -2,6 +2,8 @@
 //! own process misbehave, against the real local PostgreSQL and MariaDB (required: the
 //! suite fails, never skips, without them).
 //!
+//! - `timeout`: a statement that outlives its `timeout_ms` is answered 504 `query_timeout`,
+//!   is gone from the server promptly, and the datasource serves the next request.
 //! - `pool`: idle MariaDB connections are kept and reused.
 //!
 //! Run it alone with `cargo test --locked --test it fault::` (about ten seconds on two
@@ -9,6 +11,7 @@
 //! database of their own), so the suites running alongside are never touched.
 
 mod pool;
+mod timeout;
 
 use std::time::{Duration, Instant};
 
