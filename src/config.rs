@@ -41,8 +41,8 @@ use variables::{
     ADMIN_TOKEN, BODY_READ_TIMEOUT_MS, DATA_DIR, EGRESS_ALLOW, EGRESS_BIND, EGRESS_PUBLIC_IPS,
     ENCRYPTION_PASSWORD, ENCRYPTION_SALT, HEADER_READ_TIMEOUT_MS, LISTEN, LISTEN_BACKLOG,
     LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_ROWS,
-    METADATA_DB, POOL_SIZE, PUBLIC_URL, QUERY_TIMEOUT_MS, SHUTDOWN_GRACE_SECS, TLS_CERT_FILE,
-    TLS_KEY_FILE,
+    METADATA_DB, POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL, QUERY_TIMEOUT_MS, SHUTDOWN_GRACE_SECS,
+    TLS_CERT_FILE, TLS_KEY_FILE,
 };
 
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
@@ -73,6 +73,9 @@ pub struct Config {
     pub max_rows: u64,
     pub shutdown_grace: Duration,
     pub pool_size: usize,
+    /// How long a query waits for a free datasource connection, where the catalog sets no
+    /// `pool_wait_ms`.
+    pub pool_wait: Duration,
     /// Without a trailing `/`, so paths can be appended directly.
     pub public_url: Option<String>,
     /// Bearer token of the admin API; `None` turns the admin API off.
@@ -304,6 +307,11 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
             "a whole number of connections, at least 1",
             1..=usize::MAX,
         )?,
+        pool_wait: Duration::from_millis(env.number(
+            POOL_WAIT_MS,
+            "a whole number of milliseconds from 0 to 86400000",
+            0..=MAX_MILLIS,
+        )?),
         public_url: env
             .supplied(PUBLIC_URL)
             .map(|v| {

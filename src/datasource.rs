@@ -13,9 +13,11 @@
 //! values) never leave this module, and only their class and SQLSTATE-like code are logged.
 //!
 //! One file per concern: `stream` (frames, the execution, the inline driver: see there who
-//! drives a producer), `pools` (building and holding the pools of a catalog), `errors` (the
-//! error classes); the drivers are `postgres`, `mysql`, `sqlite` and `http`. This file keeps
-//! [`Datasource`], the one entry that runs a statement.
+//! drives a producer), `slots` (how many
+//! statements may hold a connection at once, and how long one waits for its turn), `pools`
+//! (building and holding the pools of a catalog), `errors` (the error classes); the drivers
+//! are `postgres`, `mysql`, `sqlite` and `http`. This file keeps [`Datasource`], the one
+//! entry that runs a statement.
 
 pub mod http;
 pub mod json;
@@ -25,6 +27,7 @@ pub mod sqlite;
 
 mod errors;
 mod pools;
+mod slots;
 mod stream;
 
 use tokio::sync::{mpsc, oneshot};
@@ -32,7 +35,9 @@ use tokio::sync::{mpsc, oneshot};
 pub(crate) use errors::classify_egress;
 pub use errors::{DatasourceError, PoolError};
 pub use pools::{PoolDefaults, Pools};
-pub(crate) use pools::{egress_policy, is_loopback_host};
+pub(crate) use pools::{egress_policy, is_loopback_host, slots_for};
+pub use slots::DEFAULT_POOL_WAIT;
+pub(crate) use slots::{Slot, Slots};
 pub use stream::{ColumnInfo, ExecOptions, Execution, FRAME_BYTES, Frame, Summary};
 pub(crate) use stream::{
     Driver, FRAME_QUEUE, Producer, ProducerFuture, columns_json, inline_producer,
@@ -72,19 +77,29 @@ impl Datasource {
         }
     }
 
-    /// Runs a statement. Returns once the columns are known (or the statement failed);
-    /// rows then arrive through [`Execution::next_frame`]. A PostgreSQL producer is driven
-    /// by the caller's task meanwhile, and travels on in the [`Execution`].
+    /// Runs a statement. Waits for a connection slot first (at most the datasource's
+    /// `pool_wait_ms` and the statement's timeout: [`DatasourceError::Busy`] past that), then
+    /// returns once the columns are known (or the statement failed); rows then arrive
+    /// through [`Execution::next_frame`]. A PostgreSQL producer is driven by the caller's
+    /// task meanwhile, and travels on in the [`Execution`].
     pub async fn execute(
         &self,
         statement: RenderedSql,
         options: ExecOptions,
     ) -> Result<Execution, DatasourceError> {
+        let slots = match self {
+            Datasource::Postgres(source) => source.slots(),
+            Datasource::MySql(source) => source.slots(),
+            Datasource::Sqlite(source) => source.slots(),
+            Datasource::Http(_) => return Err(DatasourceError::Internal { class: "not_sql" }),
+        };
+        let slot = slots.acquire(options.timeout).await?;
         let (started_tx, started_rx) = oneshot::channel();
         let (frames_tx, frames_rx) = mpsc::channel(FRAME_QUEUE);
         let producer = Producer {
             started: Some(started_tx),
             frames: frames_tx,
+            slot: Some(slot),
         };
         let mut driver = match self {
             Datasource::Postgres(source) => {

@@ -62,6 +62,7 @@ pub async fn build(
         key,
         &PoolDefaults {
             pool_size: config.pool_size,
+            pool_wait: config.pool_wait,
             egress_allow: config.egress_allow.clone(),
             egress_bind: config.egress_bind.clone(),
             ..PoolDefaults::default()

@@ -55,6 +55,10 @@ pub struct NetworkDatabaseSpec {
     pub tls: Option<TlsMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_size: Option<usize>,
+    /// How long a statement waits for a free connection when all `pool_size` are in use, in
+    /// milliseconds (past it: 503 `datasource_busy`); default `SLUICE_POOL_WAIT_MS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_wait_ms: Option<u64>,
     /// Time allowed to open a connection, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u64>,
@@ -84,6 +88,9 @@ pub struct SqliteSpec {
     pub read_only: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_size: Option<usize>,
+    /// As for network databases: how long a statement waits for a free connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_wait_ms: Option<u64>,
 }
 
 /// An HTTP API. Credentials are sealed (owner `datasource/<name>/<field>`, with fields

@@ -58,6 +58,7 @@ fn defaults() {
     assert_eq!(c.max_rows, 10_000);
     assert_eq!(c.shutdown_grace, Duration::from_secs(30));
     assert_eq!(c.pool_size, 16);
+    assert_eq!(c.pool_wait, Duration::from_millis(5_000));
     assert_eq!(c.public_url, None);
     c.validate().unwrap();
 }
@@ -101,6 +102,7 @@ fn valid_values() {
         ("SLUICE_MAX_ROWS", "1"),
         ("SLUICE_SHUTDOWN_GRACE_SECS", "0"),
         ("SLUICE_POOL_SIZE", "1"),
+        ("SLUICE_POOL_WAIT_MS", "0"),
         ("SLUICE_PUBLIC_URL", "https://sluice.example.com/base//"),
     ]);
     assert_eq!(c.listen, "[::1]:9000".parse().unwrap());
@@ -120,6 +122,7 @@ fn valid_values() {
     assert_eq!(c.max_rows, 1);
     assert_eq!(c.shutdown_grace, Duration::ZERO);
     assert_eq!(c.pool_size, 1);
+    assert_eq!(c.pool_wait, Duration::ZERO);
     assert_eq!(
         c.public_url.as_deref(),
         Some("https://sluice.example.com/base")
@@ -170,6 +173,8 @@ fn invalid_values_name_the_variable_and_expected_form() {
         ("SLUICE_SHUTDOWN_GRACE_SECS", "-5", "seconds"),
         ("SLUICE_POOL_SIZE", "0", "at least 1"),
         ("SLUICE_POOL_SIZE", "many", "connections"),
+        ("SLUICE_POOL_WAIT_MS", "86400001", "from 0 to 86400000"),
+        ("SLUICE_POOL_WAIT_MS", "5s", "milliseconds"),
         (
             "SLUICE_PUBLIC_URL",
             "sluice.example.com",

@@ -96,6 +96,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Default number of connections in each datasource's pool.",
     ),
     (
+        POOL_WAIT_MS,
+        "5000",
+        "Default longest time a query waits for a free connection when all of its datasource's are in use, in milliseconds (0 to 86400000); past it the answer is 503 datasource_busy.",
+    ),
+    (
         ADMIN_TOKEN,
         "",
         "Bearer token for automation on the admin API (/v1/admin/...), at least 32 characters; empty: only admin sessions (with MFA) may use it.",
@@ -240,6 +245,7 @@ pub(super) const QUERY_TIMEOUT_MS: &str = "SLUICE_QUERY_TIMEOUT_MS";
 pub(super) const MAX_ROWS: &str = "SLUICE_MAX_ROWS";
 pub(super) const SHUTDOWN_GRACE_SECS: &str = "SLUICE_SHUTDOWN_GRACE_SECS";
 pub(super) const POOL_SIZE: &str = "SLUICE_POOL_SIZE";
+pub(super) const POOL_WAIT_MS: &str = "SLUICE_POOL_WAIT_MS";
 pub(super) const ADMIN_TOKEN: &str = "SLUICE_ADMIN_TOKEN";
 pub(super) const TLS_CERT_FILE: &str = "SLUICE_TLS_CERT_FILE";
 pub(super) const TLS_KEY_FILE: &str = "SLUICE_TLS_KEY_FILE";

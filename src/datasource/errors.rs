@@ -13,6 +13,10 @@ use crate::vault::VaultError;
 pub enum DatasourceError {
     #[error("the datasource is unavailable")]
     Unavailable { class: &'static str },
+    /// Every connection of the pool was in use for longer than the statement could wait
+    /// (`pool_wait_ms`); the statement never started.
+    #[error("all {pool_size} connections of the datasource are in use")]
+    Busy { pool_size: usize },
     #[error("the egress policy refused the connection")]
     EgressRefused,
     #[error("the upstream response is larger than the datasource allows")]
@@ -49,6 +53,7 @@ impl DatasourceError {
     pub fn class(&self) -> &'static str {
         match self {
             DatasourceError::Unavailable { class } => class,
+            DatasourceError::Busy { .. } => "busy",
             DatasourceError::Timeout => "timeout",
             DatasourceError::EgressRefused => "egress_refused",
             DatasourceError::UpstreamTooLarge => "upstream_too_large",

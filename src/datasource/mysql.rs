@@ -35,7 +35,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::{
     ColumnInfo, DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError,
-    Producer, Summary, json,
+    Producer, Slot, Slots, Summary, json,
 };
 use crate::egress::{self, EgressPolicy};
 use crate::spec::{NetworkDatabaseSpec, TlsMode};
@@ -65,6 +65,7 @@ pub struct MySqlSource {
     opts: OptsBuilder,
     pool: OnceCell<Checked>,
     relay: std::sync::Mutex<Option<JoinHandle<()>>>,
+    slots: Slots,
 }
 
 /// The pool, and the options it connects with (to checked addresses or the relay), for the
@@ -128,7 +129,12 @@ impl MySqlSource {
             opts,
             pool: OnceCell::new(),
             relay: std::sync::Mutex::new(None),
+            slots: super::slots_for(Some(size), spec.pool_wait_ms, defaults),
         })
+    }
+
+    pub(super) fn slots(&self) -> &Slots {
+        &self.slots
     }
 
     /// The pool, built on first use once the host's addresses passed the egress check. A
@@ -262,15 +268,16 @@ async fn run(
         Ok(Err(error)) => producer.fail(error).await,
         Err(_) => {
             // Stop the statement on the server, and close this connection rather than
-            // returning it to the pool mid-result.
-            tokio::spawn(kill_and_discard(checked, name, conn));
+            // returning it to the pool mid-result. The slot is held until both are done.
+            tokio::spawn(kill_and_discard(checked, name, conn, producer.take_slot()));
             producer.fail(DatasourceError::Timeout).await;
         }
     }
 }
 
 /// `KILL QUERY` for `conn`'s statement over a connection of its own, then `conn` closed.
-async fn kill_and_discard(checked: Checked, name: Arc<str>, conn: Conn) {
+async fn kill_and_discard(checked: Checked, name: Arc<str>, conn: Conn, slot: Option<Slot>) {
+    let _slot = slot;
     let connection_id = conn.id();
     let kill = async {
         let mut killer = Conn::new(checked.opts.clone()).await?;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Datasource, PoolError, http, mysql, postgres, sqlite};
+use super::{Datasource, PoolError, Slots, http, mysql, postgres, sqlite};
 use crate::egress;
 use crate::spec::{CatalogSpec, DatasourceSpec};
 use crate::vault::{InstanceKey, Owner, SecretString};
@@ -19,6 +19,8 @@ use crate::vault::{InstanceKey, Owner, SecretString};
 #[derive(Debug, Clone)]
 pub struct PoolDefaults {
     pub pool_size: usize,
+    /// How long a statement waits for a free connection (`SLUICE_POOL_WAIT_MS`).
+    pub pool_wait: Duration,
     pub connect_timeout: Duration,
     /// Non-public networks every datasource may reach (`SLUICE_EGRESS_ALLOW`).
     pub egress_allow: Vec<ipnet::IpNet>,
@@ -30,6 +32,7 @@ impl Default for PoolDefaults {
     fn default() -> Self {
         PoolDefaults {
             pool_size: 16,
+            pool_wait: super::DEFAULT_POOL_WAIT,
             connect_timeout: Duration::from_secs(10),
             egress_allow: Vec::new(),
             egress_bind: Vec::new(),
@@ -121,6 +124,21 @@ fn open_secret(
     };
     let owner = Owner::datasource(datasource, field).map_err(secret_error)?;
     key.open(&owner, sealed).map(Some).map_err(secret_error)
+}
+
+/// The connection slots of a SQL datasource: its pool size and how long a statement waits
+/// for a free connection, from its spec or else the instance defaults.
+pub(crate) fn slots_for(
+    pool_size: Option<usize>,
+    pool_wait_ms: Option<u64>,
+    defaults: &PoolDefaults,
+) -> Slots {
+    Slots::new(
+        pool_size.unwrap_or(defaults.pool_size),
+        pool_wait_ms
+            .map(Duration::from_millis)
+            .unwrap_or(defaults.pool_wait),
+    )
 }
 
 /// Whether `host` names this machine (TLS is then off by default). Every spelling of a

@@ -23,7 +23,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError, Producer,
-    ProducerFuture, Summary,
+    ProducerFuture, Slots, Summary,
 };
 use crate::spec::{NetworkDatabaseSpec, TlsMode};
 use crate::statement::RenderedSql;
@@ -37,6 +37,7 @@ pub use pool::{PgConnectError, PgConnection, PgManager, PgPool};
 pub struct PostgresSource {
     name: Arc<str>,
     pool: PgPool,
+    slots: Slots,
 }
 
 impl PostgresSource {
@@ -89,7 +90,12 @@ impl PostgresSource {
         Ok(PostgresSource {
             name: name.into(),
             pool,
+            slots: super::slots_for(spec.pool_size, spec.pool_wait_ms, defaults),
         })
+    }
+
+    pub(super) fn slots(&self) -> &Slots {
+        &self.slots
     }
 
     /// The producer of `statement`, boxed and not yet started: nothing happens until it is

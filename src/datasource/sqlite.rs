@@ -1,21 +1,20 @@
 //! SQLite datasource (the demo's database, and small embedded use).
 //!
 //! rusqlite is synchronous, so every statement runs on a blocking thread and sends its
-//! frames back over the producer channel. Connections are kept in a small pool bounded by a
-//! semaphore; statements are cached per connection. A timed-out statement is interrupted
-//! through SQLite's interrupt handle.
+//! frames back over the producer channel. Connections are kept in a small pool bounded by
+//! the datasource's connection slots; statements are cached per connection. A timed-out
+//! statement is interrupted through SQLite's interrupt handle.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::{
     ColumnInfo, DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError,
-    Producer, Summary, json,
+    Producer, Slots, Summary, json,
 };
 use crate::spec::SqliteSpec;
 use crate::statement::ParamValue;
@@ -24,6 +23,7 @@ use crate::statement::RenderedSql;
 /// A pool of connections to one SQLite file.
 pub struct SqliteSource {
     inner: Arc<Inner>,
+    slots: Slots,
 }
 
 struct Inner {
@@ -31,7 +31,6 @@ struct Inner {
     path: PathBuf,
     flags: OpenFlags,
     idle: Mutex<Vec<Connection>>,
-    permits: Arc<Semaphore>,
 }
 
 impl SqliteSource {
@@ -53,9 +52,13 @@ impl SqliteSource {
                 path: PathBuf::from(&spec.path),
                 flags,
                 idle: Mutex::new(Vec::new()),
-                permits: Arc::new(Semaphore::new(size)),
             }),
+            slots: super::slots_for(Some(size), spec.pool_wait_ms, defaults),
         })
+    }
+
+    pub(super) fn slots(&self) -> &Slots {
+        &self.slots
     }
 
     pub(super) fn spawn(&self, statement: RenderedSql, options: ExecOptions, producer: Producer) {
@@ -79,24 +82,15 @@ async fn run(
     mut producer: Producer,
 ) {
     let deadline = Instant::now() + options.timeout;
-    let permit =
-        match tokio::time::timeout_at(deadline, inner.permits.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => {
-                return producer
-                    .fail(DatasourceError::Unavailable { class: "closed" })
-                    .await;
-            }
-            Err(_) => return producer.fail(DatasourceError::Timeout).await,
-        };
     let conn = match take_connection(&inner) {
         Ok(conn) => conn,
         Err(error) => return producer.fail(error).await,
     };
     let interrupt = conn.get_interrupt_handle();
     let worker_inner = inner.clone();
+    // The producer, and with it the connection slot, stays with the worker until the
+    // statement has stopped.
     let mut work = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
         let mut conn = conn;
         let outcome = execute(&mut conn, statement, options, &mut producer, deadline);
         match outcome {
@@ -109,6 +103,7 @@ async fn run(
         }
     });
     tokio::select! {
+        biased;
         _ = &mut work => {}
         _ = tokio::time::sleep_until(deadline) => {
             // The worker sees SQLITE_INTERRUPT and reports the timeout itself.

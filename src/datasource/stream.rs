@@ -38,6 +38,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::DatasourceError;
+use super::slots::Slot;
 
 /// How many encoded bytes a producer gathers before handing a frame to the response.
 pub const FRAME_BYTES: usize = 32 * 1024;
@@ -194,12 +195,21 @@ impl std::fmt::Debug for Driver {
 }
 
 /// The sending half a driver task writes to: first the columns (or an error), then frames.
+/// Holds the statement's connection [`Slot`] until it is dropped (or the slot is taken for
+/// the clean-up of a cancelled statement).
 pub(crate) struct Producer {
     pub(super) started: Option<oneshot::Sender<Result<Bytes, DatasourceError>>>,
     pub(super) frames: mpsc::Sender<Frame>,
+    pub(super) slot: Option<Slot>,
 }
 
 impl Producer {
+    /// Takes the connection slot, for a clean-up that outlives the producer (a cancel, a
+    /// disconnect on another task); it is freed when that drops it.
+    pub(crate) fn take_slot(&mut self) -> Option<Slot> {
+        self.slot.take()
+    }
+
     /// Reports the columns (as [`columns_json`] makes them); false when the caller has gone
     /// away.
     pub(crate) fn start(&mut self, columns_json: Bytes) -> bool {

@@ -35,6 +35,14 @@ impl From<&DatasourceError> for ApiError {
                     "the datasource is unavailable; try again later",
                 )
             },
+            DatasourceError::Busy { .. } => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "datasource_busy",
+                    "every connection to the datasource is in use; retry shortly",
+                )
+            },
             DatasourceError::EgressRefused => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "egress_refused",

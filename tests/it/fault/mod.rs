@@ -4,7 +4,8 @@
 //!
 //! - `timeout`: a statement that outlives its `timeout_ms` is answered 504 `query_timeout`,
 //!   is gone from the server promptly, and the datasource serves the next request.
-//! - `pool`: idle MariaDB connections are kept and reused.
+//! - `pool`: more concurrent statements than `pool_size` answer 503 `datasource_busy` with
+//!   `Retry-After: 1` after `pool_wait_ms`, not a hang; idle MariaDB connections are reused.
 //!
 //! Run it alone with `cargo test --locked --test it fault::` (about ten seconds on two
 //! cores). Each test names its statements with a marker of its own (and MariaDB tests use a
