@@ -15,9 +15,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -32,7 +30,7 @@ use crate::auth::routes::AuthState;
 use crate::auth::service::AuthError;
 use crate::config::Config;
 use crate::gateway::GatewayState;
-use crate::http::{ApiError, RequestId, json_response};
+use crate::http::{ApiError, ClientReset, RequestId, json_response};
 use crate::policy::Refusal;
 use crate::policy::client_ip::ClientIp;
 use crate::policy::refusal::IpScope;
@@ -164,10 +162,15 @@ async fn run_query(
     Extension(request_id): Extension<RequestId>,
     client_ip: Option<Extension<ClientIp>>,
     Path((app, query)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let ip = client_ip.map(|Extension(ClientIp(ip))| ip);
+    let (parts, body) = request.into_parts();
+    let reset = parts
+        .extensions
+        .get::<ClientReset>()
+        .cloned()
+        .unwrap_or_default();
     crate::gateway::run_as_admin(
         &state.gateway,
         request_id,
@@ -175,7 +178,8 @@ async fn run_query(
         query,
         actor.caller,
         ip,
-        &headers,
+        reset,
+        &parts.headers,
         body,
     )
     .await

@@ -13,7 +13,7 @@
 //! values) never leave this module, and only their class and SQLSTATE-like code are logged.
 //!
 //! One file per concern: `stream` (frames, the execution, the inline driver: see there who
-//! drives a producer), `slots` (how many
+//! drives a producer and what happens when the request goes away), `slots` (how many
 //! statements may hold a connection at once, and how long one waits for its turn), `pools`
 //! (building and holding the pools of a catalog), `errors` (the error classes); the drivers
 //! are `postgres`, `mysql`, `sqlite` and `http`. This file keeps [`Datasource`], the one
@@ -40,7 +40,7 @@ pub use slots::DEFAULT_POOL_WAIT;
 pub(crate) use slots::{Slot, Slots};
 pub use stream::{ColumnInfo, ExecOptions, Execution, FRAME_BYTES, Frame, Summary};
 pub(crate) use stream::{
-    Driver, FRAME_QUEUE, Producer, ProducerFuture, columns_json, inline_producer,
+    Driver, FRAME_QUEUE, Producer, ProducerFuture, Streamed, columns_json, inline_producer,
 };
 
 use crate::statement::{Dialect, RenderedSql};
@@ -81,7 +81,8 @@ impl Datasource {
     /// `pool_wait_ms` and the statement's timeout: [`DatasourceError::Busy`] past that), then
     /// returns once the columns are known (or the statement failed); rows then arrive
     /// through [`Execution::next_frame`]. A PostgreSQL producer is driven by the caller's
-    /// task meanwhile, and travels on in the [`Execution`].
+    /// task meanwhile, and travels on in the [`Execution`]. Dropping the execution (or this
+    /// future) cancels a statement still running.
     pub async fn execute(
         &self,
         statement: RenderedSql,

@@ -1,16 +1,19 @@
 //! The HTTP toolkit shared by the planes: the listener loop (header and body read
-//! timeouts, connection caps, listen backlog, keep-alive, graceful drain), TLS from
+//! timeouts, connection caps, listen backlog, keep-alive, graceful drain, the watch for
+//! clients that reset their connection mid-request), TLS from
 //! certificate files, JSON bodies, request ids, and the one place where errors become JSON
 //! responses. Imports no plane and no domain: each plane maps its own errors to an
 //! [`ApiError`].
 
 pub mod body;
+pub mod client_reset;
 pub mod connections;
 pub mod error;
 pub mod request_id;
 pub mod server;
 pub mod tls;
 
+pub use client_reset::ClientReset;
 pub use error::ApiError;
 pub use request_id::RequestId;
 

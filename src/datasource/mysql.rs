@@ -4,13 +4,13 @@
 //! Connections run with `time_zone = '+00:00'`, so `TIMESTAMP` columns read back in UTC.
 //! Idle connections are kept for [`IDLE_TTL`] (with their prepared statements) and are not
 //! reset when they return to the pool, as on PostgreSQL: every statement is a catalog
-//! statement, and a connection whose statement did not finish cleanly (timed out) is
-//! discarded, never returned.
+//! statement, and a connection whose statement did not finish cleanly (timed out, abandoned
+//! by its request) is discarded, never returned.
 //!
-//! A statement that times out is stopped with `KILL QUERY` sent over a short-lived
-//! connection of its own, opened the way the pool opens its connections (checked addresses,
-//! or the relay below): the pool may be exhausted, and its connections are not there to
-//! serve clean-ups.
+//! A statement that times out, or whose request goes away, is stopped with `KILL QUERY` sent
+//! over a short-lived connection of its own, opened the way the pool opens its connections
+//! (checked addresses, or the relay below): the pool may be exhausted, and its connections
+//! are not there to serve clean-ups.
 //!
 //! Egress: the host is resolved and every address checked by the egress guard when the pool
 //! is first used; mysql_async then connects only to those checked addresses
@@ -35,7 +35,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::{
     ColumnInfo, DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError,
-    Producer, Slot, Slots, Summary, json,
+    Producer, Slot, Slots, Streamed, Summary, json,
 };
 use crate::egress::{self, EgressPolicy};
 use crate::spec::{NetworkDatabaseSpec, TlsMode};
@@ -244,7 +244,7 @@ async fn start_relay(
 }
 
 /// Runs one statement to its end on its own task: connection, columns, frames, and on
-/// timeout `KILL QUERY` and the connection discarded.
+/// timeout or when the request goes away, `KILL QUERY` and the connection discarded.
 async fn run(
     checked: Checked,
     name: Arc<str>,
@@ -253,25 +253,40 @@ async fn run(
     mut producer: Producer,
 ) {
     let deadline = Instant::now() + options.timeout;
-    let mut conn = match timeout_at(deadline, checked.pool.get_conn()).await {
-        Err(_) => return producer.fail(DatasourceError::Timeout).await,
-        Ok(Err(error)) => return producer.fail(classify(&name, &error)).await,
-        Ok(Ok(conn)) => conn,
+    let gone = producer.gone();
+    tokio::pin!(gone);
+    let mut conn = tokio::select! {
+        biased;
+        got = timeout_at(deadline, checked.pool.get_conn()) => match got {
+            Err(_) => return producer.fail(DatasourceError::Timeout).await,
+            Ok(Err(error)) => return producer.fail(classify(&name, &error)).await,
+            Ok(Ok(conn)) => conn,
+        },
+        // Nothing started yet: nothing to kill.
+        () = &mut gone => return,
     };
-    let outcome = timeout_at(
-        deadline,
-        stream(&mut conn, &name, statement, options, &mut producer),
-    )
-    .await;
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => producer.fail(error).await,
-        Err(_) => {
-            // Stop the statement on the server, and close this connection rather than
-            // returning it to the pool mid-result. The slot is held until both are done.
-            tokio::spawn(kill_and_discard(checked, name, conn, producer.take_slot()));
-            producer.fail(DatasourceError::Timeout).await;
+    let outcome = tokio::select! {
+        biased;
+        outcome = timeout_at(
+            deadline,
+            stream(&mut conn, &name, statement, options, &mut producer),
+        ) => outcome,
+        () = &mut gone => Ok(Ok(Streamed::Abandoned)),
+    };
+    let failure = match outcome {
+        Ok(Ok(Streamed::Finished)) => return,
+        Ok(Err(error)) => return producer.fail(error).await,
+        Ok(Ok(Streamed::Abandoned)) => {
+            tracing::debug!(datasource = %name, "Killing a statement: its request went away");
+            None
         }
+        Err(_) => Some(DatasourceError::Timeout),
+    };
+    // Stop the statement on the server, and close this connection rather than returning it
+    // to the pool mid-result. The slot is held until both are done.
+    tokio::spawn(kill_and_discard(checked, name, conn, producer.take_slot()));
+    if let Some(error) = failure {
+        producer.fail(error).await;
     }
 }
 
@@ -305,7 +320,7 @@ async fn stream(
     statement: RenderedSql,
     options: ExecOptions,
     producer: &mut Producer,
-) -> Result<(), DatasourceError> {
+) -> Result<Streamed, DatasourceError> {
     let prepared = conn
         .prep(&*statement.sql)
         .await
@@ -334,7 +349,7 @@ async fn stream(
         })
         .collect();
     if !producer.start(super::columns_json(&infos)) {
-        return Ok(());
+        return Ok(Streamed::Abandoned);
     }
     let mut buffer = Vec::with_capacity(4096);
     let mut summary = Summary::default();
@@ -358,7 +373,7 @@ async fn stream(
         if buffer.len() >= FRAME_BYTES {
             let frame = Frame::Rows(std::mem::take(&mut buffer).into());
             if producer.frames().send(frame).await.is_err() {
-                return Ok(());
+                return Ok(Streamed::Abandoned);
             }
         }
     }
@@ -372,7 +387,7 @@ async fn stream(
         let _ = producer.frames().send(Frame::Rows(buffer.into())).await;
     }
     let _ = producer.frames().send(Frame::Done(summary)).await;
-    Ok(())
+    Ok(Streamed::Finished)
 }
 
 /// Converts a validated param to a MySQL protocol value. Arrays never get here: the template

@@ -7,7 +7,8 @@
 //! A statement's producer (`run`) is not spawned here: [`PostgresSource::producer`] returns
 //! it as a future, which the request's task drives inline until the result streams (see
 //! "Who drives a producer" in the [parent module](super)). `run` owns every outcome either
-//! way, including the timeout that cancels the statement and discards its connection.
+//! way: the timeout, and the request going away, both cancel the statement on the server
+//! (a cancel request over its own egress-checked socket) and discard its connection.
 
 mod decode;
 mod encode;
@@ -23,7 +24,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError, Producer,
-    ProducerFuture, Slots, Summary,
+    ProducerFuture, Slots, Streamed, Summary,
 };
 use crate::spec::{NetworkDatabaseSpec, TlsMode};
 use crate::statement::RenderedSql;
@@ -137,9 +138,10 @@ pub(crate) fn client_tls_config() -> rustls::ClientConfig {
     .with_no_client_auth()
 }
 
-/// Runs one statement to its end: connection, columns, frames, and on timeout the server-side
-/// cancel. Driven inline by the request or on its own task; it must not be dropped before it
-/// finishes (the request's [`Driver`](super::Driver) spawns it instead).
+/// Runs one statement to its end: connection, columns, frames, and on timeout or when the
+/// request goes away the server-side cancel. Driven inline by the request or on its own
+/// task; it must not be dropped before it finishes (the request's [`Driver`](super::Driver)
+/// spawns it instead).
 async fn run(
     pool: PgPool,
     name: Arc<str>,
@@ -148,32 +150,47 @@ async fn run(
     mut producer: Producer,
 ) {
     let deadline = Instant::now() + options.timeout;
-    let mut connection = match timeout_at(deadline, pool.get()).await {
-        Err(_) => return producer.fail(DatasourceError::Timeout).await,
-        Ok(Err(error)) => {
-            let error = classify_pool(&name, error);
-            return producer.fail(error).await;
-        }
-        Ok(Ok(connection)) => connection,
-    };
-    let outcome = timeout_at(
-        deadline,
-        stream(&mut connection, &name, statement, options, &mut producer),
-    )
-    .await;
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => producer.fail(error).await,
-        Err(_) => {
-            // Stop the server-side work too, and do not return a connection in an unknown
-            // state to the pool.
-            let cancel = connection.client.cancel_token();
-            drop(deadpool::managed::Object::take(connection));
-            if let Err(error) = pool.manager().cancel(cancel).await {
-                tracing::warn!(datasource = %name, error = %error, "Cancelling a timed-out query failed");
+    let gone = producer.gone();
+    tokio::pin!(gone);
+    let mut connection = tokio::select! {
+        biased;
+        got = timeout_at(deadline, pool.get()) => match got {
+            Err(_) => return producer.fail(DatasourceError::Timeout).await,
+            Ok(Err(error)) => {
+                let error = classify_pool(&name, error);
+                return producer.fail(error).await;
             }
-            producer.fail(DatasourceError::Timeout).await;
+            Ok(Ok(connection)) => connection,
+        },
+        // Nothing started yet: nothing to cancel.
+        () = &mut gone => return,
+    };
+    let outcome = tokio::select! {
+        biased;
+        outcome = timeout_at(
+            deadline,
+            stream(&mut connection, &name, statement, options, &mut producer),
+        ) => outcome,
+        () = &mut gone => Ok(Ok(Streamed::Abandoned)),
+    };
+    let failure = match outcome {
+        Ok(Ok(Streamed::Finished)) => return,
+        Ok(Err(error)) => return producer.fail(error).await,
+        Ok(Ok(Streamed::Abandoned)) => {
+            tracing::debug!(datasource = %name, "Cancelling a statement: its request went away");
+            None
         }
+        Err(_) => Some(DatasourceError::Timeout),
+    };
+    // Stop the server-side work too, and do not return a connection in an unknown state to
+    // the pool. The slot stays held until the cancel has been sent.
+    let cancel = connection.client.cancel_token();
+    drop(deadpool::managed::Object::take(connection));
+    if let Err(error) = pool.manager().cancel(cancel).await {
+        tracing::warn!(datasource = %name, error = %error, "Cancelling a query failed");
+    }
+    if let Some(error) = failure {
+        producer.fail(error).await;
     }
 }
 
@@ -183,7 +200,7 @@ async fn stream(
     statement: RenderedSql,
     options: ExecOptions,
     producer: &mut Producer,
-) -> Result<(), DatasourceError> {
+) -> Result<Streamed, DatasourceError> {
     let prepared = connection
         .prepare_cached(&statement.sql, &statement.types)
         .await
@@ -215,7 +232,7 @@ async fn stream(
         return Err(classify(name, error));
     }
     if !producer.start(columns_json) {
-        return Ok(());
+        return Ok(Streamed::Abandoned);
     }
     let mut buffer = Vec::with_capacity(4096);
     let mut summary = Summary::default();
@@ -233,7 +250,7 @@ async fn stream(
         if buffer.len() >= FRAME_BYTES {
             let frame = Frame::Rows(std::mem::take(&mut buffer).into());
             if producer.frames().send(frame).await.is_err() {
-                return Ok(());
+                return Ok(Streamed::Abandoned);
             }
         }
         next = rows.next().await;
@@ -245,7 +262,7 @@ async fn stream(
         let _ = producer.frames().send(Frame::Rows(buffer.into())).await;
     }
     let _ = producer.frames().send(Frame::Done(summary)).await;
-    Ok(())
+    Ok(Streamed::Finished)
 }
 
 fn classify_pool(

@@ -2,8 +2,9 @@
 //!
 //! rusqlite is synchronous, so every statement runs on a blocking thread and sends its
 //! frames back over the producer channel. Connections are kept in a small pool bounded by
-//! the datasource's connection slots; statements are cached per connection. A timed-out
-//! statement is interrupted through SQLite's interrupt handle.
+//! the datasource's connection slots; statements are cached per connection. A statement that
+//! times out, or whose request goes away, is interrupted through SQLite's interrupt handle,
+//! and its connection is not kept.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -87,6 +88,7 @@ async fn run(
         Err(error) => return producer.fail(error).await,
     };
     let interrupt = conn.get_interrupt_handle();
+    let gone = producer.gone();
     let worker_inner = inner.clone();
     // The producer, and with it the connection slot, stays with the worker until the
     // statement has stopped.
@@ -107,6 +109,11 @@ async fn run(
         _ = &mut work => {}
         _ = tokio::time::sleep_until(deadline) => {
             // The worker sees SQLITE_INTERRUPT and reports the timeout itself.
+            interrupt.interrupt();
+            let _ = work.await;
+        }
+        () = gone => {
+            // Nobody reads the result: stop it; the interrupted connection is not kept.
             interrupt.interrupt();
             let _ = work.await;
         }

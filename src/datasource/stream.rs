@@ -23,12 +23,19 @@
 //! [`Execution::spawn_producer`] so the rest of the result is produced on its own task, in
 //! parallel with the writes, exactly as every producer used to run.
 //!
-//! If the request is dropped while its producer is still inline (the client went away), the
-//! producer is not dropped with it: `Driver`'s `Drop` spawns it to finish alone. Dropping it
-//! mid-query would return the connection to the pool with the statement still running on the
-//! server, and skip the producer's own timeout handling, which cancels the statement and
-//! discards the connection. Finishing alone, it sees the closed channels and stops at its next
-//! send, or at its timeout, as a spawned producer always did.
+//! # When the receiving side goes away
+//!
+//! The request is dropped when its client leaves (a reset connection, a failed write). Every
+//! producer watches for that with `Producer::gone` (the frame receiver was dropped) while it
+//! waits for a connection, for the statement and for rows, and then *cancels* the statement
+//! on the server and discards its connection (`Streamed::Abandoned`): a result nobody reads
+//! is not worth a connection and a backend until its timeout.
+//!
+//! If the request is dropped while its producer is still inline, the producer is not dropped
+//! with it: `Driver`'s `Drop` spawns it, and the spawned producer sees at its first poll that
+//! its receiver is gone and cancels. Dropping it mid-query instead would return the
+//! connection to the pool with the statement still running on the server, and skip the
+//! cancel.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -141,8 +148,9 @@ pub(crate) fn inline_producer(
 /// finished, once it was spawned, and for producers that run on their own (MySQL, SQLite).
 ///
 /// Dropped while the producer is unfinished (the request went away), it spawns the producer
-/// to finish alone rather than dropping it mid-query (see the module docs). Without a
-/// runtime to spawn on (it is shutting down), the producer is dropped.
+/// rather than dropping it mid-query: the spawned producer finds its receiver gone, cancels
+/// the statement on the server and discards the connection (see the module docs). Without
+/// a runtime to spawn on (it is shutting down), the producer is dropped.
 pub(crate) struct Driver {
     producer: Option<ProducerFuture>,
 }
@@ -194,6 +202,16 @@ impl std::fmt::Debug for Driver {
     }
 }
 
+/// How a producer's statement ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Streamed {
+    /// Every frame was handed over (or the statement needed none).
+    Finished,
+    /// The receiving side went away first: the statement must be cancelled on the server
+    /// and its connection discarded, not returned to the pool mid-result.
+    Abandoned,
+}
+
 /// The sending half a driver task writes to: first the columns (or an error), then frames.
 /// Holds the statement's connection [`Slot`] until it is dropped (or the slot is taken for
 /// the clean-up of a cancelled statement).
@@ -204,6 +222,14 @@ pub(crate) struct Producer {
 }
 
 impl Producer {
+    /// Resolves once the receiving side is gone (the request was dropped: its client left).
+    /// Owned, so a producer can race it against work that borrows the producer; it keeps
+    /// the channel open no longer than the producer itself does.
+    pub(crate) fn gone(&self) -> impl Future<Output = ()> + Send + 'static {
+        let frames = self.frames.clone();
+        async move { frames.closed().await }
+    }
+
     /// Takes the connection slot, for a clean-up that outlives the producer (a cancel, a
     /// disconnect on another task); it is freed when that drops it.
     pub(crate) fn take_slot(&mut self) -> Option<Slot> {
@@ -388,6 +414,57 @@ mod tests {
             .await
             .expect("the producer finished in time")
             .expect("the producer ran to its end instead of being dropped");
+    }
+
+    /// A producer that waits on its statement while the request goes away learns it from
+    /// `gone()` (and cancels), whether it was inline or already on its own task.
+    #[tokio::test]
+    async fn a_dropped_execution_tells_its_producer_the_receiver_is_gone() {
+        for spawned in [false, true] {
+            let (noticed_tx, noticed_rx) = oneshot::channel();
+            let mut execution = inline_execution(move |frames| {
+                let producer = Producer {
+                    started: None,
+                    frames,
+                    slot: None,
+                };
+                Box::pin(async move {
+                    let gone = producer.gone();
+                    tokio::select! {
+                        () = gone => {
+                            let _ = noticed_tx.send(());
+                        }
+                        // The statement: it would run far longer than the test.
+                        () = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    }
+                })
+            });
+            if spawned {
+                execution.spawn_producer();
+            } else {
+                // Polled inline once, then the request goes.
+                let waited =
+                    tokio::time::timeout(Duration::from_millis(10), execution.next_frame()).await;
+                assert!(waited.is_err(), "no frame was sent");
+            }
+            drop(execution);
+            tokio::time::timeout(Duration::from_secs(5), noticed_rx)
+                .await
+                .expect("the producer noticed at once, not at its statement's end")
+                .expect("the producer ran until it noticed");
+        }
+    }
+
+    #[tokio::test]
+    async fn gone_stays_pending_while_the_execution_is_held() {
+        let (frames_tx, _frames_rx) = mpsc::channel(FRAME_QUEUE);
+        let producer = Producer {
+            started: None,
+            frames: frames_tx,
+            slot: None,
+        };
+        let gone = tokio::time::timeout(Duration::from_millis(20), producer.gone()).await;
+        assert!(gone.is_err());
     }
 
     /// Outside a runtime (shutdown) there is nowhere to spawn: the producer is dropped, and

@@ -1,4 +1,10 @@
 //! Running a stored query: look up, authorise, validate, bind, execute, stream.
+//!
+//! A client that resets its connection while its query runs (see
+//! [`ClientReset`](crate::http::ClientReset)) ends the run: the execution is dropped, which
+//! cancels the statement on the server, and the request is logged with status 499
+//! (`client_reset`). A client that only closes its side is answered as usual: a half-close
+//! looks the same, and its statement is bounded by its timeout.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +25,7 @@ use crate::catalog::binding::BindValues;
 use crate::catalog::compile::{CompiledQuery, CompiledTemplate};
 use crate::datasource::http::HttpReply;
 use crate::datasource::{DatasourceError, ExecOptions};
-use crate::http::{ApiError, RequestId};
+use crate::http::{ApiError, ClientReset, RequestId};
 use crate::policy::client_ip::ClientIp;
 use crate::policy::rate_limit::Decision;
 use crate::policy::refusal::RateLimited;
@@ -39,6 +45,11 @@ pub async fn invoke(
     // The request itself rather than a `HeaderMap` extractor, which would clone the headers.
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
+    let reset = parts
+        .extensions
+        .get::<ClientReset>()
+        .cloned()
+        .unwrap_or_default();
     let Resolved { snapshot, names } = resolved;
     let (app_name, query_name) =
         names.ok_or_else(|| ApiError::not_found("no such app or query"))?;
@@ -92,6 +103,7 @@ pub async fn invoke(
         caller,
         started,
         running,
+        reset,
     };
     execute(&state, &snapshot, query, run, headers, body).await
 }
@@ -107,6 +119,7 @@ pub async fn run_as_admin(
     query_name: String,
     caller: Option<Caller>,
     ip: Option<std::net::IpAddr>,
+    reset: ClientReset,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -124,6 +137,7 @@ pub async fn run_as_admin(
         caller,
         started,
         running,
+        reset,
     };
     execute(state, &snapshot, query, run, headers, body).await
 }
@@ -192,6 +206,8 @@ struct Run {
     caller: Option<Caller>,
     started: Instant,
     running: Option<OwnedSemaphorePermit>,
+    /// Fires if the client resets its connection.
+    reset: ClientReset,
 }
 
 /// Validates, binds, executes and streams an admitted run.
@@ -210,6 +226,7 @@ async fn execute(
         caller,
         started,
         running,
+        reset,
     } = run;
     let user_values = caller.as_ref().map(|c| &c.user);
     if query.template.uses_user() && user_values.is_none() {
@@ -247,9 +264,13 @@ async fn execute(
                 .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
             // The query's own timeout bounds the call too; the datasource's `timeout_ms`
             // (enforced by its client) is the other bound.
-            let reply = tokio::time::timeout(query.timeout, source.send_http(request))
-                .await
-                .unwrap_or(Err(DatasourceError::Timeout));
+            let reply = tokio::select! {
+                biased;
+                reply = tokio::time::timeout(query.timeout, source.send_http(request)) => {
+                    reply.unwrap_or(Err(DatasourceError::Timeout))
+                }
+                () = reset.happened() => return Err(context.client_reset()),
+            };
             return match reply {
                 Ok(reply) => {
                     context.log_http(reply.status);
@@ -270,8 +291,14 @@ async fn execute(
         timeout: query.timeout,
         max_rows: query.max_rows,
     };
-    match source.execute(statement, options).await {
-        Ok(execution) => Ok(respond_rows(execution, context).await),
+    // Dropping the execution (the client reset) cancels the statement on the server.
+    let executed = tokio::select! {
+        biased;
+        executed = source.execute(statement, options) => executed,
+        () = reset.happened() => return Err(context.client_reset()),
+    };
+    match executed {
+        Ok(execution) => Ok(respond_rows(execution, context, reset).await),
         Err(error) => {
             let mut api_error = ApiError::from(&error);
             if let DatasourceError::Bind { position, .. } = &error

@@ -12,6 +12,10 @@
 //! that is still inline in this request's task. A result that streams first hands its
 //! producer to its own task ([`Execution::spawn_producer`]): the body is polled at the
 //! client's pace, and the rest of the result is produced meanwhile, as before.
+//!
+//! While frames are awaited, the client's [`ClientReset`] watch is too: a reset drops the
+//! execution (the statement is cancelled) and ends the answer (a streaming body with an
+//! error, which aborts the connection).
 
 use std::time::Instant;
 
@@ -22,7 +26,11 @@ use bytes::Bytes;
 use futures_util::stream;
 
 use crate::datasource::{DatasourceError, Execution, FRAME_BYTES, Frame, Summary};
-use crate::http::{ApiError, RequestId};
+use crate::http::{ApiError, ClientReset, RequestId};
+
+/// The status a request whose client reset its connection is logged with (nginx's
+/// "client closed request"); no client ever receives it.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// What the completion log line says about a query run. Names and counts only.
 pub struct LogContext {
@@ -96,6 +104,23 @@ impl LogContext {
         );
     }
 
+    /// Logs a run ended by the client resetting its connection, and returns the error it
+    /// ends with (never delivered: the connection is gone).
+    pub fn client_reset(&self) -> ApiError {
+        let status = self.log_client_reset();
+        ApiError::new(
+            status,
+            "client_reset",
+            "the client reset the connection; the query was cancelled",
+        )
+    }
+
+    fn log_client_reset(&self) -> StatusCode {
+        let status = StatusCode::from_u16(CLIENT_CLOSED_REQUEST).unwrap_or(StatusCode::BAD_REQUEST);
+        self.log_failure(status, "client_reset");
+        status
+    }
+
     pub fn log_failure(&self, status: StatusCode, error_class: &str) {
         tracing::warn!(
             request_id = %self.request_id.as_str(),
@@ -119,19 +144,35 @@ enum Phase {
 struct BodyState {
     execution: Execution,
     context: LogContext,
+    reset: ClientReset,
     phase: Phase,
 }
+
+/// What ends a streaming body early: the client reset its connection.
+#[derive(Debug, thiserror::Error)]
+#[error("the client reset the connection")]
+struct ClientWentAway;
 
 /// Builds the response for `execution`. A result that ends within the first frame (every
 /// point query) is answered in one piece with a `Content-Length`: one write, and a failure is
 /// still a proper error status. A longer result streams, starting with what was gathered.
-pub async fn respond_rows(mut execution: Execution, context: LogContext) -> Response {
+pub async fn respond_rows(
+    mut execution: Execution,
+    context: LogContext,
+    reset: ClientReset,
+) -> Response {
     let mut body = Vec::with_capacity(1024);
     body.extend_from_slice(b"{\"columns\":");
     body.extend_from_slice(&execution.columns_json);
     body.extend_from_slice(b",\"rows\":[");
     loop {
-        match execution.next_frame().await {
+        let frame = tokio::select! {
+            biased;
+            frame = execution.next_frame() => frame,
+            // Returning drops the execution: the statement is cancelled.
+            () = reset.happened() => return context.client_reset().into_response(),
+        };
+        match frame {
             Some(Frame::Rows(bytes)) => {
                 body.extend_from_slice(&bytes);
                 // Producers send a short frame only as their last one, with the end right
@@ -162,10 +203,11 @@ pub async fn respond_rows(mut execution: Execution, context: LogContext) -> Resp
     let state = BodyState {
         execution,
         context,
+        reset,
         phase: Phase::Rows,
     };
     let first = Bytes::from(body);
-    let stream = stream::once(async move { Ok::<_, std::convert::Infallible>(first) })
+    let stream = stream::once(async move { Ok::<_, ClientWentAway>(first) })
         .chain(stream::unfold(state, next_chunk));
     json_response(Body::from_stream(stream))
 }
@@ -184,13 +226,21 @@ fn json_response(body: Body) -> Response {
 
 use futures_util::StreamExt;
 
-async fn next_chunk(
-    mut state: BodyState,
-) -> Option<(Result<Bytes, std::convert::Infallible>, BodyState)> {
+async fn next_chunk(mut state: BodyState) -> Option<(Result<Bytes, ClientWentAway>, BodyState)> {
     if matches!(state.phase, Phase::Finished) {
         return None;
     }
-    let frame = state.execution.next_frame().await;
+    let frame = tokio::select! {
+        biased;
+        frame = state.execution.next_frame() => frame,
+        () = state.reset.happened() => {
+            // The error aborts the connection; the body, and with it the execution, is
+            // dropped, which cancels the statement.
+            state.phase = Phase::Finished;
+            state.context.log_client_reset();
+            return Some((Err(ClientWentAway), state));
+        }
+    };
     let chunk = match frame {
         Some(Frame::Rows(bytes)) => bytes,
         Some(Frame::Done(summary)) => {

@@ -2,11 +2,13 @@
 //! clients cannot hold a connection open without sending a request), a body read timeout
 //! (nor by trickling a body), caps on open connections in all and per client address
 //! (`connections`), a configurable listen backlog, answers to clients that half-close
-//! after their request, and a graceful drain on shutdown.
+//! after their request, a watch for clients that reset their connection mid-request
+//! (`client_reset`: hyper does not read while a request is handled, so it cannot see
+//! them), and a graceful drain on shutdown.
 //!
 //! Nothing here runs per request but what hyper does, one clock read for the body
-//! deadline and a reference count for the router: connections are counted at accept and at
-//! close.
+//! deadline and reference counts for the router and the reset watch: connections are
+//! counted, and their watch made, at accept and at close.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,6 +24,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 
 use super::body::TimedBody;
+use super::client_reset::ClientReset;
 use super::connections::{self, ConnectionLimits, Connections, Refusal};
 
 /// Settings of the listener loop.
@@ -73,8 +76,10 @@ pub async fn run(
         .header_read_timeout(settings.header_read_timeout)
         .keep_alive(true)
         // A client may shut its write side once its request is sent (`nc -N`,
-        // `shutdown(SHUT_WR)`) and still gets the answer. The price: a client that leaves
-        // mid-request is noticed when its answer is written, not before.
+        // `shutdown(SHUT_WR)`) and still gets the answer. The price: hyper reads nothing
+        // while a request is handled, so a client that closes mid-request is noticed when
+        // its answer is written. One that resets the connection is noticed at once, by the
+        // `ClientReset` watch each request carries.
         .half_close(true);
     let connections = Connections::new(settings.limits.clone());
     let mut refusals = RefusalLog::default();
@@ -106,6 +111,7 @@ pub async fn run(
                 let service = ConnectionService {
                     router: router.clone(),
                     peer: PeerAddr(peer),
+                    reset: ClientReset::watch(&stream),
                     body_read_timeout: settings.body_read_timeout,
                 };
                 let builder = builder.clone();
@@ -157,12 +163,13 @@ pub async fn run(
     }
 }
 
-/// The router as one connection serves it: each request gets the peer address as an
-/// extension and its body the body read deadline.
+/// The router as one connection serves it: each request gets the peer address and the
+/// connection's reset watch as extensions, and its body the body read deadline.
 #[derive(Clone)]
 struct ConnectionService {
     router: Router,
     peer: PeerAddr,
+    reset: ClientReset,
     body_read_timeout: Duration,
 }
 
@@ -173,6 +180,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(self.peer);
+        request.extensions_mut().insert(self.reset.clone());
         let request = request.map(|body| TimedBody::new(body, self.body_read_timeout));
         // A router is always ready; its clone is a reference count.
         tower::Service::call(&mut self.router.clone(), request)

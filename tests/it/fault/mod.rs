@@ -4,6 +4,9 @@
 //!
 //! - `timeout`: a statement that outlives its `timeout_ms` is answered 504 `query_timeout`,
 //!   is gone from the server promptly, and the datasource serves the next request.
+//! - `client_gone`: a client that resets its connection mid-query has its statement
+//!   cancelled on the server at once (waiting for the columns, or mid-stream); one that
+//!   half-closes is answered, its statement bounded by its timeout.
 //! - `pool`: more concurrent statements than `pool_size` answer 503 `datasource_busy` with
 //!   `Retry-After: 1` after `pool_wait_ms`, not a hang; idle MariaDB connections are reused.
 //!
@@ -11,12 +14,16 @@
 //! cores). Each test names its statements with a marker of its own (and MariaDB tests use a
 //! database of their own), so the suites running alongside are never touched.
 
+mod client_gone;
 mod pool;
 mod timeout;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::common::*;
 
@@ -147,6 +154,88 @@ impl Admins {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// Opens a connection and sends `POST /v1/apps/f/queries/<query>` with `{}` on it.
+async fn send_query(address: SocketAddr, query: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    stream
+        .write_all(
+            format!(
+                "POST /v1/apps/f/queries/{query} HTTP/1.1\r\nHost: x\r\n\
+                 Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("send the request");
+    stream
+}
+
+/// One response read off a raw socket: status, head, body (chunked bodies left as sent).
+#[derive(Debug)]
+struct Raw {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Raw {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then_some(value.trim())
+        })
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Reads one `Content-Length` response within `limit`; `None` when the connection closed,
+/// failed or stayed silent first.
+async fn read_response(stream: &mut TcpStream, limit: Duration) -> Option<Raw> {
+    let read = async {
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        let head_end = loop {
+            if let Some(at) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
+        let status = head.split(' ').nth(1)?.parse().ok()?;
+        let mut raw = Raw {
+            status,
+            head,
+            body: String::new(),
+        };
+        let length: usize = raw.header("content-length")?.parse().ok()?;
+        while received.len() < head_end + length {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+        raw.body = String::from_utf8_lossy(&received[head_end..head_end + length]).into_owned();
+        Some(raw)
+    };
+    tokio::time::timeout(limit, read).await.ok().flatten()
+}
+
+/// Resets the connection (`SO_LINGER` 0, then close): what a killed client or an aborted
+/// browser request does, and what the gateway can tell from a half-close.
+fn reset(stream: TcpStream) {
+    stream.set_zero_linger().expect("SO_LINGER 0");
+    drop(stream);
 }
 
 /// A quick call that must succeed: the datasource serves after whatever the test did.
