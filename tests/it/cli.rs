@@ -1073,3 +1073,56 @@ fn serve_prints_the_cause_of_a_start_up_failure_once() {
     assert_eq!(lines.len(), 1, "one line: {}", run.stderr);
     drop(taken);
 }
+
+/// Every refusal of the env file or a secret file is one line naming the file, line or
+/// variable, never a value, and comes before the store is touched.
+#[test]
+fn env_file_and_secret_file_problems_are_refused_in_one_line() {
+    let (password, salt) = test_secrets();
+    let mut home = Home::without_secrets();
+    home.set("SLUICE_LISTEN", &format!("127.0.0.1:{}", free_port()));
+    let missing = home.dir.path().join("missing").display().to_string();
+    let malformed = home.write(
+        "malformed.env",
+        &format!("SLUICE_ENCRYPTION_SALT={salt}\nSLUICE_ENCRYPTION_PASSWORD ={password}\n"),
+    );
+    let both = home.write(
+        "both.env",
+        &format!("SLUICE_ENCRYPTION_PASSWORD={password}\nSLUICE_ENCRYPTION_PASSWORD_FILE={missing}\nSLUICE_ENCRYPTION_SALT={salt}\n"),
+    );
+    let unreadable = home.write(
+        "unreadable.env",
+        &format!("SLUICE_ENCRYPTION_PASSWORD={password}\nSLUICE_ENCRYPTION_SALT_FILE={missing}\n"),
+    );
+    let cases = [
+        (
+            malformed.display().to_string(),
+            "is malformed: line 2: the variable name \"SLUICE_ENCRYPTION_PASSWORD \" contains whitespace",
+        ),
+        (missing.clone(), "cannot read the env file"),
+        (
+            both.display().to_string(),
+            "SLUICE_ENCRYPTION_PASSWORD and SLUICE_ENCRYPTION_PASSWORD_FILE are both set",
+        ),
+        (
+            unreadable.display().to_string(),
+            "SLUICE_ENCRYPTION_SALT_FILE=",
+        ),
+    ];
+    for (env_file, expected) in cases {
+        let run = home
+            .run(&["--env-file", &env_file, "serve"], None)
+            .assert_failed(expected);
+        let reason = run.stderr.trim_end();
+        assert_eq!(reason.lines().count(), 1, "{reason}");
+        assert!(reason.contains(expected), "{expected}: {reason}");
+        assert!(
+            !reason.contains(password) && !reason.contains(salt),
+            "a secret in: {reason}"
+        );
+        assert!(
+            !home.dir.path().join("data").exists(),
+            "{expected}: store touched"
+        );
+    }
+}
