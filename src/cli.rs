@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod catalog;
 pub mod egress;
+pub mod healthcheck;
 pub mod serve;
 
 use anyhow::Context;

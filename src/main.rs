@@ -8,6 +8,7 @@ mod cli;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use cli::accounts::{AppCommand, UserCommand};
@@ -77,6 +78,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Exit 0 if this instance answers GET /healthz with 200, else 1 (for container
+    /// HEALTHCHECKs): plain HTTP to SLUICE_LISTEN, 0.0.0.0 and [::] read as loopback.
+    Healthcheck {
+        /// The URL to ask instead, e.g. https://sluice.internal:8443/healthz.
+        #[arg(long)]
+        url: Option<String>,
+        /// How long to wait for the answer, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 3000)]
+        timeout_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -102,7 +113,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let env = Environment::load(cli.env_file.as_deref())?;
-    if !matches!(cli.command, Command::Serve) {
+    if !matches!(cli.command, Command::Serve | Command::Healthcheck { .. }) {
         cli::warn_unknown_variables(&env);
     }
     match cli.command {
@@ -121,5 +132,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Egress { json } => cli::egress::egress(&env, json),
         Command::User { command } => cli::accounts::user(&env, command).await,
         Command::App { command } => cli::accounts::app(&env, command).await,
+        Command::Healthcheck { url, timeout_ms } => {
+            cli::healthcheck::healthcheck(&env, url, Duration::from_millis(timeout_ms)).await
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! `keygen`, `serve`'s refusals of a missing or weak instance key, `secret seal`,
 //! `catalog check` / `apply` / `export`, and a served gateway against real PostgreSQL
 //! (a query, `SIGHUP` reload, `SIGTERM` drain while a query is in flight, and the header read
-//! timeout on a raw socket).
+//! timeout on a raw socket); `--env-file`, `NAME_FILE` secrets, `healthcheck` and
+//! `--version` as the deploy files use them.
 
 use crate::common;
 
@@ -1072,6 +1073,104 @@ fn serve_prints_the_cause_of_a_start_up_failure_once() {
         .collect();
     assert_eq!(lines.len(), 1, "one line: {}", run.stderr);
     drop(taken);
+}
+
+/// What deploy/ relies on: `--env-file` read literally (the real environment wins), secrets
+/// from `NAME_FILE`, unknown names warned about with their line, and `sluice healthcheck`
+/// answering 0 while the gateway serves and 1 once it is gone.
+#[tokio::test]
+async fn serve_reads_an_env_file_and_secret_files_and_answers_its_healthcheck() {
+    let (password, salt) = test_secrets();
+    let token = "file-token-0123456789-abcdefghijklmnop";
+    let mut home = Home::without_secrets();
+    let password_file = home.write("password", &format!("{password}\n"));
+    let salt_file = home.write("salt", salt);
+    let token_file = home.write("token", &format!("{token}\r\n"));
+    let env_file = home.write(
+        "docker.env",
+        &format!(
+            "\u{feff}# Sluice configuration\r\n\
+             SLUICE_ENCRYPTION_PASSWORD_FILE={}\r\n\
+             SLUICE_ADMIN_TOKEN_FILE={}\n\
+             \n\
+             SLUICE_MAIL_FROM=Sluice <sluice@example.com>\n\
+             SLUICE_LOG_FORMAT=json\n\
+             SLUICE_LISTEN=127.0.0.1:1\n\
+             SLUICE_MAX_ROW=5\n",
+            password_file.display(),
+            token_file.display()
+        ),
+    );
+    home.set("SLUICE_ENCRYPTION_SALT_FILE", salt_file.to_str().unwrap());
+    let env_arg = env_file.to_str().unwrap();
+    // Served::start sets SLUICE_LISTEN in the environment, which wins over the file's.
+    let mut server = Served::start(&mut home.command(&["--env-file", env_arg, "serve"])).await;
+    let healthz = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthz.status().as_u16(), 200);
+    let admin = server
+        .client
+        .get(server.url("/v1/admin/egress"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        admin.status().as_u16(),
+        200,
+        "the admin token from its file"
+    );
+    server
+        .wait_log("SLUICE_MAX_ROW", 1, Duration::from_secs(5))
+        .await;
+    let warning = server
+        .output()
+        .lines()
+        .find(|line| line.contains("SLUICE_MAX_ROW"))
+        .map(parse_json)
+        .expect("a JSON warning line");
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert!(
+        warning
+            .to_string()
+            .contains(&format!("SLUICE_MAX_ROW ({env_arg}, line 8)")),
+        "{warning}"
+    );
+    let output = server.output();
+    for secret in [password, salt, token] {
+        assert!(!output.contains(secret), "a secret in the log:\n{output}");
+    }
+
+    // The healthcheck reads the same configuration; 0.0.0.0 is asked on loopback.
+    let port = server.address.port();
+    home.set("SLUICE_LISTEN", &format!("0.0.0.0:{port}"));
+    let healthy = home.run(&["--env-file", env_arg, "healthcheck"], None);
+    let healthy = healthy.assert_ok("healthcheck of a serving gateway");
+    assert!(
+        healthy.stdout.is_empty() && healthy.stderr.is_empty(),
+        "{}",
+        healthy.stderr
+    );
+
+    let status = server.terminate().await;
+    assert!(status.success(), "{status}\n{}", server.output());
+    let sick = home
+        .run(
+            &["--env-file", env_arg, "healthcheck", "--timeout-ms", "2000"],
+            None,
+        )
+        .assert_failed("healthcheck once the gateway is gone");
+    assert_eq!(sick.status.code(), Some(1), "docker reads 1 as unhealthy");
+    let reason = sick.stderr.trim_end();
+    assert_eq!(reason.lines().count(), 1, "{reason}");
+    assert!(
+        reason.contains(&format!("GET http://127.0.0.1:{port}/healthz")),
+        "{reason}"
+    );
 }
 
 /// Every refusal of the env file or a secret file is one line naming the file, line or
