@@ -26,7 +26,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[derive(Parser)]
 #[command(
     name = "sluice",
-    version,
+    version = sluice::VERSION,
     about = "A query proxy gateway for named, stored queries"
 )]
 struct Cli {

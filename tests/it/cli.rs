@@ -1225,3 +1225,29 @@ fn env_file_and_secret_file_problems_are_refused_in_one_line() {
         );
     }
 }
+
+/// `--version` names the commit: the work tree's HEAD when built from one.
+#[test]
+fn version_names_the_commit() {
+    let home = Home::without_secrets();
+    let run = home.run(&["--version"], None).assert_ok("--version");
+    let pattern =
+        regex::Regex::new(r"^sluice (\d+\.\d+\.\d+) \(([0-9a-f]{12}|unknown)\)\n$").unwrap();
+    let captures = pattern
+        .captures(&run.stdout)
+        .unwrap_or_else(|| panic!("not `sluice X.Y.Z (commit)`: {:?}", run.stdout));
+    assert_eq!(&captures[1], env!("CARGO_PKG_VERSION"));
+    assert_eq!(&captures[2], sluice::COMMIT);
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    // SLUICE_COMMIT, when set for the build, wins over git (image builds); build.rs reruns
+    // when HEAD moves, so otherwise the binary always names the current HEAD.
+    if std::env::var_os("SLUICE_COMMIT").is_none()
+        && let Ok(head) = head
+        && head.status.success()
+    {
+        assert_eq!(&captures[2], String::from_utf8_lossy(&head.stdout).trim());
+    }
+}
