@@ -9,7 +9,7 @@ use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -1249,5 +1249,107 @@ fn version_names_the_commit() {
         && head.status.success()
     {
         assert_eq!(&captures[2], String::from_utf8_lossy(&head.stdout).trim());
+    }
+}
+
+/// examples/catalog.yaml over examples/postgres-init.sql, as deploy/compose.yaml pairs them,
+/// against the local PostgreSQL: the init script run by psql as the postgres image runs it
+/// (its password read from a secret file), the role's password sealed by `secret seal` from
+/// that file, and both queries answered. Only what the compose network decides is rewritten:
+/// host, database, role (roles are per cluster) and the egress allowance.
+#[tokio::test]
+async fn the_example_catalog_serves_the_example_database() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let shipped = root.join("catalog.yaml");
+    // As shipped it compiles; its password is a placeholder that only opens once re-sealed.
+    let run = Home::without_secrets()
+        .run(&["catalog", "check", shipped.to_str().unwrap()], None)
+        .assert_ok("catalog check examples/catalog.yaml");
+    assert!(run.stdout.contains("ok"), "{}", run.stdout);
+    let refused = Home::new()
+        .run(&["catalog", "check", shipped.to_str().unwrap()], None)
+        .assert_failed("the placeholder password under a real key");
+    assert!(refused.stderr.contains("re-seal"), "{}", refused.stderr);
+
+    let home = Home::new();
+    let database = unique_name("example");
+    let role = unique_name("sluice_reader");
+    let admin = pg_admin().await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .await
+        .unwrap();
+    let password = "reader-0123456789-abcdef";
+    let password_file = home.write("reader_password.txt", &format!("{password}\n"));
+    let init = std::fs::read_to_string(root.join("postgres-init.sql"))
+        .unwrap()
+        .replace(
+            "/run/secrets/reader_password",
+            password_file.to_str().unwrap(),
+        )
+        .replace("sluice_reader", &role);
+    let init_file = home.write("init.sql", &init);
+    let psql = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &database])
+        .args(["--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(&init_file)
+        .output()
+        .expect("run psql");
+    assert!(
+        psql.status.success(),
+        "psql -f examples/postgres-init.sql: {}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+
+    // `secret seal ... < reader_password.txt`, as docs/DEPLOY.md does it.
+    let sealed = home.seal("datasource/shop/password", &format!("{password}\n"));
+    let mut catalog = std::fs::read_to_string(&shipped).unwrap();
+    for (from, to) in [
+        ("host: postgres", "host: 127.0.0.1".to_string()),
+        ("database: shop", format!("database: {database}")),
+        ("user: sluice_reader", format!("user: {role}")),
+        (
+            "egress_allow: [10.89.46.0/24]",
+            "egress_allow: [127.0.0.1/32]".into(),
+        ),
+    ] {
+        assert!(
+            catalog.contains(from),
+            "examples/catalog.yaml has no `{from}`"
+        );
+        catalog = catalog.replace(from, &to);
+    }
+    let placeholder = catalog
+        .lines()
+        .find(|line| line.trim_start().starts_with("password: enc:v1:"))
+        .expect("a sealed password line")
+        .to_string();
+    catalog = catalog.replace(&placeholder, &format!("    password: {sealed}"));
+    home.apply(&catalog);
+
+    let mut server = Served::start(&mut home.command(&["serve"])).await;
+    let (status, body) = call(&server, "shop", "list_orders", json!({ "limit": 2 })).await;
+    assert_eq!(status, 200, "{body}");
+    let body = parse_json(&body);
+    assert_eq!(body["row_count"], 2, "{body}");
+    assert_eq!(
+        body["rows"][0][1], "Ken Thompson",
+        "newest paid first: {body}"
+    );
+    let (status, body) = call(&server, "shop", "get_order", json!({ "id": 1 })).await;
+    assert_eq!(status, 200, "{body}");
+    let body = parse_json(&body);
+    assert_eq!(body["rows"][0][1], "Ada Lovelace", "{body}");
+    assert_eq!(
+        body["rows"][0][3], "49.90",
+        "numeric is an exact string: {body}"
+    );
+    assert!(server.terminate().await.success(), "{}", server.output());
+
+    for statement in [
+        format!("DROP DATABASE {database} WITH (FORCE)"),
+        format!("DROP ROLE {role}"),
+    ] {
+        admin.batch_execute(&statement).await.unwrap();
     }
 }
