@@ -4,12 +4,22 @@
 pub mod accounts;
 pub mod catalog;
 pub mod egress;
+pub mod healthcheck;
 pub mod serve;
 
 use anyhow::Context;
+use sluice::config::Environment;
 
 /// The configured metadata store, with its path in the error.
 fn open_store(config: &sluice::config::Config) -> anyhow::Result<sluice::store::SqliteStore> {
     sluice::instance::open_store(config)
         .with_context(|| format!("opening {}", config.metadata_path().display()))
+}
+
+/// Warns on stderr about `SLUICE_*` names that Sluice does not read (`serve` logs them
+/// instead, in the configured log format).
+pub fn warn_unknown_variables(env: &Environment) {
+    for variable in env.unknown_variables() {
+        eprintln!("sluice: warning: {variable} is not a Sluice variable; ignored");
+    }
 }

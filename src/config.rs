@@ -1,23 +1,27 @@
 //! Instance configuration, read from `SLUICE_*` environment variables only.
 //!
 //! Owns the list of variables ([`VARIABLES`]: name, default, description — the source for
-//! `docker.env.example` and the configuration reference), parsing each one into a typed
-//! [`Config`], and the cross-field checks in [`Config::validate`].
+//! `docker.env.example` and the configuration reference), where their values come from
+//! ([`Environment`]: the process environment, an env file, secret files), parsing each one
+//! into a typed [`Config`], and the cross-field checks in [`Config::validate`].
 //!
-//! One file per concern: `variables` (the table, the names, each default), `parse` (the
-//! lookup and the value parsers), `settings` (the edge and auth groups), `defaults` (what a
-//! query gets where the catalog sets nothing). This file keeps [`Config`], its errors and
-//! [`from_lookup`], which reads every variable once.
+//! One file per concern: `variables` (the table, the names, each default, which are
+//! secrets), `env_file` (Docker's env-file format), `environment` (the sources and their
+//! precedence, `NAME_FILE` secrets), `parse` (the lookup and the value parsers), `settings`
+//! (the edge and auth groups), `defaults` (what a query gets where the catalog sets nothing).
+//! This file keeps [`Config`], its errors and [`from_lookup`], which reads every variable
+//! once.
 //!
 //! Invariants:
-//! - Parsing is a pure function of a lookup ([`from_lookup`]); only [`from_env`] touches the
-//!   process environment, and only to read it. Config never calls `set_var`, opens files,
-//!   binds sockets, or logs.
+//! - Parsing is a pure function of a lookup ([`from_lookup`]). Only `environment` reads the
+//!   outside world (the process environment, the env file, secret files), and only to read
+//!   it. Config never calls `set_var`, binds sockets, or logs.
 //! - A variable that is unset or set to an empty (or all-whitespace) value takes its
 //!   documented default, which is parsed by the same code as a supplied value.
-//! - Each error is one line naming the variable and the expected form. Non-secret values are
-//!   quoted back to help fix typos; the encryption password and salt never appear in an error
-//!   or in `Debug` output (they are held as [`SecretString`]).
+//! - Each error is one line naming the variable (or the file and line) and the expected
+//!   form. Non-secret values are quoted back to help fix typos; secrets
+//!   ([`SECRET_VARIABLES`]) never appear in an error or in `Debug` output (they are held as
+//!   [`SecretString`]), and neither does any value read from a file.
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
@@ -26,13 +30,16 @@ use std::str::FromStr;
 use std::time::Duration;
 
 mod defaults;
+mod env_file;
+mod environment;
 mod parse;
 mod settings;
 mod variables;
 
 pub use defaults::{LimitDefaults, QueryDefaults};
+pub use environment::Environment;
 pub use settings::{AuthSettings, EdgeSettings, SameSite};
-pub use variables::{VARIABLES, unknown_variables};
+pub use variables::{SECRET_VARIABLES, VARIABLES, unknown_variables};
 
 use crate::vault::{self, InstanceKey, SecretString, VaultError};
 use parse::{Env, MAX_MILLIS, MAX_SECS, boxed, parse_address_list, parse_public_url};
@@ -47,7 +54,7 @@ use variables::{
 
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 
-/// The instance configuration. Build it with [`from_env`] or [`from_lookup`], then call
+/// The instance configuration. Build it with [`Environment::config`] or [`from_lookup`], then call
 /// [`Config::validate`] before binding anything.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -121,7 +128,33 @@ pub enum ConfigError {
     Missing { var: &'static str },
     /// A variable whose value is not valid UTF-8 (the value is not shown).
     #[error("{var} is not valid UTF-8")]
-    NotUnicode { var: &'static str },
+    NotUnicode { var: String },
+    /// The env file given with `--env-file` cannot be read.
+    #[error("cannot read the env file {}", .path.display())]
+    EnvFileRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of the env file is not in Docker's format.
+    #[error("the env file {} is malformed", .path.display())]
+    EnvFile {
+        path: PathBuf,
+        #[source]
+        source: env_file::LineError,
+    },
+    /// A secret set both directly and through `NAME_FILE`.
+    #[error("{var} and {var}_FILE are both set; set one of them")]
+    SecretTwice { var: &'static str },
+    /// The file a secret's `NAME_FILE` names cannot be used (its contents are not shown).
+    #[error("{var}_FILE={}: {reason}", .path.display())]
+    SecretFile {
+        var: &'static str,
+        path: PathBuf,
+        reason: &'static str,
+        #[source]
+        source: Option<std::io::Error>,
+    },
     /// Two variables that do not make sense together.
     #[error("{0}")]
     Inconsistent(&'static str),
@@ -223,18 +256,9 @@ impl Config {
     }
 }
 
-/// Reads the configuration from the process environment.
-pub fn from_env() -> Result<Config, ConfigError> {
-    for (var, _, _) in VARIABLES {
-        if let Err(std::env::VarError::NotUnicode(_)) = std::env::var(var) {
-            return Err(ConfigError::NotUnicode { var });
-        }
-    }
-    from_lookup(|name| std::env::var(name).ok())
-}
-
 /// Reads the configuration through `lookup` (a variable name to its value), so tests pass a
-/// map instead of touching the process environment.
+/// map instead of touching the process environment. The values are final: precedence and
+/// `NAME_FILE` secrets are [`Environment`]'s work.
 pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let env = Env { lookup };
     Ok(Config {

@@ -21,3 +21,10 @@ pub mod statement;
 pub mod store;
 pub mod telemetry;
 pub mod vault;
+
+/// The commit this build was made from: `SLUICE_COMMIT` at build time (image builds), else
+/// `git rev-parse --short=12 HEAD` of the source tree, else `unknown` (see `build.rs`).
+pub const COMMIT: &str = env!("SLUICE_COMMIT");
+
+/// The version and commit, as `sluice --version` prints them: `0.1.0 (1a2b3c4d5e6f)`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SLUICE_COMMIT"), ")");

@@ -6,11 +6,14 @@
 mod cli;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use cli::accounts::{AppCommand, UserCommand};
 use cli::catalog::{CatalogCommand, SecretCommand};
+use sluice::config::Environment;
 use sluice::vault;
 
 /// jemalloc, with its background thread, instead of the system allocator: after a wave of
@@ -23,17 +26,23 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[derive(Parser)]
 #[command(
     name = "sluice",
-    version,
+    version = sluice::VERSION,
     about = "A query proxy gateway for named, stored queries"
 )]
 struct Cli {
+    /// Read SLUICE_* variables from FILE, in Docker's env-file format: NAME=VALUE lines,
+    /// values taken literally (no quotes, no `$` expansion). A variable already set in the
+    /// environment wins over the file.
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the gateway, configured from the environment (see docker.env.example).
+    /// Serve the gateway, configured from the environment and --env-file (see
+    /// docker.env.example).
     Serve,
     /// Run a throw-away instance with SQLite sample data on 127.0.0.1.
     Demo {
@@ -69,6 +78,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Exit 0 if this instance answers GET /healthz with 200, else 1 (for container
+    /// HEALTHCHECKs): plain HTTP to SLUICE_LISTEN, 0.0.0.0 and [::] read as loopback.
+    Healthcheck {
+        /// The URL to ask instead, e.g. https://sluice.internal:8443/healthz.
+        #[arg(long)]
+        url: Option<String>,
+        /// How long to wait for the answer, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 3000)]
+        timeout_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -83,7 +102,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("sluice: {error:#}");
@@ -92,9 +111,13 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::Serve => cli::serve::serve().await,
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let env = Environment::load(cli.env_file.as_deref())?;
+    if !matches!(cli.command, Command::Serve | Command::Healthcheck { .. }) {
+        cli::warn_unknown_variables(&env);
+    }
+    match cli.command {
+        Command::Serve => cli::serve::serve(&env).await,
         Command::Demo { listen } => cli::serve::run_demo(listen).await,
         Command::Keygen => {
             let (password, salt) = vault::keygen();
@@ -104,10 +127,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Secret {
             command: SecretCommand::Seal { owner },
-        } => cli::catalog::seal(&owner),
-        Command::Catalog { command } => cli::catalog::catalog(command).await,
-        Command::Egress { json } => cli::egress::egress(json),
-        Command::User { command } => cli::accounts::user(command).await,
-        Command::App { command } => cli::accounts::app(command).await,
+        } => cli::catalog::seal(&env, &owner),
+        Command::Catalog { command } => cli::catalog::catalog(&env, command).await,
+        Command::Egress { json } => cli::egress::egress(&env, json),
+        Command::User { command } => cli::accounts::user(&env, command).await,
+        Command::App { command } => cli::accounts::app(&env, command).await,
+        Command::Healthcheck { url, timeout_ms } => {
+            cli::healthcheck::healthcheck(&env, url, Duration::from_millis(timeout_ms)).await
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::io::BufRead;
 use anyhow::Context;
 use clap::Subcommand;
 use sluice::auth::{ClientInfo, Role};
-use sluice::config;
+use sluice::config::Environment;
 use sluice::instance;
 
 #[derive(Subcommand)]
@@ -67,8 +67,8 @@ fn parse_groups(groups: &str) -> Vec<String> {
 
 const CLI: &str = "cli";
 
-pub async fn user(command: UserCommand) -> anyhow::Result<()> {
-    let service = instance::account_service(&config::from_env()?).await?;
+pub async fn user(env: &Environment, command: UserCommand) -> anyhow::Result<()> {
+    let service = instance::account_service(&env.config()?).await?;
     let client = ClientInfo::default();
     let done = match command {
         UserCommand::Add {
@@ -144,8 +144,8 @@ pub async fn user(command: UserCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn app(command: AppCommand) -> anyhow::Result<()> {
-    let service = instance::account_service(&config::from_env()?).await?;
+pub async fn app(env: &Environment, command: AppCommand) -> anyhow::Result<()> {
+    let service = instance::account_service(&env.config()?).await?;
     let client = ClientInfo::default();
     match command {
         AppCommand::Members { app } => {

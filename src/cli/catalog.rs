@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use sluice::catalog::compile;
-use sluice::config;
+use sluice::config::Environment;
 use sluice::spec::yaml;
 use sluice::store::catalog::CatalogStore;
 use sluice::vault::Owner;
@@ -34,9 +34,9 @@ pub enum CatalogCommand {
     Check { file: PathBuf },
 }
 
-pub fn seal(owner: &str) -> anyhow::Result<()> {
+pub fn seal(env: &Environment, owner: &str) -> anyhow::Result<()> {
     let owner = Owner::parse(owner)?;
-    let config = config::from_env()?;
+    let config = env.config()?;
     let key = config.instance_key()?;
     let mut secret = String::new();
     std::io::stdin()
@@ -54,8 +54,8 @@ pub fn seal(owner: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
-    let config = config::from_env()?;
+pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Result<()> {
+    let config = env.config()?;
     let defaults = config.query_defaults();
     match command {
         CatalogCommand::Check { file } => {

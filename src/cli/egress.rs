@@ -1,11 +1,11 @@
 //! `sluice egress`: the addresses to hand a DBA (source addresses, public egress IPs, each
 //! datasource's destination), as text or JSON.
 
-use sluice::config;
+use sluice::config::Environment;
 use sluice::store::catalog::CatalogStore;
 
-pub fn egress(json: bool) -> anyhow::Result<()> {
-    let config = config::from_env()?;
+pub fn egress(env: &Environment, json: bool) -> anyhow::Result<()> {
+    let config = env.config()?;
     let store = super::open_store(&config)?;
     let report = sluice::admin::egress_report(&config, &store.load_catalog()?);
     if json {

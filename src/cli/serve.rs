@@ -3,14 +3,17 @@
 
 use std::net::SocketAddr;
 
-use sluice::config::{self, LogFormat};
+use sluice::config::{Environment, LogFormat};
 use sluice::instance::Instance;
 use sluice::{demo, telemetry};
 
-pub async fn serve() -> anyhow::Result<()> {
-    let config = config::from_env()?;
+pub async fn serve(env: &Environment) -> anyhow::Result<()> {
+    let config = env.config()?;
     config.validate()?;
     telemetry::init(config.log_format, &config.log_level, std::io::stderr);
+    for variable in env.unknown_variables() {
+        tracing::warn!(%variable, "Not a Sluice variable, ignored (see docker.env.example)");
+    }
     let instance = Instance::open(config).await?;
     let listener = instance.bind().await?;
     instance

@@ -9,7 +9,7 @@ use std::error::Error as StdError;
 use std::str::FromStr;
 
 use super::ConfigError;
-use super::variables::default_of;
+use super::variables::{SECRET_VARIABLES, default_of};
 use crate::vault::SecretString;
 
 /// Longest timeout or grace period accepted: one day. Far beyond any sensible value, and it
@@ -38,6 +38,11 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// A secret is taken exactly as supplied (not trimmed: `check_strength` reports stray
     /// whitespace rather than silently deriving a key from a different value). Empty is unset.
     pub(super) fn secret(&self, var: &str) -> Option<SecretString> {
+        // Every secret must be listed, so that it can also come from `NAME_FILE`.
+        debug_assert!(
+            SECRET_VARIABLES.contains(&var),
+            "{var} is not in SECRET_VARIABLES"
+        );
         (self.lookup)(var)
             .filter(|v| !v.is_empty())
             .map(SecretString::new)

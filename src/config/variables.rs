@@ -272,13 +272,30 @@ pub(super) const EGRESS_ALLOW: &str = "SLUICE_EGRESS_ALLOW";
 pub(super) const EGRESS_BIND: &str = "SLUICE_EGRESS_BIND";
 pub(super) const EGRESS_PUBLIC_IPS: &str = "SLUICE_EGRESS_PUBLIC_IPS";
 
-/// Names among `names` that look like Sluice variables (`SLUICE_` prefix) but are not in
-/// [`VARIABLES`], so `main` can warn about a typo such as `SLUICE_MAX_ROW`.
+/// The variables that hold secrets: never quoted in an error or `Debug` output, and each
+/// also read from a file named by `NAME_FILE` (Docker and Kubernetes secrets). `Env::secret`
+/// asserts that every variable it reads is listed here, and every config test goes through it.
+pub const SECRET_VARIABLES: &[&str] =
+    &[ENCRYPTION_PASSWORD, ENCRYPTION_SALT, ADMIN_TOKEN, SMTP_URL];
+
+/// `SLUICE_ADMIN_TOKEN` -> `SLUICE_ADMIN_TOKEN_FILE`.
+pub fn secret_file_var(var: &str) -> String {
+    format!("{var}_FILE")
+}
+
+/// Names among `names` that look like Sluice variables (`SLUICE_` prefix) but are neither
+/// in [`VARIABLES`] nor a secret's `NAME_FILE`, so `main` can warn about a typo such as
+/// `SLUICE_MAX_ROW`.
 pub fn unknown_variables<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     names
         .into_iter()
         .filter(|name| name.starts_with("SLUICE_"))
         .filter(|name| !VARIABLES.iter().any(|(known, _, _)| known == name))
+        .filter(|name| {
+            !SECRET_VARIABLES
+                .iter()
+                .any(|secret| name.strip_suffix("_FILE") == Some(*secret))
+        })
         .map(str::to_owned)
         .collect()
 }

@@ -2,13 +2,14 @@
 //! `keygen`, `serve`'s refusals of a missing or weak instance key, `secret seal`,
 //! `catalog check` / `apply` / `export`, and a served gateway against real PostgreSQL
 //! (a query, `SIGHUP` reload, `SIGTERM` drain while a query is in flight, and the header read
-//! timeout on a raw socket).
+//! timeout on a raw socket); `--env-file`, `NAME_FILE` secrets, `healthcheck` and
+//! `--version` as the deploy files use them.
 
 use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -1072,4 +1073,283 @@ fn serve_prints_the_cause_of_a_start_up_failure_once() {
         .collect();
     assert_eq!(lines.len(), 1, "one line: {}", run.stderr);
     drop(taken);
+}
+
+/// What deploy/ relies on: `--env-file` read literally (the real environment wins), secrets
+/// from `NAME_FILE`, unknown names warned about with their line, and `sluice healthcheck`
+/// answering 0 while the gateway serves and 1 once it is gone.
+#[tokio::test]
+async fn serve_reads_an_env_file_and_secret_files_and_answers_its_healthcheck() {
+    let (password, salt) = test_secrets();
+    let token = "file-token-0123456789-abcdefghijklmnop";
+    let mut home = Home::without_secrets();
+    let password_file = home.write("password", &format!("{password}\n"));
+    let salt_file = home.write("salt", salt);
+    let token_file = home.write("token", &format!("{token}\r\n"));
+    let env_file = home.write(
+        "docker.env",
+        &format!(
+            "\u{feff}# Sluice configuration\r\n\
+             SLUICE_ENCRYPTION_PASSWORD_FILE={}\r\n\
+             SLUICE_ADMIN_TOKEN_FILE={}\n\
+             \n\
+             SLUICE_MAIL_FROM=Sluice <sluice@example.com>\n\
+             SLUICE_LOG_FORMAT=json\n\
+             SLUICE_LISTEN=127.0.0.1:1\n\
+             SLUICE_MAX_ROW=5\n",
+            password_file.display(),
+            token_file.display()
+        ),
+    );
+    home.set("SLUICE_ENCRYPTION_SALT_FILE", salt_file.to_str().unwrap());
+    let env_arg = env_file.to_str().unwrap();
+    // Served::start sets SLUICE_LISTEN in the environment, which wins over the file's.
+    let mut server = Served::start(&mut home.command(&["--env-file", env_arg, "serve"])).await;
+    let healthz = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthz.status().as_u16(), 200);
+    let admin = server
+        .client
+        .get(server.url("/v1/admin/egress"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        admin.status().as_u16(),
+        200,
+        "the admin token from its file"
+    );
+    server
+        .wait_log("SLUICE_MAX_ROW", 1, Duration::from_secs(5))
+        .await;
+    let warning = server
+        .output()
+        .lines()
+        .find(|line| line.contains("SLUICE_MAX_ROW"))
+        .map(parse_json)
+        .expect("a JSON warning line");
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert!(
+        warning
+            .to_string()
+            .contains(&format!("SLUICE_MAX_ROW ({env_arg}, line 8)")),
+        "{warning}"
+    );
+    let output = server.output();
+    for secret in [password, salt, token] {
+        assert!(!output.contains(secret), "a secret in the log:\n{output}");
+    }
+
+    // The healthcheck reads the same configuration; 0.0.0.0 is asked on loopback.
+    let port = server.address.port();
+    home.set("SLUICE_LISTEN", &format!("0.0.0.0:{port}"));
+    let healthy = home.run(&["--env-file", env_arg, "healthcheck"], None);
+    let healthy = healthy.assert_ok("healthcheck of a serving gateway");
+    assert!(
+        healthy.stdout.is_empty() && healthy.stderr.is_empty(),
+        "{}",
+        healthy.stderr
+    );
+
+    let status = server.terminate().await;
+    assert!(status.success(), "{status}\n{}", server.output());
+    let sick = home
+        .run(
+            &["--env-file", env_arg, "healthcheck", "--timeout-ms", "2000"],
+            None,
+        )
+        .assert_failed("healthcheck once the gateway is gone");
+    assert_eq!(sick.status.code(), Some(1), "docker reads 1 as unhealthy");
+    let reason = sick.stderr.trim_end();
+    assert_eq!(reason.lines().count(), 1, "{reason}");
+    assert!(
+        reason.contains(&format!("GET http://127.0.0.1:{port}/healthz")),
+        "{reason}"
+    );
+}
+
+/// Every refusal of the env file or a secret file is one line naming the file, line or
+/// variable, never a value, and comes before the store is touched.
+#[test]
+fn env_file_and_secret_file_problems_are_refused_in_one_line() {
+    let (password, salt) = test_secrets();
+    let mut home = Home::without_secrets();
+    home.set("SLUICE_LISTEN", &format!("127.0.0.1:{}", free_port()));
+    let missing = home.dir.path().join("missing").display().to_string();
+    let malformed = home.write(
+        "malformed.env",
+        &format!("SLUICE_ENCRYPTION_SALT={salt}\nSLUICE_ENCRYPTION_PASSWORD ={password}\n"),
+    );
+    let both = home.write(
+        "both.env",
+        &format!("SLUICE_ENCRYPTION_PASSWORD={password}\nSLUICE_ENCRYPTION_PASSWORD_FILE={missing}\nSLUICE_ENCRYPTION_SALT={salt}\n"),
+    );
+    let unreadable = home.write(
+        "unreadable.env",
+        &format!("SLUICE_ENCRYPTION_PASSWORD={password}\nSLUICE_ENCRYPTION_SALT_FILE={missing}\n"),
+    );
+    let cases = [
+        (
+            malformed.display().to_string(),
+            "is malformed: line 2: the variable name \"SLUICE_ENCRYPTION_PASSWORD \" contains whitespace",
+        ),
+        (missing.clone(), "cannot read the env file"),
+        (
+            both.display().to_string(),
+            "SLUICE_ENCRYPTION_PASSWORD and SLUICE_ENCRYPTION_PASSWORD_FILE are both set",
+        ),
+        (
+            unreadable.display().to_string(),
+            "SLUICE_ENCRYPTION_SALT_FILE=",
+        ),
+    ];
+    for (env_file, expected) in cases {
+        let run = home
+            .run(&["--env-file", &env_file, "serve"], None)
+            .assert_failed(expected);
+        let reason = run.stderr.trim_end();
+        assert_eq!(reason.lines().count(), 1, "{reason}");
+        assert!(reason.contains(expected), "{expected}: {reason}");
+        assert!(
+            !reason.contains(password) && !reason.contains(salt),
+            "a secret in: {reason}"
+        );
+        assert!(
+            !home.dir.path().join("data").exists(),
+            "{expected}: store touched"
+        );
+    }
+}
+
+/// `--version` names the commit: the work tree's HEAD when built from one.
+#[test]
+fn version_names_the_commit() {
+    let home = Home::without_secrets();
+    let run = home.run(&["--version"], None).assert_ok("--version");
+    let pattern =
+        regex::Regex::new(r"^sluice (\d+\.\d+\.\d+) \(([0-9a-f]{12}|unknown)\)\n$").unwrap();
+    let captures = pattern
+        .captures(&run.stdout)
+        .unwrap_or_else(|| panic!("not `sluice X.Y.Z (commit)`: {:?}", run.stdout));
+    assert_eq!(&captures[1], env!("CARGO_PKG_VERSION"));
+    assert_eq!(&captures[2], sluice::COMMIT);
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    // SLUICE_COMMIT, when set for the build, wins over git (image builds); build.rs reruns
+    // when HEAD moves, so otherwise the binary always names the current HEAD.
+    if std::env::var_os("SLUICE_COMMIT").is_none()
+        && let Ok(head) = head
+        && head.status.success()
+    {
+        assert_eq!(&captures[2], String::from_utf8_lossy(&head.stdout).trim());
+    }
+}
+
+/// examples/catalog.yaml over examples/postgres-init.sql, as deploy/compose.yaml pairs them,
+/// against the local PostgreSQL: the init script run by psql as the postgres image runs it
+/// (its password read from a secret file), the role's password sealed by `secret seal` from
+/// that file, and both queries answered. Only what the compose network decides is rewritten:
+/// host, database, role (roles are per cluster) and the egress allowance.
+#[tokio::test]
+async fn the_example_catalog_serves_the_example_database() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let shipped = root.join("catalog.yaml");
+    // As shipped it compiles; its password is a placeholder that only opens once re-sealed.
+    let run = Home::without_secrets()
+        .run(&["catalog", "check", shipped.to_str().unwrap()], None)
+        .assert_ok("catalog check examples/catalog.yaml");
+    assert!(run.stdout.contains("ok"), "{}", run.stdout);
+    let refused = Home::new()
+        .run(&["catalog", "check", shipped.to_str().unwrap()], None)
+        .assert_failed("the placeholder password under a real key");
+    assert!(refused.stderr.contains("re-seal"), "{}", refused.stderr);
+
+    let home = Home::new();
+    let database = unique_name("example");
+    let role = unique_name("sluice_reader");
+    let admin = pg_admin().await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .await
+        .unwrap();
+    let password = "reader-0123456789-abcdef";
+    let password_file = home.write("reader_password.txt", &format!("{password}\n"));
+    let init = std::fs::read_to_string(root.join("postgres-init.sql"))
+        .unwrap()
+        .replace(
+            "/run/secrets/reader_password",
+            password_file.to_str().unwrap(),
+        )
+        .replace("sluice_reader", &role);
+    let init_file = home.write("init.sql", &init);
+    let psql = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &database])
+        .args(["--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(&init_file)
+        .output()
+        .expect("run psql");
+    assert!(
+        psql.status.success(),
+        "psql -f examples/postgres-init.sql: {}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+
+    // `secret seal ... < reader_password.txt`, as docs/DEPLOY.md does it.
+    let sealed = home.seal("datasource/shop/password", &format!("{password}\n"));
+    let mut catalog = std::fs::read_to_string(&shipped).unwrap();
+    for (from, to) in [
+        ("host: postgres", "host: 127.0.0.1".to_string()),
+        ("database: shop", format!("database: {database}")),
+        ("user: sluice_reader", format!("user: {role}")),
+        (
+            "egress_allow: [10.89.46.0/24]",
+            "egress_allow: [127.0.0.1/32]".into(),
+        ),
+    ] {
+        assert!(
+            catalog.contains(from),
+            "examples/catalog.yaml has no `{from}`"
+        );
+        catalog = catalog.replace(from, &to);
+    }
+    let placeholder = catalog
+        .lines()
+        .find(|line| line.trim_start().starts_with("password: enc:v1:"))
+        .expect("a sealed password line")
+        .to_string();
+    catalog = catalog.replace(&placeholder, &format!("    password: {sealed}"));
+    home.apply(&catalog);
+
+    let mut server = Served::start(&mut home.command(&["serve"])).await;
+    let (status, body) = call(&server, "shop", "list_orders", json!({ "limit": 2 })).await;
+    assert_eq!(status, 200, "{body}");
+    let body = parse_json(&body);
+    assert_eq!(body["row_count"], 2, "{body}");
+    assert_eq!(
+        body["rows"][0][1], "Ken Thompson",
+        "newest paid first: {body}"
+    );
+    let (status, body) = call(&server, "shop", "get_order", json!({ "id": 1 })).await;
+    assert_eq!(status, 200, "{body}");
+    let body = parse_json(&body);
+    assert_eq!(body["rows"][0][1], "Ada Lovelace", "{body}");
+    assert_eq!(
+        body["rows"][0][3], "49.90",
+        "numeric is an exact string: {body}"
+    );
+    assert!(server.terminate().await.success(), "{}", server.output());
+
+    for statement in [
+        format!("DROP DATABASE {database} WITH (FORCE)"),
+        format!("DROP ROLE {role}"),
+    ] {
+        admin.batch_execute(&statement).await.unwrap();
+    }
 }
