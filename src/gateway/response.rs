@@ -89,19 +89,7 @@ impl LogContext {
             DatasourceError::Retryable { code } => (Some(code.as_str()), None),
             _ => (None, None),
         };
-        tracing::warn!(
-            request_id = %self.request_id.as_str(),
-            app = %self.app,
-            query = %self.query,
-            datasource = %self.datasource,
-            user_id = self.user_id.as_deref(),
-            status = status.as_u16(),
-            duration_us = self.started.elapsed().as_micros() as u64,
-            error_class = error.class(),
-            db_code = code,
-            meaning,
-            "Query failed"
-        );
+        self.log_failed(status, error.class(), code, meaning);
     }
 
     /// Logs a run ended by the client resetting its connection, and returns the error it
@@ -122,6 +110,17 @@ impl LogContext {
     }
 
     pub fn log_failure(&self, status: StatusCode, error_class: &str) {
+        self.log_failed(status, error_class, None, None);
+    }
+
+    /// The one "Query failed" line; `db_code` and `meaning` are left out when `None`.
+    fn log_failed(
+        &self,
+        status: StatusCode,
+        error_class: &str,
+        db_code: Option<&str>,
+        meaning: Option<&str>,
+    ) {
         tracing::warn!(
             request_id = %self.request_id.as_str(),
             app = %self.app,
@@ -131,6 +130,8 @@ impl LogContext {
             status = status.as_u16(),
             duration_us = self.started.elapsed().as_micros() as u64,
             error_class,
+            db_code,
+            meaning,
             "Query failed"
         );
     }
