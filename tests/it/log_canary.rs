@@ -13,7 +13,7 @@
 
 use crate::common;
 
-use common::served::{Served, sluice_with_test_key};
+use common::served::{Served, apply_catalog, sluice_with_test_key};
 use common::*;
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
@@ -211,15 +211,7 @@ async fn canaries_stay_out_of_the_log(format: &str) {
         )
         .replace("@S@", &schema.name);
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("catalog.yaml"), &catalog).unwrap();
-    let applied = sluice_with_test_key(dir.path(), &["catalog", "apply", "catalog.yaml"])
-        .output()
-        .expect("run catalog apply");
-    assert!(
-        applied.status.success(),
-        "catalog apply: {}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
+    let applied = apply_catalog(dir.path(), &catalog);
 
     let mut server = Served::start(
         sluice_with_test_key(dir.path(), &["serve"])

@@ -10,7 +10,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::served::{Served, sluice_with_test_key};
+use crate::common::served::{Served, apply_catalog, sluice_with_test_key};
 use crate::common::*;
 
 fn catalog(schema: &str) -> String {
@@ -114,15 +114,7 @@ async fn a_failed_query_logs_its_sqlstate_and_meaning_with_the_request_id() {
     let admin = pg_admin().await;
     let schema = PgSchema::create(&admin).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("catalog.yaml"), catalog(&schema.name)).unwrap();
-    let applied = sluice_with_test_key(dir.path(), &["catalog", "apply", "catalog.yaml"])
-        .output()
-        .expect("run catalog apply");
-    assert!(
-        applied.status.success(),
-        "catalog apply: {}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
+    apply_catalog(dir.path(), &catalog(&schema.name));
     let mut server = Served::start(
         sluice_with_test_key(dir.path(), &["serve"]).env("SLUICE_LOG_FORMAT", "json"),
     )

@@ -42,6 +42,22 @@ pub fn sluice_with_test_key(dir: &Path, args: &[&str]) -> Command {
     command
 }
 
+/// Writes `catalog` to `dir/catalog.yaml` and applies it to the test instance in `dir`
+/// ([`sluice_with_test_key`]), failing the test with the command's error if it is refused.
+/// Returns the command's output (for tests that check what it printed).
+pub fn apply_catalog(dir: &Path, catalog: &str) -> std::process::Output {
+    std::fs::write(dir.join("catalog.yaml"), catalog).expect("write catalog.yaml");
+    let applied = sluice_with_test_key(dir, &["catalog", "apply", "catalog.yaml"])
+        .output()
+        .expect("run catalog apply");
+    assert!(
+        applied.status.success(),
+        "catalog apply: {}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    applied
+}
+
 /// A port that was free a moment ago (bound on 127.0.0.1:0 and released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

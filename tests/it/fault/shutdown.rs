@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::common::served::{Served, sluice_with_test_key};
+use crate::common::served::{Served, apply_catalog, sluice_with_test_key};
 
 /// In-flight statements per datasource when the signal arrives.
 const IN_FLIGHT: usize = 3;
@@ -28,23 +28,7 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_exits_0() {
          \x20     my_quick: {{ datasource: my, sql: \"SELECT 1 AS one\" }}\n"
     );
     let home = tempfile::tempdir().expect("temp dir");
-    let catalog_file = home.path().join("catalog.yaml");
-    std::fs::write(&catalog_file, catalog(&database.name, 8, &queries)).expect("write catalog");
-    let applied = sluice_with_test_key(
-        home.path(),
-        &[
-            "catalog",
-            "apply",
-            catalog_file.to_str().expect("UTF-8 path"),
-        ],
-    )
-    .output()
-    .expect("run catalog apply");
-    assert!(
-        applied.status.success(),
-        "catalog apply: {}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
+    apply_catalog(home.path(), &catalog(&database.name, 8, &queries));
     let mut server = Served::start(&mut serve_command(home.path())).await;
 
     // Statements in flight, each request on a connection of its own.
