@@ -38,6 +38,10 @@ impl CompiledTemplate {
 /// A query ready to serve.
 #[derive(Debug)]
 pub struct CompiledQuery {
+    /// Its place among the catalog's queries, `0..CompiledCatalog::query_count()`: an index
+    /// into tables kept beside the catalog (the snapshot's metric series), so the request
+    /// path finds them without another lookup.
+    pub index: usize,
     pub app: String,
     pub name: String,
     pub datasource: String,
@@ -62,9 +66,20 @@ pub struct CompiledApp {
 #[derive(Debug, Default)]
 pub struct CompiledCatalog {
     pub apps: HashMap<String, CompiledApp>,
+    query_count: usize,
 }
 
 impl CompiledCatalog {
+    /// How many queries the catalog has; their [`CompiledQuery::index`]es are `0..` this.
+    pub fn query_count(&self) -> usize {
+        self.query_count
+    }
+
+    /// Every query, in no particular order.
+    pub fn queries(&self) -> impl Iterator<Item = &Arc<CompiledQuery>> {
+        self.apps.values().flat_map(|app| app.queries.values())
+    }
+
     /// O(1) lookup of a query by app and name.
     pub fn query(&self, app: &str, query: &str) -> Option<(&CompiledApp, &Arc<CompiledQuery>)> {
         let compiled_app = self.apps.get(app)?;
@@ -167,6 +182,7 @@ pub fn compile(
         }
     }
     let mut apps = HashMap::new();
+    let mut query_count = 0;
     for (app_name, app) in &spec.apps {
         if !is_valid_name(app_name) {
             problem(format!("apps.{app_name}"), name_rule());
@@ -224,6 +240,7 @@ pub fn compile(
             queries.insert(
                 query_name.clone(),
                 Arc::new(CompiledQuery {
+                    index: query_count,
                     app: app_name.clone(),
                     name: query_name.clone(),
                     datasource: query.datasource.clone(),
@@ -237,6 +254,7 @@ pub fn compile(
                     policy: query_policy,
                 }),
             );
+            query_count += 1;
         }
         apps.insert(
             app_name.clone(),
@@ -248,7 +266,7 @@ pub fn compile(
         );
     }
     if problems.is_empty() {
-        Ok(CompiledCatalog { apps })
+        Ok(CompiledCatalog { apps, query_count })
     } else {
         Err(CatalogErrors(problems))
     }

@@ -5,7 +5,8 @@
 //! For `/v1/apps/{app}/queries/{query}`: the app's IP allowlist (403 `ip_not_allowed`, with
 //! an audit event), CORS preflights (204 with the app's CORS headers, or 403
 //! `cors_refused`), the CSRF check on cookie-authenticated writes (403 `csrf_refused`), and
-//! on the way out the app's security headers and CORS headers.
+//! on the way out the app's security headers and CORS headers. A refused run is counted in
+//! the query's metric series, as the handler counts the runs it answers.
 //!
 //! For `/v1/auth/*` and `/v1/admin/*`: the same CSRF check, where an allowed page is this
 //! instance or an origin some app lists; CORS answers for those origins on `/v1/auth/*` only
@@ -66,6 +67,7 @@ pub async fn app_policy(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let ip = ClientIp::of(&request);
+    let started = std::time::Instant::now();
     let refused = refusal(
         &state,
         &policy,
@@ -77,6 +79,16 @@ pub async fn app_policy(
     .await;
     let mut response = match refused {
         Some(mut refused) => {
+            // A run refused here is counted like one the handler refuses (a preflight is
+            // not a run).
+            if request.method() != Method::OPTIONS {
+                let query = names
+                    .as_ref()
+                    .and_then(|(app, query)| snapshot.catalog.query(app, query));
+                snapshot
+                    .series(query.map(|(_, query)| query.as_ref()), &state.metrics)
+                    .observe(refused.status().as_u16(), started.elapsed());
+            }
             // The app's security headers hold for every answer. A refusal carries no CORS
             // grant, but it depends on `Origin` when the app lists origins, so caches must
             // key on it.

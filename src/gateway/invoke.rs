@@ -22,7 +22,7 @@ use super::edge_policy::Resolved;
 use super::response::{LogContext, respond_rows};
 use crate::auth::{Caller, CallerVia};
 use crate::catalog::binding::BindValues;
-use crate::catalog::compile::{CompiledQuery, CompiledTemplate};
+use crate::catalog::compile::{CompiledApp, CompiledQuery, CompiledTemplate};
 use crate::datasource::http::HttpReply;
 use crate::datasource::{DatasourceError, ExecOptions};
 use crate::http::{ApiError, ClientReset, RequestId};
@@ -33,7 +33,9 @@ use crate::policy::{self, Refusal, ScopedRule, Target};
 use crate::snapshot::Snapshot;
 use crate::spec::Visibility;
 
-/// `POST /v1/apps/{app}/queries/{query}` with `{"params": {...}}`.
+/// `POST /v1/apps/{app}/queries/{query}` with `{"params": {...}}`. Every answer is counted
+/// in the query's metric series (by status, with the time to the response head); a name
+/// the catalog does not have is counted as `(unknown)`.
 pub async fn invoke(
     State(state): State<Arc<GatewayState>>,
     Extension(request_id): Extension<RequestId>,
@@ -42,6 +44,36 @@ pub async fn invoke(
     request: Request,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    let Resolved { snapshot, names } = resolved;
+    let found = names
+        .as_ref()
+        .and_then(|(app, query)| snapshot.catalog.query(app, query));
+    let answer = invoke_found(
+        &state, request_id, client_ip, &snapshot, names, found, request, started,
+    )
+    .await;
+    let status = match &answer {
+        Ok(response) => response.status(),
+        Err(error) => error.status,
+    };
+    snapshot
+        .series(found.map(|(_, query)| query.as_ref()), &state.metrics)
+        .observe(status.as_u16(), started.elapsed());
+    answer
+}
+
+/// [`invoke`] once the names are looked up (`found`).
+#[allow(clippy::too_many_arguments)]
+async fn invoke_found(
+    state: &Arc<GatewayState>,
+    request_id: RequestId,
+    client_ip: Option<Extension<ClientIp>>,
+    snapshot: &Snapshot,
+    names: Option<(String, String)>,
+    found: Option<(&CompiledApp, &Arc<CompiledQuery>)>,
+    request: Request,
+    started: Instant,
+) -> Result<Response, ApiError> {
     // The request itself rather than a `HeaderMap` extractor, which would clone the headers.
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
@@ -50,7 +82,6 @@ pub async fn invoke(
         .get::<ClientReset>()
         .cloned()
         .unwrap_or_default();
-    let Resolved { snapshot, names } = resolved;
     let (app_name, query_name) =
         names.ok_or_else(|| ApiError::not_found("no such app or query"))?;
     // Unknown apps, unknown queries and private apps answer alike, whatever credentials the
@@ -58,7 +89,6 @@ pub async fn invoke(
     // checked before the names (a bearer that is not a live key is 401 for every name), and
     // a signed-in caller's membership is looked up for an unknown app as for a private one.
     let unknown = || Refusal::hidden(&app_name, &query_name);
-    let found = snapshot.catalog.query(&app_name, &query_name);
     // Queries anyone may run that do not bind the caller skip the session lookup, unless
     // the caller sends an `Authorization` header (a dead key must not pass as anonymous).
     let anonymous_ok = found.is_some_and(|(app, query)| {
@@ -95,7 +125,7 @@ pub async fn invoke(
     };
     policy::authorize(&target, caller.as_ref(), is_member)?;
     let ip = client_ip.map(|Extension(ClientIp(ip))| ip);
-    let running = admit(&state, query, caller.as_ref(), ip)?;
+    let running = admit(state, query, caller.as_ref(), ip)?;
     let run = Run {
         request_id,
         app_name,
@@ -105,7 +135,7 @@ pub async fn invoke(
         running,
         reset,
     };
-    execute(&state, &snapshot, query, run, headers, body).await
+    execute(state, snapshot, query, run, headers, body).await
 }
 
 /// `POST /v1/admin/apps/{app}/queries/{query}/run`: an admin tests a query whatever its
@@ -152,29 +182,38 @@ fn admit(
 ) -> Result<Option<OwnedSemaphorePermit>, Refusal> {
     let limits = &query.policy.limits;
     let limiter = &state.edge.limiter;
-    let mut checks: Vec<(&ScopedRule, String, &'static str)> = Vec::with_capacity(2);
+    // Each check: the rule, its bucket, who it limits (for the message) and the limit's
+    // name in the metrics.
+    let mut checks: Vec<(&ScopedRule, String, &'static str, &'static str)> = Vec::with_capacity(2);
     if let (Some(rule), Some(ip)) = (&limits.per_ip, ip) {
         checks.push((
             rule,
             rule.key("ip", &crate::policy::client_ip::bucket_key(ip)),
             "address",
+            "query_address",
         ));
     }
     match caller.map(|c| &c.via) {
         Some(CallerVia::ApiKey { id, .. }) => {
             if let Some(rule) = &limits.per_key {
-                checks.push((rule, rule.key("key", id), "API key"));
+                checks.push((rule, rule.key("key", id), "API key", "query_api_key"));
             }
         }
         Some(CallerVia::Session { .. }) => {
             if let (Some(rule), Some(caller)) = (&limits.per_user, caller) {
-                checks.push((rule, rule.key("user", &caller.user.id), "user"));
+                checks.push((
+                    rule,
+                    rule.key("user", &caller.user.id),
+                    "user",
+                    "query_user",
+                ));
             }
         }
         None => {}
     }
-    for (rule, key, who) in checks {
+    for (rule, key, who, limit) in checks {
         if let Decision::Deny { retry_after_secs } = limiter.check(&key, rule.rule) {
+            state.metrics.rate_limited(limit);
             return Err(Refusal::RateLimited {
                 limit: RateLimited::Query {
                     who,
@@ -186,15 +225,12 @@ fn admit(
     }
     match &limits.running {
         None => Ok(None),
-        Some(slots) => {
-            slots
-                .clone()
-                .try_acquire_owned()
-                .map(Some)
-                .map_err(|_| Refusal::TooManyConcurrent {
-                    max: limits.max_concurrency,
-                })
-        }
+        Some(slots) => slots.clone().try_acquire_owned().map(Some).map_err(|_| {
+            state.metrics.rate_limited("query_concurrency");
+            Refusal::TooManyConcurrent {
+                max: limits.max_concurrency,
+            }
+        }),
     }
 }
 
@@ -277,6 +313,7 @@ async fn execute(
                     Ok(http_envelope(reply))
                 }
                 Err(error) => {
+                    count_failure(state, &query.datasource, &error);
                     let api_error = ApiError::from(&error);
                     context.log_error(api_error.status, &error);
                     Err(api_error)
@@ -300,6 +337,7 @@ async fn execute(
     match executed {
         Ok(execution) => Ok(respond_rows(execution, context, reset).await),
         Err(error) => {
+            count_failure(state, &query.datasource, &error);
             let mut api_error = ApiError::from(&error);
             if let DatasourceError::Bind { position, .. } = &error
                 && let Some(name) = sql.binding_at(*position, &bound)
@@ -310,6 +348,16 @@ async fn execute(
             context.log_error(api_error.status, &error);
             Err(api_error)
         }
+    }
+}
+
+/// Counts a statement refused because its datasource could not be reached or the egress
+/// policy refused the connection (the failures that come before a statement runs).
+fn count_failure(state: &GatewayState, datasource: &str, error: &DatasourceError) {
+    match error {
+        DatasourceError::Unavailable { class } => state.metrics.connect_failed(datasource, class),
+        DatasourceError::EgressRefused => state.metrics.egress_refused(datasource),
+        _ => {}
     }
 }
 
