@@ -139,6 +139,7 @@ impl Instance {
                     trusted_proxies: config.edge.trusted_proxies.clone(),
                     per_ip: config.edge.per_ip,
                     limiter,
+                    metrics: metrics.clone(),
                     tls: tls.is_some(),
                     // The origin is scheme://host[:port]; a public URL may carry a path after it.
                     public_origin: config.public_url.as_deref().and_then(|url| {

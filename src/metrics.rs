@@ -227,7 +227,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "query_duration",
-            "Time from the query route's handler start to its response head (a result that fits one 32 KiB frame is complete by then), by app, query and status",
+            "Time from the query route's first step (its app's edge policy) to its response head (a result that fits one 32 KiB frame is complete by then), by app, query and status",
             Unit::Seconds,
             queries.durations.clone(),
         );

@@ -14,9 +14,7 @@
 
 use std::sync::Arc;
 
-use crate::catalog::compile::{
-    self, CatalogErrors, CatalogProblem, CompiledCatalog, CompiledQuery,
-};
+use crate::catalog::compile::{self, CatalogErrors, CatalogProblem, CompiledCatalog};
 use crate::config::Config;
 use crate::datasource::{PoolDefaults, PoolError, Pools};
 use crate::metrics::{Metrics, PoolReading, QuerySeries, Reading};
@@ -38,15 +36,12 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The metric series of `query` (one of this snapshot's), or of unknown queries when
-    /// `query` is `None`.
-    pub fn series<'a>(
-        &'a self,
-        query: Option<&CompiledQuery>,
-        metrics: &'a Metrics,
-    ) -> &'a QuerySeries {
-        query
-            .and_then(|query| self.series.get(query.index))
+    /// The metric series of the query at `index` (a
+    /// [`CompiledQuery::index`](crate::catalog::compile::CompiledQuery::index) of this
+    /// snapshot's), or of unknown queries when `index` is `None`.
+    pub fn series<'a>(&'a self, index: Option<usize>, metrics: &'a Metrics) -> &'a QuerySeries {
+        index
+            .and_then(|index| self.series.get(index))
             .unwrap_or_else(|| metrics.unknown_query())
     }
 
@@ -122,10 +117,8 @@ pub async fn build(
 
 /// One series per query of `catalog`, at the query's index.
 fn query_series(catalog: &CompiledCatalog, metrics: &Metrics) -> Vec<QuerySeries> {
-    let mut queries: Vec<&Arc<CompiledQuery>> = catalog.queries().collect();
-    queries.sort_unstable_by_key(|query| query.index);
-    debug_assert!(queries.iter().enumerate().all(|(i, q)| q.index == i));
-    queries
+    catalog
+        .queries()
         .iter()
         .map(|query| metrics.query_series(&query.app, &query.name))
         .collect()

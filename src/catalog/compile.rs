@@ -38,9 +38,9 @@ impl CompiledTemplate {
 /// A query ready to serve.
 #[derive(Debug)]
 pub struct CompiledQuery {
-    /// Its place among the catalog's queries, `0..CompiledCatalog::query_count()`: an index
-    /// into tables kept beside the catalog (the snapshot's metric series), so the request
-    /// path finds them without another lookup.
+    /// Its place among the catalog's queries ([`CompiledCatalog::queries`]): once found by
+    /// name, a query and what is kept beside the catalog for it (the snapshot's metric
+    /// series) are reached by this index, without another lookup.
     pub index: usize,
     pub app: String,
     pub name: String,
@@ -66,18 +66,20 @@ pub struct CompiledApp {
 #[derive(Debug, Default)]
 pub struct CompiledCatalog {
     pub apps: HashMap<String, CompiledApp>,
-    query_count: usize,
+    /// Every query, at its [`CompiledQuery::index`].
+    by_index: Vec<Arc<CompiledQuery>>,
 }
 
 impl CompiledCatalog {
-    /// How many queries the catalog has; their [`CompiledQuery::index`]es are `0..` this.
-    pub fn query_count(&self) -> usize {
-        self.query_count
+    /// Every query, in [`CompiledQuery::index`] order (`0..`).
+    pub fn queries(&self) -> &[Arc<CompiledQuery>] {
+        &self.by_index
     }
 
-    /// Every query, in no particular order.
-    pub fn queries(&self) -> impl Iterator<Item = &Arc<CompiledQuery>> {
-        self.apps.values().flat_map(|app| app.queries.values())
+    /// The query at `index`, once a lookup by name has found it (the edge looks a query up
+    /// once and hands its index on).
+    pub fn query_at(&self, index: usize) -> Option<&Arc<CompiledQuery>> {
+        self.by_index.get(index)
     }
 
     /// O(1) lookup of a query by app and name.
@@ -182,7 +184,7 @@ pub fn compile(
         }
     }
     let mut apps = HashMap::new();
-    let mut query_count = 0;
+    let mut by_index = Vec::new();
     for (app_name, app) in &spec.apps {
         if !is_valid_name(app_name) {
             problem(format!("apps.{app_name}"), name_rule());
@@ -237,24 +239,22 @@ pub fn compile(
                     "must be at least 1".into(),
                 );
             }
-            queries.insert(
-                query_name.clone(),
-                Arc::new(CompiledQuery {
-                    index: query_count,
-                    app: app_name.clone(),
-                    name: query_name.clone(),
-                    datasource: query.datasource.clone(),
-                    template,
-                    params,
-                    timeout: query
-                        .timeout_ms
-                        .map(Duration::from_millis)
-                        .unwrap_or(defaults.timeout),
-                    max_rows: query.max_rows.unwrap_or(defaults.max_rows),
-                    policy: query_policy,
-                }),
-            );
-            query_count += 1;
+            let compiled = Arc::new(CompiledQuery {
+                index: by_index.len(),
+                app: app_name.clone(),
+                name: query_name.clone(),
+                datasource: query.datasource.clone(),
+                template,
+                params,
+                timeout: query
+                    .timeout_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(defaults.timeout),
+                max_rows: query.max_rows.unwrap_or(defaults.max_rows),
+                policy: query_policy,
+            });
+            by_index.push(compiled.clone());
+            queries.insert(query_name.clone(), compiled);
         }
         apps.insert(
             app_name.clone(),
@@ -266,7 +266,7 @@ pub fn compile(
         );
     }
     if problems.is_empty() {
-        Ok(CompiledCatalog { apps, query_count })
+        Ok(CompiledCatalog { apps, by_index })
     } else {
         Err(CatalogErrors(problems))
     }

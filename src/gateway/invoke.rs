@@ -22,7 +22,7 @@ use super::edge_policy::Resolved;
 use super::response::{LogContext, respond_rows};
 use crate::auth::{Caller, CallerVia};
 use crate::catalog::binding::BindValues;
-use crate::catalog::compile::{CompiledApp, CompiledQuery, CompiledTemplate};
+use crate::catalog::compile::{CompiledQuery, CompiledTemplate};
 use crate::datasource::http::HttpReply;
 use crate::datasource::{DatasourceError, ExecOptions};
 use crate::http::{ApiError, ClientReset, RequestId};
@@ -33,46 +33,14 @@ use crate::policy::{self, Refusal, ScopedRule, Target};
 use crate::snapshot::Snapshot;
 use crate::spec::Visibility;
 
-/// `POST /v1/apps/{app}/queries/{query}` with `{"params": {...}}`. Every answer is counted
-/// in the query's metric series (by status, with the time to the response head); a name
-/// the catalog does not have is counted as `(unknown)`.
+/// `POST /v1/apps/{app}/queries/{query}` with `{"params": {...}}`. (The edge policy around
+/// it counts the answer in the query's metric series.)
 pub async fn invoke(
     State(state): State<Arc<GatewayState>>,
     Extension(request_id): Extension<RequestId>,
     client_ip: Option<Extension<ClientIp>>,
     Extension(resolved): Extension<Resolved>,
     request: Request,
-) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let Resolved { snapshot, names } = resolved;
-    let found = names
-        .as_ref()
-        .and_then(|(app, query)| snapshot.catalog.query(app, query));
-    let answer = invoke_found(
-        &state, request_id, client_ip, &snapshot, names, found, request, started,
-    )
-    .await;
-    let status = match &answer {
-        Ok(response) => response.status(),
-        Err(error) => error.status,
-    };
-    snapshot
-        .series(found.map(|(_, query)| query.as_ref()), &state.metrics)
-        .observe(status.as_u16(), started.elapsed());
-    answer
-}
-
-/// [`invoke`] once the names are looked up (`found`).
-#[allow(clippy::too_many_arguments)]
-async fn invoke_found(
-    state: &Arc<GatewayState>,
-    request_id: RequestId,
-    client_ip: Option<Extension<ClientIp>>,
-    snapshot: &Snapshot,
-    names: Option<(String, String)>,
-    found: Option<(&CompiledApp, &Arc<CompiledQuery>)>,
-    request: Request,
-    started: Instant,
 ) -> Result<Response, ApiError> {
     // The request itself rather than a `HeaderMap` extractor, which would clone the headers.
     let (parts, body) = request.into_parts();
@@ -82,6 +50,13 @@ async fn invoke_found(
         .get::<ClientReset>()
         .cloned()
         .unwrap_or_default();
+    let Resolved {
+        snapshot,
+        names,
+        visibility: app_visibility,
+        query: query_index,
+        started,
+    } = resolved;
     let (app_name, query_name) =
         names.ok_or_else(|| ApiError::not_found("no such app or query"))?;
     // Unknown apps, unknown queries and private apps answer alike, whatever credentials the
@@ -89,10 +64,15 @@ async fn invoke_found(
     // checked before the names (a bearer that is not a live key is 401 for every name), and
     // a signed-in caller's membership is looked up for an unknown app as for a private one.
     let unknown = || Refusal::hidden(&app_name, &query_name);
+    // The edge looked the names up in this snapshot: the app's visibility, and the query
+    // (which exists only in a known app).
+    let found = query_index
+        .and_then(|index| snapshot.catalog.query_at(index))
+        .zip(app_visibility);
     // Queries anyone may run that do not bind the caller skip the session lookup, unless
     // the caller sends an `Authorization` header (a dead key must not pass as anonymous).
-    let anonymous_ok = found.is_some_and(|(app, query)| {
-        app.visibility == Visibility::Public
+    let anonymous_ok = found.is_some_and(|(query, visibility)| {
+        visibility == Visibility::Public
             && query.policy.grant.anonymous
             && !query.template.uses_user()
     }) && !headers.contains_key(header::AUTHORIZATION);
@@ -101,11 +81,6 @@ async fn invoke_found(
     } else {
         crate::auth::routes::caller(&state.auth, headers).await?
     };
-    let app_visibility = snapshot
-        .catalog
-        .apps
-        .get(app_name.as_str())
-        .map(|app| app.visibility);
     let is_member = match &caller {
         Some(caller) if policy::needs_membership(app_visibility, Some(caller)) => {
             state
@@ -116,16 +91,16 @@ async fn invoke_found(
         }
         _ => false,
     };
-    let (app, query) = found.ok_or_else(unknown)?;
+    let (query, visibility) = found.ok_or_else(unknown)?;
     let target = Target {
         app: &app_name,
         query: &query_name,
-        visibility: app.visibility,
+        visibility,
         grant: &query.policy.grant,
     };
     policy::authorize(&target, caller.as_ref(), is_member)?;
     let ip = client_ip.map(|Extension(ClientIp(ip))| ip);
-    let running = admit(state, query, caller.as_ref(), ip)?;
+    let running = admit(&state, query, caller.as_ref(), ip)?;
     let run = Run {
         request_id,
         app_name,
@@ -135,7 +110,7 @@ async fn invoke_found(
         running,
         reset,
     };
-    execute(state, snapshot, query, run, headers, body).await
+    execute(&state, &snapshot, query, run, headers, body).await
 }
 
 /// `POST /v1/admin/apps/{app}/queries/{query}/run`: an admin tests a query whatever its

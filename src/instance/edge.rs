@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 
 use crate::http::ApiError;
 use crate::http::server::PeerAddr;
-use crate::metrics::Metrics;
 use crate::policy::Refusal;
 use crate::policy::client_ip::{self, ClientIp};
 use crate::policy::edge::EdgeState;
@@ -22,7 +21,7 @@ use crate::policy::rate_limit::Decision;
 use crate::policy::refusal::RateLimited;
 
 pub async fn middleware(
-    State((edge, metrics)): State<(Arc<EdgeState>, Arc<Metrics>)>,
+    State(edge): State<Arc<EdgeState>>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -41,7 +40,7 @@ pub async fn middleware(
         {
             Decision::Allow => next.run(request).await,
             Decision::Deny { retry_after_secs } => {
-                metrics.rate_limited("address");
+                edge.metrics.rate_limited("address");
                 ApiError::from(Refusal::RateLimited {
                     limit: RateLimited::Address(rule),
                     retry_after_secs,

@@ -31,7 +31,7 @@ pub fn router(
     let admin = admin
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(account(false));
-    let edge_state = (state.edge.clone(), state.metrics.clone());
+    let edge_state = state.edge.clone();
     let mut routes = gateway::routes(state.clone())
         .merge(auth)
         .nest("/v1/admin", admin);
