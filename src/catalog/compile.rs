@@ -275,3 +275,29 @@ pub fn compile(
 fn name_rule() -> String {
     NAME_RULE.into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_query_has_its_own_index_and_is_found_by_it() {
+        let spec = crate::spec::yaml::parse(
+            "datasources:\n  db:\n    kind: sqlite\n    path: /tmp/unused.db\n\
+             apps:\n  a:\n    queries:\n      one: { datasource: db, sql: SELECT 1 }\n      \
+             two: { datasource: db, sql: SELECT 2 }\n  b:\n    queries:\n      \
+             one: { datasource: db, sql: SELECT 3 }\n",
+        )
+        .unwrap();
+        let catalog = compile(&spec, QueryDefaults::default()).unwrap();
+        assert_eq!(catalog.queries().len(), 3);
+        for (index, query) in catalog.queries().iter().enumerate() {
+            assert_eq!(query.index, index);
+            let (_, by_name) = catalog.query(&query.app, &query.name).unwrap();
+            assert!(Arc::ptr_eq(by_name, query));
+            assert!(Arc::ptr_eq(catalog.query_at(index).unwrap(), query));
+        }
+        assert!(catalog.query_at(3).is_none());
+        assert!(CompiledCatalog::default().query_at(0).is_none());
+    }
+}
