@@ -48,8 +48,8 @@ use variables::{
     ADMIN_TOKEN, BODY_READ_TIMEOUT_MS, CATALOG_RELOAD_SECS, DATA_DIR, EGRESS_ALLOW, EGRESS_BIND,
     EGRESS_PUBLIC_IPS, ENCRYPTION_PASSWORD, ENCRYPTION_SALT, HEADER_READ_TIMEOUT_MS, LISTEN,
     LISTEN_BACKLOG, LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP,
-    MAX_ROWS, METADATA_DB, POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL, QUERY_TIMEOUT_MS,
-    SHUTDOWN_GRACE_SECS, TLS_CERT_FILE, TLS_KEY_FILE,
+    MAX_ROWS, METADATA_DB, METRICS_LISTEN, METRICS_TOKEN, POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL,
+    QUERY_TIMEOUT_MS, SHUTDOWN_GRACE_SECS, TLS_CERT_FILE, TLS_KEY_FILE,
 };
 
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
@@ -90,6 +90,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Bearer token of the admin API; `None` turns the admin API off.
     pub admin_token: Option<SecretString>,
+    /// A listener of its own for `GET /metrics`, without authentication.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Bearer token for `GET /metrics` on the main listener; `None`: not served there.
+    pub metrics_token: Option<SecretString>,
     /// Non-public networks every datasource may reach.
     pub egress_allow: Vec<ipnet::IpNet>,
     /// Source addresses for outbound connections (at most one per address family).
@@ -201,6 +205,17 @@ impl Config {
         if (self.auth.smtp_url.is_some() || self.auth.signup_enabled) && self.public_url.is_none() {
             return Err(ConfigError::Inconsistent(
                 "mail links are built only from SLUICE_PUBLIC_URL; set it when SLUICE_SMTP_URL or SLUICE_SIGNUP_ENABLED is set",
+            ));
+        }
+        if let Some(metrics) = self.metrics_listen
+            && metrics.port() != 0
+            && metrics.port() == self.listen.port()
+            && (metrics.ip() == self.listen.ip()
+                || metrics.ip().is_unspecified()
+                || self.listen.ip().is_unspecified())
+        {
+            return Err(ConfigError::Inconsistent(
+                "SLUICE_METRICS_LISTEN is the address of SLUICE_LISTEN; give the metrics listener a port of its own (or unset it and use SLUICE_METRICS_TOKEN)",
             ));
         }
         if self.auth.signup_enabled && self.auth.smtp_url.is_none() {
@@ -358,19 +373,16 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
                 })
             })
             .transpose()?,
-        admin_token: match env.secret(ADMIN_TOKEN) {
-            // Blank means unset, as for every other variable.
-            Some(token) if token.expose().trim().is_empty() => None,
-            Some(token) if token.expose().trim().len() < 32 => {
-                return Err(ConfigError::Invalid {
-                    var: ADMIN_TOKEN,
-                    value: "(hidden)".into(),
-                    expected: "a random token of at least 32 characters (e.g. from `sluice keygen`)",
-                    source: None,
-                });
-            }
-            token => token,
-        },
+        admin_token: bearer_token(&env, ADMIN_TOKEN)?,
+        metrics_listen: env.parse(
+            METRICS_LISTEN,
+            "a socket address such as 127.0.0.1:9464 or 0.0.0.0:9464, or empty",
+            |v| match v {
+                "" => Ok(None),
+                v => SocketAddr::from_str(v).map(Some).map_err(boxed),
+            },
+        )?,
+        metrics_token: bearer_token(&env, METRICS_TOKEN)?,
         egress_allow: env.parse(
             EGRESS_ALLOW,
             "a comma-separated list of CIDRs or addresses such as 10.0.0.0/8, 192.168.1.5",
@@ -398,6 +410,25 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
         auth: auth_settings(&env)?,
         edge: edge_settings(&env)?,
     })
+}
+
+/// A bearer token secret (`SLUICE_ADMIN_TOKEN`, `SLUICE_METRICS_TOKEN`): unset when blank,
+/// refused when shorter than 32 characters (the value is never quoted).
+fn bearer_token<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    var: &'static str,
+) -> Result<Option<SecretString>, ConfigError> {
+    match env.secret(var) {
+        // Blank means unset, as for every other variable.
+        Some(token) if token.expose().trim().is_empty() => Ok(None),
+        Some(token) if token.expose().trim().len() < 32 => Err(ConfigError::Invalid {
+            var,
+            value: "(hidden)".into(),
+            expected: "a random token of at least 32 characters (e.g. from `sluice keygen`)",
+            source: None,
+        }),
+        token => Ok(token),
+    }
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub(crate) use errors::classify_egress;
 pub use errors::{DatasourceError, PoolError};
 pub use pools::{PoolDefaults, Pools};
 pub(crate) use pools::{egress_policy, is_loopback_host, slots_for};
-pub use slots::DEFAULT_POOL_WAIT;
+pub use slots::{DEFAULT_POOL_WAIT, PoolUse};
 pub(crate) use slots::{Slot, Slots};
 pub use stream::{ColumnInfo, ExecOptions, Execution, FRAME_BYTES, Frame, Summary};
 pub(crate) use stream::{
@@ -62,6 +62,16 @@ impl Datasource {
             Datasource::Postgres(_) => Some(Dialect::Postgres),
             Datasource::MySql(_) => Some(Dialect::MySql),
             Datasource::Sqlite(_) => Some(Dialect::Sqlite),
+            Datasource::Http(_) => None,
+        }
+    }
+
+    /// How its connection slots are used now; `None` for HTTP APIs, which have none.
+    pub fn pool_use(&self) -> Option<PoolUse> {
+        match self {
+            Datasource::Postgres(source) => Some(source.slots().usage()),
+            Datasource::MySql(source) => Some(source.slots().usage()),
+            Datasource::Sqlite(source) => Some(source.slots().usage()),
             Datasource::Http(_) => None,
         }
     }

@@ -1,4 +1,5 @@
-//! The view plane: `POST /v1/apps/{app}/queries/{query}`, `/healthz` and `/readyz`.
+//! The view plane: `POST /v1/apps/{app}/queries/{query}`, `/healthz` and `/readyz`
+//! (`ready`: readiness includes the metadata store).
 //!
 //! Knows apps and queries only by name. It never returns a template, a datasource address, a
 //! credential or a raw database error, and never logs a param or row value. It holds no
@@ -9,20 +10,22 @@ mod errors;
 mod invoke;
 
 pub use invoke::run_as_admin;
+mod ready;
 mod response;
+
+pub use ready::Readiness;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::audit::Audit;
 use crate::auth::routes::AuthState;
+use crate::metrics::Metrics;
 use crate::policy::edge::EdgeState;
 use crate::snapshot::Snapshot;
 
@@ -42,24 +45,42 @@ pub struct GatewayState {
     pub audit: Arc<Audit>,
     /// Client address, instance-wide per-IP limit, baseline headers.
     pub edge: Arc<EdgeState>,
+    /// The instance's metrics (the query route records into them).
+    pub metrics: Arc<Metrics>,
+    /// Whether the metadata store can be reached (`/readyz`).
+    pub readiness: Readiness,
     draining: AtomicBool,
 }
 
+/// What the view plane is built from, besides its first snapshot.
+pub struct GatewayParts {
+    pub limits: Limits,
+    pub auth: Arc<AuthState>,
+    pub edge: Arc<EdgeState>,
+    /// The instance's one audit log, the same the auth service writes to.
+    pub audit: Arc<Audit>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
+}
+
 impl GatewayState {
-    /// `audit` is the instance's one audit log, the same the auth service writes to.
-    pub fn new(
-        snapshot: Snapshot,
-        limits: Limits,
-        auth: Arc<AuthState>,
-        edge: Arc<EdgeState>,
-        audit: Arc<Audit>,
-    ) -> Arc<GatewayState> {
+    pub fn new(snapshot: Snapshot, parts: GatewayParts) -> Arc<GatewayState> {
+        let GatewayParts {
+            limits,
+            auth,
+            edge,
+            audit,
+            metrics,
+            readiness,
+        } = parts;
         Arc::new(GatewayState {
             snapshot: ArcSwap::from_pointee(snapshot),
             limits,
             audit,
             auth,
             edge,
+            metrics,
+            readiness,
             draining: AtomicBool::new(false),
         })
     }
@@ -78,6 +99,10 @@ impl GatewayState {
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
     }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
 }
 
 /// The view plane's routes: the query route behind the app policy, and the health checks.
@@ -94,30 +119,9 @@ pub fn routes(state: Arc<GatewayState>) -> Router {
         ));
     Router::new()
         .merge(queries)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(ready::healthz))
+        .route("/readyz", get(ready::readyz))
         .fallback(crate::http::no_such_endpoint)
         .method_not_allowed_fallback(crate::http::method_not_allowed)
         .with_state(state)
-}
-
-async fn healthz() -> Response {
-    json_status(StatusCode::OK, "ok")
-}
-
-async fn readyz(State(state): State<Arc<GatewayState>>) -> Response {
-    if state.draining.load(Ordering::SeqCst) {
-        json_status(StatusCode::SERVICE_UNAVAILABLE, "draining")
-    } else {
-        json_status(StatusCode::OK, "ready")
-    }
-}
-
-fn json_status(status: StatusCode, text: &'static str) -> Response {
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        format!("{{\"status\":\"{text}\"}}"),
-    )
-        .into_response()
 }

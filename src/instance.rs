@@ -1,5 +1,5 @@
-//! A running Sluice instance: wires configuration, vault, metadata store, catalog, pools and
-//! the HTTP server together.
+//! A running Sluice instance: wires configuration, vault, metadata store, catalog, pools,
+//! metrics and the HTTP server (and the metrics listener, when configured) together.
 //!
 //! Everything is validated before a port is bound: the instance key (presence and strength),
 //! the store, every template, and every sealed secret. A catalog that does not compile or a
@@ -7,6 +7,7 @@
 
 mod account_policy;
 mod edge;
+mod metrics;
 mod router;
 
 pub use router::router;
@@ -23,10 +24,11 @@ use crate::auth::routes::{AuthState, CookieSettings};
 use crate::auth::service::AuthService;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::gateway::{GatewayState, Limits};
+use crate::gateway::{GatewayParts, GatewayState, Limits, Readiness};
 use crate::http::connections::ConnectionLimits;
 use crate::http::server::{self, ServerSettings};
 use crate::http::tls::{CertStore, TlsError};
+use crate::metrics::Metrics;
 use crate::policy::edge::EdgeState;
 use crate::policy::rate_limit::{MemoryLimiter, RateLimiter};
 use crate::snapshot::{self, SnapshotError};
@@ -116,20 +118,26 @@ impl Instance {
             _ => None,
         };
         let key = Arc::new(key);
-        let snapshot = snapshot::build(&config, &key, store.clone()).await?;
+        // One set of metrics for the instance: the snapshot's queries, the edge, the view
+        // plane and the auth service record into it.
+        let metrics = Arc::new(Metrics::new());
+        let snapshot = snapshot::build(&config, &key, store.clone(), &metrics).await?;
         let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new(clock.clone()));
         // One audit log for the instance: the auth service, the edge and the admin plane
         // all write to it.
         let audit = Arc::new(Audit::new(store.clone(), clock.clone()));
         let auth = Arc::new(AuthState {
-            service: Arc::new(auth_service(
-                &config,
-                &key,
-                store.clone(),
-                audit.clone(),
-                clock,
-                limiter.clone(),
-            )?),
+            service: Arc::new(
+                auth_service(
+                    &config,
+                    &key,
+                    store.clone(),
+                    audit.clone(),
+                    clock,
+                    limiter.clone(),
+                )?
+                .with_metrics(metrics.clone()),
+            ),
             cookie: CookieSettings {
                 secure: config.secure_cookies(),
                 same_site: config.auth.cookie_same_site,
@@ -138,23 +146,28 @@ impl Instance {
         });
         let state = GatewayState::new(
             snapshot,
-            Limits {
-                max_body_bytes: config.max_body_bytes,
-            },
-            auth,
-            Arc::new(EdgeState {
-                trusted_proxies: config.edge.trusted_proxies.clone(),
-                per_ip: config.edge.per_ip,
-                limiter,
-                tls: tls.is_some(),
-                // The origin is scheme://host[:port]; a public URL may carry a path after it.
-                public_origin: config.public_url.as_deref().and_then(|url| {
-                    let (scheme, rest) = url.split_once("://")?;
-                    let authority = rest.split('/').next()?;
-                    crate::policy::cors::normalize_origin(&format!("{scheme}://{authority}"))
+            GatewayParts {
+                limits: Limits {
+                    max_body_bytes: config.max_body_bytes,
+                },
+                auth,
+                edge: Arc::new(EdgeState {
+                    trusted_proxies: config.edge.trusted_proxies.clone(),
+                    per_ip: config.edge.per_ip,
+                    limiter,
+                    metrics: metrics.clone(),
+                    tls: tls.is_some(),
+                    // The origin is scheme://host[:port]; a public URL may carry a path after it.
+                    public_origin: config.public_url.as_deref().and_then(|url| {
+                        let (scheme, rest) = url.split_once("://")?;
+                        let authority = rest.split('/').next()?;
+                        crate::policy::cors::normalize_origin(&format!("{scheme}://{authority}"))
+                    }),
                 }),
-            }),
-            audit,
+                audit,
+                metrics,
+                readiness: Readiness::new(store.clone()),
+            },
         );
         Ok(Instance {
             config,
@@ -168,7 +181,13 @@ impl Instance {
     /// Reloads the catalog from the store. The old snapshot keeps serving until the new one
     /// is fully built; on error nothing changes.
     pub async fn reload(&self) -> Result<i64, StartError> {
-        let snapshot = snapshot::build(&self.config, &self.key, self.store.clone()).await?;
+        let snapshot = snapshot::build(
+            &self.config,
+            &self.key,
+            self.store.clone(),
+            &self.state.metrics,
+        )
+        .await?;
         let revision = snapshot.revision;
         // The previous snapshot's pools close when the last request using them finishes
         // and drops its reference.
@@ -188,7 +207,11 @@ impl Instance {
             config: self.config.clone(),
             gateway: self.state.clone(),
         });
-        router(self.state.clone(), admin::router(admin_state))
+        router(
+            self.state.clone(),
+            admin::router(admin_state),
+            self.config.metrics_token.clone(),
+        )
     }
 
     /// Binds the configured listen address with the configured listen backlog.
@@ -198,9 +221,31 @@ impl Instance {
             .map_err(|source| StartError::Listen { address, source })
     }
 
+    /// Binds `SLUICE_METRICS_LISTEN`, when it is set (with a short listen queue: one
+    /// scraper is expected).
+    pub async fn bind_metrics(&self) -> Result<Option<TcpListener>, StartError> {
+        let Some(address) = self.config.metrics_listen else {
+            return Ok(None);
+        };
+        server::bind(address, 64)
+            .map(Some)
+            .map_err(|source| StartError::Listen { address, source })
+    }
+
     /// Serves on `listener` until `shutdown` resolves, then drains. SIGHUP reloads the
-    /// catalog from the store.
+    /// catalog from the store. No metrics listener: see [`Instance::serve_with_metrics`].
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        self.serve_with_metrics(listener, None, shutdown).await;
+    }
+
+    /// [`Instance::serve`], and `GET /metrics` on `metrics` (from [`Instance::bind_metrics`])
+    /// until the same shutdown.
+    pub async fn serve_with_metrics(
+        self,
+        listener: TcpListener,
+        metrics: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let instance = Arc::new(self);
         let reloader = tokio::spawn(reload_on_hangup(instance.clone()));
         let watcher = instance
@@ -231,14 +276,42 @@ impl Instance {
             },
         };
         let state = instance.state.clone();
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let metrics_server = metrics.map(|listener| {
+            let settings = ServerSettings {
+                tls: None,
+                limits: ConnectionLimits {
+                    max_total: 64,
+                    max_per_ip: 0,
+                    exempt: Vec::new(),
+                },
+                ..settings.clone()
+            };
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(address = %address, "Metrics are served at /metrics");
+            }
+            let mut stopped = stopped;
+            tokio::spawn(server::run(
+                listener,
+                metrics::listener_router(state.clone()),
+                settings,
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            ))
+        });
         let shutdown = async move {
             shutdown.await;
             state.start_draining();
+            let _ = stopping.send(true);
         };
         if let Ok(address) = listener.local_addr() {
             tracing::info!(address = %address, "Sluice is listening");
         }
         server::run(listener, router, settings, shutdown).await;
+        if let Some(metrics_server) = metrics_server {
+            let _ = metrics_server.await;
+        }
         reloader.abort();
         if let Some(watcher) = watcher {
             watcher.abort();

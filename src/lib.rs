@@ -14,6 +14,7 @@ pub mod egress;
 pub mod gateway;
 pub mod http;
 pub mod instance;
+pub mod metrics;
 pub mod policy;
 pub mod snapshot;
 pub mod spec;

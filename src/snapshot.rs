@@ -7,6 +7,9 @@
 //! where a stored catalog becomes a served one: `catalog check`/`apply` use
 //! [`verify_secrets`] too, so what applies is what serves.
 //!
+//! Each query's metric series ([`QuerySeries`]) is made here too, once per build, and kept
+//! beside the catalog by the query's index, so the request path records without a lookup.
+//!
 //! Knows nothing about HTTP. Never logs a secret; errors name the field, not the value.
 
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use std::sync::Arc;
 use crate::catalog::compile::{self, CatalogErrors, CatalogProblem, CompiledCatalog};
 use crate::config::Config;
 use crate::datasource::{PoolDefaults, PoolError, Pools};
+use crate::metrics::{Metrics, PoolReading, QuerySeries, Reading};
 use crate::spec::CatalogSpec;
 use crate::store::{Store, StoreError};
 use crate::vault::{InstanceKey, Owner};
@@ -27,6 +31,37 @@ pub struct Snapshot {
     pub pools: Pools,
     /// The store revision this snapshot was built from.
     pub revision: i64,
+    /// Each query's metric series, at its [`CompiledQuery::index`].
+    series: Vec<QuerySeries>,
+}
+
+impl Snapshot {
+    /// The metric series of the query at `index` (a
+    /// [`CompiledQuery::index`](crate::catalog::compile::CompiledQuery::index) of this
+    /// snapshot's), or of unknown queries when `index` is `None`.
+    pub fn series<'a>(&'a self, index: Option<usize>, metrics: &'a Metrics) -> &'a QuerySeries {
+        index
+            .and_then(|index| self.series.get(index))
+            .unwrap_or_else(|| metrics.unknown_query())
+    }
+
+    /// What a metrics scrape reads from the snapshot: its revision and its pools' use.
+    pub fn reading(&self) -> Reading<'_> {
+        Reading {
+            catalog_revision: self.revision,
+            pools: self
+                .pools
+                .usage()
+                .into_iter()
+                .map(|(datasource, usage)| PoolReading {
+                    datasource,
+                    size: usage.size,
+                    in_use: usage.in_use,
+                    waiting: usage.waiting,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Why a snapshot could not be built. The previous one (if any) keeps serving.
@@ -44,11 +79,13 @@ pub enum SnapshotError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Loads the stored catalog and builds the snapshot that serves it.
+/// Loads the stored catalog and builds the snapshot that serves it, its queries recording
+/// into `metrics`.
 pub async fn build(
     config: &Config,
     key: &Arc<InstanceKey>,
     store: Arc<dyn Store>,
+    metrics: &Metrics,
 ) -> Result<Snapshot, SnapshotError> {
     let (spec, revision) = tokio::task::spawn_blocking(move || {
         Ok::<_, StoreError>((store.load_catalog()?, store.catalog_revision()?))
@@ -68,12 +105,23 @@ pub async fn build(
             ..PoolDefaults::default()
         },
     )?;
+    let series = query_series(&catalog, metrics);
     Ok(Snapshot {
         spec: Arc::new(spec),
         catalog,
         pools,
         revision,
+        series,
     })
+}
+
+/// One series per query of `catalog`, at the query's index.
+fn query_series(catalog: &CompiledCatalog, metrics: &Metrics) -> Vec<QuerySeries> {
+    catalog
+        .queries()
+        .iter()
+        .map(|query| metrics.query_series(&query.app, &query.name))
+        .collect()
 }
 
 /// Checks that every sealed secret opens for its own owner under `key`; all failures are

@@ -12,6 +12,8 @@
 //! - [`api_keys`]: [`ApiKeyStore`](api_keys::ApiKeyStore), workspace API keys.
 //! - [`members`]: [`MemberStore`](members::MemberStore), members of private apps.
 //! - [`audit`]: [`AuditStore`](audit::AuditStore), the append-only audit log.
+//! - [`health`]: [`HealthStore`](health::HealthStore), whether the store can be reached now
+//!   (`/readyz`).
 //!
 //! [`Store`] is all of them: what the instance opens. [`AccountStore`] is the part the auth
 //! service works with (the accounts, without the catalog and the audit log, which it writes
@@ -38,6 +40,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod catalog;
 mod error;
+pub mod health;
 pub mod members;
 pub mod mfa;
 pub mod sessions;
@@ -70,8 +73,15 @@ impl<T> AccountStore for T where
 {
 }
 
-/// Everything the instance keeps: the catalog, the accounts and the audit log. One object
-/// implements it all (the SQLite store; later the PostgreSQL one).
-pub trait Store: catalog::CatalogStore + AccountStore + audit::AuditStore {}
+/// Everything the instance keeps: the catalog, the accounts and the audit log, and whether
+/// it can be reached. One object implements it all (the SQLite store; later the PostgreSQL
+/// one).
+pub trait Store:
+    catalog::CatalogStore + AccountStore + audit::AuditStore + health::HealthStore
+{
+}
 
-impl<T: catalog::CatalogStore + AccountStore + audit::AuditStore> Store for T {}
+impl<T> Store for T where
+    T: catalog::CatalogStore + AccountStore + audit::AuditStore + health::HealthStore
+{
+}

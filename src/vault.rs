@@ -91,6 +91,17 @@ impl SecretString {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `presented` is this secret (a bearer token against the configured one), in
+    /// constant time: both are hashed first, so neither the contents nor the lengths show
+    /// in the time taken.
+    pub fn matches(&self, presented: &str) -> bool {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let expected = Sha256::digest(self.expose().as_bytes());
+        let given = Sha256::digest(presented.as_bytes());
+        bool::from(expected.ct_eq(&given))
+    }
 }
 
 impl From<String> for SecretString {

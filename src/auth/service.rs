@@ -13,6 +13,7 @@
 //! - A failed sign-in answers [`AuthError::InvalidCredentials`] whether the account is
 //!   unknown, disabled, locked or the password is wrong; the reason goes to the audit log only.
 //!   Unknown accounts still pay for one argon2id verification, so timing does not tell either.
+//!   The metrics count failures by that reason, and lockouts (names of reasons only).
 //! - Session ids, tokens, API keys and recovery codes are random, shown once, and stored as
 //!   SHA-256 hashes; TOTP secrets are sealed under the instance key for `user/<id>/totp`.
 //! - Nothing here logs a password, token, code or session id.
@@ -41,6 +42,7 @@ use super::{Caller, CallerVia, ClientInfo, Identity, totp};
 use crate::audit::Audit;
 use crate::clock::SharedClock;
 use crate::config::AuthSettings;
+use crate::metrics::Metrics;
 use crate::policy::Refusal;
 use crate::policy::rate_limit::{Decision, RateLimiter};
 use crate::policy::refusal::RateLimited;
@@ -142,6 +144,8 @@ pub struct AuthService {
     argon_slots: Arc<Semaphore>,
     /// One credential check at a time per account (see [`account_gate`]).
     account_gates: account_gate::AccountGates,
+    /// Where sign-in failures, lockouts and throttled requests are counted.
+    metrics: Arc<Metrics>,
 }
 
 /// Mail jobs allowed in flight; beyond that new ones are dropped (and logged), so a flood of
@@ -175,7 +179,15 @@ impl AuthService {
                 std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
             )),
             account_gates: account_gate::AccountGates::default(),
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Counts sign-in failures, lockouts and throttled requests into `metrics` (the
+    /// instance's; without it they go to metrics of the service's own that no one reads).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> AuthService {
+        self.metrics = metrics;
+        self
     }
 
     pub fn settings(&self) -> &AuthSettings {
@@ -205,7 +217,10 @@ impl AuthService {
             .unwrap_or_else(|_| client.ip.clone());
         match self.limiter.check(&format!("auth:{who}"), rule) {
             Decision::Allow => Ok(()),
-            Decision::Deny { retry_after_secs } => Err(AuthError::RateLimited { retry_after_secs }),
+            Decision::Deny { retry_after_secs } => {
+                self.metrics.rate_limited("auth");
+                Err(AuthError::RateLimited { retry_after_secs })
+            }
         }
     }
 

@@ -38,6 +38,10 @@ impl CompiledTemplate {
 /// A query ready to serve.
 #[derive(Debug)]
 pub struct CompiledQuery {
+    /// Its place among the catalog's queries ([`CompiledCatalog::queries`]): once found by
+    /// name, a query and what is kept beside the catalog for it (the snapshot's metric
+    /// series) are reached by this index, without another lookup.
+    pub index: usize,
     pub app: String,
     pub name: String,
     pub datasource: String,
@@ -62,9 +66,22 @@ pub struct CompiledApp {
 #[derive(Debug, Default)]
 pub struct CompiledCatalog {
     pub apps: HashMap<String, CompiledApp>,
+    /// Every query, at its [`CompiledQuery::index`].
+    by_index: Vec<Arc<CompiledQuery>>,
 }
 
 impl CompiledCatalog {
+    /// Every query, in [`CompiledQuery::index`] order (`0..`).
+    pub fn queries(&self) -> &[Arc<CompiledQuery>] {
+        &self.by_index
+    }
+
+    /// The query at `index`, once a lookup by name has found it (the edge looks a query up
+    /// once and hands its index on).
+    pub fn query_at(&self, index: usize) -> Option<&Arc<CompiledQuery>> {
+        self.by_index.get(index)
+    }
+
     /// O(1) lookup of a query by app and name.
     pub fn query(&self, app: &str, query: &str) -> Option<(&CompiledApp, &Arc<CompiledQuery>)> {
         let compiled_app = self.apps.get(app)?;
@@ -167,6 +184,7 @@ pub fn compile(
         }
     }
     let mut apps = HashMap::new();
+    let mut by_index = Vec::new();
     for (app_name, app) in &spec.apps {
         if !is_valid_name(app_name) {
             problem(format!("apps.{app_name}"), name_rule());
@@ -221,22 +239,22 @@ pub fn compile(
                     "must be at least 1".into(),
                 );
             }
-            queries.insert(
-                query_name.clone(),
-                Arc::new(CompiledQuery {
-                    app: app_name.clone(),
-                    name: query_name.clone(),
-                    datasource: query.datasource.clone(),
-                    template,
-                    params,
-                    timeout: query
-                        .timeout_ms
-                        .map(Duration::from_millis)
-                        .unwrap_or(defaults.timeout),
-                    max_rows: query.max_rows.unwrap_or(defaults.max_rows),
-                    policy: query_policy,
-                }),
-            );
+            let compiled = Arc::new(CompiledQuery {
+                index: by_index.len(),
+                app: app_name.clone(),
+                name: query_name.clone(),
+                datasource: query.datasource.clone(),
+                template,
+                params,
+                timeout: query
+                    .timeout_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(defaults.timeout),
+                max_rows: query.max_rows.unwrap_or(defaults.max_rows),
+                policy: query_policy,
+            });
+            by_index.push(compiled.clone());
+            queries.insert(query_name.clone(), compiled);
         }
         apps.insert(
             app_name.clone(),
@@ -248,7 +266,7 @@ pub fn compile(
         );
     }
     if problems.is_empty() {
-        Ok(CompiledCatalog { apps })
+        Ok(CompiledCatalog { apps, by_index })
     } else {
         Err(CatalogErrors(problems))
     }
@@ -256,4 +274,30 @@ pub fn compile(
 
 fn name_rule() -> String {
     NAME_RULE.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_query_has_its_own_index_and_is_found_by_it() {
+        let spec = crate::spec::yaml::parse(
+            "datasources:\n  db:\n    kind: sqlite\n    path: /tmp/unused.db\n\
+             apps:\n  a:\n    queries:\n      one: { datasource: db, sql: SELECT 1 }\n      \
+             two: { datasource: db, sql: SELECT 2 }\n  b:\n    queries:\n      \
+             one: { datasource: db, sql: SELECT 3 }\n",
+        )
+        .unwrap();
+        let catalog = compile(&spec, QueryDefaults::default()).unwrap();
+        assert_eq!(catalog.queries().len(), 3);
+        for (index, query) in catalog.queries().iter().enumerate() {
+            assert_eq!(query.index, index);
+            let (_, by_name) = catalog.query(&query.app, &query.name).unwrap();
+            assert!(Arc::ptr_eq(by_name, query));
+            assert!(Arc::ptr_eq(catalog.query_at(index).unwrap(), query));
+        }
+        assert!(catalog.query_at(3).is_none());
+        assert!(CompiledCatalog::default().query_at(0).is_none());
+    }
 }

@@ -18,8 +18,13 @@ pub async fn serve(env: &Environment) -> anyhow::Result<()> {
     }
     let instance = Instance::open(config).await?;
     let listener = instance.bind().await?;
+    let metrics = instance.bind_metrics().await?;
     instance
-        .serve(listener, sluice::http::server::termination_signal())
+        .serve_with_metrics(
+            listener,
+            metrics,
+            sluice::http::server::termination_signal(),
+        )
         .await;
     Ok(())
 }

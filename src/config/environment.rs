@@ -297,10 +297,12 @@ mod tests {
         let salt = secret_file(&dir, "salt", format!("{SALT}\r\n").as_bytes());
         let token = secret_file(&dir, "token", b"t0k3n-t0k3n-t0k3n-t0k3n-t0k3n-t0k3n");
         let smtp = secret_file(&dir, "smtp", b"smtp://u:p@127.0.0.1:25\n");
+        let metrics = secret_file(&dir, "metrics", b"m3tr1cs-m3tr1cs-m3tr1cs-m3tr1cs-m3\n");
         let c = config(
             &[
                 ("SLUICE_ENCRYPTION_PASSWORD_FILE", &password),
                 ("SLUICE_ADMIN_TOKEN_FILE", &token),
+                ("SLUICE_METRICS_TOKEN_FILE", &metrics),
                 // Empty means unset, so the _FILE form may be used beside it.
                 ("SLUICE_ADMIN_TOKEN", ""),
                 ("SLUICE_SMTP_URL_FILE", &smtp),
@@ -316,6 +318,10 @@ mod tests {
             "t0k3n-t0k3n-t0k3n-t0k3n-t0k3n-t0k3n"
         );
         assert_eq!(c.auth.smtp_url.unwrap().expose(), "smtp://u:p@127.0.0.1:25");
+        assert_eq!(
+            c.metrics_token.unwrap().expose(),
+            "m3tr1cs-m3tr1cs-m3tr1cs-m3tr1cs-m3"
+        );
         // A blank _FILE is unset, like any other variable.
         let c = config(&[("SLUICE_ADMIN_TOKEN_FILE", "  ")], None);
         assert!(c.admin_token.is_none());

@@ -175,6 +175,12 @@ fn invalid_values_name_the_variable_and_expected_form() {
         ("SLUICE_POOL_SIZE", "many", "connections"),
         ("SLUICE_POOL_WAIT_MS", "86400001", "from 0 to 86400000"),
         ("SLUICE_POOL_WAIT_MS", "5s", "milliseconds"),
+        ("SLUICE_METRICS_LISTEN", "9464", "a socket address"),
+        (
+            "SLUICE_METRICS_LISTEN",
+            "localhost:9464",
+            "a socket address",
+        ),
         (
             "SLUICE_PUBLIC_URL",
             "sluice.example.com",
@@ -218,6 +224,58 @@ fn invalid_values_name_the_variable_and_expected_form() {
         );
         assert!(text.contains(expected), "{text}");
         assert!(!text.contains('\n'), "{text}");
+    }
+}
+
+#[test]
+fn metrics_are_off_unless_a_listener_or_a_token_is_set() {
+    let c = ok(&[]);
+    assert!(c.metrics_listen.is_none() && c.metrics_token.is_none());
+    let token = "m".repeat(32);
+    let c = ok(&[
+        ("SLUICE_METRICS_LISTEN", " 127.0.0.1:9464 "),
+        ("SLUICE_METRICS_TOKEN", &token),
+    ]);
+    assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(c.metrics_token.as_ref().unwrap().expose(), token);
+    assert!(!format!("{c:?}").contains(&token));
+    c.validate().unwrap();
+    // A short token is refused without being quoted.
+    let text = parse(&[("SLUICE_METRICS_TOKEN", "short-metrics-token")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.starts_with("SLUICE_METRICS_TOKEN=\"(hidden)\" is invalid")
+            && text.contains("at least 32 characters")
+            && !text.contains("short-metrics-token"),
+        "{text}"
+    );
+    // The metrics listener needs a port of its own.
+    for (listen, metrics) in [
+        ("0.0.0.0:8080", "127.0.0.1:8080"),
+        ("127.0.0.1:8080", "127.0.0.1:8080"),
+        ("127.0.0.1:8080", "0.0.0.0:8080"),
+    ] {
+        let text = ok(&[
+            ("SLUICE_LISTEN", listen),
+            ("SLUICE_METRICS_LISTEN", metrics),
+        ])
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(text.contains("SLUICE_METRICS_LISTEN"), "{text}");
+    }
+    for (listen, metrics) in [
+        ("127.0.0.1:8080", "127.0.0.2:8080"),
+        ("0.0.0.0:8080", "127.0.0.1:9464"),
+        ("127.0.0.1:0", "127.0.0.1:0"),
+    ] {
+        ok(&[
+            ("SLUICE_LISTEN", listen),
+            ("SLUICE_METRICS_LISTEN", metrics),
+        ])
+        .validate()
+        .unwrap();
     }
 }
 

@@ -111,6 +111,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Bearer token for automation on the admin API (/v1/admin/...), at least 32 characters; empty: only admin sessions (with MFA) may use it.",
     ),
     (
+        METRICS_LISTEN,
+        "",
+        "Address and port of a separate listener that serves only GET /metrics (Prometheus text), without authentication, e.g. 127.0.0.1:9464 or a pod port reached from a private network; empty: no such listener.",
+    ),
+    (
+        METRICS_TOKEN,
+        "",
+        "Bearer token that opens GET /metrics on the main listener (Authorization: Bearer <token>), at least 32 characters; empty: /metrics on the main listener is an unknown path (404).",
+    ),
+    (
         TLS_CERT_FILE,
         "",
         "PEM certificate chain to serve HTTPS with (re-read on SIGHUP); empty: plain HTTP (terminate TLS in front of Sluice).",
@@ -253,6 +263,8 @@ pub(super) const CATALOG_RELOAD_SECS: &str = "SLUICE_CATALOG_RELOAD_SECS";
 pub(super) const POOL_SIZE: &str = "SLUICE_POOL_SIZE";
 pub(super) const POOL_WAIT_MS: &str = "SLUICE_POOL_WAIT_MS";
 pub(super) const ADMIN_TOKEN: &str = "SLUICE_ADMIN_TOKEN";
+pub(super) const METRICS_LISTEN: &str = "SLUICE_METRICS_LISTEN";
+pub(super) const METRICS_TOKEN: &str = "SLUICE_METRICS_TOKEN";
 pub(super) const TLS_CERT_FILE: &str = "SLUICE_TLS_CERT_FILE";
 pub(super) const TLS_KEY_FILE: &str = "SLUICE_TLS_KEY_FILE";
 pub(super) const TRUSTED_PROXIES: &str = "SLUICE_TRUSTED_PROXIES";
@@ -281,8 +293,13 @@ pub(super) const EGRESS_PUBLIC_IPS: &str = "SLUICE_EGRESS_PUBLIC_IPS";
 /// The variables that hold secrets: never quoted in an error or `Debug` output, and each
 /// also read from a file named by `NAME_FILE` (Docker and Kubernetes secrets). `Env::secret`
 /// asserts that every variable it reads is listed here, and every config test goes through it.
-pub const SECRET_VARIABLES: &[&str] =
-    &[ENCRYPTION_PASSWORD, ENCRYPTION_SALT, ADMIN_TOKEN, SMTP_URL];
+pub const SECRET_VARIABLES: &[&str] = &[
+    ENCRYPTION_PASSWORD,
+    ENCRYPTION_SALT,
+    ADMIN_TOKEN,
+    METRICS_TOKEN,
+    SMTP_URL,
+];
 
 /// `SLUICE_ADMIN_TOKEN` -> `SLUICE_ADMIN_TOKEN_FILE`.
 pub fn secret_file_var(var: &str) -> String {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Datasource, PoolError, Slots, http, mysql, postgres, sqlite};
+use super::{Datasource, PoolError, PoolUse, Slots, http, mysql, postgres, sqlite};
 use crate::egress;
 use crate::spec::{CatalogSpec, DatasourceSpec};
 use crate::vault::{InstanceKey, Owner, SecretString};
@@ -99,6 +99,17 @@ impl Pools {
 
     pub fn get(&self, name: &str) -> Option<&Arc<Datasource>> {
         self.by_name.get(name)
+    }
+
+    /// How each SQL datasource's connection slots are used now, by name.
+    pub fn usage(&self) -> Vec<(&str, PoolUse)> {
+        let mut usage: Vec<(&str, PoolUse)> = self
+            .by_name
+            .iter()
+            .filter_map(|(name, source)| Some((name.as_str(), source.pool_use()?)))
+            .collect();
+        usage.sort_unstable_by_key(|(name, _)| *name);
+        usage
     }
 
     pub fn close_all(&self) {

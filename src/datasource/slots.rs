@@ -11,8 +11,12 @@
 //! pool is never asked for more connections than it may open.
 //!
 //! Must never wait without a bound, and never hand out more slots than the pool size.
+//!
+//! [`Slots::usage`] reads how many slots are taken and how many statements wait, for the
+//! metrics: the wait is counted only on the slow path (no free slot), never on the common one.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -29,6 +33,36 @@ pub(crate) struct Slots {
     permits: Arc<Semaphore>,
     size: usize,
     wait: Duration,
+    /// Statements waiting for a slot now.
+    waiting: AtomicUsize,
+}
+
+/// How a datasource's slots are used at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Statements that may hold a connection at once (the pool size).
+    pub size: usize,
+    /// Statements holding one now.
+    pub in_use: usize,
+    /// Statements waiting for one now.
+    pub waiting: usize,
+}
+
+/// Counts one waiting statement while it lives (so a wait cut short by a dropped request
+/// is uncounted too).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn start(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One statement's hold on a connection of its datasource; dropping it frees the slot.
@@ -43,6 +77,16 @@ impl Slots {
             permits: Arc::new(Semaphore::new(size)),
             size,
             wait,
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// How the slots are used now.
+    pub(crate) fn usage(&self) -> PoolUse {
+        PoolUse {
+            size: self.size,
+            in_use: self.size.saturating_sub(self.permits.available_permits()),
+            waiting: self.waiting.load(Ordering::Relaxed),
         }
     }
 
@@ -54,6 +98,7 @@ impl Slots {
             return Ok(Slot(permit));
         }
         let wait = self.wait.min(limit);
+        let _waiting = Waiting::start(&self.waiting);
         match tokio::time::timeout(wait, self.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Slot(permit)),
             // The semaphore is never closed; a closed one is as good as no free slot.
@@ -121,6 +166,40 @@ mod tests {
         assert!(!waiter.is_finished());
         drop(held);
         assert!(waiter.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn usage_counts_the_slots_taken_and_the_statements_waiting() {
+        let slots = Arc::new(Slots::new(2, LONG));
+        let idle = PoolUse {
+            size: 2,
+            in_use: 0,
+            waiting: 0,
+        };
+        assert_eq!(slots.usage(), idle);
+        let held = [
+            slots.acquire(LONG).await.unwrap(),
+            slots.acquire(LONG).await.unwrap(),
+        ];
+        let waiter = {
+            let slots = slots.clone();
+            tokio::spawn(async move { slots.acquire(LONG).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            slots.usage(),
+            PoolUse {
+                in_use: 2,
+                waiting: 1,
+                ..idle
+            }
+        );
+        // A waiter that goes away is no longer counted.
+        waiter.abort();
+        let _ = waiter.await;
+        assert_eq!(slots.usage().waiting, 0);
+        drop(held);
+        assert_eq!(slots.usage(), idle);
     }
 
     #[tokio::test]

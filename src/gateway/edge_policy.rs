@@ -5,13 +5,17 @@
 //! For `/v1/apps/{app}/queries/{query}`: the app's IP allowlist (403 `ip_not_allowed`, with
 //! an audit event), CORS preflights (204 with the app's CORS headers, or 403
 //! `cors_refused`), the CSRF check on cookie-authenticated writes (403 `csrf_refused`), and
-//! on the way out the app's security headers and CORS headers.
+//! on the way out the app's security headers and CORS headers. Every answer but a preflight
+//! is counted here in the query's metric series (status, and time from here to the
+//! response head): the query is found with its app, so the request path makes no other
+//! lookup for it.
 //!
 //! For `/v1/auth/*` and `/v1/admin/*`: the same CSRF check, where an allowed page is this
 //! instance or an origin some app lists; CORS answers for those origins on `/v1/auth/*` only
 //! (the admin API is same-origin).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
@@ -26,14 +30,22 @@ use crate::policy::client_ip::ClientIp;
 use crate::policy::cors;
 use crate::policy::refusal::IpScope;
 use crate::snapshot::Snapshot;
+use crate::spec::Visibility;
 
 /// What the edge found for a query request, handed to the handler in the request's
-/// extensions: the snapshot this request uses and the decoded `(app, query)` names (`None`
-/// when the path does not decode).
+/// extensions: the snapshot this request uses, the decoded `(app, query)` names (`None`
+/// when the path does not decode), and what those names found in the snapshot's catalog,
+/// looked up once here: the app's visibility and the query's
+/// [`index`](crate::catalog::compile::CompiledQuery::index) (each `None` when the catalog
+/// has no such app or query).
 #[derive(Clone)]
 pub struct Resolved {
     pub snapshot: Arc<Snapshot>,
     pub names: Option<(String, String)>,
+    pub visibility: Option<Visibility>,
+    pub query: Option<usize>,
+    /// When the edge started on the request (the run's duration is counted from here).
+    pub started: Instant,
 }
 
 /// Middleware for the query route.
@@ -43,6 +55,7 @@ pub async fn app_policy(
     mut request: Request,
     next: Next,
 ) -> Response {
+    let started = Instant::now();
     // The names as the handler sees them: percent-decoded once, here, so that
     // `/v1/apps/%73hop/...` meets the policy of `shop` (reading the raw path let an encoded
     // name skip the allowlist and the CSRF check).
@@ -54,18 +67,22 @@ pub async fn app_policy(
     // Unknown apps get the default policy (any address, same-origin only), so that the edge
     // answers for them exactly as for an app without a policy: a private app's name cannot
     // be probed with preflights or cross-site writes. The handler then answers 404.
-    let policy = snapshot
-        .catalog
-        .apps
-        .get(app_name)
-        .map(|app| app.policy.clone())
-        .unwrap_or_default();
+    let app = snapshot.catalog.apps.get(app_name);
+    let policy = app.map(|app| app.policy.clone()).unwrap_or_default();
+    // What the handler needs of the catalog, looked up once here with the app: its
+    // visibility and the query's index (which is also its place in the metric series).
+    let visibility = app.map(|app| app.visibility);
+    let query_index = app
+        .zip(names.as_ref())
+        .and_then(|(app, (_, query))| app.queries.get(query.as_str()))
+        .map(|query| query.index);
     let origin = request
         .headers()
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let ip = ClientIp::of(&request);
+    let preflight = request.method() == Method::OPTIONS;
     let refused = refusal(
         &state,
         &policy,
@@ -77,6 +94,12 @@ pub async fn app_policy(
     .await;
     let mut response = match refused {
         Some(mut refused) => {
+            // A preflight is not a run; a run refused here is.
+            if !preflight {
+                snapshot
+                    .series(query_index, &state.metrics)
+                    .observe(refused.status().as_u16(), started.elapsed());
+            }
             // The app's security headers hold for every answer. A refusal carries no CORS
             // grant, but it depends on `Origin` when the app lists origins, so caches must
             // key on it.
@@ -89,10 +112,19 @@ pub async fn app_policy(
             return refused;
         }
         None => {
-            request
-                .extensions_mut()
-                .insert(Resolved { snapshot, names });
-            next.run(request).await
+            let counted = Arc::clone(&snapshot);
+            request.extensions_mut().insert(Resolved {
+                snapshot,
+                names,
+                visibility,
+                query: query_index,
+                started,
+            });
+            let response = next.run(request).await;
+            counted
+                .series(query_index, &state.metrics)
+                .observe(response.status().as_u16(), started.elapsed());
+            response
         }
     };
     policy.headers.apply(response.headers_mut());

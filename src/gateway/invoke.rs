@@ -33,7 +33,8 @@ use crate::policy::{self, Refusal, ScopedRule, Target};
 use crate::snapshot::Snapshot;
 use crate::spec::Visibility;
 
-/// `POST /v1/apps/{app}/queries/{query}` with `{"params": {...}}`.
+/// `POST /v1/apps/{app}/queries/{query}` with `{"params": {...}}`. (The edge policy around
+/// it counts the answer in the query's metric series.)
 pub async fn invoke(
     State(state): State<Arc<GatewayState>>,
     Extension(request_id): Extension<RequestId>,
@@ -41,7 +42,6 @@ pub async fn invoke(
     Extension(resolved): Extension<Resolved>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
     // The request itself rather than a `HeaderMap` extractor, which would clone the headers.
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
@@ -50,7 +50,13 @@ pub async fn invoke(
         .get::<ClientReset>()
         .cloned()
         .unwrap_or_default();
-    let Resolved { snapshot, names } = resolved;
+    let Resolved {
+        snapshot,
+        names,
+        visibility: app_visibility,
+        query: query_index,
+        started,
+    } = resolved;
     let (app_name, query_name) =
         names.ok_or_else(|| ApiError::not_found("no such app or query"))?;
     // Unknown apps, unknown queries and private apps answer alike, whatever credentials the
@@ -58,11 +64,15 @@ pub async fn invoke(
     // checked before the names (a bearer that is not a live key is 401 for every name), and
     // a signed-in caller's membership is looked up for an unknown app as for a private one.
     let unknown = || Refusal::hidden(&app_name, &query_name);
-    let found = snapshot.catalog.query(&app_name, &query_name);
+    // The edge looked the names up in this snapshot: the app's visibility, and the query
+    // (which exists only in a known app).
+    let found = query_index
+        .and_then(|index| snapshot.catalog.query_at(index))
+        .zip(app_visibility);
     // Queries anyone may run that do not bind the caller skip the session lookup, unless
     // the caller sends an `Authorization` header (a dead key must not pass as anonymous).
-    let anonymous_ok = found.is_some_and(|(app, query)| {
-        app.visibility == Visibility::Public
+    let anonymous_ok = found.is_some_and(|(query, visibility)| {
+        visibility == Visibility::Public
             && query.policy.grant.anonymous
             && !query.template.uses_user()
     }) && !headers.contains_key(header::AUTHORIZATION);
@@ -71,11 +81,6 @@ pub async fn invoke(
     } else {
         crate::auth::routes::caller(&state.auth, headers).await?
     };
-    let app_visibility = snapshot
-        .catalog
-        .apps
-        .get(app_name.as_str())
-        .map(|app| app.visibility);
     let is_member = match &caller {
         Some(caller) if policy::needs_membership(app_visibility, Some(caller)) => {
             state
@@ -86,11 +91,11 @@ pub async fn invoke(
         }
         _ => false,
     };
-    let (app, query) = found.ok_or_else(unknown)?;
+    let (query, visibility) = found.ok_or_else(unknown)?;
     let target = Target {
         app: &app_name,
         query: &query_name,
-        visibility: app.visibility,
+        visibility,
         grant: &query.policy.grant,
     };
     policy::authorize(&target, caller.as_ref(), is_member)?;
@@ -152,29 +157,38 @@ fn admit(
 ) -> Result<Option<OwnedSemaphorePermit>, Refusal> {
     let limits = &query.policy.limits;
     let limiter = &state.edge.limiter;
-    let mut checks: Vec<(&ScopedRule, String, &'static str)> = Vec::with_capacity(2);
+    // Each check: the rule, its bucket, who it limits (for the message) and the limit's
+    // name in the metrics.
+    let mut checks: Vec<(&ScopedRule, String, &'static str, &'static str)> = Vec::with_capacity(2);
     if let (Some(rule), Some(ip)) = (&limits.per_ip, ip) {
         checks.push((
             rule,
             rule.key("ip", &crate::policy::client_ip::bucket_key(ip)),
             "address",
+            "query_address",
         ));
     }
     match caller.map(|c| &c.via) {
         Some(CallerVia::ApiKey { id, .. }) => {
             if let Some(rule) = &limits.per_key {
-                checks.push((rule, rule.key("key", id), "API key"));
+                checks.push((rule, rule.key("key", id), "API key", "query_api_key"));
             }
         }
         Some(CallerVia::Session { .. }) => {
             if let (Some(rule), Some(caller)) = (&limits.per_user, caller) {
-                checks.push((rule, rule.key("user", &caller.user.id), "user"));
+                checks.push((
+                    rule,
+                    rule.key("user", &caller.user.id),
+                    "user",
+                    "query_user",
+                ));
             }
         }
         None => {}
     }
-    for (rule, key, who) in checks {
+    for (rule, key, who, limit) in checks {
         if let Decision::Deny { retry_after_secs } = limiter.check(&key, rule.rule) {
+            state.metrics.rate_limited(limit);
             return Err(Refusal::RateLimited {
                 limit: RateLimited::Query {
                     who,
@@ -186,15 +200,12 @@ fn admit(
     }
     match &limits.running {
         None => Ok(None),
-        Some(slots) => {
-            slots
-                .clone()
-                .try_acquire_owned()
-                .map(Some)
-                .map_err(|_| Refusal::TooManyConcurrent {
-                    max: limits.max_concurrency,
-                })
-        }
+        Some(slots) => slots.clone().try_acquire_owned().map(Some).map_err(|_| {
+            state.metrics.rate_limited("query_concurrency");
+            Refusal::TooManyConcurrent {
+                max: limits.max_concurrency,
+            }
+        }),
     }
 }
 
@@ -277,6 +288,7 @@ async fn execute(
                     Ok(http_envelope(reply))
                 }
                 Err(error) => {
+                    count_failure(state, &query.datasource, &error);
                     let api_error = ApiError::from(&error);
                     context.log_error(api_error.status, &error);
                     Err(api_error)
@@ -300,6 +312,7 @@ async fn execute(
     match executed {
         Ok(execution) => Ok(respond_rows(execution, context, reset).await),
         Err(error) => {
+            count_failure(state, &query.datasource, &error);
             let mut api_error = ApiError::from(&error);
             if let DatasourceError::Bind { position, .. } = &error
                 && let Some(name) = sql.binding_at(*position, &bound)
@@ -310,6 +323,16 @@ async fn execute(
             context.log_error(api_error.status, &error);
             Err(api_error)
         }
+    }
+}
+
+/// Counts a statement refused because its datasource could not be reached or the egress
+/// policy refused the connection (the failures that come before a statement runs).
+fn count_failure(state: &GatewayState, datasource: &str, error: &DatasourceError) {
+    match error {
+        DatasourceError::Unavailable { class } => state.metrics.connect_failed(datasource, class),
+        DatasourceError::EgressRefused => state.metrics.egress_refused(datasource),
+        _ => {}
     }
 }
 

@@ -1,7 +1,8 @@
 //! The edge middleware, just inside the request-id layer: resolves the client address
 //! ([`ClientIp`], trusting forwarding headers only from `SLUICE_TRUSTED_PROXIES`), applies
 //! the instance-wide per-IP rate limit (`SLUICE_RATE_LIMIT_PER_IP`) to every endpoint but
-//! the health checks, and fills the baseline security headers on every answer.
+//! the health checks (its refusals are counted in the metrics as limit `address`), and fills
+//! the baseline security headers on every answer.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -38,11 +39,14 @@ pub async fn middleware(
             .check(&format!("edge:{}", client_ip::bucket_key(ip)), rule)
         {
             Decision::Allow => next.run(request).await,
-            Decision::Deny { retry_after_secs } => ApiError::from(Refusal::RateLimited {
-                limit: RateLimited::Address(rule),
-                retry_after_secs,
-            })
-            .into_response(),
+            Decision::Deny { retry_after_secs } => {
+                edge.metrics.rate_limited("address");
+                ApiError::from(Refusal::RateLimited {
+                    limit: RateLimited::Address(rule),
+                    retry_after_secs,
+                })
+                .into_response()
+            }
         },
         _ => next.run(request).await,
     };

@@ -1,19 +1,25 @@
-//! The HTTP router of an instance: the view plane, `/v1/auth` and `/v1/admin` composed
-//! behind the request-id and edge middleware, with the account-route guard around the
-//! account and admin routes.
+//! The HTTP router of an instance: the view plane, `/v1/auth` and `/v1/admin` (and
+//! `/metrics` when a metrics token is set) composed behind the request-id and edge
+//! middleware, with the account-route guard around the account and admin routes.
 
 use std::sync::Arc;
 
 use axum::Router;
 
-use super::{account_policy, edge};
+use super::{account_policy, edge, metrics};
 use crate::auth::routes as auth_routes;
 use crate::gateway::{self, GatewayState};
 use crate::http::{method_not_allowed, request_id};
+use crate::vault::SecretString;
 
 /// The whole router: the view plane and `/v1/auth`, with `admin` (the edit plane) nested
-/// at `/v1/admin`, all behind the request-id and edge middleware.
-pub fn router(state: Arc<GatewayState>, admin: Router) -> Router {
+/// at `/v1/admin`, and `GET /metrics` behind `metrics_token` when there is one, all behind
+/// the request-id and edge middleware.
+pub fn router(
+    state: Arc<GatewayState>,
+    admin: Router,
+    metrics_token: Option<SecretString>,
+) -> Router {
     let account = |cors| {
         axum::middleware::from_fn_with_state((state.clone(), cors), account_policy::middleware)
     };
@@ -26,7 +32,12 @@ pub fn router(state: Arc<GatewayState>, admin: Router) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(account(false));
     let edge_state = state.edge.clone();
-    let routes = gateway::routes(state).merge(auth).nest("/v1/admin", admin);
+    let mut routes = gateway::routes(state.clone())
+        .merge(auth)
+        .nest("/v1/admin", admin);
+    if let Some(token) = metrics_token {
+        routes = routes.merge(metrics::token_routes(state, token));
+    }
     // The request-id and edge middleware wrap the routes once, as one service, rather than
     // through `Router::layer`, which wraps every route (and the fallback) in its own boxed
     // copy of them: a boxed future and a service clone fewer per layer and request.

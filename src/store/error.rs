@@ -41,6 +41,9 @@ pub enum StoreError {
         "metadata store schema version {found} is newer than this build understands ({supported})"
     )]
     TooNew { found: i64, supported: i64 },
+    /// The store answered the readiness check, but not as the one opened at start-up.
+    #[error("metadata store: {0}")]
+    Unreachable(&'static str),
 }
 
 impl From<std::io::Error> for StoreError {

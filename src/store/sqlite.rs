@@ -1,7 +1,7 @@
 //! The embedded SQLite metadata store: the connection (WAL mode), migrations by
 //! `PRAGMA user_version`, and one file per aggregate implementing its trait: [`catalog`],
 //! [`users`], [`mfa`], [`sessions`], [`tokens`], [`api_keys`], [`members`], [`audit`], with
-//! the helpers they share in [`rows`].
+//! the helpers they share in [`rows`]; [`health`] is the readiness check.
 //!
 //! Every value arriving here is already hashed or sealed; this module stores and compares
 //! them and never logs them. Operations that must not race (lockout counting, the success of
@@ -25,6 +25,7 @@ mod backup;
 pub use backup::BackupSummary;
 mod catalog;
 pub mod files;
+mod health;
 mod members;
 mod mfa;
 mod rows;
@@ -165,6 +166,8 @@ const MIGRATIONS: &[&str] = &[
 /// reads happen at start-up and reload, never per request.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The database file, for the readiness check; `None` in memory.
+    file: Option<health::DatabaseFile>,
 }
 
 fn sqlite(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -185,7 +188,8 @@ impl SqliteStore {
             );
         }
         let conn = Connection::open(path).map_err(sqlite("opening the database"))?;
-        Self::from_connection(conn)
+        let file = health::DatabaseFile::opened(path)?;
+        Self::from_connection(conn, Some(file))
     }
 
     /// Opens the store at `path` and brings its schema up to date, like [`SqliteStore::open`],
@@ -200,10 +204,13 @@ impl SqliteStore {
     /// An in-memory store, for tests.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let conn = Connection::open_in_memory().map_err(sqlite("opening the database"))?;
-        Self::from_connection(conn)
+        Self::from_connection(conn, None)
     }
 
-    fn from_connection(mut conn: Connection) -> Result<SqliteStore, StoreError> {
+    fn from_connection(
+        mut conn: Connection,
+        file: Option<health::DatabaseFile>,
+    ) -> Result<SqliteStore, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sqlite("enabling WAL"))?;
         // WAL with synchronous=NORMAL: commits are atomic and survive a process crash; an
@@ -219,6 +226,7 @@ impl SqliteStore {
         migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            file,
         })
     }
 

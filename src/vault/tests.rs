@@ -238,6 +238,21 @@ fn secret_string_is_redacted() {
 }
 
 #[test]
+fn secret_string_matches_only_itself() {
+    let token = SecretString::new("a-bearer-token-of-some-length-0123456789".to_owned());
+    assert!(token.matches("a-bearer-token-of-some-length-0123456789"));
+    for other in [
+        "",
+        "a-bearer-token-of-some-length-012345678",
+        "a-bearer-token-of-some-length-01234567890",
+        "A-bearer-token-of-some-length-0123456789",
+        " a-bearer-token-of-some-length-0123456789",
+    ] {
+        assert!(!token.matches(other), "{other:?}");
+    }
+}
+
+#[test]
 fn instance_key_debug_shows_only_the_key_id() {
     let k = key();
     let debug = format!("{k:?}");

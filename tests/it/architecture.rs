@@ -37,6 +37,7 @@ const PLACES: &[(&str, &str)] = &[
     ("store", "io"),
     ("auth::mail", "io"),
     ("telemetry", "bottom"),
+    ("metrics", "bottom"),
     ("spec", "bottom"),
     ("statement", "bottom"),
     ("egress", "bottom"),

@@ -32,6 +32,7 @@ mod injection;
 mod listener;
 mod log_canary;
 mod mail;
+mod metrics;
 mod operate;
 mod optional_filters;
 mod refusals;

@@ -98,25 +98,25 @@ impl AuthService {
         let mut event = self.audit.event("login_failed", client);
         event.email = email.clone();
         let Some(user) = user else {
-            event.reason = Some("unknown_account".into());
+            self.failed(&mut event, "unknown_account");
             self.audit.append(event).await;
             return Err(AuthError::InvalidCredentials);
         };
         event.user_id = Some(user.id.clone());
         if user.disabled {
-            event.reason = Some("disabled".into());
+            self.failed(&mut event, "disabled");
             self.audit.append(event).await;
             return Err(AuthError::InvalidCredentials);
         }
         if user.locked_until.is_some_and(|until| until > now) {
             // Refused unchecked: failures during a lock do not extend it, and no password,
             // right or wrong, is tried against a locked account.
-            event.reason = Some("locked".into());
+            self.failed(&mut event, "locked");
             self.audit.append(event).await;
             return Err(AuthError::InvalidCredentials);
         }
         if !password_ok {
-            event.reason = Some("wrong_password".into());
+            self.failed(&mut event, "wrong_password");
             self.count_failure(&user, event, client).await?;
             return Err(AuthError::InvalidCredentials);
         }
@@ -132,7 +132,7 @@ impl AuthService {
                 Ok(()) => {}
                 Err(AuthError::MfaRequired) => return Err(AuthError::MfaRequired),
                 Err(AuthError::InvalidMfaCode) => {
-                    event.reason = Some("wrong_mfa_code".into());
+                    self.failed(&mut event, "wrong_mfa_code");
                     self.count_failure(&user, event, client).await?;
                     return Err(AuthError::InvalidMfaCode);
                 }
@@ -152,9 +152,15 @@ impl AuthService {
             SignIn::Locked => "locked_right_password",
             SignIn::CredentialsChanged => "credentials_changed",
         };
-        refusal.reason = Some(reason.into());
+        self.failed(&mut refusal, reason);
         self.audit.append(refusal).await;
         Err(AuthError::InvalidCredentials)
+    }
+
+    /// Records why a sign-in failed: on its audit event, and in the metrics.
+    fn failed(&self, event: &mut AuditEvent, reason: &'static str) {
+        event.reason = Some(reason.into());
+        self.metrics.sign_in_failed(reason);
     }
 
     async fn count_failure(
@@ -173,6 +179,7 @@ impl AuthService {
             .await?;
         self.audit.append(event).await;
         if let Some(until) = count.locked_until {
+            self.metrics.account_locked();
             let mut locked = self.audit.event("account_locked", client);
             locked.user_id = Some(user.id.clone());
             locked.email = Some(user.email.clone());

@@ -4,6 +4,7 @@
 mod api_keys;
 mod audit;
 mod catalog;
+mod health;
 mod members;
 mod mfa;
 mod sessions;
