@@ -356,8 +356,22 @@ async fn preflight(config: &Config, spec: &CatalogSpec, strict: bool) -> anyhow:
     Ok(())
 }
 
+/// Reads and parses a catalog file. A file with nothing in it (or only comments) is refused:
+/// it is far more often a failed edit or redirect than a wish for an empty catalog, which is
+/// written `datasources: {}` and `apps: {}`.
 fn read_catalog(file: &Path) -> anyhow::Result<CatalogSpec> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let blank = text
+        .lines()
+        .map(str::trim)
+        .all(|line| line.is_empty() || line.starts_with('#'));
+    if blank {
+        bail!(
+            "{} is empty: a catalog names its datasources and apps (write `datasources: {{}}` and \
+             `apps: {{}}` for an empty one)",
+            file.display()
+        );
+    }
     yaml::parse(&text).with_context(|| format!("{} does not parse", file.display()))
 }

@@ -98,6 +98,12 @@ fn apply_shows_changes_needs_prune_to_remove_and_rolls_back() {
     let v1 = write(dir, "v1.yaml", &catalog(dir, &[("one", 1), ("two", 2)]));
     let v2 = write(dir, "v2.yaml", &catalog(dir, &[("one", 1), ("three", 3)]));
     let empty = write(dir, "empty.yaml", "datasources: {}\napps: {}\n");
+    // A file with nothing in it (a failed edit or redirect) is refused before anything.
+    let blank = write(dir, "blank.yaml", "# only a comment\n\n");
+    for command in ["check", "apply"] {
+        let refused = failed(run(dir, &["catalog", command, &blank], None), command);
+        assert!(refused.contains("is empty"), "{refused}");
+    }
 
     let applied = ok(run(dir, &["catalog", "apply", &v1], None), "apply v1");
     assert!(applied.contains("+ query shop/one"), "{applied}");
