@@ -24,6 +24,7 @@ pub mod json;
 pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
+pub mod tls;
 
 mod errors;
 mod pools;
@@ -35,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 pub(crate) use errors::classify_egress;
 pub use errors::{DatasourceError, PoolError};
 pub use pools::{PoolDefaults, Pools};
-pub(crate) use pools::{egress_policy, is_loopback_host, slots_for};
+pub(crate) use pools::{egress_policy, slots_for};
 pub use slots::DEFAULT_POOL_WAIT;
 pub(crate) use slots::{Slot, Slots};
 pub use stream::{ColumnInfo, ExecOptions, Execution, FRAME_BYTES, Frame, Summary};

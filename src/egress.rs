@@ -361,6 +361,22 @@ fn validate_name(host: &str, name: &str) -> Result<(), EgressError> {
     Ok(())
 }
 
+/// Whether `host` names this machine (database TLS is then off by default). Every spelling
+/// of a loopback address counts (`127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`), and the name
+/// `localhost`; other names are not resolved here.
+pub fn is_loopback_host(host: &str) -> bool {
+    match parse_host(host) {
+        Ok(HostSpec::Name(name)) => name == "localhost",
+        Ok(HostSpec::Ip(ip)) => match ip {
+            IpAddr::V4(v4) => v4.is_loopback(),
+            IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        },
+        Err(_) => false,
+    }
+}
+
 /// Whether a normalised name always means a metadata service.
 pub fn is_metadata_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);

@@ -1,6 +1,7 @@
 //! `sluice catalog ...` and `sluice secret seal`: the catalog as YAML (check, apply,
 //! export) and sealing a secret for its owner. `apply` compiles and verifies every secret
-//! exactly as serving will (`snapshot::verify_secrets`) before it stores anything.
+//! and TLS file exactly as serving will (`snapshot::verify_secrets`, `verify_tls`) before it
+//! stores anything.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -62,9 +63,12 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
             let spec = read_catalog(&file)?;
             compile::compile(&spec, defaults)?;
             if config.encryption_password.is_some() {
-                sluice::snapshot::verify_secrets(&spec, &config.instance_key()?)?;
+                let key = config.instance_key()?;
+                sluice::snapshot::verify_secrets(&spec, &key)?;
+                sluice::snapshot::verify_tls(&spec, Some(&key))?;
                 println!("{}: ok (templates compile, secrets open)", file.display());
             } else {
+                sluice::snapshot::verify_tls(&spec, None)?;
                 println!(
                     "{}: ok (templates compile; secrets not verified: SLUICE_ENCRYPTION_PASSWORD is not set)",
                     file.display()
@@ -75,7 +79,9 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
         CatalogCommand::Apply { file } => {
             let spec = read_catalog(&file)?;
             compile::compile(&spec, defaults)?;
-            sluice::snapshot::verify_secrets(&spec, &config.instance_key()?)?;
+            let key = config.instance_key()?;
+            sluice::snapshot::verify_secrets(&spec, &key)?;
+            sluice::snapshot::verify_tls(&spec, Some(&key))?;
             let store = super::open_store(&config)?;
             let revision = store.replace_catalog(&spec, &file.display().to_string())?;
             println!(

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod pg_tls;
 pub mod served;
 pub mod smtp;
 
