@@ -1,6 +1,6 @@
-//! Database TLS against a real PostgreSQL with TLS on (a throw-away cluster,
-//! [`common::pg_tls`]): each mode, the CA file, the host name check, mutual TLS, and a
-//! hostssl-only server refusing plain connections. Each case builds the pools exactly as a
+//! Database TLS against a real PostgreSQL and a real MariaDB with TLS on (throw-away
+//! servers, [`common::tls_servers`]): each mode, the CA file, the host name check, mutual
+//! TLS, and accounts that refuse plain connections. Each case builds the pools exactly as a
 //! served catalog does (`Pools::build`) and runs `SELECT 1` through them; a failure is told
 //! by its class (`tls` for the handshake, `auth` for the server's refusal of the account).
 //! Also: a CA file that cannot be read or holds no certificate is refused with its location
@@ -13,7 +13,7 @@ use sluice::datasource::{ExecOptions, Pools};
 use sluice::spec::yaml;
 use sluice::statement::RenderedSql;
 
-use crate::common::pg_tls::TlsCluster;
+use crate::common::tls_servers::{PW_PASSWORD, TlsCluster, TlsMariaDb};
 use crate::common::*;
 
 /// One PostgreSQL datasource on the cluster, with `extra` YAML lines (already indented).
@@ -56,7 +56,7 @@ async fn tls_modes_ca_files_and_client_certificates_against_a_tls_server() {
         .await
         .expect("start the cluster");
     let port = cluster.port;
-    let ca = format!("    tls_ca_file: {}\n", cluster.ca_file.display());
+    let ca = format!("    tls_ca_file: {}\n", cluster.pki.ca_file.display());
     let client = |cert: &std::path::Path, key: &str, name: &str| {
         format!(
             "    tls_client_cert_file: {}\n    tls_client_key: {}\n",
@@ -100,7 +100,7 @@ async fn tls_modes_ca_files_and_client_certificates_against_a_tls_server() {
             "postgres",
             &format!(
                 "    tls: verify-ca\n    tls_ca_file: {}\n",
-                cluster.other_ca_file.display()
+                cluster.pki.other_ca_file.display()
             ),
         ),
         datasource(
@@ -117,7 +117,11 @@ async fn tls_modes_ca_files_and_client_certificates_against_a_tls_server() {
             "mtls_user",
             &format!(
                 "    tls: verify-full\n{ca}{}",
-                client(&cluster.client_cert_file, &cluster.client_key_pem, "mtls")
+                client(
+                    &cluster.pki.client_cert_file,
+                    &cluster.pki.client_key_pem,
+                    "mtls"
+                )
             ),
         ),
         datasource(
@@ -135,8 +139,8 @@ async fn tls_modes_ca_files_and_client_certificates_against_a_tls_server() {
             &format!(
                 "    tls: verify-full\n{ca}{}",
                 client(
-                    &cluster.rogue_cert_file,
-                    &cluster.rogue_key_pem,
+                    &cluster.pki.rogue_cert_file,
+                    &cluster.pki.rogue_key_pem,
                     "mtls_rogue_cert"
                 )
             ),
@@ -184,6 +188,163 @@ async fn tls_modes_ca_files_and_client_certificates_against_a_tls_server() {
         cluster.log()
     );
     pools.close_all();
+}
+
+/// One MySQL datasource on the TLS server, with `extra` YAML lines (already indented).
+fn mysql(name: &str, host: &str, port: u16, user: &str, password: bool, extra: &str) -> String {
+    let password = if password {
+        format!("    password: {}\n", seal(name, "password", PW_PASSWORD))
+    } else {
+        String::new()
+    };
+    format!(
+        "  {name}:\n    kind: mysql\n    host: {host}\n    port: {port}\n    database: tls_test\n    user: {user}\n{password}    pool_size: 1\n    connect_timeout_ms: 5000\n    egress_allow: [127.0.0.1/32]\n{extra}"
+    )
+}
+
+#[tokio::test]
+async fn mysql_tls_modes_ca_files_and_client_certificates_against_a_tls_server() {
+    let server = tokio::task::spawn_blocking(TlsMariaDb::start)
+        .await
+        .expect("start MariaDB");
+    let port = server.port;
+    let ca = format!("    tls_ca_file: {}\n", server.pki.ca_file.display());
+    let client = format!(
+        "    tls_client_cert_file: {}\n    tls_client_key: {}\n",
+        server.pki.client_cert_file.display(),
+        seal("x509", "tls_client_key", &server.pki.client_key_pem)
+    );
+    let catalog = [
+        mysql(
+            "full_ca",
+            "127.0.0.1",
+            port,
+            "root",
+            false,
+            &format!("    tls: verify-full\n{ca}"),
+        ),
+        mysql(
+            "full_bundled",
+            "127.0.0.1",
+            port,
+            "root",
+            false,
+            "    tls: verify-full\n",
+        ),
+        mysql(
+            "full_wrong_name",
+            "localhost",
+            port,
+            "root",
+            false,
+            &format!("    tls: verify-full\n{ca}"),
+        ),
+        mysql(
+            "require",
+            "127.0.0.1",
+            port,
+            "root",
+            false,
+            "    tls: require\n",
+        ),
+        mysql(
+            "plain",
+            "127.0.0.1",
+            port,
+            "root",
+            false,
+            "    tls: disable\n",
+        ),
+        mysql(
+            "ssl_user_tls",
+            "127.0.0.1",
+            port,
+            "tls_user",
+            true,
+            &format!("    tls: verify-full\n{ca}"),
+        ),
+        mysql(
+            "ssl_user_plain",
+            "127.0.0.1",
+            port,
+            "tls_user",
+            true,
+            "    tls: disable\n",
+        ),
+        mysql(
+            "x509",
+            "127.0.0.1",
+            port,
+            "x509_user",
+            false,
+            &format!("    tls: verify-full\n{ca}{client}"),
+        ),
+        mysql(
+            "x509_no_cert",
+            "127.0.0.1",
+            port,
+            "x509_user",
+            false,
+            &format!("    tls: verify-full\n{ca}"),
+        ),
+    ]
+    .concat();
+    let pools = pools(&catalog);
+    let expected: &[(&str, Result<(), &str>)] = &[
+        ("full_ca", Ok(())),
+        ("full_bundled", Err("tls")),
+        // The certificate names 127.0.0.1, not localhost.
+        ("full_wrong_name", Err("tls")),
+        ("require", Ok(())),
+        // This server does not require TLS of root.
+        ("plain", Ok(())),
+        // `REQUIRE SSL`: over TLS the password signs in; in plain text it is refused (1045).
+        ("ssl_user_tls", Ok(())),
+        ("ssl_user_plain", Err("auth")),
+        // `REQUIRE X509`: the client certificate signs in; without one, refused (1045).
+        ("x509", Ok(())),
+        ("x509_no_cert", Err("auth")),
+    ];
+    let mut wrong = Vec::new();
+    for (name, want) in expected {
+        let got = select_one(&pools, name).await;
+        if *want != got {
+            wrong.push(format!("{name}: expected {want:?}, got {got:?}"));
+        }
+    }
+    pools.close_all();
+    assert!(
+        wrong.is_empty(),
+        "{wrong:#?}\nserver log:\n{}",
+        server.log()
+    );
+
+    // Why `verify-ca` is refused for MySQL: the driver's own "skip the name check" option
+    // still fails on a wrong name with the rustls in use (it looks for `NotValidForName` in
+    // the error's text, which rustls no longer writes). When this connects, the driver is
+    // fixed and `verify-ca` can be offered for MySQL too.
+    let ssl = mysql_async::SslOpts::default()
+        .with_root_certs(vec![server.pki.ca_file.clone().into()])
+        .with_disable_built_in_roots(true)
+        .with_danger_skip_domain_validation(true);
+    let opts = |host: &str| {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(host)
+            .tcp_port(port)
+            .user(Some("root"))
+            .prefer_socket(false)
+            .ssl_opts(Some(ssl.clone()))
+    };
+    // The same options connect under the name the certificate lists...
+    let conn = mysql_async::Conn::new(opts("127.0.0.1"))
+        .await
+        .expect("the control connection");
+    conn.disconnect().await.unwrap();
+    // ...and fail under another.
+    assert!(
+        mysql_async::Conn::new(opts("localhost")).await.is_err(),
+        "mysql_async now skips only the name check: offer verify-ca for MySQL"
+    );
 }
 
 #[tokio::test]

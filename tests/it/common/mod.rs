@@ -6,9 +6,9 @@
 
 #![allow(dead_code)]
 
-pub mod pg_tls;
 pub mod served;
 pub mod smtp;
+pub mod tls_servers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
