@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod catalog;
+pub mod datasource;
 pub mod egress;
 pub mod healthcheck;
 pub mod serve;

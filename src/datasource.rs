@@ -23,6 +23,7 @@ pub mod http;
 pub mod json;
 pub mod mysql;
 pub mod postgres;
+pub mod probe;
 pub mod sqlite;
 pub mod tls;
 

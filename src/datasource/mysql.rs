@@ -58,13 +58,15 @@ const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// A pool for one MySQL/MariaDB datasource, created on first use (after the egress check).
 pub struct MySqlSource {
     name: Arc<str>,
-    host: String,
-    port: u16,
-    policy: EgressPolicy,
-    bind: Vec<IpAddr>,
-    connect_timeout: Duration,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) policy: EgressPolicy,
+    pub(crate) bind: Vec<IpAddr>,
+    pub(crate) connect_timeout: Duration,
     /// Everything but the address, which is filled in once it has been checked.
-    opts: OptsBuilder,
+    pub(crate) opts: OptsBuilder,
+    /// The TLS mode in force (the options above carry the rest).
+    pub(crate) tls_mode: TlsMode,
     pool: OnceCell<Checked>,
     relay: std::sync::Mutex<Option<JoinHandle<()>>>,
     slots: Slots,
@@ -123,6 +125,7 @@ impl MySqlSource {
                 .map(Duration::from_millis)
                 .unwrap_or(defaults.connect_timeout),
             opts,
+            tls_mode: tls.mode,
             pool: OnceCell::new(),
             relay: std::sync::Mutex::new(None),
             slots: super::slots_for(Some(size), spec.pool_wait_ms, defaults),
@@ -237,7 +240,7 @@ fn ssl_opts(tls: &DbTls, client_key: Option<&SecretString>) -> Option<SslOpts> {
 
 /// Listens on a loopback port and relays each accepted connection to a checked target,
 /// connecting from the configured source address.
-async fn start_relay(
+pub(crate) async fn start_relay(
     targets: Vec<SocketAddr>,
     bind: Vec<IpAddr>,
     connect_timeout: Duration,
@@ -694,7 +697,7 @@ fn classify(name: &str, error: &mysql_async::Error) -> DatasourceError {
 
 /// What a MySQL/MariaDB error number means, in a few words, for the server log (the
 /// server's own message may quote values). "" for numbers not listed.
-fn mysql_meaning(code: u16) -> &'static str {
+pub(crate) fn mysql_meaning(code: u16) -> &'static str {
     match code {
         1064 => "syntax error",
         1146 => "the table or view does not exist",

@@ -89,6 +89,7 @@ impl PostgresSource {
                 .config
                 .as_ref()
                 .map(|config| MakeRustlsConnect::new(ClientConfig::clone(config))),
+            db_tls: tls,
         };
         let pool = PgPool::builder(manager)
             .max_size(spec.pool_size.unwrap_or(defaults.pool_size))
@@ -106,6 +107,11 @@ impl PostgresSource {
 
     pub(super) fn slots(&self) -> &Slots {
         &self.slots
+    }
+
+    /// How connections are made (the datasource test makes its own the same way).
+    pub(crate) fn manager(&self) -> &PgManager {
+        self.pool.manager()
     }
 
     /// The producer of `statement`, boxed and not yet started: nothing happens until it is
@@ -385,7 +391,7 @@ fn classify_sqlstate(code: &SqlState) -> DatasourceError {
 
 /// What a SQLSTATE means, in a few words, for the server log (the server's own message may
 /// quote values). Codes not listed get their class's meaning.
-fn sqlstate_meaning(code: &str) -> &'static str {
+pub(crate) fn sqlstate_meaning(code: &str) -> &'static str {
     match code {
         "42P18" => {
             "the type of a param could not be determined from where it stands; cast it in the SQL"

@@ -377,6 +377,60 @@ pub(crate) fn find_rustls_error<'a>(
     None
 }
 
+/// What to change when a TLS handshake failed with `error`: a hint for the admin, naming
+/// the setting. Never quotes a value. `verify_ca` says whether the driver offers
+/// `tls: verify-ca` (PostgreSQL does, MySQL does not).
+pub(crate) fn tls_hint(error: &rustls::Error, host: &str, verify_ca: bool) -> String {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert, Error as E};
+    match error {
+        E::InvalidCertificate(Cert::UnknownIssuer) => {
+            "the server's certificate is not signed by a trusted CA: set `tls_ca_file` to the \
+             PEM bundle of the CA that signed it (RDS, Cloud SQL and internal CAs publish \
+             theirs), or `tls: require` to encrypt without checking the certificate (not \
+             recommended)"
+                .into()
+        }
+        E::InvalidCertificate(Cert::NotValidForName | Cert::NotValidForNameContext { .. }) => {
+            if verify_ca {
+                format!(
+                    "the server's certificate does not list the host name `{host}`: connect \
+                     with a name it lists, or use `tls: verify-ca` (the CA is checked, the \
+                     name is not)"
+                )
+            } else {
+                format!(
+                    "the server's certificate does not list the host name `{host}`: connect \
+                     with a name it lists"
+                )
+            }
+        }
+        E::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. }) => {
+            "the server's certificate has expired (or this machine's clock is wrong)".into()
+        }
+        E::InvalidCertificate(Cert::NotValidYet | Cert::NotValidYetContext { .. }) => {
+            "the server's certificate is not valid yet (or this machine's clock is wrong)".into()
+        }
+        E::InvalidCertificate(_) => {
+            "the server's certificate was refused; check it, and `tls_ca_file`".into()
+        }
+        E::AlertReceived(
+            Alert::CertificateRequired
+            | Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateUnknown
+            | Alert::AccessDenied,
+        ) => "the server refused the client certificate, or needs one: set \
+              `tls_client_cert_file` and `tls_client_key` to a certificate its CA signed"
+            .into(),
+        E::AlertReceived(Alert::HandshakeFailure | Alert::ProtocolVersion) => {
+            "the server and Sluice share no TLS version or cipher (Sluice speaks TLS 1.2 and \
+             1.3)"
+                .into()
+        }
+        _ => "the TLS handshake failed; check the server's TLS settings and `tls`".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
