@@ -7,9 +7,10 @@
 //! 1. recreates schema `bench_load` on the local PostgreSQL (127.0.0.1:5432, trust auth,
 //!    database `test`, user `postgres`) with `orders`: 100,000 rows over 1,000 customers and
 //!    4 statuses, indexed on `(customer_id, status, created_at DESC)`, then `VACUUM ANALYZE`;
-//! 2. makes an instance key, seals the datasource password, `sluice catalog apply`s a
-//!    catalog into a temporary `SLUICE_DATA_DIR` and starts `sluice serve` on a free loopback
-//!    port (`SLUICE_LOG_LEVEL=warn`, `SLUICE_POOL_SIZE` = the concurrency);
+//! 2. makes an instance key, seals the datasource password, `sluice init`s a store in a
+//!    temporary `SLUICE_DATA_DIR`, `sluice catalog apply`s a catalog into it and starts
+//!    `sluice serve` on a free loopback port (`SLUICE_LOG_LEVEL=warn`, `SLUICE_POOL_SIZE` =
+//!    the concurrency);
 //! 3. runs the point query "the 20 newest orders of customer C with status S" (C and S random
 //!    per request) for the same time at the same concurrency
 //!    - directly: one tokio-postgres connection per worker, each with its prepared statement;
@@ -467,6 +468,15 @@ apps:
             command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
             command
         };
+        let initialised = command(&[], &["init"])
+            .output()
+            .context("running `sluice init`")?;
+        if !initialised.status.success() {
+            bail!(
+                "`sluice init` failed: {}",
+                String::from_utf8_lossy(&initialised.stderr)
+            );
+        }
         let applied = command(
             &[],
             &["catalog", "apply", &catalog_path.display().to_string()],

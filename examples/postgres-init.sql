@@ -2,11 +2,15 @@
 -- `shop`, and `sluice_reader`, a role that may only read it. The postgres image runs this once,
 -- as the superuser, when its data volume is new (psql, so the \set below works).
 --
--- The role's password is read from the compose secret `reader_password`, never written here;
--- its sealed copy goes into examples/catalog.yaml (`sluice secret seal`, docs/DEPLOY.md).
+-- The role's password is never written here: psql's `-v reader_password=...` gives it (the
+-- README's "Running it for real"), else it is read from the compose secret `reader_password`.
+-- Its sealed copy goes into the catalog (`sluice secret seal`, docs/DEPLOY.md).
 
 \set ON_ERROR_STOP on
+\if :{?reader_password}
+\else
 \set reader_password `cat /run/secrets/reader_password`
+\endif
 
 CREATE TABLE orders (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -2,6 +2,7 @@
 //! the library: they parse arguments, print, and turn errors into exit codes with `anyhow`.
 
 pub mod accounts;
+pub mod backup;
 pub mod catalog;
 pub mod datasource;
 pub mod egress;
@@ -11,9 +12,10 @@ pub mod serve;
 use anyhow::Context;
 use sluice::config::Environment;
 
-/// The configured metadata store, with its path in the error.
+/// The configured metadata store, which must exist already (`sluice init` or `serve`
+/// creates it), with its path in the error.
 fn open_store(config: &sluice::config::Config) -> anyhow::Result<sluice::store::SqliteStore> {
-    sluice::instance::open_store(config)
+    sluice::instance::open_store(config, sluice::instance::StoreOpening::ExistingOnly)
         .with_context(|| format!("opening {}", config.metadata_path().display()))
 }
 

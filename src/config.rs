@@ -45,11 +45,11 @@ use crate::vault::{self, InstanceKey, SecretString, VaultError};
 use parse::{Env, MAX_MILLIS, MAX_SECS, boxed, parse_address_list, parse_public_url};
 use settings::{auth_settings, edge_settings};
 use variables::{
-    ADMIN_TOKEN, BODY_READ_TIMEOUT_MS, DATA_DIR, EGRESS_ALLOW, EGRESS_BIND, EGRESS_PUBLIC_IPS,
-    ENCRYPTION_PASSWORD, ENCRYPTION_SALT, HEADER_READ_TIMEOUT_MS, LISTEN, LISTEN_BACKLOG,
-    LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_ROWS,
-    METADATA_DB, POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL, QUERY_TIMEOUT_MS, SHUTDOWN_GRACE_SECS,
-    TLS_CERT_FILE, TLS_KEY_FILE,
+    ADMIN_TOKEN, BODY_READ_TIMEOUT_MS, CATALOG_RELOAD_SECS, DATA_DIR, EGRESS_ALLOW, EGRESS_BIND,
+    EGRESS_PUBLIC_IPS, ENCRYPTION_PASSWORD, ENCRYPTION_SALT, HEADER_READ_TIMEOUT_MS, LISTEN,
+    LISTEN_BACKLOG, LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP,
+    MAX_ROWS, METADATA_DB, POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL, QUERY_TIMEOUT_MS,
+    SHUTDOWN_GRACE_SECS, TLS_CERT_FILE, TLS_KEY_FILE,
 };
 
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
@@ -79,6 +79,9 @@ pub struct Config {
     pub query_timeout: Duration,
     pub max_rows: u64,
     pub shutdown_grace: Duration,
+    /// How often a running gateway looks for a new catalog revision in the store; `None`:
+    /// only on SIGHUP.
+    pub catalog_reload: Option<Duration>,
     pub pool_size: usize,
     /// How long a query waits for a free datasource connection, where the catalog sets no
     /// `pool_wait_ms`.
@@ -326,6 +329,14 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
             "a whole number of seconds from 0 to 86400",
             0..=MAX_SECS,
         )?),
+        catalog_reload: match env.number(
+            CATALOG_RELOAD_SECS,
+            "a whole number of seconds from 0 to 86400",
+            0..=MAX_SECS,
+        )? {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        },
         pool_size: env.number(
             POOL_SIZE,
             "a whole number of connections, at least 1",

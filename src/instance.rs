@@ -69,13 +69,29 @@ pub struct Instance {
 impl Instance {
     /// Derives the instance key, opens the store named by the configuration, and builds the
     /// first snapshot.
+    /// Logs what it started on: version, commit, store path, catalog revision, and how many
+    /// datasources, apps and queries serve.
     pub async fn open(config: Config) -> Result<Instance, StartError> {
         let key = derive_key(&config).await?;
+        let path = config.metadata_path();
         let store = {
             let config = config.clone();
-            tokio::task::spawn_blocking(move || open_store(&config)).await??
+            tokio::task::spawn_blocking(move || open_store(&config, StoreOpening::CreateIfMissing))
+                .await??
         };
-        Instance::with_parts(config, key, Arc::new(store)).await
+        let instance = Instance::with_parts(config, key, Arc::new(store)).await?;
+        let snapshot = instance.state.snapshot();
+        tracing::info!(
+            version = %env!("CARGO_PKG_VERSION"),
+            commit = %crate::COMMIT,
+            store = %path.display(),
+            catalog_revision = snapshot.revision,
+            datasources = snapshot.spec.datasources.len(),
+            apps = snapshot.spec.apps.len(),
+            queries = snapshot.spec.apps.values().map(|app| app.queries.len()).sum::<usize>(),
+            "Sluice is starting"
+        );
+        Ok(instance)
     }
 
     /// Builds an instance from parts already made (the demo and tests use this).
@@ -187,6 +203,10 @@ impl Instance {
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let instance = Arc::new(self);
         let reloader = tokio::spawn(reload_on_hangup(instance.clone()));
+        let watcher = instance
+            .config
+            .catalog_reload
+            .map(|every| tokio::spawn(reload_on_new_revision(instance.clone(), every)));
         let purger = tokio::spawn(purge_sessions(instance.state.auth.service.clone()));
         let router = instance.router();
         let settings = ServerSettings {
@@ -220,26 +240,48 @@ impl Instance {
         }
         server::run(listener, router, settings, shutdown).await;
         reloader.abort();
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         purger.abort();
         instance.state.snapshot().pools.close_all();
     }
 }
 
+/// Whether opening the metadata store may create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOpening {
+    /// `serve` and `init`: create the data directory and an empty store when missing.
+    CreateIfMissing,
+    /// Every other command: a missing store is an error ([`StoreError::Missing`]), so a
+    /// command run from the wrong folder never starts an empty store beside the real one.
+    ExistingOnly,
+}
+
 /// Opens the metadata store the configuration names (`SLUICE_METADATA_DB`, else
-/// `<data dir>/sluice.db`), creating and migrating it when needed. Blocking.
-pub fn open_store(config: &Config) -> Result<SqliteStore, StoreError> {
-    SqliteStore::open(&config.metadata_path())
+/// `<data dir>/sluice.db`) and migrates it; creates it only with
+/// [`StoreOpening::CreateIfMissing`]. Blocking.
+pub fn open_store(config: &Config, opening: StoreOpening) -> Result<SqliteStore, StoreError> {
+    let path = config.metadata_path();
+    match opening {
+        StoreOpening::CreateIfMissing => SqliteStore::open(&path),
+        StoreOpening::ExistingOnly => SqliteStore::open_existing(&path),
+    }
 }
 
 /// The account service over the configured store, with the system clock and an in-memory
 /// limiter, as the CLI uses it (the same rules and audit events as the HTTP API).
 pub async fn account_service(config: &Config) -> Result<AuthService, StartError> {
     config.validate()?;
-    let key = Arc::new(derive_key(config).await?);
+    // The store first: a missing one is reported before the key derivation's wait.
     let store: Arc<dyn Store> = {
         let config = config.clone();
-        Arc::new(tokio::task::spawn_blocking(move || open_store(&config)).await??)
+        Arc::new(
+            tokio::task::spawn_blocking(move || open_store(&config, StoreOpening::ExistingOnly))
+                .await??,
+        )
     };
+    let key = Arc::new(derive_key(config).await?);
     let clock: SharedClock = Arc::new(SystemClock);
     let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new(clock.clone()));
     let audit = Arc::new(Audit::new(store.clone(), clock.clone()));
@@ -288,6 +330,50 @@ async fn purge_sessions(service: Arc<AuthService>) {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "Expired sessions deleted"),
             Err(error) => tracing::warn!(error = %error, "Purging expired sessions failed"),
+        }
+    }
+}
+
+/// Every `every`, reads the store's catalog revision and reloads when it is not the one
+/// serving (an apply, rollback or restore by the CLI, or another process). A revision that
+/// fails to build is reported once and tried again only when the revision changes; a store
+/// read that fails is reported once per run of failures.
+async fn reload_on_new_revision(instance: Arc<Instance>, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failed_revision = None;
+    let mut store_failing = false;
+    loop {
+        ticks.tick().await;
+        let store = instance.store.clone();
+        let stored = match tokio::task::spawn_blocking(move || store.catalog_revision()).await {
+            Ok(Ok(revision)) => revision,
+            Ok(Err(error)) => {
+                if !store_failing {
+                    tracing::warn!(error = %error, "Cannot read the catalog revision from the store");
+                }
+                store_failing = true;
+                continue;
+            }
+            Err(_) => continue,
+        };
+        store_failing = false;
+        if stored == instance.state.snapshot().revision || failed_revision == Some(stored) {
+            continue;
+        }
+        match instance.reload().await {
+            Ok(revision) => {
+                failed_revision = None;
+                tracing::info!(revision, "Catalog reloaded (a new revision was applied)");
+            }
+            Err(error) => {
+                failed_revision = Some(stored);
+                tracing::error!(
+                    revision = stored,
+                    error = %error,
+                    "Catalog reload failed; still serving the previous one"
+                );
+            }
         }
     }
 }

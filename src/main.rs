@@ -45,6 +45,9 @@ enum Command {
     /// Serve the gateway, configured from the environment and --env-file (see
     /// docker.env.example).
     Serve,
+    /// Create the data directory and the metadata store (SLUICE_DATA_DIR or
+    /// SLUICE_METADATA_DB) if they do not exist; the other commands refuse to create one.
+    Init,
     /// Run a throw-away instance with SQLite sample data on 127.0.0.1.
     Demo {
         /// Address to listen on.
@@ -78,6 +81,12 @@ enum Command {
         #[command(subcommand)]
         command: AppCommand,
     },
+    /// Write a consistent copy of the metadata store to FILE (safe while a gateway serves;
+    /// FILE must not exist). Keep the instance key with it.
+    Backup { file: PathBuf },
+    /// Replace the metadata store with the backup FILE, after checking it and that its
+    /// secrets open with this instance key; the current store is saved beside itself first.
+    Restore { file: PathBuf },
     /// Print the addresses to give a DBA: source addresses, public egress IPs, and each
     /// datasource's destination (JSON with --json).
     Egress {
@@ -124,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Serve => cli::serve::serve(&env).await,
+        Command::Init => cli::serve::init(&env),
         Command::Demo { listen } => cli::serve::run_demo(listen).await,
         Command::Keygen => {
             let (password, salt) = vault::keygen();
@@ -135,6 +145,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: SecretCommand::Seal { owner },
         } => cli::catalog::seal(&env, &owner),
         Command::Catalog { command } => cli::catalog::catalog(&env, command).await,
+        Command::Backup { file } => cli::backup::backup(&env, &file),
+        Command::Restore { file } => cli::backup::restore(&env, &file),
         Command::Egress { json } => cli::egress::egress(&env, json),
         Command::Datasource { command } => cli::datasource::datasource(&env, command).await,
         Command::User { command } => cli::accounts::user(&env, command).await,

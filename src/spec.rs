@@ -9,6 +9,7 @@
 //! behaviour.
 
 pub mod checks;
+pub mod diff;
 pub mod rate;
 pub mod yaml;
 

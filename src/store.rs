@@ -46,7 +46,7 @@ pub mod tokens;
 pub mod users;
 
 pub use error::StoreError;
-pub use sqlite::SqliteStore;
+pub use sqlite::{BackupSummary, SqliteStore};
 
 /// What the auth service keeps: users, MFA state, sessions, one-time tokens, API keys and
 /// app members. Implemented by every type that implements those traits.

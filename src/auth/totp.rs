@@ -12,6 +12,8 @@
 //!   It keeps no state: the last accepted step lives with the account in the store.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use qrcode::render::svg;
+use qrcode::{EcLevel, QrCode};
 use rand::TryRng;
 use rand::rngs::SysRng;
 use subtle::{Choice, ConstantTimeEq};
@@ -95,6 +97,23 @@ pub fn otpauth_uri(secret: &[u8], issuer: &str, account: &str) -> String {
     )
 }
 
+/// The otpauth URI as a QR code: a standalone SVG document (black modules on white, with
+/// the quiet zone, at least 200 px wide) for an `<img src="data:image/svg+xml,...">` or a
+/// file; error correction level M, as authenticator apps expect.
+pub fn qr_svg(otpauth_uri: &str) -> String {
+    // An otpauth URI is at most a few hundred bytes (an email is at most 254 characters),
+    // far below a QR code's capacity (2,331 bytes at level M), so encoding cannot fail;
+    // were it to, the answer carries no picture and the URI and secret still enrol.
+    QrCode::with_error_correction_level(otpauth_uri.as_bytes(), EcLevel::M)
+        .map(|code| {
+            code.render::<svg::Color<'_>>()
+                .min_dimensions(200, 200)
+                .quiet_zone(true)
+                .build()
+        })
+        .unwrap_or_default()
+}
+
 /// The RFC 6238 time step a Unix time falls in (floor division, so it is defined for any
 /// `i64`).
 pub fn step_of(unix_secs: i64) -> i64 {
@@ -163,6 +182,59 @@ fn code_for_step(secret: &[u8], step: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rasterises the SVG [`qr_svg`] makes (one `M{x} {y}h{w}v{h}...` rectangle per run of
+    /// dark modules) and decodes it with an independent QR reader (rqrr).
+    fn decode_qr_svg(svg: &str) -> String {
+        let number = |text: &str, after: &str| -> usize {
+            let start = text.find(after).unwrap() + after.len();
+            let digits: String = text[start..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().unwrap()
+        };
+        let (width, height) = (number(svg, "width=\""), number(svg, "height=\""));
+        let path = &svg[svg.find(" d=\"").unwrap() + 4..];
+        let path = &path[..path.find('"').unwrap()];
+        let mut dark = vec![false; width * height];
+        for rect in path.split('M').filter(|r| !r.is_empty()) {
+            let fields: Vec<usize> = rect
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|f| !f.is_empty())
+                .map(|f| f.parse().unwrap())
+                .collect();
+            let (x, y, w, h) = (fields[0], fields[1], fields[2], fields[3]);
+            for row in y..y + h {
+                for column in x..x + w {
+                    dark[row * width + column] = true;
+                }
+            }
+        }
+        let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| {
+            if dark[y * width + x] { 0 } else { 255 }
+        });
+        let grids = image.detect_grids();
+        assert_eq!(grids.len(), 1, "one QR code in the picture");
+        grids[0].decode().unwrap().1
+    }
+
+    #[test]
+    fn the_qr_code_decodes_to_the_otpauth_uri() {
+        let uri = otpauth_uri(
+            b"12345678901234567890",
+            "Sluice",
+            "a.very.long+address@example.com",
+        );
+        let svg = qr_svg(&uri);
+        assert!(svg.contains("<svg") && svg.ends_with("</svg>"), "{svg}");
+        assert!(!svg.contains("<script"), "a picture, nothing active");
+        assert_eq!(decode_qr_svg(&svg), uri);
+        // The longest email there can be still fits.
+        let long = format!("{}@{}.example", "a".repeat(64), "b".repeat(180));
+        let uri = otpauth_uri(b"12345678901234567890", "Sluice", &long);
+        assert_eq!(decode_qr_svg(&qr_svg(&uri)), uri);
+    }
 
     const SEED_SHA1: &[u8] = b"12345678901234567890";
     const SEED_SHA256: &[u8] = b"12345678901234567890123456789012";

@@ -39,6 +39,12 @@ pub enum UserCommand {
     ResetMfa { email: String },
     /// Lift a lockout (when no reset mail can be sent).
     Unlock { email: String },
+    /// Set a user's password, read from standard input (one line), when no reset mail can
+    /// be sent. The user's sessions end and pending reset links stop working.
+    SetPassword { email: String },
+    /// Delete an account with its sessions, API keys and memberships (the audit log keeps
+    /// its events). The last enabled admin cannot be deleted.
+    Delete { email: String },
 }
 
 #[derive(Subcommand)]
@@ -67,6 +73,16 @@ fn parse_groups(groups: &str) -> Vec<String> {
 
 const CLI: &str = "cli";
 
+/// One line of standard input without its line ending (a password: never echoed or logged).
+fn read_password_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
 pub async fn user(env: &Environment, command: UserCommand) -> anyhow::Result<()> {
     let service = instance::account_service(&env.config()?).await?;
     let client = ClientInfo::default();
@@ -78,12 +94,7 @@ pub async fn user(env: &Environment, command: UserCommand) -> anyhow::Result<()>
             groups,
         } => {
             let role = parse_role(&role)?;
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .context("reading the password from stdin")?;
-            let password = line.trim_end_matches(['\r', '\n']).to_string();
+            let password = read_password_line()?;
             let password = (!password.is_empty()).then_some(password);
             service
                 .create_user(&email, &name, role, parse_groups(&groups), password, CLI)
@@ -131,6 +142,22 @@ pub async fn user(env: &Environment, command: UserCommand) -> anyhow::Result<()>
         UserCommand::Unlock { email } => {
             let target = service.user_by_email(&email).await?;
             service.unlock(&target.id, CLI, &client).await?
+        }
+        UserCommand::SetPassword { email } => {
+            let target = service.user_by_email(&email).await?;
+            let password = read_password_line()?;
+            if password.is_empty() {
+                anyhow::bail!("no password on standard input");
+            }
+            service
+                .set_password(&target.id, password, CLI, &client)
+                .await?
+        }
+        UserCommand::Delete { email } => {
+            let target = service.user_by_email(&email).await?;
+            let deleted = service.delete_user(&target.id, CLI, &client).await?;
+            println!("deleted {} {}", deleted.id, deleted.email);
+            return Ok(());
         }
     };
     println!(

@@ -1,10 +1,12 @@
-//! `sluice serve` and `sluice demo`: run the gateway from the environment, or a throw-away
-//! demo instance on SQLite sample data.
+//! `sluice serve`, `sluice init` and `sluice demo`: run the gateway from the environment,
+//! create its store, or run a throw-away demo instance on SQLite sample data.
 
 use std::net::SocketAddr;
 
+use anyhow::Context;
 use sluice::config::{Environment, LogFormat};
-use sluice::instance::Instance;
+use sluice::instance::{self, Instance, StoreOpening};
+use sluice::store::catalog::CatalogStore;
 use sluice::{demo, telemetry};
 
 pub async fn serve(env: &Environment) -> anyhow::Result<()> {
@@ -19,6 +21,25 @@ pub async fn serve(env: &Environment) -> anyhow::Result<()> {
     instance
         .serve(listener, sluice::http::server::termination_signal())
         .await;
+    Ok(())
+}
+
+/// `sluice init`: creates the store where the configuration points, or says it is there.
+pub fn init(env: &Environment) -> anyhow::Result<()> {
+    let config = env.config()?;
+    let path = config.metadata_path();
+    let existed = path.is_file();
+    let store = instance::open_store(&config, StoreOpening::CreateIfMissing)
+        .with_context(|| format!("creating {}", path.display()))?;
+    let revision = store.catalog_revision()?;
+    if existed {
+        println!(
+            "{}: the metadata store exists (catalog revision {revision})",
+            path.display()
+        );
+    } else {
+        println!("{}: created an empty metadata store", path.display());
+    }
     Ok(())
 }
 

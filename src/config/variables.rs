@@ -91,6 +91,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "On shutdown, how long in-flight queries may take to finish, in seconds.",
     ),
     (
+        CATALOG_RELOAD_SECS,
+        "2",
+        "How often a running gateway checks the store for a newly applied catalog revision (catalog apply, rollback, restore) and loads it, in seconds (0 to 86400); 0: only on SIGHUP.",
+    ),
+    (
         POOL_SIZE,
         "16",
         "Default number of connections in each datasource's pool.",
@@ -244,6 +249,7 @@ pub(super) const LISTEN_BACKLOG: &str = "SLUICE_LISTEN_BACKLOG";
 pub(super) const QUERY_TIMEOUT_MS: &str = "SLUICE_QUERY_TIMEOUT_MS";
 pub(super) const MAX_ROWS: &str = "SLUICE_MAX_ROWS";
 pub(super) const SHUTDOWN_GRACE_SECS: &str = "SLUICE_SHUTDOWN_GRACE_SECS";
+pub(super) const CATALOG_RELOAD_SECS: &str = "SLUICE_CATALOG_RELOAD_SECS";
 pub(super) const POOL_SIZE: &str = "SLUICE_POOL_SIZE";
 pub(super) const POOL_WAIT_MS: &str = "SLUICE_POOL_WAIT_MS";
 pub(super) const ADMIN_TOKEN: &str = "SLUICE_ADMIN_TOKEN";

@@ -8,15 +8,34 @@
 use super::StoreError;
 use crate::spec::CatalogSpec;
 
+/// One applied catalog: when, from what, and (for revisions applied since history is kept)
+/// the whole catalog as it was then, secrets sealed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogRevision {
+    pub id: i64,
+    /// RFC 3339, UTC.
+    pub applied_at: String,
+    /// What applied it: a file name, `rollback to revision N`, `demo`, ...
+    pub source: String,
+    /// `None` for revisions applied by a version that did not keep the content.
+    pub spec: Option<CatalogSpec>,
+}
+
 /// Where the gateway keeps its catalog.
 pub trait CatalogStore: Send + Sync {
     /// The current catalog.
     fn load_catalog(&self) -> Result<CatalogSpec, StoreError>;
 
     /// Replaces the whole catalog in one transaction (all of it or none of it) and records
-    /// a revision. Returns the new revision number.
+    /// a revision holding the whole catalog. Returns the new revision number.
     fn replace_catalog(&self, spec: &CatalogSpec, source: &str) -> Result<i64, StoreError>;
 
     /// The latest catalog revision (0 when none was applied).
     fn catalog_revision(&self) -> Result<i64, StoreError>;
+
+    /// The revisions, newest first, at most `limit`.
+    fn catalog_history(&self, limit: u32) -> Result<Vec<CatalogRevision>, StoreError>;
+
+    /// One revision, or `None` when there is no such revision.
+    fn catalog_revision_at(&self, id: i64) -> Result<Option<CatalogRevision>, StoreError>;
 }

@@ -29,6 +29,14 @@ pub enum StoreError {
     /// The file-system error is part of the message, not a chained source: printed once.
     #[error("metadata store: {0}")]
     Io(std::io::Error),
+    /// The store does not exist and this command may not create one (only `serve` and
+    /// `init` do: a command run from the wrong folder must not start an empty store).
+    #[error(
+        "metadata store {} does not exist: run `sluice init` to create it, or point \
+         SLUICE_DATA_DIR / SLUICE_METADATA_DB at the existing one",
+        .0.display()
+    )]
+    Missing(std::path::PathBuf),
     #[error(
         "metadata store schema version {found} is newer than this build understands ({supported})"
     )]

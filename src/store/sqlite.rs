@@ -21,6 +21,8 @@ use super::StoreError;
 
 mod api_keys;
 mod audit;
+mod backup;
+pub use backup::BackupSummary;
 mod catalog;
 pub mod files;
 mod members;
@@ -151,6 +153,12 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE apps ADD COLUMN spec TEXT;
 "#,
+    // Catalog history: each revision keeps the whole catalog (JSON, secrets sealed) for
+    // `catalog history`, `diff` and `rollback`. Older revisions keep none, except the
+    // current one, which `catalog::keep_current_in_history` fills in after this migration.
+    r#"
+    ALTER TABLE catalog_revisions ADD COLUMN spec TEXT;
+"#,
 ];
 
 /// The SQLite-backed store. One connection behind a mutex: metadata writes are rare and
@@ -178,6 +186,15 @@ impl SqliteStore {
         }
         let conn = Connection::open(path).map_err(sqlite("opening the database"))?;
         Self::from_connection(conn)
+    }
+
+    /// Opens the store at `path` and brings its schema up to date, like [`SqliteStore::open`],
+    /// but refuses with [`StoreError::Missing`] when there is no database file there yet.
+    pub fn open_existing(path: &Path) -> Result<SqliteStore, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        SqliteStore::open(path)
     }
 
     /// An in-memory store, for tests.
@@ -212,6 +229,9 @@ impl SqliteStore {
     }
 }
 
+/// The migration that adds the catalog's content to its revisions.
+const HISTORY_MIGRATION: usize = 3;
+
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -227,6 +247,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         let tx = conn.transaction().map_err(sqlite("starting a migration"))?;
         tx.execute_batch(migration)
             .map_err(sqlite("running a migration"))?;
+        if index == HISTORY_MIGRATION {
+            catalog::keep_current_in_history(&tx)?;
+        }
         tx.pragma_update(None, "user_version", index as i64 + 1)
             .map_err(sqlite("recording the schema version"))?;
         tx.commit().map_err(sqlite("committing a migration"))?;

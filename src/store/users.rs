@@ -90,6 +90,20 @@ pub trait UserStore: Send + Sync {
     /// transaction; enabling leaves sessions alone.
     fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), StoreError>;
     fn set_display_name(&self, id: &str, name: &str) -> Result<(), StoreError>;
+    /// An administrator's password change (the CLI's `user set-password`), in one
+    /// transaction: sets the hash (clearing the failure count and any lock), voids the
+    /// account's unused password-reset and email-change tokens (their `used_at` is `now`) and
+    /// ends all its sessions.
+    fn set_password_and_end_sessions(
+        &self,
+        id: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Deletes an account with everything that hangs off it (sessions, one-time tokens,
+    /// API keys, recovery codes, app memberships), in one transaction. The audit log keeps
+    /// its events.
+    fn delete_user(&self, id: &str) -> Result<(), StoreError>;
     /// A signed-in user's password change, in one transaction: ends `old_session` (the
     /// caller's, which must still be one of the account's sessions, else
     /// [`StoreError::NotFound`]`("session")` and nothing changes), sets the hash (clearing

@@ -126,6 +126,7 @@ async fn mailed_flows_stay_out_of_the_log(format: &str) {
         ("display name".into(), display_name.clone()),
     ];
 
+    common::served::init_store(dir.path());
     let mut add = sluice(
         dir.path(),
         &sink,

@@ -24,6 +24,12 @@ async fn totp_enrolment_sign_in_replay_and_recovery_codes() {
     assert!(uri.starts_with("otpauth://totp/"), "{uri}");
     assert!(uri.contains(&format!("secret={secret}")), "{uri}");
     assert!(uri.contains("issuer=Sluice"), "{uri}");
+    // The QR code comes with it (its content is checked by decoding it, in auth::totp).
+    let qr = enrolment["qr_svg"].as_str().unwrap();
+    assert!(
+        qr.contains("<svg") && qr.ends_with("</svg>") && !qr.contains(&secret),
+        "a picture of the URI, not its text"
+    );
     // A wrong first code does not turn MFA on.
     browser
         .post(

@@ -68,10 +68,12 @@ impl Home {
         Home::with_secrets(password, salt)
     }
 
+    /// With this instance key and an empty store (`sluice init`).
     fn with_secrets(password: &str, salt: &str) -> Home {
         let mut home = Home::without_secrets();
         home.set(PASSWORD_VAR, password);
         home.set(SALT_VAR, salt);
+        home.run(&["init"], None).assert_ok("init");
         home
     }
 
@@ -82,6 +84,15 @@ impl Home {
             dir,
             vars: vec![("SLUICE_DATA_DIR".into(), data)],
         }
+    }
+
+    /// With the test instance key, but no store yet (`with_secrets` runs `init`).
+    fn uninitialised() -> Home {
+        let (password, salt) = test_secrets();
+        let mut home = Home::without_secrets();
+        home.set(PASSWORD_VAR, password);
+        home.set(SALT_VAR, salt);
+        home
     }
 
     fn set(&mut self, name: &str, value: &str) {
@@ -671,9 +682,10 @@ apps:
     let back = yaml::parse(&exported).expect("export parses as a catalog");
     assert_eq!(back, applied, "export differs from what was applied");
 
-    // The export applies as is (the git round trip), giving the same catalog again.
+    // The export applies as is (the git round trip): the same catalog, so nothing new is
+    // stored.
     let run = home.apply(&exported);
-    assert!(run.stdout.contains("revision 2"), "{}", run.stdout);
+    assert!(run.stdout.contains("nothing applied"), "{}", run.stdout);
     assert_eq!(home.export(), exported);
 }
 
@@ -722,7 +734,9 @@ async fn serve_runs_queries_reloads_on_sighup_and_drains_on_sigterm() {
     home.apply(&pg_catalog(&schema.name, ""));
     let mut server = Served::start(
         home.command(&["serve"])
-            .env("SLUICE_SHUTDOWN_GRACE_SECS", "10"),
+            .env("SLUICE_SHUTDOWN_GRACE_SECS", "10")
+            // Signal only: no polling for new revisions (tests/it/catalog_history.rs has it).
+            .env("SLUICE_CATALOG_RELOAD_SECS", "0"),
     )
     .await;
 
@@ -731,6 +745,25 @@ async fn serve_runs_queries_reloads_on_sighup_and_drains_on_sigterm() {
     let body = parse_json(&body);
     assert_eq!(body["rows"], json!([[1, "one"], [2, "two"]]), "{body}");
     assert_eq!(body["row_count"], 2);
+    // The start-up line says what it serves and from where.
+    let started = server
+        .output()
+        .lines()
+        .find(|line| line.contains("Sluice is starting"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no start-up line:\n{}", server.output()));
+    let store = home.dir.path().join("data").join("sluice.db");
+    for field in [
+        format!("version={}", env!("CARGO_PKG_VERSION")),
+        format!("commit={}", sluice::COMMIT),
+        format!("store={}", store.display()),
+        "catalog_revision=1".to_string(),
+        "datasources=1".to_string(),
+        "apps=1".to_string(),
+        "queries=2".to_string(),
+    ] {
+        assert!(started.contains(&field), "{field} in: {started}");
+    }
 
     // SIGHUP after `catalog apply`: a newly added query is served by the same process.
     let (status, body) = call(&server, "shop", "count", json!({})).await;
@@ -1022,6 +1055,92 @@ fn user_and_member_commands_manage_accounts_in_the_store() {
         .assert_ok("unlock");
     home.run(&["user", "unlock", "nobody@example.com"], None)
         .assert_failed("unlock of an unknown user");
+
+    // Break-glass password: from stdin, checked against the policy, never echoed.
+    let new_password = "copper-lantern-orchard-17";
+    let set = home
+        .run(
+            &["user", "set-password", "bob@example.com"],
+            Some(&format!("{new_password}\n")),
+        )
+        .assert_ok("set-password");
+    assert!(!set.stdout.contains(new_password) && !set.stderr.contains(new_password));
+    let weak = home
+        .run(
+            &["user", "set-password", "bob@example.com"],
+            Some("password1234\n"),
+        )
+        .assert_failed("weak password");
+    assert!(weak.stderr.contains("commonly used"), "{}", weak.stderr);
+    let empty = home
+        .run(&["user", "set-password", "bob@example.com"], Some("\n"))
+        .assert_failed("empty password");
+    assert!(empty.stderr.contains("no password"), "{}", empty.stderr);
+    // Delete: the last enabled admin stays; anyone else goes, memberships with them.
+    let last = home
+        .run(&["user", "delete", "ada@example.com"], None)
+        .assert_failed("deleting the last admin");
+    assert!(
+        last.stderr.contains("last enabled admin"),
+        "{}",
+        last.stderr
+    );
+    home.run(&["app", "add-member", "crm", "bob@example.com"], None)
+        .assert_ok("add-member");
+    let deleted = home
+        .run(&["user", "delete", "bob@example.com"], None)
+        .assert_ok("delete");
+    assert!(deleted.stdout.contains("deleted"), "{}", deleted.stdout);
+    let list = home
+        .run(&["user", "list"], None)
+        .assert_ok("user list")
+        .stdout;
+    assert!(!list.contains("bob@example.com"), "{list}");
+    let members = home
+        .run(&["app", "members", "crm"], None)
+        .assert_ok("members")
+        .stdout;
+    assert!(members.trim().is_empty(), "{members}");
+    home.run(&["user", "delete", "bob@example.com"], None)
+        .assert_failed("deleting an unknown user");
+}
+
+/// Only `init` and `serve` create a store: every other command run where there is none
+/// (another folder, a wrong SLUICE_DATA_DIR) says so and leaves nothing behind.
+#[test]
+fn commands_other_than_init_and_serve_never_create_a_store() {
+    let home = Home::uninitialised();
+    let catalog = home.write("catalog.yaml", "datasources: {}\napps: {}\n");
+    let database = home.dir.path().join("data").join("sluice.db");
+    for args in [
+        vec!["user", "list"],
+        vec!["user", "add", "ada@example.com", "--role", "admin"],
+        vec!["app", "members", "crm"],
+        vec!["catalog", "export"],
+        vec!["catalog", "apply", catalog.to_str().unwrap()],
+        vec!["egress"],
+    ] {
+        let run = home.run(&args, Some("\n")).assert_failed(&args.join(" "));
+        assert!(
+            run.stderr.contains("does not exist") && run.stderr.contains("sluice init"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            !database.exists(),
+            "{args:?} created {}",
+            database.display()
+        );
+    }
+    let created = home.run(&["init"], None).assert_ok("init");
+    assert!(created.stdout.contains("created"), "{}", created.stdout);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&database), 0o600);
+    assert_eq!(mode(database.parent().unwrap()), 0o700);
+    let again = home.run(&["init"], None).assert_ok("init again");
+    assert!(again.stdout.contains("exists"), "{}", again.stdout);
+    home.run(&["user", "list"], None).assert_ok("user list");
 }
 
 /// A start-up failure names its cause once: a taken port, a missing certificate file.

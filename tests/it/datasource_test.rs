@@ -136,7 +136,7 @@ async fn postgres_faults_fail_at_their_own_step() {
         "private",
     )
     .await;
-    failed_at(&private, "egress", "`egress_allow: [10.255.255.1/32]`");
+    failed_at(&private, "egress", r#"`egress_allow: ["10.255.255.1/32"]`"#);
     assert_eq!(statuses(&private)[0], ("dns", StepStatus::Ok));
     // A name that resolves to loopback: resolved, then refused, the line naming the address
     // and keeping what the datasource already allows.
@@ -155,7 +155,7 @@ async fn postgres_faults_fail_at_their_own_step() {
     failed_at(
         &named,
         "egress",
-        "`egress_allow: [10.0.0.0/8, 127.0.0.1/32]`",
+        r#"`egress_allow: ["10.0.0.0/8", "127.0.0.1/32"]`"#,
     );
     assert_eq!(
         named.steps[0].detail.as_deref(),
@@ -479,7 +479,7 @@ async fn http_and_sqlite_datasources_are_tested_too() {
         "{good:#?}"
     );
     let refused = probe(&api("refused", ""), "refused").await;
-    failed_at(&refused, "egress", "`egress_allow: [127.0.0.1/32]`");
+    failed_at(&refused, "egress", r#"`egress_allow: ["127.0.0.1/32"]`"#);
     server.abort();
     // Once the task has ended its listener is closed.
     let _ = server.await;

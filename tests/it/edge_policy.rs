@@ -62,6 +62,13 @@ fn cli_apply(catalog: &str) -> (bool, String) {
     let file = dir.path().join("catalog.yaml");
     std::fs::write(&file, catalog).expect("write catalog");
     let (password, salt) = test_secrets();
+    let init = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("init")
+        .env_clear()
+        .env("SLUICE_DATA_DIR", dir.path().join("data"))
+        .output()
+        .expect("run sluice init");
+    assert!(init.status.success(), "sluice init: {init:?}");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["catalog", "apply", file.to_str().unwrap()])
         .env_clear()

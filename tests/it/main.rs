@@ -34,6 +34,7 @@ mod injection;
 mod listener;
 mod log_canary;
 mod mail;
+mod operate;
 mod optional_filters;
 mod refusals;
 mod tls;

@@ -171,6 +171,73 @@ impl AuthService {
         Ok(after)
     }
 
+    /// Sets a user's password as an administrator (`sluice user set-password`, the
+    /// break-glass path when no reset mail can be sent). The password is checked against
+    /// the policy; the account's sessions end, its pending reset and email-change links stop
+    /// working, and any lockout is lifted, in one store operation.
+    pub async fn set_password(
+        &self,
+        user_id: &str,
+        password: String,
+        actor: &str,
+        client: &ClientInfo,
+    ) -> Result<UserRecord, AuthError> {
+        let user = self.user_by_id(user_id).await?;
+        password::check_policy(&password, &user.email, self.settings.password_min_length)?;
+        let hash = self.hash_off_thread(password).await?;
+        let (id, now) = (user.id.clone(), self.now());
+        let after = self
+            .run(move |store| {
+                store.set_password_and_end_sessions(&id, &hash, now)?;
+                store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))
+            })
+            .await?;
+        let mut event = self.audit.event("password_set", client);
+        event.user_id = Some(after.id.clone());
+        event.email = Some(after.email.clone());
+        event.actor = Some(actor.to_string());
+        self.audit.append(event).await;
+        Ok(after)
+    }
+
+    /// Deletes an account with its sessions, API keys, MFA state and memberships. The audit
+    /// log keeps its events (with the email, so they stay readable). The last enabled admin
+    /// is not deleted: add or enable another admin first.
+    pub async fn delete_user(
+        &self,
+        user_id: &str,
+        actor: &str,
+        client: &ClientInfo,
+    ) -> Result<UserRecord, AuthError> {
+        let id = user_id.to_string();
+        let deleted = self
+            .run(move |store| {
+                let user = store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))?;
+                if user.role == Role::Admin && !user.disabled {
+                    let admins = store
+                        .list_users()?
+                        .iter()
+                        .filter(|u| u.role == Role::Admin && !u.disabled)
+                        .count();
+                    if admins <= 1 {
+                        return Err(AuthError::Conflict(
+                            "this is the last enabled admin: add or enable another admin first",
+                        ));
+                    }
+                }
+                store.delete_user(&id)?;
+                Ok(user)
+            })
+            .await?;
+        let mut event = self.audit.event("user_deleted", client);
+        event.user_id = Some(deleted.id.clone());
+        event.email = Some(deleted.email.clone());
+        event.actor = Some(actor.to_string());
+        event.details = Some(serde_json::json!({ "role": deleted.role.as_str() }).to_string());
+        self.audit.append(event).await;
+        Ok(deleted)
+    }
+
     // ----- App membership --------------------------------------------------------------
 
     pub async fn is_member(&self, app: &str, user_id: &str) -> Result<bool, AuthError> {

@@ -8,12 +8,13 @@ use crate::store::sessions::SessionChange;
 use crate::store::users::UserRecord;
 use crate::vault::Owner;
 
-/// What enrolment shows the user once: the secret for manual entry and the otpauth URI for
-/// a QR code.
+/// What enrolment shows the user once: the secret for manual entry, the otpauth URI, and
+/// that URI as a QR code (an SVG document) for authenticator apps to scan.
 #[derive(Debug, Serialize)]
 pub struct Enrolment {
     pub secret: String,
     pub otpauth_uri: String,
+    pub qr_svg: String,
 }
 
 /// The issuer name authenticator apps show.
@@ -81,8 +82,10 @@ impl AuthService {
             other => Ok(other?),
         })
         .await?;
+        let otpauth_uri = totp::otpauth_uri(&secret, ISSUER, &caller.user.email);
         Ok(Enrolment {
-            otpauth_uri: totp::otpauth_uri(&secret, ISSUER, &caller.user.email),
+            qr_svg: totp::qr_svg(&otpauth_uri),
+            otpauth_uri,
             secret: encoded,
         })
     }

@@ -8,6 +8,7 @@ use crate::auth::Role;
 use crate::clock::{ManualClock, SharedClock};
 use crate::policy::rate_limit::MemoryLimiter;
 use crate::store::SqliteStore;
+use crate::store::audit::AuditStore;
 use crate::store::mfa::MfaStore;
 use crate::store::sessions::SessionStore;
 use crate::store::users::UserStore;
@@ -191,4 +192,123 @@ async fn guesses_raced_past_the_threshold_are_refused_unchecked() {
         .filter(|e| e.event == "account_locked")
         .count();
     assert_eq!(account_locked, wrong / threshold, "{events:?}");
+}
+
+fn credentials(email: &str, password: &str) -> Credentials {
+    Credentials {
+        email: email.into(),
+        password: password.into(),
+        ..Credentials::default()
+    }
+}
+
+#[tokio::test]
+async fn an_administrators_new_password_signs_in_and_ends_the_old_sessions() {
+    let (service, store, user) = service().await;
+    let client = ClientInfo::default();
+    let (_, old_session) = service
+        .login(credentials("u1@example.com", PASSWORD), &client, None)
+        .await
+        .unwrap();
+    // A weak password is refused and changes nothing.
+    let weak = service
+        .set_password(&user.id, "password1234".into(), "cli", &client)
+        .await;
+    assert!(matches!(weak, Err(AuthError::WeakPassword(_))), "{weak:?}");
+    assert!(
+        store
+            .session_by_hash(&old_session.record.token_hash)
+            .unwrap()
+            .is_some()
+    );
+
+    let new_password = "an entirely different passphrase 7";
+    service
+        .set_password(&user.id, new_password.into(), "cli", &client)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .session_by_hash(&old_session.record.token_hash)
+            .unwrap()
+            .is_none(),
+        "the sessions opened under the old password ended"
+    );
+    let old = service
+        .login(credentials("u1@example.com", PASSWORD), &client, None)
+        .await;
+    assert!(matches!(old, Err(AuthError::InvalidCredentials)), "{old:?}");
+    service
+        .login(credentials("u1@example.com", new_password), &client, None)
+        .await
+        .unwrap();
+    let events: Vec<_> = store
+        .list_audit(10, None)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event, e.actor))
+        .collect();
+    assert!(
+        events.contains(&("password_set".into(), Some("cli".into()))),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_user_keeps_the_last_enabled_admin() {
+    let (service, store, user) = service().await;
+    let client = ClientInfo::default();
+    let admin = service
+        .create_user("a1@example.com", "", Role::Admin, vec![], None, "test")
+        .await
+        .unwrap();
+    let refused = service.delete_user(&admin.id, "cli", &client).await;
+    assert!(
+        matches!(refused, Err(AuthError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert!(store.user_by_id(&admin.id).unwrap().is_some());
+
+    let second = service
+        .create_user("a2@example.com", "", Role::Admin, vec![], None, "test")
+        .await
+        .unwrap();
+    service
+        .set_disabled(&second.id, true, "cli", &client)
+        .await
+        .unwrap();
+    // A disabled admin does not count.
+    assert!(
+        service
+            .delete_user(&admin.id, "cli", &client)
+            .await
+            .is_err()
+    );
+    service
+        .set_disabled(&second.id, false, "cli", &client)
+        .await
+        .unwrap();
+    service
+        .delete_user(&admin.id, "cli", &client)
+        .await
+        .unwrap();
+    assert!(store.user_by_id(&admin.id).unwrap().is_none());
+    // Anyone else goes; a second delete finds nothing.
+    service.delete_user(&user.id, "cli", &client).await.unwrap();
+    let again = service.delete_user(&user.id, "cli", &client).await;
+    assert!(
+        matches!(again, Err(AuthError::NotFound("user"))),
+        "{again:?}"
+    );
+    let deleted = store
+        .list_audit(20, None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event == "user_deleted")
+        .map(|e| e.email)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        deleted,
+        [Some("u1@example.com".into()), Some("a1@example.com".into())]
+    );
 }

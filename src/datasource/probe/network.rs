@@ -125,7 +125,8 @@ async fn judge(
     Err(Failure::new(detail, hint))
 }
 
-/// The `egress_allow` line with `blocked` added to what the datasource already lists.
+/// The `egress_allow` line with `blocked` added to what the datasource already lists,
+/// items quoted as `catalog check`'s egress pre-flight writes them.
 pub(crate) fn allow_line(existing: &[String], blocked: impl IntoIterator<Item = IpAddr>) -> String {
     let mut items: Vec<String> = existing.to_vec();
     for ip in blocked {
@@ -137,7 +138,8 @@ pub(crate) fn allow_line(existing: &[String], blocked: impl IntoIterator<Item = 
             items.push(item);
         }
     }
-    format!("egress_allow: [{}]", items.join(", "))
+    let quoted: Vec<String> = items.iter().map(|item| format!("\"{item}\"")).collect();
+    format!("egress_allow: [{}]", quoted.join(", "))
 }
 
 async fn connect(
@@ -268,14 +270,14 @@ mod tests {
         let ip = |text: &str| text.parse::<IpAddr>().unwrap();
         assert_eq!(
             allow_line(&[], [ip("10.1.2.3")]),
-            "egress_allow: [10.1.2.3/32]"
+            r#"egress_allow: ["10.1.2.3/32"]"#
         );
         assert_eq!(
             allow_line(
                 &["192.168.0.0/16".to_string()],
                 [ip("10.1.2.3"), ip("fd00::5"), ip("10.1.2.3")]
             ),
-            "egress_allow: [192.168.0.0/16, 10.1.2.3/32, fd00::5/128]"
+            r#"egress_allow: ["192.168.0.0/16", "10.1.2.3/32", "fd00::5/128"]"#
         );
     }
 }

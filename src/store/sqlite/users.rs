@@ -289,6 +289,31 @@ impl UserStore for SqliteStore {
         )
     }
 
+    fn set_password_and_end_sessions(
+        &self,
+        id: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = immediate(&mut conn)?;
+        set_password(&tx, id, hash)?;
+        revoke_user_tokens(&tx, id, TokenPurpose::PasswordReset, now)?;
+        revoke_user_tokens(&tx, id, TokenPurpose::EmailChange, now)?;
+        delete_user_sessions(&tx, id)?;
+        tx.commit().map_err(sqlite("committing a password change"))
+    }
+
+    fn delete_user(&self, id: &str) -> Result<(), StoreError> {
+        // Sessions, tokens, keys, recovery codes and memberships go with the row (ON DELETE
+        // CASCADE, with foreign keys on); the audit log has no foreign key and keeps its rows.
+        let changed = self
+            .lock()
+            .execute("DELETE FROM users WHERE id = ?1", [id])
+            .map_err(sqlite("deleting a user"))?;
+        one_user(changed)
+    }
+
     /// The voided tokens' `used_at` records `session.created_at`, the time of the change.
     fn change_password(
         &self,

@@ -42,10 +42,24 @@ pub fn sluice_with_test_key(dir: &Path, args: &[&str]) -> Command {
     command
 }
 
+/// Runs `sluice init` for the test instance in `dir` (creates its store when missing).
+pub fn init_store(dir: &Path) {
+    let init = sluice_with_test_key(dir, &["init"])
+        .output()
+        .expect("run sluice init");
+    assert!(
+        init.status.success(),
+        "sluice init: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+}
+
 /// Writes `catalog` to `dir/catalog.yaml` and applies it to the test instance in `dir`
-/// ([`sluice_with_test_key`]), failing the test with the command's error if it is refused.
-/// Returns the command's output (for tests that check what it printed).
+/// ([`sluice_with_test_key`]; its store is created first when missing), failing the test
+/// with the command's error if it is refused. Returns the command's output (for tests that
+/// check what it printed).
 pub fn apply_catalog(dir: &Path, catalog: &str) -> std::process::Output {
+    init_store(dir);
     std::fs::write(dir.join("catalog.yaml"), catalog).expect("write catalog.yaml");
     let applied = sluice_with_test_key(dir, &["catalog", "apply", "catalog.yaml"])
         .output()

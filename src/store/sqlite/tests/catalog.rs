@@ -62,3 +62,48 @@ fn reopening_keeps_data_and_schema_version() {
         .unwrap();
     assert_eq!(synchronous, 1, "synchronous=NORMAL");
 }
+
+#[test]
+fn every_revision_keeps_its_whole_catalog() {
+    let store = SqliteStore::in_memory().unwrap();
+    assert!(store.catalog_history(10).unwrap().is_empty());
+    assert_eq!(store.catalog_revision_at(1).unwrap(), None);
+    let first = yaml::parse(CATALOG).unwrap();
+    store.replace_catalog(&first, "catalog.yaml").unwrap();
+    store
+        .replace_catalog(&CatalogSpec::default(), "empty.yaml")
+        .unwrap();
+    let history = store.catalog_history(10).unwrap();
+    let ids: Vec<_> = history.iter().map(|r| (r.id, r.source.as_str())).collect();
+    assert_eq!(ids, [(2, "empty.yaml"), (1, "catalog.yaml")]);
+    assert_eq!(history[1].spec.as_ref(), Some(&first));
+    assert_eq!(history[0].spec, Some(CatalogSpec::default()));
+    assert_eq!(store.catalog_history(1).unwrap().len(), 1);
+    let one = store.catalog_revision_at(1).unwrap().unwrap();
+    assert_eq!(one.spec, Some(first));
+    assert!(one.applied_at.ends_with('Z'), "{}", one.applied_at);
+    assert_eq!(store.catalog_revision_at(3).unwrap(), None);
+}
+
+#[test]
+fn the_history_migration_keeps_the_catalog_serving_at_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.db");
+    let spec = yaml::parse(CATALOG).unwrap();
+    {
+        // A store as the previous release left it: two revisions without content.
+        let store = SqliteStore::open(&path).unwrap();
+        store.replace_catalog(&CatalogSpec::default(), "a").unwrap();
+        store.replace_catalog(&spec, "b").unwrap();
+        let conn = store.lock();
+        conn.execute_batch(
+            "UPDATE catalog_revisions SET spec = NULL; \
+             ALTER TABLE catalog_revisions DROP COLUMN spec; PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let history = store.catalog_history(10).unwrap();
+    assert_eq!(history[0].spec, Some(spec), "the current one is kept");
+    assert_eq!(history[1].spec, None, "older content was never stored");
+}

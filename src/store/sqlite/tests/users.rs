@@ -269,10 +269,8 @@ fn deleting_a_user_removes_what_hangs_off_it_but_not_the_audit_log() {
     store.replace_recovery_codes("u1", &["a".into()]).unwrap();
     store.add_app_member("shop", "u1").unwrap();
     store.append_audit(&audit("user_created", NOW)).unwrap();
-    store
-        .lock()
-        .execute("DELETE FROM users WHERE id = 'u1'", [])
-        .unwrap();
+    store.delete_user("u1").unwrap();
+    assert_eq!(store.user_by_id("u1").unwrap(), None);
     assert_eq!(store.session_by_hash("t1").unwrap(), None);
     assert_eq!(store.api_key("k1").unwrap(), None);
     assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 0);
@@ -284,6 +282,50 @@ fn deleting_a_user_removes_what_hangs_off_it_but_not_the_audit_log() {
         None
     );
     assert_eq!(store.list_audit(10, None).unwrap().len(), 1);
+    assert!(matches!(
+        store.delete_user("u1"),
+        Err(StoreError::NotFound("user"))
+    ));
+}
+
+#[test]
+fn an_administrators_password_change_happens_whole_or_not_at_all() {
+    let store = accounts();
+    store
+        .create_token(&token("r1", TokenPurpose::PasswordReset, Some("u1")))
+        .unwrap();
+    store
+        .create_token(&token("e1", TokenPurpose::EmailChange, Some("u1")))
+        .unwrap();
+    store
+        .create_token(&token("r2", TokenPurpose::PasswordReset, Some("u2")))
+        .unwrap();
+    let before = store.user_by_id("u1").unwrap().unwrap();
+
+    fail_at(&store, "DELETE ON sessions");
+    assert_injected(store.set_password_and_end_sessions("u1", "admin-set", NOW));
+    assert_eq!(store.user_by_id("u1").unwrap().unwrap(), before);
+    assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
+    assert!(usable(&store, "r1", TokenPurpose::PasswordReset));
+    assert!(usable(&store, "e1", TokenPurpose::EmailChange));
+
+    stop_failing(&store);
+    store
+        .set_password_and_end_sessions("u1", "admin-set", NOW)
+        .unwrap();
+    let after = store.user_by_id("u1").unwrap().unwrap();
+    assert_eq!(after.password_hash.as_deref(), Some("admin-set"));
+    assert_eq!((after.failed_logins, after.locked_until), (0, None));
+    assert!(session_ids(&store, "u1").is_empty());
+    assert!(!usable(&store, "r1", TokenPurpose::PasswordReset));
+    assert!(!usable(&store, "e1", TokenPurpose::EmailChange));
+    // Another account keeps its sessions and tokens.
+    assert_eq!(session_ids(&store, "u2"), ["other"]);
+    assert!(usable(&store, "r2", TokenPurpose::PasswordReset));
+    assert!(matches!(
+        store.set_password_and_end_sessions("nobody", "x", NOW),
+        Err(StoreError::NotFound("user"))
+    ));
 }
 
 #[test]
