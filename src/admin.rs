@@ -1,4 +1,5 @@
-//! The edit plane: `GET /v1/admin/egress` (the addresses a DBA allowlists) and, in
+//! The edit plane: `GET /v1/admin/egress` (the addresses a DBA allowlists), `POST
+//! /v1/admin/datasources/{name}/test` (a datasource's connection tried step by step) and, in
 //! [`accounts`], users, app members and the audit log.
 //!
 //! Who may call it: a signed-in admin whose session has MFA (an admin still to enrol gets
@@ -109,6 +110,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
     let guard = state.clone();
     Router::new()
         .route("/egress", get(egress))
+        .route("/datasources/{name}/test", post(test_datasource))
         .route("/apps/{app}/policy", get(app_policy))
         .route("/apps/{app}/queries/{query}/run", post(run_query))
         .merge(accounts::router())
@@ -130,6 +132,26 @@ pub struct AdminActor {
 async fn egress(State(state): State<Arc<AdminState>>) -> Response {
     let report = egress_report(&state.config, &state.gateway.snapshot().spec);
     json_response(StatusCode::OK, &report)
+}
+
+/// Tests a served datasource step by step (`datasource::probe`): 200 with the report
+/// whether or not it passed (its `ok` says), 404 for a name the catalog does not have.
+async fn test_datasource(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let snapshot = state.gateway.snapshot();
+    let (Some(spec), Some(source)) = (
+        snapshot.spec.datasources.get(&name),
+        snapshot.pools.get(&name),
+    ) else {
+        return Err(ApiError::not_found(format!(
+            "no datasource `{}`",
+            crate::spec::checks::shown_name(&name)
+        )));
+    };
+    let report = source.probe(&name, spec).await;
+    Ok(json_response(StatusCode::OK, &report))
 }
 
 async fn app_policy(

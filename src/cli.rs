@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod backup;
 pub mod catalog;
+pub mod datasource;
 pub mod egress;
 pub mod healthcheck;
 pub mod serve;

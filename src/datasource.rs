@@ -23,7 +23,9 @@ pub mod http;
 pub mod json;
 pub mod mysql;
 pub mod postgres;
+pub mod probe;
 pub mod sqlite;
+pub mod tls;
 
 mod errors;
 mod pools;
@@ -35,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 pub(crate) use errors::classify_egress;
 pub use errors::{DatasourceError, PoolError};
 pub use pools::{PoolDefaults, Pools};
-pub(crate) use pools::{egress_policy, is_loopback_host, slots_for};
+pub(crate) use pools::{egress_policy, slots_for};
 pub use slots::{DEFAULT_POOL_WAIT, PoolUse};
 pub(crate) use slots::{Slot, Slots};
 pub use stream::{ColumnInfo, ExecOptions, Execution, FRAME_BYTES, Frame, Summary};

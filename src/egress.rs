@@ -361,6 +361,22 @@ fn validate_name(host: &str, name: &str) -> Result<(), EgressError> {
     Ok(())
 }
 
+/// Whether `host` names this machine (database TLS is then off by default). Every spelling
+/// of a loopback address counts (`127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`), and the name
+/// `localhost`; other names are not resolved here.
+pub fn is_loopback_host(host: &str) -> bool {
+    match parse_host(host) {
+        Ok(HostSpec::Name(name)) => name == "localhost",
+        Ok(HostSpec::Ip(ip)) => match ip {
+            IpAddr::V4(v4) => v4.is_loopback(),
+            IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        },
+        Err(_) => false,
+    }
+}
+
 /// Whether a normalised name always means a metadata service.
 pub fn is_metadata_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
@@ -591,22 +607,48 @@ pub async fn resolve_checked(
     port: u16,
     policy: &EgressPolicy,
 ) -> Result<Vec<SocketAddr>, EgressError> {
+    if let HostSpec::Ip(ip) = parse_host(host)? {
+        policy.check_host(host, ip)?;
+        return Ok(vec![SocketAddr::new(ip.to_canonical(), port)]);
+    }
+    let resolved = resolve_unjudged(host, port).await?;
+    check_resolved(host, resolved.addresses, policy)
+}
+
+/// What [`resolve_unjudged`] found: the addresses, and whether DNS was asked (not for an IP
+/// literal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub addresses: Vec<SocketAddr>,
+    pub looked_up: bool,
+}
+
+/// The first half of [`resolve_checked`]: the host read (an IP literal is its own address)
+/// or resolved once, nothing judged yet, so that the datasource test can report resolution
+/// and the egress decision apart. Cloud metadata host names are refused here, before any
+/// lookup. Never connect to these addresses without judging each with
+/// [`EgressPolicy::check`].
+pub async fn resolve_unjudged(host: &str, port: u16) -> Result<Resolved, EgressError> {
     match parse_host(host)? {
-        HostSpec::Ip(ip) => {
-            policy.check_host(host, ip)?;
-            Ok(vec![SocketAddr::new(ip.to_canonical(), port)])
-        }
+        HostSpec::Ip(ip) => Ok(Resolved {
+            addresses: vec![SocketAddr::new(ip, port)],
+            looked_up: false,
+        }),
         HostSpec::Name(name) => {
             if is_metadata_name(&name) {
                 return Err(EgressError::MetadataHost { host: shown(host) });
             }
-            let resolved = tokio::net::lookup_host((name.as_str(), port))
+            let addresses = tokio::net::lookup_host((name.as_str(), port))
                 .await
                 .map_err(|source| EgressError::Resolve {
                     host: shown(host),
                     source,
-                })?;
-            check_resolved(host, resolved, policy)
+                })?
+                .collect();
+            Ok(Resolved {
+                addresses,
+                looked_up: true,
+            })
         }
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use cli::accounts::{AppCommand, UserCommand};
 use cli::catalog::{CatalogCommand, SecretCommand};
+use cli::datasource::DatasourceCommand;
 use sluice::config::Environment;
 use sluice::vault;
 
@@ -64,6 +65,11 @@ enum Command {
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
+    },
+    /// Test a datasource's connection step by step.
+    Datasource {
+        #[command(subcommand)]
+        command: DatasourceCommand,
     },
     /// Manage user accounts (the first admin is created here).
     User {
@@ -142,6 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup { file } => cli::backup::backup(&env, &file),
         Command::Restore { file } => cli::backup::restore(&env, &file),
         Command::Egress { json } => cli::egress::egress(&env, json),
+        Command::Datasource { command } => cli::datasource::datasource(&env, command).await,
         Command::User { command } => cli::accounts::user(&env, command).await,
         Command::App { command } => cli::accounts::app(&env, command).await,
         Command::Healthcheck { url, timeout_ms } => {

@@ -5,7 +5,7 @@
 //! the secrets they need). A [`Snapshot`] is immutable; a reload builds a new one and swaps
 //! it in whole, so requests in flight keep the one they started with. This is the only place
 //! where a stored catalog becomes a served one: `catalog check`/`apply` use
-//! [`verify_secrets`] too, so what applies is what serves.
+//! [`verify_secrets`] and [`verify_tls`] too, so what applies is what serves.
 //!
 //! Each query's metric series ([`QuerySeries`]) is made here too, once per build, and kept
 //! beside the catalog by the query's index, so the request path records without a lookup.
@@ -16,9 +16,10 @@ use std::sync::Arc;
 
 use crate::catalog::compile::{self, CatalogErrors, CatalogProblem, CompiledCatalog};
 use crate::config::Config;
+use crate::datasource::tls::DbTls;
 use crate::datasource::{PoolDefaults, PoolError, Pools};
 use crate::metrics::{Metrics, PoolReading, QuerySeries, Reading};
-use crate::spec::CatalogSpec;
+use crate::spec::{CatalogSpec, DatasourceSpec};
 use crate::store::{Store, StoreError};
 use crate::vault::{InstanceKey, Owner};
 
@@ -94,17 +95,7 @@ pub async fn build(
     let catalog =
         compile::compile(&spec, config.query_defaults()).map_err(SnapshotError::Catalog)?;
     verify_secrets(&spec, key).map_err(SnapshotError::Secrets)?;
-    let pools = Pools::build(
-        &spec,
-        key,
-        &PoolDefaults {
-            pool_size: config.pool_size,
-            pool_wait: config.pool_wait,
-            egress_allow: config.egress_allow.clone(),
-            egress_bind: config.egress_bind.clone(),
-            ..PoolDefaults::default()
-        },
-    )?;
+    let pools = Pools::build(&spec, key, &pool_defaults(config))?;
     let series = query_series(&catalog, metrics);
     Ok(Snapshot {
         spec: Arc::new(spec),
@@ -139,6 +130,60 @@ pub fn verify_secrets(spec: &CatalogSpec, key: &InstanceKey) -> Result<(), Catal
                     message: error.to_string(),
                 });
             }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CatalogErrors(problems))
+    }
+}
+
+/// The instance-wide pool settings of `config`.
+pub fn pool_defaults(config: &Config) -> PoolDefaults {
+    PoolDefaults {
+        pool_size: config.pool_size,
+        pool_wait: config.pool_wait,
+        egress_allow: config.egress_allow.clone(),
+        egress_bind: config.egress_bind.clone(),
+        ..PoolDefaults::default()
+    }
+}
+
+/// Checks the TLS files of every database datasource as building its pool will: the CA
+/// bundle and the client certificate read and parsed, and, when `key` is given, the client
+/// key opened and matched to its certificate. Every problem is reported, each located at
+/// its field. Settings that do not fit together are the compiler's to report, and a key
+/// that does not open is [`verify_secrets`]'s: both are skipped here.
+pub fn verify_tls(spec: &CatalogSpec, key: Option<&InstanceKey>) -> Result<(), CatalogErrors> {
+    let mut problems = Vec::new();
+    for (name, datasource) in &spec.datasources {
+        let (DatasourceSpec::Postgres(net) | DatasourceSpec::Mysql(net)) = datasource else {
+            continue;
+        };
+        let mode = net.tls_mode(crate::egress::is_loopback_host(&net.host));
+        if net
+            .check_tls(mode, matches!(datasource, DatasourceSpec::Mysql(_)))
+            .is_err()
+        {
+            continue;
+        }
+        let checked = match (key, &net.tls_client_key) {
+            (Some(key), Some(sealed)) => {
+                let Ok(opened) = Owner::datasource(name, "tls_client_key")
+                    .and_then(|owner| key.open(&owner, sealed))
+                else {
+                    continue;
+                };
+                DbTls::load(net, mode, Some(&opened)).map(drop)
+            }
+            _ => DbTls::check_files(net, mode),
+        };
+        if let Err(error) = checked {
+            problems.push(CatalogProblem {
+                location: format!("datasources.{name}.{}", error.field()),
+                message: error.to_string(),
+            });
         }
     }
     if problems.is_empty() {

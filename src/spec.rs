@@ -50,10 +50,23 @@ pub struct NetworkDatabaseSpec {
     /// Sealed password (`enc:v1:...`, owner `datasource/<name>/password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
-    /// `disable`, `require` or `verify-full`; unset means verify-full off loopback and
-    /// disable on loopback.
+    /// `disable`, `require`, `verify-ca` or `verify-full`; unset means verify-full off
+    /// loopback and disable on loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsMode>,
+    /// A PEM bundle of the CAs that sign the server's certificate (RDS, Cloud SQL, an
+    /// internal CA), trusted instead of the bundled web PKI roots by `verify-ca` and
+    /// `verify-full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<String>,
+    /// A PEM certificate (chain) to present to the server (mutual TLS); needs
+    /// `tls_client_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_cert_file: Option<String>,
+    /// The client certificate's private key, PEM, sealed (`enc:v1:...`, owner
+    /// `datasource/<name>/tls_client_key`) like the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_size: Option<usize>,
     /// How long a statement waits for a free connection when all `pool_size` are in use, in
@@ -75,8 +88,39 @@ pub struct NetworkDatabaseSpec {
 pub enum TlsMode {
     /// Plain TCP.
     Disable,
-    /// TLS, certificate verified against the web PKI roots and the host name.
+    /// TLS, but the server's certificate is NOT verified: encrypted, yet open to anyone who
+    /// can intercept the connection and present a certificate of their own.
+    Require,
+    /// TLS, certificate verified against the trusted CAs (`tls_ca_file`, else the web PKI
+    /// roots), but not against the host name (PostgreSQL only).
+    VerifyCa,
+    /// TLS, certificate verified against the trusted CAs and the host name.
     VerifyFull,
+}
+
+impl TlsMode {
+    /// The YAML spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Require => "require",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl NetworkDatabaseSpec {
+    /// The TLS mode in force: `tls` when set, else verify-full, or disable when the host is
+    /// this machine (`on_loopback`, which the caller judges with the egress guard's reading
+    /// of the host).
+    pub fn tls_mode(&self, on_loopback: bool) -> TlsMode {
+        self.tls.unwrap_or(if on_loopback {
+            TlsMode::Disable
+        } else {
+            TlsMode::VerifyFull
+        })
+    }
 }
 
 /// An SQLite database file.

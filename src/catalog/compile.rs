@@ -169,6 +169,13 @@ pub fn compile(
         {
             problem(location.clone(), message);
         }
+        if let DatasourceSpec::Postgres(net) | DatasourceSpec::Mysql(net) = datasource {
+            let mode = net.tls_mode(crate::egress::is_loopback_host(&net.host));
+            let mysql = matches!(datasource, DatasourceSpec::Mysql(_));
+            if let Err((field, message)) = net.check_tls(mode, mysql) {
+                problem(format!("{location}.{field}"), message);
+            }
+        }
         for (field, value) in datasource.secret_fields() {
             if let Some(value) = value
                 && !vault::is_sealed(value)

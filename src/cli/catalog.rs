@@ -1,8 +1,9 @@
 //! `sluice catalog ...` and `sluice secret seal`: the catalog as YAML (check, apply,
 //! export), its revisions (history, diff, rollback) and sealing a secret for its owner.
-//! `apply` and `rollback` compile and verify every secret exactly as serving will
-//! (`snapshot::verify_secrets`) before they store anything, show what changes, and refuse
-//! to remove anything without `--prune`; `check` and `apply` run the egress pre-flight.
+//! `apply` and `rollback` compile and verify every secret and database TLS file exactly as
+//! serving will (`snapshot::verify_secrets`, `verify_tls`) before they store anything, show
+//! what changes, and refuse to remove anything without `--prune`; `check` and `apply` run
+//! the egress pre-flight.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -112,9 +113,12 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
             let spec = read_catalog(&file)?;
             compile::compile(&spec, defaults)?;
             let secrets = if config.encryption_password.is_some() {
-                sluice::snapshot::verify_secrets(&spec, &config.instance_key()?)?;
+                let key = config.instance_key()?;
+                sluice::snapshot::verify_secrets(&spec, &key)?;
+                sluice::snapshot::verify_tls(&spec, Some(&key))?;
                 "secrets open"
             } else {
+                sluice::snapshot::verify_tls(&spec, None)?;
                 "secrets not verified: SLUICE_ENCRYPTION_PASSWORD is not set"
             };
             preflight(&config, &spec, strict).await?;
@@ -128,7 +132,9 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
         } => {
             let spec = read_catalog(&file)?;
             compile::compile(&spec, defaults)?;
-            sluice::snapshot::verify_secrets(&spec, &config.instance_key()?)?;
+            let key = config.instance_key()?;
+            sluice::snapshot::verify_secrets(&spec, &key)?;
+            sluice::snapshot::verify_tls(&spec, Some(&key))?;
             let store = super::open_store(&config)?;
             preflight(&config, &spec, strict).await?;
             let source = file.display().to_string();
@@ -213,8 +219,11 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
             let spec = revision_spec(&store, revision)?;
             compile::compile(&spec, defaults)
                 .with_context(|| format!("revision {revision} no longer compiles"))?;
-            sluice::snapshot::verify_secrets(&spec, &config.instance_key()?)
+            let key = config.instance_key()?;
+            sluice::snapshot::verify_secrets(&spec, &key)
                 .with_context(|| format!("revision {revision}'s secrets do not open"))?;
+            sluice::snapshot::verify_tls(&spec, Some(&key))
+                .with_context(|| format!("revision {revision}'s TLS files cannot be used"))?;
             replace(
                 &store,
                 &spec,

@@ -81,6 +81,12 @@ pub enum PoolError {
     },
     #[error("datasource `{datasource}`: {message}")]
     Config { datasource: String, message: String },
+    /// A TLS file that cannot be read or used, or a client key that does not fit.
+    #[error("datasource `{datasource}`: {}: {cause}", .cause.field())]
+    Tls {
+        datasource: String,
+        cause: super::tls::TlsSetupError,
+    },
 }
 
 /// Maps a refused or failed outbound connection. The full reason (host, address, range)

@@ -74,6 +74,18 @@ pub struct HttpSource {
     /// Finds the credential in what the upstream sends back (`None`: no credential).
     scrubber: Option<scrub::Scrubber>,
     max_response_bytes: usize,
+    /// Source addresses and connect timeout, as the client has them (for the datasource
+    /// test, which opens its own TCP connection first).
+    bind: Vec<std::net::IpAddr>,
+    connect_timeout: Duration,
+}
+
+/// Why the datasource test's request to the base URL got no answer.
+#[derive(Debug)]
+pub(crate) enum BaseRequestError {
+    /// The sealed API key is not a valid header value.
+    Credential,
+    Request(reqwest::Error),
 }
 
 /// The secrets of an HTTP datasource, opened by the vault.
@@ -192,6 +204,71 @@ impl HttpSource {
             credential,
             scrubber,
             max_response_bytes: spec.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE),
+            bind: defaults.egress_bind.clone(),
+            connect_timeout: defaults.connect_timeout,
+        })
+    }
+
+    /// The base URL, its host and port, the egress policy, the source addresses and the
+    /// connect timeout (for the datasource test).
+    pub(crate) fn target(
+        &self,
+    ) -> (
+        &Url,
+        &str,
+        u16,
+        &EgressPolicy,
+        &[std::net::IpAddr],
+        Duration,
+    ) {
+        (
+            &self.base,
+            &self.host,
+            self.base.port_or_known_default().unwrap_or(443),
+            &self.policy,
+            &self.bind,
+            self.connect_timeout,
+        )
+    }
+
+    /// GETs the base URL with the datasource's headers and credential and returns the
+    /// status; the body is not read. For the datasource test.
+    pub(crate) async fn get_base(&self) -> Result<u16, BaseRequestError> {
+        let mut url = self.base.clone();
+        if let Credential::QueryKey { name, value } = &self.credential {
+            url.query_pairs_mut().append_pair(name, value.expose());
+        }
+        let builder = self.client.get(url).headers(self.headers.clone());
+        let builder = self
+            .with_credential(builder)
+            .map_err(|_| BaseRequestError::Credential)?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| BaseRequestError::Request(e.without_url()))?;
+        Ok(response.status().as_u16())
+    }
+
+    /// Adds the credential (but a query-string key, which is part of the URL).
+    fn with_credential(
+        &self,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, DatasourceError> {
+        Ok(match &self.credential {
+            Credential::None | Credential::QueryKey { .. } => builder,
+            Credential::Bearer(token) => builder.bearer_auth(token.expose()),
+            Credential::Basic { user, password } => {
+                builder.basic_auth(user, Some(password.expose()))
+            }
+            Credential::HeaderKey { name, value } => {
+                let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
+                    DatasourceError::Internal {
+                        class: "credential_header",
+                    }
+                })?;
+                value.set_sensitive(true);
+                builder.header(name.clone(), value)
+            }
         })
     }
 
@@ -226,22 +303,7 @@ impl HttpSource {
             headers.insert(name, value);
         }
         builder = builder.headers(headers);
-        builder = match &self.credential {
-            Credential::None | Credential::QueryKey { .. } => builder,
-            Credential::Bearer(token) => builder.bearer_auth(token.expose()),
-            Credential::Basic { user, password } => {
-                builder.basic_auth(user, Some(password.expose()))
-            }
-            Credential::HeaderKey { name, value } => {
-                let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
-                    DatasourceError::Internal {
-                        class: "credential_header",
-                    }
-                })?;
-                value.set_sensitive(true);
-                builder.header(name.clone(), value)
-            }
-        };
+        builder = self.with_credential(builder)?;
         builder = match request.body {
             None => builder,
             Some(RenderedBody::Json(bytes)) => builder

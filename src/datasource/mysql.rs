@@ -26,13 +26,15 @@ use std::time::Duration;
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{
-    Column, Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value,
+    ClientIdentity, Column, Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts,
+    SslOpts, Value,
 };
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 
+use super::tls::DbTls;
 use super::{
     ColumnInfo, DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError,
     Producer, Slot, Slots, Streamed, Summary, json,
@@ -56,13 +58,15 @@ const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// A pool for one MySQL/MariaDB datasource, created on first use (after the egress check).
 pub struct MySqlSource {
     name: Arc<str>,
-    host: String,
-    port: u16,
-    policy: EgressPolicy,
-    bind: Vec<IpAddr>,
-    connect_timeout: Duration,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) policy: EgressPolicy,
+    pub(crate) bind: Vec<IpAddr>,
+    pub(crate) connect_timeout: Duration,
     /// Everything but the address, which is filled in once it has been checked.
-    opts: OptsBuilder,
+    pub(crate) opts: OptsBuilder,
+    /// The TLS mode in force (the options above carry the rest).
+    pub(crate) tls_mode: TlsMode,
     pool: OnceCell<Checked>,
     relay: std::sync::Mutex<Option<JoinHandle<()>>>,
     slots: Slots,
@@ -82,6 +86,8 @@ impl MySqlSource {
         name: &str,
         spec: &NetworkDatabaseSpec,
         password: Option<SecretString>,
+        tls: DbTls,
+        client_key: Option<&SecretString>,
         defaults: &PoolDefaults,
     ) -> Result<MySqlSource, PoolError> {
         let size = spec.pool_size.unwrap_or(defaults.pool_size).max(1);
@@ -89,11 +95,6 @@ impl MySqlSource {
             datasource: name.to_string(),
             message: "pool_size must be at least 1".into(),
         })?;
-        let tls = spec.tls.unwrap_or(if super::is_loopback_host(&spec.host) {
-            TlsMode::Disable
-        } else {
-            TlsMode::VerifyFull
-        });
         let opts = OptsBuilder::default()
             .user(Some(spec.user.clone()))
             .pass(password.as_ref().map(|p| p.expose().to_string()))
@@ -112,10 +113,7 @@ impl MySqlSource {
             // socket, around the address the egress guard checked and the bound source.
             .prefer_socket(false)
             .init(vec!["SET time_zone = '+00:00'"])
-            .ssl_opts(match tls {
-                TlsMode::Disable => None,
-                TlsMode::VerifyFull => Some(mysql_async::SslOpts::default()),
-            });
+            .ssl_opts(ssl_opts(&tls, client_key));
         Ok(MySqlSource {
             name: name.into(),
             host: spec.host.clone(),
@@ -127,6 +125,7 @@ impl MySqlSource {
                 .map(Duration::from_millis)
                 .unwrap_or(defaults.connect_timeout),
             opts,
+            tls_mode: tls.mode,
             pool: OnceCell::new(),
             relay: std::sync::Mutex::new(None),
             slots: super::slots_for(Some(size), spec.pool_wait_ms, defaults),
@@ -211,9 +210,37 @@ impl Drop for MySqlSource {
     }
 }
 
+/// The driver's TLS options for `tls`: the CA bundle instead of the built-in roots, no
+/// certificate check for `require`, the client certificate and key. mysql_async builds its
+/// own rustls configuration from these bytes. `verify-ca` never gets here (the catalog
+/// check refuses it for MySQL: the driver's way of skipping only the name check does not
+/// recognise the name errors of the rustls in use).
+fn ssl_opts(tls: &DbTls, client_key: Option<&SecretString>) -> Option<SslOpts> {
+    if tls.mode == TlsMode::Disable {
+        return None;
+    }
+    let mut opts = SslOpts::default();
+    if let Some(ca) = &tls.ca_pem {
+        opts = opts
+            .with_root_certs(vec![ca.clone().into()])
+            .with_disable_built_in_roots(true);
+    }
+    if tls.mode == TlsMode::Require {
+        opts = opts.with_danger_accept_invalid_certs(true);
+    }
+    if let (Some(cert), Some(key)) = (&tls.client_cert_pem, client_key) {
+        // The driver keeps its own copy of the key, as it does the password.
+        opts = opts.with_client_identity(Some(ClientIdentity::new(
+            cert.clone().into(),
+            key.expose().as_bytes().to_vec().into(),
+        )));
+    }
+    Some(opts)
+}
+
 /// Listens on a loopback port and relays each accepted connection to a checked target,
 /// connecting from the configured source address.
-async fn start_relay(
+pub(crate) async fn start_relay(
     targets: Vec<SocketAddr>,
     bind: Vec<IpAddr>,
     connect_timeout: Duration,
@@ -633,6 +660,20 @@ fn classify(name: &str, error: &mysql_async::Error) -> DatasourceError {
                 },
             }
         }
+        mysql_async::Error::Io(_) if super::tls::find_rustls_error(error).is_some() => {
+            if let Some(tls) = super::tls::find_rustls_error(error) {
+                // rustls errors name certificate problems and host names, never a value.
+                tracing::warn!(datasource = %name, tls_error = %tls, "MySQL TLS handshake failed");
+            }
+            DatasourceError::Unavailable { class: "tls" }
+        }
+        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
+            tracing::warn!(
+                datasource = %name,
+                "The MySQL server does not offer TLS, which this datasource requires (`tls`)"
+            );
+            DatasourceError::Unavailable { class: "tls" }
+        }
         mysql_async::Error::Io(_) => {
             tracing::warn!(datasource = %name, "MySQL connection failure");
             DatasourceError::Unavailable { class: "connect" }
@@ -656,7 +697,7 @@ fn classify(name: &str, error: &mysql_async::Error) -> DatasourceError {
 
 /// What a MySQL/MariaDB error number means, in a few words, for the server log (the
 /// server's own message may quote values). "" for numbers not listed.
-fn mysql_meaning(code: u16) -> &'static str {
+pub(crate) fn mysql_meaning(code: u16) -> &'static str {
     match code {
         1064 => "syntax error",
         1146 => "the table or view does not exist",
@@ -672,5 +713,56 @@ fn mysql_meaning(code: u16) -> &'static str {
         1242 => "a subquery returned more than one row",
         1210 => "wrong arguments to a statement",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> NetworkDatabaseSpec {
+        serde_norway::from_str(yaml).expect("a network datasource")
+    }
+
+    #[test]
+    fn tls_modes_map_to_the_drivers_options() {
+        let plain = spec("{host: db, database: d, user: u}");
+        let load = |spec: &NetworkDatabaseSpec, mode, key| DbTls::load(spec, mode, key).unwrap();
+        assert!(ssl_opts(&load(&plain, TlsMode::Disable, None), None).is_none());
+
+        let full = ssl_opts(&load(&plain, TlsMode::VerifyFull, None), None).unwrap();
+        assert!(!full.accept_invalid_certs());
+        assert!(!full.skip_domain_validation());
+        assert!(!full.disable_built_in_roots());
+        assert!(full.root_certs().is_empty());
+        assert!(full.client_identity().is_none());
+
+        let require = ssl_opts(&load(&plain, TlsMode::Require, None), None).unwrap();
+        assert!(require.accept_invalid_certs());
+
+        // A CA file replaces the built-in roots; a client certificate comes with its key.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".to_string()]).unwrap();
+        let client = rcgen::generate_simple_self_signed(vec!["client".to_string()]).unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        let cert_file = dir.path().join("client.pem");
+        std::fs::write(&ca_file, ca.cert.pem()).unwrap();
+        std::fs::write(&cert_file, client.cert.pem()).unwrap();
+        let with_files = spec(&format!(
+            "{{host: db, database: d, user: u, tls_ca_file: '{}', tls_client_cert_file: '{}', \
+             tls_client_key: sealed}}",
+            ca_file.display(),
+            cert_file.display()
+        ));
+        let key = SecretString::from(client.signing_key.serialize_pem());
+        let opts = ssl_opts(
+            &load(&with_files, TlsMode::VerifyFull, Some(&key)),
+            Some(&key),
+        )
+        .unwrap();
+        assert!(opts.disable_built_in_roots());
+        assert_eq!(opts.root_certs().len(), 1);
+        assert!(!opts.accept_invalid_certs());
+        assert!(opts.client_identity().is_some());
     }
 }

@@ -1,6 +1,5 @@
 //! The pools of a catalog: [`Pools`] (one [`Datasource`] per name, built with its secrets
-//! opened once), the instance-wide [`PoolDefaults`], a datasource's egress policy, and
-//! whether a host is this machine.
+//! opened once), the instance-wide [`PoolDefaults`] and a datasource's egress policy.
 //!
 //! Owns when secrets are opened (once, at build). Must never keep a sealed secret's
 //! plaintext beyond handing it to the driver, never log one, and never connect here:
@@ -10,9 +9,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::tls::DbTls;
 use super::{Datasource, PoolError, PoolUse, Slots, http, mysql, postgres, sqlite};
 use crate::egress;
-use crate::spec::{CatalogSpec, DatasourceSpec};
+use crate::spec::{CatalogSpec, DatasourceSpec, NetworkDatabaseSpec, TlsMode};
 use crate::vault::{InstanceKey, Owner, SecretString};
 
 /// Instance-wide settings that apply where a datasource spec says nothing.
@@ -73,13 +73,26 @@ impl Pools {
             let source = match spec {
                 DatasourceSpec::Postgres(net) => {
                     let password = open_secret(key, name, "password", net.password.as_deref())?;
+                    let client_key =
+                        open_secret(key, name, "tls_client_key", net.tls_client_key.as_deref())?;
+                    let tls = load_tls(name, net, client_key.as_ref(), false)?;
                     Datasource::Postgres(postgres::PostgresSource::new(
-                        name, net, password, defaults,
+                        name, net, password, tls, defaults,
                     )?)
                 }
                 DatasourceSpec::Mysql(net) => {
                     let password = open_secret(key, name, "password", net.password.as_deref())?;
-                    Datasource::MySql(mysql::MySqlSource::new(name, net, password, defaults)?)
+                    let client_key =
+                        open_secret(key, name, "tls_client_key", net.tls_client_key.as_deref())?;
+                    let tls = load_tls(name, net, client_key.as_ref(), true)?;
+                    Datasource::MySql(mysql::MySqlSource::new(
+                        name,
+                        net,
+                        password,
+                        tls,
+                        client_key.as_ref(),
+                        defaults,
+                    )?)
                 }
                 DatasourceSpec::Sqlite(lite) => {
                     Datasource::Sqlite(sqlite::SqliteSource::new(name, lite, defaults)?)
@@ -119,6 +132,36 @@ impl Pools {
     }
 }
 
+/// A database datasource's TLS, loaded and checked (files read, the client key opened and
+/// matched to its certificate). A pool built with `tls: require` logs a warning: it is
+/// encrypted but does not know who answers.
+fn load_tls(
+    name: &str,
+    net: &NetworkDatabaseSpec,
+    client_key: Option<&SecretString>,
+    mysql: bool,
+) -> Result<DbTls, PoolError> {
+    let mode = net.tls_mode(egress::is_loopback_host(&net.host));
+    net.check_tls(mode, mysql)
+        .map_err(|(field, message)| PoolError::Config {
+            datasource: name.to_string(),
+            message: format!("{field}: {message}"),
+        })?;
+    let tls = DbTls::load(net, mode, client_key).map_err(|cause| PoolError::Tls {
+        datasource: name.to_string(),
+        cause,
+    })?;
+    if mode == TlsMode::Require {
+        tracing::warn!(
+            datasource = %name,
+            "TLS without certificate verification (tls: require): the connection is encrypted, \
+             but anyone who can intercept it can pose as the database; use verify-full with \
+             tls_ca_file"
+        );
+    }
+    Ok(tls)
+}
+
 fn open_secret(
     key: &InstanceKey,
     datasource: &str,
@@ -150,20 +193,4 @@ pub(crate) fn slots_for(
             .map(Duration::from_millis)
             .unwrap_or(defaults.pool_wait),
     )
-}
-
-/// Whether `host` names this machine (TLS is then off by default). Every spelling of a
-/// loopback address counts (`127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`), read the way the
-/// egress guard reads it.
-pub(crate) fn is_loopback_host(host: &str) -> bool {
-    match egress::parse_host(host) {
-        Ok(egress::HostSpec::Name(name)) => name == "localhost",
-        Ok(egress::HostSpec::Ip(ip)) => match ip {
-            std::net::IpAddr::V4(v4) => v4.is_loopback(),
-            std::net::IpAddr::V6(v6) => {
-                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-            }
-        },
-        Err(_) => false,
-    }
 }

@@ -17,16 +17,19 @@ mod pool;
 use std::sync::Arc;
 
 use futures_util::{StreamExt, pin_mut};
+use rustls::ClientConfig;
 use tokio::time::{Instant, timeout_at};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::tls::DbTls;
 use super::{
     DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError, Producer,
     ProducerFuture, Slots, Streamed, Summary,
 };
-use crate::spec::{NetworkDatabaseSpec, TlsMode};
+use crate::spec::NetworkDatabaseSpec;
 use crate::statement::RenderedSql;
 use crate::vault::SecretString;
 
@@ -46,6 +49,7 @@ impl PostgresSource {
         name: &str,
         spec: &NetworkDatabaseSpec,
         password: Option<SecretString>,
+        tls: DbTls,
         defaults: &PoolDefaults,
     ) -> Result<PostgresSource, PoolError> {
         let mut config = tokio_postgres::Config::new();
@@ -65,10 +69,12 @@ impl PostgresSource {
             // when the server asks for it during connection start-up.
             config.password(password.expose());
         }
-        let tls = match effective_tls(spec) {
-            TlsMode::Disable => None,
-            TlsMode::VerifyFull => Some(MakeRustlsConnect::new(client_tls_config())),
-        };
+        // With TLS on, the connection is TLS or nothing: tokio-postgres's default (`prefer`)
+        // would carry on in plain text when the server (or someone in between) declines TLS.
+        config.ssl_mode(match tls.config {
+            Some(_) => SslMode::Require,
+            None => SslMode::Disable,
+        });
         let manager = PgManager {
             config,
             host: spec.host.clone(),
@@ -79,7 +85,11 @@ impl PostgresSource {
                 .connect_timeout_ms
                 .map(std::time::Duration::from_millis)
                 .unwrap_or(defaults.connect_timeout),
-            tls,
+            tls: tls
+                .config
+                .as_ref()
+                .map(|config| MakeRustlsConnect::new(ClientConfig::clone(config))),
+            db_tls: tls,
         };
         let pool = PgPool::builder(manager)
             .max_size(spec.pool_size.unwrap_or(defaults.pool_size))
@@ -99,6 +109,11 @@ impl PostgresSource {
         &self.slots
     }
 
+    /// How connections are made (the datasource test makes its own the same way).
+    pub(crate) fn manager(&self) -> &PgManager {
+        self.pool.manager()
+    }
+
     /// The producer of `statement`, boxed and not yet started: nothing happens until it is
     /// polled.
     pub(super) fn producer(
@@ -115,27 +130,6 @@ impl PostgresSource {
     pub(super) fn close(&self) {
         self.pool.close();
     }
-}
-
-/// TLS is verified by default off-loopback and off on loopback (docs/EGRESS.md).
-fn effective_tls(spec: &NetworkDatabaseSpec) -> TlsMode {
-    spec.tls.unwrap_or(if super::is_loopback_host(&spec.host) {
-        TlsMode::Disable
-    } else {
-        TlsMode::VerifyFull
-    })
-}
-
-/// A rustls client configuration on aws-lc-rs that trusts the web PKI roots.
-pub(crate) fn client_tls_config() -> rustls::ClientConfig {
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("aws-lc-rs supports the default protocol versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth()
 }
 
 /// Runs one statement to its end: connection, columns, frames, and on timeout or when the
@@ -315,6 +309,18 @@ pub(crate) fn classify(name: &str, error: &tokio_postgres::Error) -> DatasourceE
             db_type: mismatch.db_type.clone(),
         };
     }
+    if let Some(tls) = super::tls::find_rustls_error(error) {
+        // rustls errors name certificate problems and host names, never a value.
+        tracing::warn!(datasource = %name, tls_error = %tls, "PostgreSQL TLS handshake failed");
+        return DatasourceError::Unavailable { class: "tls" };
+    }
+    if is_tls_refused(error) {
+        tracing::warn!(
+            datasource = %name,
+            "PostgreSQL declined TLS, which this datasource requires (`tls`)"
+        );
+        return DatasourceError::Unavailable { class: "tls" };
+    }
     if error.is_closed() || std::error::Error::source(error).is_some() {
         // Connection-level failures (refused, reset, TLS) carry an io or TLS error as source.
         tracing::warn!(datasource = %name, error_kind = ?error_kind(error), "PostgreSQL connection failure");
@@ -324,6 +330,13 @@ pub(crate) fn classify(name: &str, error: &tokio_postgres::Error) -> DatasourceE
     DatasourceError::Internal {
         class: "postgres_client",
     }
+}
+
+/// Whether the server answered the TLS request with "no" (tokio-postgres's own message,
+/// which holds nothing from the server).
+fn is_tls_refused(error: &tokio_postgres::Error) -> bool {
+    std::error::Error::source(error)
+        .is_some_and(|source| source.to_string() == "server does not support TLS")
 }
 
 /// A short description of a client-side error without its message (which may hold values).
@@ -378,7 +391,7 @@ fn classify_sqlstate(code: &SqlState) -> DatasourceError {
 
 /// What a SQLSTATE means, in a few words, for the server log (the server's own message may
 /// quote values). Codes not listed get their class's meaning.
-fn sqlstate_meaning(code: &str) -> &'static str {
+pub(crate) fn sqlstate_meaning(code: &str) -> &'static str {
     match code {
         "42P18" => {
             "the type of a param could not be determined from where it stands; cast it in the SQL"

@@ -62,6 +62,11 @@ impl SqliteSource {
         &self.slots
     }
 
+    /// The file and how it is opened (for the datasource test).
+    pub(crate) fn location(&self) -> (&std::path::Path, OpenFlags) {
+        (&self.inner.path, self.inner.flags)
+    }
+
     pub(super) fn spawn(&self, statement: RenderedSql, options: ExecOptions, producer: Producer) {
         let inner = self.inner.clone();
         tokio::spawn(run(inner, statement, options, producer));

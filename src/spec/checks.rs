@@ -1,11 +1,12 @@
 //! Checks that only read a spec: valid names, which fields of a datasource hold secrets,
-//! and an HTTP datasource's base URL, allowed methods and headers. Pure: used when a catalog
+//! how a database datasource's TLS settings fit together, and an HTTP datasource's base
+//! URL, allowed methods and headers. Pure: used when a catalog
 //! is compiled (so a bad spec never reaches serving) and again when a pool is built.
 
 use http::{HeaderName, HeaderValue, Method};
 use url::Url;
 
-use super::{DatasourceSpec, HttpAuthSpec, HttpDatasourceSpec};
+use super::{DatasourceSpec, HttpAuthSpec, HttpDatasourceSpec, NetworkDatabaseSpec, TlsMode};
 
 /// Headers a datasource or query may not set: the transport's own, and `Authorization`
 /// (credentials come from the datasource's sealed `auth`).
@@ -53,9 +54,10 @@ impl DatasourceSpec {
     /// The fields of this datasource that hold secrets, with their (sealed) values.
     pub fn secret_fields(&self) -> Vec<(&'static str, Option<&str>)> {
         match self {
-            DatasourceSpec::Postgres(net) | DatasourceSpec::Mysql(net) => {
-                vec![("password", net.password.as_deref())]
-            }
+            DatasourceSpec::Postgres(net) | DatasourceSpec::Mysql(net) => vec![
+                ("password", net.password.as_deref()),
+                ("tls_client_key", net.tls_client_key.as_deref()),
+            ],
             DatasourceSpec::Sqlite(_) => Vec::new(),
             DatasourceSpec::Http(http) => match &http.auth {
                 None => Vec::new(),
@@ -77,6 +79,81 @@ impl DatasourceSpec {
             DatasourceSpec::Http(http) => &http.egress_allow,
             DatasourceSpec::Sqlite(_) => &[],
         }
+    }
+}
+
+impl NetworkDatabaseSpec {
+    /// Checks that the TLS settings fit together (files are read when pools are built):
+    /// a client certificate comes with its key, TLS files are not set while TLS is off, a
+    /// CA file is not set for `require` (which checks no certificate), and `verify-ca` is
+    /// for PostgreSQL only. `mode` is the mode in force ([`NetworkDatabaseSpec::tls_mode`]).
+    /// The error names the field at fault.
+    pub fn check_tls(&self, mode: TlsMode, mysql: bool) -> Result<(), (&'static str, String)> {
+        match (&self.tls_client_cert_file, &self.tls_client_key) {
+            (Some(_), None) => {
+                return Err((
+                    "tls_client_key",
+                    "`tls_client_cert_file` is set without its key; seal the PEM key with \
+                     `sluice secret seal --owner datasource/<name>/tls_client_key` and set it"
+                        .into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err((
+                    "tls_client_cert_file",
+                    "`tls_client_key` is set without `tls_client_cert_file` (the certificate \
+                     the key belongs to)"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+        let files = [
+            ("tls_ca_file", self.tls_ca_file.is_some()),
+            ("tls_client_cert_file", self.tls_client_cert_file.is_some()),
+        ];
+        if mode == TlsMode::Disable
+            && let Some((field, _)) = files.iter().find(|(_, set)| *set)
+        {
+            let why = if self.tls.is_some() {
+                "`tls: disable`"
+            } else {
+                "`tls` unset on a loopback host, which means disable"
+            };
+            return Err((
+                field,
+                format!("`{field}` is set but TLS is off ({why}); set `tls: verify-full`"),
+            ));
+        }
+        if mode == TlsMode::Require && self.tls_ca_file.is_some() {
+            return Err((
+                "tls_ca_file",
+                "`tls: require` checks no certificate, so `tls_ca_file` would be ignored; use \
+                 `tls: verify-full` (or `verify-ca`) to check the server against this CA"
+                    .into(),
+            ));
+        }
+        if mysql && mode == TlsMode::VerifyCa {
+            return Err((
+                "tls",
+                "`verify-ca` is not available for MySQL/MariaDB (the driver cannot skip only \
+                 the host name check); use `verify-full` with a host name the server's \
+                 certificate lists"
+                    .into(),
+            ));
+        }
+        for (field, path) in [
+            ("tls_ca_file", &self.tls_ca_file),
+            ("tls_client_cert_file", &self.tls_client_cert_file),
+        ] {
+            if path.as_deref().is_some_and(|p| p.trim().is_empty()) {
+                return Err((
+                    field,
+                    format!("`{field}` is empty; give the path of a PEM file"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -154,4 +231,65 @@ fn check_header(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(yaml: &str) -> NetworkDatabaseSpec {
+        serde_norway::from_str(yaml).expect("a network datasource")
+    }
+
+    #[test]
+    fn tls_settings_must_fit_together() {
+        let base = "host: db, database: d, user: u";
+        let check = |extra: &str, mysql: bool| {
+            let spec = net(&format!("{{{base}{extra}}}"));
+            let mode = spec.tls_mode(false);
+            spec.check_tls(mode, mysql).map_err(|(field, _)| field)
+        };
+        assert_eq!(check("", false), Ok(()));
+        assert_eq!(check(", tls: require", false), Ok(()));
+        assert_eq!(
+            check(", tls: verify-ca, tls_ca_file: ca.pem", false),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                ", tls_client_cert_file: c.pem, tls_client_key: enc:v1:x",
+                true
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(", tls_client_cert_file: c.pem", false),
+            Err("tls_client_key")
+        );
+        assert_eq!(
+            check(", tls_client_key: enc:v1:x", false),
+            Err("tls_client_cert_file")
+        );
+        assert_eq!(
+            check(", tls: disable, tls_ca_file: ca.pem", false),
+            Err("tls_ca_file")
+        );
+        assert_eq!(
+            check(", tls: require, tls_ca_file: ca.pem", false),
+            Err("tls_ca_file")
+        );
+        assert_eq!(check(", tls: verify-ca", true), Err("tls"));
+        assert_eq!(check(", tls_ca_file: ' '", false), Err("tls_ca_file"));
+    }
+
+    #[test]
+    fn unset_tls_is_verify_full_off_loopback_and_off_on_it() {
+        let spec = net("{host: db, database: d, user: u, tls_ca_file: ca.pem}");
+        assert_eq!(spec.tls_mode(false), TlsMode::VerifyFull);
+        assert_eq!(spec.tls_mode(true), TlsMode::Disable);
+        // A CA file on loopback with `tls` unset is a mistake worth naming.
+        let (field, message) = spec.check_tls(spec.tls_mode(true), false).unwrap_err();
+        assert_eq!(field, "tls_ca_file");
+        assert!(message.contains("loopback"), "{message}");
+    }
 }

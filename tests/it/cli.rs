@@ -1472,3 +1472,89 @@ async fn the_example_catalog_serves_the_example_database() {
         admin.batch_execute(&statement).await.unwrap();
     }
 }
+
+#[test]
+fn datasource_test_reports_each_step_and_exits_non_zero_on_failure() {
+    let home = Home::new();
+    let closed_port = free_port();
+    let catalog = format!(
+        "datasources:\n{}  closed:\n    kind: postgres\n    host: 127.0.0.1\n    port: {closed_port}\n    database: test\n    user: postgres\n    egress_allow: [127.0.0.1/32]\napps: {{}}\n",
+        pg_datasource_yaml("pg")
+    );
+    home.apply(&catalog);
+
+    let run = home
+        .run(&["datasource", "test", "pg"], None)
+        .assert_ok("a good datasource");
+    for needle in [
+        "Datasource `pg` (postgres): ok",
+        "dns",
+        "select_1",
+        "SELECT 1 answered",
+    ] {
+        assert!(run.stdout.contains(needle), "{needle}: {}", run.stdout);
+    }
+    assert!(
+        !run.stdout.contains("unused-with-trust-auth"),
+        "{}",
+        run.stdout
+    );
+
+    let run = home
+        .run(&["datasource", "test", "closed"], None)
+        .assert_failed("nothing listens");
+    assert!(run.stdout.contains("FAILED at tcp"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains(&format!("hint: nothing listens on 127.0.0.1:{closed_port}")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("failed at step `tcp`"),
+        "{}",
+        run.stderr
+    );
+
+    let run = home
+        .run(&["datasource", "test", "closed", "--json"], None)
+        .assert_failed("nothing listens, as JSON");
+    let report = parse_json(&run.stdout);
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["steps"][2]["step"], "tcp");
+    assert_eq!(report["steps"][2]["status"], "failed");
+
+    let run = home
+        .run(&["datasource", "test", "nope"], None)
+        .assert_failed("an unknown datasource");
+    assert!(
+        run.stderr.contains("no datasource `nope`") && run.stderr.contains("closed, pg"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn catalog_check_reads_the_tls_files_it_names() {
+    let home = Home::new();
+    let missing = home.dir.path().join("missing-ca.pem");
+    let catalog = format!(
+        "datasources:\n  db:\n    kind: postgres\n    host: db.example.com\n    database: d\n    user: u\n    tls: verify-full\n    tls_ca_file: {}\napps: {{}}\n",
+        missing.display()
+    );
+    for home in [&home, &Home::without_secrets()] {
+        let path = home.write("tls.yaml", &catalog);
+        let run = home
+            .run(&["catalog", "check", path.to_str().unwrap()], None)
+            .assert_failed("a missing CA file");
+        assert!(
+            run.stderr.contains("datasources.db.tls_ca_file")
+                && run.stderr.contains("missing-ca.pem"),
+            "{}",
+            run.stderr
+        );
+    }
+    let path = home.write("tls.yaml", &catalog);
+    home.run(&["catalog", "apply", path.to_str().unwrap()], None)
+        .assert_failed("apply with a missing CA file");
+}

@@ -22,6 +22,8 @@ mod auth_mfa;
 mod auth_sessions;
 mod cli;
 mod datasource_errors;
+mod datasource_test;
+mod db_tls;
 mod docs;
 mod edge_limits;
 mod edge_policy;

@@ -22,6 +22,7 @@ use bytes::Bytes;
 
 use super::decode::{ColumnDecoder, type_label};
 use crate::datasource::ColumnInfo;
+use crate::datasource::tls::DbTls;
 use crate::egress::{self, EgressError, EgressPolicy};
 use crate::spec::{ParamType, ScalarType};
 
@@ -139,13 +140,15 @@ pub enum PgConnectError {
 
 /// Makes and checks connections for the pool.
 pub struct PgManager {
-    pub(super) config: tokio_postgres::Config,
-    pub(super) host: String,
-    pub(super) port: u16,
-    pub(super) policy: EgressPolicy,
-    pub(super) bind: Vec<IpAddr>,
-    pub(super) connect_timeout: Duration,
-    pub(super) tls: Option<MakeRustlsConnect>,
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) policy: EgressPolicy,
+    pub(crate) bind: Vec<IpAddr>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) tls: Option<MakeRustlsConnect>,
+    /// The TLS settings `tls` was made from (the datasource test speaks TLS itself).
+    pub(crate) db_tls: DbTls,
 }
 
 pub type PgPool = managed::Pool<PgManager>;

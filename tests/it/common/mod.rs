@@ -8,6 +8,7 @@
 
 pub mod served;
 pub mod smtp;
+pub mod tls_servers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
