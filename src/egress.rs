@@ -567,6 +567,21 @@ impl EgressPolicy {
     }
 }
 
+/// The `egress_allow` line that admits `blocked` on top of what a datasource already lists
+/// (`existing`): each address as a single host (/32 or /128), each once, items quoted, as
+/// `catalog check`'s egress pre-flight and the datasource test print it.
+pub fn allow_line(existing: &[String], blocked: impl IntoIterator<Item = IpAddr>) -> String {
+    let mut items: Vec<String> = existing.to_vec();
+    for ip in blocked {
+        let item = IpNet::from(ip.to_canonical()).to_string();
+        if !items.contains(&item) {
+            items.push(item);
+        }
+    }
+    let quoted: Vec<String> = items.iter().map(|item| format!("\"{item}\"")).collect();
+    format!("egress_allow: [{}]", quoted.join(", "))
+}
+
 /// A CIDR list that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{item}` is not a CIDR or IP address (write e.g. 10.0.0.0/8, 192.168.1.5 or fd00::/8)")]

@@ -322,6 +322,7 @@ async fn preflight(config: &Config, spec: &CatalogSpec, strict: bool) -> anyhow:
             },
             DatasourceSpec::Sqlite(_) => continue,
         };
+        let own_list = own.as_slice();
         // The catalog compiled, so the datasource's own list parses.
         let own = egress::parse_cidrs(own.iter().map(String::as_str)).unwrap_or_default();
         let policy = EgressPolicy::new(&config.egress_allow, &own);
@@ -331,8 +332,10 @@ async fn preflight(config: &Config, spec: &CatalogSpec, strict: bool) -> anyhow:
                 let fix = if reason == egress::Blocked::Metadata {
                     "cloud metadata addresses stay refused".to_string()
                 } else {
-                    let net = ipnet::IpNet::from(ip.to_canonical());
-                    format!("to allow it, add to the datasource: egress_allow: [\"{net}\"]")
+                    format!(
+                        "to allow it, set in the datasource: {}",
+                        egress::allow_line(own_list, [ip])
+                    )
                 };
                 let what = if host.trim_matches(['[', ']']) == ip.to_string() {
                     format!("{host} is")

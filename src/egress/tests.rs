@@ -498,3 +498,24 @@ async fn connect_reports_a_bind_address_that_is_not_local() {
         .unwrap_err();
     assert_eq!(error.class(), "bind", "{error:?}");
 }
+
+#[test]
+fn the_allow_line_keeps_what_is_listed_and_adds_each_address_once() {
+    let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+    assert_eq!(
+        allow_line(&[], [ip("10.1.2.3")]),
+        r#"egress_allow: ["10.1.2.3/32"]"#
+    );
+    assert_eq!(
+        allow_line(
+            &["192.168.0.0/16".to_string()],
+            [
+                ip("10.1.2.3"),
+                ip("fd00::5"),
+                ip("10.1.2.3"),
+                ip("::ffff:10.1.2.3")
+            ]
+        ),
+        r#"egress_allow: ["192.168.0.0/16", "10.1.2.3/32", "fd00::5/128"]"#
+    );
+}

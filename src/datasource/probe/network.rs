@@ -111,7 +111,7 @@ async fn judge(
         "the egress policy refuses non-public addresses unless allowed; if this database \
          really is on that network, add to the datasource: `{}` (or list the network in \
          SLUICE_EGRESS_ALLOW for every datasource)",
-        allow_line(target.egress_allow, blocked.iter().map(|(ip, _)| *ip))
+        egress::allow_line(target.egress_allow, blocked.iter().map(|(ip, _)| *ip))
     );
     if blocked
         .iter()
@@ -123,23 +123,6 @@ async fn judge(
         );
     }
     Err(Failure::new(detail, hint))
-}
-
-/// The `egress_allow` line with `blocked` added to what the datasource already lists,
-/// items quoted as `catalog check`'s egress pre-flight writes them.
-pub(crate) fn allow_line(existing: &[String], blocked: impl IntoIterator<Item = IpAddr>) -> String {
-    let mut items: Vec<String> = existing.to_vec();
-    for ip in blocked {
-        let item = match ip {
-            IpAddr::V4(v4) => format!("{v4}/32"),
-            IpAddr::V6(v6) => format!("{v6}/128"),
-        };
-        if !items.contains(&item) {
-            items.push(item);
-        }
-    }
-    let quoted: Vec<String> = items.iter().map(|item| format!("\"{item}\"")).collect();
-    format!("egress_allow: [{}]", quoted.join(", "))
 }
 
 async fn connect(
@@ -258,26 +241,5 @@ pub(crate) fn tls_detail(
                     .to_string(),
             ),
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_allow_line_keeps_what_is_listed_and_adds_each_address_once() {
-        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
-        assert_eq!(
-            allow_line(&[], [ip("10.1.2.3")]),
-            r#"egress_allow: ["10.1.2.3/32"]"#
-        );
-        assert_eq!(
-            allow_line(
-                &["192.168.0.0/16".to_string()],
-                [ip("10.1.2.3"), ip("fd00::5"), ip("10.1.2.3")]
-            ),
-            r#"egress_allow: ["192.168.0.0/16", "10.1.2.3/32", "fd00::5/128"]"#
-        );
     }
 }
