@@ -262,12 +262,23 @@ impl AcmeCertificates {
             .timeout(Duration::from_secs(120));
         let status = order.poll_ready(&patience).await?;
         if status != OrderStatus::Ready {
-            let detail = order
+            let mut detail = order
                 .state()
                 .error
                 .as_ref()
                 .map(|problem| format!(": {problem}"))
                 .unwrap_or_default();
+            // Why a challenge failed is on the challenge (the CA's validation error).
+            let mut authorizations = order.authorizations();
+            while detail.is_empty()
+                && let Some(Ok(mut authorization)) = authorizations.next().await
+            {
+                if let Ok(state) = authorization.refresh().await
+                    && let Some(problem) = state.challenges.iter().find_map(|c| c.error.as_ref())
+                {
+                    detail = format!(": {}: {problem}", state.identifier());
+                }
+            }
             return Err(AcmeError::Order {
                 status: format!("{status:?}").to_ascii_lowercase(),
                 detail,

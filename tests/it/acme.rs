@@ -4,8 +4,8 @@
 //! port is the gateway's port) and serves it, chained to pebble's root; a gateway restarted
 //! on the same data directory serves the kept certificate at once, without an order, and
 //! renews it while serving when a third of its life is left; a renewal whose challenge cannot
-//! be reached (the gateway on another port) fails, is counted, and the current certificate
-//! keeps being served.
+//! be reached (the gateway on another port) fails, is logged at error with the CA's reason,
+//! is counted, and the current certificate keeps being served.
 //!
 //! `pebble` is required (`apt-get install pebble`; scripts/test installs it): without it this
 //! fails, it does not skip.
@@ -135,6 +135,28 @@ impl Pebble {
     }
 }
 
+/// The gateways' log lines, kept for assertions and printed (shown with a failure).
+#[derive(Clone, Default)]
+struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Log {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        print!("{}", String::from_utf8_lossy(bytes));
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A client trusting only the test CA, which signed pebble's own HTTPS certificate.
 fn ca_client(pki: &Pki) -> reqwest::Client {
     let pem = std::fs::read(&pki.ca_file).unwrap();
@@ -227,10 +249,18 @@ async fn gateway(port: u16, data: &Path, pki: &Pki, pebble: &Pebble) -> TestGate
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn certificates_are_issued_kept_renewed_and_a_failed_renewal_keeps_the_current_one() {
-    // The gateway's log (the ACME task's errors) shows with a failure.
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    // The gateways' log is kept (and shown with a failure). The runtime has this one
+    // thread, so the gateways' tasks log through this test's subscriber only.
+    let log = Log::default();
+    let writer = log.clone();
+    let _log = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::make(dir.path());
     let port = free_port();
@@ -278,6 +308,20 @@ async fn certificates_are_issued_kept_renewed_and_a_failed_renewal_keeps_the_cur
     })
     .await;
     assert_eq!(orders(elsewhere, &root, "issued").await, 0);
+    let text = log.text();
+    let failed = text
+        .lines()
+        .find(|line| line.contains("ACME renewal failed; still serving the current certificate"))
+        .unwrap_or_else(|| panic!("no failed renewal in the log:\n{text}"));
+    // The CA's own reason is in it: its validation found nothing on the challenge port.
+    assert!(
+        failed.contains("ERROR") && failed.contains("retry_secs"),
+        "{failed}"
+    );
+    assert!(
+        failed.contains("Failed to connect") && failed.contains("tls-alpn-01"),
+        "{failed}"
+    );
     assert_eq!(
         served_leaf(elsewhere, &root).await.as_deref(),
         Some(&renewed[..])
