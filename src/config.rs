@@ -45,10 +45,11 @@ use crate::vault::{self, InstanceKey, SecretString, VaultError};
 use parse::{Env, MAX_MILLIS, MAX_SECS, boxed, parse_address_list, parse_public_url};
 use settings::{auth_settings, edge_settings};
 use variables::{
-    ADMIN_TOKEN, BODY_READ_TIMEOUT_MS, CATALOG_RELOAD_SECS, DATA_DIR, EGRESS_ALLOW, EGRESS_BIND,
-    EGRESS_PUBLIC_IPS, ENCRYPTION_PASSWORD, ENCRYPTION_SALT, HEADER_READ_TIMEOUT_MS, LISTEN,
-    LISTEN_BACKLOG, LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP,
-    MAX_ROWS, METADATA_DB, METRICS_LISTEN, METRICS_TOKEN, POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL,
+    ACME_CA_FILE, ACME_CONTACT, ACME_DIRECTORY, ACME_DOMAINS, ADMIN_TOKEN, BODY_READ_TIMEOUT_MS,
+    CATALOG_RELOAD_SECS, DATA_DIR, EGRESS_ALLOW, EGRESS_BIND, EGRESS_PUBLIC_IPS,
+    ENCRYPTION_PASSWORD, ENCRYPTION_SALT, HEADER_READ_TIMEOUT_MS, LISTEN, LISTEN_BACKLOG,
+    LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_ROWS,
+    METADATA_DB, METRICS_LISTEN, METRICS_TOKEN, POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL,
     QUERY_TIMEOUT_MS, SHUTDOWN_GRACE_SECS, TLS_CERT_FILE, TLS_KEY_FILE,
 };
 
@@ -103,10 +104,25 @@ pub struct Config {
     /// Certificate and key files for HTTPS; both or neither.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// Certificates from an ACME directory; `None`: no ACME.
+    pub acme: Option<AcmeSettings>,
     /// Accounts, sessions and mail.
     pub auth: AuthSettings,
     /// Edge policy defaults: client address, admin allowlist, rate limits.
     pub edge: EdgeSettings,
+}
+
+/// What `SLUICE_ACME_*` asks for: certificates for `domains` from the CA at `directory`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    /// Lower-case DNS names, at least one, no wildcards (TLS-ALPN-01 cannot prove them).
+    pub domains: Vec<String>,
+    /// A `mailto:` URL for the account.
+    pub contact: Option<String>,
+    /// The directory URL (https://).
+    pub directory: String,
+    /// The only CAs trusted for the directory's HTTPS certificate.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -197,6 +213,11 @@ impl Config {
                 "SLUICE_TLS_CERT_FILE and SLUICE_TLS_KEY_FILE go together; set both or neither",
             ));
         }
+        if self.acme.is_some() && self.tls_cert_file.is_some() {
+            return Err(ConfigError::Inconsistent(
+                "SLUICE_ACME_DOMAINS and SLUICE_TLS_CERT_FILE both choose the HTTPS certificate; set one of them",
+            ));
+        }
         if self.auth.smtp_url.is_some() && self.auth.mail_from.is_none() {
             return Err(ConfigError::Inconsistent(
                 "SLUICE_SMTP_URL is set but SLUICE_MAIL_FROM is not; set the sender address",
@@ -245,12 +266,17 @@ impl Config {
     /// Whether session cookies carry `Secure` (and the `__Host-` prefix): when Sluice serves
     /// TLS itself, the public URL is https, or SameSite=None asks for it.
     pub fn secure_cookies(&self) -> bool {
-        self.tls_cert_file.is_some()
+        self.serves_tls()
             || self
                 .public_url
                 .as_deref()
                 .is_some_and(|url| url.starts_with("https://"))
             || self.auth.cookie_same_site == SameSite::None
+    }
+
+    /// Whether the main listener speaks HTTPS (certificate files or ACME).
+    pub fn serves_tls(&self) -> bool {
+        self.tls_cert_file.is_some() || self.acme.is_some()
     }
 
     /// The limits queries get where the catalog does not set their own.
@@ -407,9 +433,77 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
         )?,
         tls_cert_file: env.supplied(TLS_CERT_FILE).map(PathBuf::from),
         tls_key_file: env.supplied(TLS_KEY_FILE).map(PathBuf::from),
+        acme: acme_settings(&env)?,
         auth: auth_settings(&env)?,
         edge: edge_settings(&env)?,
     })
+}
+
+/// `SLUICE_ACME_*`: on when `SLUICE_ACME_DOMAINS` names at least one domain.
+fn acme_settings<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Option<AcmeSettings>, ConfigError> {
+    let domains = env.parse(
+        ACME_DOMAINS,
+        "a comma-separated list of DNS names such as api.example.com (no wildcards, no IP addresses)",
+        |v| {
+            let mut domains = Vec::new();
+            for item in v.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+                let domain = item.trim_end_matches('.').to_ascii_lowercase();
+                if !is_dns_name(&domain) {
+                    return Err(None);
+                }
+                if !domains.contains(&domain) {
+                    domains.push(domain);
+                }
+            }
+            Ok(domains)
+        },
+    )?;
+    if domains.is_empty() {
+        return Ok(None);
+    }
+    let contact = env.parse(
+        ACME_CONTACT,
+        "a mailto: URL such as mailto:ops@example.com, or empty",
+        |v| match v.trim() {
+            "" => Ok(None),
+            v if v.starts_with("mailto:") && v.len() > "mailto:".len() && !v.contains(',') => {
+                Ok(Some(v.to_string()))
+            }
+            _ => Err(None),
+        },
+    )?;
+    let directory = env.parse(
+        ACME_DIRECTORY,
+        "an https:// URL of an ACME directory",
+        |v| match url::Url::parse(v.trim()) {
+            Ok(url) if url.scheme() == "https" && url.host().is_some() => Ok(v.trim().to_string()),
+            _ => Err(None),
+        },
+    )?;
+    Ok(Some(AcmeSettings {
+        domains,
+        contact,
+        directory,
+        ca_file: env.supplied(ACME_CA_FILE).map(PathBuf::from),
+    }))
+}
+
+/// A DNS name with at least one letter-digit-hyphen label, each 1 to 63 characters.
+fn is_dns_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+        // An address is not a name (and ACME would want an IP identifier for it).
+        && name.parse::<std::net::IpAddr>().is_err()
 }
 
 /// A bearer token secret (`SLUICE_ADMIN_TOKEN`, `SLUICE_METRICS_TOKEN`): unset when blank,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::acme::{AcmeCertificates, AcmeError};
 use crate::admin::{self, AdminState};
 use crate::audit::Audit;
 use crate::auth::mail::{MailError, Mailer};
@@ -56,6 +57,8 @@ pub enum StartError {
     Mail(#[from] MailError),
     #[error("SLUICE_TLS_CERT_FILE / SLUICE_TLS_KEY_FILE")]
     Tls(#[from] TlsError),
+    #[error("SLUICE_ACME_DOMAINS")]
+    Acme(#[from] AcmeError),
 }
 
 /// A configured instance, ready to serve.
@@ -63,6 +66,8 @@ pub struct Instance {
     config: Config,
     /// The certificate when serving HTTPS.
     tls: Option<Arc<CertStore>>,
+    /// The certificates from ACME, when `SLUICE_ACME_DOMAINS` is set.
+    acme: Option<Arc<AcmeCertificates>>,
     key: Arc<InstanceKey>,
     store: Arc<dyn Store>,
     state: Arc<GatewayState>,
@@ -121,6 +126,16 @@ impl Instance {
         // One set of metrics for the instance: the snapshot's queries, the edge, the view
         // plane and the auth service record into it.
         let metrics = Arc::new(Metrics::new());
+        let acme = match &config.acme {
+            Some(settings) => Some(AcmeCertificates::open(
+                settings,
+                &config.data_dir,
+                crate::egress::EgressPolicy::new(&config.egress_allow, &[]),
+                config.egress_bind.first().copied(),
+                metrics.clone(),
+            )?),
+            None => None,
+        };
         let snapshot = snapshot::build(&config, &key, store.clone(), &metrics).await?;
         let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new(clock.clone()));
         // One audit log for the instance: the auth service, the edge and the admin plane
@@ -156,7 +171,7 @@ impl Instance {
                     per_ip: config.edge.per_ip,
                     limiter,
                     metrics: metrics.clone(),
-                    tls: tls.is_some(),
+                    tls: config.serves_tls(),
                     // The origin is scheme://host[:port]; a public URL may carry a path after it.
                     public_origin: config.public_url.as_deref().and_then(|url| {
                         let (scheme, rest) = url.split_once("://")?;
@@ -172,6 +187,7 @@ impl Instance {
         Ok(Instance {
             config,
             tls,
+            acme,
             key,
             store,
             state,
@@ -264,17 +280,26 @@ impl Instance {
                 // A reverse proxy carries many clients: it counts toward the total only.
                 exempt: instance.config.edge.trusted_proxies.clone(),
             },
-            tls: match &instance.tls {
-                Some(store) => match store.acceptor() {
+            tls: match (&instance.tls, &instance.acme) {
+                (Some(store), _) => match store.acceptor() {
                     Ok(acceptor) => Some(acceptor),
                     Err(error) => {
                         tracing::error!(error = %error, "TLS set-up failed; not serving");
                         return;
                     }
                 },
-                None => None,
+                (None, Some(acme)) => match acme.acceptor() {
+                    Ok(acceptor) => Some(acceptor),
+                    Err(error) => {
+                        tracing::error!(error = %error, "TLS set-up failed; not serving");
+                        return;
+                    }
+                },
+                (None, None) => None,
             },
         };
+        // Orders and renewals need the listener up: the CA's TLS-ALPN-01 check reaches it.
+        let renewer = instance.acme.clone().map(|acme| tokio::spawn(acme.run()));
         let state = instance.state.clone();
         let (stopping, stopped) = tokio::sync::watch::channel(false);
         let metrics_server = metrics.map(|listener| {
@@ -313,6 +338,9 @@ impl Instance {
             let _ = metrics_server.await;
         }
         reloader.abort();
+        if let Some(renewer) = renewer {
+            renewer.abort();
+        }
         if let Some(watcher) = watcher {
             watcher.abort();
         }

@@ -2,6 +2,7 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the map of modules and their invariants.
 
+pub mod acme;
 pub mod admin;
 pub mod audit;
 pub mod auth;

@@ -100,6 +100,11 @@ struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     commit: &'static str,
@@ -196,6 +201,8 @@ pub struct Metrics {
     sign_in_failures: Family<ReasonLabels, Counter>,
     lockouts: Counter,
     catalog_revision: Gauge,
+    acme_orders: Family<ResultLabels, Counter>,
+    tls_certificate_expiry: Gauge,
     /// One scrape at a time: each sets the read gauges, then encodes.
     scrape: Mutex<()>,
 }
@@ -285,6 +292,18 @@ impl Metrics {
             "Store revision of the catalog being served",
             catalog_revision.clone(),
         );
+        let acme_orders = Family::default();
+        registry.register(
+            "acme_orders",
+            "Certificate orders to the ACME CA (SLUICE_ACME_DOMAINS), by result (issued, failed); a failed renewal keeps the current certificate",
+            Family::clone(&acme_orders),
+        );
+        let tls_certificate_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the ACME certificate being served expires, in seconds since the Unix epoch (0 until one is served, and without ACME)",
+            tls_certificate_expiry.clone(),
+        );
         let build: Family<BuildLabels, Gauge> = Family::default();
         build
             .get_or_create(&BuildLabels {
@@ -315,6 +334,8 @@ impl Metrics {
             sign_in_failures,
             lockouts,
             catalog_revision,
+            acme_orders,
+            tls_certificate_expiry,
             scrape: Mutex::new(()),
         }
     }
@@ -371,6 +392,18 @@ impl Metrics {
     /// An account locked by failed attempts.
     pub fn account_locked(&self) {
         self.lockouts.inc();
+    }
+
+    /// An ACME certificate order ended: `result` is `issued` or `failed`.
+    pub fn acme_order(&self, result: &'static str) {
+        self.acme_orders
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// The served ACME certificate expires at `unix_secs`.
+    pub fn tls_certificate_expires(&self, unix_secs: i64) {
+        self.tls_certificate_expiry.set(unix_secs);
     }
 
     /// Every family in the Prometheus text format, with the read values of `reading`.

@@ -43,9 +43,9 @@ pub async fn healthcheck(
 
 /// `http://<listen address>/healthz`, with an unspecified address replaced by loopback.
 fn default_url(config: &Config) -> anyhow::Result<String> {
-    if config.tls_cert_file.is_some() {
+    if config.serves_tls() {
         bail!(
-            "SLUICE_TLS_CERT_FILE is set, so the listener speaks HTTPS: pass \
+            "SLUICE_TLS_CERT_FILE or SLUICE_ACME_DOMAINS is set, so the listener speaks HTTPS: pass \
              --url https://<a name in the certificate>:{}/healthz",
             config.listen.port()
         );

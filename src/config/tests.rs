@@ -472,3 +472,51 @@ fn errors_are_thread_safe() {
     assert_send_sync::<ConfigError>();
     assert_send_sync::<Config>();
 }
+
+#[test]
+fn acme_settings_are_parsed_checked_and_exclusive_with_certificate_files() {
+    assert_eq!(ok(&[]).acme, None);
+    assert_eq!(ok(&[("SLUICE_ACME_DOMAINS", " , ")]).acme, None);
+    let c = ok(&[
+        (
+            "SLUICE_ACME_DOMAINS",
+            "API.example.com, www.example.com., api.example.com",
+        ),
+        ("SLUICE_ACME_CONTACT", "mailto:ops@example.com"),
+        ("SLUICE_ACME_CA_FILE", "/etc/ca.pem"),
+    ]);
+    let acme = c.acme.clone().unwrap();
+    assert_eq!(acme.domains, ["api.example.com", "www.example.com"]);
+    assert_eq!(acme.contact.as_deref(), Some("mailto:ops@example.com"));
+    assert_eq!(
+        acme.directory,
+        "https://acme-v02.api.letsencrypt.org/directory"
+    );
+    assert_eq!(acme.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+    assert!(c.serves_tls() && c.secure_cookies());
+    c.validate().unwrap();
+
+    for (var, value) in [
+        ("SLUICE_ACME_DOMAINS", "*.example.com"),
+        ("SLUICE_ACME_DOMAINS", "10.0.0.1"),
+        ("SLUICE_ACME_DOMAINS", "bad_name.example.com"),
+        ("SLUICE_ACME_DOMAINS", "-a.example.com"),
+        ("SLUICE_ACME_CONTACT", "ops@example.com"),
+        ("SLUICE_ACME_DIRECTORY", "http://acme.example.com/directory"),
+        ("SLUICE_ACME_DIRECTORY", "not a url"),
+    ] {
+        let mut pairs = vec![(var, value)];
+        if var != "SLUICE_ACME_DOMAINS" {
+            pairs.push(("SLUICE_ACME_DOMAINS", "api.example.com"));
+        }
+        let error = parse(&pairs).unwrap_err().to_string();
+        assert!(error.starts_with(var), "{var}={value}: {error}");
+    }
+    let both = ok(&[
+        ("SLUICE_ACME_DOMAINS", "api.example.com"),
+        ("SLUICE_TLS_CERT_FILE", "/c.pem"),
+        ("SLUICE_TLS_KEY_FILE", "/k.pem"),
+    ]);
+    let error = both.validate().unwrap_err().to_string();
+    assert!(error.contains("set one of them"), "{error}");
+}

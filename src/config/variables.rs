@@ -131,6 +131,26 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "PEM private key for SLUICE_TLS_CERT_FILE; required with it.",
     ),
     (
+        ACME_DOMAINS,
+        "",
+        "Domain names (comma-separated) to get a certificate for from an ACME directory (Let's Encrypt by default) and serve HTTPS with, renewed while serving; the listener must be reachable on port 443 of each name (TLS-ALPN-01). Not with SLUICE_TLS_CERT_FILE; empty: no ACME.",
+    ),
+    (
+        ACME_CONTACT,
+        "",
+        "Contact of the ACME account, e.g. mailto:ops@example.com (the CA mails expiry and policy notices there); optional.",
+    ),
+    (
+        ACME_DIRECTORY,
+        "https://acme-v02.api.letsencrypt.org/directory",
+        "Directory URL of the ACME CA (https://); Let's Encrypt's staging directory is https://acme-staging-v02.api.letsencrypt.org/directory.",
+    ),
+    (
+        ACME_CA_FILE,
+        "",
+        "PEM bundle of the only CAs trusted for the ACME directory's own HTTPS certificate (a private or test CA); empty: the usual public roots.",
+    ),
+    (
         TRUSTED_PROXIES,
         "",
         "Reverse proxies whose X-Forwarded-For / Forwarded headers are believed (CIDRs or addresses, comma-separated); empty: the client address is always the socket peer.",
@@ -267,6 +287,10 @@ pub(super) const METRICS_LISTEN: &str = "SLUICE_METRICS_LISTEN";
 pub(super) const METRICS_TOKEN: &str = "SLUICE_METRICS_TOKEN";
 pub(super) const TLS_CERT_FILE: &str = "SLUICE_TLS_CERT_FILE";
 pub(super) const TLS_KEY_FILE: &str = "SLUICE_TLS_KEY_FILE";
+pub(super) const ACME_DOMAINS: &str = "SLUICE_ACME_DOMAINS";
+pub(super) const ACME_CONTACT: &str = "SLUICE_ACME_CONTACT";
+pub(super) const ACME_DIRECTORY: &str = "SLUICE_ACME_DIRECTORY";
+pub(super) const ACME_CA_FILE: &str = "SLUICE_ACME_CA_FILE";
 pub(super) const TRUSTED_PROXIES: &str = "SLUICE_TRUSTED_PROXIES";
 pub(super) const ADMIN_ALLOWED_IPS: &str = "SLUICE_ADMIN_ALLOWED_IPS";
 pub(super) const RATE_LIMIT_PER_IP: &str = "SLUICE_RATE_LIMIT_PER_IP";

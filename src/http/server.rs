@@ -140,6 +140,12 @@ pub async fn run(
                                     return;
                                 }
                             };
+                            // A CA's TLS-ALPN-01 validation ends with the handshake (RFC 8737).
+                            if stream.get_ref().1.alpn_protocol()
+                                == Some(super::tls::ACME_TLS_ALPN)
+                            {
+                                return;
+                            }
                             let connection = builder.serve_connection(TokioIo::new(stream), service);
                             watcher.watch(connection).await
                         }

@@ -1,7 +1,8 @@
 //! TLS termination from certificate files (`SLUICE_TLS_CERT_FILE`, `SLUICE_TLS_KEY_FILE`),
 //! with rustls on the aws-lc-rs provider. The files are read at start-up and again on
 //! `SIGHUP`, so a renewed certificate is picked up without a restart; a reload that fails
-//! keeps serving the previous certificate.
+//! keeps serving the previous certificate. [`acceptor`] serves any certificate resolver
+//! (the ACME one, `crate::acme`, also answers TLS-ALPN-01 challenges on `acme-tls/1`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,15 +65,31 @@ impl CertStore {
 
     /// An acceptor serving this store's certificate (HTTP/1.1 over TLS 1.2 and 1.3).
     pub fn acceptor(self: &Arc<Self>) -> Result<TlsAcceptor, TlsError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(TlsError::Config)?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(TlsAcceptor::from(Arc::new(config)))
+        acceptor(self.clone(), false)
     }
+}
+
+/// The ALPN protocol of TLS-ALPN-01 challenges (RFC 8737). A connection that negotiated it
+/// is a CA's validation: the server closes it after the handshake.
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// An acceptor whose certificates come from `resolver` (HTTP/1.1 over TLS 1.2 and 1.3);
+/// `acme_challenges` also offers [`ACME_TLS_ALPN`], for a resolver that answers challenges.
+pub fn acceptor(
+    resolver: Arc<dyn ResolvesServerCert>,
+    acme_challenges: bool,
+) -> Result<TlsAcceptor, TlsError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if acme_challenges {
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 impl ResolvesServerCert for CertStore {

@@ -13,6 +13,7 @@ mod auth_common;
 mod common;
 mod edge_common;
 
+mod acme;
 mod admin_api;
 mod architecture;
 mod auth_access;
