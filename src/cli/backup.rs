@@ -82,10 +82,8 @@ pub fn restore(env: &Environment, file: &Path) -> anyhow::Result<()> {
 /// build's schema) that is deleted afterwards: the backup itself is never written.
 fn check_secrets_open(config: &Config, key: &InstanceKey, file: &Path) -> anyhow::Result<()> {
     let scratch = beside(&config.metadata_path(), "restore-check");
-    if let Some(parent) = scratch.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
+    // The data directory as the store makes it (0700), when restoring into a new one.
+    SqliteStore::prepare_directory(&scratch)?;
     let _ = std::fs::remove_file(&scratch);
     let checked = (|| {
         // Opening the backup itself would migrate it in place: a copy is opened instead.

@@ -201,6 +201,12 @@ impl SqliteStore {
         SqliteStore::open(path)
     }
 
+    /// Creates the directory the store at `path` lives in, private to the owner (0700), as
+    /// [`SqliteStore::open`] does, without creating the store (for files kept beside it).
+    pub fn prepare_directory(path: &Path) -> Result<(), StoreError> {
+        Ok(files::prepare_directory(path)?)
+    }
+
     /// An in-memory store, for tests.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let conn = Connection::open_in_memory().map_err(sqlite("opening the database"))?;

@@ -386,6 +386,15 @@ async fn a_backup_taken_while_serving_restores_the_same_catalog_and_logins() {
         "restore into a new data dir",
     );
     assert!(restored.contains("catalog revision 1"), "{restored}");
+    assert_eq!(
+        std::fs::metadata(fresh.path().join("data"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700,
+        "the data directory a restore makes is private, as `init` makes it"
+    );
     assert_eq!(export(fresh.path()), catalog_before);
     let second = Served::start(&mut sluice_with_test_key(fresh.path(), &["serve"])).await;
     assert_eq!(status_of(&second, "two").await, 200);

@@ -21,9 +21,9 @@ pub struct TooOpen {
     pub mode: u32,
 }
 
-/// Creates the directory of `database` (0700, with any missing parents) and the database
-/// file itself (0600) when they do not exist yet.
-pub fn prepare(database: &Path) -> io::Result<()> {
+/// Creates the directory of `database` (0700, with any missing parents) when it does not
+/// exist yet.
+pub fn prepare_directory(database: &Path) -> io::Result<()> {
     if let Some(parent) = database.parent()
         && !parent.as_os_str().is_empty()
         && !parent.exists()
@@ -33,6 +33,13 @@ pub fn prepare(database: &Path) -> io::Result<()> {
             .mode(DIR_MODE)
             .create(parent)?;
     }
+    Ok(())
+}
+
+/// Creates the directory of `database` ([`prepare_directory`]) and the database file itself
+/// (0600) when they do not exist yet.
+pub fn prepare(database: &Path) -> io::Result<()> {
+    prepare_directory(database)?;
     match OpenOptions::new()
         .write(true)
         .create_new(true)
