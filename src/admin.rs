@@ -1,14 +1,18 @@
 //! The edit plane: `GET /v1/admin/egress` (the addresses a DBA allowlists), `POST
-//! /v1/admin/datasources/{name}/test` (a datasource's connection tried step by step) and, in
-//! [`accounts`], users, app members and the audit log.
+//! /v1/admin/datasources/{name}/test` (a datasource's connection tried step by step), in
+//! [`catalog`] the catalog API (datasources, apps, queries, previews) and, in [`accounts`],
+//! users, app members and the audit log.
 //!
 //! Who may call it: a signed-in admin whose session has MFA (an admin still to enrol gets
 //! 403 `mfa_enrolment_required`), or automation holding `SLUICE_ADMIN_TOKEN` (compared in
-//! constant time; unset means no token is accepted). Developers, viewers and API keys get
-//! 403. Secrets are write-only here too: nothing in this module returns a secret or its
+//! constant time; unset means no token is accepted). A developer's session reaches only the
+//! catalog API's app and query routes, for the apps it is an editor of ([`catalog`] decides
+//! per app); every other route answers it 403. Viewers and API keys get 403 everywhere.
+//! Secrets are write-only here too: nothing in this module returns a secret or its
 //! ciphertext.
 
 mod accounts;
+mod catalog;
 mod policy;
 
 use std::net::IpAddr;
@@ -34,7 +38,8 @@ use crate::policy::Refusal;
 use crate::policy::client_ip::ClientIp;
 use crate::policy::refusal::IpScope;
 use crate::spec::{CatalogSpec, DatasourceSpec};
-use crate::vault::SecretString;
+use crate::store::Store;
+use crate::vault::{InstanceKey, SecretString};
 
 /// What a DBA needs to allowlist Sluice: where its connections come from, and where they go.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -103,17 +108,26 @@ pub struct AdminState {
     pub config: Config,
     /// The view plane's state: the current snapshot, limiter and edge settings.
     pub gateway: Arc<GatewayState>,
+    /// The metadata store, where the catalog API reads and writes catalog revisions.
+    pub store: Arc<dyn Store>,
+    /// The instance key: the catalog API seals secrets sent in plaintext and checks that
+    /// every secret opens before a revision is stored.
+    pub key: Arc<InstanceKey>,
 }
 
 /// The admin router, nested at `/v1/admin`.
 pub fn router(state: Arc<AdminState>) -> Router {
     let guard = state.clone();
-    Router::new()
+    let admins_only = Router::new()
         .route("/egress", get(egress))
         .route("/datasources/{name}/test", post(test_datasource))
         .route("/apps/{app}/policy", get(app_policy))
         .route("/apps/{app}/queries/{query}/run", post(run_query))
         .merge(accounts::router())
+        .route_layer(axum::middleware::from_fn(admins_only));
+    Router::new()
+        .merge(admins_only)
+        .merge(catalog::router())
         .with_state(state)
         .layer(axum::middleware::from_fn(move |request, next| {
             require_admin(guard.clone(), request, next)
@@ -123,10 +137,26 @@ pub fn router(state: Arc<AdminState>) -> Router {
 /// Who is acting on the edit plane, for the audit log.
 #[derive(Debug, Clone)]
 pub struct AdminActor {
-    /// The admin's user id, or `admin_token`.
+    /// The user id, or `admin_token`.
     pub id: String,
-    /// The admin's session (absent for the token).
+    /// The session (absent for the token).
     pub caller: Option<Caller>,
+    /// An admin (session or token); false for a developer, who reaches only the catalog
+    /// API's app and query routes.
+    pub admin: bool,
+}
+
+/// Refuses a developer on the routes that are for admins only.
+async fn admins_only(request: Request, next: Next) -> Response {
+    match request.extensions().get::<AdminActor>() {
+        Some(actor) if actor.admin => next.run(request).await,
+        _ => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the admin API is for admins signed in with a session",
+        )
+        .into_response(),
+    }
 }
 
 async fn egress(State(state): State<Arc<AdminState>>) -> Response {
@@ -233,6 +263,7 @@ async fn require_admin(state: Arc<AdminState>, mut request: Request, next: Next)
             AdminActor {
                 id: "admin_token".into(),
                 caller: None,
+                admin: true,
             }
         }
         _ => match crate::auth::routes::caller(&state.auth, headers).await {
@@ -247,7 +278,7 @@ async fn require_admin(state: Arc<AdminState>, mut request: Request, next: Next)
                 return ApiError::from(AuthError::MfaEnrolmentRequired).into_response();
             }
             Ok(Some(caller))
-                if caller.user.role != Role::Admin || caller.api_key_scope().is_some() =>
+                if caller.user.role == Role::Viewer || caller.api_key_scope().is_some() =>
             {
                 return ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -258,6 +289,7 @@ async fn require_admin(state: Arc<AdminState>, mut request: Request, next: Next)
             }
             Ok(Some(caller)) => AdminActor {
                 id: caller.user.id.clone(),
+                admin: caller.user.role == Role::Admin,
                 caller: Some(caller),
             },
         },

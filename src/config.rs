@@ -50,7 +50,7 @@ use variables::{
     ENCRYPTION_PASSWORD, ENCRYPTION_SALT, HEADER_READ_TIMEOUT_MS, LISTEN, LISTEN_BACKLOG,
     LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_ROWS,
     METADATA_DB, METRICS_LISTEN, METRICS_TOKEN, POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL,
-    QUERY_TIMEOUT_MS, SHUTDOWN_GRACE_SECS, TLS_CERT_FILE, TLS_KEY_FILE,
+    QUERY_TIMEOUT_MS, SHUTDOWN_GRACE_SECS, SQLITE_DIRS, TLS_CERT_FILE, TLS_KEY_FILE,
 };
 
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
@@ -101,6 +101,9 @@ pub struct Config {
     pub egress_bind: Vec<std::net::IpAddr>,
     /// Public egress addresses after NAT, for DBAs (informational).
     pub egress_public_ips: Vec<std::net::IpAddr>,
+    /// Directories SQLite datasource files must lie under (absolute); empty: anywhere but
+    /// Sluice's own files (`datasource::sqlite::check_path`).
+    pub sqlite_dirs: Vec<PathBuf>,
     /// Certificate and key files for HTTPS; both or neither.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
@@ -430,6 +433,23 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
             EGRESS_PUBLIC_IPS,
             "a comma-separated list of IP addresses",
             |v| parse_address_list(v).map_err(boxed),
+        )?,
+        sqlite_dirs: env.parse(
+            SQLITE_DIRS,
+            "a comma-separated list of absolute directory paths such as /srv/sqlite",
+            |v| {
+                let dirs: Vec<PathBuf> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from)
+                    .collect();
+                if dirs.iter().all(|d| d.is_absolute()) {
+                    Ok(dirs)
+                } else {
+                    Err(None)
+                }
+            },
         )?,
         tls_cert_file: env.supplied(TLS_CERT_FILE).map(PathBuf::from),
         tls_key_file: env.supplied(TLS_KEY_FILE).map(PathBuf::from),

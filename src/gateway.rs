@@ -9,7 +9,7 @@ pub mod edge_policy;
 mod errors;
 mod invoke;
 
-pub use invoke::run_as_admin;
+pub use invoke::{preview, run_as_admin};
 mod ready;
 mod response;
 
@@ -50,6 +50,10 @@ pub struct GatewayState {
     /// Whether the metadata store can be reached (`/readyz`).
     pub readiness: Readiness,
     draining: AtomicBool,
+    /// Held while the catalog changes hands: by a reload (build and swap) and by a catalog
+    /// API write (read, check, store, swap), so neither swaps in a snapshot older than the
+    /// other's.
+    pub catalog_change: tokio::sync::Mutex<()>,
 }
 
 /// What the view plane is built from, besides its first snapshot.
@@ -82,6 +86,7 @@ impl GatewayState {
             metrics,
             readiness,
             draining: AtomicBool::new(false),
+            catalog_change: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -89,6 +94,21 @@ impl GatewayState {
     /// Returns the previous one; its pools close when the last request holding it ends.
     pub fn replace_snapshot(&self, snapshot: Snapshot) -> Arc<Snapshot> {
         self.snapshot.swap(Arc::new(snapshot))
+    }
+
+    /// Serves `snapshot` unless one of a later revision already serves (two catalog writes
+    /// finishing out of order never leave the older one serving). True when it was swapped
+    /// in; the one it replaced is dropped when its last request finishes.
+    pub fn install_snapshot(&self, snapshot: Snapshot) -> bool {
+        let new = Arc::new(snapshot);
+        let previous = self.snapshot.rcu(|current| {
+            if current.revision < new.revision {
+                new.clone()
+            } else {
+                current.clone()
+            }
+        });
+        previous.revision < new.revision
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

@@ -14,7 +14,7 @@ pub mod server;
 pub mod tls;
 
 pub use client_reset::ClientReset;
-pub use error::ApiError;
+pub use error::{ApiError, Problem};
 pub use request_id::RequestId;
 
 /// A JSON answer: `value` serialised with `Content-Type: application/json`.

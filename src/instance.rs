@@ -197,6 +197,7 @@ impl Instance {
     /// Reloads the catalog from the store. The old snapshot keeps serving until the new one
     /// is fully built; on error nothing changes.
     pub async fn reload(&self) -> Result<i64, StartError> {
+        let _changing = self.state.catalog_change.lock().await;
         let snapshot = snapshot::build(
             &self.config,
             &self.key,
@@ -206,7 +207,8 @@ impl Instance {
         .await?;
         let revision = snapshot.revision;
         // The previous snapshot's pools close when the last request using them finishes
-        // and drops its reference.
+        // and drops its reference. A reload may go back to a lower revision (a restored
+        // store), so it replaces whatever serves.
         drop(self.state.replace_snapshot(snapshot));
         Ok(revision)
     }
@@ -222,6 +224,8 @@ impl Instance {
             auth: self.state.auth.clone(),
             config: self.config.clone(),
             gateway: self.state.clone(),
+            store: self.store.clone(),
+            key: self.key.clone(),
         });
         router(
             self.state.clone(),

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::catalog::compile::{self, CatalogErrors, CatalogProblem, CompiledCatalog};
 use crate::config::Config;
+use crate::datasource::sqlite::SqlitePathRules;
 use crate::datasource::tls::DbTls;
 use crate::datasource::{PoolDefaults, PoolError, Pools};
 use crate::metrics::{Metrics, PoolReading, QuerySeries, Reading};
@@ -88,13 +89,23 @@ pub async fn build(
     store: Arc<dyn Store>,
     metrics: &Metrics,
 ) -> Result<Snapshot, SnapshotError> {
-    let (spec, revision) = tokio::task::spawn_blocking(move || {
-        Ok::<_, StoreError>((store.load_catalog()?, store.catalog_revision()?))
-    })
-    .await??;
+    let (revision, spec) = tokio::task::spawn_blocking(move || store.current_catalog()).await??;
+    assemble(config, key, spec, revision, metrics)
+}
+
+/// Builds the snapshot serving `spec` as revision `revision` (the catalog API builds it
+/// before it stores the revision, so a write that could not serve stores nothing).
+pub fn assemble(
+    config: &Config,
+    key: &Arc<InstanceKey>,
+    spec: CatalogSpec,
+    revision: i64,
+    metrics: &Metrics,
+) -> Result<Snapshot, SnapshotError> {
     let catalog =
         compile::compile(&spec, config.query_defaults()).map_err(SnapshotError::Catalog)?;
     verify_secrets(&spec, key).map_err(SnapshotError::Secrets)?;
+    verify_sqlite_paths(&spec, config).map_err(SnapshotError::Catalog)?;
     let pools = Pools::build(&spec, key, &pool_defaults(config))?;
     let series = query_series(&catalog, metrics);
     Ok(Snapshot {
@@ -147,6 +158,82 @@ pub fn pool_defaults(config: &Config) -> PoolDefaults {
         egress_allow: config.egress_allow.clone(),
         egress_bind: config.egress_bind.clone(),
         ..PoolDefaults::default()
+    }
+}
+
+/// The rules SQLite datasource paths are judged by (`SLUICE_SQLITE_DIRS`, and Sluice's own
+/// files, which no datasource may open).
+pub fn sqlite_path_rules(config: &Config) -> SqlitePathRules {
+    SqlitePathRules {
+        allowed_dirs: config.sqlite_dirs.clone(),
+        data_dir: config.data_dir.clone(),
+        metadata_db: config.metadata_path(),
+    }
+}
+
+/// Checks every SQLite datasource's path against [`sqlite_path_rules`]: a catalog whose
+/// datasource points at the metadata store (or anything of Sluice's) neither applies nor
+/// serves. Every problem is reported, each at its datasource's `path`.
+pub fn verify_sqlite_paths(spec: &CatalogSpec, config: &Config) -> Result<(), CatalogErrors> {
+    let rules = sqlite_path_rules(config);
+    let problems: Vec<CatalogProblem> = spec
+        .datasources
+        .iter()
+        .filter_map(|(name, datasource)| match datasource {
+            DatasourceSpec::Sqlite(sqlite) => {
+                rules.check(&sqlite.path).err().map(|error| CatalogProblem {
+                    location: format!("datasources.{name}.path"),
+                    message: error.to_string(),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CatalogErrors(problems))
+    }
+}
+
+/// Everything `catalog check`, `apply`, `rollback` and the catalog API verify before a
+/// catalog is stored, exactly as serving will: the templates compile, every secret opens
+/// for its owner, the database TLS files load, and no SQLite path reaches Sluice's own
+/// files. Returns the compiled catalog.
+pub fn verify(
+    spec: &CatalogSpec,
+    config: &Config,
+    key: &InstanceKey,
+) -> Result<CompiledCatalog, VerifyError> {
+    let compiled = compile::compile(spec, config.query_defaults()).map_err(VerifyError::Compile)?;
+    verify_secrets(spec, key).map_err(VerifyError::Secrets)?;
+    verify_tls(spec, Some(key)).map_err(VerifyError::Tls)?;
+    verify_sqlite_paths(spec, config).map_err(VerifyError::Paths)?;
+    Ok(compiled)
+}
+
+/// Why [`verify`] refused a catalog; each list locates every problem at its field.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the catalog does not compile:\n{0}")]
+    Compile(CatalogErrors),
+    #[error("sealed secrets do not open with this instance key:\n{0}")]
+    Secrets(CatalogErrors),
+    #[error("database TLS files cannot be used:\n{0}")]
+    Tls(CatalogErrors),
+    #[error("SQLite datasource paths are refused:\n{0}")]
+    Paths(CatalogErrors),
+}
+
+impl VerifyError {
+    /// The problems, each located at its field.
+    pub fn problems(&self) -> &[CatalogProblem] {
+        match self {
+            VerifyError::Compile(e)
+            | VerifyError::Secrets(e)
+            | VerifyError::Tls(e)
+            | VerifyError::Paths(e) => &e.0,
+        }
     }
 }
 

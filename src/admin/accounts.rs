@@ -196,12 +196,28 @@ async fn set_disabled(
     Ok(json(StatusCode::OK, &view(&user)))
 }
 
+/// `members` lists every member's id; `editors` those of them who may edit the app
+/// through the catalog API.
 async fn list_members(State(state): Shared, Path(app): Path<String>) -> Result<Response, ApiError> {
-    let members = state.auth.service.members(&app).await?;
+    let members = state.auth.service.member_list(&app).await?;
+    let editors: Vec<&str> = members
+        .iter()
+        .filter(|m| m.editor)
+        .map(|m| m.user_id.as_str())
+        .collect();
+    let ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "app": app, "members": members }),
+        &serde_json::json!({ "app": app, "members": ids, "editors": editors }),
     ))
+}
+
+/// The optional body of `PUT /apps/{app}/members/{user_id}`; an empty body is a plain member.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberInput {
+    #[serde(default)]
+    editor: bool,
 }
 
 async fn add_member(
@@ -210,10 +226,12 @@ async fn add_member(
     peer: Peer,
     headers: HeaderMap,
     Path((app, user_id)): Path<(String, String)>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     if let Some(caller) = &actor.caller {
         state.auth.service.require_fresh(caller)?;
     }
+    let input: MemberInput = read_json(&headers, body, state.auth.max_body_bytes).await?;
     if state.auth.service.user_by_id(&user_id).await.is_err() {
         return Err(ApiError::not_found("no such user"));
     }
@@ -221,11 +239,11 @@ async fn add_member(
     state
         .auth
         .service
-        .add_member(&app, &user_id, &actor.id, &client)
+        .add_member(&app, &user_id, input.editor, &actor.id, &client)
         .await?;
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "app": app, "user_id": user_id, "member": true }),
+        &serde_json::json!({ "app": app, "user_id": user_id, "member": true, "editor": input.editor }),
     ))
 }
 

@@ -51,8 +51,15 @@ pub enum UserCommand {
 pub enum AppCommand {
     /// List the members of an app.
     Members { app: String },
-    /// Add a user to an app's members.
-    AddMember { app: String, email: String },
+    /// Add a user to an app's members (again: sets or clears --editor).
+    AddMember {
+        app: String,
+        email: String,
+        /// Let the member (a developer) edit the app's settings and queries through the
+        /// catalog API.
+        #[arg(long)]
+        editor: bool,
+    },
     /// Remove a user from an app's members.
     RemoveMember { app: String, email: String },
 }
@@ -176,15 +183,19 @@ pub async fn app(env: &Environment, command: AppCommand) -> anyhow::Result<()> {
     let client = ClientInfo::default();
     match command {
         AppCommand::Members { app } => {
-            for id in service.members(&app).await? {
-                let user = service.user_by_id(&id).await?;
-                println!("{}\t{}", user.id, user.email);
+            for member in service.member_list(&app).await? {
+                let user = service.user_by_id(&member.user_id).await?;
+                let editor = if member.editor { "\teditor" } else { "" };
+                println!("{}\t{}{editor}", user.id, user.email);
             }
         }
-        AppCommand::AddMember { app, email } => {
+        AppCommand::AddMember { app, email, editor } => {
             let user = service.user_by_email(&email).await?;
-            service.add_member(&app, &user.id, CLI, &client).await?;
-            println!("{} is a member of {app}", user.email);
+            service
+                .add_member(&app, &user.id, editor, CLI, &client)
+                .await?;
+            let what = if editor { "an editor" } else { "a member" };
+            println!("{} is {what} of {app}", user.email);
         }
         AppCommand::RemoveMember { app, email } => {
             let user = service.user_by_email(&email).await?;

@@ -107,18 +107,16 @@ pub fn seal(env: &Environment, owner: &str) -> anyhow::Result<()> {
 
 pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Result<()> {
     let config = env.config()?;
-    let defaults = config.query_defaults();
     match command {
         CatalogCommand::Check { file, strict } => {
             let spec = read_catalog(&file)?;
-            compile::compile(&spec, defaults)?;
             let secrets = if config.encryption_password.is_some() {
-                let key = config.instance_key()?;
-                sluice::snapshot::verify_secrets(&spec, &key)?;
-                sluice::snapshot::verify_tls(&spec, Some(&key))?;
+                sluice::snapshot::verify(&spec, &config, &config.instance_key()?)?;
                 "secrets open"
             } else {
+                compile::compile(&spec, config.query_defaults())?;
                 sluice::snapshot::verify_tls(&spec, None)?;
+                sluice::snapshot::verify_sqlite_paths(&spec, &config)?;
                 "secrets not verified: SLUICE_ENCRYPTION_PASSWORD is not set"
             };
             preflight(&config, &spec, strict).await?;
@@ -131,10 +129,7 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
             strict,
         } => {
             let spec = read_catalog(&file)?;
-            compile::compile(&spec, defaults)?;
-            let key = config.instance_key()?;
-            sluice::snapshot::verify_secrets(&spec, &key)?;
-            sluice::snapshot::verify_tls(&spec, Some(&key))?;
+            sluice::snapshot::verify(&spec, &config, &config.instance_key()?)?;
             let store = super::open_store(&config)?;
             preflight(&config, &spec, strict).await?;
             let source = file.display().to_string();
@@ -217,13 +212,8 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
         CatalogCommand::Rollback { revision, prune } => {
             let store = super::open_store(&config)?;
             let spec = revision_spec(&store, revision)?;
-            compile::compile(&spec, defaults)
-                .with_context(|| format!("revision {revision} no longer compiles"))?;
-            let key = config.instance_key()?;
-            sluice::snapshot::verify_secrets(&spec, &key)
-                .with_context(|| format!("revision {revision}'s secrets do not open"))?;
-            sluice::snapshot::verify_tls(&spec, Some(&key))
-                .with_context(|| format!("revision {revision}'s TLS files cannot be used"))?;
+            sluice::snapshot::verify(&spec, &config, &config.instance_key()?)
+                .with_context(|| format!("revision {revision} cannot serve as it is"))?;
             replace(
                 &store,
                 &spec,

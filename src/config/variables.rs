@@ -260,6 +260,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "",
         "The public addresses this instance's traffic appears from after NAT (comma-separated), listed by `sluice egress` for DBAs; informational.",
     ),
+    (
+        SQLITE_DIRS,
+        "",
+        "Directories SQLite datasource files must lie under (absolute paths, comma-separated); empty: any path except Sluice's own data directory and metadata store, and the catalog API cannot create or move SQLite datasources.",
+    ),
 ];
 
 pub(super) const LISTEN: &str = "SLUICE_LISTEN";
@@ -313,6 +318,7 @@ pub(super) const MAIL_FROM: &str = "SLUICE_MAIL_FROM";
 pub(super) const EGRESS_ALLOW: &str = "SLUICE_EGRESS_ALLOW";
 pub(super) const EGRESS_BIND: &str = "SLUICE_EGRESS_BIND";
 pub(super) const EGRESS_PUBLIC_IPS: &str = "SLUICE_EGRESS_PUBLIC_IPS";
+pub(super) const SQLITE_DIRS: &str = "SLUICE_SQLITE_DIRS";
 
 /// The variables that hold secrets: never quoted in an error or `Debug` output, and each
 /// also read from a file named by `NAME_FILE` (Docker and Kubernetes secrets). `Env::secret`

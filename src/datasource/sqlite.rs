@@ -6,6 +6,8 @@
 //! times out, or whose request goes away, is interrupted through SQLite's interrupt handle,
 //! and its connection is not kept.
 
+mod path;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +22,8 @@ use super::{
 use crate::spec::SqliteSpec;
 use crate::statement::ParamValue;
 use crate::statement::RenderedSql;
+
+pub use path::{SqlitePathError, SqlitePathRules};
 
 /// A pool of connections to one SQLite file.
 pub struct SqliteSource {

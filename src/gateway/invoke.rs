@@ -239,13 +239,87 @@ async fn execute(
         running,
         reset,
     } = run;
-    let user_values = caller.as_ref().map(|c| &c.user);
-    if query.template.uses_user() && user_values.is_none() {
+    if query.template.uses_user() && caller.is_none() {
         return Err(ApiError::unauthenticated(
             "this query runs as the signed-in user; sign in first",
         ));
     }
     let input = read_params(headers, body, state.limits.max_body_bytes).await?;
+    let run = Run {
+        request_id,
+        app_name,
+        query_name,
+        caller,
+        started,
+        running,
+        reset,
+    };
+    execute_params(state, snapshot, query, run, input).await
+}
+
+/// `POST /v1/admin/apps/{app}/queries/{query}/preview`: runs `query` (a draft compiled by
+/// the edit plane, or the stored one) on the served pools as `caller` would run it: the
+/// caller's grants (`is_member` for private apps) and `{{ user.* }}` values, without rate
+/// limits. A refusal is 403 `preview_refused` naming why, so it cannot be mistaken for the
+/// admin's own.
+#[allow(clippy::too_many_arguments)]
+pub async fn preview(
+    state: &Arc<GatewayState>,
+    request_id: RequestId,
+    target: &Target<'_>,
+    query: &CompiledQuery,
+    caller: Caller,
+    is_member: bool,
+    params: serde_json::Map<String, serde_json::Value>,
+) -> Result<Response, ApiError> {
+    policy::authorize(target, Some(&caller), is_member).map_err(|refusal| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "preview_refused",
+            format!(
+                "this user may not run the query ({}): {refusal}",
+                refusal.code()
+            ),
+        )
+    })?;
+    let snapshot = state.snapshot();
+    if snapshot.pools.get(&query.datasource).is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "datasource_not_serving",
+            "the query's datasource is not serving yet: save the datasource first",
+        ));
+    }
+    let run = Run {
+        request_id,
+        app_name: target.app.to_string(),
+        query_name: target.query.to_string(),
+        caller: Some(caller),
+        started: Instant::now(),
+        running: None,
+        reset: ClientReset::default(),
+    };
+    execute_params(state, &snapshot, query, run, params).await
+}
+
+/// [`execute`] once the params are read.
+async fn execute_params(
+    state: &GatewayState,
+    snapshot: &Snapshot,
+    query: &CompiledQuery,
+    run: Run,
+    input: serde_json::Map<String, serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let Run {
+        request_id,
+        app_name,
+        query_name,
+        caller,
+        started,
+        running,
+        reset,
+    } = run;
+    let user_values = caller.as_ref().map(|c| &c.user);
     let mut values = query
         .params
         .validate(input)

@@ -24,6 +24,17 @@ pub struct ApiError {
     pub param: Option<String>,
     /// Seconds after which a retry may succeed.
     pub retry_after: Option<u64>,
+    /// Every problem found, each at its location (a catalog write that does not compile
+    /// lists them all); shown as `problems` when not empty.
+    pub problems: Vec<Problem>,
+}
+
+/// One located problem of a refused request: `location` is a path into what was sent
+/// (`apps.shop.queries.recent.sql`), `message` what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub location: String,
+    pub message: String,
 }
 
 impl ApiError {
@@ -34,6 +45,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             retry_after: None,
+            problems: Vec::new(),
         }
     }
 
@@ -69,12 +81,15 @@ impl ApiError {
             request_id: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             param: Option<&'a str>,
+            #[serde(skip_serializing_if = "<[Problem]>::is_empty")]
+            problems: &'a [Problem],
         }
         serde_json::to_vec(&Body {
             code: self.code,
             message: &self.message,
             request_id,
             param: self.param.as_deref(),
+            problems: &self.problems,
         })
         .expect("error bodies serialise")
     }

@@ -30,6 +30,20 @@ pub trait CatalogStore: Send + Sync {
     /// a revision holding the whole catalog. Returns the new revision number.
     fn replace_catalog(&self, spec: &CatalogSpec, source: &str) -> Result<i64, StoreError>;
 
+    /// The current catalog with the revision it is, read together (0 when none was applied).
+    fn current_catalog(&self) -> Result<(i64, CatalogSpec), StoreError>;
+
+    /// [`replace_catalog`](Self::replace_catalog) only if the latest revision is still
+    /// `expected`: otherwise nothing changes and the answer is
+    /// [`StoreError::RevisionMoved`] (another writer got there first). The check and the
+    /// write are one transaction, so two writers never both win.
+    fn replace_catalog_at(
+        &self,
+        spec: &CatalogSpec,
+        source: &str,
+        expected: i64,
+    ) -> Result<i64, StoreError>;
+
     /// The latest catalog revision (0 when none was applied).
     fn catalog_revision(&self) -> Result<i64, StoreError>;
 

@@ -23,6 +23,9 @@ pub enum StoreError {
     /// A unique value (an email, a key id) is already taken.
     #[error("metadata store: {0} already exists")]
     Conflict(&'static str),
+    /// A conditional catalog write found a newer revision than the one it was based on.
+    #[error("metadata store: the catalog is at revision {current}, not {expected}")]
+    RevisionMoved { expected: i64, current: i64 },
     /// The record to change does not exist.
     #[error("metadata store: no such {0}")]
     NotFound(&'static str),

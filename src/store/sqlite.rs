@@ -160,6 +160,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE catalog_revisions ADD COLUMN spec TEXT;
 "#,
+    // App editors: a member with `editor = 1` may edit the app's settings and queries
+    // through the catalog API (developers only; see `admin::catalog`).
+    r#"
+    ALTER TABLE app_members ADD COLUMN editor INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The SQLite-backed store. One connection behind a mutex: metadata writes are rare and

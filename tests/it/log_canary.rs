@@ -45,6 +45,10 @@ impl Canaries {
             "my_array",
             "my_row",
             "my_duplicate",
+            "api_secret",
+            "api_bare_secret",
+            "api_sql",
+            "preview_param",
         ];
         let list = labels
             .into_iter()
@@ -162,6 +166,14 @@ apps:
           v: { type: text, required: true }
 "#;
 
+const ADMIN_TOKEN: &str = "log-canary-admin-token-0123456789abcdef";
+
+/// A 200 answer whose rows carry `canary` (proof the value went through the process).
+fn echo_check(status: u16, body: &str, canary: &str) {
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(canary), "{body}");
+}
+
 fn parse(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("response is not JSON ({e}): {text}"))
 }
@@ -216,7 +228,8 @@ async fn canaries_stay_out_of_the_log(format: &str) {
     let mut server = Served::start(
         sluice_with_test_key(dir.path(), &["serve"])
             .env("SLUICE_LOG_LEVEL", "trace")
-            .env("SLUICE_LOG_FORMAT", format),
+            .env("SLUICE_LOG_FORMAT", format)
+            .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN),
     )
     .await;
 
@@ -342,6 +355,95 @@ async fn canaries_stay_out_of_the_log(format: &str) {
                 "{label}: the error response repeats the value: {text}"
             );
         }
+    }
+
+    // --- The catalog API: a secret sent in plaintext, one sent as a bare string (refused),
+    // a query whose SQL text carries a canary, and a preview with a canary param. ---
+    let admin = |method: reqwest::Method, path: &str, body: Value| {
+        server
+            .client
+            .request(method, server.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let datasource = json!({"kind": "postgres", "host": "127.0.0.1", "port": 5432,
+        "database": "test", "user": "postgres", "egress_allow": ["127.0.0.1/32"],
+        "password": {"plaintext": c("api_secret")}});
+    let created = admin(
+        reqwest::Method::PUT,
+        "/v1/admin/datasources/api_ds",
+        datasource.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let created = created.text().await.unwrap();
+    let mut bare = datasource.clone();
+    bare["password"] = json!(c("api_bare_secret"));
+    let refused = admin(reqwest::Method::PUT, "/v1/admin/datasources/api_bare", bare)
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    let refused = refused.text().await.unwrap();
+    let query = json!({"datasource": "api_ds",
+        "sql": format!("SELECT {{{{ params.t }}}}::text AS t, '{}' AS marker", c("api_sql")),
+        "params": {"t": {"type": "text", "required": true}}});
+    let saved = admin(
+        reqwest::Method::PUT,
+        "/v1/admin/apps/canary/queries/api_q",
+        query,
+    )
+    .await
+    .unwrap();
+    assert_eq!(saved.status().as_u16(), 201);
+    let (status, body) = call(&server, "api_q", json!({"t": "x"})).await;
+    echo_check(status, &body, &c("api_sql"));
+    let user = admin(
+        reqwest::Method::POST,
+        "/v1/admin/users",
+        json!({"email": "previewed@example.com", "role": "viewer"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(user.status().as_u16(), 201);
+    let preview = admin(
+        reqwest::Method::POST,
+        "/v1/admin/apps/canary/queries/api_q/preview",
+        json!({"as": "previewed@example.com", "params": {"t": c("preview_param")}}),
+    )
+    .await
+    .unwrap();
+    let status = preview.status().as_u16();
+    echo_check(status, &preview.text().await.unwrap(), &c("preview_param"));
+    let mut shown = String::new();
+    for path in [
+        "/v1/admin/datasources",
+        "/v1/admin/datasources/api_ds",
+        "/v1/admin/audit?limit=200",
+    ] {
+        let answer = admin(reqwest::Method::GET, path, Value::Null)
+            .await
+            .unwrap();
+        shown.push_str(&answer.text().await.unwrap());
+    }
+    let sealed = regex::Regex::new(r"enc:v1:[0-9a-f]{16}:").unwrap();
+    for (what, text) in [
+        ("create", &created),
+        ("refusal", &refused),
+        ("reads", &shown),
+    ] {
+        for label in ["api_secret", "api_bare_secret"] {
+            assert!(
+                !text.contains(&c(label)[6..]),
+                "{label} shown by the {what}: {text}"
+            );
+        }
+        assert!(
+            !sealed.is_match(text),
+            "a ciphertext shown by the {what}: {text}"
+        );
     }
 
     let status = server.terminate().await;

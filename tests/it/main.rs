@@ -21,6 +21,7 @@ mod auth_log_canary;
 mod auth_mail;
 mod auth_mfa;
 mod auth_sessions;
+mod catalog_api;
 mod cli;
 mod datasource_errors;
 mod datasource_test;

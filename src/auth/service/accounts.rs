@@ -8,6 +8,7 @@
 use super::{AuthError, AuthService};
 use crate::auth::{ClientInfo, Role, normalize_email, password};
 use crate::store::StoreError;
+use crate::store::members::AppMember;
 use crate::store::users::{NewUser, UserRecord};
 
 impl AuthService {
@@ -246,23 +247,33 @@ impl AuthService {
             .await
     }
 
+    /// Whether `user_id` may edit `app` through the catalog API as a member (see
+    /// [`MemberStore::is_app_editor`](crate::store::members::MemberStore::is_app_editor)).
+    pub async fn is_editor(&self, app: &str, user_id: &str) -> Result<bool, AuthError> {
+        let (app, id) = (app.to_string(), user_id.to_string());
+        self.run(move |store| Ok(store.is_app_editor(&app, &id)?))
+            .await
+    }
+
+    /// Makes `user_id` a member of `app` (an editor or not; adding again sets the flag).
     pub async fn add_member(
         &self,
         app: &str,
         user_id: &str,
+        editor: bool,
         actor: &str,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
         let (a, id) = (app.to_string(), user_id.to_string());
         self.run(move |store| {
             store.user_by_id(&id)?.ok_or(AuthError::NotFound("user"))?;
-            Ok(store.add_app_member(&a, &id)?)
+            Ok(store.add_app_member(&a, &id, editor)?)
         })
         .await?;
         let mut event = self.audit.event("member_added", client);
         event.user_id = Some(user_id.to_string());
         event.actor = Some(actor.to_string());
-        event.details = Some(serde_json::json!({ "app": app }).to_string());
+        event.details = Some(serde_json::json!({ "app": app, "editor": editor }).to_string());
         self.audit.append(event).await;
         Ok(())
     }
@@ -289,7 +300,14 @@ impl AuthService {
         Ok(())
     }
 
+    /// The ids of `app`'s members.
     pub async fn members(&self, app: &str) -> Result<Vec<String>, AuthError> {
+        let members = self.member_list(app).await?;
+        Ok(members.into_iter().map(|m| m.user_id).collect())
+    }
+
+    /// `app`'s members with their editor flag.
+    pub async fn member_list(&self, app: &str) -> Result<Vec<AppMember>, AuthError> {
         let app = app.to_string();
         self.run(move |store| Ok(store.app_members(&app)?)).await
     }

@@ -123,12 +123,96 @@ impl CatalogStore for SqliteStore {
         load(&self.lock())
     }
 
-    fn replace_catalog(&self, spec: &CatalogSpec, source: &str) -> Result<i64, StoreError> {
+    fn current_catalog(&self) -> Result<(i64, CatalogSpec), StoreError> {
         let mut conn = self.lock();
-        // IMMEDIATE: the write lock up front, as for account changes (see `rows::immediate`).
+        // One read transaction: the revision and the tables as one state, even if another
+        // process applies in between.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
+            .map_err(sqlite("reading the catalog"))?;
+        let revision = latest_revision(&tx)?;
+        let spec = load(&tx)?;
+        tx.commit().map_err(sqlite("reading the catalog"))?;
+        Ok((revision, spec))
+    }
+
+    fn replace_catalog(&self, spec: &CatalogSpec, source: &str) -> Result<i64, StoreError> {
+        self.replace(spec, source, None)
+    }
+
+    fn replace_catalog_at(
+        &self,
+        spec: &CatalogSpec,
+        source: &str,
+        expected: i64,
+    ) -> Result<i64, StoreError> {
+        self.replace(spec, source, Some(expected))
+    }
+
+    fn catalog_revision(&self) -> Result<i64, StoreError> {
+        latest_revision(&self.lock())
+    }
+
+    fn catalog_history(&self, limit: u32) -> Result<Vec<CatalogRevision>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {REVISION_COLUMNS} FROM catalog_revisions ORDER BY id DESC LIMIT ?1"
+            ))
+            .map_err(sqlite("reading the catalog history"))?;
+        let rows = stmt
+            .query_map([limit], revision_from_row)
+            .map_err(sqlite("reading the catalog history"))?;
+        let mut revisions = Vec::new();
+        for row in rows {
+            revisions.push(row.map_err(sqlite("reading the catalog history"))??);
+        }
+        Ok(revisions)
+    }
+    fn catalog_revision_at(&self, id: i64) -> Result<Option<CatalogRevision>, StoreError> {
+        self.lock()
+            .query_row(
+                &format!("SELECT {REVISION_COLUMNS} FROM catalog_revisions WHERE id = ?1"),
+                [id],
+                revision_from_row,
+            )
+            .optional()
+            .map_err(sqlite("reading a catalog revision"))?
+            .transpose()
+    }
+}
+
+/// The latest revision (0 when none was applied).
+fn latest_revision(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row("SELECT max(id) FROM catalog_revisions", [], |row| {
+        row.get::<_, Option<i64>>(0)
+    })
+    .optional()
+    .map(|value| value.flatten().unwrap_or(0))
+    .map_err(sqlite("reading the revision"))
+}
+
+impl SqliteStore {
+    /// Replaces the catalog tables and records the revision, in one IMMEDIATE transaction;
+    /// with `expected`, only if the latest revision is still that one.
+    fn replace(
+        &self,
+        spec: &CatalogSpec,
+        source: &str,
+        expected: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        let mut conn = self.lock();
+        // IMMEDIATE: the write lock up front, as for account changes (see `rows::immediate`),
+        // so the revision read below cannot move before the commit.
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sqlite("starting the apply"))?;
+        if let Some(expected) = expected {
+            let current = latest_revision(&tx)?;
+            if current != expected {
+                return Err(StoreError::RevisionMoved { expected, current });
+            }
+        }
         let at = now();
         tx.execute_batch("DELETE FROM queries; DELETE FROM apps; DELETE FROM datasources;")
             .map_err(sqlite("clearing the catalog"))?;
@@ -171,44 +255,5 @@ impl CatalogStore for SqliteStore {
         let revision = tx.last_insert_rowid();
         tx.commit().map_err(sqlite("committing the apply"))?;
         Ok(revision)
-    }
-
-    fn catalog_revision(&self) -> Result<i64, StoreError> {
-        let conn = self.lock();
-        conn.query_row("SELECT max(id) FROM catalog_revisions", [], |row| {
-            row.get::<_, Option<i64>>(0)
-        })
-        .optional()
-        .map(|value| value.flatten().unwrap_or(0))
-        .map_err(sqlite("reading the revision"))
-    }
-
-    fn catalog_history(&self, limit: u32) -> Result<Vec<CatalogRevision>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {REVISION_COLUMNS} FROM catalog_revisions ORDER BY id DESC LIMIT ?1"
-            ))
-            .map_err(sqlite("reading the catalog history"))?;
-        let rows = stmt
-            .query_map([limit], revision_from_row)
-            .map_err(sqlite("reading the catalog history"))?;
-        let mut revisions = Vec::new();
-        for row in rows {
-            revisions.push(row.map_err(sqlite("reading the catalog history"))??);
-        }
-        Ok(revisions)
-    }
-
-    fn catalog_revision_at(&self, id: i64) -> Result<Option<CatalogRevision>, StoreError> {
-        self.lock()
-            .query_row(
-                &format!("SELECT {REVISION_COLUMNS} FROM catalog_revisions WHERE id = ?1"),
-                [id],
-                revision_from_row,
-            )
-            .optional()
-            .map_err(sqlite("reading a catalog revision"))?
-            .transpose()
     }
 }

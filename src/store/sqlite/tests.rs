@@ -263,7 +263,7 @@ fn a_version_1_store_migrates_and_keeps_its_catalog() {
     store
         .create_user(&new_user("u1", "u1@example.com"))
         .unwrap();
-    store.add_app_member("shop", "u1").unwrap();
+    store.add_app_member("shop", "u1", false).unwrap();
     drop(store);
 
     // Reopening runs nothing again and keeps the new data.

@@ -21,6 +21,34 @@ fn catalog_round_trips_and_replaces_whole() {
 }
 
 #[test]
+fn conditional_replace_refuses_a_moved_revision_and_changes_nothing() {
+    let store = SqliteStore::in_memory().unwrap();
+    assert_eq!(
+        store.current_catalog().unwrap(),
+        (0, CatalogSpec::default())
+    );
+    let spec = yaml::parse(CATALOG).unwrap();
+    assert_eq!(store.replace_catalog_at(&spec, "api", 0).unwrap(), 1);
+    assert_eq!(store.current_catalog().unwrap(), (1, spec.clone()));
+    // A writer still based on revision 0 loses: nothing is written, no revision recorded.
+    match store.replace_catalog_at(&CatalogSpec::default(), "api", 0) {
+        Err(StoreError::RevisionMoved {
+            expected: 0,
+            current: 1,
+        }) => {}
+        other => panic!("expected RevisionMoved, got {other:?}"),
+    }
+    assert_eq!(store.current_catalog().unwrap(), (1, spec));
+    assert_eq!(store.catalog_history(10).unwrap().len(), 1);
+    assert_eq!(
+        store
+            .replace_catalog_at(&CatalogSpec::default(), "api", 1)
+            .unwrap(),
+        2
+    );
+}
+
+#[test]
 fn failed_apply_leaves_the_previous_catalog() {
     let store = SqliteStore::in_memory().unwrap();
     let spec = yaml::parse(CATALOG).unwrap();
@@ -98,7 +126,8 @@ fn the_history_migration_keeps_the_catalog_serving_at_the_upgrade() {
         let conn = store.lock();
         conn.execute_batch(
             "UPDATE catalog_revisions SET spec = NULL; \
-             ALTER TABLE catalog_revisions DROP COLUMN spec; PRAGMA user_version = 3;",
+             ALTER TABLE catalog_revisions DROP COLUMN spec; \
+             ALTER TABLE app_members DROP COLUMN editor; PRAGMA user_version = 3;",
         )
         .unwrap();
     }

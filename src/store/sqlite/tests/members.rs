@@ -14,22 +14,39 @@ fn app_members_survive_a_catalog_apply() {
         .unwrap();
     let catalog = yaml::parse(CATALOG).unwrap();
     store.replace_catalog(&catalog, "test").unwrap();
-    store.add_app_member("shop", "u1").unwrap();
-    store.add_app_member("shop", "u1").unwrap();
-    store.add_app_member("shop", "u2").unwrap();
-    store.add_app_member("other", "u2").unwrap();
+    store.add_app_member("shop", "u1", false).unwrap();
+    store.add_app_member("shop", "u1", false).unwrap();
+    store.add_app_member("shop", "u2", false).unwrap();
+    store.add_app_member("other", "u2", true).unwrap();
 
     store
         .replace_catalog(&CatalogSpec::default(), "test")
         .unwrap();
     assert!(store.is_app_member("shop", "u1").unwrap());
-    let mut members = store.app_members("shop").unwrap();
-    members.sort();
-    assert_eq!(members, ["u1", "u2"]);
+    let ids = |app| -> Vec<String> {
+        let mut ids: Vec<String> = store
+            .app_members(app)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids("shop"), ["u1", "u2"]);
+    assert!(store.is_app_editor("other", "u2").unwrap());
+    assert!(!store.is_app_editor("shop", "u2").unwrap());
+    // Adding again sets the flag, both ways; a non-member is no editor.
+    store.add_app_member("shop", "u2", true).unwrap();
+    assert!(store.is_app_editor("shop", "u2").unwrap());
+    store.add_app_member("other", "u2", false).unwrap();
+    assert!(!store.is_app_editor("other", "u2").unwrap());
+    assert!(store.is_app_member("other", "u2").unwrap());
+    assert!(!store.is_app_editor("nowhere", "u2").unwrap());
 
     assert!(store.remove_app_member("shop", "u1").unwrap());
     assert!(!store.remove_app_member("shop", "u1").unwrap());
     assert!(!store.is_app_member("shop", "u1").unwrap());
-    assert_eq!(store.app_members("shop").unwrap(), ["u2"]);
-    assert_eq!(store.app_members("other").unwrap(), ["u2"]);
+    assert_eq!(ids("shop"), ["u2"]);
+    assert_eq!(ids("other"), ["u2"]);
 }

@@ -83,7 +83,7 @@ fn changing_a_missing_user_is_not_found() {
     missing(store.create_session(&session("t", "p", "nobody", NOW)));
     missing(store.create_token(&token("t", TokenPurpose::PasswordReset, Some("nobody"))));
     missing(store.create_api_key(&api_key("k", "nobody", NOW)));
-    missing(store.add_app_member("shop", "nobody"));
+    missing(store.add_app_member("shop", "nobody", false));
     missing(store.set_role_and_end_sessions("nobody", Role::Viewer));
     missing(store.set_groups_and_end_sessions("nobody", &[]));
     assert!(matches!(
@@ -267,7 +267,7 @@ fn deleting_a_user_removes_what_hangs_off_it_but_not_the_audit_log() {
         .unwrap();
     store.create_api_key(&api_key("k1", "u1", NOW)).unwrap();
     store.replace_recovery_codes("u1", &["a".into()]).unwrap();
-    store.add_app_member("shop", "u1").unwrap();
+    store.add_app_member("shop", "u1", false).unwrap();
     store.append_audit(&audit("user_created", NOW)).unwrap();
     store.delete_user("u1").unwrap();
     assert_eq!(store.user_by_id("u1").unwrap(), None);
