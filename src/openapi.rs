@@ -3,7 +3,7 @@
 //! `GET /v1/apps/{app}/openapi.json`), built from the catalog for one caller.
 //!
 //! The instance document is written by hand in `openapi/instance.yaml` and embedded in the
-//! binary; `tests/it/openapi.rs` walks the router code for every `.route(` and fails when a
+//! binary; `tests/it/openapi/routes.rs` walks the router code for every `.route(` and fails when a
 //! route is missing from it or it names a path no route serves. Adding a route means adding
 //! its path to that one file.
 //!
