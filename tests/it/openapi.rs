@@ -165,7 +165,18 @@ async fn check_backend(backend: Backend, expected_types: &[(&str, &[(&str, &str)
         response.headers()[header::CACHE_CONTROL],
         "private, no-cache"
     );
+    let etag = response.headers()[header::ETAG]
+        .to_str()
+        .expect("etag")
+        .to_string();
     let text = response.text().await.expect("body");
+    let again = get(
+        &gateway,
+        "/v1/apps/shop/openapi.json",
+        &[("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(again.status(), 304);
     for canary in &backend.canaries {
         assert!(
             !text.contains(canary.as_str()),
@@ -592,6 +603,11 @@ datasources:
       a: {{ datasource: pg, sql: "SELECT 1 AS a" }}
       b: {{ datasource: pg, sql: "SELECT 2 AS b" }}
       admins_only: {{ datasource: pg, sql: "SELECT 3 AS c", grants: {{ roles: [admin] }} }}
+  team:
+    visibility: workspace
+    grants: {{ roles: [viewer, developer] }}
+    queries:
+      t: {{ datasource: pg, sql: "SELECT 4 AS t" }}
 "#,
         pg_datasource_yaml("pg")
     );
@@ -659,6 +675,18 @@ datasources:
         assert_eq!(hidden, missing, "cookie: {}", cookie.is_some());
         assert!(hidden.2.contains("no app `NAME`"), "{}", hidden.2);
     }
+    // A workspace app: 401 without a session, its document with one.
+    let response = get(&gateway, "/v1/apps/team/openapi.json", &[]).await;
+    assert_eq!(response.status(), 401);
+    let response = get(
+        &gateway,
+        "/v1/apps/team/openapi.json",
+        &[("cookie", &cookies[0])],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let document: Value = response.json().await.expect("JSON");
+    assert_eq!(paths(&document), vec!["/v1/apps/team/queries/t"]);
     // A member sees the queries granted to them.
     let response = get(
         &gateway,
