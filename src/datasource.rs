@@ -45,7 +45,7 @@ pub(crate) use stream::{
     Driver, FRAME_QUEUE, Producer, ProducerFuture, Streamed, columns_json, inline_producer,
 };
 
-use crate::statement::{Dialect, RenderedSql};
+use crate::statement::{Dialect, RenderedSql, ResultColumn};
 
 /// One datasource's pool (or HTTP client). Held behind an `Arc` once per catalog, so the
 /// size difference between variants does not matter.
@@ -140,6 +140,22 @@ impl Datasource {
             Err(_) => Err(DatasourceError::Internal {
                 class: "producer_gone",
             }),
+        }
+    }
+
+    /// Describes SQL statements without running them (the per-app OpenAPI document's
+    /// result columns): each is prepared on one connection and its result columns read.
+    /// The outer error is the connection's; an inner one, that statement's. HTTP APIs have
+    /// no columns to describe ([`DatasourceError::Internal`]).
+    pub async fn describe(
+        &self,
+        statements: Vec<RenderedSql>,
+    ) -> Result<Vec<Result<Vec<ResultColumn>, DatasourceError>>, DatasourceError> {
+        match self {
+            Datasource::Postgres(source) => source.describe(&statements).await,
+            Datasource::MySql(source) => source.describe(&statements).await,
+            Datasource::Sqlite(source) => source.describe(statements).await,
+            Datasource::Http(_) => Err(DatasourceError::Internal { class: "not_sql" }),
         }
     }
 

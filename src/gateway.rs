@@ -1,5 +1,6 @@
 //! The view plane: `POST /v1/apps/{app}/queries/{query}`, `/healthz` and `/readyz`
-//! (`ready`: readiness includes the metadata store).
+//! (`ready`: readiness includes the metadata store), and the OpenAPI documents (`openapi`:
+//! `/v1/openapi.json` and `/v1/apps/{app}/openapi.json`).
 //!
 //! Knows apps and queries only by name. It never returns a template, a datasource address, a
 //! credential or a raw database error, and never logs a param or row value. It holds no
@@ -8,6 +9,7 @@
 pub mod edge_policy;
 mod errors;
 mod invoke;
+mod openapi;
 
 pub use invoke::{preview, run_as_admin};
 mod ready;
@@ -139,6 +141,8 @@ pub fn routes(state: Arc<GatewayState>) -> Router {
         ));
     Router::new()
         .merge(queries)
+        .route("/v1/openapi.json", get(openapi::instance_document))
+        .route("/v1/apps/{app}/openapi.json", get(openapi::app_document))
         .route("/healthz", get(ready::healthz))
         .route("/readyz", get(ready::readyz))
         .fallback(crate::http::no_such_endpoint)

@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod http;
 pub mod instance;
 pub mod metrics;
+pub mod openapi;
 pub mod policy;
 pub mod snapshot;
 pub mod spec;

@@ -10,17 +10,26 @@
 //! Each query's metric series ([`QuerySeries`]) is made here too, once per build, and kept
 //! beside the catalog by the query's index, so the request path records without a lookup.
 //!
+//! Each query's result columns are described here too (`datasource::Datasource::describe`,
+//! prepared, never run), for the per-app OpenAPI document; a describe that fails leaves
+//! them unknown and never stops the snapshot.
+//!
 //! Knows nothing about HTTP. Never logs a secret; errors name the field, not the value.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::catalog::compile::{self, CatalogErrors, CatalogProblem, CompiledCatalog};
+use crate::catalog::compile::{
+    self, CatalogErrors, CatalogProblem, CompiledCatalog, CompiledTemplate,
+};
 use crate::config::Config;
 use crate::datasource::sqlite::SqlitePathRules;
 use crate::datasource::tls::DbTls;
-use crate::datasource::{PoolDefaults, PoolError, Pools};
+use crate::datasource::{DatasourceError, PoolDefaults, PoolError, Pools};
 use crate::metrics::{Metrics, PoolReading, QuerySeries, Reading};
 use crate::spec::{CatalogSpec, DatasourceSpec};
+use crate::statement::{Described, RenderedSql, ResultColumn};
 use crate::store::{Store, StoreError};
 use crate::vault::{InstanceKey, Owner};
 
@@ -35,6 +44,8 @@ pub struct Snapshot {
     pub revision: i64,
     /// Each query's metric series, at its [`CompiledQuery::index`].
     series: Vec<QuerySeries>,
+    /// Each query's result columns as its datasource described them, at its index.
+    described: Vec<Described>,
 }
 
 impl Snapshot {
@@ -45,6 +56,13 @@ impl Snapshot {
         index
             .and_then(|index| self.series.get(index))
             .unwrap_or_else(|| metrics.unknown_query())
+    }
+
+    /// The result columns of the query at `index`, as described when the snapshot was
+    /// built (`Unknown` for an index it does not have).
+    pub fn described(&self, index: usize) -> &Described {
+        const UNKNOWN: &Described = &Described::Unknown;
+        self.described.get(index).unwrap_or(UNKNOWN)
     }
 
     /// What a metrics scrape reads from the snapshot: its revision and its pools' use.
@@ -108,13 +126,109 @@ pub fn assemble(
     verify_sqlite_paths(&spec, config).map_err(SnapshotError::Catalog)?;
     let pools = Pools::build(&spec, key, &pool_defaults(config))?;
     let series = query_series(&catalog, metrics);
+    let described = describe(&catalog, &pools).await;
     Ok(Snapshot {
         spec: Arc::new(spec),
         catalog,
         pools,
         revision,
         series,
+        described,
     })
+}
+
+/// How long describing one datasource's statements may take while a snapshot is built;
+/// past it, that datasource's queries keep unknown columns and the snapshot serves anyway.
+pub const DESCRIBE_BUDGET: Duration = Duration::from_secs(5);
+
+/// Describes the result columns of every query (the per-app OpenAPI document), one
+/// connection per datasource, the datasources at once, each within [`DESCRIBE_BUDGET`].
+/// A failure never stops the snapshot: those queries' columns stay unknown, and it is
+/// logged once per datasource (or per query whose statement did not prepare), by name and
+/// error class, never with SQL text or a value.
+async fn describe(catalog: &CompiledCatalog, pools: &Pools) -> Vec<Described> {
+    let mut described = vec![Described::Unknown; catalog.queries().len()];
+    // Per datasource: the queries to describe and their statements, in order.
+    let mut work: BTreeMap<&str, Vec<(usize, Vec<RenderedSql>)>> = BTreeMap::new();
+    for query in catalog.queries() {
+        match &query.template {
+            CompiledTemplate::Http(_) => described[query.index] = Described::Http,
+            CompiledTemplate::Sql(sql) => match sql.describe_statements() {
+                Some(statements) => work
+                    .entry(query.datasource.as_str())
+                    .or_default()
+                    .push((query.index, statements)),
+                None => tracing::info!(
+                    app = %query.app,
+                    query = %query.name,
+                    "Result columns left unknown: the query's closed-list params give too many statements to describe"
+                ),
+            },
+        }
+    }
+    let runs = work.into_iter().filter_map(|(name, queries)| {
+        let source = pools.get(name)?.clone();
+        Some(async move {
+            let statements: Vec<RenderedSql> = queries
+                .iter()
+                .flat_map(|(_, statements)| statements.iter().cloned())
+                .collect();
+            let outcome = tokio::time::timeout(DESCRIBE_BUDGET, source.describe(statements)).await;
+            (name, queries, outcome)
+        })
+    });
+    for (name, queries, outcome) in futures_util::future::join_all(runs).await {
+        let results = match outcome {
+            Ok(Ok(results)) => results,
+            Ok(Err(error)) => {
+                tracing::warn!(
+                    datasource = %name,
+                    error_class = error.class(),
+                    queries = queries.len(),
+                    "Describing result columns failed: the datasource's queries keep unknown columns in their OpenAPI documents"
+                );
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    datasource = %name,
+                    queries = queries.len(),
+                    budget_ms = DESCRIBE_BUDGET.as_millis() as u64,
+                    "Describing result columns took too long: the datasource's queries keep unknown columns in their OpenAPI documents"
+                );
+                continue;
+            }
+        };
+        let catalog_queries = catalog.queries();
+        let mut results = results.into_iter();
+        for (index, statements) in queries {
+            let mut columns: Option<Result<Vec<ResultColumn>, DatasourceError>> = None;
+            for _ in 0..statements.len() {
+                let Some(next) = results.next() else { break };
+                columns = Some(match (columns, next) {
+                    (None, next) => next,
+                    (Some(Err(error)), _) | (Some(Ok(_)), Err(error)) => Err(error),
+                    (Some(Ok(first)), Ok(next)) if first == next => Ok(first),
+                    (Some(Ok(_)), Ok(_)) => Err(DatasourceError::Internal {
+                        class: "variants_differ",
+                    }),
+                });
+            }
+            let query = &catalog_queries[index];
+            match columns {
+                Some(Ok(columns)) => described[index] = Described::Columns(columns),
+                Some(Err(error)) => tracing::warn!(
+                    datasource = %name,
+                    app = %query.app,
+                    query = %query.name,
+                    error_class = error.class(),
+                    "Describing a query's result columns failed: its OpenAPI document leaves them unknown"
+                ),
+                None => {}
+            }
+        }
+    }
+    described
 }
 
 /// One series per query of `catalog`, at the query's index.

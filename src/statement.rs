@@ -1,7 +1,8 @@
 //! Statements ready to send: what a compiled template renders for one request and a
 //! datasource driver sends. [`RenderedSql`] (fixed SQL text of one [`Dialect`] and its
-//! positional arguments), [`RenderedHttp`] (a request without base URL and credentials), and
-//! [`ParamValue`], one validated value to bind.
+//! positional arguments), [`RenderedHttp`] (a request without base URL and credentials),
+//! [`ParamValue`], one validated value to bind, and [`ResultColumn`], what a driver says a
+//! prepared statement returns (for the per-app OpenAPI document).
 //!
 //! Bottom layer, shared by the compilers (`catalog`, which produce these) and the drivers
 //! (`datasource`, which send them), so neither imports the other. A [`ParamValue`] is never
@@ -100,6 +101,62 @@ impl std::fmt::Debug for ParamValue {
         };
         write!(f, "{kind}(..)")
     }
+}
+
+/// A result column as described by its datasource when the snapshot was built: the name,
+/// the database's name for its type (as the view endpoint's `columns` member shows it),
+/// and the JSON its values are written as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultColumn {
+    pub name: String,
+    pub db_type: String,
+    pub json: ColumnJson,
+}
+
+/// What a query's result looks like, as far as the snapshot could tell.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Described {
+    /// A SQL statement and its result columns (none: it returns `rows_affected`).
+    Columns(Vec<ResultColumn>),
+    /// An HTTP datasource: the upstream's reply in an envelope; its body is not known.
+    Http,
+    /// Not known: the describe failed (the datasource was down, the statement did not
+    /// prepare), or the statements a template can render disagree.
+    #[default]
+    Unknown,
+}
+
+/// The JSON a column's values are written as by the view endpoint (docs/API.md, "Result
+/// types"). Every column may also be `null`. Each driver says which one its decoder writes,
+/// beside the decoder, so the two cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnJson {
+    Boolean,
+    /// A JSON integer.
+    Integer,
+    /// A JSON number, or `"NaN"`, `"Infinity"`, `"-Infinity"` as strings.
+    Float,
+    /// A string of decimal digits (64-bit integers).
+    IntegerString,
+    /// An exact decimal as a string (and `"NaN"`, `"Infinity"`, `"-Infinity"`).
+    DecimalString,
+    /// A string (text, dates, times, intervals, addresses, ...).
+    Text,
+    /// A UUID, hyphenated lower case.
+    Uuid,
+    /// Bytes, base64 (standard alphabet, padded).
+    Base64,
+    /// A JSON value embedded as is.
+    AnyJson,
+    /// Always `null` (PostgreSQL `void`).
+    Null,
+    /// An array of these (nested for multi-dimensional arrays).
+    Array(Box<ColumnJson>),
+    /// SQLite: the declared type is only an affinity, and an expression has none; values come
+    /// back as integers, numbers, strings or base64 strings, whichever is stored.
+    Dynamic,
+    /// The type has no JSON mapping: running the query answers `unsupported_column_type`.
+    Unsupported,
 }
 
 #[cfg(test)]

@@ -141,6 +141,73 @@ impl CompiledSql {
     }
 }
 
+/// Most statements [`CompiledSql::describe_statements`] renders for one template.
+pub const MAX_DESCRIBED_VARIANTS: usize = 64;
+
+impl CompiledSql {
+    /// Every statement this template can render, for describing their result columns
+    /// without running them: one per combination of the values of its `identifier` and
+    /// `keyword` params, with one placeholder per MySQL/SQLite list, and no arguments.
+    /// `None` when there are more than [`MAX_DESCRIBED_VARIANTS`] combinations.
+    pub fn describe_statements(&self) -> Option<Vec<RenderedSql>> {
+        let statement = |sql: Arc<str>| RenderedSql {
+            sql,
+            args: Vec::new(),
+            types: Arc::clone(&self.types),
+        };
+        let parts = match &self.sql {
+            Sql::Static(sql) => return Some(vec![statement(Arc::clone(sql))]),
+            Sql::Dynamic { parts, .. } => parts,
+        };
+        // The closed-list params, each with its values (a param written in several places
+        // takes the same value in all of them).
+        let mut chosen: Vec<(usize, Vec<&str>)> = Vec::new();
+        for part in parts {
+            if let Part::Chosen { param, choices } = part
+                && !chosen.iter().any(|(slot, _)| *slot == param.slot)
+            {
+                chosen.push((
+                    param.slot,
+                    choices.iter().map(|c| c.value.as_str()).collect(),
+                ));
+            }
+        }
+        let count = chosen.iter().try_fold(1usize, |count, (_, values)| {
+            count
+                .checked_mul(values.len())
+                .filter(|count| *count <= MAX_DESCRIBED_VARIANTS)
+        })?;
+        let mut statements = Vec::with_capacity(count);
+        for mut variant in 0..count {
+            let mut picked = Vec::with_capacity(chosen.len());
+            for (slot, values) in &chosen {
+                picked.push((*slot, values[variant % values.len()]));
+                variant /= values.len();
+            }
+            let mut sql = String::new();
+            for part in parts {
+                match part {
+                    Part::Text(text) => sql.push_str(text),
+                    Part::List { .. } => sql.push('?'),
+                    Part::Chosen { param, choices } => {
+                        let value = picked
+                            .iter()
+                            .find(|(slot, _)| *slot == param.slot)
+                            .map(|(_, value)| *value);
+                        if let Some(choice) =
+                            choices.iter().find(|c| Some(c.value.as_str()) == value)
+                        {
+                            sql.push_str(&choice.sql);
+                        }
+                    }
+                }
+            }
+            statements.push(statement(Arc::from(sql)));
+        }
+        Some(statements)
+    }
+}
+
 /// The statement text, fixed or with request-time pieces.
 #[derive(Debug, Clone)]
 enum Sql {

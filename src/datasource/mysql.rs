@@ -42,7 +42,7 @@ use super::{
 use crate::egress::{self, EgressPolicy};
 use crate::spec::{NetworkDatabaseSpec, TlsMode};
 use crate::statement::ParamValue;
-use crate::statement::RenderedSql;
+use crate::statement::{ColumnJson, RenderedSql, ResultColumn};
 use crate::vault::SecretString;
 
 /// The `binary` character set id: such string columns hold bytes, not text.
@@ -185,6 +185,40 @@ impl MySqlSource {
             Err(_) => return producer.fail(DatasourceError::Timeout).await,
         };
         tokio::spawn(run(pool, self.name.clone(), statement, options, producer));
+    }
+
+    /// Describes `statements` on one pooled connection: each is prepared and the column
+    /// metadata of its prepare response read, without running it. The outer error is the
+    /// connection's; an inner one, that statement's.
+    pub(super) async fn describe(
+        &self,
+        statements: &[RenderedSql],
+    ) -> Result<Vec<Result<Vec<ResultColumn>, DatasourceError>>, DatasourceError> {
+        let checked = self.pool().await?;
+        let mut conn = checked
+            .pool
+            .get_conn()
+            .await
+            .map_err(|e| classify(&self.name, &e))?;
+        let mut described = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let prepared = conn
+                .prep(&*statement.sql)
+                .await
+                .map_err(|e| classify(&self.name, &e));
+            described.push(prepared.map(|prepared| {
+                prepared
+                    .columns()
+                    .iter()
+                    .map(|column| ResultColumn {
+                        name: column.name_str().into_owned(),
+                        db_type: type_label(column),
+                        json: column_json(column),
+                    })
+                    .collect()
+            }));
+        }
+        Ok(described)
     }
 
     pub(super) fn close(&self) {
@@ -524,6 +558,37 @@ fn write_value(out: &mut Vec<u8>, value: Value, column: &Column) {
                 );
             }
         }
+    }
+}
+
+/// The JSON [`write_value`] writes for a column of this type (the per-app OpenAPI document's
+/// column schema): kept beside it so the two cannot drift. In the binary protocol a value's
+/// kind follows from its column's type.
+fn column_json(column: &Column) -> ColumnJson {
+    match column.column_type() {
+        ColumnType::MYSQL_TYPE_NULL => ColumnJson::Null,
+        ColumnType::MYSQL_TYPE_LONGLONG => ColumnJson::IntegerString,
+        ColumnType::MYSQL_TYPE_TINY
+        | ColumnType::MYSQL_TYPE_SHORT
+        | ColumnType::MYSQL_TYPE_INT24
+        | ColumnType::MYSQL_TYPE_LONG
+        | ColumnType::MYSQL_TYPE_YEAR
+        | ColumnType::MYSQL_TYPE_BIT => ColumnJson::Integer,
+        ColumnType::MYSQL_TYPE_FLOAT | ColumnType::MYSQL_TYPE_DOUBLE => ColumnJson::Float,
+        ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL => {
+            ColumnJson::DecimalString
+        }
+        ColumnType::MYSQL_TYPE_JSON => ColumnJson::AnyJson,
+        ColumnType::MYSQL_TYPE_DATE
+        | ColumnType::MYSQL_TYPE_NEWDATE
+        | ColumnType::MYSQL_TYPE_DATETIME
+        | ColumnType::MYSQL_TYPE_DATETIME2
+        | ColumnType::MYSQL_TYPE_TIMESTAMP
+        | ColumnType::MYSQL_TYPE_TIMESTAMP2
+        | ColumnType::MYSQL_TYPE_TIME
+        | ColumnType::MYSQL_TYPE_TIME2 => ColumnJson::Text,
+        _ if column.character_set() == BINARY_CHARSET => ColumnJson::Base64,
+        _ => ColumnJson::Text,
     }
 }
 

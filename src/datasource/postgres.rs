@@ -30,7 +30,7 @@ use super::{
     ProducerFuture, Slots, Streamed, Summary,
 };
 use crate::spec::NetworkDatabaseSpec;
-use crate::statement::RenderedSql;
+use crate::statement::{ColumnJson, RenderedSql, ResultColumn};
 use crate::vault::SecretString;
 
 pub use decode::ColumnDecoder;
@@ -125,6 +125,41 @@ impl PostgresSource {
         let pool = self.pool.clone();
         let name = self.name.clone();
         super::inline_producer(run(pool, name, statement, options, producer))
+    }
+
+    /// Describes `statements` on one pooled connection: each is prepared (which also warms
+    /// that connection's statement cache) and its result columns read, without running it.
+    /// The outer error is the connection's; an inner one, that statement's.
+    pub(super) async fn describe(
+        &self,
+        statements: &[RenderedSql],
+    ) -> Result<Vec<Result<Vec<ResultColumn>, DatasourceError>>, DatasourceError> {
+        let mut connection = self
+            .pool
+            .get()
+            .await
+            .map_err(|error| classify_pool(&self.name, error))?;
+        let mut described = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let prepared = connection
+                .prepare_cached(&statement.sql, &statement.types)
+                .await
+                .map_err(|e| classify(&self.name, &e));
+            described.push(prepared.map(|prepared| {
+                prepared
+                    .statement
+                    .columns()
+                    .iter()
+                    .map(|column| ResultColumn {
+                        name: column.name().to_string(),
+                        db_type: decode::type_label(column.type_()),
+                        json: ColumnDecoder::for_type(column.type_())
+                            .map_or(ColumnJson::Unsupported, |decoder| decoder.json()),
+                    })
+                    .collect()
+            }));
+        }
+        Ok(described)
     }
 
     pub(super) fn close(&self) {

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::spec::SqliteSpec;
 use crate::statement::ParamValue;
-use crate::statement::RenderedSql;
+use crate::statement::{ColumnJson, RenderedSql, ResultColumn};
 
 pub use path::{SqlitePathError, SqlitePathRules};
 
@@ -74,6 +74,52 @@ impl SqliteSource {
     pub(super) fn spawn(&self, statement: RenderedSql, options: ExecOptions, producer: Producer) {
         let inner = self.inner.clone();
         tokio::spawn(run(inner, statement, options, producer));
+    }
+
+    /// Describes `statements` on one pooled connection: each is prepared (which also warms
+    /// that connection's statement cache) and its column names and declared types read,
+    /// without running it. The outer error is the connection's; an inner one, that
+    /// statement's.
+    pub(super) async fn describe(
+        &self,
+        statements: Vec<RenderedSql>,
+    ) -> Result<Vec<Result<Vec<ResultColumn>, DatasourceError>>, DatasourceError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(
+            move || -> Result<Vec<Result<Vec<ResultColumn>, DatasourceError>>, DatasourceError> {
+                let conn = take_connection(&inner)?;
+                let described: Vec<Result<Vec<ResultColumn>, DatasourceError>> = statements
+                    .iter()
+                    .map(|statement| {
+                        let prepared = conn
+                            .prepare_cached(&statement.sql)
+                            .map_err(|e| classify(&inner.name, &e))?;
+                        Ok(prepared
+                            .columns()
+                            .map(|column| {
+                                let decl = column.decl_type().map(str::to_ascii_lowercase);
+                                ResultColumn {
+                                    name: column.name().to_string(),
+                                    json: CellKind::from_decl(decl.as_deref())
+                                        .json(decl.as_deref()),
+                                    db_type: decl.unwrap_or_else(|| "any".into()),
+                                }
+                            })
+                            .collect())
+                    })
+                    .collect();
+                inner
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(conn);
+                Ok(described)
+            },
+        )
+        .await
+        .map_err(|_| DatasourceError::Internal {
+            class: "describe_task",
+        })?
     }
 
     pub(super) fn close(&self) {
@@ -279,6 +325,35 @@ impl CellKind {
                 }
             }
             _ => CellKind::Plain,
+        }
+    }
+
+    /// The JSON [`write`](CellKind::write) produces for a column of this kind and declared
+    /// type `decl` (the per-app OpenAPI document's column schema). SQLite's declared types
+    /// are affinities: this is what a value of the declared type comes back as (a value of
+    /// another type stored in a non-STRICT table comes back as that type instead). Columns
+    /// without an integer, real or text affinity (expressions, `DATE`, `BLOB`) are dynamic.
+    fn json(self, decl: Option<&str>) -> ColumnJson {
+        match self {
+            CellKind::Bigint => ColumnJson::IntegerString,
+            CellKind::Bool => ColumnJson::Boolean,
+            CellKind::Json => ColumnJson::AnyJson,
+            CellKind::Numeric { .. } => ColumnJson::DecimalString,
+            // SQLite's affinity rules (https://sqlite.org/datatype3.html, 3.1), in order.
+            CellKind::Plain => match decl {
+                Some(decl) if decl.contains("int") => ColumnJson::Integer,
+                Some(decl)
+                    if decl.contains("char") || decl.contains("clob") || decl.contains("text") =>
+                {
+                    ColumnJson::Text
+                }
+                Some(decl)
+                    if decl.contains("real") || decl.contains("floa") || decl.contains("doub") =>
+                {
+                    ColumnJson::Float
+                }
+                _ => ColumnJson::Dynamic,
+            },
         }
     }
 

@@ -144,13 +144,8 @@ async fn refusal(
     method: &Method,
     headers: &HeaderMap,
 ) -> Option<Response> {
-    if !policy.ip_allowed(ip) {
-        let client = crate::auth::routes::client_info(Some(&ClientIp(ip)), headers);
-        state
-            .audit
-            .ip_refused(&client, serde_json::json!({ "app": app_name }))
-            .await;
-        return Some(ApiError::from(Refusal::IpNotAllowed(IpScope::App)).into_response());
+    if let Some(refused) = ip_refused(state, policy, app_name, ip, headers).await {
+        return Some(refused);
     }
     if method == Method::OPTIONS {
         return Some(
@@ -181,6 +176,26 @@ async fn refusal(
         return Some(csrf_refused(reason));
     }
     None
+}
+
+/// The app's IP allowlist (also for the app's OpenAPI document): `Some` refusal, with an
+/// audit event, when `ip` is outside it.
+pub(crate) async fn ip_refused(
+    state: &GatewayState,
+    policy: &crate::policy::AppPolicy,
+    app_name: &str,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    if policy.ip_allowed(ip) {
+        return None;
+    }
+    let client = crate::auth::routes::client_info(Some(&ClientIp(ip)), headers);
+    state
+        .audit
+        .ip_refused(&client, serde_json::json!({ "app": app_name }))
+        .await;
+    Some(ApiError::from(Refusal::IpNotAllowed(IpScope::App)).into_response())
 }
 
 pub(crate) fn scheme(state: &GatewayState) -> &'static str {

@@ -26,6 +26,29 @@ pub fn needs_membership(visibility: Option<Visibility>, caller: Option<&Caller>)
         && visibility.is_none_or(|v| v == Visibility::Private)
 }
 
+/// Whether `caller` may see an app of `visibility` at all (its OpenAPI document; the first
+/// checks of [`authorize`]): an admin who has not enrolled in MFA is refused first; a
+/// private app is [`Refusal::Hidden`] (with no query named) to anyone but its members.
+pub fn may_see_app(
+    app: &str,
+    visibility: Visibility,
+    caller: Option<&Caller>,
+    is_member: bool,
+) -> Result<(), Refusal> {
+    if caller.is_some_and(Caller::must_enrol_mfa) {
+        return Err(Refusal::MfaEnrolmentRequired);
+    }
+    match (visibility, caller) {
+        (Visibility::Public, _) | (Visibility::Workspace, Some(_)) => Ok(()),
+        (Visibility::Workspace, None) => {
+            Err(Refusal::SignInRequired("this app needs a signed-in user"))
+        }
+        (Visibility::Private, None) => Err(Refusal::hidden_app(app)),
+        (Visibility::Private, Some(_)) if !is_member => Err(Refusal::hidden_app(app)),
+        (Visibility::Private, Some(_)) => Ok(()),
+    }
+}
+
 /// Decides whether `caller` (`None`: anonymous) may run `target`. `is_member` matters only
 /// where [`needs_membership`] says so.
 ///
@@ -38,20 +61,12 @@ pub fn authorize(
     caller: Option<&Caller>,
     is_member: bool,
 ) -> Result<(), Refusal> {
-    if caller.is_some_and(Caller::must_enrol_mfa) {
-        return Err(Refusal::MfaEnrolmentRequired);
-    }
-    match (target.visibility, caller) {
-        (Visibility::Public, _) | (Visibility::Workspace, Some(_)) => {}
-        (Visibility::Workspace, None) => {
-            return Err(Refusal::SignInRequired("this app needs a signed-in user"));
-        }
-        (Visibility::Private, None) => return Err(Refusal::hidden(target.app, target.query)),
-        (Visibility::Private, Some(_)) if !is_member => {
-            return Err(Refusal::hidden(target.app, target.query));
-        }
-        (Visibility::Private, Some(_)) => {}
-    }
+    may_see_app(target.app, target.visibility, caller, is_member).map_err(
+        |refusal| match refusal {
+            Refusal::Hidden { .. } => Refusal::hidden(target.app, target.query),
+            other => other,
+        },
+    )?;
     if let Some(scope) = caller.and_then(Caller::api_key_scope)
         && !scope.allows(target.app, target.query)
     {

@@ -13,8 +13,9 @@ use crate::spec::rate::RateRule;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
     /// A private app the caller may not see, or an unknown app or query: the same answer for
-    /// all three, so names cannot be probed.
-    Hidden { app: String, query: String },
+    /// all three, so names cannot be probed. `query` is `None` where the app itself was asked
+    /// for (its OpenAPI document).
+    Hidden { app: String, query: Option<String> },
     /// The app or query needs a signed-in caller.
     SignInRequired(&'static str),
     /// An admin session that has not enrolled in MFA yet may only enrol.
@@ -74,7 +75,15 @@ impl Refusal {
     pub fn hidden(app: &str, query: &str) -> Refusal {
         Refusal::Hidden {
             app: app.to_string(),
-            query: query.to_string(),
+            query: Some(query.to_string()),
+        }
+    }
+
+    /// The answer for an app this caller may not see, or that does not exist.
+    pub fn hidden_app(app: &str) -> Refusal {
+        Refusal::Hidden {
+            app: app.to_string(),
+            query: None,
         }
     }
 
@@ -123,12 +132,16 @@ impl Refusal {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refusal::Hidden { app, query } => write!(
+            Refusal::Hidden {
+                app,
+                query: Some(query),
+            } => write!(
                 f,
                 "no query `{}` in app `{}`",
                 shown_name(query),
                 shown_name(app)
             ),
+            Refusal::Hidden { app, query: None } => write!(f, "no app `{}`", shown_name(app)),
             Refusal::SignInRequired(message) | Refusal::Cors(message) | Refusal::Csrf(message) => {
                 f.write_str(message)
             }

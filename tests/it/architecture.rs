@@ -34,6 +34,7 @@ const PLACES: &[(&str, &str)] = &[
     ("policy::edge", "services"),
     ("catalog", "compilers"),
     ("policy", "compilers"),
+    ("openapi", "compilers"),
     ("datasource", "io"),
     ("store", "io"),
     ("auth::mail", "io"),
@@ -58,6 +59,21 @@ const NEVERS: &[(&str, &str, &str)] = &[
     ("catalog", "snapshot", "the compilers do no IO"),
     ("policy", "datasource", "policy decisions do no IO"),
     ("policy", "store", "policy decisions do no IO"),
+    (
+        "openapi",
+        "datasource",
+        "the OpenAPI documents are built without IO",
+    ),
+    (
+        "openapi",
+        "store",
+        "the OpenAPI documents are built without IO",
+    ),
+    (
+        "openapi",
+        "snapshot",
+        "the OpenAPI documents are built without IO",
+    ),
     ("http", "gateway", "the http toolkit imports no plane"),
     ("http", "admin", "the http toolkit imports no plane"),
     (
@@ -101,6 +117,7 @@ const PURE: &[&str] = &[
     "statement",
     "policy::access",
     "policy::refusal",
+    "openapi",
 ];
 
 /// One import found in the source.

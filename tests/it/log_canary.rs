@@ -49,6 +49,7 @@ impl Canaries {
             "api_bare_secret",
             "api_sql",
             "preview_param",
+            "sql_text",
         ];
         let list = labels
             .into_iter()
@@ -164,6 +165,11 @@ apps:
         sql: INSERT INTO items (v) VALUES ({{ params.v }})
         params:
           v: { type: text, required: true }
+      pg_missing:
+        datasource: pg
+        sql: SELECT v FROM @S@.@SQL_TEXT@ WHERE v = {{ params.v }}
+        params:
+          v: { type: text, required: true }
 "#;
 
 const ADMIN_TOKEN: &str = "log-canary-admin-token-0123456789abcdef";
@@ -221,7 +227,8 @@ async fn canaries_stay_out_of_the_log(format: &str) {
             "@MY_DATASOURCE@",
             mysql_datasource_yaml("my", &database.name).trim_end(),
         )
-        .replace("@S@", &schema.name);
+        .replace("@S@", &schema.name)
+        .replace("@SQL_TEXT@", &c("sql_text"));
     let dir = tempfile::tempdir().unwrap();
     let applied = apply_catalog(dir.path(), &catalog);
 
@@ -499,6 +506,12 @@ async fn canaries_stay_out_of_the_log(format: &str) {
         "no DEBUG line at SLUICE_LOG_LEVEL=trace:\n{output}"
     );
     assert!(output.contains("Request refused"), "{output}");
+    // The per-app OpenAPI document's describe of `pg_missing` (its table does not exist)
+    // failed and was logged, by name and class: never with the SQL text.
+    assert!(
+        output.contains("Describing a query's result columns failed"),
+        "{output}"
+    );
     assert!(output.contains("invalid_json"), "{output}");
 
     // --- And none of the values. ---

@@ -37,6 +37,7 @@ mod listener;
 mod log_canary;
 mod mail;
 mod metrics;
+mod openapi;
 mod operate;
 mod optional_filters;
 mod refusals;

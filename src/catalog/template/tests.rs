@@ -773,3 +773,34 @@ fn postgres_statements_carry_each_placeholders_declared_type() {
     assert!(render(template, MySql, &values()).types.is_empty());
     assert!(render(template, Sqlite, &values()).types.is_empty());
 }
+
+#[test]
+fn describe_statements_cover_every_closed_list_choice_with_one_placeholder_per_list() {
+    let texts = |template: &str, dialect: Dialect| -> Vec<String> {
+        compile_sql(template, dialect, &declared())
+            .expect("compiles")
+            .describe_statements()
+            .expect("few enough variants")
+            .iter()
+            .map(|statement| statement.sql.to_string())
+            .collect()
+    };
+    assert_eq!(
+        texts("SELECT 1 WHERE id = {{ params.id }}", Postgres),
+        vec!["SELECT 1 WHERE id = $1"]
+    );
+    let mut sorted = texts(
+        "SELECT id FROM t WHERE id IN ({{ params.ids }}) ORDER BY {{ params.sort }} {{ params.dir }}",
+        MySql,
+    );
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        vec![
+            "SELECT id FROM t WHERE id IN (?) ORDER BY `name` ASC",
+            "SELECT id FROM t WHERE id IN (?) ORDER BY `name` DESC NULLS LAST",
+            "SELECT id FROM t WHERE id IN (?) ORDER BY `t`.`created_at` ASC",
+            "SELECT id FROM t WHERE id IN (?) ORDER BY `t`.`created_at` DESC NULLS LAST",
+        ]
+    );
+}

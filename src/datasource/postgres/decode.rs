@@ -9,6 +9,7 @@ use tokio_postgres::types::{FromSql, Kind, Type};
 
 use crate::datasource::DatasourceError;
 use crate::datasource::json;
+use crate::statement::ColumnJson;
 
 /// How to write one column's values.
 #[derive(Debug, Clone)]
@@ -82,6 +83,30 @@ impl ColumnDecoder {
             _ if ty.name() == "citext" => ColumnDecoder::Text,
             _ => return None,
         })
+    }
+
+    /// The JSON [`write`](ColumnDecoder::write) produces for this column (the per-app
+    /// OpenAPI document's column schema): kept beside the decoder so the two cannot drift.
+    pub fn json(&self) -> ColumnJson {
+        match self {
+            ColumnDecoder::Bool => ColumnJson::Boolean,
+            ColumnDecoder::Int2 | ColumnDecoder::Int4 | ColumnDecoder::Oid => ColumnJson::Integer,
+            ColumnDecoder::Int8 => ColumnJson::IntegerString,
+            ColumnDecoder::Float4 | ColumnDecoder::Float8 => ColumnJson::Float,
+            ColumnDecoder::Numeric => ColumnJson::DecimalString,
+            ColumnDecoder::Text
+            | ColumnDecoder::Date
+            | ColumnDecoder::Time
+            | ColumnDecoder::Timestamp
+            | ColumnDecoder::Timestamptz
+            | ColumnDecoder::Interval
+            | ColumnDecoder::Inet { .. } => ColumnJson::Text,
+            ColumnDecoder::Json | ColumnDecoder::Jsonb => ColumnJson::AnyJson,
+            ColumnDecoder::Uuid => ColumnJson::Uuid,
+            ColumnDecoder::Bytea => ColumnJson::Base64,
+            ColumnDecoder::Void => ColumnJson::Null,
+            ColumnDecoder::Array(member) => ColumnJson::Array(Box::new(member.json())),
+        }
     }
 
     fn write(&self, raw: &[u8], out: &mut Vec<u8>) -> Result<(), Malformed> {
