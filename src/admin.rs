@@ -1,6 +1,6 @@
 //! The edit plane: `GET /v1/admin/egress` (the addresses a DBA allowlists), `POST
-//! /v1/admin/datasources/{name}/test` (a datasource's connection tried step by step) and, in
-//! [`accounts`], users, app members and the audit log.
+//! /v1/admin/datasources/{name}/test` (a datasource's connection tried step by step), in
+//! [`accounts`], users and app members, and in [`audit`] the audit log.
 //!
 //! Who may call it: a signed-in admin whose session has MFA (an admin still to enrol gets
 //! 403 `mfa_enrolment_required`), or automation holding `SLUICE_ADMIN_TOKEN` (compared in
@@ -9,6 +9,7 @@
 //! ciphertext.
 
 mod accounts;
+mod audit;
 mod policy;
 
 use std::net::IpAddr;
@@ -114,6 +115,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/apps/{app}/policy", get(app_policy))
         .route("/apps/{app}/queries/{query}/run", post(run_query))
         .merge(accounts::router())
+        .merge(audit::router())
         .with_state(state)
         .layer(axum::middleware::from_fn(move |request, next| {
             require_admin(guard.clone(), request, next)
