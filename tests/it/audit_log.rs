@@ -254,8 +254,11 @@ async fn retention_prunes_old_entries_and_the_chain_still_verifies() {
 #[derive(Clone)]
 struct Receiver {
     address: std::net::SocketAddr,
-    requests: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    requests: Arc<Mutex<Vec<Request>>>,
 }
+
+/// A request the receiver read: its head (request line and headers) and body.
+type Request = (String, Vec<u8>);
 
 impl Receiver {
     async fn start(failures: usize, hang: bool) -> Receiver {
