@@ -388,3 +388,29 @@ impl AuditStore for SqliteStore {
         Ok(())
     }
 }
+
+/// Undoes [`CHAIN_MIGRATION`], for tests that rewind a store to an earlier schema version.
+#[cfg(test)]
+pub(super) const UNDO_CHAIN_MIGRATION: &str = r#"
+    DROP TRIGGER audit_events_no_update;
+    DROP TRIGGER audit_events_no_delete;
+    DROP TRIGGER audit_events_append;
+    DROP TRIGGER audit_chain_forward;
+    DROP TRIGGER audit_chain_kept;
+    DROP TABLE audit_chain;
+    DROP TABLE audit_export_cursors;
+    DROP INDEX audit_events_at;
+    DROP INDEX audit_events_event;
+    DROP INDEX audit_events_user_id;
+    DROP INDEX audit_events_actor;
+    ALTER TABLE audit_events DROP COLUMN prev_hash;
+    ALTER TABLE audit_events DROP COLUMN hash;
+    CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+    BEGIN
+        SELECT RAISE(ABORT, 'audit_events is append-only');
+    END;
+    CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+    BEGIN
+        SELECT RAISE(ABORT, 'audit_events is append-only');
+    END;
+"#;
