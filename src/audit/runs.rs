@@ -140,3 +140,87 @@ async fn write(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::metrics::Reading;
+    use crate::store::SqliteStore;
+
+    fn run(n: u64) -> QueryRun {
+        QueryRun {
+            app: "shop".into(),
+            query: "orders".into(),
+            user_id: Some("u1".into()),
+            api_key: None,
+            ip: Some("192.0.2.1".into()),
+            status: 200,
+            duration_us: n,
+            row_count: Some(n),
+            error_class: None,
+        }
+    }
+
+    fn dropped(metrics: &Metrics) -> u64 {
+        metrics
+            .render(&Reading::default())
+            .lines()
+            .find_map(|line| line.strip_prefix("sluice_audit_query_runs_dropped_total "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_store_never_makes_record_wait_and_overflow_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.db");
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        // Another connection holds the write lock: the writer's append waits for it.
+        let blocker = rusqlite::Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let runs = QueryRuns::start(
+            store.clone(),
+            Arc::new(SystemClock),
+            Arc::new(watch::Sender::new(0)),
+            metrics.clone(),
+            4,
+        );
+        let started = Instant::now();
+        for n in 0..100 {
+            runs.record(run(n));
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+        // At most the queue and what the writer took before it blocked got through.
+        let lost = dropped(&metrics);
+        assert!(lost >= 100 - 4 - 4, "{lost}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        blocker.execute_batch("COMMIT").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let written = store.audit_after(0, 1000).unwrap();
+            if written.len() as u64 == 100 - lost {
+                let details: serde_json::Value =
+                    serde_json::from_str(written[0].event.details.as_deref().unwrap()).unwrap();
+                assert_eq!(details["app"], "shop");
+                assert_eq!(written[0].event.event, "query_run");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} written", written.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            crate::store::audit::verify(store.as_ref()).unwrap().entries,
+            100 - lost
+        );
+    }
+}
