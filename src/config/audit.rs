@@ -38,9 +38,23 @@ pub struct AuditSettings {
     pub retention_days: Option<u32>,
 }
 
+const WEBHOOK_URL_EXPECTED: &str = "an http:// or https:// URL without user or password in it (the token goes in SLUICE_AUDIT_WEBHOOK_TOKEN), or empty";
+
 pub(super) fn audit_settings<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,
 ) -> Result<AuditSettings, ConfigError> {
+    // A URL with credentials is refused without quoting it: the error would show them.
+    if let Some(url) = env.supplied(AUDIT_WEBHOOK_URL)
+        && url::Url::parse(&url)
+            .is_ok_and(|url| !url.username().is_empty() || url.password().is_some())
+    {
+        return Err(ConfigError::Invalid {
+            var: AUDIT_WEBHOOK_URL,
+            value: "(hidden: it holds credentials)".into(),
+            expected: WEBHOOK_URL_EXPECTED,
+            source: None,
+        });
+    }
     Ok(AuditSettings {
         query_runs: env.parse(AUDIT_QUERY_RUNS, "true or false", |v| {
             match v.to_ascii_lowercase().as_str() {
@@ -65,7 +79,7 @@ pub(super) fn audit_settings<F: Fn(&str) -> Option<String>>(
         )?,
         webhook_url: env.parse(
             AUDIT_WEBHOOK_URL,
-            "an http:// or https:// URL without user or password in it (the token goes in SLUICE_AUDIT_WEBHOOK_TOKEN), or empty",
+            WEBHOOK_URL_EXPECTED,
             |v| match v {
                 "" => Ok(None),
                 v => match url::Url::parse(v) {
