@@ -1,7 +1,7 @@
 //! The edit plane: `GET /v1/admin/egress` (the addresses a DBA allowlists), `POST
 //! /v1/admin/datasources/{name}/test` (a datasource's connection tried step by step), in
-//! [`catalog`] the catalog API (datasources, apps, queries, previews) and, in [`accounts`],
-//! users, app members and the audit log.
+//! [`catalog`] the catalog API (datasources, apps, queries, previews), in [`accounts`],
+//! users and app members, and in [`audit`] the audit log.
 //!
 //! Who may call it: a signed-in admin whose session has MFA (an admin still to enrol gets
 //! 403 `mfa_enrolment_required`), or automation holding `SLUICE_ADMIN_TOKEN` (compared in
@@ -12,6 +12,7 @@
 //! ciphertext.
 
 mod accounts;
+mod audit;
 mod catalog;
 mod policy;
 
@@ -124,6 +125,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/apps/{app}/policy", get(app_policy))
         .route("/apps/{app}/queries/{query}/run", post(run_query))
         .merge(accounts::router())
+        .merge(audit::router())
         .route_layer(axum::middleware::from_fn(admins_only));
     Router::new()
         .merge(admins_only)

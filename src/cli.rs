@@ -2,6 +2,7 @@
 //! the library: they parse arguments, print, and turn errors into exit codes with `anyhow`.
 
 pub mod accounts;
+pub mod audit;
 pub mod backup;
 pub mod catalog;
 pub mod datasource;

@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+mod audit;
 mod defaults;
 mod env_file;
 mod environment;
@@ -36,6 +37,7 @@ mod parse;
 mod settings;
 mod variables;
 
+pub use audit::{AuditExport, AuditSettings};
 pub use defaults::{LimitDefaults, QueryDefaults};
 pub use environment::Environment;
 pub use settings::{AuthSettings, EdgeSettings, SameSite};
@@ -113,6 +115,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Edge policy defaults: client address, admin allowlist, rate limits.
     pub edge: EdgeSettings,
+    /// The audit log: query runs, exports, retention.
+    pub audit: AuditSettings,
 }
 
 /// What `SLUICE_ACME_*` asks for: certificates for `domains` from the CA at `directory`.
@@ -456,6 +460,7 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
         acme: acme_settings(&env)?,
         auth: auth_settings(&env)?,
         edge: edge_settings(&env)?,
+        audit: audit::audit_settings(&env)?,
     })
 }
 

@@ -19,12 +19,14 @@ use tokio::net::TcpListener;
 
 use crate::acme::{AcmeCertificates, AcmeError};
 use crate::admin::{self, AdminState};
-use crate::audit::Audit;
+use crate::audit::export::{Export, Sink};
+use crate::audit::webhook::Webhook;
+use crate::audit::{Audit, AuditError};
 use crate::auth::mail::{MailError, Mailer};
 use crate::auth::routes::{AuthState, CookieSettings};
 use crate::auth::service::AuthService;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{Config, ConfigError};
+use crate::config::{AuditExport, Config, ConfigError};
 use crate::gateway::{GatewayParts, GatewayState, Limits, Readiness};
 use crate::http::connections::ConnectionLimits;
 use crate::http::server::{self, ServerSettings};
@@ -59,6 +61,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("SLUICE_ACME_DOMAINS")]
     Acme(#[from] AcmeError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 /// A configured instance, ready to serve.
@@ -71,6 +75,9 @@ pub struct Instance {
     key: Arc<InstanceKey>,
     store: Arc<dyn Store>,
     state: Arc<GatewayState>,
+    /// The audit exports, started with the server (`SLUICE_AUDIT_EXPORT`, `_WEBHOOK_URL`).
+    exports: Vec<Export>,
+    clock: SharedClock,
 }
 
 impl Instance {
@@ -138,9 +145,14 @@ impl Instance {
         };
         let snapshot = snapshot::build(&config, &key, store.clone(), &metrics).await?;
         let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new(clock.clone()));
-        // One audit log for the instance: the auth service, the edge and the admin plane
-        // all write to it.
-        let audit = Arc::new(Audit::new(store.clone(), clock.clone()));
+        // One audit log for the instance: the auth service, the edge, the admin plane and
+        // (when on) the query route all write to it.
+        let mut audit = Audit::new(store.clone(), clock.clone());
+        if config.audit.query_runs {
+            audit = audit.with_query_runs(metrics.clone(), crate::audit::runs::QUEUE);
+        }
+        let audit = Arc::new(audit);
+        let exports = audit_exports(&config, &audit, &metrics)?;
         let auth = Arc::new(AuthState {
             service: Arc::new(
                 auth_service(
@@ -148,7 +160,7 @@ impl Instance {
                     &key,
                     store.clone(),
                     audit.clone(),
-                    clock,
+                    clock.clone(),
                     limiter.clone(),
                 )?
                 .with_metrics(metrics.clone()),
@@ -191,6 +203,8 @@ impl Instance {
             key,
             store,
             state,
+            exports,
+            clock,
         })
     }
 
@@ -261,11 +275,12 @@ impl Instance {
     /// [`Instance::serve`], and `GET /metrics` on `metrics` (from [`Instance::bind_metrics`])
     /// until the same shutdown.
     pub async fn serve_with_metrics(
-        self,
+        mut self,
         listener: TcpListener,
         metrics: Option<TcpListener>,
         shutdown: impl Future<Output = ()>,
     ) {
+        let exports = std::mem::take(&mut self.exports);
         let instance = Arc::new(self);
         let reloader = tokio::spawn(reload_on_hangup(instance.clone()));
         let watcher = instance
@@ -273,6 +288,19 @@ impl Instance {
             .catalog_reload
             .map(|every| tokio::spawn(reload_on_new_revision(instance.clone(), every)));
         let purger = tokio::spawn(purge_sessions(instance.state.auth.service.clone()));
+        // The audit log's background work: its exports and retention.
+        let mut audit_tasks: Vec<_> = exports
+            .into_iter()
+            .map(|export| tokio::spawn(export.run()))
+            .collect();
+        if let Some(days) = instance.config.audit.retention_days {
+            audit_tasks.push(tokio::spawn(crate::audit::retention::run(
+                instance.state.audit.store().clone(),
+                instance.clock.clone(),
+                instance.state.metrics.clone(),
+                days,
+            )));
+        }
         let router = instance.router();
         let settings = ServerSettings {
             header_read_timeout: instance.config.header_read_timeout,
@@ -349,8 +377,55 @@ impl Instance {
             watcher.abort();
         }
         purger.abort();
+        for task in audit_tasks {
+            task.abort();
+        }
         instance.state.snapshot().pools.close_all();
     }
+}
+
+/// The audit exports the configuration asks for (not started yet). A webhook whose address
+/// is an IP literal the egress policy refuses stops start-up here.
+fn audit_exports(
+    config: &Config,
+    audit: &Audit,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> Result<Vec<Export>, StartError> {
+    let mut sinks = Vec::new();
+    match &config.audit.export {
+        Some(AuditExport::Stdout) => sinks.push(Sink::Stdout),
+        Some(AuditExport::File(path)) => {
+            // Opened once here, so a path that cannot be written stops start-up.
+            crate::audit::export::open_append(path).map_err(|error| {
+                AuditError::Export(format!(
+                    "cannot open {} for appending: {error}",
+                    path.display()
+                ))
+            })?;
+            sinks.push(Sink::File(path.clone()));
+        }
+        None => {}
+    }
+    if let Some(url) = &config.audit.webhook_url {
+        sinks.push(Sink::Webhook(Webhook::new(
+            url,
+            config.audit.webhook_token.clone(),
+            crate::egress::EgressPolicy::new(&config.egress_allow, &[]),
+            config.egress_bind.first().copied(),
+        )?));
+    }
+    Ok(sinks
+        .into_iter()
+        .map(|sink| {
+            Export::new(
+                sink,
+                audit.store().clone(),
+                audit.appended(),
+                metrics.clone(),
+                config.audit.export_queue,
+            )
+        })
+        .collect())
 }
 
 /// Whether opening the metadata store may create it.

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use cli::accounts::{AppCommand, UserCommand};
+use cli::audit::AuditCommand;
 use cli::catalog::{CatalogCommand, SecretCommand};
 use cli::datasource::DatasourceCommand;
 use sluice::config::Environment;
@@ -93,6 +94,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the audit log (its hash chain).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Exit 0 if this instance answers GET /healthz with 200, else 1 (for container
     /// HEALTHCHECKs): plain HTTP to SLUICE_LISTEN, 0.0.0.0 and [::] read as loopback.
     Healthcheck {
@@ -151,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Datasource { command } => cli::datasource::datasource(&env, command).await,
         Command::User { command } => cli::accounts::user(&env, command).await,
         Command::App { command } => cli::accounts::app(&env, command).await,
+        Command::Audit { command } => cli::audit::audit(&env, command),
         Command::Healthcheck { url, timeout_ms } => {
             cli::healthcheck::healthcheck(&env, url, Duration::from_millis(timeout_ms)).await
         }

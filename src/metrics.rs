@@ -29,6 +29,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+mod audit;
+pub use audit::AuditMetrics;
+
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
@@ -203,6 +206,8 @@ pub struct Metrics {
     catalog_revision: Gauge,
     acme_orders: Family<ResultLabels, Counter>,
     tls_certificate_expiry: Gauge,
+    /// The audit log's exports, query runs and retention.
+    pub audit: AuditMetrics,
     /// One scrape at a time: each sets the read gauges, then encodes.
     scrape: Mutex<()>,
 }
@@ -304,6 +309,7 @@ impl Metrics {
             "When the ACME certificate being served expires, in seconds since the Unix epoch (0 until one is served, and without ACME)",
             tls_certificate_expiry.clone(),
         );
+        let audit = AuditMetrics::register(&mut registry);
         let build: Family<BuildLabels, Gauge> = Family::default();
         build
             .get_or_create(&BuildLabels {
@@ -336,6 +342,7 @@ impl Metrics {
             catalog_revision,
             acme_orders,
             tls_certificate_expiry,
+            audit,
             scrape: Mutex::new(()),
         }
     }

@@ -1,11 +1,10 @@
-//! Admin routes for accounts: users (create, role, groups, disable), private-app members,
-//! and the audit log. Role changes need fresh auth when made from a session.
+//! Admin routes for accounts: users (create, role, groups, disable) and private-app members
+//! (the audit log is in `audit`). Role changes need fresh auth when made from a session.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post, put};
@@ -32,7 +31,6 @@ pub fn router() -> Router<Arc<AdminState>> {
             "/apps/{app}/members/{user_id}",
             put(add_member).delete(remove_member),
         )
-        .route("/audit", get(audit))
 }
 
 type Shared = State<Arc<AdminState>>;
@@ -279,39 +277,4 @@ async fn unlock(
     let client = client_info(peer.as_deref(), &headers);
     let user = state.auth.service.unlock(&id, &actor.id, &client).await?;
     Ok(json(StatusCode::OK, &view(&user)))
-}
-
-#[derive(Deserialize)]
-struct AuditQuery {
-    #[serde(default)]
-    limit: Option<u32>,
-    #[serde(default)]
-    before: Option<i64>,
-}
-
-async fn audit(
-    State(state): Shared,
-    query: Result<Query<AuditQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "`limit` and `before` must be whole numbers",
-        )
-    })?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let events = state
-        .gateway
-        .audit
-        .list(limit, query.before)
-        .await
-        .map_err(|error| {
-            tracing::error!(error = %error, "Audit log not read");
-            ApiError::internal()
-        })?;
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({ "events": events }),
-    ))
 }

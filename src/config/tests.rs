@@ -520,3 +520,65 @@ fn acme_settings_are_parsed_checked_and_exclusive_with_certificate_files() {
     let error = both.validate().unwrap_err().to_string();
     assert!(error.contains("set one of them"), "{error}");
 }
+
+#[test]
+fn audit_settings_are_parsed_and_bad_ones_named() {
+    let c = ok(&[]);
+    assert!(!c.audit.query_runs);
+    assert_eq!(c.audit.export, None);
+    assert!(c.audit.webhook_url.is_none() && c.audit.webhook_token.is_none());
+    assert_eq!(
+        (c.audit.export_queue, c.audit.retention_days),
+        (10_000, None)
+    );
+    let c = ok(&[
+        ("SLUICE_AUDIT_QUERY_RUNS", "true"),
+        ("SLUICE_AUDIT_EXPORT", "file:/var/log/sluice/audit.jsonl"),
+        (
+            "SLUICE_AUDIT_WEBHOOK_URL",
+            "https://siem.example.com/ingest?source=sluice",
+        ),
+        ("SLUICE_AUDIT_WEBHOOK_TOKEN", "webhook-token-canary"),
+        ("SLUICE_AUDIT_EXPORT_QUEUE", "5"),
+        ("SLUICE_AUDIT_RETENTION_DAYS", "90"),
+    ]);
+    assert!(c.audit.query_runs);
+    assert_eq!(
+        c.audit.export,
+        Some(AuditExport::File("/var/log/sluice/audit.jsonl".into()))
+    );
+    assert_eq!(
+        c.audit.webhook_url.as_ref().unwrap().host_str(),
+        Some("siem.example.com")
+    );
+    assert_eq!(
+        c.audit.webhook_token.as_ref().unwrap().expose(),
+        "webhook-token-canary"
+    );
+    assert!(!format!("{c:?}").contains("webhook-token-canary"));
+    assert_eq!(
+        (c.audit.export_queue, c.audit.retention_days),
+        (5, Some(90))
+    );
+    assert_eq!(
+        ok(&[("SLUICE_AUDIT_EXPORT", "stdout")]).audit.export,
+        Some(AuditExport::Stdout)
+    );
+    for (var, value) in [
+        ("SLUICE_AUDIT_QUERY_RUNS", "sometimes"),
+        ("SLUICE_AUDIT_EXPORT", "stderr"),
+        ("SLUICE_AUDIT_EXPORT", "file:relative/audit.jsonl"),
+        ("SLUICE_AUDIT_WEBHOOK_URL", "ftp://siem.example.com/"),
+        (
+            "SLUICE_AUDIT_WEBHOOK_URL",
+            "https://user:secret@siem.example.com/",
+        ),
+        ("SLUICE_AUDIT_EXPORT_QUEUE", "0"),
+        ("SLUICE_AUDIT_RETENTION_DAYS", "0"),
+        ("SLUICE_AUDIT_RETENTION_DAYS", "a week"),
+    ] {
+        let error = parse(&[(var, value)]).unwrap_err().to_string();
+        assert!(error.starts_with(var), "{var}={value}: {error}");
+        assert!(!error.contains("secret@"), "{error}");
+    }
+}

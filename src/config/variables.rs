@@ -265,6 +265,36 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "",
         "Directories SQLite datasource files must lie under (absolute paths, comma-separated); empty: any path except Sluice's own data directory and metadata store, and the catalog API cannot create or move SQLite datasources.",
     ),
+    (
+        AUDIT_QUERY_RUNS,
+        "false",
+        "Record every query run in the audit log as metadata (user or API key, app, query, status, duration, row count; never params or rows): true or false.",
+    ),
+    (
+        AUDIT_EXPORT,
+        "",
+        "Copy every audit entry (with its hash) as a JSON line to stdout or to a file: stdout or file:/path/to/audit.jsonl (opened append-only, created 0600); empty: no copy.",
+    ),
+    (
+        AUDIT_WEBHOOK_URL,
+        "",
+        "POST audit entries in batches (JSON lines) to this http:// or https:// URL, with retries; reached through the egress guard (a private SIEM needs SLUICE_EGRESS_ALLOW); empty: off.",
+    ),
+    (
+        AUDIT_WEBHOOK_TOKEN,
+        "",
+        "Bearer token sent to SLUICE_AUDIT_WEBHOOK_URL (also from SLUICE_AUDIT_WEBHOOK_TOKEN_FILE); empty: no Authorization header.",
+    ),
+    (
+        AUDIT_EXPORT_QUEUE,
+        "10000",
+        "How many entries an audit export (file, stdout or webhook) may fall behind before the oldest unsent ones are dropped (and counted in sluice_audit_export_dropped_total); 1 to 10000000.",
+    ),
+    (
+        AUDIT_RETENTION_DAYS,
+        "",
+        "Delete audit entries older than this many days (checked hourly; the chain stays verifiable from the last one deleted); empty: keep every entry.",
+    ),
 ];
 
 pub(super) const LISTEN: &str = "SLUICE_LISTEN";
@@ -319,6 +349,12 @@ pub(super) const EGRESS_ALLOW: &str = "SLUICE_EGRESS_ALLOW";
 pub(super) const EGRESS_BIND: &str = "SLUICE_EGRESS_BIND";
 pub(super) const EGRESS_PUBLIC_IPS: &str = "SLUICE_EGRESS_PUBLIC_IPS";
 pub(super) const SQLITE_DIRS: &str = "SLUICE_SQLITE_DIRS";
+pub(super) const AUDIT_QUERY_RUNS: &str = "SLUICE_AUDIT_QUERY_RUNS";
+pub(super) const AUDIT_EXPORT: &str = "SLUICE_AUDIT_EXPORT";
+pub(super) const AUDIT_WEBHOOK_URL: &str = "SLUICE_AUDIT_WEBHOOK_URL";
+pub(super) const AUDIT_WEBHOOK_TOKEN: &str = "SLUICE_AUDIT_WEBHOOK_TOKEN";
+pub(super) const AUDIT_EXPORT_QUEUE: &str = "SLUICE_AUDIT_EXPORT_QUEUE";
+pub(super) const AUDIT_RETENTION_DAYS: &str = "SLUICE_AUDIT_RETENTION_DAYS";
 
 /// The variables that hold secrets: never quoted in an error or `Debug` output, and each
 /// also read from a file named by `NAME_FILE` (Docker and Kubernetes secrets). `Env::secret`
@@ -329,6 +365,7 @@ pub const SECRET_VARIABLES: &[&str] = &[
     ADMIN_TOKEN,
     METRICS_TOKEN,
     SMTP_URL,
+    AUDIT_WEBHOOK_TOKEN,
 ];
 
 /// `SLUICE_ADMIN_TOKEN` -> `SLUICE_ADMIN_TOKEN_FILE`.

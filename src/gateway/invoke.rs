@@ -19,7 +19,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::GatewayState;
 use super::edge_policy::Resolved;
-use super::response::{LogContext, respond_rows};
+use super::response::{LogContext, RunAudit, respond_rows};
 use crate::auth::{Caller, CallerVia};
 use crate::catalog::binding::BindValues;
 use crate::catalog::compile::{CompiledQuery, CompiledTemplate};
@@ -106,6 +106,7 @@ pub async fn invoke(
         app_name,
         query_name,
         caller,
+        ip,
         started,
         running,
         reset,
@@ -140,6 +141,7 @@ pub async fn run_as_admin(
         app_name,
         query_name,
         caller,
+        ip,
         started,
         running,
         reset,
@@ -215,6 +217,8 @@ struct Run {
     app_name: String,
     query_name: String,
     caller: Option<Caller>,
+    /// The client's address (for the audit log's record of the run).
+    ip: Option<std::net::IpAddr>,
     started: Instant,
     running: Option<OwnedSemaphorePermit>,
     /// Fires if the client resets its connection.
@@ -235,6 +239,7 @@ async fn execute(
         app_name,
         query_name,
         caller,
+        ip,
         started,
         running,
         reset,
@@ -340,6 +345,15 @@ async fn execute_params(
         user_id: caller.as_ref().map(|c| c.user.id.clone()),
         started,
         running,
+        // Only when query runs are audited: otherwise nothing is cloned or allocated.
+        audit: state.audit.query_runs().map(|runs| RunAudit {
+            runs: runs.clone(),
+            api_key: match caller.as_ref().map(|c| &c.via) {
+                Some(CallerVia::ApiKey { id, .. }) => Some(id.clone()),
+                _ => None,
+            },
+            ip,
+        }),
     };
     let sql = match &query.template {
         CompiledTemplate::Sql(sql) => sql,

@@ -17,6 +17,7 @@
 //! execution (the statement is cancelled) and ends the answer (a streaming body with an
 //! error, which aborts the connection).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -25,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::stream;
 
+use crate::audit::{QueryRun, QueryRuns};
 use crate::datasource::{DatasourceError, Execution, FRAME_BYTES, Frame, Summary};
 use crate::http::{ApiError, ClientReset, RequestId};
 
@@ -44,10 +46,40 @@ pub struct LogContext {
     /// The query's concurrency slot, held (never read) until the response is complete.
     #[allow(dead_code)]
     pub running: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Where the run is recorded in the audit log, when `SLUICE_AUDIT_QUERY_RUNS` is on
+    /// (`None` costs nothing).
+    pub audit: Option<RunAudit>,
+}
+
+/// What the audit log's record of a run needs beyond the log line's fields.
+pub struct RunAudit {
+    pub runs: Arc<QueryRuns>,
+    /// The API key the caller used, by id.
+    pub api_key: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
 }
 
 impl LogContext {
+    /// Records the finished run in the audit log, when that is on: names, status, time and
+    /// row count only.
+    fn audit(&self, status: u16, row_count: Option<u64>, error_class: Option<&'static str>) {
+        if let Some(audit) = &self.audit {
+            audit.runs.record(QueryRun {
+                app: self.app.clone(),
+                query: self.query.clone(),
+                user_id: self.user_id.clone(),
+                api_key: audit.api_key.clone(),
+                ip: audit.ip.map(|ip| ip.to_string()),
+                status,
+                duration_us: self.started.elapsed().as_micros() as u64,
+                row_count,
+                error_class,
+            });
+        }
+    }
+
     pub fn log_success(&self, summary: &Summary) {
+        self.audit(200, Some(summary.row_count), None);
         tracing::info!(
             request_id = %self.request_id.as_str(),
             app = %self.app,
@@ -64,6 +96,7 @@ impl LogContext {
     }
 
     pub fn log_http(&self, upstream_status: u16) {
+        self.audit(200, None, None);
         tracing::info!(
             request_id = %self.request_id.as_str(),
             app = %self.app,
@@ -109,7 +142,7 @@ impl LogContext {
         status
     }
 
-    pub fn log_failure(&self, status: StatusCode, error_class: &str) {
+    pub fn log_failure(&self, status: StatusCode, error_class: &'static str) {
         self.log_failed(status, error_class, None, None);
     }
 
@@ -117,10 +150,11 @@ impl LogContext {
     fn log_failed(
         &self,
         status: StatusCode,
-        error_class: &str,
+        error_class: &'static str,
         db_code: Option<&str>,
         meaning: Option<&str>,
     ) {
+        self.audit(status.as_u16(), None, Some(error_class));
         tracing::warn!(
             request_id = %self.request_id.as_str(),
             app = %self.app,

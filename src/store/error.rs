@@ -47,6 +47,12 @@ pub enum StoreError {
     /// The store answered the readiness check, but not as the one opened at start-up.
     #[error("metadata store: {0}")]
     Unreachable(&'static str),
+    /// A store (a backup, opened read-only) from before the audit log was hash-chained.
+    #[error(
+        "metadata store schema version {found} predates the audit hash chain (version {needed}); \
+         restore it, or open it once with this build, to chain its audit log"
+    )]
+    Unchained { found: i64, needed: i64 },
 }
 
 impl From<std::io::Error> for StoreError {

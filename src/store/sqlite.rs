@@ -165,6 +165,7 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE app_members ADD COLUMN editor INTEGER NOT NULL DEFAULT 0;
 "#,
+    audit::CHAIN_MIGRATION,
 ];
 
 /// The SQLite-backed store. One connection behind a mutex: metadata writes are rare and
@@ -204,6 +205,46 @@ impl SqliteStore {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
         SqliteStore::open(path)
+    }
+
+    /// Opens the store (or a backup of it) at `path` read-only, without migrating it, to
+    /// read its audit log: it must have the audit hash chain already
+    /// ([`StoreError::Unchained`] otherwise) and not be newer than this build.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(sqlite("opening the database"))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(sqlite("reading the schema version"))?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(StoreError::TooNew {
+                found: version,
+                supported,
+            });
+        }
+        let needed = MIGRATIONS
+            .iter()
+            .position(|migration| *migration == audit::CHAIN_MIGRATION)
+            .map_or(supported, |index| index as i64 + 1);
+        if version < needed {
+            return Err(StoreError::Unchained {
+                found: version,
+                needed,
+            });
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite("setting the busy timeout"))?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            file: None,
+        })
     }
 
     /// Creates the directory the store at `path` lives in, private to the owner (0700), as
@@ -268,6 +309,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             .map_err(sqlite("running a migration"))?;
         if index == HISTORY_MIGRATION {
             catalog::keep_current_in_history(&tx)?;
+        }
+        // Matched by content, not position, so migrations added beside it keep their order.
+        if *migration == audit::CHAIN_MIGRATION {
+            audit::chain_existing_entries(&tx)?;
         }
         tx.pragma_update(None, "user_version", index as i64 + 1)
             .map_err(sqlite("recording the schema version"))?;

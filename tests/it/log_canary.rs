@@ -8,7 +8,8 @@
 //! message quotes the value, a wrongly typed param, an unknown param name, a malformed body,
 //! a query string and credential headers. After `SIGTERM` the captured output must hold the
 //! request log lines (so logging really was on) and none of the canaries, nor the instance
-//! password, salt or sealed secret. The HTTP responses are checked to carry the canaries
+//! password, salt or sealed secret (the output includes the audit log's query runs, exported
+//! to stdout as JSON lines). The HTTP responses are checked to carry the canaries
 //! where rows echo them, so a canary that is missing from the log did pass through the process.
 
 use crate::common;
@@ -237,6 +238,10 @@ async fn canaries_stay_out_of_the_log(format: &str) {
             .env("SLUICE_LOG_LEVEL", "trace")
             .env("SLUICE_LOG_FORMAT", format)
             .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN),
+            // Every query run in the audit log, copied as JSON lines to stdout: the
+            // captured output below covers the audit export too.
+            .env("SLUICE_AUDIT_QUERY_RUNS", "true")
+            .env("SLUICE_AUDIT_EXPORT", "stdout"),
     )
     .await;
 
@@ -453,6 +458,14 @@ async fn canaries_stay_out_of_the_log(format: &str) {
         );
     }
 
+    // The audit export writes the runs' lines within its poll.
+    server
+        .wait_log(
+            r#""event":"query_run""#,
+            1,
+            std::time::Duration::from_secs(20),
+        )
+        .await;
     let status = server.terminate().await;
     assert_eq!(status.code(), Some(0), "{status}\n{}", server.output());
     let output = server.output();
@@ -513,6 +526,8 @@ async fn canaries_stay_out_of_the_log(format: &str) {
         "{output}"
     );
     assert!(output.contains("invalid_json"), "{output}");
+    // The audit export ran (query runs as JSON lines on stdout).
+    assert!(output.contains(r#""event":"query_run""#), "{output}");
 
     // --- And none of the values. ---
     let (password, salt) = test_secrets();

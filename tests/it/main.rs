@@ -16,6 +16,7 @@ mod edge_common;
 mod acme;
 mod admin_api;
 mod architecture;
+mod audit_log;
 mod auth_access;
 mod auth_log_canary;
 mod auth_mail;

@@ -124,6 +124,9 @@ fn the_history_migration_keeps_the_catalog_serving_at_the_upgrade() {
         store.replace_catalog(&CatalogSpec::default(), "a").unwrap();
         store.replace_catalog(&spec, "b").unwrap();
         let conn = store.lock();
+        // The audit chain (a later migration) is undone too, so the rewind is complete.
+        conn.execute_batch(super::super::audit::UNDO_CHAIN_MIGRATION)
+            .unwrap();
         conn.execute_batch(
             "UPDATE catalog_revisions SET spec = NULL; \
              ALTER TABLE catalog_revisions DROP COLUMN spec; \
