@@ -98,21 +98,6 @@ impl GatewayState {
         self.snapshot.swap(Arc::new(snapshot))
     }
 
-    /// Serves `snapshot` unless one of a later revision already serves (two catalog writes
-    /// finishing out of order never leave the older one serving). True when it was swapped
-    /// in; the one it replaced is dropped when its last request finishes.
-    pub fn install_snapshot(&self, snapshot: Snapshot) -> bool {
-        let new = Arc::new(snapshot);
-        let previous = self.snapshot.rcu(|current| {
-            if current.revision < new.revision {
-                new.clone()
-            } else {
-                current.clone()
-            }
-        });
-        previous.revision < new.revision
-    }
-
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }

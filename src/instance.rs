@@ -222,7 +222,7 @@ impl Instance {
         let revision = snapshot.revision;
         // The previous snapshot's pools close when the last request using them finishes
         // and drops its reference. A reload may go back to a lower revision (a restored
-        // store), so it replaces whatever serves.
+        // store): under `catalog_change` it is the newest, so it replaces whatever serves.
         drop(self.state.replace_snapshot(snapshot));
         Ok(revision)
     }

@@ -49,7 +49,17 @@ use crate::spec::checks::{NAME_RULE, is_valid_name, shown_name};
 use crate::spec::diff::CatalogDiff;
 use crate::spec::{AppSpec, CatalogSpec, DatasourceSpec, QuerySpec, Visibility};
 use crate::store::StoreError;
+use crate::store::audit::AuditEvent;
 use crate::store::catalog::CatalogRevision;
+
+/// Why storing a checked write failed.
+#[derive(Debug, thiserror::Error)]
+enum CommitError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("background task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// How many times a write is retried when another writer stored a revision between its
 /// read and its write (each retry re-checks the precondition against the newer catalog).
@@ -151,7 +161,19 @@ impl Resource<'_> {
     /// Its entity tag: a hash of the stored form (so a new secret changes it, without
     /// showing anything of the secret).
     fn etag(&self, spec: &CatalogSpec) -> Option<String> {
-        self.stored(spec).map(|value| etag_of(&value))
+        match *self {
+            // An app's own settings: adding a query does not make a settings edit stale.
+            Resource::App(app) => spec.apps.get(app).map(|a| {
+                etag_of(
+                    &serde_json::to_value(AppSpec {
+                        queries: Default::default(),
+                        ..a.clone()
+                    })
+                    .expect("specs serialise"),
+                )
+            }),
+            _ => self.stored(spec).map(|value| etag_of(&value)),
+        }
     }
 
     /// 404 in the same words for a missing resource whatever the caller.
@@ -238,6 +260,63 @@ async fn require_editor(
     ))
 }
 
+/// What an editor (a developer, not an admin) may not do to an app: change who reaches it
+/// (`visibility`, `grants`, `allowed_ips`, `cors`, `headers`: only `limits` is theirs), give a
+/// query grants of its own, or point a query at a datasource the app's stored queries do not
+/// already use (an admin adds the first query on a datasource). Admins pass.
+fn editor_limits(
+    actor: &AdminActor,
+    spec: &CatalogSpec,
+    app: &str,
+    settings: Option<&AppSpec>,
+    query: Option<(&str, &QuerySpec)>,
+) -> Result<(), ApiError> {
+    if actor.admin {
+        return Ok(());
+    }
+    let forbidden = |message: String| ApiError::new(StatusCode::FORBIDDEN, "forbidden", message);
+    let Some(stored) = spec.apps.get(app) else {
+        return Ok(());
+    };
+    if let Some(new) = settings {
+        let perimeter = |a: &AppSpec| {
+            (
+                a.visibility,
+                a.grants.clone(),
+                a.allowed_ips.clone(),
+                a.cors.clone(),
+                a.headers.clone(),
+            )
+        };
+        if perimeter(new) != perimeter(stored) {
+            return Err(forbidden(
+                "editors change an app's `limits`; who reaches it (visibility, grants, allowed_ips, cors, headers) is for admins"
+                    .into(),
+            ));
+        }
+    }
+    if let Some((name, query)) = query {
+        let stored_grants = stored.queries.get(name).and_then(|q| q.grants.clone());
+        if query.grants != stored_grants {
+            return Err(forbidden(
+                "a query's own `grants` are for admins to set or change".into(),
+            ));
+        }
+        let used = stored
+            .queries
+            .values()
+            .any(|q| q.datasource == query.datasource);
+        if !used {
+            return Err(forbidden(format!(
+                "app `{}` has no query on datasource `{}` yet: an admin adds the first one",
+                shown_name(app),
+                shown_name(&query.datasource)
+            )));
+        }
+    }
+    Ok(())
+}
+
 // ----- Reads ----------------------------------------------------------------------------
 
 async fn current(state: &AdminState) -> Result<(i64, CatalogSpec), ApiError> {
@@ -267,25 +346,16 @@ fn resource_response(status: StatusCode, mut body: Value, etag: &str, revision: 
 
 /// When each secret field of datasource `name` was last written: the time of the oldest
 /// revision, going back from the newest, that still holds the same sealed value.
-async fn secret_times(
-    state: &AdminState,
+fn secret_times(
+    history: &[CatalogRevision],
     name: &str,
     datasource: &DatasourceSpec,
-) -> Result<Vec<(&'static str, String)>, ApiError> {
+) -> Vec<(&'static str, String)> {
     let sealed = secrets::sealed_values(datasource);
-    if sealed.is_empty() {
-        return Ok(Vec::new());
-    }
-    let store = state.store.clone();
-    let history: Vec<CatalogRevision> =
-        tokio::task::spawn_blocking(move || store.catalog_history(SECRET_HISTORY))
-            .await
-            .map_err(|_| ApiError::internal())?
-            .map_err(store_error)?;
     let mut times = Vec::new();
     for (field, value) in sealed {
         let mut since = None;
-        for revision in &history {
+        for revision in history {
             let same = revision
                 .spec
                 .as_ref()
@@ -304,15 +374,24 @@ async fn secret_times(
             times.push((field, at));
         }
     }
-    Ok(times)
+    times
 }
 
-async fn datasource_view(
-    state: &AdminState,
+/// The recent revisions, read once per request that shows secrets' `updated_at`.
+async fn recent_history(state: &AdminState) -> Result<Vec<CatalogRevision>, ApiError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || store.catalog_history(SECRET_HISTORY))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(store_error)
+}
+
+fn datasource_view(
+    history: &[CatalogRevision],
     name: &str,
     datasource: &DatasourceSpec,
 ) -> Result<Value, ApiError> {
-    let times = secret_times(state, name, datasource).await?;
+    let times = secret_times(history, name, datasource);
     let mut view = secrets::view(datasource, |field| {
         times
             .iter()
@@ -329,9 +408,10 @@ async fn list_datasources(
 ) -> Result<Response, ApiError> {
     require_admin(&actor, "the datasource list")?;
     let (revision, spec) = current(&state).await?;
+    let history = recent_history(&state).await?;
     let mut items = Vec::new();
     for (name, datasource) in &spec.datasources {
-        let mut view = datasource_view(&state, name, datasource).await?;
+        let mut view = datasource_view(&history, name, datasource)?;
         view["etag"] = json!(Resource::Datasource(name).etag(&spec));
         items.push(view);
     }
@@ -352,7 +432,8 @@ async fn get_datasource(
     let (Some(datasource), Some(etag)) = (spec.datasources.get(&name), resource.etag(&spec)) else {
         return Err(resource.not_found());
     };
-    let view = datasource_view(&state, &name, datasource).await?;
+    let history = recent_history(&state).await?;
+    let view = datasource_view(&history, &name, datasource)?;
     Ok(resource_response(StatusCode::OK, view, &etag, revision))
 }
 
@@ -370,7 +451,7 @@ async fn list_apps(
         }
         let mut view = app_stored(app);
         view["name"] = json!(name);
-        view["etag"] = json!(etag_of(&app_stored(app)));
+        view["etag"] = json!(Resource::App(name).etag(&spec));
         items.push(view);
     }
     Ok(json_response(
@@ -601,23 +682,40 @@ impl Write<'_> {
                     format!("the catalog would not serve: {error}"),
                 )
             })?;
+            // Store, swap and audit in a task of its own: a client that goes away now does
+            // not leave a stored revision unswapped or unaudited.
             let store = self.state.store.clone();
+            let gateway = self.state.gateway.clone();
             let (to_store, source) = (next.clone(), self.source());
-            let stored = tokio::task::spawn_blocking(move || {
-                store.replace_catalog_at(&to_store, &source, revision)
+            let (mut event, mut details) = self.audit_event(deleting, existed, &changed_fields);
+            let committed = tokio::spawn(async move {
+                let stored = tokio::task::spawn_blocking(move || {
+                    store.replace_catalog_at(&to_store, &source, revision)
+                })
+                .await??;
+                built.revision = stored;
+                // Reloads hold the same lock, so this is the newest catalog: it serves now
+                // even after a restore made the revisions go back.
+                drop(gateway.replace_snapshot(built));
+                details["revision"] = json!(stored);
+                event.details = Some(details.to_string());
+                gateway.audit.append(event).await;
+                Ok::<i64, CommitError>(stored)
             })
             .await
             .map_err(|_| ApiError::internal())?;
-            let new_revision = match stored {
+            let new_revision = match committed {
                 Ok(new_revision) => new_revision,
                 // Another writer stored a revision meanwhile: judge again against it.
-                Err(StoreError::RevisionMoved { .. }) => continue,
-                Err(error) => return Err(store_error(error)),
+                Err(CommitError::Store(StoreError::RevisionMoved { .. })) => continue,
+                Err(CommitError::Store(error)) => return Err(store_error(error)),
+                Err(CommitError::Task(_)) => return Err(ApiError::internal()),
             };
-            built.revision = new_revision;
-            self.state.gateway.install_snapshot(built);
-            self.audit(deleting, existed, new_revision, &changed_fields)
-                .await;
+            if let Resource::App(app) = self.resource
+                && deleting
+            {
+                self.forget_members(app).await;
+            }
             let status = if deleting || existed {
                 StatusCode::OK
             } else {
@@ -690,8 +788,8 @@ impl Write<'_> {
         let etag = self.resource.etag(spec).unwrap_or_default();
         let mut view = match self.resource {
             Resource::Datasource(name) => {
-                let datasource = &spec.datasources[name];
-                datasource_view(self.state, name, datasource).await?
+                let history = recent_history(self.state).await?;
+                datasource_view(&history, name, &spec.datasources[name])?
             }
             _ => self.resource.stored(spec).unwrap_or(Value::Null),
         };
@@ -701,7 +799,20 @@ impl Write<'_> {
         Ok(resource_response(status, view, &etag, revision))
     }
 
-    async fn audit(&self, deleting: bool, existed: bool, revision: i64, fields: &[String]) {
+    /// A deleted app's memberships go with it, so an app made later under the same name
+    /// does not inherit its members and editors.
+    async fn forget_members(&self, app: &str) {
+        let store = self.state.store.clone();
+        let app = app.to_string();
+        let removed = tokio::task::spawn_blocking(move || store.remove_app_members(&app)).await;
+        if !matches!(removed, Ok(Ok(_))) {
+            tracing::error!("Catalog API: the deleted app's memberships could not be removed");
+        }
+    }
+
+    /// The `catalog_changed` event of this write and its details, whose `revision` is
+    /// filled in once stored.
+    fn audit_event(&self, deleting: bool, existed: bool, fields: &[String]) -> (AuditEvent, Value) {
         let audit = &self.state.gateway.audit;
         let mut event = audit.event("catalog_changed", &self.client);
         event.actor = Some(self.actor.id.clone());
@@ -717,18 +828,14 @@ impl Write<'_> {
             Resource::Datasource(name) | Resource::App(name) => (None, name),
             Resource::Query(app, name) => (Some(app), name),
         };
-        event.details = Some(
-            json!({
-                "resource": self.resource.kind(),
-                "app": app,
-                "name": name,
-                "action": action,
-                "fields": fields,
-                "revision": revision,
-            })
-            .to_string(),
-        );
-        audit.append(event).await;
+        let details = json!({
+            "resource": self.resource.kind(),
+            "app": app,
+            "name": name,
+            "action": action,
+            "fields": fields,
+        });
+        (event, details)
     }
 }
 
@@ -1001,6 +1108,8 @@ async fn put_app(
             if existing.is_none() {
                 require_admin(&actor, "creating apps")?;
             }
+            let settings: AppSpec = from_body(input.clone())?;
+            editor_limits(&actor, spec, &app, Some(&settings), None)?;
             if let Some(sent) = &queries {
                 let names: Vec<&String> = existing.map(|a| a.queries.keys().collect()).unwrap_or_default();
                 if *sent != json!(names) {
@@ -1066,7 +1175,13 @@ async fn put_query(
         client: client_info(peer.as_deref(), &headers),
         dry_run: options.dry_run,
     };
-    write.run(|_| Ok(Change::Put(input.clone()))).await
+    write
+        .run(|spec| {
+            let query: QuerySpec = from_body(input.clone())?;
+            editor_limits(&actor, spec, &app, None, Some((&query_name, &query)))?;
+            Ok(Change::Put(input.clone()))
+        })
+        .await
 }
 
 async fn delete_query(

@@ -1,5 +1,9 @@
 //! SQLite datasource (the demo's database, and small embedded use).
 //!
+//! A connection opens one file and nothing else: the path is judged by [`path`] (never
+//! Sluice's own files), URI filenames are off, and attaching other databases is off
+//! (`SQLITE_LIMIT_ATTACHED` is 0), so no statement can reach another file.
+//!
 //! rusqlite is synchronous, so every statement runs on a blocking thread and sends its
 //! frames back over the producer channel. Connections are kept in a small pool bounded by
 //! the datasource's connection slots; statements are cached per connection. A statement that
@@ -44,7 +48,8 @@ impl SqliteSource {
         spec: &SqliteSpec,
         defaults: &PoolDefaults,
     ) -> Result<SqliteSource, PoolError> {
-        let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        // No URI filenames: a path is a path (`file:` names are refused by the catalog too).
+        let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
         flags |= if spec.read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY
         } else {
@@ -189,6 +194,11 @@ fn take_connection(inner: &Inner) -> Result<Connection, DatasourceError> {
         DatasourceError::Unavailable { class: "open" }
     })?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| classify(&inner.name, &e))?;
+    // No other database file may be attached to a pooled connection: `ATTACH` (and
+    // `VACUUM`, which attaches its target) would let a query reach any file the process can
+    // open, Sluice's own store included, whatever the datasource's path.
+    conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)
         .map_err(|e| classify(&inner.name, &e))?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)

@@ -26,4 +26,6 @@ pub trait MemberStore: Send + Sync {
     /// Whether `user_id` is a member of `app` marked as an editor.
     fn is_app_editor(&self, app: &str, user_id: &str) -> Result<bool, StoreError>;
     fn app_members(&self, app: &str) -> Result<Vec<AppMember>, StoreError>;
+    /// Removes every member of `app` (the app was deleted); returns how many.
+    fn remove_app_members(&self, app: &str) -> Result<usize, StoreError>;
 }

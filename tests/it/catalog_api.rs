@@ -547,6 +547,61 @@ async fn sqlite_datasources_never_reach_the_gateways_own_files() {
     gateway.stop().await;
 }
 
+#[tokio::test]
+async fn a_sqlite_query_cannot_attach_another_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let files = dir.path().join("sqlite");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&files).unwrap();
+    // Another database the process can read (as the metadata store would be).
+    let other = dir.path().join("other.db");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE secrets (v TEXT); INSERT INTO secrets VALUES ('x');")
+        .unwrap();
+    let gateway = gateway(&[
+        ("SLUICE_DATA_DIR", data.to_str().unwrap()),
+        ("SLUICE_SQLITE_DIRS", files.to_str().unwrap()),
+    ])
+    .await;
+    let admin = Admin::token(&gateway);
+    let lite = json!({ "kind": "sqlite", "path": files.join("app.db").display().to_string() });
+    assert_eq!(
+        admin
+            .put("/v1/admin/datasources/lite", &lite, &[])
+            .await
+            .status,
+        201
+    );
+    for (name, sql) in [
+        (
+            "attach",
+            format!("ATTACH DATABASE '{}' AS m", other.display()),
+        ),
+        (
+            "vacuum",
+            format!("VACUUM INTO '{}'", files.join("copy.db").display()),
+        ),
+    ] {
+        let query = json!({ "datasource": "lite", "sql": sql });
+        let saved = admin
+            .put(&format!("/v1/admin/apps/pub/queries/{name}"), &query, &[])
+            .await;
+        assert_eq!(saved.status, 201, "{}", saved.text);
+        let (status, body) = gateway.call("pub", name, json!({})).await;
+        assert_ne!(status, 200, "{name} ran: {body}");
+    }
+    assert!(!files.join("copy.db").exists());
+    let read = json!({ "datasource": "lite", "sql": "SELECT v FROM m.secrets" });
+    admin
+        .put("/v1/admin/apps/pub/queries/read", &read, &[])
+        .await;
+    let (status, body) = gateway.call("pub", "read", json!({})).await;
+    assert_ne!(status, 200, "{body}");
+    gateway.stop().await;
+}
+
 /// Every admin route as written in the source: (method, path), read from each
 /// `.route("...", ...)` call under `src/admin*`, so a new route is in this list at once.
 fn admin_routes() -> BTreeSet<(String, String)> {
@@ -668,11 +723,21 @@ async fn every_admin_route_refuses_viewers_outsiders_and_api_keys() {
                     );
                     continue;
                 }
+                // The catalog routes of an app answer a developer who may not see the app
+                // (not a member of private `priv`) as for a missing app; the routes that are
+                // for admins only answer 403 to every developer.
+                let admins_only = [
+                    "/apps/{app}/policy",
+                    "/apps/{app}/queries/{query}/run",
+                    "/apps/{app}/members",
+                    "/apps/{app}/members/{user_id}",
+                ];
                 let hidden = *who == "developer"
                     && app == "priv"
                     && template.starts_with("/apps/{app}")
-                    && answer.status == 404;
+                    && !admins_only.contains(&template.as_str());
                 if hidden {
+                    assert_eq!(answer.status, 404, "{who} {method} {path}: {}", answer.text);
                     // The same answer as for an app that does not exist.
                     let body = answer.without_request_id().replace("priv", "no-such-app");
                     assert_eq!(body, missing.without_request_id(), "{who} {method} {path}");
@@ -735,11 +800,88 @@ async fn developers_edit_only_the_apps_they_are_editors_of() {
     assert_eq!(added.status, 201, "{}", added.text);
     let app = dev.get("/v1/admin/apps/tools").await;
     let mut settings = app.json();
-    settings["allowed_ips"] = json!(["127.0.0.0/8"]);
+    settings["limits"] = json!({ "per_user": "100/minute" });
     let saved = dev
         .put("/v1/admin/apps/tools", &settings, &if_match(&app.etag))
         .await;
     assert_eq!(saved.status, 200, "{}", saved.text);
+    // Editors stay inside their app: who reaches it, a query's own grants and datasources the
+    // app does not use yet are for admins (a second datasource, so the last has one to name).
+    let app = dev.get("/v1/admin/apps/tools").await;
+    for (member, value) in [
+        ("visibility", json!("public")),
+        ("grants", json!({ "anonymous": true })),
+        ("allowed_ips", json!(["0.0.0.0/0"])),
+        ("cors", json!({ "origins": ["https://evil.example"] })),
+    ] {
+        let mut widened = app.json();
+        widened[member] = value;
+        let refused = dev
+            .put("/v1/admin/apps/tools", &widened, &if_match(&app.etag))
+            .await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (403, "forbidden".into()),
+            "{member}"
+        );
+    }
+    let mut granted = changed.clone();
+    granted["grants"] = json!({ "anonymous": true });
+    let refused = dev
+        .put("/v1/admin/apps/tools/queries/granted", &granted, &[])
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    let other_ds = json!({ "kind": "postgres", "host": "127.0.0.1", "port": 5432, "database": "test",
+        "user": "postgres", "egress_allow": ["127.0.0.1/32"] });
+    let made = admin.put("/v1/admin/datasources/pg2", &other_ds, &[]).await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let elsewhere = dev
+        .put(
+            "/v1/admin/apps/tools/queries/elsewhere",
+            &json!({ "datasource": "pg2", "sql": "SELECT 1 AS one" }),
+            &[],
+        )
+        .await;
+    assert_eq!(elsewhere.status, 403, "{}", elsewhere.text);
+    let draft = dev
+        .send(
+            Method::POST,
+            "/v1/admin/apps/tools/queries/q/preview",
+            Some(&json!({ "as": developer.id, "query": { "datasource": "pg2", "sql": "SELECT 1 AS one" } })),
+            &[],
+        )
+        .await;
+    assert_eq!(draft.status, 403, "{}", draft.text);
+    // Previews: as themselves yes; as a user who is not a member of the app, the same 404 as
+    // for no such user.
+    let mine = dev
+        .send(
+            Method::POST,
+            "/v1/admin/apps/tools/queries/q/preview",
+            Some(&json!({ "as": developer.email })),
+            &[],
+        )
+        .await;
+    assert_eq!(mine.status, 200, "{}", mine.text);
+    let stranger = auth_common::user(&gateway, "stranger@example.com", Role::Viewer).await;
+    let outsider = dev
+        .send(
+            Method::POST,
+            "/v1/admin/apps/tools/queries/q/preview",
+            Some(&json!({ "as": stranger.email })),
+            &[],
+        )
+        .await;
+    let nobody = dev
+        .send(
+            Method::POST,
+            "/v1/admin/apps/tools/queries/q/preview",
+            Some(&json!({ "as": "nobody-at-all@example.com" })),
+            &[],
+        )
+        .await;
+    assert_eq!(outsider.status, 404, "{}", outsider.text);
+    assert_eq!(outsider.without_request_id(), nobody.without_request_id());
     // Not: deleting the app, creating apps, datasources, other apps.
     let app = dev.get("/v1/admin/apps/tools").await;
     assert_eq!(
@@ -767,6 +909,37 @@ async fn developers_edit_only_the_apps_they_are_editors_of() {
         .await;
     assert_eq!(plain.status, 200);
     assert_eq!(dev.get("/v1/admin/apps/tools/queries/q").await.status, 403);
+    // A deleted app takes its memberships with it: an app made later under its name
+    // starts with none.
+    admin
+        .put(
+            &format!("/v1/admin/apps/tools/members/{}", developer.id),
+            &json!({ "editor": true }),
+            &[],
+        )
+        .await;
+    for query in ["q", "new"] {
+        let current = admin
+            .get(&format!("/v1/admin/apps/tools/queries/{query}"))
+            .await;
+        let gone = admin
+            .delete(
+                &format!("/v1/admin/apps/tools/queries/{query}"),
+                &if_match(&current.etag),
+            )
+            .await;
+        assert_eq!(gone.status, 200, "{}", gone.text);
+    }
+    let app = admin.get("/v1/admin/apps/tools").await;
+    assert_eq!(
+        admin
+            .delete("/v1/admin/apps/tools", &if_match(&app.etag))
+            .await
+            .status,
+        200
+    );
+    let members = admin.get("/v1/admin/apps/tools/members").await.json();
+    assert_eq!(members["members"], json!([]), "{members}");
     gateway.stop().await;
 }
 

@@ -1,7 +1,9 @@
 //! `POST /v1/admin/apps/{app}/queries/{query}/preview`: runs a query, or a draft of it, as a
 //! named user, for debugging.
 //!
-//! Body: `{"as": "<user id or email>", "params": {...}, "query": {<draft, optional>}}`.
+//! Body: `{"as": "<user id or email>", "params": {...}, "query": {<draft, optional>}}`. An
+//! editor (a developer) previews as themselves or as a member of the app (anyone else is
+//! answered as an unknown user), and a draft of theirs keeps to the editor limits.
 //! Without `query` the stored query runs; with it, the draft is compiled inside the current
 //! catalog (so it is checked exactly as a save would check it) and runs on the served
 //! pools: its datasource must already serve. It runs with that user's real grants, app
@@ -20,7 +22,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Peer, current, no_app, require_editor, verify_error};
+use super::{Peer, current, editor_limits, no_app, require_editor, verify_error};
 use crate::admin::{AdminActor, AdminState};
 use crate::auth::routes::client_info;
 use crate::auth::{Caller, CallerVia};
@@ -57,15 +59,24 @@ pub(super) async fn preview(
     require_editor(&state, &actor, &app, &spec).await?;
     let input: PreviewInput = read_json(&headers, body, state.auth.max_body_bytes).await?;
     let service = &state.auth.service;
+    let unknown = || ApiError {
+        param: Some("as".into()),
+        ..ApiError::not_found("no such user to preview as")
+    };
     let user = if input.as_user.contains('@') {
         service.user_by_email(&input.as_user).await
     } else {
         service.user_by_id(&input.as_user).await
     }
-    .map_err(|_| ApiError {
-        param: Some("as".into()),
-        ..ApiError::not_found("no such user to preview as")
-    })?;
+    .map_err(|_| unknown())?;
+    // An editor previews as themselves or as a member of the app, and learns nothing about
+    // other accounts: anyone else is answered as an unknown user.
+    if !actor.admin
+        && actor.caller.as_ref().is_none_or(|c| c.user.id != user.id)
+        && !service.is_member(&app, &user.id).await?
+    {
+        return Err(unknown());
+    }
     if user.disabled {
         return Err(ApiError {
             param: Some("as".into()),
@@ -81,6 +92,9 @@ pub(super) async fn preview(
     let Some(app_spec) = draft_spec.apps.get_mut(&app) else {
         return Err(no_app(&app));
     };
+    if let Some(draft) = &input.query {
+        editor_limits(&actor, &spec, &app, None, Some((&query_name, draft)))?;
+    }
     match input.query {
         Some(query) => {
             app_spec.queries.insert(query_name.clone(), query);

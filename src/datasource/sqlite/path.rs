@@ -3,9 +3,11 @@
 //! CVE-2024-55963 class, a datasource aimed at the gateway's own store), and, when
 //! `SLUICE_SQLITE_DIRS` is set, only under one of those directories.
 //!
-//! Paths are judged after symbolic links are resolved (the file's when it exists, else its
-//! directory's), so a link or a `..` cannot lead out of an allowed directory or into the
-//! data directory. SQLite URI filenames (`file:...`) are refused outright: their query
+//! Paths are judged after symbolic links and `..` are resolved as the kernel resolves them
+//! (the longest existing prefix of the path as written is canonicalised; the missing rest may
+//! not climb with `..`), so a link or a `..` cannot lead out of an allowed directory or into
+//! the data directory; a hard link to the store is caught by device and inode; `/proc`,
+//! `/dev` and `/sys` are refused. SQLite URI filenames (`file:...`) are refused outright: their query
 //! string can choose a VFS or another file. `:memory:` is always allowed (it opens no file).
 
 use std::path::{Component, Path, PathBuf};
@@ -32,6 +34,10 @@ pub enum SqlitePathError {
         "`{0}` is one of Sluice's own files (its data directory or metadata store); a datasource may never open them"
     )]
     OwnFile(String),
+    #[error("`{0}` climbs (`..`) out of a directory that does not exist yet")]
+    Climbs(String),
+    #[error("`{0}` is a special file system (/proc, /dev, /sys)")]
+    Special(String),
     #[error("`{path}` is not under an allowed directory (SLUICE_SQLITE_DIRS: {allowed})")]
     OutsideAllowed { path: String, allowed: String },
 }
@@ -51,9 +57,16 @@ impl SqlitePathRules {
         {
             return Err(SqlitePathError::Uri);
         }
-        let resolved = resolve(Path::new(path));
-        let store = resolve(&self.metadata_db);
-        let own = resolved.starts_with(resolve(&self.data_dir))
+        let resolved = resolve(Path::new(path))?;
+        if ["/proc", "/dev", "/sys"]
+            .iter()
+            .any(|special| resolved.starts_with(special))
+        {
+            return Err(SqlitePathError::Special(path.to_string()));
+        }
+        let store = resolve_own(&self.metadata_db);
+        let own = same_file_as_store(&resolved, &store)
+            || resolved.starts_with(resolve_own(&self.data_dir))
             || (resolved.parent() == store.parent()
                 && store.file_name().is_some_and(|store_name| {
                     resolved.file_name().is_some_and(|name| {
@@ -68,7 +81,7 @@ impl SqlitePathRules {
             && !self
                 .allowed_dirs
                 .iter()
-                .any(|dir| resolved.starts_with(resolve(dir)))
+                .any(|dir| resolved.starts_with(resolve_own(dir)))
         {
             return Err(SqlitePathError::OutsideAllowed {
                 path: path.to_string(),
@@ -84,34 +97,56 @@ impl SqlitePathRules {
     }
 }
 
-/// `path` made absolute with its symbolic links resolved: the whole path when it exists,
-/// else the nearest existing ancestor's, with the rest appended after `.`/`..` are
-/// applied lexically.
-fn resolve(path: &Path) -> PathBuf {
+/// `path` made absolute with its symbolic links and `..` resolved the way the kernel
+/// resolves them: the longest prefix of the path *as written* that exists is canonicalised,
+/// and the part that does not exist yet is appended. That part may not climb (`..`), since
+/// what it climbs out of is not known yet.
+fn resolve(path: &Path) -> Result<PathBuf, SqlitePathError> {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
         std::env::current_dir().unwrap_or_default().join(path)
     };
-    let normal = lexical(&absolute);
-    let mut existing = normal.as_path();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = existing.canonicalize() {
-            let mut out = real;
-            for part in rest.iter().rev() {
-                out.push(part);
+    let parts: Vec<Component<'_>> = absolute.components().collect();
+    for split in (1..=parts.len()).rev() {
+        let prefix: PathBuf = parts[..split].iter().collect();
+        let Ok(mut real) = prefix.canonicalize() else {
+            continue;
+        };
+        for part in &parts[split..] {
+            match part {
+                Component::ParentDir => {
+                    return Err(SqlitePathError::Climbs(path.display().to_string()));
+                }
+                Component::CurDir => {}
+                other => real.push(other),
             }
-            return out;
         }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = parent;
-            }
-            _ => return normal,
-        }
+        return Ok(real);
     }
+    Ok(lexical(&absolute))
+}
+
+/// [`resolve`] for Sluice's own paths and the configured directories (which exist in any
+/// sane set-up; a lexical reading otherwise).
+fn resolve_own(path: &Path) -> PathBuf {
+    resolve(path).unwrap_or_else(|_| lexical(path))
+}
+
+/// Whether `path` is the same file (device and inode) as the store or one of its WAL, SHM or
+/// journal files: a hard link to the store is the store.
+fn same_file_as_store(path: &Path, store: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(file) = std::fs::metadata(path) else {
+        return false;
+    };
+    let name = store.as_os_str().to_owned();
+    ["", "-wal", "-shm", "-journal"].iter().any(|suffix| {
+        let mut candidate = name.clone();
+        candidate.push(suffix);
+        std::fs::metadata(&candidate)
+            .is_ok_and(|own| own.dev() == file.dev() && own.ino() == file.ino())
+    })
 }
 
 /// `.` and `..` applied to an absolute path without touching the file system.
@@ -154,6 +189,7 @@ mod tests {
         std::fs::write(root.join("data/sluice.db"), b"").unwrap();
         std::os::unix::fs::symlink(root.join("data/sluice.db"), root.join("dbs/link.db")).unwrap();
         std::os::unix::fs::symlink(root.join("data"), root.join("dbs/datalink")).unwrap();
+        std::fs::hard_link(root.join("data/sluice.db"), root.join("dbs/hard.db")).unwrap();
         let r = rules(root, &[]);
         for path in [
             "data/sluice.db",
@@ -167,6 +203,7 @@ mod tests {
             "dbs/link.db",
             "dbs/datalink/sluice.db",
             "dbs/datalink/new.db",
+            "dbs/hard.db",
         ] {
             assert!(
                 matches!(r.check(&at(root, path)), Err(SqlitePathError::OwnFile(_))),
@@ -215,6 +252,27 @@ mod tests {
             assert_eq!(r.check(uri), Err(SqlitePathError::Uri), "{uri}");
         }
         assert_eq!(r.check(""), Err(SqlitePathError::Empty));
+        assert!(matches!(
+            r.check(&at(root, "dbs/missing/../../other/x.db")),
+            Err(SqlitePathError::Climbs(_))
+        ));
+        assert!(matches!(
+            r.check("/proc/self/cwd/x.db"),
+            Err(SqlitePathError::Special(_)
+                | SqlitePathError::OwnFile(_)
+                | SqlitePathError::OutsideAllowed { .. })
+        ));
+        assert!(matches!(
+            rules(root, &[]).check("/proc/self/environ"),
+            Err(SqlitePathError::Special(_))
+        ));
+        // Through a link to the data directory and back out of it, as the kernel reads it.
+        std::fs::create_dir_all(root.join("data/sub")).unwrap();
+        std::os::unix::fs::symlink(root.join("data/sub"), root.join("dbs/sublink")).unwrap();
+        assert!(matches!(
+            r.check(&at(root, "dbs/sublink/../sluice.db")),
+            Err(SqlitePathError::OwnFile(_))
+        ));
         // Without allowed directories, anything but Sluice's own files.
         assert_eq!(rules(root, &[]).check(&at(root, "other/x.db")), Ok(()));
     }

@@ -46,6 +46,12 @@ impl MemberStore for SqliteStore {
             .map_err(sqlite("reading app members"))
     }
 
+    fn remove_app_members(&self, app: &str) -> Result<usize, StoreError> {
+        self.lock()
+            .execute("DELETE FROM app_members WHERE app = ?1", [app])
+            .map_err(sqlite("removing an app's members"))
+    }
+
     fn is_app_editor(&self, app: &str, user_id: &str) -> Result<bool, StoreError> {
         self.lock()
             .query_row(

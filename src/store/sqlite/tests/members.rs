@@ -49,4 +49,7 @@ fn app_members_survive_a_catalog_apply() {
     assert!(!store.is_app_member("shop", "u1").unwrap());
     assert_eq!(ids("shop"), ["u2"]);
     assert_eq!(ids("other"), ["u2"]);
+    assert_eq!(store.remove_app_members("other").unwrap(), 1);
+    assert!(ids("other").is_empty());
+    assert_eq!(ids("shop"), ["u2"]);
 }
