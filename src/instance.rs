@@ -34,7 +34,7 @@ use crate::policy::edge::EdgeState;
 use crate::policy::rate_limit::{MemoryLimiter, RateLimiter};
 use crate::snapshot::{self, SnapshotError};
 use crate::store::{SqliteStore, Store, StoreError};
-use crate::vault::InstanceKey;
+use crate::vault::Keyring;
 
 /// Why an instance could not start (or reload).
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,7 @@ pub struct Instance {
     tls: Option<Arc<CertStore>>,
     /// The certificates from ACME, when `SLUICE_ACME_DOMAINS` is set.
     acme: Option<Arc<AcmeCertificates>>,
-    key: Arc<InstanceKey>,
+    key: Arc<Keyring>,
     store: Arc<dyn Store>,
     state: Arc<GatewayState>,
 }
@@ -101,10 +101,11 @@ impl Instance {
         Ok(instance)
     }
 
-    /// Builds an instance from parts already made (the demo and tests use this).
+    /// Builds an instance from parts already made (the demo and tests use this): `key` is
+    /// an instance key or a whole keyring (current and old key).
     pub async fn with_parts(
         config: Config,
-        key: InstanceKey,
+        key: impl Into<Keyring>,
         store: Arc<dyn Store>,
     ) -> Result<Instance, StartError> {
         Instance::with_clock(config, key, store, Arc::new(SystemClock)).await
@@ -113,7 +114,7 @@ impl Instance {
     /// [`Instance::with_parts`] with a chosen clock (tests move time instead of sleeping).
     pub async fn with_clock(
         config: Config,
-        key: InstanceKey,
+        key: impl Into<Keyring>,
         store: Arc<dyn Store>,
         clock: SharedClock,
     ) -> Result<Instance, StartError> {
@@ -122,7 +123,7 @@ impl Instance {
             (Some(cert), Some(key)) => Some(CertStore::load(cert, key)?),
             _ => None,
         };
-        let key = Arc::new(key);
+        let key = Arc::new(key.into());
         // One set of metrics for the instance: the snapshot's queries, the edge, the view
         // plane and the auth service record into it.
         let metrics = Arc::new(Metrics::new());
@@ -222,6 +223,8 @@ impl Instance {
             auth: self.state.auth.clone(),
             config: self.config.clone(),
             gateway: self.state.clone(),
+            keys: self.key.clone(),
+            store: self.store.clone(),
         });
         router(
             self.state.clone(),
@@ -392,7 +395,7 @@ pub async fn account_service(config: &Config) -> Result<AuthService, StartError>
 /// The authentication service for this configuration: mailer, limiter, clock.
 pub fn auth_service(
     config: &Config,
-    key: &Arc<InstanceKey>,
+    key: &Arc<Keyring>,
     store: Arc<dyn Store>,
     audit: Arc<Audit>,
     clock: SharedClock,
@@ -416,9 +419,10 @@ pub fn auth_service(
     ))
 }
 
-async fn derive_key(config: &Config) -> Result<InstanceKey, StartError> {
+/// The keyring: the current key, and the old one during a key rotation.
+async fn derive_key(config: &Config) -> Result<Keyring, StartError> {
     let config = config.clone();
-    Ok(tokio::task::spawn_blocking(move || config.instance_key()).await??)
+    Ok(tokio::task::spawn_blocking(move || config.keyring()).await??)
 }
 
 /// Deletes expired sessions every ten minutes (they are refused on sight anyway; this keeps

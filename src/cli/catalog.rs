@@ -112,12 +112,14 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
         CatalogCommand::Check { file, strict } => {
             let spec = read_catalog(&file)?;
             compile::compile(&spec, defaults)?;
+            let references = &config.secret_references;
             let secrets = if config.encryption_password.is_some() {
-                let key = config.instance_key()?;
-                sluice::snapshot::verify_secrets(&spec, &key)?;
-                sluice::snapshot::verify_tls(&spec, Some(&key))?;
+                let key = config.keyring()?;
+                sluice::snapshot::verify_secrets(&spec, &key, references)?;
+                sluice::snapshot::verify_tls(&spec, Some((&key, references)))?;
                 "secrets open"
             } else {
+                sluice::snapshot::verify_references(&spec, references)?;
                 sluice::snapshot::verify_tls(&spec, None)?;
                 "secrets not verified: SLUICE_ENCRYPTION_PASSWORD is not set"
             };
@@ -132,9 +134,10 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
         } => {
             let spec = read_catalog(&file)?;
             compile::compile(&spec, defaults)?;
-            let key = config.instance_key()?;
-            sluice::snapshot::verify_secrets(&spec, &key)?;
-            sluice::snapshot::verify_tls(&spec, Some(&key))?;
+            let key = config.keyring()?;
+            let references = &config.secret_references;
+            sluice::snapshot::verify_secrets(&spec, &key, references)?;
+            sluice::snapshot::verify_tls(&spec, Some((&key, references)))?;
             let store = super::open_store(&config)?;
             preflight(&config, &spec, strict).await?;
             let source = file.display().to_string();
@@ -219,10 +222,11 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
             let spec = revision_spec(&store, revision)?;
             compile::compile(&spec, defaults)
                 .with_context(|| format!("revision {revision} no longer compiles"))?;
-            let key = config.instance_key()?;
-            sluice::snapshot::verify_secrets(&spec, &key)
+            let key = config.keyring()?;
+            let references = &config.secret_references;
+            sluice::snapshot::verify_secrets(&spec, &key, references)
                 .with_context(|| format!("revision {revision}'s secrets do not open"))?;
-            sluice::snapshot::verify_tls(&spec, Some(&key))
+            sluice::snapshot::verify_tls(&spec, Some((&key, references)))
                 .with_context(|| format!("revision {revision}'s TLS files cannot be used"))?;
             replace(
                 &store,

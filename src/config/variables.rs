@@ -30,6 +30,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Salt for the instance key; required, at least 16 characters; generate with `sluice keygen`.",
     ),
     (
+        ENCRYPTION_PASSWORD_OLD,
+        "",
+        "During a key rotation only: the previous SLUICE_ENCRYPTION_PASSWORD, so values sealed under the old key still open until `sluice key rotate` has re-sealed them; unset it afterwards.",
+    ),
+    (
+        ENCRYPTION_SALT_OLD,
+        "",
+        "During a key rotation only: the previous SLUICE_ENCRYPTION_SALT (set with SLUICE_ENCRYPTION_PASSWORD_OLD).",
+    ),
+    (
         DATA_DIR,
         "./sluice-data",
         "Directory for Sluice's own state (the metadata database by default).",
@@ -260,12 +270,19 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "",
         "The public addresses this instance's traffic appears from after NAT (comma-separated), listed by `sluice egress` for DBAs; informational.",
     ),
+    (
+        SECRET_REFERENCES,
+        "",
+        "Where a datasource secret may come from besides a sealed value (comma-separated patterns, `*` at the end only), e.g. env:PG_*,file:/run/secrets/*; empty: references are refused. SLUICE_* variables are never readable.",
+    ),
 ];
 
 pub(super) const LISTEN: &str = "SLUICE_LISTEN";
 pub(super) const PUBLIC_URL: &str = "SLUICE_PUBLIC_URL";
 pub(super) const ENCRYPTION_PASSWORD: &str = "SLUICE_ENCRYPTION_PASSWORD";
 pub(super) const ENCRYPTION_SALT: &str = "SLUICE_ENCRYPTION_SALT";
+pub(super) const ENCRYPTION_PASSWORD_OLD: &str = "SLUICE_ENCRYPTION_PASSWORD_OLD";
+pub(super) const ENCRYPTION_SALT_OLD: &str = "SLUICE_ENCRYPTION_SALT_OLD";
 pub(super) const DATA_DIR: &str = "SLUICE_DATA_DIR";
 pub(super) const METADATA_DB: &str = "SLUICE_METADATA_DB";
 pub(super) const LOG_FORMAT: &str = "SLUICE_LOG_FORMAT";
@@ -313,6 +330,7 @@ pub(super) const MAIL_FROM: &str = "SLUICE_MAIL_FROM";
 pub(super) const EGRESS_ALLOW: &str = "SLUICE_EGRESS_ALLOW";
 pub(super) const EGRESS_BIND: &str = "SLUICE_EGRESS_BIND";
 pub(super) const EGRESS_PUBLIC_IPS: &str = "SLUICE_EGRESS_PUBLIC_IPS";
+pub(super) const SECRET_REFERENCES: &str = "SLUICE_SECRET_REFERENCES";
 
 /// The variables that hold secrets: never quoted in an error or `Debug` output, and each
 /// also read from a file named by `NAME_FILE` (Docker and Kubernetes secrets). `Env::secret`
@@ -323,6 +341,8 @@ pub const SECRET_VARIABLES: &[&str] = &[
     ADMIN_TOKEN,
     METRICS_TOKEN,
     SMTP_URL,
+    ENCRYPTION_PASSWORD_OLD,
+    ENCRYPTION_SALT_OLD,
 ];
 
 /// `SLUICE_ADMIN_TOKEN` -> `SLUICE_ADMIN_TOKEN_FILE`.
