@@ -9,6 +9,7 @@
 //! ciphertext.
 
 mod accounts;
+mod keys;
 mod policy;
 
 use std::net::IpAddr;
@@ -103,6 +104,10 @@ pub struct AdminState {
     pub config: Config,
     /// The view plane's state: the current snapshot, limiter and edge settings.
     pub gateway: Arc<GatewayState>,
+    /// The instance's keys (current and, during a rotation, old), for key rotation.
+    pub keys: Arc<crate::vault::Keyring>,
+    /// The metadata store, for key rotation and status.
+    pub store: Arc<dyn crate::store::Store>,
 }
 
 /// The admin router, nested at `/v1/admin`.
@@ -113,6 +118,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/datasources/{name}/test", post(test_datasource))
         .route("/apps/{app}/policy", get(app_policy))
         .route("/apps/{app}/queries/{query}/run", post(run_query))
+        .route("/key/rotate", post(keys::rotate))
+        .route("/key/status", get(keys::status))
         .merge(accounts::router())
         .with_state(state)
         .layer(axum::middleware::from_fn(move |request, next| {

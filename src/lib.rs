@@ -17,6 +17,7 @@ pub mod http;
 pub mod instance;
 pub mod metrics;
 pub mod policy;
+pub mod rotation;
 pub mod snapshot;
 pub mod spec;
 pub mod statement;

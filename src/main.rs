@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use cli::accounts::{AppCommand, UserCommand};
 use cli::catalog::{CatalogCommand, SecretCommand};
 use cli::datasource::DatasourceCommand;
+use cli::key::KeyCommand;
 use sluice::config::Environment;
 use sluice::vault;
 
@@ -56,6 +57,12 @@ enum Command {
     },
     /// Print a fresh encryption password and salt for docker.env.
     Keygen,
+    /// Rotate the instance key (re-seal every secret under the current key) or show which
+    /// keys the stored secrets are sealed under.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Work with sealed secrets.
     Secret {
         #[command(subcommand)]
@@ -145,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: SecretCommand::Seal { owner },
         } => cli::catalog::seal(&env, &owner),
         Command::Catalog { command } => cli::catalog::catalog(&env, command).await,
+        Command::Key { command } => cli::key::key(&env, command).await,
         Command::Backup { file } => cli::backup::backup(&env, &file),
         Command::Restore { file } => cli::backup::restore(&env, &file),
         Command::Egress { json } => cli::egress::egress(&env, json),
