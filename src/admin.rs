@@ -14,6 +14,7 @@
 mod accounts;
 mod audit;
 mod catalog;
+mod keys;
 mod policy;
 
 use std::net::IpAddr;
@@ -40,7 +41,7 @@ use crate::policy::client_ip::ClientIp;
 use crate::policy::refusal::IpScope;
 use crate::spec::{CatalogSpec, DatasourceSpec};
 use crate::store::Store;
-use crate::vault::{InstanceKey, SecretString};
+use crate::vault::{Keyring, SecretString};
 
 /// What a DBA needs to allowlist Sluice: where its connections come from, and where they go.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -109,11 +110,13 @@ pub struct AdminState {
     pub config: Config,
     /// The view plane's state: the current snapshot, limiter and edge settings.
     pub gateway: Arc<GatewayState>,
-    /// The metadata store, where the catalog API reads and writes catalog revisions.
+    /// The metadata store: catalog revisions for the catalog API, sealed values for key
+    /// rotation and status.
     pub store: Arc<dyn Store>,
-    /// The instance key: the catalog API seals secrets sent in plaintext and checks that
-    /// every secret opens before a revision is stored.
-    pub key: Arc<InstanceKey>,
+    /// The instance's keys (current and, during a rotation, old): the catalog API seals
+    /// plaintext secrets under the current one and checks that every secret opens before a
+    /// revision is stored; key rotation re-seals with them.
+    pub keys: Arc<Keyring>,
 }
 
 /// The admin router, nested at `/v1/admin`.
@@ -124,6 +127,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/datasources/{name}/test", post(test_datasource))
         .route("/apps/{app}/policy", get(app_policy))
         .route("/apps/{app}/queries/{query}/run", post(run_query))
+        .route("/key/rotate", post(keys::rotate))
+        .route("/key/status", get(keys::status))
         .merge(accounts::router())
         .merge(audit::router())
         .route_layer(axum::middleware::from_fn(admins_only));

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod datasource;
 pub mod egress;
 pub mod healthcheck;
+pub mod key;
 pub mod serve;
 
 use anyhow::Context;

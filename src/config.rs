@@ -34,25 +34,28 @@ mod defaults;
 mod env_file;
 mod environment;
 mod parse;
+mod references;
 mod settings;
 mod variables;
 
 pub use audit::{AuditExport, AuditSettings};
 pub use defaults::{LimitDefaults, QueryDefaults};
 pub use environment::Environment;
+pub use references::{ReferenceError, SecretReference, SecretReferences, is_reference};
 pub use settings::{AuthSettings, EdgeSettings, SameSite};
 pub use variables::{SECRET_VARIABLES, VARIABLES, unknown_variables};
 
-use crate::vault::{self, InstanceKey, SecretString, VaultError};
+use crate::vault::{self, InstanceKey, Keyring, SecretString, VaultError};
 use parse::{Env, MAX_MILLIS, MAX_SECS, boxed, parse_address_list, parse_public_url};
 use settings::{auth_settings, edge_settings};
 use variables::{
     ACME_CA_FILE, ACME_CONTACT, ACME_DIRECTORY, ACME_DOMAINS, ADMIN_TOKEN, BODY_READ_TIMEOUT_MS,
     CATALOG_RELOAD_SECS, DATA_DIR, EGRESS_ALLOW, EGRESS_BIND, EGRESS_PUBLIC_IPS,
-    ENCRYPTION_PASSWORD, ENCRYPTION_SALT, HEADER_READ_TIMEOUT_MS, LISTEN, LISTEN_BACKLOG,
-    LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_ROWS,
-    METADATA_DB, METRICS_LISTEN, METRICS_TOKEN, POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL,
-    QUERY_TIMEOUT_MS, SHUTDOWN_GRACE_SECS, SQLITE_DIRS, TLS_CERT_FILE, TLS_KEY_FILE,
+    ENCRYPTION_PASSWORD, ENCRYPTION_PASSWORD_OLD, ENCRYPTION_SALT, ENCRYPTION_SALT_OLD,
+    HEADER_READ_TIMEOUT_MS, LISTEN, LISTEN_BACKLOG, LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES,
+    MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_ROWS, METADATA_DB, METRICS_LISTEN, METRICS_TOKEN,
+    POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL, QUERY_TIMEOUT_MS, SECRET_REFERENCES, SHUTDOWN_GRACE_SECS, SQLITE_DIRS,
+    TLS_CERT_FILE, TLS_KEY_FILE,
 };
 
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
@@ -64,6 +67,11 @@ pub struct Config {
     pub listen: SocketAddr,
     pub encryption_password: Option<SecretString>,
     pub encryption_salt: Option<SecretString>,
+    /// The previous password and salt during a key rotation: a read fallback.
+    pub encryption_password_old: Option<SecretString>,
+    pub encryption_salt_old: Option<SecretString>,
+    /// Which `env:`/`file:` references a datasource secret may be (`SLUICE_SECRET_REFERENCES`).
+    pub secret_references: SecretReferences,
     pub data_dir: PathBuf,
     pub metadata_db: Option<PathBuf>,
     pub log_format: LogFormat,
@@ -215,6 +223,23 @@ impl Config {
             // that needs the key gets a clear error from `instance_key`.
             (None, None) => {}
         }
+        match (
+            &self.encryption_password_old,
+            &self.encryption_salt_old,
+            &self.encryption_password,
+        ) {
+            (Some(_), None, _) | (None, Some(_), _) => {
+                return Err(ConfigError::Inconsistent(
+                    "SLUICE_ENCRYPTION_PASSWORD_OLD and SLUICE_ENCRYPTION_SALT_OLD go together; set both (the previous password and salt) or neither",
+                ));
+            }
+            (Some(_), Some(_), None) => {
+                return Err(ConfigError::Inconsistent(
+                    "SLUICE_ENCRYPTION_PASSWORD_OLD is set without SLUICE_ENCRYPTION_PASSWORD; the old key is only a read fallback beside the current one",
+                ));
+            }
+            _ => {}
+        }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err(ConfigError::Inconsistent(
                 "SLUICE_TLS_CERT_FILE and SLUICE_TLS_KEY_FILE go together; set both or neither",
@@ -270,6 +295,33 @@ impl Config {
         Ok(InstanceKey::derive(password.expose(), salt.expose())?)
     }
 
+    /// The current key ([`Config::instance_key`]) and, when `SLUICE_ENCRYPTION_PASSWORD_OLD`
+    /// and `SLUICE_ENCRYPTION_SALT_OLD` are set, the old one as a read fallback. The old pair
+    /// is not judged for strength (it is being retired), only required as a pair. Slow:
+    /// PBKDF2 once or twice; call it once, off the async runtime.
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        let current = self.instance_key()?;
+        let old = match (&self.encryption_password_old, &self.encryption_salt_old) {
+            (Some(password), Some(salt)) => Some(
+                InstanceKey::derive(password.expose(), salt.expose()).map_err(|error| {
+                    match error {
+                        VaultError::Empty(_) => ConfigError::Inconsistent(
+                            "SLUICE_ENCRYPTION_PASSWORD_OLD and SLUICE_ENCRYPTION_SALT_OLD must both be non-empty",
+                        ),
+                        other => ConfigError::Vault(other),
+                    }
+                })?,
+            ),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Inconsistent(
+                    "SLUICE_ENCRYPTION_PASSWORD_OLD and SLUICE_ENCRYPTION_SALT_OLD go together; set both (the previous password and salt) or neither",
+                ));
+            }
+        };
+        Ok(Keyring::with_old(current, old))
+    }
+
     /// Whether session cookies carry `Secure` (and the `__Host-` prefix): when Sluice serves
     /// TLS itself, the public URL is https, or SameSite=None asks for it.
     pub fn secure_cookies(&self) -> bool {
@@ -320,6 +372,16 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
         )?,
         encryption_password: env.secret(ENCRYPTION_PASSWORD),
         encryption_salt: env.secret(ENCRYPTION_SALT),
+        encryption_password_old: env.secret(ENCRYPTION_PASSWORD_OLD),
+        encryption_salt_old: env.secret(ENCRYPTION_SALT_OLD),
+        secret_references: env.parse(
+            SECRET_REFERENCES,
+            "a comma-separated list of env:NAME, env:PREFIX*, file:/path or file:/directory/* (never SLUICE_* variables)",
+            |v| {
+                SecretReferences::parse(v)
+                    .map_err(|message| Some(Box::<dyn StdError + Send + Sync>::from(message)))
+            },
+        )?,
         data_dir: PathBuf::from(env.value(DATA_DIR)),
         metadata_db: env.supplied(METADATA_DB).map(PathBuf::from),
         log_format: env.parse(LOG_FORMAT, "text or json", |v| {

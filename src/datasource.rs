@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub(crate) use errors::classify_egress;
 pub use errors::{DatasourceError, PoolError};
-pub use pools::{PoolDefaults, Pools};
+pub use pools::{PoolDefaults, Pools, open_secret};
 pub(crate) use pools::{egress_policy, slots_for};
 pub use slots::{DEFAULT_POOL_WAIT, PoolUse};
 pub(crate) use slots::{Slot, Slots};

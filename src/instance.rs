@@ -36,7 +36,7 @@ use crate::policy::edge::EdgeState;
 use crate::policy::rate_limit::{MemoryLimiter, RateLimiter};
 use crate::snapshot::{self, SnapshotError};
 use crate::store::{SqliteStore, Store, StoreError};
-use crate::vault::InstanceKey;
+use crate::vault::Keyring;
 
 /// Why an instance could not start (or reload).
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ pub struct Instance {
     tls: Option<Arc<CertStore>>,
     /// The certificates from ACME, when `SLUICE_ACME_DOMAINS` is set.
     acme: Option<Arc<AcmeCertificates>>,
-    key: Arc<InstanceKey>,
+    key: Arc<Keyring>,
     store: Arc<dyn Store>,
     state: Arc<GatewayState>,
     /// The audit exports, started with the server (`SLUICE_AUDIT_EXPORT`, `_WEBHOOK_URL`).
@@ -108,10 +108,11 @@ impl Instance {
         Ok(instance)
     }
 
-    /// Builds an instance from parts already made (the demo and tests use this).
+    /// Builds an instance from parts already made (the demo and tests use this): `key` is
+    /// an instance key or a whole keyring (current and old key).
     pub async fn with_parts(
         config: Config,
-        key: InstanceKey,
+        key: impl Into<Keyring>,
         store: Arc<dyn Store>,
     ) -> Result<Instance, StartError> {
         Instance::with_clock(config, key, store, Arc::new(SystemClock)).await
@@ -120,7 +121,7 @@ impl Instance {
     /// [`Instance::with_parts`] with a chosen clock (tests move time instead of sleeping).
     pub async fn with_clock(
         config: Config,
-        key: InstanceKey,
+        key: impl Into<Keyring>,
         store: Arc<dyn Store>,
         clock: SharedClock,
     ) -> Result<Instance, StartError> {
@@ -129,7 +130,7 @@ impl Instance {
             (Some(cert), Some(key)) => Some(CertStore::load(cert, key)?),
             _ => None,
         };
-        let key = Arc::new(key);
+        let key = Arc::new(key.into());
         // One set of metrics for the instance: the snapshot's queries, the edge, the view
         // plane and the auth service record into it.
         let metrics = Arc::new(Metrics::new());
@@ -239,7 +240,7 @@ impl Instance {
             config: self.config.clone(),
             gateway: self.state.clone(),
             store: self.store.clone(),
-            key: self.key.clone(),
+            keys: self.key.clone(),
         });
         router(
             self.state.clone(),
@@ -471,7 +472,7 @@ pub async fn account_service(config: &Config) -> Result<AuthService, StartError>
 /// The authentication service for this configuration: mailer, limiter, clock.
 pub fn auth_service(
     config: &Config,
-    key: &Arc<InstanceKey>,
+    key: &Arc<Keyring>,
     store: Arc<dyn Store>,
     audit: Arc<Audit>,
     clock: SharedClock,
@@ -495,9 +496,10 @@ pub fn auth_service(
     ))
 }
 
-async fn derive_key(config: &Config) -> Result<InstanceKey, StartError> {
+/// The keyring: the current key, and the old one during a key rotation.
+async fn derive_key(config: &Config) -> Result<Keyring, StartError> {
     let config = config.clone();
-    Ok(tokio::task::spawn_blocking(move || config.instance_key()).await??)
+    Ok(tokio::task::spawn_blocking(move || config.keyring()).await??)
 }
 
 /// Deletes expired sessions every ten minutes (they are refused on sight anyway; this keeps

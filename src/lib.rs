@@ -18,6 +18,7 @@ pub mod instance;
 pub mod metrics;
 pub mod openapi;
 pub mod policy;
+pub mod rotation;
 pub mod snapshot;
 pub mod spec;
 pub mod statement;

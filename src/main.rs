@@ -15,6 +15,7 @@ use cli::accounts::{AppCommand, UserCommand};
 use cli::audit::AuditCommand;
 use cli::catalog::{CatalogCommand, SecretCommand};
 use cli::datasource::DatasourceCommand;
+use cli::key::KeyCommand;
 use sluice::config::Environment;
 use sluice::vault;
 
@@ -57,6 +58,12 @@ enum Command {
     },
     /// Print a fresh encryption password and salt for docker.env.
     Keygen,
+    /// Rotate the instance key (re-seal every secret under the current key) or show which
+    /// keys the stored secrets are sealed under.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Work with sealed secrets.
     Secret {
         #[command(subcommand)]
@@ -151,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: SecretCommand::Seal { owner },
         } => cli::catalog::seal(&env, &owner),
         Command::Catalog { command } => cli::catalog::catalog(&env, command).await,
+        Command::Key { command } => cli::key::key(&env, command).await,
         Command::Backup { file } => cli::backup::backup(&env, &file),
         Command::Restore { file } => cli::backup::restore(&env, &file),
         Command::Egress { json } => cli::egress::egress(&env, json),

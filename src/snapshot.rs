@@ -1,7 +1,8 @@
 //! The served snapshot: a stored catalog turned into what the request path reads.
 //!
 //! [`build`] loads the catalog from the store, compiles it (`catalog::compile`), checks that
-//! every sealed secret opens for its own owner, and builds the connection pools (which open
+//! every sealed secret opens for its own owner (with the current key or, during a key
+//! rotation, the old one) and that every secret reference is allowed, and builds the connection pools (which open
 //! the secrets they need). A [`Snapshot`] is immutable; a reload builds a new one and swaps
 //! it in whole, so requests in flight keep the one they started with. This is the only place
 //! where a stored catalog becomes a served one: `catalog check`/`apply` use
@@ -23,15 +24,15 @@ use std::time::Duration;
 use crate::catalog::compile::{
     self, CatalogErrors, CatalogProblem, CompiledCatalog, CompiledTemplate,
 };
-use crate::config::Config;
+use crate::config::{Config, SecretReferences, is_reference};
 use crate::datasource::sqlite::SqlitePathRules;
 use crate::datasource::tls::DbTls;
-use crate::datasource::{DatasourceError, PoolDefaults, PoolError, Pools};
+use crate::datasource::{DatasourceError, PoolDefaults, PoolError, Pools, open_secret};
 use crate::metrics::{Metrics, PoolReading, QuerySeries, Reading};
 use crate::spec::{CatalogSpec, DatasourceSpec};
 use crate::statement::{Described, RenderedSql, ResultColumn};
 use crate::store::{Store, StoreError};
-use crate::vault::{InstanceKey, Owner};
+use crate::vault::{Keyring, Owner};
 
 /// What the request path reads: the compiled catalog and its pools, swapped as one.
 #[derive(Default)]
@@ -91,7 +92,9 @@ pub enum SnapshotError {
     Store(#[from] StoreError),
     #[error("the stored catalog does not compile:\n{0}")]
     Catalog(CatalogErrors),
-    #[error("sealed secrets in the stored catalog do not open with this instance key:\n{0}")]
+    #[error(
+        "secrets in the stored catalog do not open with this instance's keys or are references it does not allow:\n{0}"
+    )]
     Secrets(CatalogErrors),
     #[error(transparent)]
     Pools(#[from] PoolError),
@@ -103,28 +106,28 @@ pub enum SnapshotError {
 /// into `metrics`.
 pub async fn build(
     config: &Config,
-    key: &Arc<InstanceKey>,
+    keys: &Arc<Keyring>,
     store: Arc<dyn Store>,
     metrics: &Metrics,
 ) -> Result<Snapshot, SnapshotError> {
     let (revision, spec) = tokio::task::spawn_blocking(move || store.current_catalog()).await??;
-    assemble(config, key, spec, revision, metrics)
+    assemble(config, keys, spec, revision, metrics).await
 }
 
 /// Builds the snapshot serving `spec` as revision `revision` (the catalog API builds it
 /// before it stores the revision, so a write that could not serve stores nothing).
-pub fn assemble(
+pub async fn assemble(
     config: &Config,
-    key: &Arc<InstanceKey>,
+    keys: &Arc<Keyring>,
     spec: CatalogSpec,
     revision: i64,
     metrics: &Metrics,
 ) -> Result<Snapshot, SnapshotError> {
     let catalog =
         compile::compile(&spec, config.query_defaults()).map_err(SnapshotError::Catalog)?;
-    verify_secrets(&spec, key).map_err(SnapshotError::Secrets)?;
+    verify_secrets(&spec, keys, &config.secret_references).map_err(SnapshotError::Secrets)?;
     verify_sqlite_paths(&spec, config).map_err(SnapshotError::Catalog)?;
-    let pools = Pools::build(&spec, key, &pool_defaults(config))?;
+    let pools = Pools::build(&spec, keys, &pool_defaults(config))?;
     let series = query_series(&catalog, metrics);
     let described = describe(&catalog, &pools).await;
     Ok(Snapshot {
@@ -240,18 +243,56 @@ fn query_series(catalog: &CompiledCatalog, metrics: &Metrics) -> Vec<QuerySeries
         .collect()
 }
 
-/// Checks that every sealed secret opens for its own owner under `key`; all failures are
-/// reported, each naming its field.
-pub fn verify_secrets(spec: &CatalogSpec, key: &InstanceKey) -> Result<(), CatalogErrors> {
-    let mut problems = Vec::new();
+/// Checks that every sealed secret opens for its own owner with `keys` (by the key id it
+/// names) and that every secret reference is one `references` allows; all failures are
+/// reported, each naming its field. A reference is not read here (that is when its pool is
+/// built), so a missing file or variable shows at start-up or reload, naming the reference.
+pub fn verify_secrets(
+    spec: &CatalogSpec,
+    keys: &Keyring,
+    references: &SecretReferences,
+) -> Result<(), CatalogErrors> {
+    let mut problems = match verify_references(spec, references) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.0,
+    };
     for (name, datasource) in &spec.datasources {
         for (field, value) in datasource.secret_fields() {
-            let Some(sealed) = value else { continue };
+            let Some(sealed) = value.filter(|value| !is_reference(value)) else {
+                continue;
+            };
             let location = format!("datasources.{name}.{field}");
-            let opened = Owner::datasource(name, field).and_then(|owner| key.open(&owner, sealed));
+            let opened = Owner::datasource(name, field).and_then(|owner| keys.open(&owner, sealed));
             if let Err(error) = opened {
                 problems.push(CatalogProblem {
                     location,
+                    message: error.to_string(),
+                });
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CatalogErrors(problems))
+    }
+}
+
+/// Checks every secret reference (`env:NAME`, `file:/path`) of `spec` against the allowlist
+/// (`SLUICE_SECRET_REFERENCES`); needs no key, so `catalog check` runs it without one.
+pub fn verify_references(
+    spec: &CatalogSpec,
+    references: &SecretReferences,
+) -> Result<(), CatalogErrors> {
+    let mut problems = Vec::new();
+    for (name, datasource) in &spec.datasources {
+        for (field, value) in datasource.secret_fields() {
+            let Some(reference) = value.filter(|value| is_reference(value)) else {
+                continue;
+            };
+            if let Err(error) = references.check(reference) {
+                problems.push(CatalogProblem {
+                    location: format!("datasources.{name}.{field}"),
                     message: error.to_string(),
                 });
             }
@@ -271,6 +312,7 @@ pub fn pool_defaults(config: &Config) -> PoolDefaults {
         pool_wait: config.pool_wait,
         egress_allow: config.egress_allow.clone(),
         egress_bind: config.egress_bind.clone(),
+        references: config.secret_references.clone(),
         ..PoolDefaults::default()
     }
 }
@@ -317,11 +359,12 @@ pub fn verify_sqlite_paths(spec: &CatalogSpec, config: &Config) -> Result<(), Ca
 pub fn verify(
     spec: &CatalogSpec,
     config: &Config,
-    key: &InstanceKey,
+    keys: &Keyring,
 ) -> Result<CompiledCatalog, VerifyError> {
     let compiled = compile::compile(spec, config.query_defaults()).map_err(VerifyError::Compile)?;
-    verify_secrets(spec, key).map_err(VerifyError::Secrets)?;
-    verify_tls(spec, Some(key)).map_err(VerifyError::Tls)?;
+    let references = &config.secret_references;
+    verify_secrets(spec, keys, references).map_err(VerifyError::Secrets)?;
+    verify_tls(spec, Some((keys, references))).map_err(VerifyError::Tls)?;
     verify_sqlite_paths(spec, config).map_err(VerifyError::Paths)?;
     Ok(compiled)
 }
@@ -331,7 +374,9 @@ pub fn verify(
 pub enum VerifyError {
     #[error("the catalog does not compile:\n{0}")]
     Compile(CatalogErrors),
-    #[error("sealed secrets do not open with this instance key:\n{0}")]
+    #[error(
+        "secrets do not open with this instance's keys or are references it does not allow:\n{0}"
+    )]
     Secrets(CatalogErrors),
     #[error("database TLS files cannot be used:\n{0}")]
     Tls(CatalogErrors),
@@ -352,11 +397,14 @@ impl VerifyError {
 }
 
 /// Checks the TLS files of every database datasource as building its pool will: the CA
-/// bundle and the client certificate read and parsed, and, when `key` is given, the client
-/// key opened and matched to its certificate. Every problem is reported, each located at
+/// bundle and the client certificate read and parsed, and, when `keys` are given, the client
+/// key opened (or its reference read) and matched to its certificate. Every problem is reported, each located at
 /// its field. Settings that do not fit together are the compiler's to report, and a key
 /// that does not open is [`verify_secrets`]'s: both are skipped here.
-pub fn verify_tls(spec: &CatalogSpec, key: Option<&InstanceKey>) -> Result<(), CatalogErrors> {
+pub fn verify_tls(
+    spec: &CatalogSpec,
+    keys: Option<(&Keyring, &SecretReferences)>,
+) -> Result<(), CatalogErrors> {
     let mut problems = Vec::new();
     for (name, datasource) in &spec.datasources {
         let (DatasourceSpec::Postgres(net) | DatasourceSpec::Mysql(net)) = datasource else {
@@ -369,10 +417,10 @@ pub fn verify_tls(spec: &CatalogSpec, key: Option<&InstanceKey>) -> Result<(), C
         {
             continue;
         }
-        let checked = match (key, &net.tls_client_key) {
-            (Some(key), Some(sealed)) => {
-                let Ok(opened) = Owner::datasource(name, "tls_client_key")
-                    .and_then(|owner| key.open(&owner, sealed))
+        let checked = match (keys, &net.tls_client_key) {
+            (Some((keys, references)), Some(value)) => {
+                let Ok(Some(opened)) =
+                    open_secret(keys, references, name, "tls_client_key", Some(value))
                 else {
                     continue;
                 };

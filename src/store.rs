@@ -14,6 +14,8 @@
 //! - [`audit`]: [`AuditStore`](audit::AuditStore), the append-only audit log.
 //! - [`health`]: [`HealthStore`](health::HealthStore), whether the store can be reached now
 //!   (`/readyz`).
+//! - [`sealed`]: [`SealedStore`](sealed::SealedStore), every sealed value wherever it is kept
+//!   (catalog, revisions, TOTP secrets), for key status and rotation.
 //!
 //! [`Store`] is all of them: what the instance opens. [`AccountStore`] is the part the auth
 //! service works with (the accounts, without the catalog and the audit log, which it writes
@@ -43,6 +45,7 @@ mod error;
 pub mod health;
 pub mod members;
 pub mod mfa;
+pub mod sealed;
 pub mod sessions;
 mod sqlite;
 pub mod tokens;
@@ -77,11 +80,15 @@ impl<T> AccountStore for T where
 /// it can be reached. One object implements it all (the SQLite store; later the PostgreSQL
 /// one).
 pub trait Store:
-    catalog::CatalogStore + AccountStore + audit::AuditStore + health::HealthStore
+    catalog::CatalogStore + AccountStore + audit::AuditStore + health::HealthStore + sealed::SealedStore
 {
 }
 
 impl<T> Store for T where
-    T: catalog::CatalogStore + AccountStore + audit::AuditStore + health::HealthStore
+    T: catalog::CatalogStore
+        + AccountStore
+        + audit::AuditStore
+        + health::HealthStore
+        + sealed::SealedStore
 {
 }

@@ -2,7 +2,9 @@
 //!
 //! Owns key derivation (PBKDF2-HMAC-SHA256 over `SLUICE_ENCRYPTION_PASSWORD` and
 //! `SLUICE_ENCRYPTION_SALT`), sealing and opening secrets with AES-256-GCM, the
-//! `enc:v1:<key-id>:<base64>` format, the redacting [`SecretString`] wrapper, the strength
+//! `enc:v1:<key-id>:<base64>` format, the [`Keyring`] (the current key and, during a key
+//! rotation, the old one: values open under whichever key their key id names, new values
+//! are sealed under the current one), the redacting [`SecretString`] wrapper, the strength
 //! rules for the instance password and salt, and `sluice keygen`'s fresh values.
 //!
 //! Invariants:
@@ -275,21 +277,7 @@ impl InstanceKey {
 
     /// Opens a value sealed by [`Self::seal`] for the same `owner` under this key.
     pub fn open(&self, owner: &Owner, sealed: &str) -> Result<SecretString, VaultError> {
-        let rest = sealed
-            .strip_prefix(SEALED_PREFIX)
-            .ok_or(VaultError::Malformed("missing the `enc:v1:` prefix"))?;
-        let (key_id, encoded) = rest.split_once(':').ok_or(VaultError::Malformed(
-            "missing the `:` between key id and body",
-        ))?;
-        if key_id.len() != KEY_ID_BYTES * 2
-            || !key_id
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
-            return Err(VaultError::Malformed(
-                "key id is not 16 lowercase hex characters",
-            ));
-        }
+        let (key_id, encoded) = split_sealed(sealed)?;
         if key_id != self.key_id {
             return Err(VaultError::KeyMismatch {
                 sealed_with: key_id.to_owned(),
@@ -340,6 +328,125 @@ impl fmt::Debug for InstanceKey {
         f.debug_struct("InstanceKey")
             .field("key_id", &self.key_id)
             .finish_non_exhaustive()
+    }
+}
+
+/// The key id and the base64 body of a sealed value, checked for form only.
+fn split_sealed(sealed: &str) -> Result<(&str, &str), VaultError> {
+    let rest = sealed
+        .strip_prefix(SEALED_PREFIX)
+        .ok_or(VaultError::Malformed("missing the `enc:v1:` prefix"))?;
+    let (key_id, encoded) = rest.split_once(':').ok_or(VaultError::Malformed(
+        "missing the `:` between key id and body",
+    ))?;
+    if key_id.len() != KEY_ID_BYTES * 2
+        || !key_id
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(VaultError::Malformed(
+            "key id is not 16 lowercase hex characters",
+        ));
+    }
+    Ok((key_id, encoded))
+}
+
+/// The key id a sealed value names (which key sealed it), without opening it.
+pub fn sealed_key_id(sealed: &str) -> Result<&str, VaultError> {
+    split_sealed(sealed).map(|(key_id, _)| key_id)
+}
+
+/// The keys an instance opens secrets with: the current key, which seals every new value,
+/// and during a key rotation the old one (`SLUICE_ENCRYPTION_PASSWORD_OLD` and
+/// `SLUICE_ENCRYPTION_SALT_OLD`), a read fallback. A sealed value is opened by the key its
+/// key id names; the owner check (the associated data) applies with either key.
+#[derive(Clone, Debug)]
+pub struct Keyring {
+    current: InstanceKey,
+    old: Option<InstanceKey>,
+}
+
+/// Which of a keyring's keys sealed a value, by its key id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyUse {
+    Current,
+    Old,
+    /// A key id that is neither the current nor the old key's.
+    Unknown(String),
+}
+
+impl Keyring {
+    /// A keyring with only the current key (no rotation under way).
+    pub fn new(current: InstanceKey) -> Keyring {
+        Keyring { current, old: None }
+    }
+
+    /// A keyring that also opens values sealed under `old`. An old key equal to the
+    /// current one is dropped: it would open nothing the current one does not.
+    pub fn with_old(current: InstanceKey, old: Option<InstanceKey>) -> Keyring {
+        let old = old.filter(|old| old.key_id != current.key_id);
+        Keyring { current, old }
+    }
+
+    /// The key that seals.
+    pub fn current(&self) -> &InstanceKey {
+        &self.current
+    }
+
+    /// The read fallback, when configured.
+    pub fn old(&self) -> Option<&InstanceKey> {
+        self.old.as_ref()
+    }
+
+    /// The current key's id.
+    pub fn key_id(&self) -> &str {
+        self.current.key_id()
+    }
+
+    /// Seals under the current key (see [`InstanceKey::seal`]).
+    pub fn seal(&self, owner: &Owner, plaintext: &str) -> String {
+        self.current.seal(owner, plaintext)
+    }
+
+    /// Which key sealed `sealed`, from its key id alone.
+    pub fn key_use(&self, sealed: &str) -> Result<KeyUse, VaultError> {
+        let key_id = sealed_key_id(sealed)?;
+        Ok(if key_id == self.current.key_id {
+            KeyUse::Current
+        } else if self.old.as_ref().is_some_and(|old| old.key_id == key_id) {
+            KeyUse::Old
+        } else {
+            KeyUse::Unknown(key_id.to_owned())
+        })
+    }
+
+    /// Opens `sealed` for `owner` with the key its key id names, current or old. A value
+    /// under any other key is [`VaultError::KeyMismatch`] (naming the current key).
+    pub fn open(&self, owner: &Owner, sealed: &str) -> Result<SecretString, VaultError> {
+        match (self.key_use(sealed)?, &self.old) {
+            (KeyUse::Old, Some(old)) => old.open(owner, sealed),
+            _ => self.current.open(owner, sealed),
+        }
+    }
+
+    /// Re-seals a value under the current key: `Ok(None)` when it already is (nothing to
+    /// do), `Ok(Some(new))` for a value under the old key, which is opened for `owner` and
+    /// sealed again for the same owner. A value under an unknown key, or one that does not
+    /// open for `owner`, is an error and nothing is re-sealed.
+    pub fn reseal(&self, owner: &Owner, sealed: &str) -> Result<Option<String>, VaultError> {
+        match self.key_use(sealed)? {
+            KeyUse::Current => Ok(None),
+            KeyUse::Old | KeyUse::Unknown(_) => {
+                let opened = self.open(owner, sealed)?;
+                Ok(Some(self.current.seal(owner, opened.expose())))
+            }
+        }
+    }
+}
+
+impl From<InstanceKey> for Keyring {
+    fn from(current: InstanceKey) -> Keyring {
+        Keyring::new(current)
     }
 }
 

@@ -645,7 +645,7 @@ impl Write<'_> {
                 self.resource.stored(&spec).as_ref(),
                 self.resource.stored(&next).as_ref(),
             );
-            let compiled = snapshot::verify(&next, &self.state.config, &self.state.key)
+            let compiled = snapshot::verify(&next, &self.state.config, &self.state.keys)
                 .map_err(|error| verify_error(&error));
             let diff = CatalogDiff::between(&spec, &next);
             let changes: Vec<String> = diff_lines(&diff);
@@ -670,11 +670,12 @@ impl Write<'_> {
             }
             let mut built = snapshot::assemble(
                 &self.state.config,
-                &self.state.key,
+                &self.state.keys,
                 next.clone(),
                 0,
                 &self.state.gateway.metrics,
             )
+            .await
             .map_err(|error| {
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -993,7 +994,7 @@ async fn put_datasource(
                 .get(&name)
                 .map(|d| serde_json::to_value(d).expect("specs serialise"));
             let mut value = input.clone();
-            secrets::seal_input(&mut value, &name, current.as_ref(), &state.key).map_err(
+            secrets::seal_input(&mut value, &name, current.as_ref(), &state.keys).map_err(
                 |problems| {
                     let mut error = ApiError::new(
                         StatusCode::BAD_REQUEST,

@@ -50,7 +50,7 @@ use crate::spec::rate::RateRule;
 use crate::store::sessions::SessionRecord;
 use crate::store::users::UserRecord;
 use crate::store::{AccountStore, Store, StoreError};
-use crate::vault::{InstanceKey, Owner};
+use crate::vault::{Keyring, Owner};
 
 /// Why an authentication step was refused. `routes` turns each into one HTTP answer.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +131,7 @@ pub struct AuthService {
     store: Arc<dyn AccountStore>,
     /// Where every account event goes (after the change it records has committed).
     audit: Arc<Audit>,
-    key: Arc<InstanceKey>,
+    key: Arc<Keyring>,
     clock: SharedClock,
     settings: AuthSettings,
     public_url: Option<String>,
@@ -158,7 +158,7 @@ impl AuthService {
     pub fn new(
         store: Arc<dyn Store>,
         audit: Arc<Audit>,
-        key: Arc<InstanceKey>,
+        key: Arc<Keyring>,
         clock: SharedClock,
         settings: AuthSettings,
         public_url: Option<String>,

@@ -180,13 +180,23 @@ pub fn compile(
             if let Some(value) = value
                 && !vault::is_sealed(value)
             {
-                problem(
-                    format!("{location}.{field}"),
-                    format!(
+                // A reference's form is checked here; whether the instance allows it is
+                // `snapshot::verify_references`' call (it depends on SLUICE_SECRET_REFERENCES).
+                let message = if crate::config::is_reference(value) {
+                    crate::config::SecretReference::parse(value)
+                        .err()
+                        .map(|why| format!("not a valid secret reference: {why}"))
+                } else {
+                    Some(format!(
                         "secrets must be sealed, never written in plain text; run \
-                         `sluice secret seal --owner datasource/{name}/{field}` and paste its output"
-                    ),
-                );
+                         `sluice secret seal --owner datasource/{name}/{field}` and paste its \
+                         output (or use an `env:`/`file:` reference the admin allows in \
+                         SLUICE_SECRET_REFERENCES)"
+                    ))
+                };
+                if let Some(message) = message {
+                    problem(format!("{location}.{field}"), message);
+                }
             }
         }
     }

@@ -15,7 +15,7 @@ use sluice::instance::{self, StoreOpening};
 use sluice::store::SqliteStore;
 use sluice::store::catalog::CatalogStore;
 use sluice::store::users::UserStore;
-use sluice::vault::{InstanceKey, Owner};
+use sluice::vault::{Keyring, Owner};
 
 pub fn backup(env: &Environment, file: &Path) -> anyhow::Result<()> {
     let config = env.config()?;
@@ -38,7 +38,7 @@ pub fn backup(env: &Environment, file: &Path) -> anyhow::Result<()> {
 
 pub fn restore(env: &Environment, file: &Path) -> anyhow::Result<()> {
     let config = env.config()?;
-    let key = config.instance_key()?;
+    let key = config.keyring()?;
     SqliteStore::check_backup(file).with_context(|| format!("checking {}", file.display()))?;
     let path = config.metadata_path();
     if same_file(file, &path) {
@@ -80,7 +80,7 @@ pub fn restore(env: &Environment, file: &Path) -> anyhow::Result<()> {
 
 /// Opens every sealed secret of the backup with `key`, on a scratch copy (migrated to this
 /// build's schema) that is deleted afterwards: the backup itself is never written.
-fn check_secrets_open(config: &Config, key: &InstanceKey, file: &Path) -> anyhow::Result<()> {
+fn check_secrets_open(config: &Config, key: &Keyring, file: &Path) -> anyhow::Result<()> {
     let scratch = beside(&config.metadata_path(), "restore-check");
     // The data directory as the store makes it (0700), when restoring into a new one.
     SqliteStore::prepare_directory(&scratch)?;
@@ -89,10 +89,11 @@ fn check_secrets_open(config: &Config, key: &InstanceKey, file: &Path) -> anyhow
         // Opening the backup itself would migrate it in place: a copy is opened instead.
         std::fs::copy(file, &scratch).with_context(|| format!("copying {}", file.display()))?;
         let copy = SqliteStore::open(&scratch)?;
-        sluice::snapshot::verify_secrets(&copy.load_catalog()?, key).context(
-            "the backup's datasource secrets do not open with this instance key: restore it \
+        sluice::snapshot::verify_secrets(&copy.load_catalog()?, key, &config.secret_references)
+            .context(
+                "the backup's datasource secrets do not open with this instance key: restore it \
              with the SLUICE_ENCRYPTION_PASSWORD and SLUICE_ENCRYPTION_SALT it was made under",
-        )?;
+            )?;
         for user in copy.list_users()? {
             if let Some(sealed) = &user.totp_secret_sealed {
                 key.open(&Owner::user(&user.id, "totp")?, sealed)

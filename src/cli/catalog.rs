@@ -111,10 +111,11 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
         CatalogCommand::Check { file, strict } => {
             let spec = read_catalog(&file)?;
             let secrets = if config.encryption_password.is_some() {
-                sluice::snapshot::verify(&spec, &config, &config.instance_key()?)?;
+                sluice::snapshot::verify(&spec, &config, &config.keyring()?)?;
                 "secrets open"
             } else {
                 compile::compile(&spec, config.query_defaults())?;
+                sluice::snapshot::verify_references(&spec, &config.secret_references)?;
                 sluice::snapshot::verify_tls(&spec, None)?;
                 sluice::snapshot::verify_sqlite_paths(&spec, &config)?;
                 "secrets not verified: SLUICE_ENCRYPTION_PASSWORD is not set"
@@ -129,7 +130,7 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
             strict,
         } => {
             let spec = read_catalog(&file)?;
-            sluice::snapshot::verify(&spec, &config, &config.instance_key()?)?;
+            sluice::snapshot::verify(&spec, &config, &config.keyring()?)?;
             let store = super::open_store(&config)?;
             preflight(&config, &spec, strict).await?;
             let source = file.display().to_string();
@@ -212,7 +213,7 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
         CatalogCommand::Rollback { revision, prune } => {
             let store = super::open_store(&config)?;
             let spec = revision_spec(&store, revision)?;
-            sluice::snapshot::verify(&spec, &config, &config.instance_key()?)
+            sluice::snapshot::verify(&spec, &config, &config.keyring()?)
                 .with_context(|| format!("revision {revision} cannot serve as it is"))?;
             replace(
                 &store,

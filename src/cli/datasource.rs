@@ -47,7 +47,7 @@ async fn test(env: &Environment, name: &str, json: bool) -> anyhow::Result<()> {
             }
         );
     };
-    let key = config.instance_key()?;
+    let key = config.keyring()?;
     // Only this datasource is built: another one's broken file does not stop its test.
     let single = CatalogSpec {
         datasources: BTreeMap::from([(name.to_string(), spec.clone())]),

@@ -37,6 +37,8 @@ pub struct Environment {
     origins: BTreeMap<String, Origin>,
     /// The env file's path, for messages.
     env_file: Option<PathBuf>,
+    /// The files `NAME_FILE` secrets were read from, which no secret reference may name.
+    secret_files: Vec<PathBuf>,
 }
 
 /// Where a variable was set.
@@ -71,6 +73,7 @@ impl Environment {
         let mut values: HashMap<String, Zeroizing<String>> = HashMap::new();
         let mut origins = BTreeMap::new();
         let mut file_path = None;
+        let mut secret_files = Vec::new();
         if let Some((path, bytes)) = file {
             let entries = env_file::parse(bytes).map_err(|source| ConfigError::EnvFile {
                 path: path.to_owned(),
@@ -117,17 +120,25 @@ impl Environment {
             }
             let secret = read_secret_file(var, Path::new(path))?;
             values.insert(var.to_owned(), secret);
+            secret_files.push(PathBuf::from(path));
         }
         Ok(Environment {
             values,
             origins,
             env_file: file_path,
+            secret_files,
         })
     }
 
     /// The configuration these variables give.
     pub fn config(&self) -> Result<Config, ConfigError> {
-        from_lookup(|name| self.values.get(name).map(|v| v.to_string()))
+        let mut config = from_lookup(|name| self.values.get(name).map(|v| v.to_string()))?;
+        // A secret reference may never name a file this instance reads its own secrets from
+        // (`file:/run/secrets/*` would otherwise admit the instance password's file).
+        config.secret_references = config
+            .secret_references
+            .excluding_files(self.secret_files.iter().cloned());
+        Ok(config)
     }
 
     /// The `SLUICE_*` names set that Sluice does not read (typos such as `SLUICE_MAX_ROW`),

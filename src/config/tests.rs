@@ -78,6 +78,8 @@ fn blank_values_mean_unset() {
     let c = Config {
         encryption_password: None,
         encryption_salt: None,
+        encryption_password_old: None,
+        encryption_salt_old: None,
         ..c
     };
     assert_eq!(format!("{c:?}"), format!("{:?}", ok(&[])));
@@ -581,4 +583,57 @@ fn audit_settings_are_parsed_and_bad_ones_named() {
         assert!(error.starts_with(var), "{var}={value}: {error}");
         assert!(!error.contains("secret@"), "{error}");
     }
+}
+
+#[test]
+fn the_old_key_is_a_pair_beside_a_current_key() {
+    let old_password = "an-old-password-that-is-being-retired-now";
+    let old_salt = "old-salt-retired";
+    let refused = |pairs: &[(&str, &str)], needle: &str| {
+        let text = ok(pairs).validate().unwrap_err().to_string();
+        assert!(text.contains(needle), "{pairs:?}: {text}");
+        assert!(
+            !text.contains(old_password) && !text.contains(old_salt),
+            "{text}"
+        );
+    };
+    refused(
+        &[
+            ("SLUICE_ENCRYPTION_PASSWORD", GOOD_PASSWORD),
+            ("SLUICE_ENCRYPTION_SALT", GOOD_SALT),
+            ("SLUICE_ENCRYPTION_PASSWORD_OLD", old_password),
+        ],
+        "go together",
+    );
+    refused(
+        &[
+            ("SLUICE_ENCRYPTION_PASSWORD_OLD", old_password),
+            ("SLUICE_ENCRYPTION_SALT_OLD", old_salt),
+        ],
+        "without SLUICE_ENCRYPTION_PASSWORD",
+    );
+    let c = ok(&[
+        ("SLUICE_ENCRYPTION_PASSWORD", GOOD_PASSWORD),
+        ("SLUICE_ENCRYPTION_SALT", GOOD_SALT),
+        ("SLUICE_ENCRYPTION_PASSWORD_OLD", old_password),
+        ("SLUICE_ENCRYPTION_SALT_OLD", old_salt),
+    ]);
+    c.validate().unwrap();
+    assert!(!format!("{c:?}").contains(old_password));
+    let keyring = c.keyring().unwrap();
+    let old = vault::InstanceKey::derive(old_password, old_salt).unwrap();
+    assert_eq!(keyring.old().unwrap().key_id(), old.key_id());
+    assert_eq!(keyring.key_id(), c.instance_key().unwrap().key_id());
+}
+
+#[test]
+fn secret_references_are_parsed_and_sluice_variables_refused() {
+    let c = ok(&[("SLUICE_SECRET_REFERENCES", "env:PG_*, file:/run/secrets/*")]);
+    assert!(c.secret_references.check("env:PG_PASSWORD").is_ok());
+    assert!(c.secret_references.check("file:/run/secrets/pg").is_ok());
+    assert!(!ok(&[]).secret_references.is_on());
+    let text = parse(&[("SLUICE_SECRET_REFERENCES", "env:SLUICE_*")])
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("SLUICE_SECRET_REFERENCES"), "{text}");
 }

@@ -30,6 +30,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Salt for the instance key; required, at least 16 characters; generate with `sluice keygen`.",
     ),
     (
+        ENCRYPTION_PASSWORD_OLD,
+        "",
+        "During a key rotation only: the previous SLUICE_ENCRYPTION_PASSWORD, so values sealed under the old key still open until `sluice key rotate` has re-sealed them; unset it afterwards.",
+    ),
+    (
+        ENCRYPTION_SALT_OLD,
+        "",
+        "During a key rotation only: the previous SLUICE_ENCRYPTION_SALT (set with SLUICE_ENCRYPTION_PASSWORD_OLD).",
+    ),
+    (
         DATA_DIR,
         "./sluice-data",
         "Directory for Sluice's own state (the metadata database by default).",
@@ -295,12 +305,19 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "",
         "Delete audit entries older than this many days (checked hourly; the chain stays verifiable from the last one deleted); empty: keep every entry.",
     ),
+    (
+        SECRET_REFERENCES,
+        "",
+        "Where a datasource secret may come from besides a sealed value (comma-separated patterns, `*` at the end only), e.g. env:PG_*,file:/run/secrets/*; empty: references are refused. SLUICE_* variables are never readable.",
+    ),
 ];
 
 pub(super) const LISTEN: &str = "SLUICE_LISTEN";
 pub(super) const PUBLIC_URL: &str = "SLUICE_PUBLIC_URL";
 pub(super) const ENCRYPTION_PASSWORD: &str = "SLUICE_ENCRYPTION_PASSWORD";
 pub(super) const ENCRYPTION_SALT: &str = "SLUICE_ENCRYPTION_SALT";
+pub(super) const ENCRYPTION_PASSWORD_OLD: &str = "SLUICE_ENCRYPTION_PASSWORD_OLD";
+pub(super) const ENCRYPTION_SALT_OLD: &str = "SLUICE_ENCRYPTION_SALT_OLD";
 pub(super) const DATA_DIR: &str = "SLUICE_DATA_DIR";
 pub(super) const METADATA_DB: &str = "SLUICE_METADATA_DB";
 pub(super) const LOG_FORMAT: &str = "SLUICE_LOG_FORMAT";
@@ -355,6 +372,7 @@ pub(super) const AUDIT_WEBHOOK_URL: &str = "SLUICE_AUDIT_WEBHOOK_URL";
 pub(super) const AUDIT_WEBHOOK_TOKEN: &str = "SLUICE_AUDIT_WEBHOOK_TOKEN";
 pub(super) const AUDIT_EXPORT_QUEUE: &str = "SLUICE_AUDIT_EXPORT_QUEUE";
 pub(super) const AUDIT_RETENTION_DAYS: &str = "SLUICE_AUDIT_RETENTION_DAYS";
+pub(super) const SECRET_REFERENCES: &str = "SLUICE_SECRET_REFERENCES";
 
 /// The variables that hold secrets: never quoted in an error or `Debug` output, and each
 /// also read from a file named by `NAME_FILE` (Docker and Kubernetes secrets). `Env::secret`
@@ -366,6 +384,8 @@ pub const SECRET_VARIABLES: &[&str] = &[
     METRICS_TOKEN,
     SMTP_URL,
     AUDIT_WEBHOOK_TOKEN,
+    ENCRYPTION_PASSWORD_OLD,
+    ENCRYPTION_SALT_OLD,
 ];
 
 /// `SLUICE_ADMIN_TOKEN` -> `SLUICE_ADMIN_TOKEN_FILE`.

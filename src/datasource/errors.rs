@@ -81,6 +81,14 @@ pub enum PoolError {
     },
     #[error("datasource `{datasource}`: {message}")]
     Config { datasource: String, message: String },
+    /// A secret reference that is not allowed, or whose variable or file cannot be read;
+    /// the message names the reference, never what it holds.
+    #[error("datasource `{datasource}`: secret `{field}`: {message}")]
+    Reference {
+        datasource: String,
+        field: &'static str,
+        message: String,
+    },
     /// A TLS file that cannot be read or used, or a client key that does not fit.
     #[error("datasource `{datasource}`: {}: {cause}", .cause.field())]
     Tls {

@@ -72,6 +72,30 @@ impl DatasourceSpec {
         }
     }
 
+    /// The secret fields that are set, to rewrite in place (key rotation re-seals them); the
+    /// same fields and names as [`DatasourceSpec::secret_fields`].
+    pub fn secret_fields_mut(&mut self) -> Vec<(&'static str, &mut String)> {
+        match self {
+            DatasourceSpec::Postgres(net) | DatasourceSpec::Mysql(net) => {
+                let mut fields = Vec::new();
+                if let Some(password) = net.password.as_mut() {
+                    fields.push(("password", password));
+                }
+                if let Some(key) = net.tls_client_key.as_mut() {
+                    fields.push(("tls_client_key", key));
+                }
+                fields
+            }
+            DatasourceSpec::Sqlite(_) => Vec::new(),
+            DatasourceSpec::Http(http) => match &mut http.auth {
+                None => Vec::new(),
+                Some(HttpAuthSpec::Bearer { token }) => vec![("bearer", token)],
+                Some(HttpAuthSpec::Basic { password, .. }) => vec![("basic_password", password)],
+                Some(HttpAuthSpec::ApiKey { value, .. }) => vec![("api_key", value)],
+            },
+        }
+    }
+
     /// The datasource's own egress allow list (empty for SQLite files).
     pub fn egress_allow(&self) -> &[String] {
         match self {

@@ -29,6 +29,7 @@ mod health;
 mod members;
 mod mfa;
 mod rows;
+mod sealed;
 mod sessions;
 #[cfg(test)]
 mod tests;

@@ -561,3 +561,84 @@ fn sealed_fixtures_stay_bound_to_their_owner() {
     let err = key().open(&fixture_owner(SEALED_FIXTURES[0].0), &tampered);
     assert!(matches!(err, Err(VaultError::CannotOpen { .. })));
 }
+
+/// A keyring of `fast_key()` as the old key and another as the current one.
+fn rotating_keyring() -> (Keyring, InstanceKey, InstanceKey) {
+    let old = fast_key();
+    let current = InstanceKey::derive_with_rounds(OTHER_PASSWORD, OTHER_SALT, FAST_ROUNDS).unwrap();
+    (
+        Keyring::with_old(current.clone(), Some(old.clone())),
+        current,
+        old,
+    )
+}
+
+#[test]
+fn keyring_opens_by_key_id_and_seals_with_the_current_key() {
+    let (keyring, current, old) = rotating_keyring();
+    let o = owner("pg-main", "password");
+    let under_old = old.seal(&o, SECRET);
+    let under_current = current.seal(&o, SECRET);
+    assert_eq!(keyring.open(&o, &under_old).unwrap().expose(), SECRET);
+    assert_eq!(keyring.open(&o, &under_current).unwrap().expose(), SECRET);
+    assert_eq!(keyring.key_use(&under_old).unwrap(), KeyUse::Old);
+    assert_eq!(keyring.key_use(&under_current).unwrap(), KeyUse::Current);
+    let sealed = keyring.seal(&o, SECRET);
+    assert_eq!(sealed_key_id(&sealed).unwrap(), current.key_id());
+    assert_eq!(keyring.key_id(), current.key_id());
+    // Without the old key, the old value is a key mismatch naming the current key.
+    let alone = Keyring::new(current.clone());
+    match alone.open(&o, &under_old) {
+        Err(VaultError::KeyMismatch {
+            sealed_with,
+            current: now,
+        }) => {
+            assert_eq!(sealed_with, old.key_id());
+            assert_eq!(now, current.key_id());
+        }
+        other => panic!("expected a key mismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn keyring_refuses_another_owner_with_either_key() {
+    let (keyring, current, old) = rotating_keyring();
+    let o = owner("pg-main", "password");
+    let other = owner("pg-other", "password");
+    for sealed in [old.seal(&o, SECRET), current.seal(&o, SECRET)] {
+        assert!(matches!(
+            keyring.open(&other, &sealed),
+            Err(VaultError::CannotOpen { .. })
+        ));
+    }
+    // A value of the old key moved to another owner is never re-sealed for it.
+    assert!(matches!(
+        keyring.reseal(&other, &old.seal(&o, SECRET)),
+        Err(VaultError::CannotOpen { .. })
+    ));
+}
+
+#[test]
+fn keyring_reseals_old_values_and_leaves_current_ones() {
+    let (keyring, current, old) = rotating_keyring();
+    let o = owner("api", "bearer");
+    let under_old = old.seal(&o, SECRET);
+    let resealed = keyring.reseal(&o, &under_old).unwrap().expect("re-sealed");
+    assert_eq!(sealed_key_id(&resealed).unwrap(), current.key_id());
+    assert_eq!(current.open(&o, &resealed).unwrap().expose(), SECRET);
+    assert_eq!(keyring.reseal(&o, &resealed).unwrap(), None);
+    // A third key is unknown: reported, never re-sealed.
+    let third = InstanceKey::derive_with_rounds(PASSWORD, OTHER_SALT, FAST_ROUNDS).unwrap();
+    let under_third = third.seal(&o, SECRET);
+    assert_eq!(
+        keyring.key_use(&under_third).unwrap(),
+        KeyUse::Unknown(third.key_id().to_owned())
+    );
+    assert!(matches!(
+        keyring.reseal(&o, &under_third),
+        Err(VaultError::KeyMismatch { .. })
+    ));
+    // An old key equal to the current one is no fallback at all.
+    let same = Keyring::with_old(current.clone(), Some(current.clone()));
+    assert!(same.old().is_none());
+}

@@ -24,6 +24,7 @@ const PLACES: &[(&str, &str)] = &[
     ("auth::routes", "planes"),
     ("auth::pages", "planes"),
     ("snapshot", "services"),
+    ("rotation", "services"),
     ("acme", "services"),
     ("audit", "services"),
     ("auth::service", "services"),

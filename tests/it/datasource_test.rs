@@ -24,7 +24,7 @@ const MY_PASSWORD: &str = "probe-user-pw-71c3";
 async fn probe(datasources: &str, name: &str) -> ProbeReport {
     let spec = yaml::parse(&format!("datasources:\n{datasources}apps: {{}}\n"))
         .unwrap_or_else(|e| panic!("test catalog: {e}"));
-    let pools = Pools::build(&spec, test_key(), &Default::default())
+    let pools = Pools::build(&spec, test_keyring(), &Default::default())
         .unwrap_or_else(|e| panic!("pools: {e}"));
     let report = pools
         .get(name)

@@ -26,7 +26,8 @@ fn datasource(name: &str, host: &str, port: u16, user: &str, extra: &str) -> Str
 fn pools(datasources: &str) -> Pools {
     let spec = yaml::parse(&format!("datasources:\n{datasources}apps: {{}}\n"))
         .unwrap_or_else(|e| panic!("test catalog: {e}"));
-    Pools::build(&spec, test_key(), &Default::default()).unwrap_or_else(|e| panic!("pools: {e}"))
+    Pools::build(&spec, test_keyring(), &Default::default())
+        .unwrap_or_else(|e| panic!("pools: {e}"))
 }
 
 /// `SELECT 1` on `name`: Ok, or the failure's class.
@@ -372,7 +373,7 @@ async fn unusable_tls_files_are_refused_with_their_location() {
     );
     let spec = yaml::parse(&catalog).unwrap();
     // What `catalog check` and `catalog apply` report.
-    let problems = sluice::snapshot::verify_tls(&spec, Some(test_key()))
+    let problems = sluice::snapshot::verify_tls(&spec, Some((test_keyring(), &Default::default())))
         .expect_err("unusable files")
         .to_string();
     assert!(
@@ -385,7 +386,7 @@ async fn unusable_tls_files_are_refused_with_their_location() {
         "{problems}"
     );
     // What `serve` (and a reload) refuses with.
-    let error = match Pools::build(&spec, test_key(), &Default::default()) {
+    let error = match Pools::build(&spec, test_keyring(), &Default::default()) {
         Ok(_) => panic!("pools built with a missing CA file"),
         Err(error) => error.to_string(),
     };

@@ -109,7 +109,7 @@ pub(super) async fn preview(
         None => {}
     }
     let visibility = app_spec.visibility;
-    let compiled = crate::snapshot::verify(&draft_spec, &state.config, &state.key)
+    let compiled = crate::snapshot::verify(&draft_spec, &state.config, &state.keys)
         .map_err(|error| verify_error(&error))?;
     let (_, query) = compiled
         .query(&app, &query_name)

@@ -2,7 +2,9 @@
 //!
 //! A secret is sent once and never returned. In a request body a secret field holds one of
 //! `{"plaintext": "..."}` (sealed here for its owner and field), `{"sealed": "enc:v1:..."}`
-//! (stored as sent; it must open for this datasource and field), `{"set": true}` (keep the
+//! (stored as sent; it must open for this datasource and field), `{"reference":
+//! "env:NAME"}` (read from the environment or a file when the pool is built, only where
+//! `SLUICE_SECRET_REFERENCES` allows it; shown back, since it names no secret), `{"set": true}` (keep the
 //! stored value: what a `GET` shows, so a read-modify-write round trip keeps the secret) or
 //! `null`/absent (no secret). A bare string is refused unless it is a sealed value, so a
 //! plaintext is never stored by mistake. In a response a secret field is
@@ -14,7 +16,8 @@ use serde_json::{Map, Value};
 
 use crate::http::Problem;
 use crate::spec::DatasourceSpec;
-use crate::vault::{InstanceKey, Owner, is_sealed};
+use crate::config::is_reference;
+use crate::vault::{Keyring, Owner, is_sealed};
 
 /// Where each secret lives in a datasource's JSON, and the field name its seal is bound to
 /// (`datasource/<name>/<field>`).
@@ -36,6 +39,10 @@ pub fn view(spec: &DatasourceSpec, updated: impl Fn(&str) -> Option<String>) -> 
         {
             let mut shown = Map::new();
             shown.insert("set".into(), Value::Bool(true));
+            // A reference names where the secret is read from, not the secret: shown.
+            if let Some(reference) = slot.as_str().filter(|v| is_reference(v)) {
+                shown.insert("reference".into(), Value::String(reference.to_string()));
+            }
             if let Some(at) = updated(field) {
                 shown.insert("updated_at".into(), Value::String(at));
             }
@@ -60,7 +67,7 @@ pub fn seal_input(
     body: &mut Value,
     name: &str,
     current: Option<&Value>,
-    key: &InstanceKey,
+    key: &Keyring,
 ) -> Result<(), Vec<Problem>> {
     let mut problems = Vec::new();
     for (pointer, field) in SECRET_POINTERS {
@@ -90,6 +97,12 @@ pub fn seal_input(
                         }
                         _ => Err(problem("`plaintext` must be a non-empty string")),
                     },
+                    (1, Some("reference")) => match form.remove("reference") {
+                        Some(Value::String(reference)) if is_reference(&reference) => Ok(reference),
+                        _ => Err(problem(
+                            "`reference` must be env:NAME or file:/path (allowed by SLUICE_SECRET_REFERENCES)",
+                        )),
+                    },
                     (1, Some("sealed")) => match form.remove("sealed") {
                         Some(Value::String(sealed)) if is_sealed(&sealed) => Ok(sealed),
                         _ => Err(problem(
@@ -108,7 +121,7 @@ pub fn seal_input(
                         }
                     }
                     _ => Err(problem(
-                        "a secret is one of {\"plaintext\": ...}, {\"sealed\": ...} or {\"set\": true} (keep the stored one)",
+                        "a secret is one of {\"plaintext\": ...}, {\"sealed\": ...}, {\"reference\": ...} or {\"set\": true} (keep the stored one)",
                     )),
                 }
             }
@@ -155,8 +168,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn key() -> InstanceKey {
-        InstanceKey::derive("a long enough test password", "test salt value").unwrap()
+    fn key() -> Keyring {
+        Keyring::new(
+            crate::vault::InstanceKey::derive("a long enough test password", "test salt value")
+                .unwrap(),
+        )
     }
 
     #[test]

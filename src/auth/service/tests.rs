@@ -18,7 +18,9 @@ const PASSWORD: &str = "a long and unusual passphrase 1";
 async fn service() -> (AuthService, Arc<SqliteStore>, UserRecord) {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     let clock: SharedClock = Arc::new(ManualClock::new());
-    let key = InstanceKey::derive("service test password", "service test salt").unwrap();
+    let key = crate::vault::Keyring::new(
+        crate::vault::InstanceKey::derive("service test password", "service test salt").unwrap(),
+    );
     let audit = Arc::new(crate::audit::Audit::new(store.clone(), clock.clone()));
     let service = AuthService::new(
         store.clone(),

@@ -20,7 +20,7 @@ use sluice::spec::CatalogSpec;
 use sluice::spec::yaml;
 use sluice::store::SqliteStore;
 use sluice::store::catalog::CatalogStore;
-use sluice::vault::{InstanceKey, Owner};
+use sluice::vault::{InstanceKey, Keyring, Owner};
 use tokio::sync::oneshot;
 
 pub const PG_HOST: &str = "127.0.0.1";
@@ -40,6 +40,12 @@ pub fn test_key() -> &'static InstanceKey {
         let (password, salt) = test_secrets();
         InstanceKey::derive(password, salt).expect("derive the test key")
     })
+}
+
+/// [`test_key`] as a keyring (no old key), for what opens secrets (`Pools::build`).
+pub fn test_keyring() -> &'static Keyring {
+    static KEYRING: OnceLock<Keyring> = OnceLock::new();
+    KEYRING.get_or_init(|| Keyring::new(test_key().clone()))
 }
 
 /// Seals `secret` for `datasource/<datasource>/<field>` under the test key.
@@ -225,7 +231,16 @@ pub async fn test_instance(
     let config = config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
     let store = SqliteStore::in_memory().expect("in-memory store");
     store.replace_catalog(&spec, "test").expect("apply catalog");
-    let key = InstanceKey::derive(password, salt).expect("key");
+    // The keyring the configuration names: the test key unless `env` sets another (and,
+    // for key rotation tests, an old one).
+    let key = if env
+        .iter()
+        .any(|(name, _)| name.starts_with("SLUICE_ENCRYPTION_"))
+    {
+        config.keyring().expect("keyring")
+    } else {
+        Keyring::new(test_key().clone())
+    };
     Instance::with_clock(config, key, Arc::new(store), clock)
         .await
         .unwrap_or_else(|e| panic!("gateway start: {e}"))
