@@ -237,7 +237,7 @@ async fn canaries_stay_out_of_the_log(format: &str) {
         sluice_with_test_key(dir.path(), &["serve"])
             .env("SLUICE_LOG_LEVEL", "trace")
             .env("SLUICE_LOG_FORMAT", format)
-            .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN),
+            .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
             // Every query run in the audit log, copied as JSON lines to stdout: the
             // captured output below covers the audit export too.
             .env("SLUICE_AUDIT_QUERY_RUNS", "true")

@@ -630,7 +630,7 @@ datasources:
             .await
             .expect("user");
         if member {
-            auth.add_member("vault", &user.id, "test", &client)
+            auth.add_member("vault", &user.id, false, "test", &client)
                 .await
                 .expect("member");
         }

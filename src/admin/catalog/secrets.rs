@@ -14,9 +14,9 @@
 
 use serde_json::{Map, Value};
 
+use crate::config::is_reference;
 use crate::http::Problem;
 use crate::spec::DatasourceSpec;
-use crate::config::is_reference;
 use crate::vault::{Keyring, Owner, is_sealed};
 
 /// Where each secret lives in a datasource's JSON, and the field name its seal is bound to
