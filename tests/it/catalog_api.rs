@@ -472,6 +472,71 @@ async fn secrets_are_write_only_and_bound_to_their_datasource() {
 }
 
 #[tokio::test]
+async fn secret_references_are_accepted_only_where_the_allowlist_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = format!("file:{}/*", dir.path().display());
+    let gateway = gateway(&[("SLUICE_SECRET_REFERENCES", allowed.as_str())]).await;
+    let admin = Admin::token(&gateway);
+    let (user, password, database) = mariadb_account().await;
+    let file = dir.path().join("maria-password");
+    std::fs::write(&file, &password).unwrap();
+    let reference = format!("file:{}", file.display());
+    let mut datasource = json!({
+        "kind": "mysql", "host": "127.0.0.1", "port": 3306, "database": database.name,
+        "user": user, "password": { "reference": reference }, "egress_allow": ["127.0.0.1/32"],
+    });
+    let created = admin
+        .put("/v1/admin/datasources/byref", &datasource, &[])
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    // A reference names where the secret is, so it is shown; the secret never is.
+    assert_eq!(
+        created.json()["password"],
+        json!({ "set": true, "reference": reference, "updated_at": created.json()["password"]["updated_at"] })
+    );
+    assert!(!created.text.contains(&password));
+    let query = json!({ "datasource": "byref", "sql": "SELECT CURRENT_USER() AS who" });
+    assert_eq!(
+        admin
+            .put("/v1/admin/apps/pub/queries/byref", &query, &[])
+            .await
+            .status,
+        201
+    );
+    let (status, rows) = gateway.call("pub", "byref", json!({})).await;
+    assert_eq!(status, 200, "{rows}");
+    // Outside the allowlist (another directory, an instance variable): refused, nothing stored.
+    for outside in ["file:/etc/hostname", "env:SLUICE_ENCRYPTION_PASSWORD"] {
+        datasource["password"] = json!({ "reference": outside });
+        let current = admin.get("/v1/admin/datasources/byref").await;
+        let refused = admin
+            .put(
+                "/v1/admin/datasources/byref",
+                &datasource,
+                &if_match(&current.etag),
+            )
+            .await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (422, "invalid_secret".into()),
+            "{outside}: {}",
+            refused.text
+        );
+        assert_eq!(
+            admin.get("/v1/admin/datasources/byref").await.etag,
+            current.etag
+        );
+    }
+    gateway.stop().await;
+    let mut conn = common::mysql_admin().await;
+    use mysql_async::prelude::Queryable;
+    conn.query_drop(format!("DROP USER '{user}'@'%'"))
+        .await
+        .unwrap();
+    database.drop(&mut conn).await;
+}
+
+#[tokio::test]
 async fn sqlite_datasources_never_reach_the_gateways_own_files() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
