@@ -646,7 +646,7 @@ impl Write<'_> {
                 self.resource.stored(&next).as_ref(),
             );
             let compiled = snapshot::verify(&next, &self.state.config, &self.state.keys)
-                .map_err(|error| verify_error(&error));
+                .map_err(|error| verify_error(&error, editing_app(self.actor, self.resource)));
             let diff = CatalogDiff::between(&spec, &next);
             let changes: Vec<String> = diff_lines(&diff);
             if self.dry_run {
@@ -883,8 +883,10 @@ fn from_body<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError
     })
 }
 
-/// 422 listing every problem the checks found, each at its catalog location.
-fn verify_error(error: &VerifyError) -> ApiError {
+/// 422 listing every problem the checks found, each at its catalog location. An editor
+/// (`editing_app`: a developer's app) sees only the problems located in that app; the
+/// others (another app's query, a datasource's TLS file) are counted, not shown.
+fn verify_error(error: &VerifyError, editing_app: Option<&str>) -> ApiError {
     let (code, message) = match error {
         VerifyError::Compile(_) => ("invalid_catalog", "the catalog would not compile"),
         VerifyError::Secrets(_) => (
@@ -898,15 +900,36 @@ fn verify_error(error: &VerifyError) -> ApiError {
         ),
     };
     let mut api = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
-    api.problems = error
-        .problems()
-        .iter()
+    let prefix = editing_app.map(|app| format!("apps.{app}."));
+    let (shown, hidden): (Vec<_>, Vec<_>) = error.problems().iter().partition(|p| {
+        prefix
+            .as_ref()
+            .is_none_or(|prefix| p.location.starts_with(prefix))
+    });
+    api.problems = shown
+        .into_iter()
         .map(|p| Problem {
             location: p.location.clone(),
             message: p.message.clone(),
         })
         .collect();
+    if !hidden.is_empty() {
+        api.message = format!(
+            "{message}; {} more problem(s) lie outside this app (an admin sees them)",
+            hidden.len()
+        );
+    }
     api
+}
+
+/// The app whose problems alone a non-admin actor may see.
+fn editing_app<'a>(actor: &AdminActor, resource: Resource<'a>) -> Option<&'a str> {
+    match resource {
+        _ if actor.admin => None,
+        Resource::App(app) | Resource::Query(app, _) => Some(app),
+        // Developers never write datasources; shown nothing outside an app.
+        Resource::Datasource(_) => Some(""),
+    }
 }
 
 fn invalid_name(what: &str, name: &str) -> Result<(), ApiError> {
@@ -1205,4 +1228,40 @@ async fn delete_query(
         dry_run: options.dry_run,
     };
     write.run(|_| Ok(Change::Delete)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::compile::{CatalogErrors, CatalogProblem};
+
+    #[test]
+    fn an_editor_sees_only_the_problems_of_their_app() {
+        let problem = |location: &str| CatalogProblem {
+            location: location.into(),
+            message: format!("broken at {location}"),
+        };
+        let error = VerifyError::Tls(CatalogErrors(vec![
+            problem("apps.shop.queries.recent.sql"),
+            problem("apps.shopping.queries.other.sql"),
+            problem("datasources.main.tls_ca_file"),
+        ]));
+        let admin = verify_error(&error, None);
+        assert_eq!(admin.problems.len(), 3);
+        assert!(!admin.message.contains("outside"));
+        let editor = verify_error(&error, Some("shop"));
+        let locations: Vec<&str> = editor
+            .problems
+            .iter()
+            .map(|p| p.location.as_str())
+            .collect();
+        assert_eq!(locations, ["apps.shop.queries.recent.sql"]);
+        assert!(
+            editor.message.contains("2 more problem(s)"),
+            "{}",
+            editor.message
+        );
+        let datasource_writer = verify_error(&error, Some(""));
+        assert!(datasource_writer.problems.is_empty());
+    }
 }

@@ -110,7 +110,7 @@ pub(super) async fn preview(
     }
     let visibility = app_spec.visibility;
     let compiled = crate::snapshot::verify(&draft_spec, &state.config, &state.keys)
-        .map_err(|error| verify_error(&error))?;
+        .map_err(|error| verify_error(&error, (!actor.admin).then_some(app.as_str())))?;
     let (_, query) = compiled
         .query(&app, &query_name)
         .expect("the query was just put into the catalog");
