@@ -234,32 +234,12 @@ async fn execute(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let Run {
-        request_id,
-        app_name,
-        query_name,
-        caller,
-        ip,
-        started,
-        running,
-        reset,
-    } = run;
-    if query.template.uses_user() && caller.is_none() {
+    if query.template.uses_user() && run.caller.is_none() {
         return Err(ApiError::unauthenticated(
             "this query runs as the signed-in user; sign in first",
         ));
     }
     let input = read_params(headers, body, state.limits.max_body_bytes).await?;
-    let run = Run {
-        request_id,
-        app_name,
-        query_name,
-        caller,
-        ip,
-        started,
-        running,
-        reset,
-    };
     execute_params(state, snapshot, query, run, input).await
 }
 
