@@ -667,57 +667,18 @@ async fn a_sqlite_query_cannot_attach_another_database() {
     gateway.stop().await;
 }
 
-/// Every admin route as written in the source: (method, path), read from each
-/// `.route("...", ...)` call under `src/admin*`, so a new route is in this list at once.
+/// Every admin route as written in the source: (method, path under `/v1/admin`), from the
+/// OpenAPI suite's walk of every `.route(` call, so a new route is in this list at once.
 fn admin_routes() -> BTreeSet<(String, String)> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = vec![root.join("admin.rs")];
-    let mut pending = vec![root.join("admin")];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                files.push(path);
-            }
-        }
-    }
-    let mut routes = BTreeSet::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        let mut rest = text.as_str();
-        while let Some(at) = rest.find(".route(") {
-            rest = &rest[at + ".route(".len()..];
-            // The call's text up to its closing parenthesis.
-            let mut depth = 1;
-            let end = rest
-                .char_indices()
-                .find(|(_, c)| {
-                    match c {
-                        '(' => depth += 1,
-                        ')' => depth -= 1,
-                        _ => {}
-                    }
-                    depth == 0
-                })
-                .map(|(i, _)| i)
-                .unwrap();
-            let call = &rest[..end];
-            let path = call.split('"').nth(1).expect("a route path literal");
-            for method in ["get", "post", "put", "delete", "patch"] {
-                let called = call.match_indices(&format!("{method}(")).any(|(i, _)| {
-                    i == 0
-                        || !call.as_bytes()[i - 1].is_ascii_alphanumeric()
-                            && call.as_bytes()[i - 1] != b'_'
-                });
-                if called {
-                    routes.insert((method.to_uppercase(), path.to_string()));
-                }
-            }
-        }
-    }
-    routes
+    let walk = crate::openapi::routes::walk_src();
+    assert!(walk.unreadable.is_empty(), "{:?}", walk.unreadable);
+    walk.routes
+        .iter()
+        .filter_map(|route| {
+            let path = route.path.strip_prefix("/v1/admin")?;
+            Some((route.method.to_uppercase(), path.to_string()))
+        })
+        .collect()
 }
 
 #[tokio::test]

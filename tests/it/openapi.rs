@@ -6,7 +6,7 @@
 //! queries the caller may not run left out, a private app answering an outsider exactly as
 //! a missing app, and no SQL text, datasource name or host in any document (canaries).
 
-mod routes;
+pub mod routes;
 
 use std::process::{Command, Stdio};
 
