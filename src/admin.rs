@@ -285,7 +285,7 @@ async fn require_admin(state: Arc<AdminState>, mut request: Request, next: Next)
                 return ApiError::from(AuthError::MfaEnrolmentRequired).into_response();
             }
             Ok(Some(caller))
-                if caller.user.role == Role::Viewer || caller.api_key_scope().is_some() =>
+                if caller.user.role == Role::Viewer || caller.session_hash().is_none() =>
             {
                 return ApiError::new(
                     StatusCode::FORBIDDEN,

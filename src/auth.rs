@@ -75,6 +75,9 @@ pub struct Identity {
     pub role: Role,
     pub groups: Vec<String>,
     pub mfa_enabled: bool,
+    /// An external bearer token's declared claims (`{{ user.claims.NAME }}`); empty for
+    /// local users.
+    pub claims: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -107,6 +110,11 @@ pub enum CallerVia {
         id: String,
         scope: ApiKeyScope,
     },
+    /// A bearer JWT from an issuer of the SSO file (`issuer` is its configured name). Not a
+    /// stored account: nothing to sign out of, no account to manage.
+    Token {
+        issuer: String,
+    },
 }
 
 impl std::fmt::Debug for CallerVia {
@@ -121,6 +129,7 @@ impl std::fmt::Debug for CallerVia {
                 .field("id", id)
                 .field("scope", scope)
                 .finish(),
+            CallerVia::Token { issuer } => f.debug_struct("Token").field("issuer", issuer).finish(),
         }
     }
 }
@@ -135,14 +144,14 @@ impl Caller {
     pub fn api_key_scope(&self) -> Option<&ApiKeyScope> {
         match &self.via {
             CallerVia::ApiKey { scope, .. } => Some(scope),
-            CallerVia::Session { .. } => None,
+            CallerVia::Session { .. } | CallerVia::Token { .. } => None,
         }
     }
 
     pub fn session_hash(&self) -> Option<&str> {
         match &self.via {
             CallerVia::Session { token_hash, .. } => Some(token_hash),
-            CallerVia::ApiKey { .. } => None,
+            CallerVia::ApiKey { .. } | CallerVia::Token { .. } => None,
         }
     }
 }
@@ -242,6 +251,7 @@ mod tests {
                 role: Role::Admin,
                 groups: vec!["ops".into()],
                 mfa_enabled: true,
+                claims: Default::default(),
             },
             via: CallerVia::Session {
                 token_hash: "CANARY-HASH".into(),

@@ -276,6 +276,21 @@ impl Config {
                 "SLUICE_SIGNUP_ENABLED needs SLUICE_SMTP_URL: signup is confirmed by mail",
             ));
         }
+        if self.auth.sso_only && self.auth.sso_file.is_none() {
+            return Err(ConfigError::Inconsistent(
+                "SLUICE_SSO_ONLY needs SLUICE_SSO_FILE: with local sign-in closed, people sign in through its providers",
+            ));
+        }
+        if self.auth.sso_only && self.auth.signup_enabled {
+            return Err(ConfigError::Inconsistent(
+                "SLUICE_SSO_ONLY closes signup: unset SLUICE_SIGNUP_ENABLED (providers may create accounts with `create_users`)",
+            ));
+        }
+        if self.auth.sso_file.is_some() && self.public_url.is_none() {
+            return Err(ConfigError::Inconsistent(
+                "SLUICE_SSO_FILE needs SLUICE_PUBLIC_URL: providers send people back to its callback URL",
+            ));
+        }
         Ok(())
     }
 

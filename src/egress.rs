@@ -26,8 +26,11 @@ use std::time::Duration;
 use ipnet::IpNet;
 use tokio::net::{TcpSocket, TcpStream};
 
+mod resolver;
 #[cfg(test)]
 mod tests;
+
+pub use resolver::CheckedResolver;
 
 /// Host names that always mean a cloud metadata service. They are refused before resolution,
 /// whatever the allow list says (an admin who really means it can allow the address itself).

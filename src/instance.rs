@@ -9,6 +9,7 @@ mod account_policy;
 mod edge;
 mod metrics;
 mod router;
+pub mod sso_only;
 
 pub use router::router;
 
@@ -63,6 +64,10 @@ pub enum StartError {
     Acme(#[from] AcmeError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    SsoSettings(#[from] crate::sso::settings::SettingsError),
+    #[error("SLUICE_SSO_FILE: {0}")]
+    Sso(#[from] crate::sso::client::ClientError),
 }
 
 /// A configured instance, ready to serve.
@@ -171,6 +176,8 @@ impl Instance {
                 same_site: config.auth.cookie_same_site,
             },
             max_body_bytes: config.max_body_bytes,
+            sso: Arc::new(sso(&config)?),
+            public_url: config.public_url.clone(),
         });
         let state = GatewayState::new(
             snapshot,
@@ -470,6 +477,31 @@ pub async fn account_service(config: &Config) -> Result<AuthService, StartError>
 }
 
 /// The authentication service for this configuration: mailer, limiter, clock.
+/// The SSO providers and issuers of `SLUICE_SSO_FILE` (none without one). A provider's
+/// `client_secret_env` is read from the process environment.
+pub fn sso(config: &Config) -> Result<crate::sso::Sso, StartError> {
+    let Some(path) = &config.auth.sso_file else {
+        return Ok(crate::sso::Sso::disabled());
+    };
+    let settings = crate::sso::settings::load(path, &|name| {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    })?;
+    if config.auth.sso_only && settings.providers.is_empty() {
+        return Err(crate::sso::settings::SettingsError::Invalid {
+            path: path.clone(),
+            at: "oidc".into(),
+            reason: "SLUICE_SSO_ONLY needs at least one OpenID Connect provider to sign in with"
+                .into(),
+        }
+        .into());
+    }
+    Ok(crate::sso::Sso::new(
+        settings,
+        config.auth.sso_only,
+        &config.egress_allow,
+    )?)
+}
+
 pub fn auth_service(
     config: &Config,
     key: &Arc<Keyring>,

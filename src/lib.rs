@@ -21,6 +21,7 @@ pub mod policy;
 pub mod rotation;
 pub mod snapshot;
 pub mod spec;
+pub mod sso;
 pub mod statement;
 pub mod store;
 pub mod telemetry;

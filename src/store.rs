@@ -11,6 +11,8 @@
 //!   they pay for.
 //! - [`api_keys`]: [`ApiKeyStore`](api_keys::ApiKeyStore), workspace API keys.
 //! - [`members`]: [`MemberStore`](members::MemberStore), members of private apps.
+//! - [`identities`]: [`IdentityStore`](identities::IdentityStore), provider accounts linked
+//!   to users and the OpenID Connect sign-ins under way.
 //! - [`audit`]: [`AuditStore`](audit::AuditStore), the append-only audit log.
 //! - [`health`]: [`HealthStore`](health::HealthStore), whether the store can be reached now
 //!   (`/readyz`).
@@ -43,6 +45,7 @@ pub mod audit;
 pub mod catalog;
 mod error;
 pub mod health;
+pub mod identities;
 pub mod members;
 pub mod mfa;
 pub mod sealed;
@@ -63,6 +66,7 @@ pub trait AccountStore:
     + tokens::TokenStore
     + api_keys::ApiKeyStore
     + members::MemberStore
+    + identities::IdentityStore
 {
 }
 
@@ -73,6 +77,7 @@ impl<T> AccountStore for T where
         + tokens::TokenStore
         + api_keys::ApiKeyStore
         + members::MemberStore
+        + identities::IdentityStore
 {
 }
 

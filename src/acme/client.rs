@@ -6,7 +6,7 @@
 //! the usual public roots.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,9 +40,7 @@ impl EgressClient {
             .no_proxy()
             .https_only(true)
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(CheckedResolver {
-                policy: policy.clone(),
-            })
+            .dns_resolver(egress::CheckedResolver::new(policy.clone()))
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(10));
         if let Some(path) = &settings.ca_file {
@@ -111,22 +109,4 @@ impl HttpClient for EgressClient {
 
 fn other(error: impl std::error::Error + Send + Sync + 'static) -> instant_acme::Error {
     instant_acme::Error::Other(Box::new(error))
-}
-
-/// A reqwest resolver that resolves once and hands back only addresses the egress policy
-/// allows.
-struct CheckedResolver {
-    policy: Arc<EgressPolicy>,
-}
-
-impl reqwest::dns::Resolve for CheckedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy.clone();
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let addresses: Vec<SocketAddr> = egress::resolve_checked(&host, 0, &policy).await?;
-            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
-            Ok(addresses)
-        })
-    }
 }

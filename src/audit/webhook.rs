@@ -10,7 +10,7 @@
 //! batch; 408, 429, 5xx, a timeout or a connection failure is retried; any other answer
 //! refuses it for good. Never logs the URL (it may carry a key in its query) or the token.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,9 +55,7 @@ impl Webhook {
         let mut builder = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(CheckedResolver {
-                policy: policy.clone(),
-            })
+            .dns_resolver(egress::CheckedResolver::new(policy.clone()))
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(5));
         if let Some(source) = source {
@@ -120,22 +118,4 @@ fn describe(error: reqwest::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// A reqwest resolver that resolves once and hands back only addresses the egress policy
-/// allows.
-struct CheckedResolver {
-    policy: Arc<EgressPolicy>,
-}
-
-impl reqwest::dns::Resolve for CheckedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy.clone();
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let addresses: Vec<SocketAddr> = egress::resolve_checked(&host, 0, &policy).await?;
-            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
-            Ok(addresses)
-        })
-    }
 }

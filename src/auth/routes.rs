@@ -7,8 +7,8 @@
 //! session cookie (no Max-Age): lifetimes are enforced on the server.
 //!
 //! The handlers live by concern: `sessions` (sign-in and sessions), `account` (password,
-//! email, reset, signup), `mfa_keys` (two-factor and API keys); the cookie and [`caller`]
-//! in `caller`; `errors` turns an `AuthError` into an answer. This file keeps the shared
+//! email, reset, signup), `mfa_keys` (two-factor and API keys), `sso` (OpenID Connect
+//! sign-in and linked providers); the cookies and [`caller`] in `caller`; `errors` turns an `AuthError` into an answer. This file keeps the shared
 //! state, the route table and the signed-in check the handlers share.
 
 mod account;
@@ -16,6 +16,7 @@ mod caller;
 mod errors;
 mod mfa_keys;
 mod sessions;
+mod sso;
 
 use std::sync::Arc;
 
@@ -32,12 +33,18 @@ use super::Caller;
 use super::service::{AuthError, AuthService};
 use crate::http::ApiError;
 use crate::policy::client_ip::ClientIp;
+use crate::sso::Sso;
 
 /// What the auth routes share.
 pub struct AuthState {
     pub service: Arc<AuthService>,
     pub cookie: CookieSettings,
     pub max_body_bytes: usize,
+    /// OpenID Connect providers and bearer JWT issuers ([`Sso::disabled`] without an SSO
+    /// file).
+    pub sso: Arc<Sso>,
+    /// `SLUICE_PUBLIC_URL`, without a trailing `/`: the base of SSO callback URLs.
+    pub public_url: Option<String>,
 }
 
 /// The router for `/v1/auth` (nested there) and the link pages (merged at the root).
@@ -75,6 +82,12 @@ pub fn router(state: Arc<AuthState>) -> Router {
             get(mfa_keys::list_keys).post(mfa_keys::create_key),
         )
         .route("/v1/auth/api-keys/{id}", delete(mfa_keys::revoke_key))
+        .route("/v1/auth/sso", get(sso::providers))
+        .route("/v1/auth/oidc/{provider}/start", get(sso::start))
+        .route("/v1/auth/oidc/{provider}/callback", get(sso::callback))
+        .route("/v1/auth/oidc/{provider}/link", post(sso::link))
+        .route("/v1/auth/identities", get(sso::identities))
+        .route("/v1/auth/identities/{provider}", delete(sso::unlink))
         .merge(super::pages::router())
         .with_state(state)
 }
@@ -102,6 +115,12 @@ pub(super) async fn signed_in(
     if caller.api_key_scope().is_some() {
         return Err(AuthError::Forbidden(
             "this endpoint needs a signed-in session, not an API key",
+        )
+        .into());
+    }
+    if caller.session_hash().is_none() {
+        return Err(AuthError::Forbidden(
+            "this endpoint needs a signed-in session, not a bearer token",
         )
         .into());
     }

@@ -21,6 +21,7 @@
 
 mod account_gate;
 mod accounts;
+mod federated;
 mod keys;
 mod mailed;
 mod mfa;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+pub use federated::{FederatedSignIn, NoAccount};
 pub use keys::CreatedApiKey;
 pub use mfa::Enrolment;
 
@@ -88,6 +90,15 @@ pub enum AuthError {
     Conflict(&'static str),
     #[error("no such {0}")]
     NotFound(&'static str),
+    /// A provider sign-in that opens no account (see [`NoAccount`]).
+    #[error("{}", match .0 {
+        NoAccount::NotLinked => "no account is linked to this sign-in, and the provider's email cannot open one (it is not verified, or its domain is not allowed here)",
+        NoAccount::LinkRequired => "an account with this email already exists: sign in to it with its password, then link this provider from the account",
+    })]
+    SsoNoAccount(NoAccount),
+    /// A provider sign-in refused for the account's sake (disabled, needs a second factor).
+    #[error("{0}")]
+    SsoRefused(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("background task failed")]
@@ -104,6 +115,7 @@ pub fn identity(user: &UserRecord) -> Identity {
         role: user.role,
         groups: user.groups.clone(),
         mfa_enabled: user.mfa_enabled,
+        claims: Default::default(),
     }
 }
 

@@ -23,6 +23,9 @@ pub enum UserField {
 pub enum BindingSource {
     Param(ParamRef),
     User(UserField),
+    /// `{{ user.claims.NAME }}`: a claim of an external bearer token, bound as text (NULL
+    /// when the caller has none: anonymous, a local user, or an undeclared claim).
+    Claim(String),
 }
 
 /// A declared param as a binding names it: its name (for messages) and its slot, the
@@ -77,6 +80,7 @@ impl BindingSource {
         match self {
             BindingSource::Param(param) => param.name.clone(),
             BindingSource::User(field) => format!("user.{}", field.name()),
+            BindingSource::Claim(name) => format!("user.claims.{name}"),
         }
     }
 
@@ -88,6 +92,7 @@ impl BindingSource {
                 .cloned()
                 .ok_or_else(|| missing(param)),
             BindingSource::User(field) => Ok(field.value(values.user)),
+            BindingSource::Claim(name) => Ok(claim_value(values.user, name)),
         }
     }
 }
@@ -122,6 +127,18 @@ impl UserField {
     }
 }
 
+/// A declared claim's value as text: strings as they are, numbers and booleans as written
+/// in the token; anything else (and no such claim) is NULL.
+fn claim_value(user: Option<&Identity>, name: &str) -> ParamValue {
+    match user.and_then(|u| u.claims.get(name)) {
+        Some(serde_json::Value::String(text)) => ParamValue::Text(text.clone()),
+        Some(value @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
+            ParamValue::Text(value.to_string())
+        }
+        _ => ParamValue::Null,
+    }
+}
+
 /// Parses the path inside `{{ }}` (`params.NAME` or `user.FIELD`) and checks that it names
 /// a declared param or a known user field. Shared with the HTTP template compiler so both
 /// accept the same bindings with the same messages.
@@ -134,10 +151,18 @@ pub(crate) fn parse_binding_path(
         let ellipsis = if shown.len() < path.len() { "..." } else { "" };
         format!(
             "`{{{{ {shown}{ellipsis} }}}}` is not a binding: a binding is a path, \
-             `{{{{ params.NAME }}}}` or `{{{{ user.id|email|role|groups }}}}`, never an \
+             `{{{{ params.NAME }}}}`, `{{{{ user.id|email|role|groups }}}}` or \
+             `{{{{ user.claims.NAME }}}}`, never an \
              expression (no filters, calls, operators or literals)"
         )
     };
+    if let Some(claim) = path.strip_prefix("user.claims.") {
+        return if is_plain_name(claim) && claim.len() <= 64 {
+            Ok(BindingSource::Claim(claim.into()))
+        } else {
+            Err(not_a_path())
+        };
+    }
     let Some((root, name)) = path.split_once('.') else {
         return Err(not_a_path());
     };
@@ -164,7 +189,9 @@ pub(crate) fn parse_binding_path(
             .find(|f| f.name() == name)
             .map(BindingSource::User)
             .ok_or_else(|| {
-                format!("unknown user field `{name}` (available: id, email, role, groups)")
+                format!(
+                    "unknown user field `{name}` (available: id, email, role, groups, claims.NAME)"
+                )
             }),
         _ => Err(not_a_path()),
     }
@@ -174,6 +201,7 @@ pub(crate) fn path_of(source: &BindingSource) -> String {
     match source {
         BindingSource::Param(param) => format!("params.{}", param.name),
         BindingSource::User(field) => format!("user.{}", field.name()),
+        BindingSource::Claim(name) => format!("user.claims.{name}"),
     }
 }
 
@@ -196,4 +224,53 @@ pub(crate) fn slots(
         .keys()
         .map(|name| named.get(name).cloned().unwrap_or(ParamValue::Null))
         .collect()
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::*;
+
+    #[test]
+    fn user_claims_bind_declared_scalars_as_text_and_nothing_else() {
+        let params = BTreeMap::new();
+        let source = parse_binding_path("user.claims.tenant_id", &params).unwrap();
+        assert_eq!(source, BindingSource::Claim("tenant_id".into()));
+        for bad in [
+            "user.claims.",
+            "user.claims.a.b",
+            "user.claims.a-b",
+            "user.claims.1a",
+        ] {
+            assert!(parse_binding_path(bad, &params).is_err(), "{bad}");
+        }
+        let mut user = Identity {
+            id: "auth0:u1".into(),
+            email: String::new(),
+            role: crate::auth::Role::Viewer,
+            groups: Vec::new(),
+            mfa_enabled: false,
+            claims: Default::default(),
+        };
+        user.claims
+            .insert("tenant_id".into(), serde_json::json!("t-1"));
+        user.claims.insert("seats".into(), serde_json::json!(12));
+        user.claims.insert("tags".into(), serde_json::json!(["a"]));
+        let value = |name: &str, user: Option<&Identity>| {
+            let mut none: [ParamValue; 0] = [];
+            BindingSource::Claim(name.into())
+                .value(&BindValues {
+                    params: &mut none,
+                    user,
+                })
+                .unwrap()
+        };
+        assert_eq!(
+            value("tenant_id", Some(&user)),
+            ParamValue::Text("t-1".into())
+        );
+        assert_eq!(value("seats", Some(&user)), ParamValue::Text("12".into()));
+        assert_eq!(value("tags", Some(&user)), ParamValue::Null);
+        assert_eq!(value("missing", Some(&user)), ParamValue::Null);
+        assert_eq!(value("tenant_id", None), ParamValue::Null);
+    }
 }

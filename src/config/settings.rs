@@ -12,7 +12,8 @@ use super::variables::{
     ADMIN_ALLOWED_IPS, AUTH_RATE_PER_MINUTE, COOKIE_SAMESITE, FRESH_AUTH_SECS, LOCKOUT_SECS,
     LOCKOUT_THRESHOLD, MAIL_FROM, PASSWORD_MIN_LENGTH, QUERY_MAX_CONCURRENCY, RATE_LIMIT_PER_IP,
     RATE_LIMIT_PER_KEY, RATE_LIMIT_PER_USER, RESET_TOKEN_TTL_SECS, SESSION_ABSOLUTE_TIMEOUT_SECS,
-    SESSION_IDLE_TIMEOUT_SECS, SIGNUP_ALLOWED_DOMAINS, SIGNUP_ENABLED, SMTP_URL, TRUSTED_PROXIES,
+    SESSION_IDLE_TIMEOUT_SECS, SIGNUP_ALLOWED_DOMAINS, SIGNUP_ENABLED, SMTP_URL, SSO_FILE,
+    SSO_ONLY, TRUSTED_PROXIES,
 };
 use super::{ConfigError, from_lookup};
 use crate::spec::rate::{RateRule, parse_rule};
@@ -39,6 +40,10 @@ pub struct AuthSettings {
     pub signup_enabled: bool,
     /// Lower-case domains; empty means any.
     pub signup_allowed_domains: Vec<String>,
+    /// `SLUICE_SSO_FILE`: the providers and issuers (read by the instance at start-up).
+    pub sso_file: Option<std::path::PathBuf>,
+    /// `SLUICE_SSO_ONLY`: every local sign-in path is closed.
+    pub sso_only: bool,
     pub password_min_length: usize,
     pub session_idle_timeout: Duration,
     pub session_absolute_timeout: Duration,
@@ -126,6 +131,16 @@ pub(super) fn auth_settings<F: Fn(&str) -> Option<String>>(
                     .collect()
             },
         )?,
+        sso_file: env.parse(SSO_FILE, "a path to the SSO file", |v| {
+            Ok((!v.is_empty()).then(|| std::path::PathBuf::from(v)))
+        })?,
+        sso_only: env.parse(SSO_ONLY, "true or false", |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                _ => Err(None),
+            }
+        })?,
         password_min_length: env.number(
             PASSWORD_MIN_LENGTH,
             "a whole number of characters from 8 to 64",

@@ -201,6 +201,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Email domains self-signup is limited to (comma-separated, e.g. example.com); empty: any domain. Checked on the address the verification mail goes to.",
     ),
     (
+        SSO_FILE,
+        "",
+        "The SSO file: OpenID Connect providers to sign in with and issuers of bearer JWTs (YAML; docs/SSO.md); empty: no SSO.",
+    ),
+    (
+        SSO_ONLY,
+        "false",
+        "Close every local sign-in path (password sign-in, signup, reset, password and email change, user creation by the API); people sign in through the SSO file's providers; the CLI stays as break-glass.",
+    ),
+    (
         PASSWORD_MIN_LENGTH,
         "12",
         "Shortest password accepted, in characters (8 to 64).",
@@ -351,6 +361,8 @@ pub(super) const RATE_LIMIT_PER_KEY: &str = "SLUICE_RATE_LIMIT_PER_KEY";
 pub(super) const QUERY_MAX_CONCURRENCY: &str = "SLUICE_QUERY_MAX_CONCURRENCY";
 pub(super) const SIGNUP_ENABLED: &str = "SLUICE_SIGNUP_ENABLED";
 pub(super) const SIGNUP_ALLOWED_DOMAINS: &str = "SLUICE_SIGNUP_ALLOWED_DOMAINS";
+pub(super) const SSO_FILE: &str = "SLUICE_SSO_FILE";
+pub(super) const SSO_ONLY: &str = "SLUICE_SSO_ONLY";
 pub(super) const PASSWORD_MIN_LENGTH: &str = "SLUICE_PASSWORD_MIN_LENGTH";
 pub(super) const SESSION_IDLE_TIMEOUT_SECS: &str = "SLUICE_SESSION_IDLE_TIMEOUT_SECS";
 pub(super) const SESSION_ABSOLUTE_TIMEOUT_SECS: &str = "SLUICE_SESSION_ABSOLUTE_TIMEOUT_SECS";

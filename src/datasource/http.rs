@@ -12,7 +12,6 @@
 //!   request has every form of the credential redacted from those headers and the body
 //!   ([`scrub`]).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,9 +136,7 @@ impl HttpSource {
         let mut builder = reqwest::Client::builder()
             .no_proxy()
             .redirect(redirect)
-            .dns_resolver(CheckedResolver {
-                policy: policy.clone(),
-            })
+            .dns_resolver(egress::CheckedResolver::new(policy.clone()))
             .timeout(
                 spec.timeout_ms
                     .map(Duration::from_millis)
@@ -411,21 +408,4 @@ fn body_as_json(body: Vec<u8>, is_json: bool) -> Vec<u8> {
         Err(_) => super::json::bytes(&mut out, &body),
     }
     out
-}
-
-/// A reqwest resolver that resolves once and hands back only checked addresses.
-struct CheckedResolver {
-    policy: Arc<EgressPolicy>,
-}
-
-impl reqwest::dns::Resolve for CheckedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy.clone();
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let addresses: Vec<SocketAddr> = egress::resolve_checked(&host, 0, &policy).await?;
-            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
-            Ok(addresses)
-        })
-    }
 }

@@ -176,7 +176,7 @@ fn admit(
                 checks.push((rule, rule.key("key", id), "API key", "query_api_key"));
             }
         }
-        Some(CallerVia::Session { .. }) => {
+        Some(CallerVia::Session { .. } | CallerVia::Token { .. }) => {
             if let (Some(rule), Some(caller)) = (&limits.per_user, caller) {
                 checks.push((
                     rule,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
-use super::{account_policy, edge, metrics};
+use super::{account_policy, edge, metrics, sso_only};
 use crate::auth::routes as auth_routes;
 use crate::gateway::{self, GatewayState};
 use crate::http::{method_not_allowed, request_id};
@@ -25,12 +25,17 @@ pub fn router(
     };
     // The 405 fallback is set first so that the policy layer wraps it too (preflights are
     // OPTIONS requests, which no route declares).
-    let auth = auth_routes::router(state.auth.clone())
+    let mut auth = auth_routes::router(state.auth.clone())
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(account(true));
-    let admin = admin
+    let mut admin = admin
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(account(false));
+    // Outermost: a closed local path is refused before anything reads the request.
+    if state.auth.sso.only {
+        auth = auth.route_layer(axum::middleware::from_fn(sso_only::middleware));
+        admin = admin.route_layer(axum::middleware::from_fn(sso_only::middleware));
+    }
     let edge_state = state.edge.clone();
     let mut routes = gateway::routes(state.clone())
         .merge(auth)

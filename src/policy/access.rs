@@ -95,6 +95,7 @@ mod tests {
                 role,
                 groups: vec!["sales".into()],
                 mfa_enabled,
+                claims: Default::default(),
             },
             via,
         }

@@ -10,6 +10,7 @@ fn caller(role: Role, groups: &[&str]) -> Caller {
             role,
             groups: groups.iter().map(|g| g.to_string()).collect(),
             mfa_enabled: true,
+            claims: Default::default(),
         },
         via: CallerVia::Session {
             token_hash: String::new(),

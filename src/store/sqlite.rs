@@ -26,6 +26,7 @@ pub use backup::BackupSummary;
 mod catalog;
 pub mod files;
 mod health;
+mod identities;
 mod members;
 mod mfa;
 mod rows;
@@ -167,6 +168,29 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE app_members ADD COLUMN editor INTEGER NOT NULL DEFAULT 0;
 "#,
     audit::CHAIN_MIGRATION,
+    // Federated identities (`identities.rs`): provider accounts linked to users, one per
+    // (provider, subject), and the OpenID Connect sign-ins under way (taken once).
+    r#"
+    CREATE TABLE user_identities (
+        provider        TEXT NOT NULL,
+        subject         TEXT NOT NULL,
+        user_id         TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        email           TEXT,
+        linked_at       INTEGER NOT NULL,
+        last_sign_in_at INTEGER,
+        PRIMARY KEY (provider, subject)
+    );
+    CREATE INDEX user_identities_user ON user_identities (user_id);
+    CREATE TABLE sso_flows (
+        state_hash    TEXT PRIMARY KEY,   -- SHA-256 of the state sent to the provider
+        provider      TEXT NOT NULL,
+        nonce         TEXT NOT NULL,
+        verifier_hash TEXT NOT NULL,      -- SHA-256 of the PKCE verifier (in the browser)
+        return_to     TEXT NOT NULL,
+        link_user     TEXT,
+        expires_at    INTEGER NOT NULL
+    );
+"#,
 ];
 
 /// The SQLite-backed store. One connection behind a mutex: metadata writes are rare and

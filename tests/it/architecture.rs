@@ -26,6 +26,7 @@ const PLACES: &[(&str, &str)] = &[
     ("snapshot", "services"),
     ("rotation", "services"),
     ("acme", "services"),
+    ("sso", "services"),
     ("audit", "services"),
     ("auth::service", "services"),
     ("auth::password", "services"),

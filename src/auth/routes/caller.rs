@@ -59,17 +59,52 @@ impl CookieSettings {
 
     /// The session token the request carries, if any.
     pub fn read<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
-        let name = self.name();
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v)
-            .filter(|v| !v.is_empty())
+        read_cookie(headers, self.name())
     }
+
+    /// The SSO flow cookie's name: it carries the PKCE verifier of the sign-in this browser
+    /// started, and binds the provider's answer to this browser.
+    pub fn flow_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-sluice_sso"
+        } else {
+            "sluice_sso"
+        }
+    }
+
+    /// `Set-Cookie` for an SSO flow: SameSite=Lax (the provider's redirect back is a
+    /// cross-site navigation), ten minutes, HttpOnly.
+    pub fn set_flow(&self, verifier: &str) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let value = format!(
+            "{}={verifier}; Path=/; HttpOnly; SameSite=Lax; Max-Age=600{secure}",
+            self.flow_name()
+        );
+        HeaderValue::from_str(&value).expect("verifiers are base64url")
+    }
+
+    /// `Set-Cookie` that removes the SSO flow cookie.
+    pub fn clear_flow(&self) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let value = format!(
+            "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
+            self.flow_name()
+        );
+        HeaderValue::from_str(&value).expect("static cookie text")
+    }
+}
+
+/// The value of the cookie `name`, if the request carries a non-empty one.
+pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
 }
 
 /// Who is asking: an API key (`Authorization: Bearer slk_...`), else the session cookie.
@@ -86,6 +121,12 @@ pub async fn caller(state: &AuthState, headers: &HeaderMap) -> Result<Option<Cal
             Some(key) if key.starts_with(crate::auth::token::API_KEY_PREFIX) => {
                 Ok(Some(state.service.authenticate_api_key(key).await?))
             }
+            Some(token) if state.sso.has_issuers() && looks_like_jwt(token) => {
+                bearer_token(state, token).await.map(Some)
+            }
+            _ if state.sso.has_issuers() => Err(ApiError::unauthenticated(
+                "the Authorization header must be `Bearer slk_...` (a Sluice API key) or `Bearer <JWT>` from a configured issuer",
+            )),
             _ => Err(ApiError::unauthenticated(
                 "the Authorization header must be `Bearer slk_...` (a Sluice API key)",
             )),
@@ -98,6 +139,42 @@ pub async fn caller(state: &AuthState, headers: &HeaderMap) -> Result<Option<Cal
         Ok(caller) => Ok(Some(caller)),
         Err(AuthError::Unauthenticated) => Ok(None),
         Err(other) => Err(other.into()),
+    }
+}
+
+/// Three base64url parts (a JWS in compact form), within a sane length.
+fn looks_like_jwt(token: &str) -> bool {
+    token.len() <= 16 * 1024
+        && token.split('.').count() == 3
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// An external bearer JWT, verified by its issuer's rules, as a caller. Its id is
+/// `<issuer name>:<sub>`, so it can never be a local user's (whose ids are UUIDs) nor
+/// another issuer's. Every refusal is the same 401; the reason goes to the server log.
+async fn bearer_token(state: &AuthState, token: &str) -> Result<Caller, ApiError> {
+    match state.sso.verify_bearer(token, state.service.now()).await {
+        Ok(verified) => Ok(Caller {
+            user: crate::auth::Identity {
+                id: format!("{}:{}", verified.issuer, verified.subject),
+                email: verified.email.unwrap_or_default(),
+                role: verified.role,
+                groups: verified.groups,
+                mfa_enabled: false,
+                claims: verified.claims,
+            },
+            via: crate::auth::CallerVia::Token {
+                issuer: verified.issuer,
+            },
+        }),
+        Err(refused) => {
+            tracing::info!(reason = refused.reason(), "Bearer token refused");
+            Err(ApiError::unauthenticated(
+                "the bearer token was refused (signature, issuer, audience or lifetime)",
+            ))
+        }
     }
 }
 

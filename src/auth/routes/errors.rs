@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 
-use crate::auth::service::AuthError;
+use crate::auth::service::{AuthError, NoAccount};
 use crate::http::ApiError;
 use crate::policy::Refusal;
 use crate::policy::refusal::RateLimited;
@@ -50,6 +50,15 @@ impl From<AuthError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "feature_off", message)
             }
             AuthError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            AuthError::SsoNoAccount(NoAccount::NotLinked) => {
+                ApiError::new(StatusCode::FORBIDDEN, "sso_no_account", message)
+            }
+            AuthError::SsoNoAccount(NoAccount::LinkRequired) => {
+                ApiError::new(StatusCode::FORBIDDEN, "sso_link_required", message)
+            }
+            AuthError::SsoRefused(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "sso_refused", message)
+            }
             AuthError::NotFound(_) => ApiError::not_found(message),
             AuthError::Store(_) | AuthError::Task(_) | AuthError::Vault(_) => {
                 tracing::error!(error = %error, "Authentication failed inside Sluice");

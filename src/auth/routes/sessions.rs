@@ -153,6 +153,21 @@ pub(super) async fn me(State(state): Shared, headers: HeaderMap) -> Result<Respo
             (current, None)
         }
         CallerVia::ApiKey { id, .. } => (None, Some(id.as_str())),
+        // Not a stored account: who the token says, and which issuer vouched for it.
+        CallerVia::Token { issuer } => {
+            let user = &caller.user;
+            return Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "id": user.id,
+                    "email": (!user.email.is_empty()).then_some(&user.email),
+                    "role": user.role,
+                    "groups": user.groups,
+                    "claims": user.claims,
+                    "token": { "issuer": issuer },
+                }),
+            ));
+        }
     };
     // The caller carries only an identity; the profile (name, dates) comes from the store.
     let user = state.service.user_by_id(&caller.user.id).await?;
@@ -166,7 +181,7 @@ pub(super) async fn sessions(
     let caller = signed_in(&state, &headers, true).await?;
     let current = match &caller.via {
         CallerVia::Session { public_id, .. } => Some(public_id.clone()),
-        CallerVia::ApiKey { .. } => None,
+        CallerVia::ApiKey { .. } | CallerVia::Token { .. } => None,
     };
     let list: Vec<SessionView> = state
         .service

@@ -146,7 +146,11 @@ impl AuthService {
     /// (and code) is still refused, with the generic answer, when failures locked the
     /// account meanwhile (`locked_right_password`) or the account changed since it was read
     /// (`credentials_changed`: a new password, email or MFA, or a disabling).
-    async fn admit(&self, outcome: SignIn, mut refusal: AuditEvent) -> Result<(), AuthError> {
+    pub(super) async fn admit(
+        &self,
+        outcome: SignIn,
+        mut refusal: AuditEvent,
+    ) -> Result<(), AuthError> {
         let reason = match outcome {
             SignIn::Admitted => return Ok(()),
             SignIn::Locked => "locked_right_password",
@@ -158,7 +162,7 @@ impl AuthService {
     }
 
     /// Records why a sign-in failed: on its audit event, and in the metrics.
-    fn failed(&self, event: &mut AuditEvent, reason: &'static str) {
+    pub(super) fn failed(&self, event: &mut AuditEvent, reason: &'static str) {
         event.reason = Some(reason.into());
         self.metrics.sign_in_failed(reason);
     }
@@ -242,6 +246,9 @@ impl AuthService {
             CallerVia::Session { .. } => Err(AuthError::FreshAuthRequired),
             CallerVia::ApiKey { .. } => Err(AuthError::Forbidden(
                 "this action needs a signed-in session, not an API key",
+            )),
+            CallerVia::Token { .. } => Err(AuthError::Forbidden(
+                "this action needs a signed-in session, not a bearer token",
             )),
         }
     }

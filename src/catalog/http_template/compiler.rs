@@ -114,6 +114,13 @@ impl Compiler<'_> {
                     list: field == UserField::Groups,
                 })
             }
+            BindingSource::Claim(name) => {
+                self.uses_user = true;
+                Ok(Binding {
+                    source: BindingSource::Claim(name),
+                    list: false,
+                })
+            }
         }
     }
 

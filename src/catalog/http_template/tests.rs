@@ -106,6 +106,7 @@ fn alice() -> Identity {
         role: crate::auth::Role::Admin,
         groups: vec!["sales".into(), "ops".into()],
         mfa_enabled: true,
+        claims: Default::default(),
     }
 }
 
@@ -678,7 +679,7 @@ fn binding_errors_match_the_sql_compiler() {
         ),
         (
             "{{ user.password }}",
-            "unknown user field `password` (available: id, email, role, groups)",
+            "unknown user field `password` (available: id, email, role, groups, claims.NAME)",
         ),
         (
             "{{ params.q | upper }}",

@@ -495,7 +495,7 @@ impl Compiler<'_> {
         self.out.copy_to(self.src, start);
         self.out.copied = end;
         self.pos = end;
-        if matches!(source, BindingSource::User(_)) {
+        if matches!(source, BindingSource::User(_) | BindingSource::Claim(_)) {
             self.out.uses_user = true;
         }
         match (shape, self.dialect) {
@@ -553,7 +553,7 @@ impl Compiler<'_> {
     fn shape(&self, start: usize, source: &BindingSource) -> Result<Shape, TemplateError> {
         let name = match source {
             BindingSource::User(UserField::Groups) => return Ok(Shape::Array),
-            BindingSource::User(_) => return Ok(Shape::Value),
+            BindingSource::User(_) | BindingSource::Claim(_) => return Ok(Shape::Value),
             BindingSource::Param(param) => &param.name,
         };
         let spec = &self.params[name];
@@ -691,6 +691,6 @@ fn declared_type(params: &BTreeMap<String, ParamSpec>, source: &BindingSource) -
     match source {
         BindingSource::Param(param) => params[&param.name].ty,
         BindingSource::User(UserField::Groups) => ParamType::Array(ScalarType::Text),
-        BindingSource::User(_) => ParamType::Scalar(ScalarType::Text),
+        BindingSource::User(_) | BindingSource::Claim(_) => ParamType::Scalar(ScalarType::Text),
     }
 }

@@ -68,6 +68,7 @@ fn alice() -> Identity {
         role: crate::auth::Role::Admin,
         groups: vec!["sales".into(), "ops".into()],
         mfa_enabled: true,
+        claims: Default::default(),
     }
 }
 
@@ -185,7 +186,7 @@ fn common_rules() {
             Err((
                 1,
                 8,
-                "unknown user field `name` (available: id, email, role, groups)",
+                "unknown user field `name` (available: id, email, role, groups, claims.NAME)",
             )),
         ),
         // A binding must not merge with a neighbouring token.

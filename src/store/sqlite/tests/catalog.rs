@@ -130,7 +130,8 @@ fn the_history_migration_keeps_the_catalog_serving_at_the_upgrade() {
         conn.execute_batch(
             "UPDATE catalog_revisions SET spec = NULL; \
              ALTER TABLE catalog_revisions DROP COLUMN spec; \
-             ALTER TABLE app_members DROP COLUMN editor; PRAGMA user_version = 3;",
+             ALTER TABLE app_members DROP COLUMN editor; DROP TABLE user_identities; \
+             DROP TABLE sso_flows; PRAGMA user_version = 3;",
         )
         .unwrap();
     }
