@@ -543,3 +543,30 @@ async fn a_key_rotation_at_the_provider_is_picked_up() {
     let hop = again.sign_in(&setup, "alice").await;
     assert_eq!(hop.status, 303, "{}", hop.body);
 }
+
+#[tokio::test]
+async fn an_account_with_a_second_factor_needs_the_provider_to_report_one() {
+    let setup = setup("normal", "    create_users: true\n", &[]).await;
+    for who in ["strong", "weak"] {
+        // The account exists through the provider, then enrols TOTP.
+        let mut jar = Jar::new();
+        assert_eq!(jar.sign_in(&setup, who).await.status, 303, "{who}");
+        let mut browser = Browser::with_cookie(&setup.gateway, jar.session());
+        auth_common::enrol_totp(&mut browser, &setup.clock).await;
+    }
+    // `strong`'s provider sign-in reports a second factor (amr: pwd, otp); `weak`'s does not.
+    let mut strong = Jar::new();
+    let hop = strong.sign_in(&setup, "strong").await;
+    assert_eq!(hop.status, 303, "{}", hop.body);
+    let mut weak = Jar::new();
+    weak.sign_in(&setup, "weak")
+        .await
+        .expect_error(403, "sso_refused");
+    assert!(weak.session().is_none());
+    let events = setup.gateway.audit.list(100, None).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.event == "login_failed"
+            && e.reason.as_deref() == Some("sso_without_second_factor")),
+        "{events:?}"
+    );
+}

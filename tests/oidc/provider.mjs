@@ -53,7 +53,9 @@ const configuration = {
   claims: {
     openid: ['sub'],
     email: ['email', 'email_verified'],
-    profile: ['name'],
+    // `amr` (how the person signed in, from the login result) is released with the
+    // profile scope: oidc-provider puts in ID tokens only the claims a scope releases.
+    profile: ['name', 'amr'],
     groups: ['groups'],
   },
   // ID tokens carry the claims (Sluice reads the ID token, not userinfo).
@@ -95,7 +97,7 @@ const server = http.createServer(async (req, res) => {
       }
       const grant = new provider.Grant({ accountId, clientId: details.params.client_id });
       grant.addOIDCScope(details.params.scope);
-      grant.addOIDCClaims(['email', 'email_verified', 'name', 'groups']);
+      grant.addOIDCClaims(['email', 'email_verified', 'name', 'groups', 'amr']);
       const grantId = await grant.save();
       const login = { accountId };
       if (person.amr) login.amr = person.amr;
