@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sluice::auth::Role;
 
@@ -38,6 +40,10 @@ pub struct Idp {
 
 impl Idp {
     pub fn start(port: u16, redirect_uri: &str, kid: &str, mode: &str) -> Idp {
+        Idp::spawn(port, redirect_uri, kid, mode, CLIENT_SECRET)
+    }
+
+    fn spawn(port: u16, redirect_uri: &str, kid: &str, mode: &str, secret: &str) -> Idp {
         let dir = provider_dir();
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -49,7 +55,7 @@ impl Idp {
             .arg(dir.join("provider.mjs"))
             .env("PORT", port.to_string())
             .env("REDIRECT_URI", redirect_uri)
-            .env("CLIENT_SECRET", CLIENT_SECRET)
+            .env("CLIENT_SECRET", secret)
             .env("KID", kid)
             .env("MODE", mode)
             .stdout(Stdio::piped())
@@ -156,6 +162,21 @@ pub async fn setup(mode: &str, extra: &str, env: &[(&str, &str)]) -> Setup {
     }
 }
 
+/// Where a browser signs in: Sluice's base URL and the provider's issuer.
+pub struct Sites {
+    pub sluice: String,
+    pub idp: String,
+}
+
+impl Setup {
+    pub fn sites(&self) -> Sites {
+        Sites {
+            sluice: self.gateway.url(""),
+            idp: self.idp.issuer(),
+        }
+    }
+}
+
 /// A browser: one cookie jar for 127.0.0.1 (cookies do not depend on the port), redirects
 /// followed by hand.
 pub struct Jar {
@@ -254,8 +275,8 @@ impl Jar {
 
     /// Follows redirects from `url` until one leads to Sluice's callback; returns that URL
     /// (not yet visited).
-    pub async fn follow_to_callback(&mut self, url: &str, setup: &Setup) -> String {
-        let callback = setup.gateway.url("/v1/auth/oidc/corp/callback");
+    pub async fn follow_to_callback(&mut self, url: &str, sites: &Sites) -> String {
+        let callback = format!("{}/v1/auth/oidc/corp/callback", sites.sluice);
         let mut next = url.to_owned();
         for _ in 0..10 {
             let hop = self.get(&next).await;
@@ -277,17 +298,15 @@ impl Jar {
     }
 
     /// Starts a sign-in at Sluice as `who` and follows it to the callback URL.
-    pub async fn start(&mut self, setup: &Setup, who: &str) -> String {
-        let start = setup.gateway.url(&format!(
-            "/v1/auth/oidc/corp/start?login_hint={who}&return_to=/done"
-        ));
+    pub async fn start(&mut self, sites: &Sites, who: &str) -> String {
+        let start = format!(
+            "{}/v1/auth/oidc/corp/start?login_hint={who}&return_to=/done",
+            sites.sluice
+        );
         let hop = self.get(&start).await;
         assert_eq!(hop.status, 303, "{}", hop.body);
         let to_provider = hop.location.expect("a redirect to the provider");
-        assert!(
-            to_provider.starts_with(&setup.idp.issuer()),
-            "{to_provider}"
-        );
+        assert!(to_provider.starts_with(&sites.idp), "{to_provider}");
         for needed in [
             "code_challenge_method=S256",
             "code_challenge=",
@@ -296,12 +315,12 @@ impl Jar {
         ] {
             assert!(to_provider.contains(needed), "{to_provider}");
         }
-        self.follow_to_callback(&to_provider, setup).await
+        self.follow_to_callback(&to_provider, sites).await
     }
 
     /// A whole sign-in as `who`: the callback's answer.
-    pub async fn sign_in(&mut self, setup: &Setup, who: &str) -> Hop {
-        let callback = self.start(setup, who).await;
+    pub async fn sign_in(&mut self, sites: &Sites, who: &str) -> Hop {
+        let callback = self.start(sites, who).await;
         self.get(&callback).await
     }
 }
@@ -321,7 +340,7 @@ async fn a_provider_sign_in_opens_a_session_for_a_just_in_time_account() {
     )
     .await;
     let mut jar = Jar::new();
-    let hop = jar.sign_in(&setup, "alice").await;
+    let hop = jar.sign_in(&setup.sites(), "alice").await;
     assert_eq!(hop.status, 303, "{}", hop.body);
     assert_eq!(hop.location.as_deref(), Some("/done"));
     assert!(
@@ -337,7 +356,7 @@ async fn a_provider_sign_in_opens_a_session_for_a_just_in_time_account() {
     // The next sign-in is the same account (found by the provider's `sub`), and the
     // session works on a query.
     let mut again = Jar::new();
-    assert_eq!(again.sign_in(&setup, "alice").await.status, 303);
+    assert_eq!(again.sign_in(&setup.sites(), "alice").await.status, 303);
     assert_eq!(me(&setup, &again).await["id"], alice_id.as_str());
     let mut browser = Browser::with_cookie(&setup.gateway, again.session());
     let ran = browser
@@ -348,7 +367,7 @@ async fn a_provider_sign_in_opens_a_session_for_a_just_in_time_account() {
 
     // Groups map to a role: bob is in `devs`.
     let mut bob = Jar::new();
-    assert_eq!(bob.sign_in(&setup, "bob").await.status, 303);
+    assert_eq!(bob.sign_in(&setup.sites(), "bob").await.status, 303);
     let who = me(&setup, &bob).await;
     assert_eq!(who["role"], "developer", "{who}");
 
@@ -367,7 +386,7 @@ async fn a_provider_sign_in_opens_a_session_for_a_just_in_time_account() {
 async fn a_callback_works_once_and_only_in_the_browser_that_started_it() {
     let setup = setup("normal", "    create_users: true\n", &[]).await;
     let mut jar = Jar::new();
-    let callback = jar.start(&setup, "alice").await;
+    let callback = jar.start(&setup.sites(), "alice").await;
     // Carried to another browser (no flow cookie): refused, and the flow is spent.
     let mut other = Jar::new();
     other
@@ -379,7 +398,7 @@ async fn a_callback_works_once_and_only_in_the_browser_that_started_it() {
         .expect_error(400, "sso_flow_unknown");
 
     // Finished once, then replayed (same code, same state, same cookies): refused.
-    let callback = jar.start(&setup, "alice").await;
+    let callback = jar.start(&setup.sites(), "alice").await;
     let flow_cookie = jar.cookies.clone();
     assert_eq!(jar.get(&callback).await.status, 303);
     jar.cookies.extend(flow_cookie);
@@ -412,7 +431,7 @@ async fn an_existing_local_account_is_linked_only_by_its_owner() {
     // The provider's verified email matches a local account: no takeover.
     let mut stranger = Jar::new();
     stranger
-        .sign_in(&setup, "owner")
+        .sign_in(&setup.sites(), "owner")
         .await
         .expect_error(403, "sso_link_required");
     assert!(stranger.session().is_none());
@@ -434,14 +453,14 @@ async fn an_existing_local_account_is_linked_only_by_its_owner() {
     assert_eq!(linked.status, 200, "{}", linked.body);
     let to_provider = linked.json()["redirect"].as_str().unwrap().to_owned();
     let callback = jar
-        .follow_to_callback(&format!("{to_provider}&login_hint=owner"), &setup)
+        .follow_to_callback(&format!("{to_provider}&login_hint=owner"), &setup.sites())
         .await;
     let done = jar.get(&callback).await;
     assert_eq!(done.status, 303, "{}", done.body);
 
     // ...after which the provider signs in to that very account.
     let mut later = Jar::new();
-    assert_eq!(later.sign_in(&setup, "owner").await.status, 303);
+    assert_eq!(later.sign_in(&setup.sites(), "owner").await.status, 303);
     assert_eq!(me(&setup, &later).await["id"], owner.id.as_str());
 
     // A link flow finished without the owner's session is refused.
@@ -453,7 +472,7 @@ async fn an_existing_local_account_is_linked_only_by_its_owner() {
         .await;
     let to_provider = linked.json()["redirect"].as_str().unwrap().to_owned();
     let callback = jar
-        .follow_to_callback(&format!("{to_provider}&login_hint=alice"), &setup)
+        .follow_to_callback(&format!("{to_provider}&login_hint=alice"), &setup.sites())
         .await;
     jar.cookies.remove("sluice_session");
     assert_eq!(jar.get(&callback).await.status, 401);
@@ -481,7 +500,7 @@ async fn unverified_and_outside_domain_emails_open_nothing() {
     let setup = setup("normal", "    create_users: true\n", &[]).await;
     for who in ["unverified", "outsider"] {
         let mut jar = Jar::new();
-        jar.sign_in(&setup, who)
+        jar.sign_in(&setup.sites(), who)
             .await
             .expect_error(403, "sso_no_account");
         assert!(jar.session().is_none(), "{who}");
@@ -492,7 +511,7 @@ async fn unverified_and_outside_domain_emails_open_nothing() {
     // Without create_users, a trusted email opens nothing either.
     let closed = self::setup("normal", "", &[]).await;
     let mut jar = Jar::new();
-    jar.sign_in(&closed, "alice")
+    jar.sign_in(&closed.sites(), "alice")
         .await
         .expect_error(403, "sso_no_account");
 }
@@ -503,7 +522,7 @@ async fn a_provider_that_omits_email_verified_opens_nothing_by_email() {
     auth_common::user(&setup.gateway, "owner@example.com", Role::Viewer).await;
     for who in ["alice", "owner"] {
         let mut jar = Jar::new();
-        jar.sign_in(&setup, who)
+        jar.sign_in(&setup.sites(), who)
             .await
             .expect_error(403, "sso_no_account");
     }
@@ -513,7 +532,7 @@ async fn a_provider_that_omits_email_verified_opens_nothing_by_email() {
 async fn a_token_signed_with_a_key_the_provider_does_not_publish_is_refused() {
     let setup = setup("wrong-key", "    create_users: true\n", &[]).await;
     let mut jar = Jar::new();
-    jar.sign_in(&setup, "alice")
+    jar.sign_in(&setup.sites(), "alice")
         .await
         .expect_error(401, "sso_token_refused");
     assert!(jar.session().is_none());
@@ -531,7 +550,7 @@ async fn a_token_signed_with_a_key_the_provider_does_not_publish_is_refused() {
 async fn a_key_rotation_at_the_provider_is_picked_up() {
     let mut setup = setup("normal", "    create_users: true\n", &[]).await;
     let mut jar = Jar::new();
-    assert_eq!(jar.sign_in(&setup, "alice").await.status, 303);
+    assert_eq!(jar.sign_in(&setup.sites(), "alice").await.status, 303);
     // The provider restarts with a new key (a new kid): Sluice's cached key set does not
     // have it, and is fetched again (at most every 10 s: wait that out).
     let port = setup.idp.port;
@@ -540,7 +559,7 @@ async fn a_key_rotation_at_the_provider_is_picked_up() {
     setup.idp = Idp::start(port, &redirect, "key-2", "normal");
     tokio::time::sleep(sluice::sso::keys::MIN_REFRESH + Duration::from_millis(500)).await;
     let mut again = Jar::new();
-    let hop = again.sign_in(&setup, "alice").await;
+    let hop = again.sign_in(&setup.sites(), "alice").await;
     assert_eq!(hop.status, 303, "{}", hop.body);
 }
 
@@ -550,16 +569,16 @@ async fn an_account_with_a_second_factor_needs_the_provider_to_report_one() {
     for who in ["strong", "weak"] {
         // The account exists through the provider, then enrols TOTP.
         let mut jar = Jar::new();
-        assert_eq!(jar.sign_in(&setup, who).await.status, 303, "{who}");
+        assert_eq!(jar.sign_in(&setup.sites(), who).await.status, 303, "{who}");
         let mut browser = Browser::with_cookie(&setup.gateway, jar.session());
         auth_common::enrol_totp(&mut browser, &setup.clock).await;
     }
     // `strong`'s provider sign-in reports a second factor (amr: pwd, otp); `weak`'s does not.
     let mut strong = Jar::new();
-    let hop = strong.sign_in(&setup, "strong").await;
+    let hop = strong.sign_in(&setup.sites(), "strong").await;
     assert_eq!(hop.status, 303, "{}", hop.body);
     let mut weak = Jar::new();
-    weak.sign_in(&setup, "weak")
+    weak.sign_in(&setup.sites(), "weak")
         .await
         .expect_error(403, "sso_refused");
     assert!(weak.session().is_none());
@@ -569,4 +588,111 @@ async fn an_account_with_a_second_factor_needs_the_provider_to_report_one() {
             && e.reason.as_deref() == Some("sso_without_second_factor")),
         "{events:?}"
     );
+}
+
+/// Security invariant 2 (docs/SECURITY.md) for SSO: a `sluice serve` at trace level signs
+/// someone in through the provider, refuses a replayed callback and a forged bearer JWT,
+/// and its output holds none of the client secret, the `state`, the `code`, the flow or
+/// session cookie, nor the token.
+#[tokio::test]
+async fn sso_secrets_stay_out_of_the_log() {
+    use crate::common::served::{Served, init_store, sluice_with_test_key};
+    let (sluice_port, idp_port) = (free_port(), free_port());
+    let address: std::net::SocketAddr = format!("127.0.0.1:{sluice_port}").parse().unwrap();
+    let public = format!("http://{address}");
+    let canary = format!("CanarySecret{}", uuid::Uuid::new_v4().simple());
+    let idp = Idp::start_with_secret(
+        idp_port,
+        &format!("{public}/v1/auth/oidc/corp/callback"),
+        &canary,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    init_store(dir.path());
+    let file = dir.path().join("sso.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "egress_allow: [127.0.0.0/8]
+oidc:
+  - name: corp
+    issuer: {issuer}
+    client_id: sluice
+    client_secret: {canary}
+    scopes: [openid, email, profile, groups]
+    allowed_domains: [example.com]
+    create_users: true
+jwt:
+  - name: ext
+    issuer: {issuer}
+    audience: [api]
+",
+            issuer = idp.issuer()
+        ),
+    )
+    .unwrap();
+    let mut server = Served::start_at(
+        sluice_with_test_key(dir.path(), &["serve"])
+            .env("SLUICE_SSO_FILE", &file)
+            .env("SLUICE_PUBLIC_URL", &public)
+            .env("SLUICE_LOG_LEVEL", "trace"),
+        address,
+    )
+    .await;
+    let sites = Sites {
+        sluice: public.clone(),
+        idp: idp.issuer(),
+    };
+    let mut jar = Jar::new();
+    let callback = jar.start(&sites, "alice").await;
+    let flow_cookie = jar.cookies.get("sluice_sso").cloned().expect("flow cookie");
+    let query: BTreeMap<String, String> = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let done = jar.get(&callback).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let session = jar.cookies.get("sluice_session").cloned().expect("session");
+    jar.cookies.insert("sluice_sso".into(), flow_cookie.clone());
+    jar.get(&callback)
+        .await
+        .expect_error(400, "sso_flow_unknown");
+    // A forged bearer token carrying a canary in its payload.
+    let forged = format!(
+        "eyJhbGciOiJSUzI1NiIsImtpZCI6ImtleS0xIn0.{}.c2ln",
+        URL_SAFE_NO_PAD.encode(
+            json!({ "iss": idp.issuer(), "aud": "api", "sub": canary, "exp": 4102444800u64 })
+                .to_string()
+        )
+    );
+    let refused = reqwest::Client::new()
+        .get(format!("{public}/v1/auth/me"))
+        .header("authorization", format!("Bearer {forged}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    server.terminate().await;
+    let output = server.output();
+    assert!(
+        output.contains("/v1/auth/oidc/corp/callback") || output.contains("request"),
+        "logging was on: {output}"
+    );
+    for (what, secret) in [
+        ("client secret", canary.as_str()),
+        ("state", query["state"].as_str()),
+        ("code", query["code"].as_str()),
+        ("flow cookie", flow_cookie.as_str()),
+        ("session cookie", session.as_str()),
+        ("bearer token", forged.as_str()),
+    ] {
+        assert!(!output.contains(secret), "the {what} is in the log");
+    }
+}
+
+impl Idp {
+    /// A provider whose client `sluice` has `secret`.
+    fn start_with_secret(port: u16, redirect_uri: &str, secret: &str) -> Idp {
+        Idp::spawn(port, redirect_uri, "key-1", "normal", secret)
+    }
 }

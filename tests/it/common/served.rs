@@ -96,6 +96,12 @@ impl Served {
     /// until `/readyz` answers 200.
     pub async fn start(command: &mut Command) -> Served {
         let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Served::start_at(command, address).await
+    }
+
+    /// [`Served::start`] on a chosen address (for settings that must name it beforehand,
+    /// such as `SLUICE_PUBLIC_URL`).
+    pub async fn start_at(command: &mut Command, address: SocketAddr) -> Served {
         let logs = tempfile::tempdir().expect("temp dir");
         let stdout = logs.path().join("serve.out");
         let stderr = logs.path().join("serve.err");
