@@ -43,6 +43,7 @@ mod openapi;
 mod operate;
 mod optional_filters;
 mod refusals;
+mod row_security;
 mod secret_references;
 mod tls;
 mod type_roundtrip;
