@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod policy;
 pub mod rotation;
+pub mod scim;
 pub mod snapshot;
 pub mod spec;
 pub mod statement;

@@ -44,6 +44,7 @@ mod operate;
 mod optional_filters;
 mod refusals;
 mod row_security;
+mod scim;
 mod secret_references;
 mod tls;
 mod type_roundtrip;
