@@ -221,6 +221,18 @@ impl ScimService {
                 if !update.active && !before.user.disabled {
                     refuse_last_admin(store, &before)?;
                 }
+                // A password reset goes to the account's email: moving the email of an
+                // account with a password (or of an admin) would hand that account to
+                // whoever holds the new address.
+                if update.email != before.user.email
+                    && (before.user.password_hash.is_some() || before.user.role == Role::Admin)
+                {
+                    return Err(ScimError::Mutability(
+                        "the email of an admin or of an account with a password is changed \
+                         by its owner (or `sluice user`), not by SCIM"
+                            .into(),
+                    ));
+                }
                 let after = store.update_scim_user(&id, &update, now)?;
                 Ok((before, after))
             })

@@ -506,6 +506,22 @@ async fn deactivation_ends_a_live_session_and_an_api_key_at_once() {
         200,
     );
     assert_eq!(found["Resources"][0]["id"], json!(account.id));
+    // It may not move the email of an account with a password (a reset would follow it).
+    let steal = json!({
+        "Operations": [{ "op": "replace", "path": "userName", "value": "thief@elsewhere.example" }]
+    });
+    let refused = send(
+        &gateway,
+        reqwest::Method::PATCH,
+        &format!("/Users/{}", account.id),
+        steal,
+    )
+    .await;
+    expect_scim_error(&refused, 400, Some("mutability"));
+    assert_eq!(
+        gateway.auth.user_by_id(&account.id).await.unwrap().email,
+        "dev@scim-live.example"
+    );
     let patch = json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{ "op": "replace", "path": "active", "value": false }]
