@@ -11,4 +11,5 @@ pub mod binding;
 pub mod compile;
 pub mod http_template;
 pub mod params;
+pub mod row_security;
 pub mod template;

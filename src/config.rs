@@ -54,8 +54,8 @@ use variables::{
     ENCRYPTION_PASSWORD, ENCRYPTION_PASSWORD_OLD, ENCRYPTION_SALT, ENCRYPTION_SALT_OLD,
     HEADER_READ_TIMEOUT_MS, LISTEN, LISTEN_BACKLOG, LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES,
     MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_ROWS, METADATA_DB, METRICS_LISTEN, METRICS_TOKEN,
-    POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL, QUERY_TIMEOUT_MS, SECRET_REFERENCES, SHUTDOWN_GRACE_SECS,
-    SQLITE_DIRS, TLS_CERT_FILE, TLS_KEY_FILE,
+    POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL, QUERY_TIMEOUT_MS, SCIM_TOKEN, SECRET_REFERENCES,
+    SHUTDOWN_GRACE_SECS, SQLITE_DIRS, TLS_CERT_FILE, TLS_KEY_FILE,
 };
 
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
@@ -105,6 +105,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Bearer token for `GET /metrics` on the main listener; `None`: not served there.
     pub metrics_token: Option<SecretString>,
+    /// Bearer token of the SCIM 2.0 endpoints (`/scim/v2/...`); `None`: not served.
+    pub scim_token: Option<SecretString>,
     /// Non-public networks every datasource may reach.
     pub egress_allow: Vec<ipnet::IpNet>,
     /// Source addresses for outbound connections (at most one per address family).
@@ -493,6 +495,7 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
             },
         )?,
         metrics_token: bearer_token(&env, METRICS_TOKEN)?,
+        scim_token: bearer_token(&env, SCIM_TOKEN)?,
         egress_allow: env.parse(
             EGRESS_ALLOW,
             "a comma-separated list of CIDRs or addresses such as 10.0.0.0/8, 192.168.1.5",

@@ -249,10 +249,23 @@ impl Instance {
             store: self.store.clone(),
             keys: self.key.clone(),
         });
+        let scim = self.config.scim_token.clone().map(|token| {
+            Arc::new(crate::scim::routes::ScimState {
+                service: crate::scim::service::ScimService::new(
+                    self.store.clone(),
+                    self.state.audit.clone(),
+                    self.clock.clone(),
+                ),
+                token,
+                public_url: self.config.public_url.clone(),
+                max_body_bytes: self.config.max_body_bytes,
+            })
+        });
         router(
             self.state.clone(),
             admin::router(admin_state),
             self.config.metrics_token.clone(),
+            scim,
         )
     }
 

@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod policy;
 pub mod rotation;
 pub mod scan;
+pub mod scim;
 pub mod snapshot;
 pub mod spec;
 pub mod sso;

@@ -11,11 +11,14 @@
 pub mod checks;
 pub mod diff;
 pub mod rate;
+pub mod row_security;
 pub mod yaml;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+pub use row_security::{QueryRowSecurity, RowSecuritySpec};
 
 /// The whole catalog: datasources and apps, each keyed by its name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -80,6 +83,11 @@ pub struct NetworkDatabaseSpec {
     /// database on a private network or this host. Everything else non-public is refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress_allow: Vec<String>,
+    /// PostgreSQL only: run every query in a transaction as a role mapped from the caller's
+    /// Sluice role, with the caller's claims in `request.jwt.claims` (docs/CATALOG.md, "Row
+    /// security"). Refused on MySQL/MariaDB when the catalog is compiled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_security: Option<RowSecuritySpec>,
 }
 
 /// TLS policy for a database connection.
@@ -361,6 +369,10 @@ pub struct QuerySpec {
     /// Limits for this query (each one set replaces the app's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsSpec>,
+    /// Row security for this query (PostgreSQL only): a role mapping that replaces the
+    /// datasource's, or `false` to run this query without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_security: Option<QueryRowSecurity>,
 }
 
 /// The declared type of a param.

@@ -36,6 +36,44 @@ pub struct RenderedSql {
     pub types: Arc<[ParamType]>,
 }
 
+/// What a PostgreSQL connection is set up with before a statement under row security:
+/// `begin` (`BEGIN; SET LOCAL ROLE "<role>"`, made at compile time from a checked role
+/// name, never from request data) and the caller's claims, bound as values of
+/// `set_config(name, $n, true)`. `Debug` shows the statement and hides the claims (they
+/// hold an email address).
+#[derive(Clone, PartialEq)]
+pub struct RowContext {
+    pub begin: Arc<str>,
+    pub claims: RowClaims,
+}
+
+/// The caller's claims as PostgREST names them: the whole JSON object for
+/// `request.jwt.claims`, and `sub`, `role` and `email` for `request.jwt.claim.<name>`
+/// (`None` leaves that setting at its reset value, so `current_setting(name, true)` reads
+/// `NULL` or an empty string, never another caller's value).
+#[derive(Clone, PartialEq)]
+pub struct RowClaims {
+    pub json: String,
+    pub sub: Option<String>,
+    pub role: String,
+    pub email: Option<String>,
+}
+
+/// The statement that sets a [`RowClaims`]: each claim a bound value (`$1` the JSON, then
+/// `sub`, `role`, `email`), each setting local to the transaction.
+pub const SET_CLAIMS_SQL: &str = "SELECT set_config('request.jwt.claims', $1, true), \
+     set_config('request.jwt.claim.sub', $2, true), \
+     set_config('request.jwt.claim.role', $3, true), \
+     set_config('request.jwt.claim.email', $4, true)";
+
+impl std::fmt::Debug for RowContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowContext")
+            .field("begin", &self.begin)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A request ready to send, without the datasource's base URL and credentials.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenderedHttp {

@@ -18,6 +18,8 @@
 //!   (`/readyz`).
 //! - [`sealed`]: [`SealedStore`](sealed::SealedStore), every sealed value wherever it is kept
 //!   (catalog, revisions, TOTP secrets), for key status and rotation.
+//! - [`scim`]: [`ScimStore`](scim::ScimStore), SCIM provisioning: an IdP's profile of each
+//!   account and the groups it mirrors into the accounts' `groups`.
 //!
 //! [`Store`] is all of them: what the instance opens. [`AccountStore`] is the part the auth
 //! service works with (the accounts, without the catalog and the audit log, which it writes
@@ -48,6 +50,7 @@ pub mod health;
 pub mod identities;
 pub mod members;
 pub mod mfa;
+pub mod scim;
 pub mod sealed;
 pub mod sessions;
 mod sqlite;
@@ -85,7 +88,12 @@ impl<T> AccountStore for T where
 /// it can be reached. One object implements it all (the SQLite store; later the PostgreSQL
 /// one).
 pub trait Store:
-    catalog::CatalogStore + AccountStore + audit::AuditStore + health::HealthStore + sealed::SealedStore
+    catalog::CatalogStore
+    + AccountStore
+    + audit::AuditStore
+    + health::HealthStore
+    + sealed::SealedStore
+    + scim::ScimStore
 {
 }
 
@@ -95,5 +103,6 @@ impl<T> Store for T where
         + audit::AuditStore
         + health::HealthStore
         + sealed::SealedStore
+        + scim::ScimStore
 {
 }

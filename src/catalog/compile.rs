@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::catalog::http_template::{CompiledHttp, compile_http};
 use crate::catalog::params::ParamSchema;
+use crate::catalog::row_security::CompiledRowSecurity;
 use crate::catalog::template::{CompiledSql, compile_sql};
 use crate::config::QueryDefaults;
 use crate::policy::{self, AppPolicy, QueryPolicy};
@@ -51,6 +52,8 @@ pub struct CompiledQuery {
     pub max_rows: u64,
     /// Grant and limits.
     pub policy: QueryPolicy,
+    /// The PostgreSQL role mapping each run is set up with (`row_security`), if any.
+    pub row_security: Option<CompiledRowSecurity>,
 }
 
 /// An app ready to serve.
@@ -176,6 +179,9 @@ pub fn compile(
                 problem(format!("{location}.{field}"), message);
             }
         }
+        for (field, message) in crate::catalog::row_security::check_datasource(datasource) {
+            problem(format!("{location}.{field}"), message);
+        }
         for (field, value) in datasource.secret_fields() {
             if let Some(value) = value
                 && !vault::is_sealed(value)
@@ -247,6 +253,18 @@ pub fn compile(
                         }
                         QueryPolicy::default()
                     });
+            let row_security = crate::catalog::row_security::compile_for_query(
+                query,
+                &query.datasource,
+                datasource,
+            )
+            .unwrap_or_else(|(field, message)| {
+                // A datasource's own mapping is reported once, under the datasource.
+                if query.row_security.is_some() {
+                    problem(format!("{location}.{field}"), message);
+                }
+                None
+            });
             if query.max_rows == Some(0) {
                 problem(format!("{location}.max_rows"), "must be at least 1".into());
             }
@@ -269,6 +287,7 @@ pub fn compile(
                     .unwrap_or(defaults.timeout),
                 max_rows: query.max_rows.unwrap_or(defaults.max_rows),
                 policy: query_policy,
+                row_security,
             });
             by_index.push(compiled.clone());
             queries.insert(query_name.clone(), compiled);

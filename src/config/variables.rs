@@ -131,6 +131,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Bearer token that opens GET /metrics on the main listener (Authorization: Bearer <token>), at least 32 characters; empty: /metrics on the main listener is an unknown path (404).",
     ),
     (
+        SCIM_TOKEN,
+        "",
+        "Bearer token of the SCIM 2.0 provisioning endpoints (/scim/v2/Users, /scim/v2/Groups; docs/SCIM.md) that an identity provider (Okta, Entra ID) uses, at least 32 characters; empty: SCIM is off and its paths are unknown (404).",
+    ),
+    (
         TLS_CERT_FILE,
         "",
         "PEM certificate chain to serve HTTPS with (re-read on SIGHUP); empty: plain HTTP (terminate TLS in front of Sluice).",
@@ -347,6 +352,7 @@ pub(super) const POOL_WAIT_MS: &str = "SLUICE_POOL_WAIT_MS";
 pub(super) const ADMIN_TOKEN: &str = "SLUICE_ADMIN_TOKEN";
 pub(super) const METRICS_LISTEN: &str = "SLUICE_METRICS_LISTEN";
 pub(super) const METRICS_TOKEN: &str = "SLUICE_METRICS_TOKEN";
+pub(super) const SCIM_TOKEN: &str = "SLUICE_SCIM_TOKEN";
 pub(super) const TLS_CERT_FILE: &str = "SLUICE_TLS_CERT_FILE";
 pub(super) const TLS_KEY_FILE: &str = "SLUICE_TLS_KEY_FILE";
 pub(super) const ACME_DOMAINS: &str = "SLUICE_ACME_DOMAINS";
@@ -394,6 +400,7 @@ pub const SECRET_VARIABLES: &[&str] = &[
     ENCRYPTION_SALT,
     ADMIN_TOKEN,
     METRICS_TOKEN,
+    SCIM_TOKEN,
     SMTP_URL,
     AUDIT_WEBHOOK_TOKEN,
     ENCRYPTION_PASSWORD_OLD,

@@ -194,6 +194,7 @@ async fn run(
         // Nothing started yet: nothing to cancel.
         () = &mut gone => return,
     };
+    let secured = options.row_security.is_some();
     let outcome = tokio::select! {
         biased;
         outcome = timeout_at(
@@ -204,7 +205,20 @@ async fn run(
     };
     let failure = match outcome {
         Ok(Ok(Streamed::Finished)) => return,
-        Ok(Err(error)) => return producer.fail(error).await,
+        Ok(Err(error)) => {
+            // Under row security the connection is inside a transaction (its role and
+            // claims set): end it before the connection goes back to the pool, or do not
+            // put it back at all.
+            if secured && let Err(rollback) = connection.client.batch_execute("ROLLBACK").await {
+                tracing::warn!(
+                    datasource = %name,
+                    error_kind = error_kind(&rollback),
+                    "Rolling back a row-security transaction failed; dropping its connection"
+                );
+                drop(deadpool::managed::Object::take(connection));
+            }
+            return producer.fail(error).await;
+        }
         Ok(Ok(Streamed::Abandoned)) => {
             tracing::debug!(datasource = %name, "Cancelling a statement: its request went away");
             None
@@ -230,6 +244,9 @@ async fn stream(
     options: ExecOptions,
     producer: &mut Producer,
 ) -> Result<Streamed, DatasourceError> {
+    if let Some(context) = &options.row_security {
+        begin_secured(connection, name, context).await?;
+    }
     let prepared = connection
         .prepare_cached(&statement.sql, &statement.types)
         .await
@@ -243,55 +260,94 @@ async fn stream(
         .enumerate()
         .map(|(index, value)| PgArg::new(index + 1, value))
         .collect();
-    let rows = connection
-        .client
-        .query_raw(
-            &prepared.statement,
-            args.iter().map(|arg| arg as &dyn ToSql),
-        )
-        .await
-        .map_err(|e| classify(name, &e))?;
-    let returns_rows = !decoders.is_empty();
-    pin_mut!(rows);
-    // The statement runs when the stream is first polled: wait for its first row (or its
-    // end) before reporting the columns, so an error in it (a constraint, a bad value)
-    // still gets its own status instead of a cut 200.
-    let mut next = rows.next().await;
-    if let Some(Err(error)) = &next {
-        return Err(classify(name, error));
-    }
-    if !producer.start(columns_json) {
-        return Ok(Streamed::Abandoned);
-    }
     let mut buffer = Vec::with_capacity(4096);
     let mut summary = Summary::default();
-    while let Some(row) = next.take() {
-        let row = row.map_err(|e| classify(name, &e))?;
-        if summary.row_count == options.max_rows {
-            summary.truncated = true;
-            break;
+    // The rows stream lives in this block: under row security the COMMIT below must not be
+    // sent while a truncated result still has rows coming to it.
+    {
+        let rows = connection
+            .client
+            .query_raw(
+                &prepared.statement,
+                args.iter().map(|arg| arg as &dyn ToSql),
+            )
+            .await
+            .map_err(|e| classify(name, &e))?;
+        let returns_rows = !decoders.is_empty();
+        pin_mut!(rows);
+        // The statement runs when the stream is first polled: wait for its first row (or
+        // its end) before reporting the columns, so an error in it (a constraint, a bad
+        // value) still gets its own status instead of a cut 200.
+        let mut next = rows.next().await;
+        if let Some(Err(error)) = &next {
+            return Err(classify(name, error));
         }
-        if summary.row_count > 0 {
-            buffer.push(b',');
+        if !producer.start(columns_json) {
+            return Ok(Streamed::Abandoned);
         }
-        decode::write_row(&row, &decoders, &mut buffer)?;
-        summary.row_count += 1;
-        if buffer.len() >= FRAME_BYTES {
-            let frame = Frame::Rows(std::mem::take(&mut buffer).into());
-            if producer.frames().send(frame).await.is_err() {
-                return Ok(Streamed::Abandoned);
+        while let Some(row) = next.take() {
+            let row = row.map_err(|e| classify(name, &e))?;
+            if summary.row_count == options.max_rows {
+                summary.truncated = true;
+                break;
             }
+            if summary.row_count > 0 {
+                buffer.push(b',');
+            }
+            decode::write_row(&row, &decoders, &mut buffer)?;
+            summary.row_count += 1;
+            if buffer.len() >= FRAME_BYTES {
+                let frame = Frame::Rows(std::mem::take(&mut buffer).into());
+                if producer.frames().send(frame).await.is_err() {
+                    return Ok(Streamed::Abandoned);
+                }
+            }
+            next = rows.next().await;
         }
-        next = rows.next().await;
+        if !returns_rows {
+            summary.rows_affected = rows.rows_affected();
+        }
     }
-    if !returns_rows {
-        summary.rows_affected = rows.rows_affected();
+    if options.row_security.is_some() {
+        // Committed before the result is called complete: a failed COMMIT (a deferred
+        // constraint) ends the body with an error, not with `Done`.
+        connection
+            .client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| classify(name, &e))?;
     }
     if !buffer.is_empty() {
         let _ = producer.frames().send(Frame::Rows(buffer.into())).await;
     }
     let _ = producer.frames().send(Frame::Done(summary)).await;
     Ok(Streamed::Finished)
+}
+
+/// Opens a row-security transaction on `connection`: `BEGIN; SET LOCAL ROLE "<role>"` (a
+/// role name compiled from the catalog) and the caller's claims as bound values of
+/// `set_config(name, $n, true)`, both sent before either answer is read. Everything set
+/// here ends with the transaction.
+async fn begin_secured(
+    connection: &mut PgConnection,
+    name: &str,
+    context: &crate::statement::RowContext,
+) -> Result<(), DatasourceError> {
+    static CLAIMS_SQL: std::sync::LazyLock<Arc<str>> =
+        std::sync::LazyLock::new(|| Arc::from(crate::statement::SET_CLAIMS_SQL));
+    let prepared = connection
+        .prepare_cached(&CLAIMS_SQL, &[])
+        .await
+        .map_err(|e| classify(name, &e))?;
+    let claims = &context.claims;
+    let values: [&(dyn ToSql + Sync); 4] = [&claims.json, &claims.sub, &claims.role, &claims.email];
+    let (begun, set) = tokio::join!(
+        connection.client.batch_execute(&context.begin),
+        connection.client.query(&prepared.statement, &values),
+    );
+    begun.map_err(|e| classify(name, &e))?;
+    set.map_err(|e| classify(name, &e))?;
+    Ok(())
 }
 
 fn classify_pool(

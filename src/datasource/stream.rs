@@ -69,13 +69,16 @@ pub(crate) fn columns_json(columns: &[ColumnInfo]) -> Bytes {
         .into()
 }
 
-/// Limits for one execution.
-#[derive(Debug, Clone, Copy)]
+/// Limits for one execution, and what its connection is set up with.
+#[derive(Debug, Clone)]
 pub struct ExecOptions {
     /// The whole execution (connect, run, stream) must finish within this.
     pub timeout: Duration,
     /// Stop after this many rows and report the result as truncated.
     pub max_rows: u64,
+    /// PostgreSQL only: run the statement in a transaction as this role with these claims
+    /// (row security). The catalog compiler refuses it on every other kind.
+    pub row_security: Option<crate::statement::RowContext>,
 }
 
 /// A piece of a running result.

@@ -75,6 +75,7 @@ pub async fn invoke(
         visibility == Visibility::Public
             && query.policy.grant.anonymous
             && !query.template.uses_user()
+            && query.row_security.is_none()
     }) && !headers.contains_key(header::AUTHORIZATION);
     let caller = if anonymous_ok {
         None
@@ -234,7 +235,12 @@ async fn execute(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if query.template.uses_user() && run.caller.is_none() {
+    let needs_user = query.template.uses_user()
+        || query
+            .row_security
+            .as_ref()
+            .is_some_and(|mapping| !mapping.admits_anonymous());
+    if needs_user && run.caller.is_none() {
         return Err(ApiError::unauthenticated(
             "this query runs as the signed-in user; sign in first",
         ));
@@ -367,12 +373,21 @@ async fn execute_params(
             };
         }
     };
+    // Row security: the caller's PostgreSQL role and claims, or 401 for an anonymous
+    // caller the mapping has no role for.
+    let row_security = match &query.row_security {
+        None => None,
+        Some(mapping) => Some(mapping.context(bound.user).ok_or_else(|| {
+            ApiError::unauthenticated("this query runs as the signed-in user; sign in first")
+        })?),
+    };
     let statement = sql
         .render(&mut bound)
         .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
     let options = ExecOptions {
         timeout: query.timeout,
         max_rows: query.max_rows,
+        row_security,
     };
     // Dropping the execution (the client reset) cancels the statement on the server.
     let executed = tokio::select! {

@@ -1,5 +1,5 @@
 //! The HTTP router of an instance: the view plane, `/v1/auth` and `/v1/admin` (and
-//! `/metrics` when a metrics token is set) composed behind the request-id and edge
+//! `/metrics` when a metrics token is set, `/scim/v2` when a SCIM token is) composed behind the request-id and edge
 //! middleware, with the account-route guard around the account and admin routes.
 
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use super::{account_policy, edge, metrics, sso_only};
 use crate::auth::routes as auth_routes;
 use crate::gateway::{self, GatewayState};
 use crate::http::{method_not_allowed, request_id};
+use crate::scim::routes::ScimState;
 use crate::vault::SecretString;
 
 /// The whole router: the view plane and `/v1/auth`, with `admin` (the edit plane) nested
@@ -19,6 +20,7 @@ pub fn router(
     state: Arc<GatewayState>,
     admin: Router,
     metrics_token: Option<SecretString>,
+    scim: Option<Arc<ScimState>>,
 ) -> Router {
     let account = |cors| {
         axum::middleware::from_fn_with_state((state.clone(), cors), account_policy::middleware)
@@ -42,6 +44,11 @@ pub fn router(
         .nest("/v1/admin", admin);
     if let Some(token) = metrics_token {
         routes = routes.merge(metrics::token_routes(state, token));
+    }
+    // SCIM (`SLUICE_SCIM_TOKEN`): bearer-token routes for an identity provider, not
+    // cookie-authenticated, so outside the account-route guard.
+    if let Some(scim) = scim {
+        routes = routes.merge(crate::scim::routes::router(scim));
     }
     // The request-id and edge middleware wrap the routes once, as one service, rather than
     // through `Router::layer`, which wraps every route (and the fallback) in its own boxed

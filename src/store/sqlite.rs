@@ -30,6 +30,7 @@ mod identities;
 mod members;
 mod mfa;
 mod rows;
+mod scim;
 mod sealed;
 mod sessions;
 #[cfg(test)]
@@ -190,6 +191,36 @@ const MIGRATIONS: &[&str] = &[
         link_user     TEXT,
         expires_at    INTEGER NOT NULL
     );
+"#,
+    // SCIM provisioning (`scim.rs`): an IdP's profile of an account beside `users` (a SCIM
+    // user is an account; `deleted_at` set: SCIM deleted it and answers 404, the disabled
+    // account stays for the audit log), and SCIM groups, mirrored into their members'
+    // `users.groups` under `group_name`. Self-contained: it only adds tables.
+    r#"
+    CREATE TABLE scim_users (
+        user_id     TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        external_id TEXT UNIQUE,
+        user_name   TEXT NOT NULL,
+        given_name  TEXT,
+        family_name TEXT,
+        formatted   TEXT,
+        deleted_at  INTEGER,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE TABLE scim_groups (
+        id           TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL,
+        group_name   TEXT NOT NULL UNIQUE,
+        external_id  TEXT UNIQUE,
+        created_at   INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL
+    );
+    CREATE TABLE scim_group_members (
+        group_id TEXT NOT NULL REFERENCES scim_groups(id) ON DELETE CASCADE,
+        user_id  TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        PRIMARY KEY (group_id, user_id)
+    );
+    CREATE INDEX scim_group_members_user_id ON scim_group_members(user_id);
 "#,
 ];
 

@@ -857,6 +857,20 @@ async fn developers_edit_only_the_apps_they_are_editors_of() {
         .put("/v1/admin/apps/tools/queries/granted", &granted, &[])
         .await;
     assert_eq!(refused.status, 403, "{}", refused.text);
+    // Nor may they pick the PostgreSQL role a query runs as, or turn row security off.
+    for rows in [json!(false), json!({ "role": "web_admin" })] {
+        let mut escalated = changed.clone();
+        escalated["row_security"] = rows;
+        let refused = dev
+            .put("/v1/admin/apps/tools/queries/q", &escalated, &[])
+            .await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (403, "forbidden".into()),
+            "{}",
+            refused.text
+        );
+    }
     let other_ds = json!({ "kind": "postgres", "host": "127.0.0.1", "port": 5432, "database": "test",
         "user": "postgres", "egress_allow": ["127.0.0.1/32"] });
     let made = admin.put("/v1/admin/datasources/pg2", &other_ds, &[]).await;

@@ -40,6 +40,7 @@ async fn select_one(pools: &Pools, name: &str) -> Result<(), &'static str> {
     let options = ExecOptions {
         timeout: Duration::from_secs(10),
         max_rows: 10,
+        row_security: None,
     };
     let mut execution = pools
         .get(name)

@@ -44,6 +44,8 @@ mod openapi;
 mod operate;
 mod optional_filters;
 mod refusals;
+mod row_security;
+mod scim;
 mod secret_references;
 mod sso;
 mod sso_only;

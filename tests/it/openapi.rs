@@ -99,10 +99,16 @@ async fn the_instance_document_is_public_valid_openapi_3_1_and_revalidates_with_
 async fn every_documented_path_and_method_is_answered_by_a_route() {
     let gateway = TestGateway::start_with(
         "apps: {}\n",
-        &[(
-            "SLUICE_METRICS_TOKEN",
-            "metrics-token-0123456789abcdef0123456789",
-        )],
+        &[
+            (
+                "SLUICE_METRICS_TOKEN",
+                "metrics-token-0123456789abcdef0123456789",
+            ),
+            (
+                "SLUICE_SCIM_TOKEN",
+                "scim-token-0123456789abcdef0123456789ab",
+            ),
+        ],
     )
     .await;
     let document = sluice::openapi::instance::value().expect("instance.yaml");

@@ -60,7 +60,7 @@ pub(super) async fn require_editor(
 
 /// What an editor (a developer, not an admin) may not do to an app: change who reaches it
 /// (`visibility`, `grants`, `allowed_ips`, `cors`, `headers`: only `limits` is theirs), give a
-/// query grants of its own, or point a query at a datasource the app's stored queries do not
+/// query grants or a `row_security` of its own, or point a query at a datasource the app's stored queries do not
 /// already use (an admin adds the first query on a datasource). Admins pass.
 pub(super) fn editor_limits(
     actor: &AdminActor,
@@ -98,6 +98,17 @@ pub(super) fn editor_limits(
         if query.grants != stored_grants {
             return Err(forbidden(
                 "a query's own `grants` are for admins to set or change".into(),
+            ));
+        }
+        // Which PostgreSQL role a query runs as (or running it without row security) is
+        // part of the perimeter too.
+        let stored_rows = stored
+            .queries
+            .get(name)
+            .and_then(|q| q.row_security.clone());
+        if query.row_security != stored_rows {
+            return Err(forbidden(
+                "a query's `row_security` is for admins to set or change".into(),
             ));
         }
         let used = stored

@@ -124,11 +124,13 @@ fn the_history_migration_keeps_the_catalog_serving_at_the_upgrade() {
         store.replace_catalog(&CatalogSpec::default(), "a").unwrap();
         store.replace_catalog(&spec, "b").unwrap();
         let conn = store.lock();
-        // The audit chain (a later migration) is undone too, so the rewind is complete.
+        // The audit chain and the SCIM tables (later migrations) are undone too, so the
+        // rewind is complete.
         conn.execute_batch(super::super::audit::UNDO_CHAIN_MIGRATION)
             .unwrap();
         conn.execute_batch(
-            "UPDATE catalog_revisions SET spec = NULL; \
+            "DROP TABLE scim_group_members; DROP TABLE scim_groups; DROP TABLE scim_users; \
+             UPDATE catalog_revisions SET spec = NULL; \
              ALTER TABLE catalog_revisions DROP COLUMN spec; \
              ALTER TABLE app_members DROP COLUMN editor; DROP TABLE user_identities; \
              DROP TABLE sso_flows; PRAGMA user_version = 3;",
