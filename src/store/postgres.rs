@@ -231,3 +231,5 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 #[cfg(test)]
 pub(crate) mod testing;
+#[cfg(test)]
+mod tests;

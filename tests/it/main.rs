@@ -38,6 +38,7 @@ mod key_rotation;
 mod listener;
 mod log_canary;
 mod mail;
+mod metadata_postgres;
 mod metrics;
 mod openapi;
 mod operate;
