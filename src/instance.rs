@@ -288,6 +288,11 @@ impl Instance {
             .config
             .catalog_reload
             .map(|every| tokio::spawn(reload_on_new_revision(instance.clone(), every)));
+        // Pushed notices (PostgreSQL) reload at once; the periodic check stays the backstop.
+        let notices = instance
+            .store
+            .catalog_changes()
+            .map(|changes| tokio::spawn(reload_on_notice(instance.clone(), changes)));
         let purger = tokio::spawn(purge_sessions(instance.state.auth.service.clone()));
         // The audit log's background work: its exports and retention.
         let mut audit_tasks: Vec<_> = exports
@@ -376,6 +381,9 @@ impl Instance {
         }
         if let Some(watcher) = watcher {
             watcher.abort();
+        }
+        if let Some(notices) = notices {
+            notices.abort();
         }
         purger.abort();
         for task in audit_tasks {
@@ -582,39 +590,64 @@ async fn purge_sessions(service: Arc<AuthService>) {
 }
 
 /// Every `every`, reads the store's catalog revision and reloads when it is not the one
-/// serving (an apply, rollback or restore by the CLI, or another process). A revision that
-/// fails to build is reported once and tried again only when the revision changes; a store
-/// read that fails is reported once per run of failures.
+/// serving (an apply, rollback or restore by the CLI, or another process).
 async fn reload_on_new_revision(instance: Arc<Instance>, every: std::time::Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failed_revision = None;
-    let mut store_failing = false;
+    let mut check = RevisionCheck::default();
     loop {
         ticks.tick().await;
+        check.run(&instance).await;
+    }
+}
+
+/// Whenever the store pushes a catalog change notice (PostgreSQL: another replica, or the
+/// CLI, applied a revision), reads the revision and reloads at once, as the periodic check
+/// would at its next tick.
+async fn reload_on_notice(
+    instance: Arc<Instance>,
+    mut changes: crate::store::catalog::CatalogChanges,
+) {
+    let mut check = RevisionCheck::default();
+    while changes.changed().await.is_ok() {
+        check.run(&instance).await;
+    }
+}
+
+/// One look at the store's catalog revision, reloading when it is not the one serving. A
+/// revision that fails to build is reported once and tried again only when the revision
+/// changes; a store read that fails is reported once per run of failures.
+#[derive(Default)]
+struct RevisionCheck {
+    failed_revision: Option<i64>,
+    store_failing: bool,
+}
+
+impl RevisionCheck {
+    async fn run(&mut self, instance: &Instance) {
         let store = instance.store.clone();
         let stored = match tokio::task::spawn_blocking(move || store.catalog_revision()).await {
             Ok(Ok(revision)) => revision,
             Ok(Err(error)) => {
-                if !store_failing {
+                if !self.store_failing {
                     tracing::warn!(error = %error, "Cannot read the catalog revision from the store");
                 }
-                store_failing = true;
-                continue;
+                self.store_failing = true;
+                return;
             }
-            Err(_) => continue,
+            Err(_) => return,
         };
-        store_failing = false;
-        if stored == instance.state.snapshot().revision || failed_revision == Some(stored) {
-            continue;
+        self.store_failing = false;
+        if stored == instance.state.snapshot().revision || self.failed_revision == Some(stored) {
+            return;
         }
         match instance.reload().await {
             Ok(revision) => {
-                failed_revision = None;
+                self.failed_revision = None;
                 tracing::info!(revision, "Catalog reloaded (a new revision was applied)");
             }
             Err(error) => {
-                failed_revision = Some(stored);
+                self.failed_revision = Some(stored);
                 tracing::error!(
                     revision = stored,
                     error = %error,

@@ -113,7 +113,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         CATALOG_RELOAD_SECS,
         "2",
-        "How often a running gateway checks the store for a newly applied catalog revision (catalog apply, rollback, restore) and loads it, in seconds (0 to 86400); 0: only on SIGHUP.",
+        "How often a running gateway checks the store for a newly applied catalog revision (catalog apply, rollback, restore) and loads it, in seconds (0 to 86400); 0: only on SIGHUP. With the PostgreSQL store, applies also reach every replica at once by NOTIFY; this check is the backstop.",
     ),
     (
         POOL_SIZE,

@@ -3,7 +3,7 @@
 //! [`super::migrations`], the version in `sluice_schema`), and one file per aggregate
 //! implementing its trait, as for SQLite: [`catalog`], [`users`], [`mfa`], [`sessions`],
 //! [`tokens`], [`api_keys`], [`members`], [`audit`], [`sealed`], [`health`], with the
-//! helpers they share in [`rows`].
+//! helpers they share in [`rows`]; [`listen`] pushes catalog change notices to the replicas.
 //!
 //! Each trait method is one transaction (or one statement, which PostgreSQL runs as one),
 //! with the SQLite store's semantics. Where SQLite relied on its single writer (IMMEDIATE
@@ -31,6 +31,7 @@ mod api_keys;
 mod audit;
 mod catalog;
 mod health;
+mod listen;
 mod members;
 mod mfa;
 mod pool;
@@ -45,6 +46,8 @@ pub use settings::PgSettings;
 
 /// The advisory lock key migrations hold (any constant both builds agree on: "sluice-m").
 const MIGRATION_LOCK: i64 = 0x736c_7569_6365_2d6d;
+/// The channel a committed catalog apply notifies ([`listen`]).
+pub(super) const CATALOG_CHANNEL: &str = "sluice_catalog";
 /// The transaction-level advisory lock key of a catalog apply and a re-seal of the catalog.
 pub(super) const CATALOG_LOCK: i64 = 0x736c_7569_6365_2d63;
 
@@ -55,6 +58,8 @@ pub const POOL_SIZE: usize = 8;
 /// The PostgreSQL-backed store.
 pub struct PostgresStore {
     pool: pool::Pool,
+    /// The catalog change watch, once asked for ([`listen`]).
+    changes: std::sync::OnceLock<super::catalog::CatalogChanges>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -88,7 +93,10 @@ impl PostgresStore {
         let mut client = pool.connect()?;
         pool::block_on(migrate(&mut client))?;
         drop(client);
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            changes: std::sync::OnceLock::new(),
+        })
     }
 
     /// The store's name for logs: the URL without its password.

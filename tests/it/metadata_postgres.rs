@@ -207,3 +207,155 @@ async fn admin_count(database: &str, sql: &str) -> i64 {
     tokio::spawn(connection);
     client.query_one(sql, &[]).await.unwrap().get(0)
 }
+
+const ADMIN_TOKEN: &str = "replica-test-admin-token-0123456789abcdef";
+
+async fn login(served: &Served, email: &str, password: &str) -> (u16, Option<String>) {
+    let response = served
+        .client
+        .post(served.url("/v1/auth/login"))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(str::to_string);
+    (response.status().as_u16(), cookie)
+}
+
+/// Polls `check` until it holds, for at most `limit`; how long it took.
+async fn within(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn three_replicas_on_one_store_behave_as_one() {
+    let admin = pg_admin().await;
+    let database = unique_name("sluice_replicas");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .await
+        .unwrap();
+    let url = format!("postgres://postgres@{PG_HOST}:{PG_PORT}/{database}");
+    let dir = tempfile::tempdir().unwrap();
+    for email in ["alice@example.com", "bob@example.com", "carol@example.com"] {
+        let (ok, text) = run(
+            sluice(
+                dir.path(),
+                &url,
+                &["user", "add", email, "--role", "developer"],
+            ),
+            Some(PASSWORD),
+        );
+        assert!(ok, "user add: {text}");
+    }
+    apply(dir.path(), &url, &catalog(&["first"]));
+
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let mut command = sluice(dir.path(), &url, &["serve"]);
+        // No periodic catalog check: a change reaches the other replicas by NOTIFY alone.
+        command
+            .env("SLUICE_CATALOG_RELOAD_SECS", "0")
+            .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SLUICE_AUTH_RATE_PER_MINUTE", "100000");
+        replicas.push(Served::start(&mut command).await);
+    }
+    let [a, b, c] = &replicas[..] else {
+        unreachable!()
+    };
+
+    // A session made on A works on B and C.
+    let (status, cookie) = login(a, "alice@example.com", PASSWORD).await;
+    assert_eq!(status, 200);
+    let cookie = cookie.unwrap();
+    for replica in [a, b, c] {
+        assert_eq!(run_query(replica, &cookie, "first").await.0, 200);
+    }
+    // Logged out on B: refused on A and C within a second.
+    let logout = b
+        .client
+        .post(b.url("/v1/auth/logout"))
+        .header("cookie", &cookie)
+        .header("origin", format!("http://{}", b.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(logout.status().is_success(), "{}", logout.status());
+    for replica in [a, c] {
+        let took = within(Duration::from_secs(1), "logout seen", async || {
+            run_query(replica, &cookie, "first").await.0 == 401
+        })
+        .await;
+        assert!(took < Duration::from_secs(1));
+    }
+
+    // Failures spread over the replicas count toward one threshold (5): four leave the
+    // account usable, the fifth locks it.
+    let spread = [a, b, c, a, b];
+    for replica in &spread[..4] {
+        assert_eq!(
+            login(replica, "carol@example.com", "wrong password 1234")
+                .await
+                .0,
+            401
+        );
+    }
+    assert_eq!(
+        login(c, "carol@example.com", PASSWORD).await.0,
+        200,
+        "four failures do not lock"
+    );
+    for replica in spread {
+        assert_eq!(
+            login(replica, "bob@example.com", "wrong password 1234")
+                .await
+                .0,
+            401
+        );
+    }
+    for replica in [a, b, c] {
+        assert_ne!(
+            login(replica, "bob@example.com", PASSWORD).await.0,
+            200,
+            "the fifth failure locked the account for every replica"
+        );
+    }
+
+    // A catalog change through A's admin API answers on C within a second.
+    let (_, cookie) = login(c, "alice@example.com", PASSWORD).await;
+    let cookie = cookie.unwrap();
+    assert_eq!(run_query(c, &cookie, "second").await.0, 404);
+    let put = a
+        .client
+        .put(a.url("/v1/admin/apps/shop/queries/second"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "datasource": "pg", "sql": "SELECT 'second' AS answer" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 201, "{}", put.text().await.unwrap());
+    let took = within(Duration::from_secs(1), "the new query on C", async || {
+        run_query(c, &cookie, "second").await.0 == 200
+    })
+    .await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(run_query(b, &cookie, "second").await.0, 200);
+
+    drop(replicas);
+    admin
+        .batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .await
+        .unwrap();
+}

@@ -1,7 +1,9 @@
 //! [`CatalogStore`] for the PostgreSQL store: the `datasources`, `apps`, `queries` and
 //! `catalog_revisions` tables. An apply is one transaction under the catalog's advisory
 //! lock ([`CATALOG_LOCK`]): a conditional apply's check of the latest revision and its write
-//! are one step across replicas, and revision ids are the latest plus one, without gaps.
+//! are one step across replicas, and revision ids are the latest plus one, without gaps. A
+//! committed apply notifies `sluice_catalog` ([`super::listen`]), so every replica reloads
+//! at once.
 
 use tokio_postgres::Row;
 
@@ -9,7 +11,7 @@ use super::rows::Db;
 use super::{CATALOG_LOCK, Finish, PostgresStore, decode, pg};
 use crate::spec::{AppSpec, CatalogSpec, DatasourceSpec, QuerySpec};
 use crate::store::StoreError;
-use crate::store::catalog::{CatalogRevision, CatalogStore};
+use crate::store::catalog::{CatalogChanges, CatalogRevision, CatalogStore};
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -148,6 +150,10 @@ impl CatalogStore for PostgresStore {
         })
     }
 
+    fn catalog_changes(&self) -> Option<CatalogChanges> {
+        Some(self.catalog_listener())
+    }
+
     fn catalog_revision_at(&self, id: i64) -> Result<Option<CatalogRevision>, StoreError> {
         self.with_client(async |db| {
             db.query_opt(
@@ -231,6 +237,13 @@ impl PostgresStore {
             )
             .await
             .map_err(pg("recording the revision"))?;
+            // Delivered to every listening replica when (and only if) this commits.
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&super::CATALOG_CHANNEL, &revision.to_string()],
+            )
+            .await
+            .map_err(pg("announcing the revision"))?;
             Ok(Finish::Commit(revision))
         })
     }

@@ -181,6 +181,13 @@ impl Pool {
         }
     }
 
+    /// Runs `task` on the store's runtime, for as long as the store lives.
+    pub(super) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(task);
+        }
+    }
+
     /// Opens a connection outside the pool (migrations hold one for their lock).
     pub(super) fn connect(&self) -> Result<Client, StoreError> {
         let runtime = self.runtime.as_ref().expect("the runtime lives until drop");

@@ -82,3 +82,40 @@ fn an_unreachable_server_fails_without_its_password() {
     assert!(!chain.contains("hunter2"), "{chain}");
     assert!(!format!("{error:?}").contains("hunter2"));
 }
+
+#[test]
+fn a_catalog_apply_on_one_replica_is_noticed_by_another_and_a_refused_one_is_not() {
+    use crate::spec::CatalogSpec;
+    use crate::store::catalog::CatalogStore;
+    use std::time::Duration;
+
+    let database = TestDatabase::new();
+    let a = database.open();
+    let b = database.open();
+    let mut changes = a
+        .catalog_changes()
+        .expect("PostgreSQL pushes catalog changes");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut next = |limit: Duration| {
+        runtime
+            .block_on(async { tokio::time::timeout(limit, changes.changed()).await })
+            .is_ok()
+    };
+    // The listener's connection counts as a notice (anything before it went unseen).
+    assert!(next(Duration::from_secs(5)), "the listener connects");
+    b.replace_catalog(&CatalogSpec::default(), "b").unwrap();
+    assert!(next(Duration::from_secs(5)), "b's apply is noticed by a");
+    assert!(matches!(
+        b.replace_catalog_at(&CatalogSpec::default(), "b", 0),
+        Err(StoreError::RevisionMoved { .. })
+    ));
+    assert!(
+        !next(Duration::from_millis(500)),
+        "a refused apply (rolled back) announces nothing"
+    );
+    a.replace_catalog(&CatalogSpec::default(), "a").unwrap();
+    assert!(next(Duration::from_secs(5)), "a's own apply is noticed too");
+}
