@@ -71,6 +71,41 @@ fn apply(dir: &Path, url: &str, yaml: &str) {
     assert!(!text.contains(URL_PASSWORD), "{text}");
 }
 
+/// A database made for one test, dropped when the test ends (passed or failed).
+struct FreshDatabase(String);
+
+impl FreshDatabase {
+    async fn create(prefix: &str) -> FreshDatabase {
+        let name = unique_name(prefix);
+        pg_admin()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        FreshDatabase(name)
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        // Its own thread and runtime: this may run inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let _ = pg_admin()
+                        .await
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                })
+        })
+        .join();
+    }
+}
+
 async fn run_query(served: &Served, cookie: &str, name: &str) -> (u16, Value) {
     let response = served
         .client
@@ -88,12 +123,8 @@ async fn run_query(served: &Served, cookie: &str, name: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn serve_on_a_postgres_store_signs_in_runs_queries_and_follows_catalog_changes() {
-    let admin = pg_admin().await;
-    let database = unique_name("sluice_meta");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {database}"))
-        .await
-        .unwrap();
+    let fresh = FreshDatabase::create("sluice_meta").await;
+    let database = &fresh.0;
     let url = format!("postgres://postgres:{URL_PASSWORD}@{PG_HOST}:{PG_PORT}/{database}");
     let described = format!("postgres://postgres@{PG_HOST}:{PG_PORT}/{database}");
     let dir = tempfile::tempdir().unwrap();
@@ -145,7 +176,7 @@ async fn serve_on_a_postgres_store_signs_in_runs_queries_and_follows_catalog_cha
     assert_eq!(status, 404, "not in the catalog yet");
 
     // The session lives in the store: it is there for another process (the CLI) to end.
-    let sessions: i64 = admin_count(&database, "SELECT count(*) FROM sessions").await;
+    let sessions: i64 = admin_count(database, "SELECT count(*) FROM sessions").await;
     assert_eq!(sessions, 1);
 
     // A catalog change applied by the CLI to the store is served within the reload interval.
@@ -189,10 +220,6 @@ async fn serve_on_a_postgres_store_signs_in_runs_queries_and_follows_catalog_cha
     );
     assert!(!output.contains(URL_PASSWORD), "{output}");
     drop(served);
-    admin
-        .batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .await
-        .unwrap();
 }
 
 async fn admin_count(database: &str, sql: &str) -> i64 {
@@ -241,12 +268,8 @@ async fn within(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> boo
 
 #[tokio::test]
 async fn three_replicas_on_one_store_behave_as_one() {
-    let admin = pg_admin().await;
-    let database = unique_name("sluice_replicas");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {database}"))
-        .await
-        .unwrap();
+    let fresh = FreshDatabase::create("sluice_replicas").await;
+    let database = &fresh.0;
     let url = format!("postgres://postgres@{PG_HOST}:{PG_PORT}/{database}");
     let dir = tempfile::tempdir().unwrap();
     for email in ["alice@example.com", "bob@example.com", "carol@example.com"] {
@@ -354,8 +377,4 @@ async fn three_replicas_on_one_store_behave_as_one() {
     assert_eq!(run_query(b, &cookie, "second").await.0, 200);
 
     drop(replicas);
-    admin
-        .batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .await
-        .unwrap();
 }
