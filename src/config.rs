@@ -53,9 +53,10 @@ use variables::{
     CATALOG_RELOAD_SECS, DATA_DIR, EGRESS_ALLOW, EGRESS_BIND, EGRESS_PUBLIC_IPS,
     ENCRYPTION_PASSWORD, ENCRYPTION_PASSWORD_OLD, ENCRYPTION_SALT, ENCRYPTION_SALT_OLD,
     HEADER_READ_TIMEOUT_MS, LISTEN, LISTEN_BACKLOG, LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES,
-    MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_ROWS, METADATA_DB, METRICS_LISTEN, METRICS_TOKEN,
-    POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL, QUERY_TIMEOUT_MS, SCIM_TOKEN, SECRET_REFERENCES,
-    SHUTDOWN_GRACE_SECS, SQLITE_DIRS, TLS_CERT_FILE, TLS_KEY_FILE,
+    MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_ROWS, METADATA_DB, METADATA_PASSWORD,
+    METADATA_URL, METRICS_LISTEN, METRICS_TOKEN, POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL,
+    QUERY_TIMEOUT_MS, SCIM_TOKEN, SECRET_REFERENCES, SHUTDOWN_GRACE_SECS, SQLITE_DIRS,
+    TLS_CERT_FILE, TLS_KEY_FILE,
 };
 
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
@@ -74,6 +75,10 @@ pub struct Config {
     pub secret_references: SecretReferences,
     pub data_dir: PathBuf,
     pub metadata_db: Option<PathBuf>,
+    /// The PostgreSQL metadata store (`SLUICE_METADATA_URL`); `None`: the SQLite file.
+    pub metadata_url: Option<SecretString>,
+    /// Its user's password when the URL holds none (`SLUICE_METADATA_PASSWORD`).
+    pub metadata_password: Option<SecretString>,
     pub log_format: LogFormat,
     /// One of `error`, `warn`, `info`, `debug`, `trace` (normalised to lower case).
     pub log_level: String,
@@ -242,6 +247,16 @@ impl Config {
             }
             _ => {}
         }
+        if self.metadata_url.is_some() && self.metadata_db.is_some() {
+            return Err(ConfigError::Inconsistent(
+                "SLUICE_METADATA_URL and SLUICE_METADATA_DB both choose the metadata store; set one of them",
+            ));
+        }
+        if self.metadata_password.is_some() && self.metadata_url.is_none() {
+            return Err(ConfigError::Inconsistent(
+                "SLUICE_METADATA_PASSWORD is set but SLUICE_METADATA_URL is not; it is the PostgreSQL store's password",
+            ));
+        }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err(ConfigError::Inconsistent(
                 "SLUICE_TLS_CERT_FILE and SLUICE_TLS_KEY_FILE go together; set both or neither",
@@ -401,6 +416,12 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
         )?,
         data_dir: PathBuf::from(env.value(DATA_DIR)),
         metadata_db: env.supplied(METADATA_DB).map(PathBuf::from),
+        metadata_url: env
+            .secret(METADATA_URL)
+            .filter(|url| !url.expose().trim().is_empty()),
+        metadata_password: env
+            .secret(METADATA_PASSWORD)
+            .filter(|password| !password.expose().trim().is_empty()),
         log_format: env.parse(LOG_FORMAT, "text or json", |v| {
             match v.to_ascii_lowercase().as_str() {
                 "text" => Ok(LogFormat::Text),

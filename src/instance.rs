@@ -36,7 +36,7 @@ use crate::metrics::Metrics;
 use crate::policy::edge::EdgeState;
 use crate::policy::rate_limit::{MemoryLimiter, RateLimiter};
 use crate::snapshot::{self, SnapshotError};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{PgSettings, PostgresStore, SqliteStore, Store, StoreError};
 use crate::vault::Keyring;
 
 /// Why an instance could not start (or reload).
@@ -92,18 +92,18 @@ impl Instance {
     /// datasources, apps and queries serve.
     pub async fn open(config: Config) -> Result<Instance, StartError> {
         let key = derive_key(&config).await?;
-        let path = config.metadata_path();
         let store = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || open_store(&config, StoreOpening::CreateIfMissing))
                 .await??
         };
-        let instance = Instance::with_parts(config, key, Arc::new(store)).await?;
+        let described = store.describe();
+        let instance = Instance::with_parts(config, key, store.shared()).await?;
         let snapshot = instance.state.snapshot();
         tracing::info!(
             version = %env!("CARGO_PKG_VERSION"),
             commit = %crate::COMMIT,
-            store = %path.display(),
+            store = %described,
             catalog_revision = snapshot.revision,
             datasources = snapshot.spec.datasources.len(),
             apps = snapshot.spec.apps.len(),
@@ -308,6 +308,11 @@ impl Instance {
             .config
             .catalog_reload
             .map(|every| tokio::spawn(reload_on_new_revision(instance.clone(), every)));
+        // Pushed notices (PostgreSQL) reload at once; the periodic check stays the backstop.
+        let notices = instance
+            .store
+            .catalog_changes()
+            .map(|changes| tokio::spawn(reload_on_notice(instance.clone(), changes)));
         let purger = tokio::spawn(purge_sessions(instance.state.auth.service.clone()));
         // The audit log's background work: its exports and retention.
         let mut audit_tasks: Vec<_> = exports
@@ -397,6 +402,9 @@ impl Instance {
         if let Some(watcher) = watcher {
             watcher.abort();
         }
+        if let Some(notices) = notices {
+            notices.abort();
+        }
         purger.abort();
         for task in audit_tasks {
             task.abort();
@@ -459,15 +467,81 @@ pub enum StoreOpening {
     ExistingOnly,
 }
 
-/// Opens the metadata store the configuration names (`SLUICE_METADATA_DB`, else
-/// `<data dir>/sluice.db`) and migrates it; creates it only with
-/// [`StoreOpening::CreateIfMissing`]. Blocking.
-pub fn open_store(config: &Config, opening: StoreOpening) -> Result<SqliteStore, StoreError> {
-    let path = config.metadata_path();
-    match opening {
-        StoreOpening::CreateIfMissing => SqliteStore::open(&path),
-        StoreOpening::ExistingOnly => SqliteStore::open_existing(&path),
+/// The metadata store an instance or a command opened: the embedded SQLite file (the
+/// default) or PostgreSQL (`SLUICE_METADATA_URL`). Dereferences to [`Store`]; what only one
+/// of them can do (a SQLite file backup) goes through [`MetadataStore::sqlite`].
+#[allow(clippy::large_enum_variant)] // One per command or instance, never moved about.
+pub enum MetadataStore {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl MetadataStore {
+    /// The store, shared (what an instance holds).
+    pub fn shared(self) -> Arc<dyn Store> {
+        match self {
+            MetadataStore::Sqlite(store) => Arc::new(store),
+            MetadataStore::Postgres(store) => Arc::new(store),
+        }
     }
+
+    /// The SQLite store, or `None` on PostgreSQL.
+    pub fn sqlite(&self) -> Option<&SqliteStore> {
+        match self {
+            MetadataStore::Sqlite(store) => Some(store),
+            MetadataStore::Postgres(_) => None,
+        }
+    }
+
+    /// The store's name for logs and messages: the file's path, or the URL without its
+    /// password.
+    pub fn describe(&self) -> String {
+        match self {
+            MetadataStore::Sqlite(store) => store.describe(),
+            MetadataStore::Postgres(store) => store.describe().to_string(),
+        }
+    }
+}
+
+impl std::ops::Deref for MetadataStore {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
+        match self {
+            MetadataStore::Sqlite(store) => store,
+            MetadataStore::Postgres(store) => store,
+        }
+    }
+}
+
+/// The store's name for messages before it is opened: the SQLite file's path, or the
+/// PostgreSQL URL without its password (`postgres://...` when it does not parse).
+pub fn store_name(config: &Config) -> String {
+    match &config.metadata_url {
+        Some(url) => PgSettings::parse(url.expose(), None)
+            .map(|settings| settings.describe().to_string())
+            .unwrap_or_else(|_| "the PostgreSQL store (SLUICE_METADATA_URL)".to_string()),
+        None => config.metadata_path().display().to_string(),
+    }
+}
+
+/// Opens the metadata store the configuration names and migrates it: PostgreSQL when
+/// `SLUICE_METADATA_URL` is set, else the SQLite file (`SLUICE_METADATA_DB`, else
+/// `<data dir>/sluice.db`), created only with [`StoreOpening::CreateIfMissing`]. On
+/// PostgreSQL the database must exist (a DBA creates it, owned by the store's user); its
+/// tables are created by any command that opens it. Blocking.
+pub fn open_store(config: &Config, opening: StoreOpening) -> Result<MetadataStore, StoreError> {
+    if let Some(url) = &config.metadata_url {
+        let settings = PgSettings::parse(
+            url.expose(),
+            config.metadata_password.as_ref().map(|p| p.expose()),
+        )?;
+        return Ok(MetadataStore::Postgres(PostgresStore::open(settings)?));
+    }
+    let path = config.metadata_path();
+    Ok(MetadataStore::Sqlite(match opening {
+        StoreOpening::CreateIfMissing => SqliteStore::open(&path)?,
+        StoreOpening::ExistingOnly => SqliteStore::open_existing(&path)?,
+    }))
 }
 
 /// The account service over the configured store, with the system clock and an in-memory
@@ -477,10 +551,9 @@ pub async fn account_service(config: &Config) -> Result<AuthService, StartError>
     // The store first: a missing one is reported before the key derivation's wait.
     let store: Arc<dyn Store> = {
         let config = config.clone();
-        Arc::new(
-            tokio::task::spawn_blocking(move || open_store(&config, StoreOpening::ExistingOnly))
-                .await??,
-        )
+        tokio::task::spawn_blocking(move || open_store(&config, StoreOpening::ExistingOnly))
+            .await??
+            .shared()
     };
     let key = Arc::new(derive_key(config).await?);
     let clock: SharedClock = Arc::new(SystemClock);
@@ -562,39 +635,64 @@ async fn purge_sessions(service: Arc<AuthService>) {
 }
 
 /// Every `every`, reads the store's catalog revision and reloads when it is not the one
-/// serving (an apply, rollback or restore by the CLI, or another process). A revision that
-/// fails to build is reported once and tried again only when the revision changes; a store
-/// read that fails is reported once per run of failures.
+/// serving (an apply, rollback or restore by the CLI, or another process).
 async fn reload_on_new_revision(instance: Arc<Instance>, every: std::time::Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failed_revision = None;
-    let mut store_failing = false;
+    let mut check = RevisionCheck::default();
     loop {
         ticks.tick().await;
+        check.run(&instance).await;
+    }
+}
+
+/// Whenever the store pushes a catalog change notice (PostgreSQL: another replica, or the
+/// CLI, applied a revision), reads the revision and reloads at once, as the periodic check
+/// would at its next tick.
+async fn reload_on_notice(
+    instance: Arc<Instance>,
+    mut changes: crate::store::catalog::CatalogChanges,
+) {
+    let mut check = RevisionCheck::default();
+    while changes.changed().await.is_ok() {
+        check.run(&instance).await;
+    }
+}
+
+/// One look at the store's catalog revision, reloading when it is not the one serving. A
+/// revision that fails to build is reported once and tried again only when the revision
+/// changes; a store read that fails is reported once per run of failures.
+#[derive(Default)]
+struct RevisionCheck {
+    failed_revision: Option<i64>,
+    store_failing: bool,
+}
+
+impl RevisionCheck {
+    async fn run(&mut self, instance: &Instance) {
         let store = instance.store.clone();
         let stored = match tokio::task::spawn_blocking(move || store.catalog_revision()).await {
             Ok(Ok(revision)) => revision,
             Ok(Err(error)) => {
-                if !store_failing {
+                if !self.store_failing {
                     tracing::warn!(error = %error, "Cannot read the catalog revision from the store");
                 }
-                store_failing = true;
-                continue;
+                self.store_failing = true;
+                return;
             }
-            Err(_) => continue,
+            Err(_) => return,
         };
-        store_failing = false;
-        if stored == instance.state.snapshot().revision || failed_revision == Some(stored) {
-            continue;
+        self.store_failing = false;
+        if stored == instance.state.snapshot().revision || self.failed_revision == Some(stored) {
+            return;
         }
         match instance.reload().await {
             Ok(revision) => {
-                failed_revision = None;
+                self.failed_revision = None;
                 tracing::info!(revision, "Catalog reloaded (a new revision was applied)");
             }
             Err(error) => {
-                failed_revision = Some(stored);
+                self.failed_revision = Some(stored);
                 tracing::error!(
                     revision = stored,
                     error = %error,

@@ -24,7 +24,9 @@
 //! [`Store`] is all of them: what the instance opens. [`AccountStore`] is the part the auth
 //! service works with (the accounts, without the catalog and the audit log, which it writes
 //! through [`crate::audit`]). [`SqliteStore`] is the embedded default (one node, zero
-//! set-up); a PostgreSQL store for scale-out implements the same traits. Calls are blocking:
+//! set-up); [`PostgresStore`] is for several replicas on one store (`SLUICE_METADATA_URL`),
+//! and implements the same traits with the same semantics, migrated from the same list
+//! ([`migrations`]) and checked by the same suite (`conformance`). Calls are blocking:
 //! async callers run them with `tokio::task::spawn_blocking`. Times are Unix seconds.
 //!
 //! Each method is atomic. An operation that changes several aggregates (a role change and
@@ -45,11 +47,13 @@
 pub mod api_keys;
 pub mod audit;
 pub mod catalog;
-mod error;
+pub mod error;
 pub mod health;
 pub mod identities;
 pub mod members;
 pub mod mfa;
+pub(crate) mod migrations;
+mod postgres;
 pub mod scim;
 pub mod sealed;
 pub mod sessions;
@@ -58,7 +62,11 @@ pub mod tokens;
 pub mod users;
 
 pub use error::StoreError;
+pub use postgres::{PgSettings, PostgresStore};
 pub use sqlite::{BackupSummary, SqliteStore};
+
+#[cfg(test)]
+mod conformance;
 
 /// What the auth service keeps: users, MFA state, sessions, one-time tokens, API keys and
 /// app members. Implemented by every type that implements those traits.
@@ -85,7 +93,7 @@ impl<T> AccountStore for T where
 }
 
 /// Everything the instance keeps: the catalog, the accounts and the audit log, and whether
-/// it can be reached. One object implements it all (the SQLite store; later the PostgreSQL
+/// it can be reached. One object implements it all (the SQLite store or the PostgreSQL
 /// one).
 pub trait Store:
     catalog::CatalogStore

@@ -9,12 +9,13 @@
 //! rewrite the whole chain, which only a copy kept elsewhere reveals.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use sluice::config::Environment;
-use sluice::store::SqliteStore;
 use sluice::store::audit::{self, VerifyError};
+use sluice::store::{SqliteStore, Store};
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -35,21 +36,22 @@ pub fn audit(env: &Environment, command: AuditCommand) -> anyhow::Result<()> {
 }
 
 fn verify(env: &Environment, file: Option<PathBuf>) -> anyhow::Result<()> {
-    let (store, name) = match file {
+    let (store, name): (Arc<dyn Store>, String) = match file {
         Some(file) => (
-            SqliteStore::open_read_only(&file)
-                .with_context(|| format!("opening {}", file.display()))?,
+            Arc::new(
+                SqliteStore::open_read_only(&file)
+                    .with_context(|| format!("opening {}", file.display()))?,
+            ),
             file.display().to_string(),
         ),
         None => {
             let config = env.config()?;
-            (
-                super::open_store(&config)?,
-                config.metadata_path().display().to_string(),
-            )
+            let store = super::open_store(&config)?;
+            let name = store.describe();
+            (store.shared(), name)
         }
     };
-    match audit::verify(&store) {
+    match audit::verify(store.as_ref()) {
         Ok(verified) => {
             println!(
                 "audit log of {name} intact: {} entries verified, last entry {}, last hash {}",

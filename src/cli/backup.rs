@@ -19,7 +19,11 @@ use sluice::vault::{Keyring, Owner};
 
 pub fn backup(env: &Environment, file: &Path) -> anyhow::Result<()> {
     let config = env.config()?;
-    let store = super::open_store(&config)?;
+    super::sqlite_only(&config, "backup")?;
+    let opened = super::open_store(&config)?;
+    let store = opened
+        .sqlite()
+        .context("the store is not the SQLite file")?;
     store
         .backup_to(file)
         .with_context(|| format!("backing up to {}", file.display()))?;
@@ -38,6 +42,7 @@ pub fn backup(env: &Environment, file: &Path) -> anyhow::Result<()> {
 
 pub fn restore(env: &Environment, file: &Path) -> anyhow::Result<()> {
     let config = env.config()?;
+    super::sqlite_only(&config, "restore")?;
     let key = config.keyring()?;
     SqliteStore::check_backup(file).with_context(|| format!("checking {}", file.display()))?;
     let path = config.metadata_path();
@@ -50,6 +55,8 @@ pub fn restore(env: &Environment, file: &Path) -> anyhow::Result<()> {
         let saved = beside(&path, &format!("before-restore-{time}"));
         let current = super::open_store(&config)?;
         current
+            .sqlite()
+            .context("the store is not the SQLite file")?
             .backup_to(&saved)
             .with_context(|| format!("saving the current store to {}", saved.display()))?;
         Some(saved)
@@ -59,6 +66,8 @@ pub fn restore(env: &Environment, file: &Path) -> anyhow::Result<()> {
     let store = instance::open_store(&config, StoreOpening::CreateIfMissing)
         .with_context(|| format!("opening {}", path.display()))?;
     let summary = store
+        .sqlite()
+        .context("the store is not the SQLite file")?
         .restore_from(file)
         .with_context(|| format!("restoring {}", file.display()))?;
     println!(

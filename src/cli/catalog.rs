@@ -15,8 +15,7 @@ use sluice::config::{Config, Environment};
 use sluice::egress::{self, EgressError, EgressPolicy};
 use sluice::spec::diff::CatalogDiff;
 use sluice::spec::{CatalogSpec, DatasourceSpec, yaml};
-use sluice::store::SqliteStore;
-use sluice::store::catalog::CatalogStore;
+use sluice::store::Store;
 use sluice::vault::Owner;
 
 #[derive(Subcommand)]
@@ -134,12 +133,12 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
             let store = super::open_store(&config)?;
             preflight(&config, &spec, strict).await?;
             let source = file.display().to_string();
-            replace(&store, &spec, &source, prune, &config)
+            replace(&*store, &spec, &source, prune, &config)
         }
         CatalogCommand::Export { revision } => {
             let store = super::open_store(&config)?;
             let spec = match revision {
-                Some(id) => revision_spec(&store, id)?,
+                Some(id) => revision_spec(&*store, id)?,
                 None => store.load_catalog()?,
             };
             print!("{}", yaml::to_string(&spec));
@@ -180,11 +179,11 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
                 ),
                 (Some(id), None) => {
                     let (target, target_name) = match to {
-                        Some(to) => (revision_spec(&store, to)?, format!("revision {to}")),
+                        Some(to) => (revision_spec(&*store, to)?, format!("revision {to}")),
                         None => (store.load_catalog()?, "the current catalog".to_string()),
                     };
                     (
-                        revision_spec(&store, id)?,
+                        revision_spec(&*store, id)?,
                         format!("revision {id}"),
                         target,
                         target_name,
@@ -212,11 +211,11 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
         }
         CatalogCommand::Rollback { revision, prune } => {
             let store = super::open_store(&config)?;
-            let spec = revision_spec(&store, revision)?;
+            let spec = revision_spec(&*store, revision)?;
             sluice::snapshot::verify(&spec, &config, &config.keyring()?)
                 .with_context(|| format!("revision {revision} cannot serve as it is"))?;
             replace(
-                &store,
+                &*store,
                 &spec,
                 &format!("rollback to revision {revision}"),
                 prune,
@@ -229,7 +228,7 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
 /// Stores `spec` as a new revision after showing what changes; refuses removals without
 /// `prune`, and stores nothing when nothing changes.
 fn replace(
-    store: &SqliteStore,
+    store: &dyn Store,
     spec: &CatalogSpec,
     source: &str,
     prune: bool,
@@ -276,7 +275,7 @@ fn query_count(spec: &CatalogSpec) -> usize {
 }
 
 /// The catalog of a stored revision.
-fn revision_spec(store: &SqliteStore, id: i64) -> anyhow::Result<CatalogSpec> {
+fn revision_spec(store: &dyn Store, id: i64) -> anyhow::Result<CatalogSpec> {
     let revision = store
         .catalog_revision_at(id)?
         .with_context(|| format!("there is no catalog revision {id} (see `catalog history`)"))?;

@@ -11,7 +11,6 @@ use sluice::config::Environment;
 use sluice::datasource::Pools;
 use sluice::datasource::probe::{ProbeReport, StepStatus};
 use sluice::spec::CatalogSpec;
-use sluice::store::catalog::CatalogStore;
 
 #[derive(Subcommand)]
 pub enum DatasourceCommand {

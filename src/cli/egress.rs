@@ -2,7 +2,6 @@
 //! datasource's destination), as text or JSON.
 
 use sluice::config::Environment;
-use sluice::store::catalog::CatalogStore;
 
 pub fn egress(env: &Environment, json: bool) -> anyhow::Result<()> {
     let config = env.config()?;

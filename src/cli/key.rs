@@ -41,7 +41,7 @@ pub async fn key(env: &Environment, command: KeyCommand) -> anyhow::Result<()> {
     let config = env.config()?;
     config.validate()?;
     // The store first: a missing one is reported before the key derivation's wait.
-    let store = Arc::new(super::open_store(&config)?);
+    let store = super::open_store(&config)?.shared();
     let keys = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || config.keyring()).await??

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use sluice::config::{Environment, LogFormat};
 use sluice::instance::{self, Instance, StoreOpening};
-use sluice::store::catalog::CatalogStore;
 use sluice::{demo, telemetry};
 
 pub async fn serve(env: &Environment) -> anyhow::Result<()> {
@@ -32,6 +31,15 @@ pub async fn serve(env: &Environment) -> anyhow::Result<()> {
 /// `sluice init`: creates the store where the configuration points, or says it is there.
 pub fn init(env: &Environment) -> anyhow::Result<()> {
     let config = env.config()?;
+    config.validate()?;
+    if config.metadata_url.is_some() {
+        let name = instance::store_name(&config);
+        let store = instance::open_store(&config, StoreOpening::CreateIfMissing)
+            .with_context(|| format!("opening {name}"))?;
+        let revision = store.catalog_revision()?;
+        println!("{name}: the metadata store's schema is current (catalog revision {revision})");
+        return Ok(());
+    }
     let path = config.metadata_path();
     let existed = path.is_file();
     let store = instance::open_store(&config, StoreOpening::CreateIfMissing)

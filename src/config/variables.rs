@@ -49,6 +49,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "",
         "Path of the SQLite metadata database; empty means <SLUICE_DATA_DIR>/sluice.db.",
     ),
+    (
+        METADATA_URL,
+        "",
+        "PostgreSQL metadata store for several replicas, postgres://USER@HOST:PORT/DATABASE[?sslmode=disable|require|verify-ca|verify-full&sslrootcert=/path/ca.pem]; empty: the SQLite file (SLUICE_METADATA_DB). A secret: it may hold the password.",
+    ),
+    (
+        METADATA_PASSWORD,
+        "",
+        "Password of the SLUICE_METADATA_URL user, when the URL holds none (or use SLUICE_METADATA_PASSWORD_FILE).",
+    ),
     (LOG_FORMAT, "text", "Log format: text or json."),
     (
         LOG_LEVEL,
@@ -103,7 +113,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         CATALOG_RELOAD_SECS,
         "2",
-        "How often a running gateway checks the store for a newly applied catalog revision (catalog apply, rollback, restore) and loads it, in seconds (0 to 86400); 0: only on SIGHUP.",
+        "How often a running gateway checks the store for a newly applied catalog revision (catalog apply, rollback, restore) and loads it, in seconds (0 to 86400); 0: only on SIGHUP. With the PostgreSQL store, applies also reach every replica at once by NOTIFY; this check is the backstop.",
     ),
     (
         POOL_SIZE,
@@ -335,6 +345,8 @@ pub(super) const ENCRYPTION_PASSWORD_OLD: &str = "SLUICE_ENCRYPTION_PASSWORD_OLD
 pub(super) const ENCRYPTION_SALT_OLD: &str = "SLUICE_ENCRYPTION_SALT_OLD";
 pub(super) const DATA_DIR: &str = "SLUICE_DATA_DIR";
 pub(super) const METADATA_DB: &str = "SLUICE_METADATA_DB";
+pub(super) const METADATA_URL: &str = "SLUICE_METADATA_URL";
+pub(super) const METADATA_PASSWORD: &str = "SLUICE_METADATA_PASSWORD";
 pub(super) const LOG_FORMAT: &str = "SLUICE_LOG_FORMAT";
 pub(super) const LOG_LEVEL: &str = "SLUICE_LOG_LEVEL";
 pub(super) const MAX_BODY_BYTES: &str = "SLUICE_MAX_BODY_BYTES";
@@ -405,6 +417,8 @@ pub const SECRET_VARIABLES: &[&str] = &[
     AUDIT_WEBHOOK_TOKEN,
     ENCRYPTION_PASSWORD_OLD,
     ENCRYPTION_SALT_OLD,
+    METADATA_URL,
+    METADATA_PASSWORD,
 ];
 
 /// `SLUICE_ADMIN_TOKEN` -> `SLUICE_ADMIN_TOKEN_FILE`.

@@ -52,4 +52,17 @@ pub trait CatalogStore: Send + Sync {
 
     /// One revision, or `None` when there is no such revision.
     fn catalog_revision_at(&self, id: i64) -> Result<Option<CatalogRevision>, StoreError>;
+
+    /// Pushed notice of catalog changes, for stores that several writers share: the value
+    /// moves on (its number means nothing) whenever a new revision may have been stored, by
+    /// this process or another, and also after the store could have missed one (a lost
+    /// connection), so a replica checks the revision at once instead of at its next
+    /// periodic check. `None` (the default, SQLite): no push; the periodic check is all.
+    /// Does not block.
+    fn catalog_changes(&self) -> Option<CatalogChanges> {
+        None
+    }
 }
+
+/// See [`CatalogStore::catalog_changes`].
+pub type CatalogChanges = tokio::sync::watch::Receiver<u64>;

@@ -13,6 +13,16 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("metadata store: {context}")]
+    Postgres {
+        context: &'static str,
+        #[source]
+        source: PgError,
+    },
+    /// `SLUICE_METADATA_URL` (or its password) cannot be used; the message never quotes the
+    /// password.
+    #[error("SLUICE_METADATA_URL: {0}")]
+    Settings(String),
     #[error("metadata store: stored {what} `{name}` does not decode")]
     Corrupt {
         what: &'static str,
@@ -60,3 +70,42 @@ impl From<std::io::Error> for StoreError {
         StoreError::Io(error)
     }
 }
+
+/// A PostgreSQL failure as the metadata store reports it: the SQLSTATE and the server's
+/// message, never its DETAIL (which quotes the values of the row at fault, such as an email
+/// or a sealed secret), nor a connection string; `Debug` shows the same.
+pub struct PgError(tokio_postgres::Error);
+
+impl PgError {
+    pub fn new(error: tokio_postgres::Error) -> PgError {
+        PgError(error)
+    }
+
+    /// The SQLSTATE, for a failure the server reported.
+    pub fn code(&self) -> Option<&tokio_postgres::error::SqlState> {
+        self.0.code()
+    }
+
+    /// The server's error, for a failure the server reported.
+    pub fn db_error(&self) -> Option<&tokio_postgres::error::DbError> {
+        self.0.as_db_error()
+    }
+}
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => write!(f, "{} ({})", db.message(), db.code().code()),
+            // Connection, protocol and I/O failures hold no stored value.
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl std::fmt::Debug for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgError({self})")
+    }
+}
+
+impl std::error::Error for PgError {}

@@ -1,5 +1,5 @@
-//! The embedded SQLite metadata store: the connection (WAL mode), migrations by
-//! `PRAGMA user_version`, and one file per aggregate implementing its trait: [`catalog`],
+//! The embedded SQLite metadata store: the connection (WAL mode), migrations (the shared
+//! list in [`super::migrations`], the version in `PRAGMA user_version`), and one file per aggregate implementing its trait: [`catalog`],
 //! [`users`], [`mfa`], [`sessions`], [`tokens`], [`api_keys`], [`members`], [`audit`], with
 //! the helpers they share in [`rows`]; [`health`] is the readiness check.
 //!
@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 
 use super::StoreError;
+use super::migrations::{self, MIGRATIONS};
 
 mod api_keys;
 mod audit;
@@ -38,191 +39,10 @@ mod tests;
 mod tokens;
 mod users;
 
-/// Migrations in order; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    r#"
-    CREATE TABLE datasources (
-        name       TEXT PRIMARY KEY,
-        kind       TEXT NOT NULL,
-        spec       TEXT NOT NULL,   -- JSON; secret fields hold sealed values only
-        updated_at TEXT NOT NULL
-    );
-    CREATE TABLE apps (
-        name       TEXT PRIMARY KEY,
-        visibility TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE TABLE queries (
-        app        TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
-        name       TEXT NOT NULL,
-        datasource TEXT NOT NULL REFERENCES datasources(name),
-        spec       TEXT NOT NULL,   -- JSON
-        updated_at TEXT NOT NULL,
-        PRIMARY KEY (app, name)
-    );
-    CREATE TABLE catalog_revisions (
-        id         INTEGER PRIMARY KEY AUTOINCREMENT,
-        applied_at TEXT NOT NULL,
-        source     TEXT NOT NULL
-    );
-"#,
-    // Authentication (see `users.rs`, `sessions.rs`, ...). Times are Unix seconds. `app_members` has no foreign key
-    // to `apps`, because a catalog apply deletes and re-inserts every app and membership must
-    // survive it; `audit_events` has none to `users`, because the log outlives accounts.
-    r#"
-    CREATE TABLE users (
-        id             TEXT PRIMARY KEY,
-        email          TEXT NOT NULL UNIQUE,
-        display_name   TEXT NOT NULL,
-        role           TEXT NOT NULL CHECK (role IN ('admin', 'developer', 'viewer')),
-        "groups"       TEXT NOT NULL DEFAULT '[]',   -- JSON array of strings
-        disabled       INTEGER NOT NULL DEFAULT 0,
-        password_hash  TEXT,
-        failed_logins  INTEGER NOT NULL DEFAULT 0,
-        locked_until   INTEGER,
-        totp_secret    TEXT,                         -- sealed
-        mfa_enabled    INTEGER NOT NULL DEFAULT 0,
-        totp_last_step INTEGER,
-        created_at     INTEGER NOT NULL,
-        last_login_at  INTEGER
-    );
-    CREATE TABLE recovery_codes (
-        user_id   TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        code_hash TEXT NOT NULL,
-        used_at   INTEGER,
-        PRIMARY KEY (user_id, code_hash)
-    );
-    CREATE TABLE sessions (
-        token_hash       TEXT PRIMARY KEY,
-        public_id        TEXT NOT NULL UNIQUE,
-        user_id          TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        created_at       INTEGER NOT NULL,
-        last_seen_at     INTEGER NOT NULL,
-        authenticated_at INTEGER NOT NULL,
-        ip               TEXT NOT NULL,
-        user_agent       TEXT NOT NULL
-    );
-    CREATE INDEX sessions_user_id ON sessions(user_id);
-    CREATE TABLE one_time_tokens (
-        token_hash TEXT PRIMARY KEY,
-        purpose    TEXT NOT NULL,
-        user_id    TEXT REFERENCES users(id) ON DELETE CASCADE,
-        email      TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        expires_at INTEGER NOT NULL,
-        used_at    INTEGER
-    );
-    CREATE INDEX one_time_tokens_user_id ON one_time_tokens(user_id);
-    CREATE TABLE api_keys (
-        id           TEXT PRIMARY KEY,
-        key_hash     TEXT NOT NULL,
-        user_id      TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        name         TEXT NOT NULL,
-        scope        TEXT NOT NULL,                  -- JSON
-        created_at   INTEGER NOT NULL,
-        expires_at   INTEGER,
-        last_used_at INTEGER,
-        revoked_at   INTEGER
-    );
-    CREATE INDEX api_keys_user_id ON api_keys(user_id);
-    CREATE TABLE app_members (
-        app      TEXT NOT NULL,
-        user_id  TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        added_at INTEGER NOT NULL,
-        PRIMARY KEY (app, user_id)
-    );
-    CREATE INDEX app_members_user_id ON app_members(user_id);
-    CREATE TABLE audit_events (
-        id         INTEGER PRIMARY KEY AUTOINCREMENT,
-        at         INTEGER NOT NULL,
-        event      TEXT NOT NULL,
-        user_id    TEXT,
-        email      TEXT,
-        actor      TEXT,
-        ip         TEXT,
-        user_agent TEXT,
-        reason     TEXT,
-        details    TEXT
-    );
-    CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
-    BEGIN
-        SELECT RAISE(ABORT, 'audit_events is append-only');
-    END;
-    CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
-    BEGIN
-        SELECT RAISE(ABORT, 'audit_events is append-only');
-    END;
-"#,
-    // App-level policy (grants, CORS, headers, limits, allowed IPs) as JSON.
-    r#"
-    ALTER TABLE apps ADD COLUMN spec TEXT;
-"#,
-    // Catalog history: each revision keeps the whole catalog (JSON, secrets sealed) for
-    // `catalog history`, `diff` and `rollback`. Older revisions keep none, except the
-    // current one, which `catalog::keep_current_in_history` fills in after this migration.
-    r#"
-    ALTER TABLE catalog_revisions ADD COLUMN spec TEXT;
-"#,
-    // App editors: a member with `editor = 1` may edit the app's settings and queries
-    // through the catalog API (developers only; see `admin::catalog`).
-    r#"
-    ALTER TABLE app_members ADD COLUMN editor INTEGER NOT NULL DEFAULT 0;
-"#,
-    audit::CHAIN_MIGRATION,
-    // Federated identities (`identities.rs`): provider accounts linked to users, one per
-    // (provider, subject), and the OpenID Connect sign-ins under way (taken once).
-    r#"
-    CREATE TABLE user_identities (
-        provider        TEXT NOT NULL,
-        subject         TEXT NOT NULL,
-        user_id         TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        email           TEXT,
-        linked_at       INTEGER NOT NULL,
-        last_sign_in_at INTEGER,
-        PRIMARY KEY (provider, subject)
-    );
-    CREATE INDEX user_identities_user ON user_identities (user_id);
-    CREATE TABLE sso_flows (
-        state_hash    TEXT PRIMARY KEY,   -- SHA-256 of the state sent to the provider
-        provider      TEXT NOT NULL,
-        nonce         TEXT NOT NULL,
-        verifier_hash TEXT NOT NULL,      -- SHA-256 of the PKCE verifier (in the browser)
-        return_to     TEXT NOT NULL,
-        link_user     TEXT,
-        expires_at    INTEGER NOT NULL
-    );
-"#,
-    // SCIM provisioning (`scim.rs`): an IdP's profile of an account beside `users` (a SCIM
-    // user is an account; `deleted_at` set: SCIM deleted it and answers 404, the disabled
-    // account stays for the audit log), and SCIM groups, mirrored into their members'
-    // `users.groups` under `group_name`. Self-contained: it only adds tables.
-    r#"
-    CREATE TABLE scim_users (
-        user_id     TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
-        external_id TEXT UNIQUE,
-        user_name   TEXT NOT NULL,
-        given_name  TEXT,
-        family_name TEXT,
-        formatted   TEXT,
-        deleted_at  INTEGER,
-        updated_at  INTEGER NOT NULL
-    );
-    CREATE TABLE scim_groups (
-        id           TEXT PRIMARY KEY,
-        display_name TEXT NOT NULL,
-        group_name   TEXT NOT NULL UNIQUE,
-        external_id  TEXT UNIQUE,
-        created_at   INTEGER NOT NULL,
-        updated_at   INTEGER NOT NULL
-    );
-    CREATE TABLE scim_group_members (
-        group_id TEXT NOT NULL REFERENCES scim_groups(id) ON DELETE CASCADE,
-        user_id  TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        PRIMARY KEY (group_id, user_id)
-    );
-    CREATE INDEX scim_group_members_user_id ON scim_group_members(user_id);
-"#,
-];
+/// The number of migrations, which is this build's schema version.
+fn supported_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
 
 /// The SQLite-backed store. One connection behind a mutex: metadata writes are rare and
 /// reads happen at start-up and reload, never per request.
@@ -278,17 +98,14 @@ impl SqliteStore {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(sqlite("reading the schema version"))?;
-        let supported = MIGRATIONS.len() as i64;
+        let supported = supported_version();
         if version > supported {
             return Err(StoreError::TooNew {
                 found: version,
                 supported,
             });
         }
-        let needed = MIGRATIONS
-            .iter()
-            .position(|migration| *migration == audit::CHAIN_MIGRATION)
-            .map_or(supported, |index| index as i64 + 1);
+        let needed = migrations::AUDIT_CHAIN as i64 + 1;
         if version < needed {
             return Err(StoreError::Unchained {
                 found: version,
@@ -338,6 +155,14 @@ impl SqliteStore {
         })
     }
 
+    /// The store's name for logs: its file's path (`in memory` for a test store).
+    pub fn describe(&self) -> String {
+        match &self.file {
+            Some(file) => file.path().display().to_string(),
+            None => "in memory".to_string(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn
             .lock()
@@ -345,14 +170,11 @@ impl SqliteStore {
     }
 }
 
-/// The migration that adds the catalog's content to its revisions.
-const HISTORY_MIGRATION: usize = 3;
-
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(sqlite("reading the schema version"))?;
-    let supported = MIGRATIONS.len() as i64;
+    let supported = supported_version();
     if version > supported {
         return Err(StoreError::TooNew {
             found: version,
@@ -361,13 +183,12 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(sqlite("starting a migration"))?;
-        tx.execute_batch(migration)
+        tx.execute_batch(migration.sqlite)
             .map_err(sqlite("running a migration"))?;
-        if index == HISTORY_MIGRATION {
+        if index == migrations::HISTORY {
             catalog::keep_current_in_history(&tx)?;
         }
-        // Matched by content, not position, so migrations added beside it keep their order.
-        if *migration == audit::CHAIN_MIGRATION {
+        if index == migrations::AUDIT_CHAIN {
             audit::chain_existing_entries(&tx)?;
         }
         tx.pragma_update(None, "user_version", index as i64 + 1)

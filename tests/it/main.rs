@@ -39,6 +39,7 @@ mod key_rotation;
 mod listener;
 mod log_canary;
 mod mail;
+mod metadata_postgres;
 mod metrics;
 mod openapi;
 mod operate;

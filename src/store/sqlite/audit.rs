@@ -18,31 +18,6 @@ use crate::store::StoreError;
 use crate::store::audit::chain::{self, ChainState, GENESIS};
 use crate::store::audit::{AuditEvent, AuditFilter, AuditRecord, AuditStore};
 
-/// The migration that chains the log: new columns and tables here, the existing entries
-/// hashed by [`chain_existing_entries`], which then puts the triggers back.
-pub(super) const CHAIN_MIGRATION: &str = r#"
-    ALTER TABLE audit_events ADD COLUMN prev_hash TEXT;
-    ALTER TABLE audit_events ADD COLUMN hash TEXT;
-    CREATE TABLE audit_chain (
-        id          INTEGER PRIMARY KEY CHECK (id = 1),
-        anchor_id   INTEGER NOT NULL,   -- the last entry pruned (0: none)
-        anchor_hash TEXT NOT NULL,      -- its hash, where the chain starts
-        anchor_at   INTEGER,            -- when entries were last pruned
-        head_id     INTEGER NOT NULL,   -- the newest entry (0: none)
-        head_hash   TEXT NOT NULL
-    );
-    CREATE TABLE audit_export_cursors (
-        sink    TEXT PRIMARY KEY,
-        last_id INTEGER NOT NULL
-    );
-    CREATE INDEX audit_events_at ON audit_events(at);
-    CREATE INDEX audit_events_event ON audit_events(event, id);
-    CREATE INDEX audit_events_user_id ON audit_events(user_id, id);
-    CREATE INDEX audit_events_actor ON audit_events(actor, id);
-    DROP TRIGGER audit_events_no_update;
-    DROP TRIGGER audit_events_no_delete;
-"#;
-
 /// The triggers of the chained log (see the module doc).
 const CHAIN_TRIGGERS: &str = r#"
     CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
@@ -73,7 +48,7 @@ const CHAIN_TRIGGERS: &str = r#"
 "#;
 
 /// Hashes the entries written before the chain existed, oldest first, records the chain's
-/// state, and puts the triggers back (part of [`CHAIN_MIGRATION`]'s transaction).
+/// state, and puts the triggers back (part of the chain migration's transaction, [`crate::store::migrations::AUDIT_CHAIN`]).
 pub(super) fn chain_existing_entries(tx: &Transaction<'_>) -> Result<(), StoreError> {
     let context = "chaining the audit log";
     let events: Vec<AuditEvent> = {
@@ -389,7 +364,7 @@ impl AuditStore for SqliteStore {
     }
 }
 
-/// Undoes [`CHAIN_MIGRATION`], for tests that rewind a store to an earlier schema version.
+/// Undoes the chain migration, for tests that rewind a store to an earlier schema version.
 #[cfg(test)]
 pub(super) const UNDO_CHAIN_MIGRATION: &str = r#"
     DROP TRIGGER audit_events_no_update;

@@ -39,6 +39,10 @@ impl DatabaseFile {
         })
     }
 
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         let metadata = std::fs::metadata(&self.path).map_err(|_| {
             StoreError::Unreachable("the database file is missing or its directory cannot be read")

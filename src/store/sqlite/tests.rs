@@ -1,65 +1,58 @@
-//! Tests of the SQLite store, one file per aggregate under `tests/`, with the fixtures they
-//! share here.
+//! Tests of what only the SQLite store has (its file, upgrades from old schema versions,
+//! the readiness check of a file), under `tests/`, and the single steps the conformance
+//! suite (`store::conformance`, run against both stores) calls on a SQLite store.
 
-mod api_keys;
 mod audit;
 mod catalog;
 mod health;
-mod members;
-mod mfa;
-mod sessions;
-mod tokens;
-mod users;
 
 use super::*;
 use crate::auth::Role;
-use crate::store::api_keys::{ApiKeyRecord, ApiKeyScope, ApiKeyStore};
 use crate::store::audit::{AuditEvent, AuditStore};
 use crate::store::catalog::CatalogStore;
 use crate::store::members::MemberStore;
-use crate::store::mfa::MfaStore;
-use crate::store::sessions::{SessionChange, SessionRecord, SessionStore};
-use crate::store::tokens::{TokenPurpose, TokenRecord, TokenStore};
-use crate::store::users::{FailureCount, NewUser, SignIn, UserRecord, UserStore};
+use crate::store::sessions::SessionRecord;
+use crate::store::tokens::{TokenPurpose, TokenRecord};
+use crate::store::users::{NewUser, SignIn, UserStore};
 
 const NOW: i64 = 1_700_000_000;
 
 /// The single steps the trait's operations are made of, for tests that pin each
 /// statement's own semantics (the trait offers them only combined).
 impl SqliteStore {
-    fn set_role(&self, id: &str, role: Role) -> Result<(), StoreError> {
+    pub(crate) fn set_role(&self, id: &str, role: Role) -> Result<(), StoreError> {
         super::users::set_role(&self.lock(), id, role)
     }
 
-    fn set_groups(&self, id: &str, groups: &[String]) -> Result<(), StoreError> {
+    pub(crate) fn set_groups(&self, id: &str, groups: &[String]) -> Result<(), StoreError> {
         super::users::set_groups(&self.lock(), id, groups)
     }
 
-    fn set_email(&self, id: &str, email: &str) -> Result<(), StoreError> {
+    pub(crate) fn set_email(&self, id: &str, email: &str) -> Result<(), StoreError> {
         super::users::set_email(&self.lock(), id, email)
     }
 
-    fn set_password(&self, id: &str, hash: &str) -> Result<(), StoreError> {
+    pub(crate) fn set_password(&self, id: &str, hash: &str) -> Result<(), StoreError> {
         super::users::set_password(&self.lock(), id, hash)
     }
 
     /// A success for the account as it is now; false unless admitted.
-    fn record_login_success(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+    pub(crate) fn record_login_success(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let Some(verified) = self.user_by_id(id)? else {
             return Ok(false);
         };
         Ok(super::users::record_login_success(&self.lock(), &verified, now)? == SignIn::Admitted)
     }
 
-    fn turn_mfa_on(&self, id: &str) -> Result<(), StoreError> {
+    pub(crate) fn turn_mfa_on(&self, id: &str) -> Result<(), StoreError> {
         super::mfa::turn_mfa_on(&self.lock(), id)
     }
 
-    fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+    pub(crate) fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
         super::sessions::insert_session(&self.lock(), session)
     }
 
-    fn set_session_authenticated(
+    pub(crate) fn set_session_authenticated(
         &self,
         user_id: &str,
         token_hash: &str,
@@ -68,7 +61,7 @@ impl SqliteStore {
         super::sessions::set_session_authenticated(&self.lock(), user_id, token_hash, now)
     }
 
-    fn consume_token(
+    pub(crate) fn consume_token(
         &self,
         token_hash: &str,
         purpose: TokenPurpose,
@@ -77,13 +70,25 @@ impl SqliteStore {
         super::tokens::consume_token(&self.lock(), token_hash, purpose, now)
     }
 
-    fn revoke_user_tokens(&self, user_id: &str, purpose: TokenPurpose) -> Result<(), StoreError> {
+    pub(crate) fn revoke_user_tokens(
+        &self,
+        user_id: &str,
+        purpose: TokenPurpose,
+    ) -> Result<(), StoreError> {
         super::tokens::revoke_user_tokens(&self.lock(), user_id, purpose, NOW)
     }
-}
 
-fn store() -> SqliteStore {
-    SqliteStore::in_memory().unwrap()
+    /// Runs `sql` on the store's connection, outside its methods; the error's text.
+    pub(crate) fn execute_raw(&self, sql: &str) -> Result<(), String> {
+        self.lock()
+            .execute_batch(sql)
+            .map_err(|error| error.to_string())
+    }
+
+    /// One number read with raw SQL.
+    pub(crate) fn query_number(&self, sql: &str) -> i64 {
+        self.lock().query_row(sql, [], |row| row.get(0)).unwrap()
+    }
 }
 
 fn new_user(id: &str, email: &str) -> NewUser {
@@ -95,55 +100,6 @@ fn new_user(id: &str, email: &str) -> NewUser {
         groups: vec!["eng".into(), "ops".into()],
         password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
         created_at: NOW,
-    }
-}
-
-fn with_user(id: &str) -> SqliteStore {
-    let store = store();
-    store
-        .create_user(&new_user(id, &format!("{id}@example.com")))
-        .unwrap();
-    store
-}
-
-fn session(token_hash: &str, public_id: &str, user_id: &str, at: i64) -> SessionRecord {
-    SessionRecord {
-        token_hash: token_hash.into(),
-        public_id: public_id.into(),
-        user_id: user_id.into(),
-        created_at: at,
-        last_seen_at: at,
-        authenticated_at: at,
-        ip: "192.0.2.1".into(),
-        user_agent: "test".into(),
-    }
-}
-
-fn token(hash: &str, purpose: TokenPurpose, user_id: Option<&str>) -> TokenRecord {
-    TokenRecord {
-        token_hash: hash.into(),
-        purpose,
-        user_id: user_id.map(Into::into),
-        email: "new@example.com".into(),
-        created_at: NOW,
-        expires_at: NOW + 3600,
-    }
-}
-
-fn api_key(id: &str, user_id: &str, created_at: i64) -> ApiKeyRecord {
-    ApiKeyRecord {
-        id: id.into(),
-        key_hash: format!("hash-{id}"),
-        user_id: user_id.into(),
-        name: format!("key {id}"),
-        scope: ApiKeyScope {
-            apps: vec!["shop".into()],
-            queries: vec!["billing/invoices".into()],
-        },
-        created_at,
-        expires_at: Some(created_at + 86_400),
-        last_used_at: None,
-        revoked_at: None,
     }
 }
 
@@ -162,81 +118,6 @@ fn audit(event: &str, at: i64) -> AuditEvent {
     }
 }
 
-// ----- Atomicity of the combined operations -----------------------------------------
-//
-// Each test makes one step of an operation fail — naturally (a taken email, a session id
-// in use) or by an injected failure standing in for an error or a crash at that point —
-// and checks that the steps before it did not happen either.
-
-/// Makes every statement of kind `event` (`DELETE ON sessions`, ...) fail from now on,
-/// as an error or a crash at that step would.
-fn fail_at(store: &SqliteStore, event: &str) {
-    store
-        .lock()
-        .execute_batch(&format!(
-            "CREATE TEMP TRIGGER injected_failure BEFORE {event} \
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
-        ))
-        .unwrap();
-}
-
-fn stop_failing(store: &SqliteStore) {
-    store
-        .lock()
-        .execute_batch("DROP TRIGGER temp.injected_failure")
-        .unwrap();
-}
-
-fn assert_injected<T: std::fmt::Debug>(result: Result<T, StoreError>) {
-    match &result {
-        Err(StoreError::Sqlite { source, .. })
-            if source.to_string().contains("injected failure") => {}
-        _ => panic!("expected the injected failure, got {result:?}"),
-    }
-}
-
-fn session_ids(store: &SqliteStore, user_id: &str) -> Vec<String> {
-    let mut ids: Vec<_> = store
-        .list_user_sessions(user_id)
-        .unwrap()
-        .into_iter()
-        .map(|s| s.token_hash)
-        .collect();
-    ids.sort();
-    ids
-}
-
-/// u1 with two sessions (`t1`, `t2`) and two failed logins; u2 with session `other`,
-/// whose id a new session of u1 can collide with.
-fn accounts() -> SqliteStore {
-    let store = with_user("u1");
-    store
-        .create_user(&new_user("u2", "u2@example.com"))
-        .unwrap();
-    store
-        .create_session(&session("t1", "p1", "u1", NOW))
-        .unwrap();
-    store
-        .create_session(&session("t2", "p2", "u1", NOW))
-        .unwrap();
-    store
-        .create_session(&session("other", "p-other", "u2", NOW))
-        .unwrap();
-    for _ in 0..2 {
-        store.record_login_failure("u1", NOW, 5, 900).unwrap();
-    }
-    store
-}
-
-/// A new session for u1 whose id is taken (by u2's session): opening it fails.
-fn colliding_session() -> SessionRecord {
-    session("other", "p-new", "u1", NOW + 10)
-}
-
-fn usable(store: &SqliteStore, hash: &str, purpose: TokenPurpose) -> bool {
-    store.find_token(hash, purpose, NOW).unwrap().is_some()
-}
-
 #[test]
 fn a_version_1_store_migrates_and_keeps_its_catalog() {
     let dir = tempfile::tempdir().unwrap();
@@ -244,7 +125,7 @@ fn a_version_1_store_migrates_and_keeps_its_catalog() {
     {
         // A store as the previous release left it: the catalog tables only.
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(super::MIGRATIONS[0]).unwrap();
+        conn.execute_batch(super::MIGRATIONS[0].sqlite).unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
         conn.execute(
             "INSERT INTO apps (name, visibility, updated_at) \

@@ -1,7 +1,5 @@
-//! `UserStore`: accounts, sign-in accounting and lockout, and the account changes that end
-//! sessions or void tokens with them.
-
-use super::*;
+// `UserStore`: accounts, sign-in accounting and lockout, and the account changes that end
+// sessions or void tokens with them.
 
 #[test]
 fn users_round_trip_and_change() {
@@ -196,7 +194,7 @@ fn lockout_starts_at_the_threshold_and_success_resets() {
 
 #[test]
 fn an_expired_lock_starts_a_new_count() {
-    let store = SqliteStore::in_memory().unwrap();
+    let store = store();
     let user = store
         .create_user(&new_user("u-lapsed", "lapsed@example.com"))
         .unwrap();
@@ -302,14 +300,14 @@ fn an_administrators_password_change_happens_whole_or_not_at_all() {
         .unwrap();
     let before = store.user_by_id("u1").unwrap().unwrap();
 
-    fail_at(&store, "DELETE ON sessions");
+    store.fail_at("DELETE ON sessions");
     assert_injected(store.set_password_and_end_sessions("u1", "admin-set", NOW));
     assert_eq!(store.user_by_id("u1").unwrap().unwrap(), before);
     assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
     assert!(usable(&store, "r1", TokenPurpose::PasswordReset));
     assert!(usable(&store, "e1", TokenPurpose::EmailChange));
 
-    stop_failing(&store);
+    store.stop_failing();
     store
         .set_password_and_end_sessions("u1", "admin-set", NOW)
         .unwrap();
@@ -331,13 +329,13 @@ fn an_administrators_password_change_happens_whole_or_not_at_all() {
 #[test]
 fn a_role_change_and_the_end_of_sessions_happen_together() {
     let store = accounts();
-    fail_at(&store, "DELETE ON sessions");
+    store.fail_at("DELETE ON sessions");
     assert_injected(store.set_role_and_end_sessions("u1", Role::Admin));
     let user = store.user_by_id("u1").unwrap().unwrap();
     assert_eq!(user.role, Role::Developer, "the role did not change");
     assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
 
-    stop_failing(&store);
+    store.stop_failing();
     store.set_role_and_end_sessions("u1", Role::Admin).unwrap();
     assert_eq!(store.user_by_id("u1").unwrap().unwrap().role, Role::Admin);
     assert!(session_ids(&store, "u1").is_empty());
@@ -347,13 +345,13 @@ fn a_role_change_and_the_end_of_sessions_happen_together() {
 #[test]
 fn a_group_change_and_the_end_of_sessions_happen_together() {
     let store = accounts();
-    fail_at(&store, "DELETE ON sessions");
+    store.fail_at("DELETE ON sessions");
     assert_injected(store.set_groups_and_end_sessions("u1", &["finance".into()]));
     let user = store.user_by_id("u1").unwrap().unwrap();
     assert_eq!(user.groups, ["eng", "ops"], "the groups did not change");
     assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
 
-    stop_failing(&store);
+    store.stop_failing();
     store
         .set_groups_and_end_sessions("u1", &["finance".into()])
         .unwrap();
@@ -365,12 +363,12 @@ fn a_group_change_and_the_end_of_sessions_happen_together() {
 #[test]
 fn disabling_and_the_end_of_sessions_happen_together() {
     let store = accounts();
-    fail_at(&store, "DELETE ON sessions");
+    store.fail_at("DELETE ON sessions");
     assert_injected(store.set_disabled("u1", true));
     assert!(!store.user_by_id("u1").unwrap().unwrap().disabled);
     assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
 
-    stop_failing(&store);
+    store.stop_failing();
     store.set_disabled("u1", true).unwrap();
     assert!(store.user_by_id("u1").unwrap().unwrap().disabled);
     assert!(session_ids(&store, "u1").is_empty());
@@ -399,12 +397,12 @@ fn a_sign_in_records_its_success_only_with_its_session() {
     assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
 
     // Ending the replaced session fails: the new one is not kept either.
-    fail_at(&store, "DELETE ON sessions");
+    store.fail_at("DELETE ON sessions");
     let new = session("t3", "p3", "u1", NOW + 5);
     assert_injected(store.complete_login(&u1, NOW + 5, &new, Some("t1")));
     assert_eq!(store.user_by_id("u1").unwrap().unwrap().failed_logins, 2);
     assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
-    stop_failing(&store);
+    store.stop_failing();
 
     assert_eq!(
         store
@@ -517,7 +515,7 @@ fn a_password_change_happens_whole_or_not_at_all() {
 fn a_sign_in_is_refused_when_the_account_changed_after_its_check() {
     let store = accounts();
     let attempt = session("t9", "p9", "u1", NOW + 5);
-    let refused = |store: &SqliteStore, verified: &UserRecord| {
+    let refused = |store: &Harness, verified: &UserRecord| {
         let before = store.user_by_id("u1").unwrap().unwrap();
         assert_eq!(
             store
@@ -585,8 +583,7 @@ fn a_sign_in_is_refused_when_the_account_changed_after_its_check() {
 fn undecodable_rows_are_reported_as_corrupt() {
     let store = with_user("u1");
     store
-        .lock()
-        .execute("UPDATE users SET \"groups\" = 'not json'", [])
+        .raw("UPDATE users SET \"groups\" = 'not json'")
         .unwrap();
     let result = store.user_by_id("u1");
     assert!(

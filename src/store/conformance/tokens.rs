@@ -1,6 +1,4 @@
-//! `TokenStore`: one-time tokens and the changes they pay for.
-
-use super::*;
+// `TokenStore`: one-time tokens and the changes they pay for.
 
 #[test]
 fn tokens_work_once_and_only_in_time_for_their_purpose() {
@@ -133,13 +131,13 @@ fn a_password_reset_spends_its_token_only_with_the_whole_change() {
 
     // The last step (ending the sessions) fails: the token is still usable, the password
     // and the lock unchanged, the pending email change and the sessions intact.
-    fail_at(&store, "DELETE ON sessions");
+    store.fail_at("DELETE ON sessions");
     assert_injected(store.complete_password_reset("r1", "u1", "reset-hash", NOW));
     assert!(usable(&store, "r1", TokenPurpose::PasswordReset));
     assert_eq!(store.user_by_id("u1").unwrap().unwrap(), locked);
     assert!(usable(&store, "c1", TokenPurpose::EmailChange));
     assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
-    stop_failing(&store);
+    store.stop_failing();
 
     // A token issued for another account does nothing and is not spent.
     assert_eq!(
@@ -270,7 +268,7 @@ fn an_email_change_spends_its_token_only_with_the_end_of_sessions() {
     store
         .create_token(&token("c1", TokenPurpose::EmailChange, Some("u1")))
         .unwrap();
-    fail_at(&store, "DELETE ON sessions");
+    store.fail_at("DELETE ON sessions");
     assert_injected(store.confirm_email_change("c1", NOW));
     assert!(usable(&store, "c1", TokenPurpose::EmailChange));
     assert_eq!(

@@ -1,6 +1,4 @@
-//! `ApiKeyStore`.
-
-use super::*;
+// `ApiKeyStore`.
 
 #[test]
 fn api_keys_round_trip_list_and_revoke() {

@@ -1,6 +1,4 @@
-//! `MfaStore`: TOTP secrets, the replay guard, recovery codes, MFA on and off.
-
-use super::*;
+// `MfaStore`: TOTP secrets, the replay guard, recovery codes, MFA on and off.
 
 #[test]
 fn totp_steps_are_accepted_once_and_in_order() {
@@ -131,11 +129,11 @@ fn mfa_is_turned_off_only_with_its_session_change() {
     assert_eq!(session_ids(&store, "u1"), ["t1", "t2"]);
 
     // An admin's reset cannot end the sessions: MFA stays on too.
-    fail_at(&store, "DELETE ON sessions");
+    store.fail_at("DELETE ON sessions");
     assert_injected(store.disable_mfa("u1", SessionChange::EndAll));
     assert_eq!(store.user_by_id("u1").unwrap().unwrap(), enabled);
     assert_eq!(store.remaining_recovery_codes("u1").unwrap(), 2);
-    stop_failing(&store);
+    store.stop_failing();
 
     let new = session("t3", "p3", "u1", NOW);
     let rotate = SessionChange::Rotate {

@@ -1,6 +1,5 @@
-//! `MemberStore`.
+// `MemberStore`.
 
-use super::*;
 use crate::spec::CatalogSpec;
 use crate::spec::yaml;
 

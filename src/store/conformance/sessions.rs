@@ -1,6 +1,4 @@
-//! `SessionStore`, and rotations of the caller's session by the account changes.
-
-use super::*;
+// `SessionStore`, and rotations of the caller's session by the account changes.
 
 #[test]
 fn sessions_round_trip_and_delete() {
