@@ -399,9 +399,9 @@ macro_rules! suite {
 }
 
 mod sqlite {
-    suite!(Backend::Sqlite; api_keys, audit, catalog, identities, members, mfa, migrations, replicas, sealed, sessions, tokens, users);
+    suite!(Backend::Sqlite; api_keys, audit, catalog, identities, members, scim, mfa, migrations, replicas, sealed, sessions, tokens, users);
 }
 
 mod postgres {
-    suite!(Backend::Postgres; api_keys, audit, catalog, identities, members, mfa, migrations, replicas, sealed, sessions, tokens, users);
+    suite!(Backend::Postgres; api_keys, audit, catalog, identities, members, scim, mfa, migrations, replicas, sealed, sessions, tokens, users);
 }

@@ -23,7 +23,7 @@ use crate::store::scim::{
 use crate::store::users::{EMAIL_TAKEN, NewUser};
 
 /// The advisory lock every SCIM write holds for its transaction.
-const SCIM_LOCK: i64 = 0x5c1ce_5c13;
+const SCIM_LOCK: i64 = 0x0005_c1ce_5c13;
 
 /// A taken unique value: the email (`users`), the external id or the group name.
 fn unique_error(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
