@@ -163,9 +163,12 @@ impl Sso {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned(),
+            // Only a verified email: apps filter rows by `{{ user.email }}`, and issuers such
+            // as Auth0 and Clerk sign emails nobody confirmed.
             email: claims
                 .get(&settings.email_claim)
                 .and_then(Value::as_str)
+                .filter(|_| claims.get("email_verified") == Some(&Value::Bool(true)))
                 .map(str::to_owned),
             role,
             groups: mapped.groups,
@@ -183,10 +186,23 @@ impl Sso {
             .get_json(&url)
             .await
             .map_err(|e| TokenError::Key(keys::KeyError::Fetch(e)))?;
-        document
+        let invalid = |reason: &str| TokenError::Key(keys::KeyError::Invalid(reason.into()));
+        // As for sign-in providers: the document must be this issuer's, and its keys served
+        // over https (http only on loopback).
+        if document.get("issuer").and_then(Value::as_str) != Some(issuer) {
+            return Err(invalid("the discovery document names another issuer"));
+        }
+        let url = document
             .get("jwks_uri")
             .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| TokenError::Key(keys::KeyError::Invalid("no jwks_uri".into())))
+            .ok_or_else(|| invalid("no jwks_uri"))?;
+        let parsed = url::Url::parse(url).map_err(|_| invalid("jwks_uri is not a URL"))?;
+        let loopback = parsed
+            .host_str()
+            .is_some_and(crate::egress::is_loopback_host);
+        if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+            return Err(invalid("jwks_uri is not https"));
+        }
+        Ok(url.to_owned())
     }
 }

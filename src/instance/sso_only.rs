@@ -51,9 +51,15 @@ pub async fn middleware(request: Request, next: Next) -> Response {
         .extensions()
         .get::<axum::extract::OriginalUri>()
         .map_or(request.uri().path(), |original| original.0.path());
+    // HEAD is answered by the GET handler: closed with it.
+    let asked = if request.method() == Method::HEAD {
+        &Method::GET
+    } else {
+        request.method()
+    };
     let closed = LOCAL_PATHS
         .iter()
-        .any(|(method, local)| method == request.method() && *local == path);
+        .any(|(method, local)| method == asked && *local == path);
     if closed {
         return axum::response::IntoResponse::into_response(refusal());
     }

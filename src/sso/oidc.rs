@@ -25,6 +25,9 @@ pub enum OidcError {
     Unreachable(#[from] ClientError),
     #[error("the provider's token answer has no id_token")]
     NoIdToken,
+    /// The token endpoint refused the code (expired, already used, another client's).
+    #[error("the provider refused the code ({0})")]
+    CodeRejected(String),
     #[error(transparent)]
     Token(#[from] TokenError),
 }
@@ -195,7 +198,13 @@ impl OidcProvider {
         };
         let answer = client
             .post_form(&discovery.token_endpoint, &form, basic)
-            .await?;
+            .await
+            .map_err(|error| match error {
+                ClientError::Status { status, detail, .. } if (400..500).contains(&status) => {
+                    OidcError::CodeRejected(detail)
+                }
+                other => OidcError::Unreachable(other),
+            })?;
         let id_token = answer
             .get("id_token")
             .and_then(Value::as_str)

@@ -330,6 +330,15 @@ fn provider_settings(
     if allowed_domains.iter().any(|d| d.is_empty()) {
         return Err(("allowed_domains", "an entry is empty".into()));
     }
+    if file.link_verified_email
+        && (allowed_domains.is_empty() || allowed_domains.iter().any(|d| d == "*"))
+    {
+        return Err((
+            "link_verified_email",
+            "links local accounts by email: name the domains this provider owns in              `allowed_domains` (not `*`)"
+                .into(),
+        ));
+    }
     Ok(ProviderSettings {
         label: file.label.unwrap_or_else(|| file.name.clone()),
         name: file.name,

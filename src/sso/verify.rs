@@ -149,15 +149,17 @@ pub fn check_claims(claims: &Map<String, Value>, expect: &Expect<'_>) -> Result<
     let leeway = expect.leeway_secs as i64;
     let time = |name: &'static str| claims.get(name).and_then(Value::as_f64).map(|t| t as i64);
     match time("exp") {
-        Some(exp) if expect.now > exp + leeway => return Err(TokenError::Expired),
+        Some(exp) if expect.now > exp.saturating_add(leeway) => return Err(TokenError::Expired),
         Some(_) => {}
         None => return Err(TokenError::MissingClaim("exp")),
     }
-    if time("nbf").is_some_and(|nbf| expect.now + leeway < nbf) {
+    if time("nbf").is_some_and(|nbf| expect.now.saturating_add(leeway) < nbf) {
         return Err(TokenError::NotYetValid);
     }
     match time("iat") {
-        Some(iat) if expect.now + leeway < iat => return Err(TokenError::IssuedInFuture),
+        Some(iat) if expect.now.saturating_add(leeway) < iat => {
+            return Err(TokenError::IssuedInFuture);
+        }
         None if expect.client_id.is_some() => return Err(TokenError::MissingClaim("iat")),
         _ => {}
     }
@@ -229,6 +231,7 @@ mod tests {
             ),
             (json!({"azp": "other"}), "wrong_azp"),
             (json!({"exp": 1_000_000 - 61}), "expired"),
+            (json!({"nbf": 1e300, "exp": 1e300}), "not_yet_valid"),
             (json!({"exp": null}), "missing_claim"),
             (json!({"nbf": 1_000_061}), "not_yet_valid"),
             (json!({"iat": 1_000_061}), "issued_in_future"),

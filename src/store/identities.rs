@@ -42,7 +42,8 @@ pub struct SsoFlow {
 pub trait IdentityStore: Send + Sync {
     fn begin_sso_flow(&self, flow: &SsoFlow) -> Result<(), StoreError>;
     /// Removes and returns the flow with this state, if it exists and has not expired at
-    /// `now`; expired flows are removed too.
+    /// `now` (an expired one is removed as well). Flows nobody finishes are removed a day
+    /// after they expire, as new ones begin.
     fn take_sso_flow(&self, state_hash: &str, now: i64) -> Result<Option<SsoFlow>, StoreError>;
     /// The user a provider account signs in as.
     fn user_for_identity(

@@ -86,7 +86,7 @@ fn claims() -> Value {
     json!({
         "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1",
         "exp": now() + 600, "iat": now() - 5,
-        "email": "ann@example.com", "groups": ["devs"],
+        "email": "ann@example.com", "email_verified": true, "groups": ["devs"],
         "tenant": "t-42", "plan": "gold",
     })
 }
@@ -295,6 +295,11 @@ async fn a_valid_token_runs_as_its_issuer_and_subject_with_declared_claims() {
              NULL: {body}"
         );
     }
+    // An email the issuer does not say is verified is not bound.
+    let token = setup.rsa.sign(&with(json!({ "email_verified": null })));
+    let (status, body) = run(&setup, "api", "whoami", &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("ann@example.com"), "{body}");
     // A group that maps to admin still makes a developer: tokens never make admins.
     let token = setup.rsa.sign(&with(json!({ "groups": ["admins"] })));
     let (status, body) = run(&setup, "api", "whoami", &token).await;

@@ -675,8 +675,9 @@ jwt:
     server.terminate().await;
     let output = server.output();
     assert!(
-        output.contains("/v1/auth/oidc/corp/callback") || output.contains("request"),
-        "logging was on: {output}"
+        output.contains("/v1/auth/oidc/corp/callback")
+            && output.contains("/v1/auth/oidc/corp/start"),
+        "the request log has the sign-in's lines: {output}"
     );
     for (what, secret) in [
         ("client secret", canary.as_str()),

@@ -236,6 +236,13 @@ async fn every_closed_path_answers_the_same_refusal_whatever_is_sent() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains(r#""code":"sso_only""#), "{body}");
 
+    // HEAD, which the GET handlers answer, is closed with GET.
+    for (method, path) in CLOSED.iter().filter(|(m, _)| *m == "GET") {
+        let _ = method;
+        let response = client.head(gateway.url(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 403, "HEAD {path}");
+    }
+
     // The password really is refused: no session came of it.
     let mut browser = Browser::new(&gateway);
     let reply = browser.login("local@example.com", PASSWORD).await;

@@ -10,6 +10,7 @@
 //! with the verifier, verifies the ID token (`crate::sso::verify`) and opens a session, then
 //! sends the browser to the flow's `return_to`, always a path on this instance.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -63,10 +64,11 @@ pub(super) struct StartQuery {
 pub(super) async fn start(
     State(state): Shared,
     Path(name): Path<String>,
-    Query(query): Query<StartQuery>,
+    query: Result<Query<StartQuery>, QueryRejection>,
     peer: Peer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|_| query_error("return_to, login_hint"))?;
     let client = client_info(peer.as_deref(), &headers);
     state.service.throttle(&client)?;
     let provider = find_provider(&state, &name)?;
@@ -121,10 +123,11 @@ pub(super) struct CallbackQuery {
 pub(super) async fn callback(
     State(state): Shared,
     Path(name): Path<String>,
-    Query(query): Query<CallbackQuery>,
+    query: Result<Query<CallbackQuery>, QueryRejection>,
     peer: Peer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|_| query_error("code, state, iss, error"))?;
     let client = client_info(peer.as_deref(), &headers);
     state.service.throttle(&client)?;
     let provider = find_provider(&state, &name)?;
@@ -142,22 +145,30 @@ pub(super) async fn callback(
         .service
         .take_sso_flow(token::hash_token(presented))
         .await?
-        .filter(|flow| flow.provider == provider.settings.name)
-        .ok_or_else(|| {
-            bad_request(
-                "sso_flow_unknown",
-                "this sign-in is unknown, already finished or expired: start again",
-            )
-        })?;
+        .filter(|flow| flow.provider == provider.settings.name);
+    let Some(flow) = flow else {
+        state
+            .service
+            .record_sso_failure(&provider.settings.name, "sso_flow_unknown", &client)
+            .await;
+        return Err(bad_request(
+            "sso_flow_unknown",
+            "this sign-in is unknown, already finished or expired: start again",
+        ));
+    };
     let verifier = super::caller::read_cookie(&headers, state.cookie.flow_name())
         .filter(|v| token::hashes_equal(&token::hash_token(v), &flow.verifier_hash))
-        .ok_or_else(|| {
-            bad_request(
-                "sso_browser_mismatch",
-                "this sign-in was started in another browser (or its cookie expired): start again",
-            )
-        })?
-        .to_owned();
+        .map(str::to_owned);
+    let Some(verifier) = verifier else {
+        state
+            .service
+            .record_sso_failure(&provider.settings.name, "sso_browser_mismatch", &client)
+            .await;
+        return Err(bad_request(
+            "sso_browser_mismatch",
+            "this sign-in was started in another browser (or its cookie expired): start again",
+        ));
+    };
     if query
         .iss
         .as_deref()
@@ -209,6 +220,7 @@ pub(super) async fn callback(
             let reason = match &error {
                 OidcError::Token(refused) => refused.reason(),
                 OidcError::NoIdToken => "no_id_token",
+                OidcError::CodeRejected(_) => "code_rejected",
                 OidcError::Discovery(_) | OidcError::Unreachable(_) => "provider_unavailable",
             };
             tracing::warn!(provider = %provider.settings.name, reason, error = %error, "SSO sign-in failed");
@@ -294,7 +306,7 @@ pub(super) async fn unlink(
     let client = client_info(peer.as_deref(), &headers);
     state
         .service
-        .unlink_identity(&caller, provider, &client)
+        .unlink_identity(&caller, provider, state.sso.only, &client)
         .await?;
     Ok(json(
         StatusCode::OK,
@@ -418,7 +430,7 @@ fn return_to(given: Option<&str>) -> Result<String, ApiError> {
         && !path.starts_with("//")
         && !path.starts_with("/\\")
         && path.len() <= MAX_RETURN_TO
-        && !path.chars().any(|c| c.is_control() || c == '\\');
+        && path.bytes().all(|b| b.is_ascii_graphic());
     if ok {
         Ok(path.into())
     } else {
@@ -441,6 +453,14 @@ fn redirect(location: &str, cookie: HeaderValue) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     with_cookie(response, cookie)
+}
+
+/// A query string that does not parse (a repeated parameter, bad encoding).
+fn query_error(known: &str) -> ApiError {
+    bad_request(
+        "invalid_query",
+        &format!("the query string is malformed or repeats a parameter (known: {known})"),
+    )
 }
 
 fn bad_request(code: &'static str, message: &str) -> ApiError {
@@ -467,6 +487,8 @@ mod tests {
             "evil",
             "/a\r\nSet-Cookie: x=1",
             "javascript:alert(1)",
+            "/caf\u{e9}",
+            "/a b",
         ] {
             assert!(return_to(Some(bad)).is_err(), "{bad}");
         }

@@ -116,6 +116,7 @@ impl AuthService {
             .as_deref()
             .and_then(normalize_email)
             .filter(|email| login.email_verified && self.domain_trusted(&login, email));
+        let mut link_by_email = false;
         let user = match linked {
             Some(user) => user,
             None => {
@@ -131,7 +132,8 @@ impl AuthService {
                     .await?;
                 match existing {
                     Some(user) if login.link_verified_email => {
-                        self.link_to(&user, &login, client, "sso_email").await?;
+                        // Linked below, once the account's own checks pass.
+                        link_by_email = true;
                         user
                     }
                     Some(user) => {
@@ -173,6 +175,9 @@ impl AuthService {
                  report a second factor: sign in with your password and code, or have the \
                  provider require MFA",
             ));
+        }
+        if link_by_email {
+            self.link_to(&user, &login, client, "sso_email").await?;
         }
         let user = self.apply_claims(user, &login, client).await?;
         let session = self.new_session(&user.id, client);
@@ -352,11 +357,13 @@ impl AuthService {
     }
 
     /// Unlinks a provider from the caller's account (fresh auth), unless it is the account's
-    /// last way in (no password and no other provider).
+    /// last way in (no other provider, and no password or `sso_only`, where passwords do not
+    /// sign in).
     pub async fn unlink_identity(
         &self,
         caller: &Caller,
         provider: String,
+        sso_only: bool,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
         self.require_fresh(caller)?;
@@ -369,7 +376,7 @@ impl AuthService {
                 return Err(AuthError::NotFound("linked provider"));
             }
             let others = identities.iter().filter(|i| i.provider != target).count();
-            if user.password_hash.is_none() && others == 0 {
+            if (sso_only || user.password_hash.is_none()) && others == 0 {
                 return Err(AuthError::Conflict(
                     "this provider is the account's only way to sign in",
                 ));
