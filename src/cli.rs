@@ -9,6 +9,7 @@ pub mod datasource;
 pub mod egress;
 pub mod healthcheck;
 pub mod key;
+pub mod scan;
 pub mod serve;
 
 use anyhow::Context;

@@ -101,6 +101,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Scan the catalog (stored, or --catalog FILE before applying it) and the settings for
+    /// data left too open, login gaps, exposed credentials and weak settings (docs/SECURITY.md,
+    /// "Security scan"); --format text|json|sarif; --fail-on SEVERITY exits 1 on a finding
+    /// that bad or worse.
+    Scan {
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        #[arg(long, default_value = "text")]
+        format: String,
+        #[arg(long)]
+        fail_on: Option<String>,
+    },
     /// Check the audit log (its hash chain).
     Audit {
         #[command(subcommand)]
@@ -166,6 +178,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => cli::accounts::user(&env, command).await,
         Command::App { command } => cli::accounts::app(&env, command).await,
         Command::Audit { command } => cli::audit::audit(&env, command),
+        Command::Scan {
+            catalog,
+            format,
+            fail_on,
+        } => cli::scan::scan(&env, catalog, &format, fail_on.as_deref()),
         Command::Healthcheck { url, timeout_ms } => {
             cli::healthcheck::healthcheck(&env, url, Duration::from_millis(timeout_ms)).await
         }

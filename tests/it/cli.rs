@@ -1558,3 +1558,65 @@ fn catalog_check_reads_the_tls_files_it_names() {
     home.run(&["catalog", "apply", path.to_str().unwrap()], None)
         .assert_failed("apply with a missing CA file");
 }
+
+/// `sluice scan --catalog FILE` before an apply (no store yet): findings as text, JSON and
+/// SARIF, `--fail-on` for CI gates, a credential reported by kind and never by value.
+#[test]
+fn scan_reports_a_catalog_file_and_gates_on_severity() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("catalog.yaml");
+    std::fs::write(
+        &file,
+        "datasources:
+  db: { kind: postgres, host: db.example.com, database: shop, user: app, tls: require }
+apps:
+  shop:
+    visibility: public
+    grants: { anonymous: true }
+    queries:
+      signup:
+        datasource: db
+        description: 'calls the CRM with AKIAZ7QX4PL2M9RT8WQE'
+        sql: INSERT INTO leads (email) VALUES ({{ params.email }})
+        params: { email: { type: text } }
+",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["scan", "--catalog", file.to_str().unwrap()];
+        all.extend_from_slice(args);
+        common::served::sluice_with_test_key(dir.path(), &all)
+            .output()
+            .unwrap()
+    };
+    let text = run(&[]);
+    assert!(
+        text.status.success(),
+        "{}",
+        String::from_utf8_lossy(&text.stderr)
+    );
+    let shown = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(shown.starts_with("CRITICAL"), "{shown}");
+    for rule in ["SLU-D002", "SLU-C001", "SLU-S006"] {
+        assert!(shown.contains(rule), "{rule}: {shown}");
+    }
+    assert!(!shown.contains("AKIAZ7QX4PL2M9RT8WQE"), "{shown}");
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&["--format", "json"]).stdout).unwrap();
+    assert_eq!(json["counts"]["critical"], 2, "{json}");
+    let sarif: serde_json::Value =
+        serde_json::from_slice(&run(&["--format", "sarif"]).stdout).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    assert!(
+        sarif["runs"][0]["results"].as_array().unwrap().len() >= 3,
+        "{sarif}"
+    );
+
+    let gated = run(&["--fail-on", "critical"]);
+    assert!(!gated.status.success());
+    assert!(String::from_utf8_lossy(&gated.stderr).contains("--fail-on"));
+    let bad = run(&["--format", "xml"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--format"));
+}
