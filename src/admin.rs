@@ -124,6 +124,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
     let guard = state.clone();
     let admins_only = Router::new()
         .route("/egress", get(egress))
+        .route("/scan", get(scan))
         .route("/datasources/{name}/test", post(test_datasource))
         .route("/apps/{app}/policy", get(app_policy))
         .route("/apps/{app}/queries/{query}/run", post(run_query))
@@ -169,6 +170,52 @@ async fn admins_only(request: Request, next: Next) -> Response {
 async fn egress(State(state): State<Arc<AdminState>>) -> Response {
     let report = egress_report(&state.config, &state.gateway.snapshot().spec);
     json_response(StatusCode::OK, &report)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScanQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `GET /v1/admin/scan[?format=sarif]`: the security scan (`crate::scan`) of the served
+/// catalog, the settings and the admins' MFA state, as JSON (default) or SARIF 2.1.0.
+async fn scan(
+    State(state): State<Arc<AdminState>>,
+    query: Result<axum::extract::Query<ScanQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let bad = || ApiError {
+        param: Some("format".into()),
+        ..ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "the only query parameter is `format=json|sarif`",
+        )
+    };
+    let axum::extract::Query(query) = query.map_err(|_| bad())?;
+    let admins_without_mfa = state
+        .auth
+        .service
+        .list_users()
+        .await?
+        .into_iter()
+        .filter(|u| u.role == Role::Admin && !u.mfa_enabled && !u.disabled)
+        .map(|u| u.email)
+        .collect();
+    let facts = crate::scan::InstanceFacts::from_config(&state.config, admins_without_mfa);
+    let findings = crate::scan::scan(&state.gateway.snapshot().spec, &facts);
+    match query.format.as_deref() {
+        None | Some("json") => Ok(json_response(
+            StatusCode::OK,
+            &crate::scan::report::json(&findings),
+        )),
+        Some("sarif") => Ok(json_response(
+            StatusCode::OK,
+            &crate::scan::report::sarif(&findings),
+        )),
+        Some(_) => Err(bad()),
+    }
 }
 
 /// Tests a served datasource step by step (`datasource::probe`): 200 with the report

@@ -81,6 +81,26 @@ pub struct InstanceFacts {
     pub admins_without_mfa: Vec<String>,
 }
 
+impl InstanceFacts {
+    /// The facts of `config`, with the emails of the admins who have no MFA.
+    pub fn from_config(
+        config: &crate::config::Config,
+        admins_without_mfa: Vec<String>,
+    ) -> InstanceFacts {
+        InstanceFacts {
+            public_url: config.public_url.clone(),
+            signup_enabled: config.auth.signup_enabled,
+            signup_allowed_domains: config.auth.signup_allowed_domains.clone(),
+            per_ip_limit: config.edge.per_ip.is_some(),
+            lockout_threshold: config.auth.lockout_threshold,
+            admin_token: config.admin_token.is_some(),
+            admin_ips_restricted: !config.edge.admin_allowed_ips.is_empty(),
+            egress_allow: config.egress_allow.clone(),
+            admins_without_mfa,
+        }
+    }
+}
+
 /// Every rule, with its id, severity and one line: what docs and SARIF list.
 pub const RULES: &[(&str, Severity, &str)] = &[
     (

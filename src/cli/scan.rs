@@ -49,17 +49,7 @@ pub fn scan(
             .collect(),
         Err(_) => Vec::new(),
     };
-    let facts = InstanceFacts {
-        public_url: config.public_url.clone(),
-        signup_enabled: config.auth.signup_enabled,
-        signup_allowed_domains: config.auth.signup_allowed_domains.clone(),
-        per_ip_limit: config.edge.per_ip.is_some(),
-        lockout_threshold: config.auth.lockout_threshold,
-        admin_token: config.admin_token.is_some(),
-        admin_ips_restricted: !config.edge.admin_allowed_ips.is_empty(),
-        egress_allow: config.egress_allow.clone(),
-        admins_without_mfa,
-    };
+    let facts = InstanceFacts::from_config(&config, admins_without_mfa);
     let findings = scan::scan(&spec, &facts);
     match format {
         "json" => println!(

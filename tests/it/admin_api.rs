@@ -207,3 +207,41 @@ async fn bad_query_strings_get_json_400s() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_query", "{body}");
 }
+
+/// `GET /v1/admin/scan`: the security scan of the served catalog and the settings, as JSON
+/// or SARIF, for the admin token; a bad format is a JSON 400.
+#[tokio::test]
+async fn the_scan_reports_the_served_catalog_and_the_settings() {
+    let gateway = TestGateway::start_with(&catalog(), &[("SLUICE_ADMIN_TOKEN", TOKEN)]).await;
+    let get = |query: &'static str| {
+        gateway
+            .client
+            .get(gateway.url(&format!("/v1/admin/scan{query}")))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    let response = get("").await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let report: serde_json::Value = response.json().await.unwrap();
+    let rules: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    // The admin token works from every address in this test instance.
+    assert!(rules.contains(&"SLU-S008"), "{report}");
+    let sarif: serde_json::Value = get("?format=sarif").await.unwrap().json().await.unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let bad = get("?format=xml").await.unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_query");
+    let anonymous = gateway
+        .client
+        .get(gateway.url("/v1/admin/scan"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+}
