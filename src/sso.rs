@@ -49,6 +49,9 @@ pub struct BearerIdentity {
 struct Issuer {
     settings: IssuerSettings,
     keys: OnceCell<KeySet>,
+    /// When discovery last failed: it is not tried again for [`keys::MIN_REFRESH`], so
+    /// tokens naming an issuer whose provider is down do not each cost an outbound request.
+    discovery_failed: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// The instance's SSO: its providers and issuers (see the module doc).
@@ -82,6 +85,7 @@ impl Sso {
                 .map(|settings| Issuer {
                     settings,
                     keys: OnceCell::new(),
+                    discovery_failed: std::sync::Mutex::new(None),
                 })
                 .collect(),
         })
@@ -131,12 +135,32 @@ impl Sso {
             .find(|i| i.settings.issuer == named)
             .ok_or(TokenError::WrongIssuer)?;
         let settings = &issuer.settings;
+        let recently_failed = || {
+            issuer
+                .discovery_failed
+                .lock()
+                .map(|at| at.is_some_and(|at| at.elapsed() < keys::MIN_REFRESH))
+                .unwrap_or(false)
+        };
         let keys = issuer
             .keys
             .get_or_try_init(|| async {
                 let url = match &settings.jwks_url {
                     Some(url) => url.clone(),
-                    None => self.discover_jwks(&settings.issuer).await?,
+                    None if recently_failed() => {
+                        return Err(TokenError::Key(keys::KeyError::Invalid(
+                            "discovery failed a moment ago".into(),
+                        )));
+                    }
+                    None => match self.discover_jwks(&settings.issuer).await {
+                        Ok(url) => url,
+                        Err(error) => {
+                            if let Ok(mut at) = issuer.discovery_failed.lock() {
+                                *at = Some(std::time::Instant::now());
+                            }
+                            return Err(error);
+                        }
+                    },
                 };
                 Ok::<_, TokenError>(KeySet::new(url))
             })

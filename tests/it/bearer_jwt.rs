@@ -108,11 +108,15 @@ fn with(changes: Value) -> Value {
 struct KeyServer {
     base: String,
     fetches: Arc<AtomicUsize>,
+    /// Requests for the discovery document of the issuer at `{base}/down` (always 503).
+    discoveries: Arc<AtomicUsize>,
 }
 
 async fn key_server(issuer: JwkSet, other: JwkSet, attacker: JwkSet) -> KeyServer {
     let fetches = Arc::new(AtomicUsize::new(0));
     let counted = fetches.clone();
+    let discoveries = Arc::new(AtomicUsize::new(0));
+    let asked = discoveries.clone();
     let app = axum::Router::new()
         .route(
             "/jwks",
@@ -138,11 +142,22 @@ async fn key_server(issuer: JwkSet, other: JwkSet, attacker: JwkSet) -> KeyServe
                 let body = serde_json::to_string(&attacker).unwrap();
                 async move { body }
             }),
+        )
+        .route(
+            "/down/.well-known/openid-configuration",
+            axum::routing::get(move || {
+                asked.fetch_add(1, Ordering::SeqCst);
+                async { axum::http::StatusCode::SERVICE_UNAVAILABLE }
+            }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    KeyServer { base, fetches }
+    KeyServer {
+        base,
+        fetches,
+        discoveries,
+    }
 }
 
 struct Setup {
@@ -219,6 +234,9 @@ jwt:
     issuer: '{OTHER_ISSUER}'
     jwks_url: {base}/other-jwks
     audience: ['{OTHER_AUDIENCE}']
+  - name: down
+    issuer: {base}/down
+    audience: ['{AUDIENCE}']
 ",
             base = keys.base
         ),
@@ -508,5 +526,18 @@ async fn unknown_kids_refetch_the_issuers_keys_at_most_once_per_interval() {
         after - before <= 1,
         "30 made-up kids fetched the key set {} times",
         after - before
+    );
+    // An issuer whose discovery fails is not asked again for every token.
+    for _ in 0..20 {
+        let token = setup
+            .rsa
+            .sign(&with(json!({ "iss": format!("{}/down", setup.keys.base) })));
+        let (status, _) = run(&setup, "api", "whoami", &token).await;
+        assert_eq!(status, 401);
+    }
+    let asked = setup.keys.discoveries.load(Ordering::SeqCst);
+    assert_eq!(
+        asked, 1,
+        "20 tokens asked the failing discovery {asked} times"
     );
 }
