@@ -221,10 +221,7 @@ impl Sso {
             .and_then(Value::as_str)
             .ok_or_else(|| invalid("no jwks_uri"))?;
         let parsed = url::Url::parse(url).map_err(|_| invalid("jwks_uri is not a URL"))?;
-        let loopback = parsed
-            .host_str()
-            .is_some_and(crate::egress::is_loopback_host);
-        if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+        if !settings::https_or_loopback(&parsed) {
             return Err(invalid("jwks_uri is not https"));
         }
         Ok(url.to_owned())

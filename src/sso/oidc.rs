@@ -117,10 +117,7 @@ impl OidcProvider {
                     let url = text(name)?;
                     let parsed = url::Url::parse(&url)
                         .map_err(|_| OidcError::Discovery(format!("`{name}` is not a URL")))?;
-                    let loopback = parsed
-                        .host_str()
-                        .is_some_and(crate::egress::is_loopback_host);
-                    if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+                    if !super::settings::https_or_loopback(&parsed) {
                         return Err(OidcError::Discovery(format!("`{name}` is not https")));
                     }
                     Ok(url)

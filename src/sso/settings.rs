@@ -465,20 +465,24 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// An issuer or key URL: https, or http to a loopback host (a provider on this machine).
-/// Without a trailing `/` for issuers that have none; kept as written otherwise, since `iss`
-/// is compared exactly.
+/// Whether a provider URL may be used: https, or http to a loopback host (a provider on
+/// this machine). The one rule for the SSO file's URLs and the ones discovery hands back.
+pub fn https_or_loopback(url: &url::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => url.host_str().is_some_and(crate::egress::is_loopback_host),
+        _ => false,
+    }
+}
+
+/// An issuer or key URL ([`https_or_loopback`]). Without a trailing `/` for issuers that
+/// have none; kept as written otherwise, since `iss` is compared exactly.
 fn check_url(text: &str) -> Result<String, String> {
     let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
-    let loopback = url.host_str().is_some_and(crate::egress::is_loopback_host);
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        _ => {
-            return Err(format!(
-                "`{text}` must be an https URL (http only to a loopback host)"
-            ));
-        }
+    if !https_or_loopback(&url) {
+        return Err(format!(
+            "`{text}` must be an https URL (http only to a loopback host)"
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(format!("`{text}` must not carry a user name or password"));
