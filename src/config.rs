@@ -49,14 +49,14 @@ use crate::vault::{self, InstanceKey, Keyring, SecretString, VaultError};
 use parse::{Env, MAX_MILLIS, MAX_SECS, boxed, parse_address_list, parse_public_url};
 use settings::{auth_settings, edge_settings};
 use variables::{
-    ACME_CA_FILE, ACME_CONTACT, ACME_DIRECTORY, ACME_DOMAINS, ADMIN_TOKEN, BODY_READ_TIMEOUT_MS,
-    CATALOG_RELOAD_SECS, DATA_DIR, EGRESS_ALLOW, EGRESS_BIND, EGRESS_PUBLIC_IPS,
-    ENCRYPTION_PASSWORD, ENCRYPTION_PASSWORD_OLD, ENCRYPTION_SALT, ENCRYPTION_SALT_OLD,
-    HEADER_READ_TIMEOUT_MS, LISTEN, LISTEN_BACKLOG, LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES,
-    MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_ROWS, METADATA_DB, METADATA_PASSWORD,
-    METADATA_URL, METRICS_LISTEN, METRICS_TOKEN, POOL_SIZE, POOL_WAIT_MS, PUBLIC_URL,
-    QUERY_TIMEOUT_MS, SCIM_TOKEN, SECRET_REFERENCES, SHUTDOWN_GRACE_SECS, SQLITE_DIRS,
-    TLS_CERT_FILE, TLS_KEY_FILE,
+    ACME_CA_FILE, ACME_CONTACT, ACME_DIRECTORY, ACME_DOMAINS, ADMIN_TOKEN, AUTH_CACHE_SECS,
+    AUTH_CACHE_STALE_SECS, BODY_READ_TIMEOUT_MS, CATALOG_RELOAD_SECS, DATA_DIR, EGRESS_ALLOW,
+    EGRESS_BIND, EGRESS_PUBLIC_IPS, ENCRYPTION_PASSWORD, ENCRYPTION_PASSWORD_OLD, ENCRYPTION_SALT,
+    ENCRYPTION_SALT_OLD, HEADER_READ_TIMEOUT_MS, LISTEN, LISTEN_BACKLOG, LOG_FORMAT, LOG_LEVEL,
+    MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_ROWS, METADATA_DB,
+    METADATA_PASSWORD, METADATA_URL, METRICS_LISTEN, METRICS_TOKEN, POOL_SIZE, POOL_WAIT_MS,
+    PUBLIC_URL, QUERY_TIMEOUT_MS, REDIS_URL, SCIM_TOKEN, SECRET_REFERENCES, SHUTDOWN_GRACE_SECS,
+    SQLITE_DIRS, TLS_CERT_FILE, TLS_KEY_FILE,
 };
 
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
@@ -79,6 +79,14 @@ pub struct Config {
     pub metadata_url: Option<SecretString>,
     /// Its user's password when the URL holds none (`SLUICE_METADATA_PASSWORD`).
     pub metadata_password: Option<SecretString>,
+    /// Redis for the shared rate-limit buckets (`SLUICE_REDIS_URL`).
+    pub redis_url: Option<SecretString>,
+    /// How long a replica reuses a session or key it read from a PostgreSQL store
+    /// (`SLUICE_AUTH_CACHE_SECS`; zero: never).
+    pub auth_cache: Duration,
+    /// How long a cached session or key keeps working while the store is unreachable
+    /// (`SLUICE_AUTH_CACHE_STALE_SECS`; zero: never).
+    pub auth_cache_stale: Duration,
     pub log_format: LogFormat,
     /// One of `error`, `warn`, `info`, `debug`, `trace` (normalised to lower case).
     pub log_level: String,
@@ -422,6 +430,19 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
         metadata_password: env
             .secret(METADATA_PASSWORD)
             .filter(|password| !password.expose().trim().is_empty()),
+        redis_url: env
+            .secret(REDIS_URL)
+            .filter(|url| !url.expose().trim().is_empty()),
+        auth_cache: Duration::from_secs(env.number(
+            AUTH_CACHE_SECS,
+            "a whole number of seconds from 0 to 60",
+            0..=60,
+        )?),
+        auth_cache_stale: Duration::from_secs(env.number(
+            AUTH_CACHE_STALE_SECS,
+            "a whole number of seconds from 0 to 3600",
+            0..=3600,
+        )?),
         log_format: env.parse(LOG_FORMAT, "text or json", |v| {
             match v.to_ascii_lowercase().as_str() {
                 "text" => Ok(LogFormat::Text),

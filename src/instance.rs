@@ -32,10 +32,13 @@ use crate::gateway::{GatewayParts, GatewayState, Limits, Readiness};
 use crate::http::connections::ConnectionLimits;
 use crate::http::server::{self, ServerSettings};
 use crate::http::tls::{CertStore, TlsError};
+use crate::limits::SharedLimiter;
 use crate::metrics::Metrics;
 use crate::policy::edge::EdgeState;
 use crate::policy::rate_limit::{MemoryLimiter, RateLimiter};
 use crate::snapshot::{self, SnapshotError};
+use crate::store::buckets::SharedBuckets;
+use crate::store::buckets::redis::RedisBuckets;
 use crate::store::{PgSettings, PostgresStore, SqliteStore, Store, StoreError};
 use crate::vault::Keyring;
 
@@ -150,7 +153,7 @@ impl Instance {
             None => None,
         };
         let snapshot = snapshot::build(&config, &key, store.clone(), &metrics).await?;
-        let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new(clock.clone()));
+        let limiter = rate_limiter(&config, store.as_ref(), &clock, &metrics)?;
         // One audit log for the instance: the auth service, the edge, the admin plane and
         // (when on) the query route all write to it.
         let mut audit = Audit::new(store.clone(), clock.clone());
@@ -169,7 +172,8 @@ impl Instance {
                     clock.clone(),
                     limiter.clone(),
                 )?
-                .with_metrics(metrics.clone()),
+                .with_metrics(metrics.clone())
+                .with_cache(config.auth_cache, config.auth_cache_stale),
             ),
             cookie: CookieSettings {
                 secure: config.secure_cookies(),
@@ -560,6 +564,28 @@ pub async fn account_service(config: &Config) -> Result<AuthService, StartError>
     let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new(clock.clone()));
     let audit = Arc::new(Audit::new(store.clone(), clock.clone()));
     auth_service(config, &key, store, audit, clock, limiter)
+}
+
+/// The instance's rate limiter: buckets shared by the replicas in Redis
+/// (`SLUICE_REDIS_URL`) or in the PostgreSQL metadata store, else in this process's memory.
+fn rate_limiter(
+    config: &Config,
+    store: &dyn Store,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<dyn RateLimiter>, StartError> {
+    let shared: Option<Arc<dyn SharedBuckets>> = match &config.redis_url {
+        Some(url) => {
+            let redis = RedisBuckets::open(url.expose())?;
+            tracing::info!(redis = %redis.describe(), "Rate limits are shared through Redis");
+            Some(Arc::new(redis))
+        }
+        None => store.shared_buckets(),
+    };
+    Ok(match shared {
+        Some(shared) => Arc::new(SharedLimiter::new(shared, clock.clone(), metrics.clone())),
+        None => Arc::new(MemoryLimiter::new(clock.clone())),
+    })
 }
 
 /// The authentication service for this configuration: mailer, limiter, clock.

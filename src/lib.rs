@@ -15,6 +15,7 @@ pub mod egress;
 pub mod gateway;
 pub mod http;
 pub mod instance;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod policy;

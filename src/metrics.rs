@@ -98,6 +98,11 @@ struct LimitLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    store: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -201,6 +206,8 @@ pub struct Metrics {
     connect_failures: Family<FailureLabels, Counter>,
     egress_refusals: Family<DatasourceLabels, Counter>,
     rate_limited: Family<LimitLabels, Counter>,
+    rate_limit_store_failures: Family<StoreLabels, Counter>,
+    auth_cache: Family<ResultLabels, Counter>,
     sign_in_failures: Family<ReasonLabels, Counter>,
     lockouts: Counter,
     catalog_revision: Gauge,
@@ -279,6 +286,18 @@ impl Metrics {
             "Requests refused with 429 by a rate limit or a concurrency cap, by limit (address, query_address, query_user, query_api_key, query_concurrency, auth)",
             Family::clone(&rate_limited),
         );
+        let rate_limit_store_failures = Family::default();
+        registry.register(
+            "rate_limit_store_failures",
+            "Rate-limit checks the shared buckets could not answer (unreachable or too slow), by store (postgres, redis); each was decided by this replica's in-process buckets instead",
+            Family::clone(&rate_limit_store_failures),
+        );
+        let auth_cache = Family::default();
+        registry.register(
+            "auth_cache_lookups",
+            "Session and API key lookups by how the replica's cache answered (hit, miss, stale: served from the cache while the store could not be reached); only with a PostgreSQL store",
+            Family::clone(&auth_cache),
+        );
         let sign_in_failures = Family::default();
         registry.register(
             "sign_in_failures",
@@ -337,6 +356,8 @@ impl Metrics {
             connect_failures,
             egress_refusals,
             rate_limited,
+            rate_limit_store_failures,
+            auth_cache,
             sign_in_failures,
             lockouts,
             catalog_revision,
@@ -386,6 +407,20 @@ impl Metrics {
     pub fn rate_limited(&self, limit: &'static str) {
         self.rate_limited
             .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
+    /// A rate-limit check the shared buckets of `store` could not answer.
+    pub fn rate_limit_store_failed(&self, store: &'static str) {
+        self.rate_limit_store_failures
+            .get_or_create(&StoreLabels { store })
+            .inc();
+    }
+
+    /// A session or API key lookup answered `result` (hit, miss, stale) by the cache.
+    pub fn auth_cache(&self, result: &'static str) {
+        self.auth_cache
+            .get_or_create(&ResultLabels { result })
             .inc();
     }
 

@@ -20,6 +20,8 @@
 //!   (catalog, revisions, TOTP secrets), for key status and rotation.
 //! - [`scim`]: [`ScimStore`](scim::ScimStore), SCIM provisioning: an IdP's profile of each
 //!   account and the groups it mirrors into the accounts' `groups`.
+//! - [`buckets`]: [`BucketStore`](buckets::BucketStore), rate-limit buckets shared by the
+//!   replicas (PostgreSQL's table, or Redis), async, for the `limits` module.
 //!
 //! [`Store`] is all of them: what the instance opens. [`AccountStore`] is the part the auth
 //! service works with (the accounts, without the catalog and the audit log, which it writes
@@ -46,6 +48,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod buckets;
 pub mod catalog;
 pub mod error;
 pub mod health;
@@ -102,6 +105,7 @@ pub trait Store:
     + health::HealthStore
     + sealed::SealedStore
     + scim::ScimStore
+    + buckets::BucketStore
 {
 }
 
@@ -112,5 +116,6 @@ impl<T> Store for T where
         + health::HealthStore
         + sealed::SealedStore
         + scim::ScimStore
+        + buckets::BucketStore
 {
 }

@@ -21,6 +21,7 @@
 
 mod account_gate;
 mod accounts;
+mod cache;
 mod federated;
 mod keys;
 mod mailed;
@@ -31,6 +32,7 @@ mod sign_in;
 mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
@@ -158,6 +160,8 @@ pub struct AuthService {
     account_gates: account_gate::AccountGates,
     /// Where sign-in failures, lockouts and throttled requests are counted.
     metrics: Arc<Metrics>,
+    /// Sessions and keys read moments ago, with a shared store ([`cache`]).
+    cache: Option<Arc<cache::AuthCache>>,
 }
 
 /// Mail jobs allowed in flight; beyond that new ones are dropped (and logged), so a flood of
@@ -192,7 +196,31 @@ impl AuthService {
             )),
             account_gates: account_gate::AccountGates::default(),
             metrics: Arc::new(Metrics::new()),
+            cache: None,
         }
+    }
+
+    /// Caches sessions and keys for `ttl` (reused up to `stale` while the store cannot be
+    /// reached), when the store announces its changes (PostgreSQL); otherwise, or with a
+    /// zero `ttl`, nothing is cached. Must be called inside a tokio runtime.
+    pub fn with_cache(mut self, ttl: Duration, stale: Duration) -> AuthService {
+        if ttl.is_zero() {
+            return self;
+        }
+        if let Some(changes) = self.store.auth_changes() {
+            self.cache = Some(cache::AuthCache::start(
+                changes,
+                self.clock.clone(),
+                ttl,
+                stale,
+            ));
+        }
+        self
+    }
+
+    /// Whether sessions and keys are cached ([`AuthService::with_cache`]).
+    pub fn caches(&self) -> bool {
+        self.cache.is_some()
     }
 
     /// Counts sign-in failures, lockouts and throttled requests into `metrics` (the
@@ -220,14 +248,14 @@ impl AuthService {
     }
 
     /// Takes one token from the per-IP bucket of the auth endpoints.
-    pub fn throttle(&self, client: &ClientInfo) -> Result<(), AuthError> {
+    pub async fn throttle(&self, client: &ClientInfo) -> Result<(), AuthError> {
         let rule = RateRule::per_minute(self.settings.auth_rate_per_minute);
         let who = client
             .ip
             .parse()
             .map(crate::policy::client_ip::bucket_key)
             .unwrap_or_else(|_| client.ip.clone());
-        match self.limiter.check(&format!("auth:{who}"), rule) {
+        match self.limiter.check(&format!("auth:{who}"), rule).await {
             Decision::Allow => Ok(()),
             Decision::Deny { retry_after_secs } => {
                 self.metrics.rate_limited("auth");

@@ -59,6 +59,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "",
         "Password of the SLUICE_METADATA_URL user, when the URL holds none (or use SLUICE_METADATA_PASSWORD_FILE).",
     ),
+    (
+        REDIS_URL,
+        "",
+        "Redis for the rate-limit buckets the replicas share, redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS); empty: shared through the PostgreSQL metadata store when there is one, else kept in memory. A secret: it may hold the password.",
+    ),
+    (
+        AUTH_CACHE_SECS,
+        "5",
+        "With the PostgreSQL metadata store: how long each replica reuses a session or API key it has read, in seconds (0 to 60; 0: read the store on every request). Changes reach every replica's cache at once by NOTIFY; this is the backstop.",
+    ),
+    (
+        AUTH_CACHE_STALE_SECS,
+        "60",
+        "With the PostgreSQL metadata store: while the store cannot be reached, how long a session or API key read before keeps working, in seconds (0 to 3600; 0: never); /readyz reports not ready meanwhile.",
+    ),
     (LOG_FORMAT, "text", "Log format: text or json."),
     (
         LOG_LEVEL,
@@ -347,6 +362,9 @@ pub(super) const DATA_DIR: &str = "SLUICE_DATA_DIR";
 pub(super) const METADATA_DB: &str = "SLUICE_METADATA_DB";
 pub(super) const METADATA_URL: &str = "SLUICE_METADATA_URL";
 pub(super) const METADATA_PASSWORD: &str = "SLUICE_METADATA_PASSWORD";
+pub(super) const REDIS_URL: &str = "SLUICE_REDIS_URL";
+pub(super) const AUTH_CACHE_SECS: &str = "SLUICE_AUTH_CACHE_SECS";
+pub(super) const AUTH_CACHE_STALE_SECS: &str = "SLUICE_AUTH_CACHE_STALE_SECS";
 pub(super) const LOG_FORMAT: &str = "SLUICE_LOG_FORMAT";
 pub(super) const LOG_LEVEL: &str = "SLUICE_LOG_LEVEL";
 pub(super) const MAX_BODY_BYTES: &str = "SLUICE_MAX_BODY_BYTES";
@@ -419,6 +437,7 @@ pub const SECRET_VARIABLES: &[&str] = &[
     ENCRYPTION_SALT_OLD,
     METADATA_URL,
     METADATA_PASSWORD,
+    REDIS_URL,
 ];
 
 /// `SLUICE_ADMIN_TOKEN` -> `SLUICE_ADMIN_TOKEN_FILE`.

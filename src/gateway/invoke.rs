@@ -101,7 +101,7 @@ pub async fn invoke(
     };
     policy::authorize(&target, caller.as_ref(), is_member)?;
     let ip = client_ip.map(|Extension(ClientIp(ip))| ip);
-    let running = admit(&state, query, caller.as_ref(), ip)?;
+    let running = admit(&state, query, caller.as_ref(), ip).await?;
     let run = Run {
         request_id,
         app_name,
@@ -136,7 +136,7 @@ pub async fn run_as_admin(
         .catalog
         .query(&app_name, &query_name)
         .ok_or_else(|| Refusal::hidden(&app_name, &query_name))?;
-    let running = admit(state, query, caller.as_ref(), ip)?;
+    let running = admit(state, query, caller.as_ref(), ip).await?;
     let run = Run {
         request_id,
         app_name,
@@ -152,7 +152,7 @@ pub async fn run_as_admin(
 
 /// Rate limits (per IP when the app or query sets one, per user, per key) and the
 /// concurrency cap; refusals are 429 with `Retry-After`, before any datasource is touched.
-fn admit(
+async fn admit(
     state: &GatewayState,
     query: &CompiledQuery,
     caller: Option<&Caller>,
@@ -190,7 +190,7 @@ fn admit(
         None => {}
     }
     for (rule, key, who, limit) in checks {
-        if let Decision::Deny { retry_after_secs } = limiter.check(&key, rule.rule) {
+        if let Decision::Deny { retry_after_secs } = limiter.check(&key, rule.rule).await {
             state.metrics.rate_limited(limit);
             return Err(Refusal::RateLimited {
                 limit: RateLimited::Query {

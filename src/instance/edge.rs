@@ -37,6 +37,7 @@ pub async fn middleware(
         Some(rule) if !health => match edge
             .limiter
             .check(&format!("edge:{}", client_ip::bucket_key(ip)), rule)
+            .await
         {
             Decision::Allow => next.run(request).await,
             Decision::Deny { retry_after_secs } => {

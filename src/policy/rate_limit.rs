@@ -5,9 +5,10 @@
 //! caller chooses the key (`login:ip:203.0.113.9`, `reset:email:<hash>`) and the rule, and
 //! turns a [`Decision::Deny`] into `429 Too Many Requests` with `Retry-After`.
 //!
-//! The interface exists so that several replicas can later share buckets in an external
-//! store; everything here is process-local. Keys must be namespaced per rule by the caller:
-//! one key checked under two different rules shares one bucket.
+//! The interface lets several replicas share buckets in an external store (the `limits` module
+//! over `store::buckets`: PostgreSQL or Redis), so a check is a future; the in-process
+//! limiter's is ready at once. Keys must be namespaced per rule by the caller: one key
+//! checked under two different rules shares one bucket.
 //!
 //! Invariants:
 //! - Time comes only from the injected [`Clock`](crate::clock::Clock); nothing sleeps.
@@ -17,6 +18,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
+
+use futures_util::future::BoxFuture;
 
 use crate::clock::SharedClock;
 use crate::spec::rate::RateRule;
@@ -45,7 +48,7 @@ pub enum Decision {
 pub trait RateLimiter: Send + Sync {
     /// Takes one token from `key`'s bucket if one is available; a key not seen before starts
     /// with a full bucket.
-    fn check(&self, key: &str, rule: RateRule) -> Decision;
+    fn check<'a>(&'a self, key: &'a str, rule: RateRule) -> BoxFuture<'a, Decision>;
 }
 
 /// One key's bucket. The rule is remembered so that pruning can tell when it is full again.
@@ -96,14 +99,9 @@ impl Bucket {
             self.tokens = (self.tokens - 1.0).max(0.0);
             return Decision::Allow;
         }
-        let retry_after_secs = if self.burst == 0 || self.per_second == 0.0 {
-            u64::MAX
-        } else {
-            let wait = (1.0 - self.tokens) / self.per_second;
-            // Float-to-int `as` saturates, so an enormous wait becomes u64::MAX.
-            (wait - EPSILON).ceil().max(1.0) as u64
-        };
-        Decision::Deny { retry_after_secs }
+        Decision::Deny {
+            retry_after_secs: rule.retry_after_secs(self.tokens),
+        }
     }
 }
 
@@ -179,7 +177,14 @@ impl fmt::Debug for MemoryLimiter {
 }
 
 impl RateLimiter for MemoryLimiter {
-    fn check(&self, key: &str, rule: RateRule) -> Decision {
+    fn check<'a>(&'a self, key: &'a str, rule: RateRule) -> BoxFuture<'a, Decision> {
+        Box::pin(std::future::ready(self.take(key, rule)))
+    }
+}
+
+impl MemoryLimiter {
+    /// [`RateLimiter::check`] without the future: the answer is known at once.
+    pub fn take(&self, key: &str, rule: RateRule) -> Decision {
         let now_ms = self.clock.now_millis();
         // A panic elsewhere while holding the lock leaves the buckets consistent (every
         // update is a plain field write), so a poisoned lock is used as is.
@@ -225,11 +230,11 @@ mod tests {
         let (_clock, limiter) = limiter(MAX_BUCKETS);
         let rule = RateRule::per_minute(10);
         for i in 0..10 {
-            assert_eq!(limiter.check("k", rule), Decision::Allow, "request {i}");
+            assert_eq!(limiter.take("k", rule), Decision::Allow, "request {i}");
         }
         // One token every 6 seconds.
-        assert_eq!(limiter.check("k", rule), deny(6));
-        assert_eq!(limiter.check("k", rule), deny(6));
+        assert_eq!(limiter.take("k", rule), deny(6));
+        assert_eq!(limiter.take("k", rule), deny(6));
     }
 
     #[test]
@@ -237,26 +242,26 @@ mod tests {
         let (clock, limiter) = limiter(MAX_BUCKETS);
         let rule = RateRule::per_minute(10);
         for _ in 0..10 {
-            limiter.check("k", rule);
+            limiter.take("k", rule);
         }
         clock.advance_secs(4);
-        assert_eq!(limiter.check("k", rule), deny(2));
+        assert_eq!(limiter.take("k", rule), deny(2));
         clock.advance_millis(1_500);
         assert_eq!(
-            limiter.check("k", rule),
+            limiter.take("k", rule),
             deny(1),
             "0.5 s left rounds up to 1"
         );
         clock.advance_millis(500);
-        assert_eq!(limiter.check("k", rule), Decision::Allow);
-        assert_eq!(limiter.check("k", rule), deny(6));
+        assert_eq!(limiter.take("k", rule), Decision::Allow);
+        assert_eq!(limiter.take("k", rule), deny(6));
 
         // A long wait refills to the burst and no further.
         clock.advance_secs(3_600);
         for i in 0..10 {
-            assert_eq!(limiter.check("k", rule), Decision::Allow, "request {i}");
+            assert_eq!(limiter.take("k", rule), Decision::Allow, "request {i}");
         }
-        assert_eq!(limiter.check("k", rule), deny(6));
+        assert_eq!(limiter.take("k", rule), deny(6));
     }
 
     #[test]
@@ -325,9 +330,9 @@ mod tests {
         for (rule, expected) in cases {
             let (_clock, limiter) = limiter(MAX_BUCKETS);
             for _ in 0..rule.burst {
-                assert_eq!(limiter.check("k", rule), Decision::Allow, "{rule:?}");
+                assert_eq!(limiter.take("k", rule), Decision::Allow, "{rule:?}");
             }
-            assert_eq!(limiter.check("k", rule), deny(expected), "{rule:?}");
+            assert_eq!(limiter.take("k", rule), deny(expected), "{rule:?}");
         }
     }
 
@@ -337,13 +342,13 @@ mod tests {
             let (clock, limiter) = limiter(MAX_BUCKETS);
             let rule = RateRule::per_minute(n);
             for _ in 0..n {
-                limiter.check("k", rule);
+                limiter.take("k", rule);
             }
-            let Decision::Deny { retry_after_secs } = limiter.check("k", rule) else {
+            let Decision::Deny { retry_after_secs } = limiter.take("k", rule) else {
                 panic!("per_minute({n}) allowed past its burst");
             };
             clock.advance_secs(i64::try_from(retry_after_secs).unwrap());
-            assert_eq!(limiter.check("k", rule), Decision::Allow, "per_minute({n})");
+            assert_eq!(limiter.take("k", rule), Decision::Allow, "per_minute({n})");
         }
     }
 
@@ -354,31 +359,31 @@ mod tests {
             burst: 0,
             per_second: 1.0,
         };
-        assert_eq!(limiter.check("k", rule), deny(u64::MAX));
+        assert_eq!(limiter.take("k", rule), deny(u64::MAX));
     }
 
     #[test]
     fn keys_are_independent() {
         let (_clock, limiter) = limiter(MAX_BUCKETS);
         let rule = RateRule::per_minute(2);
-        assert_eq!(limiter.check("login:ip:a", rule), Decision::Allow);
-        assert_eq!(limiter.check("login:ip:a", rule), Decision::Allow);
-        assert_eq!(limiter.check("login:ip:a", rule), deny(30));
-        assert_eq!(limiter.check("login:ip:b", rule), Decision::Allow);
-        assert_eq!(limiter.check("login:ip:b", rule), Decision::Allow);
-        assert_eq!(limiter.check("login:ip:b", rule), deny(30));
+        assert_eq!(limiter.take("login:ip:a", rule), Decision::Allow);
+        assert_eq!(limiter.take("login:ip:a", rule), Decision::Allow);
+        assert_eq!(limiter.take("login:ip:a", rule), deny(30));
+        assert_eq!(limiter.take("login:ip:b", rule), Decision::Allow);
+        assert_eq!(limiter.take("login:ip:b", rule), Decision::Allow);
+        assert_eq!(limiter.take("login:ip:b", rule), deny(30));
     }
 
     #[test]
     fn a_clock_stepping_back_adds_no_tokens() {
         let (clock, limiter) = limiter(MAX_BUCKETS);
         let rule = RateRule::per_minute(1);
-        assert_eq!(limiter.check("k", rule), Decision::Allow);
+        assert_eq!(limiter.take("k", rule), Decision::Allow);
         clock.advance_secs(-600);
-        assert_eq!(limiter.check("k", rule), deny(60));
+        assert_eq!(limiter.take("k", rule), deny(60));
         // Time before the last update does not count once the clock comes back.
         clock.advance_secs(630);
-        assert_eq!(limiter.check("k", rule), deny(30));
+        assert_eq!(limiter.take("k", rule), deny(30));
     }
 
     #[test]
@@ -386,24 +391,24 @@ mod tests {
         let (clock, limiter) = limiter(4);
         let rule = RateRule::per_minute(2);
         // "busy" is spent; "a" and "b" used one of two tokens.
-        limiter.check("busy", rule);
-        assert_eq!(limiter.check("busy", rule), Decision::Allow);
-        limiter.check("a", rule);
-        limiter.check("b", rule);
-        limiter.check("c", rule);
+        limiter.take("busy", rule);
+        assert_eq!(limiter.take("busy", rule), Decision::Allow);
+        limiter.take("a", rule);
+        limiter.take("b", rule);
+        limiter.take("c", rule);
         assert_eq!(bucket_count(&limiter), 4);
 
         // 30 s later "a", "b" and "c" are full again; "busy" has one token of two.
         clock.advance_secs(30);
-        limiter.check("d", rule);
+        limiter.take("d", rule);
         assert_eq!(bucket_count(&limiter), 2, "full buckets are dropped");
-        assert_eq!(limiter.check("busy", rule), Decision::Allow);
-        assert_eq!(limiter.check("busy", rule), deny(30), "busy kept its state");
-        assert_eq!(limiter.check("d", rule), Decision::Allow);
-        assert_eq!(limiter.check("d", rule), deny(30), "d kept its state");
+        assert_eq!(limiter.take("busy", rule), Decision::Allow);
+        assert_eq!(limiter.take("busy", rule), deny(30), "busy kept its state");
+        assert_eq!(limiter.take("d", rule), Decision::Allow);
+        assert_eq!(limiter.take("d", rule), deny(30), "d kept its state");
         // A pruned key starts again with a full bucket, as it would have anyway.
-        assert_eq!(limiter.check("a", rule), Decision::Allow);
-        assert_eq!(limiter.check("a", rule), Decision::Allow);
+        assert_eq!(limiter.take("a", rule), Decision::Allow);
+        assert_eq!(limiter.take("a", rule), Decision::Allow);
     }
 
     #[test]
@@ -412,32 +417,42 @@ mod tests {
         let rule = RateRule::per_minute(5);
         // The victim is limited: its bucket is empty.
         for _ in 0..5 {
-            limiter.check("victim", rule);
+            limiter.take("victim", rule);
         }
-        assert_eq!(limiter.check("victim", rule), deny(12));
+        assert_eq!(limiter.take("victim", rule), deny(12));
         // Distinct keys, each used once (4 of 5 tokens left), never full again in time.
         for i in 0..1_000 {
-            assert_eq!(limiter.check(&format!("flood-{i}"), rule), Decision::Allow);
+            assert_eq!(limiter.take(&format!("flood-{i}"), rule), Decision::Allow);
             assert!(bucket_count(&limiter) <= 8);
         }
         assert_eq!(
-            limiter.check("victim", rule),
+            limiter.take("victim", rule),
             deny(12),
             "the limited key is kept"
         );
     }
 
+    #[tokio::test]
+    async fn the_trait_answers_as_take_does() {
+        let (_clock, limiter) = limiter(MAX_BUCKETS);
+        let limiter: Arc<dyn RateLimiter> = Arc::new(limiter);
+        let rule = RateRule::per_minute(2);
+        assert_eq!(limiter.check("k", rule).await, Decision::Allow);
+        assert_eq!(limiter.check("k", rule).await, Decision::Allow);
+        assert_eq!(limiter.check("k", rule).await, deny(30));
+    }
+
     #[test]
     fn the_limiter_is_shareable_across_threads() {
         let (_clock, limiter) = limiter(MAX_BUCKETS);
-        let limiter: Arc<dyn RateLimiter> = Arc::new(limiter);
+        let limiter = Arc::new(limiter);
         let rule = RateRule::per_minute(100);
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let limiter = Arc::clone(&limiter);
                 std::thread::spawn(move || {
                     (0..50)
-                        .filter(|_| limiter.check("shared", rule) == Decision::Allow)
+                        .filter(|_| limiter.take("shared", rule) == Decision::Allow)
                         .count()
                 })
             })

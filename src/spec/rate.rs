@@ -38,6 +38,20 @@ impl RateRule {
             0.0
         }
     }
+
+    /// Whole seconds until a bucket holding `tokens` (less than one) under this rule has one
+    /// token again: at least 1, rounded up; `u64::MAX` when the rule never refills. Shared by
+    /// the in-process buckets and the shared ones (PostgreSQL, Redis), so every limiter
+    /// advertises the same `Retry-After`.
+    pub fn retry_after_secs(&self, tokens: f64) -> u64 {
+        let rate = self.rate();
+        if self.burst == 0 || rate == 0.0 {
+            return u64::MAX;
+        }
+        let wait = (1.0 - tokens) / rate;
+        // Float-to-int `as` saturates, so an enormous wait becomes u64::MAX.
+        (wait - EPSILON).ceil().max(1.0) as u64
+    }
 }
 
 /// Parses a limit as written in configuration and catalogs: `N/second`, `N/minute`,

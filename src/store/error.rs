@@ -23,6 +23,9 @@ pub enum StoreError {
     /// password.
     #[error("SLUICE_METADATA_URL: {0}")]
     Settings(String),
+    /// `SLUICE_REDIS_URL` cannot be used; the message never quotes the password.
+    #[error("SLUICE_REDIS_URL: {0}")]
+    Redis(String),
     #[error("metadata store: stored {what} `{name}` does not decode")]
     Corrupt {
         what: &'static str,

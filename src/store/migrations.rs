@@ -484,4 +484,79 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     CREATE INDEX scim_group_members_user_id ON scim_group_members(user_id);
 "#,
     },
+    // 8: what several replicas on one PostgreSQL store share beyond the tables (nothing on
+    // SQLite, one node): the rate-limit buckets (`store::buckets`; UNLOGGED, a bucket is not
+    // worth a WAL write) with the function that takes a token in one locked step, and the
+    // triggers that announce a deleted session, a changed user or a changed API key on the
+    // `sluice_auth` channel, whoever changes them, so each replica's cache of sessions and
+    // keys forgets them at once (`postgres::listen`).
+    Migration {
+        sqlite: r#"
+    -- Nothing: one node keeps its rate-limit buckets in memory and caches no sessions.
+"#,
+        postgres: r#"
+    CREATE UNLOGGED TABLE rate_buckets (
+        key        TEXT PRIMARY KEY,
+        tokens     DOUBLE PRECISION NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        full_at_ms BIGINT NOT NULL
+    );
+    CREATE INDEX rate_buckets_full_at_ms ON rate_buckets (full_at_ms);
+    CREATE FUNCTION sluice_take_token(
+        p_key TEXT, p_burst DOUBLE PRECISION, p_rate DOUBLE PRECISION, p_now BIGINT,
+        OUT allowed BOOLEAN, OUT tokens DOUBLE PRECISION
+    ) LANGUAGE plpgsql AS $$
+    DECLARE
+        t DOUBLE PRECISION;
+        u BIGINT;
+    BEGIN
+        INSERT INTO rate_buckets (key, tokens, updated_ms, full_at_ms)
+            VALUES (p_key, p_burst, p_now, p_now)
+            ON CONFLICT (key) DO NOTHING;
+        SELECT b.tokens, b.updated_ms INTO t, u FROM rate_buckets b WHERE b.key = p_key FOR UPDATE;
+        IF NOT FOUND THEN
+            -- Pruned meanwhile: a pruned bucket was full.
+            t := p_burst;
+            u := p_now;
+        END IF;
+        -- A clock behind the last update adds nothing and removes nothing.
+        t := LEAST(p_burst, t + GREATEST(p_now - u, 0) / 1000.0 * p_rate);
+        u := GREATEST(u, p_now);
+        allowed := t >= 1 - 1e-9;
+        IF allowed THEN
+            t := GREATEST(t - 1, 0);
+        END IF;
+        tokens := t;
+        INSERT INTO rate_buckets (key, tokens, updated_ms, full_at_ms)
+            VALUES (p_key, t, u, u + CASE WHEN p_rate > 0
+                THEN LEAST(CEIL((p_burst - t) / p_rate * 1000), 86400000)::BIGINT
+                ELSE 86400000 END)
+            ON CONFLICT (key) DO UPDATE SET tokens = EXCLUDED.tokens,
+                updated_ms = EXCLUDED.updated_ms, full_at_ms = EXCLUDED.full_at_ms;
+    END
+    $$;
+    CREATE FUNCTION sluice_auth_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_TABLE_NAME = 'sessions' THEN
+            PERFORM pg_notify('sluice_auth', 's:' || OLD.token_hash);
+        ELSIF TG_TABLE_NAME = 'users' THEN
+            PERFORM pg_notify('sluice_auth', 'u:' || OLD.id);
+        ELSIF TG_TABLE_NAME = 'api_keys' THEN
+            PERFORM pg_notify('sluice_auth', 'k:' || OLD.id);
+        END IF;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER sessions_notify AFTER DELETE ON sessions
+        FOR EACH ROW EXECUTE FUNCTION sluice_auth_notify();
+    -- What a cached session or key carries of its account (the identity, whether it is
+    -- enabled); sign-in bookkeeping (failed_logins, last_login_at, ...) announces nothing.
+    CREATE TRIGGER users_notify
+        AFTER UPDATE OF email, role, "groups", disabled, mfa_enabled OR DELETE ON users
+        FOR EACH ROW EXECUTE FUNCTION sluice_auth_notify();
+    CREATE TRIGGER api_keys_notify
+        AFTER UPDATE OF key_hash, user_id, scope, expires_at, revoked_at OR DELETE ON api_keys
+        FOR EACH ROW EXECUTE FUNCTION sluice_auth_notify();
+"#,
+    },
 ];

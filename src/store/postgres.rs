@@ -3,7 +3,7 @@
 //! [`super::migrations`], the version in `sluice_schema`), and one file per aggregate
 //! implementing its trait, as for SQLite: [`catalog`], [`users`], [`mfa`], [`sessions`],
 //! [`tokens`], [`api_keys`], [`members`], [`audit`], [`sealed`], [`health`], with the
-//! helpers they share in [`rows`]; [`listen`] pushes catalog change notices to the replicas.
+//! helpers they share in [`rows`]; [`listen`] pushes catalog and account change notices to the replicas.
 //!
 //! Each trait method is one transaction (or one statement, which PostgreSQL runs as one),
 //! with the SQLite store's semantics. Where SQLite relied on its single writer (IMMEDIATE
@@ -29,6 +29,7 @@ use super::migrations::MIGRATIONS;
 
 mod api_keys;
 mod audit;
+mod buckets;
 mod catalog;
 mod health;
 mod identities;
@@ -50,6 +51,9 @@ pub use settings::PgSettings;
 const MIGRATION_LOCK: i64 = 0x736c_7569_6365_2d6d;
 /// The channel a committed catalog apply notifies ([`listen`]).
 pub(super) const CATALOG_CHANNEL: &str = "sluice_catalog";
+/// The channel the account triggers notify: a deleted session, a changed or deleted user, a
+/// changed or deleted API key ([`listen`]; migration 8).
+pub(super) const AUTH_CHANNEL: &str = "sluice_auth";
 /// The transaction-level advisory lock key of a catalog apply and a re-seal of the catalog.
 pub(super) const CATALOG_LOCK: i64 = 0x736c_7569_6365_2d63;
 
@@ -60,8 +64,10 @@ pub const POOL_SIZE: usize = 8;
 /// The PostgreSQL-backed store.
 pub struct PostgresStore {
     pool: pool::Pool,
-    /// The catalog change watch, once asked for ([`listen`]).
-    changes: std::sync::OnceLock<super::catalog::CatalogChanges>,
+    /// The catalog and account change notices, once asked for ([`listen`]).
+    notices: std::sync::OnceLock<listen::Notices>,
+    /// The shared rate-limit buckets, once asked for ([`buckets`]).
+    buckets: std::sync::OnceLock<std::sync::Arc<buckets::PgBuckets>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -97,7 +103,8 @@ impl PostgresStore {
         drop(client);
         Ok(PostgresStore {
             pool,
-            changes: std::sync::OnceLock::new(),
+            notices: std::sync::OnceLock::new(),
+            buckets: std::sync::OnceLock::new(),
         })
     }
 

@@ -1,4 +1,6 @@
-//! Server-side sessions: [`SessionRecord`], [`SessionChange`] and [`SessionStore`].
+//! Server-side sessions: [`SessionRecord`], [`SessionChange`] and [`SessionStore`], and
+//! [`AuthChange`], the notice a shared store sends when a session, account or API key
+//! changes (for the per-replica cache of sessions and keys).
 //!
 //! A session is found by the SHA-256 of the token in its cookie; the token itself never
 //! reaches the store. Sessions are opened only by the account operations that need one
@@ -56,4 +58,30 @@ pub trait SessionStore: Send + Sync {
     fn list_user_sessions(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError>;
     /// Deletes sessions idle since before `idle_before` or created before `created_before`.
     fn purge_sessions(&self, idle_before: i64, created_before: i64) -> Result<u64, StoreError>;
+
+    /// Notices of changed sessions, accounts and API keys, whoever made them, for a store
+    /// several processes serve from at once (PostgreSQL). `None`: the store announces
+    /// nothing (SQLite), and nothing may be cached from it.
+    fn auth_changes(&self) -> Option<AuthChanges> {
+        None
+    }
 }
+
+/// A change announced by the store ([`SessionStore::auth_changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthChange {
+    /// Listening (again): whatever changed while nobody listened went unannounced.
+    Listening,
+    /// The listening connection is lost: changes go unannounced until [`AuthChange::Listening`].
+    Lost,
+    /// The session with this token hash ended.
+    Session(String),
+    /// The account with this id changed (role, groups, disabled, password, ...) or was deleted.
+    User(String),
+    /// The API key with this id was revoked, changed or deleted.
+    ApiKey(String),
+}
+
+/// A receiver of [`AuthChange`]s. A receiver that falls behind gets `Lagged` and must
+/// forget everything it cached.
+pub type AuthChanges = tokio::sync::broadcast::Receiver<AuthChange>;

@@ -209,3 +209,6 @@ fn decode<T: serde::de::DeserializeOwned>(
         source,
     })
 }
+
+/// One node keeps its rate-limit buckets in memory (the `limits` module).
+impl super::buckets::BucketStore for SqliteStore {}

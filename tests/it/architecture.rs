@@ -34,6 +34,7 @@ const PLACES: &[(&str, &str)] = &[
     ("auth::token", "services"),
     ("policy::rate_limit", "services"),
     ("policy::edge", "services"),
+    ("limits", "services"),
     ("scim::routes", "planes"),
     ("scim::service", "services"),
     ("scim", "compilers"),

@@ -45,6 +45,7 @@ mod openapi;
 mod operate;
 mod optional_filters;
 mod refusals;
+mod replicas;
 mod row_security;
 mod scim;
 mod secret_references;

@@ -126,7 +126,8 @@ pub(super) async fn request_reset(
     let input: EmailOnly = read_json(&headers, body, state.max_body_bytes).await?;
     state
         .service
-        .request_password_reset(&input.email, &client_info(peer.as_deref(), &headers))?;
+        .request_password_reset(&input.email, &client_info(peer.as_deref(), &headers))
+        .await?;
     Ok(accepted_for_mail())
 }
 
@@ -168,7 +169,8 @@ pub(super) async fn request_signup(
     let input: EmailOnly = read_json(&headers, body, state.max_body_bytes).await?;
     state
         .service
-        .request_signup(&input.email, &client_info(peer.as_deref(), &headers))?;
+        .request_signup(&input.email, &client_info(peer.as_deref(), &headers))
+        .await?;
     Ok(accepted_for_mail())
 }
 

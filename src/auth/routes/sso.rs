@@ -70,7 +70,7 @@ pub(super) async fn start(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|_| query_error("return_to, login_hint"))?;
     let client = client_info(peer.as_deref(), &headers);
-    state.service.throttle(&client)?;
+    state.service.throttle(&client).await?;
     let provider = find_provider(&state, &name)?;
     let return_to = return_to(query.return_to.as_deref())?;
     let hint = match query.login_hint.as_deref() {
@@ -103,7 +103,7 @@ pub(super) async fn link(
     let caller = signed_in(&state, &headers, false).await?;
     state.service.require_fresh(&caller)?;
     let client = client_info(peer.as_deref(), &headers);
-    state.service.throttle(&client)?;
+    state.service.throttle(&client).await?;
     let provider = find_provider(&state, &name)?;
     let (url, cookie) = begin(&state, provider, "/".into(), Some(caller.user.id), None).await?;
     let response = json(StatusCode::OK, &serde_json::json!({ "redirect": url }));
@@ -129,7 +129,7 @@ pub(super) async fn callback(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|_| query_error("code, state, iss, error"))?;
     let client = client_info(peer.as_deref(), &headers);
-    state.service.throttle(&client)?;
+    state.service.throttle(&client).await?;
     let provider = find_provider(&state, &name)?;
     let presented = query
         .state

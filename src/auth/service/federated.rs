@@ -104,7 +104,7 @@ impl AuthService {
         client: &ClientInfo,
         replaces: Option<String>,
     ) -> Result<(UserRecord, NewSession), AuthError> {
-        self.throttle(client)?;
+        self.throttle(client).await?;
         let mut refused = self.audit.event("login_failed", client);
         refused.details = Some(serde_json::json!({ "provider": login.provider }).to_string());
         let (provider, subject) = (login.provider.clone(), login.subject.clone());

@@ -3,9 +3,22 @@
 
 use serde::Serialize;
 
+use super::cache::Use;
 use super::{AuthError, AuthService, Caller, CallerVia};
-use crate::auth::{ApiKeyScope, ClientInfo, Role, token};
+use crate::auth::{ApiKeyScope, ClientInfo, Identity, Role, token};
 use crate::store::api_keys::ApiKeyRecord;
+use crate::store::sessions::AuthChange;
+
+/// The caller a live key makes.
+fn key_caller(identity: Identity, key: ApiKeyRecord) -> Caller {
+    Caller {
+        user: identity,
+        via: CallerVia::ApiKey {
+            id: key.id,
+            scope: key.scope,
+        },
+    }
+}
 
 /// A key just created; `key` is shown this once.
 #[derive(Debug, Serialize)]
@@ -91,15 +104,71 @@ impl AuthService {
         })
     }
 
-    /// Finds the caller for an `Authorization: Bearer slk_...` key.
+    /// Finds the caller for an `Authorization: Bearer slk_...` key. With a shared store, a
+    /// key this replica read moments ago answers from its cache (see
+    /// [`cache`](super::cache)); the presented key is compared with the cached hash as with
+    /// the stored one.
     pub async fn authenticate_api_key(&self, presented: &str) -> Result<Caller, AuthError> {
         let Some(id) = token::api_key_id(presented).map(str::to_owned) else {
             return Err(AuthError::Unauthenticated);
         };
         let hash = token::hash_token(presented);
         let now = self.now();
+        let now_ms = self.clock.now_millis();
+        let live = move |key: &ApiKeyRecord| {
+            key.revoked_at.is_none() && key.expires_at.is_none_or(|at| at > now)
+        };
+        let Some(cache) = &self.cache else {
+            return self
+                .key_from_store(id, hash, now)
+                .await
+                .map(|(caller, _)| caller);
+        };
+        let cached_caller = |key: ApiKeyRecord, identity: Identity| {
+            if live(&key) && token::hashes_equal(&hash, &key.key_hash) {
+                Ok(key_caller(identity, key))
+            } else {
+                Err(AuthError::Unauthenticated)
+            }
+        };
+        if let Some(hit) = cache.key(&id, now_ms, Use::Fresh)
+            && hit
+                .key
+                .last_used_at
+                .is_some_and(|at| now - at < TOUCH_EVERY_SECS)
+        {
+            self.metrics.auth_cache("hit");
+            return cached_caller(hit.key, hit.identity);
+        }
+        let generation = cache.generation();
+        match self.key_from_store(id.clone(), hash.clone(), now).await {
+            Ok((caller, admitted)) => {
+                self.metrics.auth_cache("miss");
+                if let Some((key, identity)) = admitted {
+                    cache.put_key(generation, key, identity, now_ms);
+                }
+                Ok(caller)
+            }
+            Err(AuthError::Store(error)) => match cache.key(&id, now_ms, Use::Stale) {
+                Some(stale) => {
+                    self.metrics.auth_cache("stale");
+                    cached_caller(stale.key, stale.identity)
+                }
+                None => Err(AuthError::Store(error)),
+            },
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The store's answer for a key, with what the cache may keep of it.
+    async fn key_from_store(
+        &self,
+        id: String,
+        hash: String,
+        now: i64,
+    ) -> Result<(Caller, Option<(ApiKeyRecord, Identity)>), AuthError> {
         self.run(move |store| {
-            let Some(key) = store.api_key(&id)? else {
+            let Some(mut key) = store.api_key(&id)? else {
                 return Err(AuthError::Unauthenticated);
             };
             let live = key.revoked_at.is_none() && key.expires_at.is_none_or(|at| at > now);
@@ -117,14 +186,13 @@ impl AuthService {
                 .is_none_or(|at| now - at >= TOUCH_EVERY_SECS)
             {
                 store.touch_api_key(&id, now)?;
+                key.last_used_at = Some(now);
             }
-            Ok(Caller {
-                user: super::identity(&user),
-                via: CallerVia::ApiKey {
-                    id,
-                    scope: key.scope,
-                },
-            })
+            let identity = super::identity(&user);
+            Ok((
+                key_caller(identity.clone(), key.clone()),
+                Some((key, identity)),
+            ))
         })
         .await
     }
@@ -162,6 +230,10 @@ impl AuthService {
             }
         })
         .await?;
+        // Before the store's notice comes back: the key fails here at once.
+        if let Some(cache) = &self.cache {
+            cache.forget(&AuthChange::ApiKey(id.clone()));
+        }
         let mut event = self.audit.event("api_key_revoked", client);
         event.user_id = Some(caller.user.id.clone());
         event.details = Some(serde_json::json!({ "key_id": id }).to_string());

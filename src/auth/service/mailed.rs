@@ -57,13 +57,13 @@ impl AuthService {
     // ----- Password reset --------------------------------------------------------------
 
     /// Accepts a reset request. Returns before looking the address up.
-    pub fn request_password_reset(
+    pub async fn request_password_reset(
         self: &Arc<Self>,
         email: &str,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
         self.mail_ready()?;
-        self.throttle(client)?;
+        self.throttle(client).await?;
         let email = normalize_email(email).ok_or(AuthError::InvalidEmail("email"))?;
         let service = Arc::clone(self);
         let client = client.clone();
@@ -127,7 +127,7 @@ impl AuthService {
         new_password: String,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        self.throttle(client)?;
+        self.throttle(client).await?;
         let hash = token::hash_token(raw_token);
         let now = self.now();
         let lookup = hash.clone();
@@ -177,7 +177,7 @@ impl AuthService {
 
     /// Accepts a signup request for an address; the account is created only when the link
     /// mailed to that address is used, so the domain check applies to a verified address.
-    pub fn request_signup(
+    pub async fn request_signup(
         self: &Arc<Self>,
         email: &str,
         client: &ClientInfo,
@@ -186,7 +186,7 @@ impl AuthService {
             return Err(AuthError::Forbidden("self-signup is off on this instance"));
         }
         self.mail_ready()?;
-        self.throttle(client)?;
+        self.throttle(client).await?;
         let email = normalize_email(email).ok_or(AuthError::InvalidEmail("email"))?;
         self.check_signup_domain(&email)?;
         let service = Arc::clone(self);
@@ -266,7 +266,7 @@ impl AuthService {
         display_name: String,
         client: &ClientInfo,
     ) -> Result<(UserRecord, NewSession), AuthError> {
-        self.throttle(client)?;
+        self.throttle(client).await?;
         let hash = token::hash_token(raw_token);
         let now = self.now();
         let lookup = hash.clone();
@@ -371,7 +371,7 @@ impl AuthService {
         raw_token: &str,
         client: &ClientInfo,
     ) -> Result<UserRecord, AuthError> {
-        self.throttle(client)?;
+        self.throttle(client).await?;
         let hash = token::hash_token(raw_token);
         let now = self.now();
         // One store operation: the token is spent only if the address changes (a taken one

@@ -6,9 +6,23 @@
 //! SHA-256 hash is kept) and never revive a session that has expired or whose account is
 //! disabled.
 
+use super::cache::Use;
 use super::{AuthError, AuthService, NewSession, identity};
-use crate::auth::{Caller, CallerVia, ClientInfo, token};
-use crate::store::sessions::SessionRecord;
+use crate::auth::{Caller, CallerVia, ClientInfo, Identity, token};
+use crate::store::sessions::{AuthChange, SessionRecord};
+
+/// The caller a live session makes.
+fn session_caller(identity: Identity, session: SessionRecord) -> Caller {
+    Caller {
+        user: identity,
+        via: CallerVia::Session {
+            token_hash: session.token_hash,
+            public_id: session.public_id,
+            created_at: session.created_at,
+            authenticated_at: session.authenticated_at,
+        },
+    }
+}
 
 /// Last-seen times are written at most this often per session (the idle timeout is then
 /// exact to within this many seconds).
@@ -68,13 +82,68 @@ impl AuthService {
     }
 
     /// Finds the live session for a cookie value; expired sessions are deleted on sight.
+    /// With a shared store, a session this replica read moments ago answers from its cache
+    /// (see [`cache`](super::cache)).
     pub async fn authenticate_session(&self, presented: &str) -> Result<Caller, AuthError> {
         let hash = token::hash_token(presented);
         let now = self.now();
+        let now_ms = self.clock.now_millis();
         let idle = self.settings.session_idle_timeout.as_secs() as i64;
         let absolute = self.settings.session_absolute_timeout.as_secs() as i64;
+        // The cache answers only when the store has nothing to decide or write: not near an
+        // expiry, last-seen time not due for its update.
+        let settled = |session: &SessionRecord| {
+            now - session.last_seen_at < TOUCH_EVERY_SECS.min(idle)
+                && now - session.created_at <= absolute
+        };
+        let Some(cache) = &self.cache else {
+            return self
+                .session_from_store(hash, now, idle, absolute)
+                .await
+                .map(|(caller, _)| caller);
+        };
+        if let Some(hit) = cache.session(&hash, now_ms, Use::Fresh)
+            && settled(&hit.session)
+        {
+            self.metrics.auth_cache("hit");
+            return Ok(session_caller(hit.identity, hit.session));
+        }
+        let generation = cache.generation();
+        match self
+            .session_from_store(hash.clone(), now, idle, absolute)
+            .await
+        {
+            Ok((caller, admitted)) => {
+                self.metrics.auth_cache("miss");
+                if let Some((session, identity)) = admitted {
+                    cache.put_session(generation, session, identity, now_ms);
+                }
+                Ok(caller)
+            }
+            Err(AuthError::Store(error)) => match cache.session(&hash, now_ms, Use::Stale) {
+                Some(stale)
+                    if now - stale.session.last_seen_at <= idle
+                        && now - stale.session.created_at <= absolute =>
+                {
+                    self.metrics.auth_cache("stale");
+                    Ok(session_caller(stale.identity, stale.session))
+                }
+                _ => Err(AuthError::Store(error)),
+            },
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The store's answer for a session, with what the cache may keep of it.
+    async fn session_from_store(
+        &self,
+        hash: String,
+        now: i64,
+        idle: i64,
+        absolute: i64,
+    ) -> Result<(Caller, Option<(SessionRecord, Identity)>), AuthError> {
         self.run(move |store| {
-            let Some(session) = store.session_by_hash(&hash)? else {
+            let Some(mut session) = store.session_by_hash(&hash)? else {
                 return Err(AuthError::Unauthenticated);
             };
             if now - session.last_seen_at > idle || now - session.created_at > absolute {
@@ -90,16 +159,13 @@ impl AuthService {
             };
             if now - session.last_seen_at >= TOUCH_EVERY_SECS {
                 store.touch_session(&hash, now)?;
+                session.last_seen_at = now;
             }
-            Ok(Caller {
-                user: identity(&user),
-                via: CallerVia::Session {
-                    token_hash: hash,
-                    public_id: session.public_id,
-                    created_at: session.created_at,
-                    authenticated_at: session.authenticated_at,
-                },
-            })
+            let identity = identity(&user);
+            Ok((
+                session_caller(identity.clone(), session.clone()),
+                Some((session, identity)),
+            ))
         })
         .await
     }
@@ -107,8 +173,13 @@ impl AuthService {
     /// Signs out this session.
     pub async fn logout(&self, caller: &Caller, client: &ClientInfo) -> Result<(), AuthError> {
         if let Some(hash) = caller.session_hash().map(str::to_owned) {
-            self.run(move |store| Ok(store.delete_session(&hash)?))
+            let deleted = hash.clone();
+            self.run(move |store| Ok(store.delete_session(&deleted)?))
                 .await?;
+            // Before the store's notice comes back: a reused cookie fails here at once.
+            if let Some(cache) = &self.cache {
+                cache.forget(&AuthChange::Session(hash));
+            }
         }
         let mut event = self.audit.event("logout", client);
         event.user_id = Some(caller.user.id.clone());
@@ -126,6 +197,9 @@ impl AuthService {
         let ended = self
             .run(move |store| Ok(store.delete_user_sessions(&id)?))
             .await?;
+        if let Some(cache) = &self.cache {
+            cache.forget(&AuthChange::User(caller.user.id.clone()));
+        }
         let mut event = self.audit.event("logout", client);
         event.user_id = Some(caller.user.id.clone());
         event.details =

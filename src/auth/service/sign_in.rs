@@ -22,7 +22,7 @@ impl AuthService {
         client: &ClientInfo,
         replaces: Option<String>,
     ) -> Result<(UserRecord, NewSession), AuthError> {
-        self.throttle(client)?;
+        self.throttle(client).await?;
         let (user, refusal) = self.check_credentials(&credentials, client).await?;
         let session = self.new_session(&user.id, client);
         // The success, the new session and the end of the replaced one are one store
@@ -206,7 +206,7 @@ impl AuthService {
         recovery_code: Option<String>,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        self.throttle(client)?;
+        self.throttle(client).await?;
         let Some(hash) = caller.session_hash().map(str::to_owned) else {
             return Err(AuthError::Forbidden(
                 "API keys cannot re-authenticate; use a session",

@@ -188,6 +188,15 @@ impl Pool {
         }
     }
 
+    /// The store's runtime, for connections that live outside the pool and are used from
+    /// async code (the shared rate-limit buckets): their I/O runs here, their client is
+    /// called from any runtime.
+    pub(super) fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime
+            .as_ref()
+            .map(|runtime| runtime.handle().clone())
+    }
+
     /// Opens a connection outside the pool (migrations hold one for their lock).
     pub(super) fn connect(&self) -> Result<Client, StoreError> {
         let runtime = self.runtime.as_ref().expect("the runtime lives until drop");

@@ -200,4 +200,8 @@ impl SessionStore for PostgresStore {
             .map_err(pg("purging sessions"))
         })
     }
+
+    fn auth_changes(&self) -> Option<crate::store::sessions::AuthChanges> {
+        Some(self.auth_listener())
+    }
 }
