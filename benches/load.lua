@@ -15,6 +15,17 @@ if not get_only then
   wrk.headers["Content-Type"] = "application/json"
 end
 
+-- The caller (replicated mode): a session cookie with its same-origin Origin, or an API key.
+local cookie = os.getenv("BENCH_COOKIE")
+if cookie and cookie ~= "" then
+  wrk.headers["Cookie"] = cookie
+  wrk.headers["Origin"] = os.getenv("BENCH_ORIGIN")
+end
+local authorization = os.getenv("BENCH_AUTHORIZATION")
+if authorization and authorization ~= "" then
+  wrk.headers["Authorization"] = authorization
+end
+
 -- Every request body is formatted once, up front: all customers x all statuses, so the
 -- per-request work in Lua is one random pick and the load generator costs as little CPU as
 -- wrk can (its CPU shares the machine with Sluice and PostgreSQL).

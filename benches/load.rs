@@ -39,6 +39,9 @@
 //!
 //! `BENCH_MODE=callgrind` runs the callgrind mode instead (benches/load/callgrind.rs):
 //! instructions per point query of Sluice and of the bare relay, counted by valgrind.
+//! `BENCH_MODE=replicated` runs the replicated mode (benches/load/replicated.rs): Sluice's
+//! CPU per point query on the PostgreSQL metadata store against the SQLite store, for
+//! anonymous, session-cookie and API-key callers, and the cost of shared rate limits.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -59,6 +62,8 @@ use tokio_postgres::types::{FromSql, Type};
 mod callgrind;
 #[path = "load/relay.rs"]
 mod relay;
+#[path = "load/replicated.rs"]
+mod replicated;
 
 const PG_HOST: &str = "127.0.0.1";
 const PG_PORT: u16 = 5432;
@@ -97,7 +102,10 @@ fn main() -> anyhow::Result<()> {
     match std::env::var("BENCH_MODE").as_deref() {
         Err(_) | Ok("" | "load") => runtime.block_on(run(settings)),
         Ok("callgrind") => runtime.block_on(callgrind::run(settings)),
-        Ok(other) => bail!("BENCH_MODE must be `load` (the default) or `callgrind`, not `{other}`"),
+        Ok("replicated") => runtime.block_on(replicated::run(settings)),
+        Ok(other) => bail!(
+            "BENCH_MODE must be `load` (the default), `callgrind` or `replicated`, not `{other}`"
+        ),
     }
 }
 
@@ -218,6 +226,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         connections: settings.concurrency,
         seconds: settings.seconds,
         get: false,
+        caller: &[],
     };
     let warm_up = Load {
         seconds: settings.warmup_seconds,
@@ -234,6 +243,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         connections: settings.concurrency,
         seconds: settings.seconds.min(5),
         get: true,
+        caller: &[],
     };
     println!(
         "\n[3/6] HTTP floor, no database: GET /healthz, wrk -t1 -c{} -d{}s",
@@ -384,7 +394,7 @@ struct Sluice {
 
 impl Sluice {
     async fn start(binary: &Path, directory: &Path, settings: &Settings) -> anyhow::Result<Sluice> {
-        Sluice::start_wrapped(binary, directory, settings, &[]).await
+        Sluice::start_wrapped(binary, directory, settings, &[], &Extra::default()).await
     }
 
     /// [`Sluice::start`], with `sluice serve` run under `wrapper` (a program and its
@@ -394,6 +404,7 @@ impl Sluice {
         directory: &Path,
         settings: &Settings,
         wrapper: &[String],
+        extra: &Extra,
     ) -> anyhow::Result<Sluice> {
         let (password, salt) = vault::keygen();
         let key = InstanceKey::derive(&password, &salt).context("deriving the instance key")?;
@@ -431,7 +442,7 @@ apps:
             statuses = STATUSES.join(", "),
             stream_rows = settings.stream_rows,
             max_rows = settings.stream_rows * 2,
-        );
+        ) + &extra.catalog;
         let catalog_path = directory.join("catalog.yaml");
         std::fs::write(&catalog_path, catalog)?;
         let port = std::net::TcpListener::bind((PG_HOST, 0))?
@@ -449,7 +460,10 @@ apps:
             ("SLUICE_RATE_LIMIT_PER_IP", "off".into()),
             // Likewise the per-address connection cap (256 clients from one address).
             ("SLUICE_MAX_CONNECTIONS_PER_IP", "0".into()),
-        ];
+        ]
+        .into_iter()
+        .chain(extra.env.iter().map(|(name, value)| (*name, value.clone())))
+        .collect();
         let command = |wrapper: &[String], args: &[&str]| {
             let mut command = match wrapper.split_first() {
                 Some((program, rest)) => {
@@ -488,6 +502,24 @@ apps:
                 "`sluice catalog apply` failed: {}",
                 String::from_utf8_lossy(&applied.stderr)
             );
+        }
+        for (email, password) in &extra.users {
+            let mut add = command(&[], &["user", "add", email, "--role", "developer"]);
+            let mut child = add
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("running `sluice user add`")?;
+            use std::io::Write;
+            writeln!(child.stdin.take().context("stdin")?, "{password}")?;
+            let added = child.wait_with_output()?;
+            if !added.status.success() {
+                bail!(
+                    "`sluice user add` failed: {}",
+                    String::from_utf8_lossy(&added.stderr)
+                );
+            }
         }
         let log_path = directory.join("sluice.log");
         let log = std::fs::File::create(&log_path)?;
@@ -529,6 +561,16 @@ apps:
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
+}
+
+/// What a run adds to the standard instance: variables (which win over the standard ones),
+/// catalog text appended after the standard catalog's `bench` app (more apps), and
+/// developer accounts made before `serve` (email, password).
+#[derive(Debug, Default)]
+struct Extra {
+    env: Vec<(&'static str, String)>,
+    catalog: String,
+    users: Vec<(String, String)>,
 }
 
 impl Drop for Sluice {
@@ -1206,6 +1248,9 @@ struct Load<'a> {
     seconds: u64,
     /// Plain GETs (the HTTP floor) instead of the point query's POSTs.
     get: bool,
+    /// The caller's variables for benches/load.lua (`BENCH_COOKIE` and `BENCH_ORIGIN`, or
+    /// `BENCH_AUTHORIZATION`); empty: anonymous.
+    caller: &'a [(&'static str, String)],
 }
 
 async fn wrk_run(wrk: &Wrk, load: &Load<'_>) -> anyhow::Result<WrkFigures> {
@@ -1224,6 +1269,11 @@ async fn wrk_run(wrk: &Wrk, load: &Load<'_>) -> anyhow::Result<WrkFigures> {
         .arg(load.url)
         .env("BENCH_CUSTOMERS", CUSTOMERS.to_string())
         .env("BENCH_MODE", if load.get { "get" } else { "post" })
+        .envs(
+            load.caller
+                .iter()
+                .map(|(name, value)| (*name, value.as_str())),
+        )
         .stdin(Stdio::null())
         .output()
         .await

@@ -151,8 +151,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)?;
         let out = dir.join("callgrind.out");
         println!("\n[sluice {label}] starting under callgrind");
-        let sluice =
-            Sluice::start_wrapped(binary, &dir, &settings, &valgrind_command(&dir, &out)).await?;
+        let sluice = Sluice::start_wrapped(
+            binary,
+            &dir,
+            &settings,
+            &valgrind_command(&dir, &out),
+            &super::Extra::default(),
+        )
+        .await?;
         let address: SocketAddr = sluice
             .base_url
             .trim_start_matches("http://")
