@@ -204,7 +204,10 @@ async fn scan(
         .map(|u| u.email)
         .collect();
     let facts = crate::scan::InstanceFacts::from_config(&state.config, admins_without_mfa);
-    let findings = crate::scan::scan(&state.gateway.snapshot().spec, &facts);
+    let spec = &state.gateway.snapshot().spec;
+    let mut findings = crate::scan::scan(spec, &facts);
+    // Lines in the catalog as `sluice catalog export` writes it.
+    crate::scan::locate(&mut findings, &crate::spec::yaml::to_string(spec));
     match query.format.as_deref() {
         None | Some("json") => Ok(json_response(
             StatusCode::OK,
@@ -212,7 +215,7 @@ async fn scan(
         )),
         Some("sarif") => Ok(json_response(
             StatusCode::OK,
-            &crate::scan::report::sarif(&findings),
+            &crate::scan::report::sarif(&findings, None),
         )),
         Some(_) => Err(bad()),
     }

@@ -104,10 +104,13 @@ enum Command {
     /// Scan the catalog (stored, or --catalog FILE before applying it) and the settings for
     /// data left too open, login gaps, exposed credentials and weak settings (docs/SECURITY.md,
     /// "Security scan"); --format text|json|sarif; --fail-on SEVERITY exits 1 on a finding
-    /// that bad or worse.
+    /// that bad or worse; --advisory-db PATH checks the build's dependencies against a
+    /// RustSec advisory-db checkout (offline).
     Scan {
         #[arg(long)]
         catalog: Option<PathBuf>,
+        #[arg(long)]
+        advisory_db: Option<PathBuf>,
         #[arg(long, default_value = "text")]
         format: String,
         #[arg(long)]
@@ -180,9 +183,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { command } => cli::audit::audit(&env, command),
         Command::Scan {
             catalog,
+            advisory_db,
             format,
             fail_on,
-        } => cli::scan::scan(&env, catalog, &format, fail_on.as_deref()),
+        } => cli::scan::scan(
+            &env,
+            catalog,
+            advisory_db.as_deref(),
+            &format,
+            fail_on.as_deref(),
+        ),
         Command::Healthcheck { url, timeout_ms } => {
             cli::healthcheck::healthcheck(&env, url, Duration::from_millis(timeout_ms)).await
         }

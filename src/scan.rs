@@ -4,12 +4,15 @@
 //!
 //! [`scan`] is pure: a catalog, a summary of the settings and the accounts' MFA state in,
 //! [`Finding`]s out, each with a rule id, a severity, where it is, what is wrong and the
-//! fix. `secrets` detects credentials in text; `report` writes findings as text, JSON or
-//! SARIF 2.1.0. The CLI (`sluice scan`) gathers the inputs.
+//! fix. `secrets` detects credentials in text; `advisories` checks the build's dependencies
+//! against RustSec advisories; `report` writes findings as text, JSON or SARIF 2.1.0. The
+//! CLI (`sluice scan`) gathers the inputs.
 //!
 //! Invariant: a finding names a rule and a place, never a secret's value (an exposed key
 //! is reported by its kind).
 
+pub mod advisories;
+pub mod lines;
 pub mod report;
 pub mod secrets;
 
@@ -60,6 +63,10 @@ pub struct Finding {
     pub severity: Severity,
     /// `apps.shop.queries.recent`, `datasources.pg`, `settings.SLUICE_PUBLIC_URL`.
     pub location: String,
+    /// The line of the catalog's YAML text where the location is written, where known
+    /// ([`locate`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     pub message: String,
     pub fix: String,
 }
@@ -159,6 +166,16 @@ pub const RULES: &[(&str, Severity, &str)] = &[
         Severity::Medium,
         "admin token set, admin API open to every address",
     ),
+    (
+        "SLU-P001",
+        Severity::High,
+        "dependency with a known vulnerability (severity from the advisory's CVSS)",
+    ),
+    (
+        "SLU-P002",
+        Severity::Info,
+        "dependency with an informational advisory (unmaintained, unsound, notice)",
+    ),
 ];
 
 fn rule(id: &'static str) -> (&'static str, Severity) {
@@ -178,6 +195,7 @@ impl Findings {
             rule,
             severity,
             location,
+            line: None,
             message,
             fix: fix.to_owned(),
         });
@@ -212,9 +230,47 @@ pub fn scan(catalog: &CatalogSpec, facts: &InstanceFacts) -> Vec<Finding> {
     }
     check_settings(&mut out, facts);
     let mut findings = out.0;
+    sort(&mut findings);
+    findings
+}
+
+/// The apps `after` makes public: public there and not public (or absent) in `before`.
+pub fn newly_public(before: &CatalogSpec, after: &CatalogSpec) -> Vec<String> {
+    after
+        .apps
+        .iter()
+        .filter(|(_, app)| app.visibility == Visibility::Public)
+        .filter(|(name, _)| {
+            before
+                .apps
+                .get(*name)
+                .is_none_or(|app| app.visibility != Visibility::Public)
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// The findings of `catalog` located in app `app` (its queries, params and grants): what
+/// publishing the app is judged on. Instance settings are not the app's own.
+pub fn app_findings(catalog: &CatalogSpec, app: &str) -> Vec<Finding> {
+    let prefix = format!("apps.{app}.");
+    scan(catalog, &InstanceFacts::default())
+        .into_iter()
+        .filter(|f| f.location.starts_with(&prefix))
+        .collect()
+}
+
+/// Sets each finding's line in `yaml`, the catalog's text the findings were made from.
+pub fn locate(findings: &mut [Finding], yaml: &str) {
+    for finding in findings {
+        finding.line = lines::line_of(yaml, &finding.location);
+    }
+}
+
+/// Worst first, then by place and rule: the order every report shows.
+pub fn sort(findings: &mut [Finding]) {
     findings
         .sort_by(|a, b| (a.severity, &a.location, a.rule).cmp(&(b.severity, &b.location, b.rule)));
-    findings
 }
 
 fn anonymous(visibility: Visibility, grant: Option<&GrantSpec>) -> bool {

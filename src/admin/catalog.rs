@@ -81,12 +81,14 @@ pub fn router() -> Router<Arc<AdminState>> {
 type Shared = State<Arc<AdminState>>;
 type Peer = Option<Extension<ClientIp>>;
 
-/// `?dry_run=true`.
+/// `?dry_run=true`, `?force=true` (publish an app despite critical scan findings).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WriteOptions {
     #[serde(default)]
     dry_run: bool,
+    #[serde(default)]
+    force: bool,
 }
 
 fn options(
@@ -96,7 +98,7 @@ fn options(
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_query",
-            "the only query parameter is `dry_run=true|false`",
+            "the only query parameters are `dry_run=true|false` and `force=true|false`",
         )
     })
 }
@@ -478,6 +480,7 @@ async fn put_datasource(
         headers: &headers,
         client: client_info(peer.as_deref(), &headers),
         dry_run: options.dry_run,
+        force: options.force,
     };
     let sqlite_dirs_set = !state.config.sqlite_dirs.is_empty();
     write
@@ -540,6 +543,7 @@ async fn delete_datasource(
         headers: &headers,
         client: client_info(peer.as_deref(), &headers),
         dry_run: options.dry_run,
+        force: options.force,
     };
     write
         .run(|spec| {
@@ -595,6 +599,7 @@ async fn put_app(
         headers: &headers,
         client: client_info(peer.as_deref(), &headers),
         dry_run: options.dry_run,
+        force: options.force,
     };
     write
         .run(|spec| {
@@ -641,6 +646,7 @@ async fn delete_app(
         headers: &headers,
         client: client_info(peer.as_deref(), &headers),
         dry_run: options.dry_run,
+        force: options.force,
     };
     write.run(|_| Ok(Change::Delete)).await
 }
@@ -668,6 +674,7 @@ async fn put_query(
         headers: &headers,
         client: client_info(peer.as_deref(), &headers),
         dry_run: options.dry_run,
+        force: options.force,
     };
     write
         .run(|spec| {
@@ -696,6 +703,7 @@ async fn delete_query(
         headers: &headers,
         client: client_info(peer.as_deref(), &headers),
         dry_run: options.dry_run,
+        force: options.force,
     };
     write.run(|_| Ok(Change::Delete)).await
 }

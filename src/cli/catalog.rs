@@ -8,9 +8,14 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use sluice::audit::Audit;
+use sluice::auth::ClientInfo;
 use sluice::catalog::compile;
+use sluice::clock::SystemClock;
 use sluice::config::{Config, Environment};
 use sluice::egress::{self, EgressError, EgressPolicy};
 use sluice::spec::diff::CatalogDiff;
@@ -43,6 +48,10 @@ pub enum CatalogCommand {
         /// (without it, that is a warning).
         #[arg(long)]
         strict: bool,
+        /// Make apps public even when the security scan finds critical problems in them
+        /// (without it, such an apply is refused; a forced one is audited).
+        #[arg(long)]
+        force: bool,
     },
     /// Print the stored catalog as YAML (secrets stay sealed).
     Export {
@@ -127,13 +136,36 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
             file,
             prune,
             strict,
+            force,
         } => {
             let spec = read_catalog(&file)?;
             sluice::snapshot::verify(&spec, &config, &config.keyring()?)?;
-            let store = super::open_store(&config)?;
+            let store = super::open_store(&config)?.shared();
             preflight(&config, &spec, strict).await?;
             let source = file.display().to_string();
-            replace(&*store, &spec, &source, prune, &config)
+            let critical = publish_check(&store.load_catalog()?, &spec, force)?;
+            replace(&*store, &spec, &source, prune, &config)?;
+            if !critical.is_empty() {
+                let audit = Audit::new(store.clone(), Arc::new(SystemClock));
+                let mut event = audit.event("app_published_forced", &ClientInfo::default());
+                event.actor = Some("cli".into());
+                let mut apps: Vec<&str> = critical
+                    .iter()
+                    .filter_map(|f| f.location.split('.').nth(1))
+                    .collect();
+                apps.dedup();
+                let critical: Vec<serde_json::Value> = critical
+                    .iter()
+                    .map(|f| serde_json::json!({ "rule": f.rule, "location": f.location }))
+                    .collect();
+                event.details = Some(
+                    serde_json::json!({ "source": source, "critical": critical, "apps": apps })
+                        .to_string(),
+                );
+                audit.append(event).await;
+                eprintln!("published despite critical findings (--force); audited");
+            }
+            Ok(())
         }
         CatalogCommand::Export { revision } => {
             let store = super::open_store(&config)?;
@@ -223,6 +255,42 @@ pub async fn catalog(env: &Environment, command: CatalogCommand) -> anyhow::Resu
             )
         }
     }
+}
+
+/// The security scan of each app `next` makes public, shown on stderr. Critical findings
+/// refuse the apply unless `force`; with it, they are returned (to be audited once stored).
+fn publish_check(
+    current: &CatalogSpec,
+    next: &CatalogSpec,
+    force: bool,
+) -> anyhow::Result<Vec<sluice::scan::Finding>> {
+    let mut critical = Vec::new();
+    for app in sluice::scan::newly_public(current, next) {
+        let findings = sluice::scan::app_findings(next, &app);
+        if findings.is_empty() {
+            eprintln!("app `{app}` becomes public: the security scan finds nothing");
+            continue;
+        }
+        eprintln!("app `{app}` becomes public; the security scan finds:");
+        eprint!("{}", sluice::scan::report::text(&findings));
+        critical.extend(
+            findings
+                .into_iter()
+                .filter(|f| f.severity == sluice::scan::Severity::Critical),
+        );
+    }
+    if !critical.is_empty() && !force {
+        let listed: Vec<String> = critical
+            .iter()
+            .map(|f| format!("  {} {}", f.rule, f.location))
+            .collect();
+        bail!(
+            "critical security findings in an app made public:\n{}\n\
+             nothing applied: fix them, or pass --force to publish anyway (audited)",
+            listed.join("\n")
+        );
+    }
+    Ok(critical)
 }
 
 /// Stores `spec` as a new revision after showing what changes; refuses removals without

@@ -30,8 +30,9 @@ pub fn text(findings: &[Finding]) -> String {
             group.len()
         ));
         for f in group {
+            let line = f.line.map(|l| format!(" (line {l})")).unwrap_or_default();
             out.push_str(&format!(
-                "  {} {}: {}\n      fix: {}\n",
+                "  {} {}{line}: {}\n      fix: {}\n",
                 f.rule, f.location, f.message, f.fix
             ));
         }
@@ -64,8 +65,9 @@ fn level(severity: Severity) -> &'static str {
     }
 }
 
-/// A SARIF 2.1.0 log with one run.
-pub fn sarif(findings: &[Finding]) -> Value {
+/// A SARIF 2.1.0 log with one run. `artifact`: the URI of the catalog file the findings'
+/// lines are in; a finding with a line then has a physical location too.
+pub fn sarif(findings: &[Finding], artifact: Option<&str>) -> Value {
     let rules: Vec<Value> = RULES
         .iter()
         .map(|(id, severity, text)| {
@@ -80,14 +82,21 @@ pub fn sarif(findings: &[Finding]) -> Value {
     let results: Vec<Value> = findings
         .iter()
         .map(|f| {
+            let mut location = json!({
+                "logicalLocations": [{ "fullyQualifiedName": f.location, "kind": "member" }]
+            });
+            if let (Some(uri), Some(line)) = (artifact, f.line) {
+                location["physicalLocation"] = json!({
+                    "artifactLocation": { "uri": uri },
+                    "region": { "startLine": line },
+                });
+            }
             json!({
                 "ruleId": f.rule,
                 "ruleIndex": RULES.iter().position(|(id, _, _)| *id == f.rule).unwrap_or(0),
                 "level": level(f.severity),
                 "message": { "text": format!("{} Fix: {}", f.message, f.fix) },
-                "locations": [{
-                    "logicalLocations": [{ "fullyQualifiedName": f.location, "kind": "member" }]
-                }],
+                "locations": [location],
                 "properties": { "severity": f.severity.as_str() },
             })
         })

@@ -184,14 +184,82 @@ fn findings_never_carry_the_secret_and_reports_render() {
         "{}{}{}",
         report::text(&findings),
         report::json(&findings),
-        report::sarif(&findings)
+        report::sarif(&findings, None)
     );
     assert!(shown.contains("SLU-C001"), "{shown}");
     assert!(
         !shown.contains("sk_live_51Hx7KqLm9Qr4Tv8Wz1Bn3Cd5"),
         "{shown}"
     );
-    let sarif = report::sarif(&findings);
+    let sarif = report::sarif(&findings, None);
     assert_eq!(sarif["version"], "2.1.0");
     assert_eq!(sarif["runs"][0]["results"][0]["ruleId"], findings[0].rule);
+}
+
+#[test]
+fn findings_are_located_in_the_exported_yaml() {
+    let spec = yaml::parse(&catalog(
+        "  shop:
+    visibility: public
+    grants: { anonymous: true }
+    queries:
+      first: { datasource: pg, sql: SELECT id FROM t LIMIT 5 }
+      writes: { datasource: pg, sql: 'DELETE FROM t' }
+",
+    ))
+    .unwrap();
+    let mut findings = scan(&spec, &facts());
+    let text = yaml::to_string(&spec);
+    locate(&mut findings, &text);
+    let write = findings.iter().find(|f| f.rule == "SLU-D002").unwrap();
+    let line = write.line.expect("a line");
+    let written = text.lines().nth(line - 1).unwrap();
+    assert_eq!(written.trim(), "writes:", "{text}");
+    assert!(report::text(&findings).contains(&format!("(line {line})")));
+    let sarif = report::sarif(&findings, Some("catalog.yaml"));
+    let located = sarif["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "SLU-D002")
+        .unwrap()["locations"][0]["physicalLocation"]
+        .clone();
+    assert_eq!(located["region"]["startLine"], line);
+    assert_eq!(located["artifactLocation"]["uri"], "catalog.yaml");
+}
+
+#[test]
+fn publishing_is_judged_on_the_apps_own_findings() {
+    let before = yaml::parse(&catalog(
+        "  shop:
+    queries:
+      wipe: { datasource: pg, sql: 'DELETE FROM t' }
+  blog:
+    visibility: public
+    grants: { anonymous: true }
+    queries:
+      posts: { datasource: pg, sql: 'DELETE FROM posts' }
+",
+    ))
+    .unwrap();
+    let mut after = before.clone();
+    let shop = after.apps.get_mut("shop").unwrap();
+    shop.visibility = Visibility::Public;
+    shop.grants = Some(GrantSpec {
+        anonymous: true,
+        ..GrantSpec::default()
+    });
+    // The blog was public already; the shop becomes public.
+    assert_eq!(newly_public(&before, &after), vec!["shop".to_string()]);
+    assert_eq!(newly_public(&after, &after), Vec::<String>::new());
+    let found = app_findings(&after, "shop");
+    assert!(
+        found
+            .iter()
+            .any(|f| f.rule == "SLU-D002" && f.severity == Severity::Critical),
+        "{found:?}"
+    );
+    assert!(found.iter().all(|f| f.location.starts_with("apps.shop.")));
+    // An app named as a prefix of another is not mixed in.
+    assert!(app_findings(&after, "sho").is_empty());
 }

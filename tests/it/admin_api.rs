@@ -233,6 +233,7 @@ async fn the_scan_reports_the_served_catalog_and_the_settings() {
     assert!(rules.contains(&"SLU-S008"), "{report}");
     let sarif: serde_json::Value = get("?format=sarif").await.unwrap().json().await.unwrap();
     assert_eq!(sarif["version"], "2.1.0");
+    assert_eq!(crate::common::sarif_problems(&sarif), Vec::<String>::new());
     let bad = get("?format=xml").await.unwrap();
     assert_eq!(bad.status().as_u16(), 400);
     let body: serde_json::Value = bad.json().await.unwrap();

@@ -1060,3 +1060,109 @@ async fn previews_run_drafts_as_the_named_user() {
     assert!(!audit.contains("\\\"n\\\":21"), "{audit}");
     gateway.stop().await;
 }
+
+/// Making an app public runs the security scan on it: critical findings refuse the write
+/// (422 `publish_blocked` naming each, dry run included) and store nothing; `?force=true`
+/// publishes, answers with the findings and audits `app_published_forced`; a publish with
+/// no critical finding answers with its findings and is not a forced one.
+#[tokio::test]
+async fn publishing_an_app_is_refused_on_critical_findings_unless_forced() {
+    let gateway = gateway(&[]).await;
+    let admin = Admin::token(&gateway);
+    let created = admin
+        .put(
+            "/v1/admin/apps/draft",
+            &json!({ "visibility": "private", "grants": { "roles": ["viewer"] } }),
+            &[],
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let query = admin
+        .put(
+            "/v1/admin/apps/draft/queries/wipe",
+            &json!({ "datasource": "pg", "sql": "DELETE FROM pg_temp.nothing WHERE 1 = 0" }),
+            &[],
+        )
+        .await;
+    assert_eq!(query.status, 201, "{}", query.text);
+    let app = admin.get("/v1/admin/apps/draft").await;
+    let public = json!({ "visibility": "public", "grants": { "anonymous": true } });
+    for path in ["/v1/admin/apps/draft", "/v1/admin/apps/draft?dry_run=true"] {
+        let refused = admin.put(path, &public, &if_match(&app.etag)).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (422, "publish_blocked".into()),
+            "{path}: {}",
+            refused.text
+        );
+        let problems = &refused.json()["error"]["problems"];
+        assert_eq!(
+            problems[0]["location"], "apps.draft.queries.wipe",
+            "{problems}"
+        );
+        assert!(
+            problems[0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("SLU-D002"),
+            "{problems}"
+        );
+    }
+    // Nothing was stored: still private, the same ETag.
+    let unchanged = admin.get("/v1/admin/apps/draft").await;
+    assert_eq!(unchanged.json()["visibility"], "private");
+    assert_eq!(unchanged.etag, app.etag);
+    let audit = admin.get("/v1/admin/audit?limit=100").await.text;
+    assert!(!audit.contains("app_published_forced"), "{audit}");
+
+    let forced = admin
+        .put(
+            "/v1/admin/apps/draft?force=true",
+            &public,
+            &if_match(&app.etag),
+        )
+        .await;
+    assert_eq!(forced.status, 200, "{}", forced.text);
+    let body = forced.json();
+    assert_eq!(body["visibility"], "public");
+    let rules: Vec<&str> = body["scan"]["draft"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"SLU-D002"), "{body}");
+    let audit = admin.get("/v1/admin/audit?limit=100").await.text;
+    assert!(audit.contains("app_published_forced"), "{audit}");
+    assert!(audit.contains("SLU-D002"), "{audit}");
+
+    // A publish with no critical finding: answered with its findings, not forced.
+    admin
+        .put(
+            "/v1/admin/apps/calm",
+            &json!({ "visibility": "private", "grants": { "roles": ["viewer"] } }),
+            &[],
+        )
+        .await;
+    let read = admin
+        .put(
+            "/v1/admin/apps/calm/queries/one",
+            &json!({ "datasource": "pg", "sql": "SELECT 1 AS one" }),
+            &[],
+        )
+        .await;
+    assert_eq!(read.status, 201, "{}", read.text);
+    let calm = admin.get("/v1/admin/apps/calm").await;
+    let published = admin
+        .put("/v1/admin/apps/calm", &public, &if_match(&calm.etag))
+        .await;
+    assert_eq!(published.status, 200, "{}", published.text);
+    assert!(
+        published.json()["scan"]["calm"].is_array(),
+        "{}",
+        published.text
+    );
+    let audit = admin.get("/v1/admin/audit?limit=100").await.text;
+    assert_eq!(audit.matches("app_published_forced").count(), 1, "{audit}");
+    gateway.stop().await;
+}

@@ -1605,12 +1605,46 @@ apps:
     let json: serde_json::Value =
         serde_json::from_slice(&run(&["--format", "json"]).stdout).unwrap();
     assert_eq!(json["counts"]["critical"], 2, "{json}");
+    // Each finding carries the line of its place in the file.
+    let line_of = |rule: &str, location: &str| {
+        json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["rule"] == rule && f["location"] == location)
+            .unwrap_or_else(|| panic!("{rule} at {location}: {json}"))["line"]
+            .clone()
+    };
+    assert_eq!(line_of("SLU-D002", "apps.shop.queries.signup"), 8);
+    assert_eq!(
+        line_of("SLU-C001", "apps.shop.queries.signup.description"),
+        10
+    );
+    assert_eq!(line_of("SLU-S006", "datasources.db.tls"), 2);
+    assert!(
+        shown.contains("apps.shop.queries.signup (line 8)"),
+        "{shown}"
+    );
     let sarif: serde_json::Value =
         serde_json::from_slice(&run(&["--format", "sarif"]).stdout).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
+    assert_eq!(common::sarif_problems(&sarif), Vec::<String>::new());
     assert!(
         sarif["runs"][0]["results"].as_array().unwrap().len() >= 3,
         "{sarif}"
+    );
+    let physical = sarif["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "SLU-D002")
+        .expect("SLU-D002 in the SARIF")["locations"][0]["physicalLocation"]
+        .clone();
+    assert_eq!(physical["region"]["startLine"], 8, "{sarif}");
+    let uri = physical["artifactLocation"]["uri"].as_str().unwrap();
+    assert!(
+        uri.starts_with("file:///") && uri.ends_with("/catalog.yaml"),
+        "{uri}"
     );
 
     let gated = run(&["--fail-on", "critical"]);
@@ -1619,4 +1653,196 @@ apps:
     let bad = run(&["--format", "xml"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--format"));
+}
+
+/// The SARIF check catches a log that breaks the schema (so a passing check means something).
+#[test]
+fn the_sarif_check_rejects_an_invalid_log() {
+    let bad = json!({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "x",
+        "rules": [{"id": "a", "defaultConfiguration": {"level": "severe"}}]}}}]});
+    let problems = common::sarif_problems(&bad);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("defaultConfiguration/level"),
+        "{problems:?}"
+    );
+}
+
+/// `sluice scan --advisory-db PATH` against a fixture advisory-db: an advisory naming a
+/// dependency and version really in this build is reported with its CVSS severity and
+/// fixed version; a patched version, a withdrawn advisory and another crate are not; an
+/// informational advisory is an info finding; the SARIF validates; a malformed advisory
+/// or a path that is no advisory-db fails naming it.
+#[test]
+fn scan_checks_the_builds_dependencies_against_an_advisory_db() {
+    let deps = sluice::scan::advisories::DEPENDENCIES;
+    let version = |name: &str| {
+        deps.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| panic!("{name} is a dependency"))
+    };
+    let (tokio, serde) = (version("tokio"), version("serde"));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("advisory-db");
+    let write = |krate: &str, id: &str, advisory: &str, versions: &str| {
+        let folder = db.join("crates").join(krate);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join(format!("{id}.md")),
+            format!(
+                "```toml\n[advisory]\nid = \"{id}\"\npackage = \"{krate}\"\ndate = \"2099-01-01\"\n\
+                 {advisory}\n\n[versions]\n{versions}\n```\n\n# Fixture flaw {id}\n\nText.\n"
+            ),
+        )
+        .unwrap();
+    };
+    let cvss = "cvss = \"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H\"";
+    write(
+        "tokio",
+        "RUSTSEC-2099-0001",
+        cvss,
+        "patched = [\">= 99.0.0\"]",
+    );
+    write(
+        "tokio",
+        "RUSTSEC-2099-0002",
+        cvss,
+        &format!("patched = [\">= {tokio}\"]"),
+    );
+    write(
+        "tokio",
+        "RUSTSEC-2099-0003",
+        &format!("{cvss}\nwithdrawn = \"2099-02-01\""),
+        "patched = []",
+    );
+    write(
+        "serde",
+        "RUSTSEC-2099-0004",
+        "informational = \"unmaintained\"",
+        "patched = []",
+    );
+    write("not-our-crate", "RUSTSEC-2099-0005", cvss, "patched = []");
+    let catalog = dir.path().join("catalog.yaml");
+    std::fs::write(&catalog, "apps: {}\n").unwrap();
+    let run = |db: &Path, format: &str| {
+        common::served::sluice_with_test_key(
+            dir.path(),
+            &[
+                "scan",
+                "--catalog",
+                catalog.to_str().unwrap(),
+                "--advisory-db",
+                db.to_str().unwrap(),
+                "--format",
+                format,
+            ],
+        )
+        .output()
+        .unwrap()
+    };
+    let out = run(&db, "json");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packages: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["location"].as_str().unwrap().starts_with("packages."))
+        .collect();
+    assert_eq!(packages.len(), 2, "{report}");
+    assert_eq!(packages[0]["rule"], "SLU-P001");
+    assert_eq!(packages[0]["severity"], "critical");
+    assert_eq!(packages[0]["location"], format!("packages.tokio@{tokio}"));
+    let message = packages[0]["message"].as_str().unwrap();
+    assert!(message.contains("RUSTSEC-2099-0001"), "{message}");
+    assert!(message.contains("CVSS 9.8"), "{message}");
+    assert!(message.contains("fixed in >=99.0.0"), "{message}");
+    assert_eq!(packages[1]["rule"], "SLU-P002");
+    assert_eq!(packages[1]["severity"], "info");
+    assert_eq!(packages[1]["location"], format!("packages.serde@{serde}"));
+    assert_eq!(report["counts"]["critical"], 1, "{report}");
+
+    let sarif: serde_json::Value = serde_json::from_slice(&run(&db, "sarif").stdout).unwrap();
+    assert_eq!(common::sarif_problems(&sarif), Vec::<String>::new());
+    assert!(
+        sarif["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["ruleId"] == "SLU-P001" && r["level"] == "error"),
+        "{sarif}"
+    );
+
+    std::fs::write(
+        db.join("crates/tokio/RUSTSEC-2099-0006.md"),
+        "# not an advisory\n",
+    )
+    .unwrap();
+    let broken = run(&db, "text");
+    assert!(!broken.status.success());
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(stderr.contains("RUSTSEC-2099-0006.md"), "{stderr}");
+    let nowhere = run(dir.path(), "text");
+    assert!(!nowhere.status.success());
+    assert!(
+        String::from_utf8_lossy(&nowhere.stderr).contains("no crates/ directory"),
+        "{}",
+        String::from_utf8_lossy(&nowhere.stderr)
+    );
+}
+
+/// `sluice catalog apply` that makes an app public shows the scan of that app, refuses on
+/// a critical finding (nothing applied), and with `--force` applies and audits
+/// `app_published_forced` with the rule ids.
+#[test]
+fn catalog_apply_refuses_to_publish_an_app_with_critical_findings_unless_forced() {
+    let home = Home::new();
+    let catalog = |visibility: &str, grants: &str| {
+        format!(
+            "datasources:\n  pg: {{ kind: postgres, host: 127.0.0.1, database: test, user: postgres }}\n\
+             apps:\n  shop:\n    visibility: {visibility}\n    grants: {grants}\n    queries:\n      \
+             wipe: {{ datasource: pg, sql: 'DELETE FROM pg_temp.nothing WHERE 1 = 0' }}\n"
+        )
+    };
+    home.apply(&catalog("private", "{ roles: [viewer] }"));
+    let public = home.write("public.yaml", &catalog("public", "{ anonymous: true }"));
+    let refused = home
+        .run(&["catalog", "apply", public.to_str().unwrap()], None)
+        .assert_failed("publishing with a critical finding");
+    assert!(refused.stderr.contains("SLU-D002"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("apps.shop.queries.wipe"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    assert!(
+        home.export().contains("visibility: private"),
+        "{}",
+        home.export()
+    );
+
+    let forced = home
+        .run(
+            &["catalog", "apply", "--force", public.to_str().unwrap()],
+            None,
+        )
+        .assert_ok("a forced publish");
+    assert!(forced.stderr.contains("audited"), "{}", forced.stderr);
+    assert!(home.export().contains("visibility: public"));
+    let db = rusqlite::Connection::open(home.dir.path().join("data/sluice.db")).unwrap();
+    let details: String = db
+        .query_row(
+            "SELECT details FROM audit_events WHERE event = 'app_published_forced'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("the forced publish is audited");
+    assert!(details.contains("SLU-D002"), "{details}");
+    assert!(details.contains("\"shop\""), "{details}");
 }

@@ -3,7 +3,9 @@
 //! (`snapshot::verify`), builds its snapshot, stores the revision only if no other was stored
 //! meanwhile (retrying against the newer catalog), and swaps in and audits the change in a
 //! task of its own; and [`verify_error`], the 422 that lists the problems (an editor's own
-//! only).
+//! only). A write that makes an app public is judged by the security scan first
+//! ([`Publish`]): critical findings refuse it (422 `publish_blocked`) unless `?force=true`,
+//! and a forced publish is audited (`app_published_forced`).
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -47,6 +49,69 @@ pub(super) struct Write<'a> {
     pub(super) headers: &'a HeaderMap,
     pub(super) client: crate::auth::ClientInfo,
     pub(super) dry_run: bool,
+    /// Publish an app despite critical scan findings.
+    pub(super) force: bool,
+}
+
+/// The scan of the apps a write makes public: each app with its findings.
+struct Publish(Vec<(String, Vec<crate::scan::Finding>)>);
+
+impl Publish {
+    fn of(before: &CatalogSpec, after: &CatalogSpec) -> Publish {
+        Publish(
+            crate::scan::newly_public(before, after)
+                .into_iter()
+                .map(|app| {
+                    let findings = crate::scan::app_findings(after, &app);
+                    (app, findings)
+                })
+                .collect(),
+        )
+    }
+
+    fn critical(&self) -> impl Iterator<Item = &crate::scan::Finding> {
+        self.0
+            .iter()
+            .flat_map(|(_, findings)| findings)
+            .filter(|f| f.severity == crate::scan::Severity::Critical)
+    }
+
+    /// 422 `publish_blocked` naming each critical finding, when there is one.
+    fn refusal(&self) -> Option<ApiError> {
+        let problems: Vec<Problem> = self
+            .critical()
+            .map(|f| Problem {
+                location: f.location.clone(),
+                message: format!("{}: {} (fix: {})", f.rule, f.message, f.fix),
+            })
+            .collect();
+        if problems.is_empty() {
+            return None;
+        }
+        let mut error = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "publish_blocked",
+            format!(
+                "the security scan found {} critical problem(s) in the app made public; fix them, or publish anyway with ?force=true (audited)",
+                problems.len()
+            ),
+        );
+        error.problems = problems;
+        Some(error)
+    }
+
+    /// `{"app": [findings]}` for the answer; `None` when no app is made public.
+    fn report(&self) -> Option<Value> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let map: serde_json::Map<String, Value> = self
+            .0
+            .iter()
+            .map(|(app, findings)| (app.clone(), json!(findings)))
+            .collect();
+        Some(Value::Object(map))
+    }
 }
 
 /// The precondition a request carries.
@@ -161,24 +226,34 @@ impl Write<'_> {
                 .map_err(|error| verify_error(&error, editing_app(self.actor, self.resource)));
             let diff = CatalogDiff::between(&spec, &next);
             let changes: Vec<String> = diff_lines(&diff);
+            let publish = Publish::of(&spec, &next);
+            let refused = if self.force { None } else { publish.refusal() };
             if self.dry_run {
                 compiled?;
-                return Ok(json_response(
-                    StatusCode::OK,
-                    &json!({
-                        "dry_run": true,
-                        "valid": true,
-                        "based_on_revision": revision,
-                        "changes": changes,
-                        "fields": changed_fields,
-                        "etag": self.resource.etag(&next),
-                    }),
-                ));
+                if let Some(refusal) = refused {
+                    return Err(refusal);
+                }
+                let mut report = json!({
+                    "dry_run": true,
+                    "valid": true,
+                    "based_on_revision": revision,
+                    "changes": changes,
+                    "fields": changed_fields,
+                    "etag": self.resource.etag(&next),
+                });
+                if let Some(scan) = publish.report() {
+                    report["scan"] = scan;
+                }
+                return Ok(json_response(StatusCode::OK, &report));
             }
             compiled?;
+            if let Some(refusal) = refused {
+                return Err(refusal);
+            }
+            let forced = self.forced_event(&publish);
             if diff.is_empty() {
                 // Nothing changes: answer with the resource as it is, storing nothing.
-                return self.answer(&spec, revision, StatusCode::OK).await;
+                return self.answer(&spec, revision, StatusCode::OK, None).await;
             }
             let mut built = snapshot::assemble(
                 &self.state.config,
@@ -213,6 +288,11 @@ impl Write<'_> {
                 details["revision"] = json!(stored);
                 event.details = Some(details.to_string());
                 gateway.audit.append(event).await;
+                if let Some((mut forced, mut forced_details)) = forced {
+                    forced_details["revision"] = json!(stored);
+                    forced.details = Some(forced_details.to_string());
+                    gateway.audit.append(forced).await;
+                }
                 Ok::<i64, CommitError>(stored)
             })
             .await
@@ -240,7 +320,9 @@ impl Write<'_> {
                     &json!({ "deleted": true, "revision": new_revision }),
                 ));
             }
-            return self.answer(&next, new_revision, status).await;
+            return self
+                .answer(&next, new_revision, status, publish.report())
+                .await;
         }
         Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -292,11 +374,14 @@ impl Write<'_> {
         format!("api: {} by {}", self.resource.describe(), self.actor.id)
     }
 
+    /// The answer: the resource as stored, with `scan` (the findings of each app made
+    /// public) when the write published one.
     async fn answer(
         &self,
         spec: &CatalogSpec,
         revision: i64,
         status: StatusCode,
+        scan: Option<Value>,
     ) -> Result<Response, ApiError> {
         let etag = self.resource.etag(spec).unwrap_or_default();
         let mut view = match self.resource {
@@ -308,6 +393,9 @@ impl Write<'_> {
         };
         if let Resource::App(name) | Resource::Query(_, name) = self.resource {
             view["name"] = json!(name);
+        }
+        if let Some(scan) = scan {
+            view["scan"] = scan;
         }
         Ok(resource_response(status, view, &etag, revision))
     }
@@ -321,6 +409,33 @@ impl Write<'_> {
         if !matches!(removed, Ok(Ok(_))) {
             tracing::error!("Catalog API: the deleted app's memberships could not be removed");
         }
+    }
+
+    /// The `app_published_forced` event when `?force=true` published an app despite
+    /// critical findings (rule ids and locations, never a finding's text), whose
+    /// `revision` is filled in once stored.
+    fn forced_event(&self, publish: &Publish) -> Option<(AuditEvent, Value)> {
+        if !self.force {
+            return None;
+        }
+        let critical: Vec<Value> = publish
+            .critical()
+            .map(|f| json!({ "rule": f.rule, "location": f.location }))
+            .collect();
+        if critical.is_empty() {
+            return None;
+        }
+        let apps: Vec<&str> = publish.0.iter().map(|(app, _)| app.as_str()).collect();
+        let mut event = self
+            .state
+            .gateway
+            .audit
+            .event("app_published_forced", &self.client);
+        event.actor = Some(self.actor.id.clone());
+        if let Some(caller) = &self.actor.caller {
+            event.user_id = Some(caller.user.id.clone());
+        }
+        Some((event, json!({ "apps": apps, "critical": critical })))
     }
 
     /// The `catalog_changed` event of this write and its details, whose `revision` is

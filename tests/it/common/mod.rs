@@ -365,3 +365,34 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// The problems scripts/sarif-check.py finds in `log` against the vendored SARIF 2.1.0
+/// schema (tests/sarif); empty when it validates. Panics when the check cannot run.
+pub fn sarif_problems(log: &serde_json::Value) -> Vec<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sarif-check.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(log.to_string().as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("python3 finishes");
+    assert!(
+        output.status.success(),
+        "scripts/sarif-check.py could not run (pip install jsonschema): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
