@@ -3,18 +3,24 @@
 //! discovery documents. Pure.
 //!
 //! Mapping (docs/SCIM.md): a User is an account. `userName` is kept as sent; the account's
-//! email is `userName` when it is an address, else the primary (or first) `emails` value.
-//! `displayName` (else `name.formatted`, else given and family name) is the display name;
-//! `active: false` disables the account. A Group's `displayName` becomes a group name in
-//! its members' `groups` (characters outside `A-Z a-z 0-9 _ . -` become `_`). Attributes
-//! Sluice does not keep (phone numbers, addresses, enterprise extension) are accepted and
-//! ignored.
+//! email (its only login and mail address) is `userName` when it is an address, else the
+//! primary (or first) `emails` value; every email is kept and returned as sent.
+//! `displayName` (else `name.formatted`, else given and family name) is the account's
+//! display name, and the SCIM `displayName` is returned only when the IdP set one.
+//! `active: false` disables the account, `true` enables it; a User without `active` leaves
+//! the account as it is. A Group's `displayName` becomes a group name in its members'
+//! `groups` (characters outside `A-Z a-z 0-9 _ . -` become `_`); members are Users (no
+//! nested groups). Attributes Sluice does not keep (phone numbers, addresses, enterprise
+//! extension) are accepted and ignored.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::{GROUP_SCHEMA, ScimError, USER_SCHEMA};
-use crate::store::scim::{ScimGroup, ScimProfile, ScimUser};
+use crate::store::scim::{ScimEmail, ScimGroup, ScimProfile, ScimUser};
+
+/// The most `emails` one User may have.
+pub const MAX_EMAILS: usize = 20;
 
 /// A User as a POST, PUT or patched resource gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,9 +28,12 @@ pub struct UserInput {
     /// The account's email (normalised); `None` when the User has none (the account then
     /// gets [`placeholder_email`]).
     pub email: Option<String>,
+    /// The account's display name (the SCIM `displayName`, else one derived from the
+    /// other attributes).
     pub display_name: String,
     pub profile: ScimProfile,
-    pub active: bool,
+    /// `active` as given; `None` when the User has none.
+    pub active: Option<bool>,
 }
 
 /// A Group as a POST, PUT or patched resource gives it.
@@ -103,44 +112,24 @@ pub fn read_user(body: &Value) -> Result<UserInput, ScimError> {
     };
     let (given_name, family_name, formatted) =
         (part("givenName")?, part("familyName")?, part("formatted")?);
-    let emails = match get(body, "emails") {
-        None => Vec::new(),
-        Some(Value::Array(emails)) => emails.iter().collect(),
-        Some(_) => return Err(ScimError::InvalidValue("`emails` must be a list".into())),
-    };
-    let mut primary = None;
-    let mut first = None;
-    for email in emails {
-        let email = email
-            .as_object()
-            .ok_or_else(|| ScimError::InvalidValue("each of `emails` must be an object".into()))?;
-        let Some(value) = string(email, "value")? else {
-            continue;
-        };
-        let is_primary = match get(email, "primary") {
-            Some(flag) => boolean(flag, "emails.primary")?,
-            None => false,
-        };
-        if is_primary && primary.is_none() {
-            primary = Some(value.clone());
-        }
-        first.get_or_insert(value);
-    }
+    let emails = read_emails(body)?;
+    let primary = emails.iter().find(|e| e.primary == Some(true));
     let email = crate::auth::normalize_email(&user_name).or_else(|| {
         primary
-            .or(first)
-            .and_then(|e| crate::auth::normalize_email(&e))
+            .or(emails.first())
+            .and_then(|e| crate::auth::normalize_email(&e.value))
     });
-    let active = match get(body, "active") {
-        Some(flag) => boolean(flag, "active")?,
-        None => true,
-    };
+    let active = get(body, "active")
+        .map(|flag| boolean(flag, "active"))
+        .transpose()?;
+    let scim_display_name = text(body, "displayName", 200)?.filter(|name| !name.trim().is_empty());
     let joined = match (&given_name, &family_name) {
         (Some(given), Some(family)) => Some(format!("{given} {family}")),
         (Some(one), None) | (None, Some(one)) => Some(one.clone()),
         (None, None) => None,
     };
-    let display_name = text(body, "displayName", 200)?
+    let display_name = scim_display_name
+        .clone()
         .or_else(|| formatted.clone())
         .or(joined)
         .filter(|name| !name.trim().is_empty())
@@ -155,9 +144,50 @@ pub fn read_user(body: &Value) -> Result<UserInput, ScimError> {
             given_name,
             family_name,
             formatted,
+            display_name: scim_display_name,
+            emails: Some(emails),
+            active_removed: active.is_none(),
         },
         active,
     })
+}
+
+/// A User's `emails`, as sent: each with a `value` (an item without one says nothing and
+/// is dropped), an optional `type`, `primary` and `display`; at most [`MAX_EMAILS`].
+fn read_emails(body: &Map<String, Value>) -> Result<Vec<ScimEmail>, ScimError> {
+    let list = match get(body, "emails") {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(ScimError::InvalidValue("`emails` must be a list".into())),
+    };
+    if list.len() > MAX_EMAILS {
+        return Err(ScimError::InvalidValue(format!(
+            "a User has at most {MAX_EMAILS} `emails`"
+        )));
+    }
+    let mut emails = Vec::with_capacity(list.len());
+    for email in list {
+        let email = email
+            .as_object()
+            .ok_or_else(|| ScimError::InvalidValue("each of `emails` must be an object".into()))?;
+        let Some(value) = text(email, "value", 256)? else {
+            continue;
+        };
+        emails.push(ScimEmail {
+            value,
+            kind: text(email, "type", 64)?,
+            primary: get(email, "primary")
+                .map(|flag| boolean(flag, "emails.primary"))
+                .transpose()?,
+            display: text(email, "display", 256)?,
+        });
+    }
+    if emails.iter().filter(|e| e.primary == Some(true)).count() > 1 {
+        return Err(ScimError::InvalidValue(
+            "at most one of `emails` may be `primary`".into(),
+        ));
+    }
+    Ok(emails)
 }
 
 /// The domain of the address an account without an email gets (RFC 2606 reserves
@@ -208,6 +238,14 @@ pub fn read_group(body: &Value) -> Result<GroupInput, ScimError> {
                 let value = string(member, "value")?.ok_or_else(|| {
                     ScimError::InvalidValue("each of `members` needs a `value` (a User id)".into())
                 })?;
+                // RFC 7643 4.2 lets a server support nested groups; this one does not.
+                if let Some(kind) = string(member, "type")?
+                    && !kind.eq_ignore_ascii_case("User")
+                {
+                    return Err(ScimError::InvalidValue(
+                        "each of `members` must be a User (nested groups are not supported)".into(),
+                    ));
+                }
                 members.push(value);
             }
         }
@@ -236,12 +274,19 @@ pub fn render_user(user: &ScimUser, base: &str) -> Value {
         user_name: record.email.clone(),
         ..ScimProfile::default()
     });
+    // What the IdP set, where the profile records it; an account made outside SCIM shows
+    // its own display name and state.
+    let (display_name, active) = match &user.profile {
+        Some(p) => (
+            p.display_name.clone(),
+            (!p.active_removed).then_some(!record.disabled),
+        ),
+        None => (Some(record.display_name.clone()), Some(!record.disabled)),
+    };
     let mut out = json!({
         "schemas": [USER_SCHEMA],
         "id": record.id,
         "userName": profile.user_name,
-        "displayName": record.display_name,
-        "active": !record.disabled,
         "meta": {
             "resourceType": "User",
             "created": time(record.created_at),
@@ -266,8 +311,20 @@ pub fn render_user(user: &ScimUser, base: &str) -> Value {
     if let Some(external_id) = profile.external_id {
         out["externalId"] = Value::String(external_id);
     }
-    if !record.email.ends_with(&format!("@{PLACEHOLDER_DOMAIN}")) {
-        out["emails"] = json!([{ "value": record.email, "type": "work", "primary": true }]);
+    if let Some(display_name) = display_name {
+        out["displayName"] = Value::String(display_name);
+    }
+    if let Some(active) = active {
+        out["active"] = Value::Bool(active);
+    }
+    match profile.emails {
+        Some(emails) if emails.is_empty() => {}
+        Some(emails) => out["emails"] = json!(emails),
+        // A profile from before emails were kept, or an account made outside SCIM.
+        None if record.email.ends_with(&format!("@{PLACEHOLDER_DOMAIN}")) => {}
+        None => {
+            out["emails"] = json!([{ "value": record.email, "type": "work", "primary": true }]);
+        }
     }
     out
 }
@@ -382,6 +439,8 @@ pub fn schemas(base: &str) -> Vec<Value> {
         attribute("familyName", "string", false, rw, "none"),
         attribute("givenName", "string", false, rw, "none"),
     ]);
+    let mut email_type = attribute("type", "string", false, rw, "none");
+    email_type["canonicalValues"] = json!(["work", "home", "other"]);
     let user = json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
         "id": USER_SCHEMA,
@@ -394,14 +453,22 @@ pub fn schemas(base: &str) -> Vec<Value> {
             attribute("active", "boolean", false, rw, "none"),
             multi("emails", vec![
                 attribute("value", "string", false, rw, "none"),
-                attribute("type", "string", false, rw, "none"),
+                attribute("display", "string", false, rw, "none"),
+                email_type,
                 attribute("primary", "boolean", false, rw, "none"),
             ], rw),
         ],
         "meta": { "resourceType": "Schema", "location": format!("{base}/Schemas/{USER_SCHEMA}") },
     });
+    // RFC 7643 8.7.1's members, restricted to Users: `$ref` names the User (the checkers
+    // create the User first), `type` is "User".
     let mut value = attribute("value", "string", false, "immutable", "none");
     value["caseExact"] = json!(true);
+    let mut reference = attribute("$ref", "reference", false, "immutable", "none");
+    reference["referenceTypes"] = json!(["User"]);
+    reference["caseExact"] = json!(true);
+    let mut kind = attribute("type", "string", false, "immutable", "none");
+    kind["canonicalValues"] = json!(["User"]);
     let group = json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
         "id": GROUP_SCHEMA,
@@ -409,11 +476,7 @@ pub fn schemas(base: &str) -> Vec<Value> {
         "description": "A group, mirrored into its members' Sluice groups",
         "attributes": [
             attribute("displayName", "string", true, rw, "server"),
-            multi("members", vec![
-                value,
-                attribute("display", "string", false, "immutable", "none"),
-                attribute("type", "string", false, "immutable", "none"),
-            ], rw),
+            multi("members", vec![value, reference, kind], rw),
         ],
         "meta": { "resourceType": "Schema", "location": format!("{base}/Schemas/{GROUP_SCHEMA}") },
     });
@@ -437,14 +500,24 @@ mod tests {
         assert_eq!(user.email.as_deref(), Some("ann@example.com"));
         assert_eq!(user.display_name, "Ann Lee");
         assert_eq!(user.profile.user_name, "Ann@Example.com");
-        assert!(!user.active);
+        assert_eq!(user.active, Some(false));
+        assert_eq!(
+            user.profile.display_name, None,
+            "no SCIM displayName was sent"
+        );
         let user = read_user(&json!({
             "userName": "ann.lee",
             "emails": [{"value": "other@example.com"}, {"value": "ann@example.com", "primary": true}],
         }))
         .unwrap();
         assert_eq!(user.email.as_deref(), Some("ann@example.com"));
-        assert!(user.active);
+        assert_eq!(user.active, None);
+        assert!(user.profile.active_removed);
+        // Every email is kept as sent; only the primary one is the account's.
+        let emails = user.profile.emails.unwrap();
+        assert_eq!(emails.len(), 2);
+        assert_eq!(emails[0].value, "other@example.com");
+        assert_eq!(emails[0].primary, None);
         // No address anywhere: the account gets a placeholder (see `placeholder_email`).
         let user = read_user(&json!({"userName": "no-address"})).unwrap();
         assert_eq!(
@@ -455,6 +528,9 @@ mod tests {
             json!({}),
             json!({"userName": 5}),
             json!({"userName": "a@example.com", "active": "maybe"}),
+            json!({"userName": "a", "emails": [{"value": "a@x.io", "primary": true}, {"value": "b@x.io", "primary": true}]}),
+            json!({"userName": "a", "emails": vec![json!({"value": "a@x.io"}); MAX_EMAILS + 1]}),
+            json!({"userName": "a", "emails": [{"value": "a\u{0}@x.io"}]}),
             json!([]),
         ] {
             assert!(read_user(&bad).is_err(), "{bad}");
@@ -477,5 +553,13 @@ mod tests {
         .unwrap();
         assert_eq!(group.members, vec!["a", "b"]);
         assert!(read_group(&json!({"displayName": "S", "members": [{"display": "x"}]})).is_err());
+        let nested = json!({"displayName": "S", "members": [{"value": "g", "type": "Group"}]});
+        assert!(matches!(
+            read_group(&nested),
+            Err(ScimError::InvalidValue(_))
+        ));
+        let user =
+            json!({"displayName": "S", "members": [{"value": "u", "type": "user", "$ref": "x"}]});
+        assert_eq!(read_group(&user).unwrap().members, vec!["u"]);
     }
 }

@@ -5,7 +5,8 @@
 //! wrong token is 401 with the same body either way. Bodies are `application/scim+json`
 //! (plain `application/json` is accepted too), answers are `application/scim+json`, and
 //! every refusal is a SCIM error (`schemas: [...:Error]`, `status`, `scimType`, `detail`)
-//! naming what was wrong, never quoting a value.
+//! naming what was wrong, never quoting a value. `POST .../.search` (RFC 7644 3.4.3) takes
+//! a `SearchRequest` body and answers exactly as the `GET` list with the same parameters.
 
 use std::sync::Arc;
 
@@ -15,12 +16,12 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use serde_json::{Value, json};
 
 use super::resource::{self, render_group, render_user};
-use super::service::{Page, ScimService};
-use super::{ERROR_SCHEMA, LIST_SCHEMA, ScimError};
+use super::service::{Found, Page, ScimService};
+use super::{ERROR_SCHEMA, LIST_SCHEMA, SEARCH_SCHEMA, ScimError};
 use crate::auth::ClientInfo;
 use crate::auth::routes::client_info;
 use crate::policy::client_ip::ClientIp;
@@ -30,12 +31,15 @@ const USERS: &str = "/scim/v2/Users";
 const USER: &str = "/scim/v2/Users/{id}";
 const GROUPS: &str = "/scim/v2/Groups";
 const GROUP: &str = "/scim/v2/Groups/{id}";
+const USERS_SEARCH: &str = "/scim/v2/Users/.search";
+const GROUPS_SEARCH: &str = "/scim/v2/Groups/.search";
+const SEARCH: &str = "/scim/v2/.search";
 const SERVICE_PROVIDER_CONFIG: &str = "/scim/v2/ServiceProviderConfig";
 const SCHEMAS: &str = "/scim/v2/Schemas";
 const SCHEMA: &str = "/scim/v2/Schemas/{id}";
 const RESOURCE_TYPES: &str = "/scim/v2/ResourceTypes";
 const RESOURCE_TYPE: &str = "/scim/v2/ResourceTypes/{id}";
-/// Any other endpoint under the root (`/.search`, `/Bulk`, `/Me`): a SCIM 404.
+/// Any other endpoint under the root (`/Bulk`, `/Me`): a SCIM 404.
 const OTHER: &str = "/scim/v2/{endpoint}";
 
 /// The media type of every SCIM answer.
@@ -69,6 +73,9 @@ pub fn router(state: Arc<ScimState>) -> Router {
                 .patch(patch_group)
                 .delete(delete_group),
         )
+        .route(USERS_SEARCH, post(search_users))
+        .route(GROUPS_SEARCH, post(search_groups))
+        .route(SEARCH, post(search_all))
         .route(SERVICE_PROVIDER_CONFIG, get(service_provider_config))
         .route(SCHEMAS, get(schemas))
         .route(SCHEMA, get(schema))
@@ -195,6 +202,7 @@ async fn body(state: &ScimState, headers: &HeaderMap, body: Body) -> Result<Valu
 }
 
 /// `filter`, `startIndex`, `count`, `attributes` and `excludedAttributes` of a request.
+#[derive(Default)]
 struct ListQuery {
     filter: Option<String>,
     start: Option<i64>,
@@ -227,13 +235,7 @@ impl ListQuery {
 }
 
 fn list_query(raw: Option<String>) -> Result<ListQuery, ScimError> {
-    let mut query = ListQuery {
-        filter: None,
-        start: None,
-        count: None,
-        attributes: Vec::new(),
-        excluded: Vec::new(),
-    };
+    let mut query = ListQuery::default();
     let names = |value: &str| -> Vec<String> {
         value
             .split(',')
@@ -255,6 +257,65 @@ fn list_query(raw: Option<String>) -> Result<ListQuery, ScimError> {
             "attributes" => query.attributes = names(&value),
             "excludedAttributes" => query.excluded = names(&value),
             // sortBy, sortOrder: unsorted (ServiceProviderConfig says sort is unsupported).
+            _ => {}
+        }
+    }
+    Ok(query)
+}
+
+/// A `SearchRequest` body (RFC 7644 3.4.3) read as the query of a `GET` list: `filter`
+/// (a string), `startIndex` and `count` (integers), `attributes` and `excludedAttributes`
+/// (lists of names). `sortBy` and `sortOrder` are ignored, as on `GET` (sorting is not
+/// offered). Member names are case-insensitive; `null` reads as absent.
+fn search_query(body: &Value) -> Result<ListQuery, ScimError> {
+    let body = body.as_object().ok_or_else(|| {
+        ScimError::InvalidSyntax("the body must be a SearchRequest object".into())
+    })?;
+    let mut query = ListQuery::default();
+    let integer = |name: &str, value: &Value| {
+        value
+            .as_i64()
+            .ok_or_else(|| ScimError::InvalidValue(format!("`{name}` must be an integer")))
+    };
+    let names = |name: &str, value: &Value| -> Result<Vec<String>, ScimError> {
+        let invalid = || ScimError::InvalidValue(format!("`{name}` must be a list of names"));
+        value
+            .as_array()
+            .ok_or_else(invalid)?
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(|s| s.trim().to_string())
+                    .ok_or_else(invalid)
+            })
+            .filter(|name| name.as_ref().map_or(true, |n| !n.is_empty()))
+            .collect()
+    };
+    for (key, value) in body {
+        if value.is_null() {
+            continue;
+        }
+        match key.to_ascii_lowercase().as_str() {
+            "schemas" => {
+                let named = value
+                    .as_array()
+                    .is_some_and(|list| list.iter().any(|s| s == SEARCH_SCHEMA));
+                if !named {
+                    return Err(ScimError::InvalidSyntax(format!(
+                        "`schemas` must name {SEARCH_SCHEMA}"
+                    )));
+                }
+            }
+            "filter" => {
+                let filter = value
+                    .as_str()
+                    .ok_or_else(|| ScimError::InvalidValue("`filter` must be a string".into()))?;
+                query.filter = Some(filter.to_string());
+            }
+            "startindex" => query.start = Some(integer("startIndex", value)?),
+            "count" => query.count = Some(integer("count", value)?),
+            "attributes" => query.attributes = names("attributes", value)?,
+            "excludedattributes" => query.excluded = names("excludedAttributes", value)?,
             _ => {}
         }
     }
@@ -295,12 +356,31 @@ async fn list_users(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ScimError> {
-    let query = list_query(raw)?;
+    users_page(&state, &headers, &list_query(raw)?).await
+}
+
+async fn search_users(
+    State(state): State<Arc<ScimState>>,
+    headers: HeaderMap,
+    request: Body,
+) -> Result<Response, Response> {
+    let body = body(&state, &headers, request).await?;
+    let query = search_query(&body).map_err(IntoResponse::into_response)?;
+    users_page(&state, &headers, &query)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+async fn users_page(
+    state: &ScimState,
+    headers: &HeaderMap,
+    query: &ListQuery,
+) -> Result<Response, ScimError> {
     let page = state
         .service
         .list_users(query.filter.as_deref(), query.start, query.count)
         .await?;
-    let base = base(&state, &headers);
+    let base = base(state, headers);
     Ok(list(Page {
         total_results: page.total_results,
         start_index: page.start_index,
@@ -403,12 +483,31 @@ async fn list_groups(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ScimError> {
-    let query = list_query(raw)?;
+    groups_page(&state, &headers, &list_query(raw)?).await
+}
+
+async fn search_groups(
+    State(state): State<Arc<ScimState>>,
+    headers: HeaderMap,
+    request: Body,
+) -> Result<Response, Response> {
+    let body = body(&state, &headers, request).await?;
+    let query = search_query(&body).map_err(IntoResponse::into_response)?;
+    groups_page(&state, &headers, &query)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+async fn groups_page(
+    state: &ScimState,
+    headers: &HeaderMap,
+    query: &ListQuery,
+) -> Result<Response, ScimError> {
     let page = state
         .service
         .list_groups(query.filter.as_deref(), query.start, query.count)
         .await?;
-    let base = base(&state, &headers);
+    let base = base(state, headers);
     Ok(list(Page {
         total_results: page.total_results,
         start_index: page.start_index,
@@ -504,11 +603,41 @@ async fn delete_group(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /.search`: Users and Groups, with one filter over both.
+async fn search_all(
+    State(state): State<Arc<ScimState>>,
+    headers: HeaderMap,
+    request: Body,
+) -> Result<Response, Response> {
+    let body = body(&state, &headers, request).await?;
+    let query = search_query(&body).map_err(IntoResponse::into_response)?;
+    let page = state
+        .service
+        .search(query.filter.as_deref(), query.start, query.count)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let base = base(&state, &headers);
+    Ok(list(Page {
+        total_results: page.total_results,
+        start_index: page.start_index,
+        resources: page
+            .resources
+            .iter()
+            .map(|found| {
+                query.project(match found {
+                    Found::User(user) => render_user(user, &base),
+                    Found::Group(group) => render_group(group, &base),
+                })
+            })
+            .collect(),
+    }))
+}
+
 // ----- Discovery -----------------------------------------------------------------------
 
-/// An endpoint this server does not have (bulk, `/.search`, `/Me`), answered as SCIM.
+/// An endpoint this server does not have (bulk, `/Me`), answered as SCIM.
 async fn unknown_endpoint() -> ScimError {
-    ScimError::NotFound("no such SCIM endpoint (bulk, /.search and /Me are not supported)".into())
+    ScimError::NotFound("no such SCIM endpoint (bulk and /Me are not supported)".into())
 }
 
 async fn service_provider_config(

@@ -30,6 +30,13 @@ pub struct Page<T> {
     pub resources: Vec<T>,
 }
 
+/// One resource of a search at the root (`POST /.search`): Users first, then Groups.
+#[derive(Debug)]
+pub enum Found {
+    User(Box<ScimUser>),
+    Group(ScimGroup),
+}
+
 /// SCIM provisioning over the instance's store.
 pub struct ScimService {
     store: Arc<dyn Store>,
@@ -147,7 +154,10 @@ impl ScimService {
         body: &Value,
         client: &ClientInfo,
     ) -> Result<ScimUser, ScimError> {
-        let input = resource::read_user(body)?;
+        let mut input = resource::read_user(body)?;
+        // A new User without `active` is an enabled account, shown as `active: true`.
+        let active = input.active.unwrap_or(true);
+        input.profile.active_removed = false;
         let id = uuid::Uuid::new_v4().to_string();
         let new = NewUser {
             email: input
@@ -161,7 +171,7 @@ impl ScimService {
             password_hash: None,
             created_at: self.clock.now(),
         };
-        let (profile, active) = (input.profile.clone(), input.active);
+        let profile = input.profile.clone();
         let created = self
             .run(move |store| Ok(store.create_scim_user(&new, &profile, active)?))
             .await?;
@@ -218,7 +228,7 @@ impl ScimService {
                 let before = store
                     .scim_user(&id)?
                     .ok_or_else(|| ScimError::NotFound("no such User".into()))?;
-                if !update.active && !before.user.disabled {
+                if update.active == Some(false) && !before.user.disabled {
                     refuse_last_admin(store, &before)?;
                 }
                 // A password reset goes to the account's email: moving the email of an
@@ -294,16 +304,47 @@ impl ScimService {
         let groups = self.run(|store| Ok(store.scim_groups()?)).await?;
         let groups = groups
             .into_iter()
-            .filter(|group| {
-                filter.as_ref().is_none_or(|f| match f.attribute {
-                    FilterAttribute::DisplayName => f.matches(Some(&group.display_name)),
-                    FilterAttribute::ExternalId => f.matches(group.external_id.as_deref()),
-                    FilterAttribute::Id => f.matches(Some(&group.id)),
-                    FilterAttribute::UserName => false,
-                })
-            })
+            .filter(|group| filter.as_ref().is_none_or(|f| group_matches(f, group)))
             .collect();
         Ok(paginate(groups, start, count))
+    }
+
+    /// A search at the root (RFC 7644 3.4.3): Users and Groups, in that order, with one
+    /// filter over both (`userName` matches no Group; `displayName` matches either).
+    pub async fn search(
+        &self,
+        filter: Option<&str>,
+        start: Option<i64>,
+        count: Option<i64>,
+    ) -> Result<Page<Found>, ScimError> {
+        let filter = filter
+            .map(|text| {
+                filter::parse(
+                    text,
+                    &[
+                        FilterAttribute::UserName,
+                        FilterAttribute::DisplayName,
+                        FilterAttribute::ExternalId,
+                        FilterAttribute::Id,
+                    ],
+                )
+            })
+            .transpose()?;
+        let (users, groups) = self
+            .run(|store| Ok((store.scim_users()?, store.scim_groups()?)))
+            .await?;
+        let mut found: Vec<Found> = users
+            .into_iter()
+            .filter(|user| filter.as_ref().is_none_or(|f| user_matches(f, user)))
+            .map(|user| Found::User(Box::new(user)))
+            .collect();
+        found.extend(
+            groups
+                .into_iter()
+                .filter(|group| filter.as_ref().is_none_or(|f| group_matches(f, group)))
+                .map(Found::Group),
+        );
+        Ok(paginate(found, start, count))
     }
 
     pub async fn group(&self, id: &str) -> Result<ScimGroup, ScimError> {
@@ -415,7 +456,20 @@ fn user_matches(filter: &Filter, user: &ScimUser) -> bool {
             filter.matches(profile.and_then(|p| p.external_id.as_deref()))
         }
         FilterAttribute::Id => filter.matches(Some(&user.user.id)),
-        FilterAttribute::DisplayName => false,
+        // Only a search at the root filters Users by `displayName`: the SCIM one shown.
+        FilterAttribute::DisplayName => filter.matches(match profile {
+            Some(profile) => profile.display_name.as_deref(),
+            None => Some(user.user.display_name.as_str()),
+        }),
+    }
+}
+
+fn group_matches(filter: &Filter, group: &ScimGroup) -> bool {
+    match filter.attribute {
+        FilterAttribute::DisplayName => filter.matches(Some(&group.display_name)),
+        FilterAttribute::ExternalId => filter.matches(group.external_id.as_deref()),
+        FilterAttribute::Id => filter.matches(Some(&group.id)),
+        FilterAttribute::UserName => false,
     }
 }
 

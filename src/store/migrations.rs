@@ -559,4 +559,24 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         FOR EACH ROW EXECUTE FUNCTION sluice_auth_notify();
 "#,
     },
+    // 9: SCIM profiles keep what the IdP set as it set it: the SCIM `displayName` (NULL: none,
+    // or removed; profiles written before this take the account's), every email as a JSON
+    // list (NULL: written before this, SCIM shows the account's email), and whether the
+    // IdP removed `active`. It only adds columns.
+    Migration {
+        sqlite: r#"
+    ALTER TABLE scim_users ADD COLUMN display_name TEXT;
+    ALTER TABLE scim_users ADD COLUMN emails TEXT;
+    ALTER TABLE scim_users ADD COLUMN active_removed INTEGER NOT NULL DEFAULT 0;
+    UPDATE scim_users SET display_name =
+        (SELECT u.display_name FROM users u WHERE u.id = scim_users.user_id);
+"#,
+        postgres: r#"
+    ALTER TABLE scim_users ADD COLUMN display_name TEXT;
+    ALTER TABLE scim_users ADD COLUMN emails TEXT;
+    ALTER TABLE scim_users ADD COLUMN active_removed BOOLEAN NOT NULL DEFAULT FALSE;
+    UPDATE scim_users SET display_name =
+        (SELECT u.display_name FROM users u WHERE u.id = scim_users.user_id);
+"#,
+    },
 ];

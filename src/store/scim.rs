@@ -6,6 +6,10 @@
 //! members' `groups` list under its `group_name`, in the same transaction as every change
 //! to it, so `{{ user.groups }}` and the grants see it at once. Deactivating an account
 //! ends its sessions and revokes its API keys in the same transaction as the flag.
+//!
+//! The profile keeps what the IdP set as it set it (the SCIM `displayName`, every email,
+//! whether it removed `active`); the account keeps what Sluice runs on (one login email, a
+//! display name, the disabled flag). Only the account's email signs in or receives mail.
 
 use super::StoreError;
 use super::users::{NewUser, UserRecord};
@@ -21,6 +25,28 @@ pub struct ScimProfile {
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub formatted: Option<String>,
+    /// The SCIM `displayName` as the IdP set it; `None` when it set none or removed it (the
+    /// account still has a display name, derived from the other attributes).
+    pub display_name: Option<String>,
+    /// Every email the IdP set, as it set them. `None` for a profile written before they
+    /// were kept (SCIM then shows the account's email). Only the account's own email (one
+    /// of these, or `userName`) signs in or receives mail; the others are only returned.
+    pub emails: Option<Vec<ScimEmail>>,
+    /// The IdP removed `active` (or replaced the User without it): SCIM returns no
+    /// `active`, and the account keeps the state it had.
+    pub active_removed: bool,
+}
+
+/// One of a User's `emails`, as the IdP set it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScimEmail {
+    pub value: String,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
 }
 
 /// An account as SCIM sees it. `profile` is `None` for an account made outside SCIM (the
@@ -39,8 +65,9 @@ pub struct ScimUserUpdate {
     pub email: String,
     pub display_name: String,
     pub profile: ScimProfile,
-    /// `false` disables the account, ends its sessions and revokes its API keys.
-    pub active: bool,
+    /// `Some(false)` disables the account, ends its sessions and revokes its API keys;
+    /// `Some(true)` enables it; `None` leaves it as it is.
+    pub active: Option<bool>,
 }
 
 /// A SCIM group.
@@ -77,7 +104,8 @@ pub trait ScimStore: Send + Sync {
         active: bool,
     ) -> Result<ScimUser, StoreError>;
     /// Applies `update` to a live account: email, display name, profile, and the disabled
-    /// flag; disabling also ends every session and revokes every API key (at `now`).
+    /// flag (unless `update.active` is `None`); disabling also ends every session and
+    /// revokes every API key (at `now`).
     fn update_scim_user(
         &self,
         id: &str,

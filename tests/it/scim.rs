@@ -408,7 +408,13 @@ async fn entra_patch_operations_apply() {
         201,
     );
     let id = created["id"].as_str().unwrap().to_string();
-    assert_eq!(created["displayName"], json!("Bob Ray"));
+    // No SCIM displayName was sent, so none is returned; the account's display name comes
+    // from `name.formatted`.
+    assert!(created.get("displayName").is_none(), "{created}");
+    assert_eq!(
+        gateway.auth.user_by_id(&id).await.unwrap().display_name,
+        "Bob Ray"
+    );
     // Entra's update: capitalised ops, paths with filters, booleans as strings.
     let patch = json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
@@ -772,4 +778,492 @@ async fn lists_are_paginated() {
     assert_eq!(count_only["Resources"], json!([]));
     let past = expect(&get(&gateway, "/Users?startIndex=10").await, 200);
     assert_eq!(past["Resources"], json!([]));
+}
+
+/// A PatchOp message of `operations`.
+fn patch_op(operations: Value) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": operations
+    })
+}
+
+#[tokio::test]
+async fn emails_are_kept_as_sent_and_only_the_account_email_signs_in() {
+    let gateway = scim_gateway().await;
+    let emails = json!([
+        { "value": "Carol@Work.example", "type": "work", "primary": true },
+        { "value": "carol@home.example", "type": "home", "primary": false, "display": "Home" }
+    ]);
+    let created = expect(
+        &send(
+            &gateway,
+            reqwest::Method::POST,
+            "/Users",
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "carol.multi",
+                "displayName": "Carol",
+                "emails": emails,
+                "active": true
+            }),
+        )
+        .await,
+        201,
+    );
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["emails"], emails, "returned as sent");
+    assert_eq!(get_user(&gateway, &id).await["emails"], emails);
+    // The primary one, lower-cased, is the account's only address.
+    let account = gateway.auth.user_by_id(&id).await.unwrap();
+    assert_eq!(account.email, "carol@work.example");
+    assert!(
+        gateway
+            .auth
+            .user_by_email("carol@home.example")
+            .await
+            .is_err()
+    );
+    // With a password, the account email signs in; the secondary one does not.
+    gateway
+        .auth
+        .set_password(
+            &id,
+            crate::auth_common::PASSWORD.into(),
+            "test",
+            &ClientInfo::default(),
+        )
+        .await
+        .unwrap();
+    let mut browser = Browser::new(&gateway);
+    browser.login_ok("carol@work.example").await;
+    let refused = Browser::new(&gateway)
+        .login("carol@home.example", crate::auth_common::PASSWORD)
+        .await;
+    assert_eq!(refused.status, 401, "{}", refused.text);
+    // Entra adds an address and changes the home one by filter: the login email stays.
+    let patched = expect(
+        &send(
+            &gateway,
+            reqwest::Method::PATCH,
+            &format!("/Users/{id}"),
+            patch_op(json!([
+                { "op": "Add", "path": "emails", "value": [{ "value": "carol@other.example", "type": "other" }] },
+                { "op": "Replace", "path": "emails[type eq \"home\"].value", "value": "carol@new-home.example" }
+            ])),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(
+        patched["emails"],
+        json!([
+            { "value": "Carol@Work.example", "type": "work", "primary": true },
+            { "value": "carol@new-home.example", "type": "home", "primary": false, "display": "Home" },
+            { "value": "carol@other.example", "type": "other" }
+        ])
+    );
+    assert_eq!(
+        gateway.auth.user_by_id(&id).await.unwrap().email,
+        "carol@work.example"
+    );
+    // Making a secondary address the primary one would move the login (and reset) address
+    // of an account with a password: refused, and nothing changes.
+    let promote = send(
+        &gateway,
+        reqwest::Method::PUT,
+        &format!("/Users/{id}"),
+        json!({
+            "userName": "carol.multi",
+            "emails": [
+                { "value": "carol@work.example", "type": "work", "primary": false },
+                { "value": "carol@new-home.example", "type": "home", "primary": true }
+            ],
+            "active": true
+        }),
+    )
+    .await;
+    expect_scim_error(&promote, 400, Some("mutability"));
+    assert_eq!(get_user(&gateway, &id).await["emails"], patched["emails"]);
+    assert_eq!(browser.me().await, 200, "the session is untouched");
+    // Two primaries, or a list too long, are refused.
+    let two = send(
+        &gateway,
+        reqwest::Method::PATCH,
+        &format!("/Users/{id}"),
+        patch_op(json!([{ "op": "add", "path": "emails", "value": [{ "value": "x@y.example", "primary": true }] }])),
+    )
+    .await;
+    expect_scim_error(&two, 400, Some("invalidValue"));
+    let many: Vec<Value> = (0..21)
+        .map(|n| json!({ "value": format!("c{n}@many.example") }))
+        .collect();
+    let long = send(
+        &gateway,
+        reqwest::Method::PATCH,
+        &format!("/Users/{id}"),
+        patch_op(json!([{ "op": "replace", "path": "emails", "value": many }])),
+    )
+    .await;
+    expect_scim_error(&long, 400, Some("invalidValue"));
+    // A User whose userName is no address and whose only email is secondary-looking (no
+    // `primary`) gets that one as its account email: the first is the fallback.
+    let first = expect(
+        &send(
+            &gateway,
+            reqwest::Method::POST,
+            "/Users",
+            json!({ "userName": "dora.first", "emails": [{ "value": "Dora@First.example" }, { "value": "dora@second.example" }] }),
+        )
+        .await,
+        201,
+    );
+    let dora = gateway
+        .auth
+        .user_by_id(first["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(dora.email, "dora@first.example");
+    assert!(
+        gateway
+            .auth
+            .user_by_email("dora@second.example")
+            .await
+            .is_err()
+    );
+}
+
+async fn get_user(gateway: &crate::common::TestGateway, id: &str) -> Value {
+    expect(&get(gateway, &format!("/Users/{id}")).await, 200)
+}
+
+#[tokio::test]
+async fn removing_display_name_or_active_keeps_the_account_as_it_was() {
+    let gateway = scim_gateway().await;
+    let created = expect(
+        &send(
+            &gateway,
+            reqwest::Method::POST,
+            "/Users",
+            json!({
+                "userName": "dan@scim-remove.example",
+                "displayName": "Dan Display",
+                "name": { "givenName": "Dan", "familyName": "Dee" },
+                "active": true
+            }),
+        )
+        .await,
+        201,
+    );
+    let id = created["id"].as_str().unwrap().to_string();
+    let path = format!("/Users/{id}");
+    // Entra's shape: a capitalised Remove with a path. The SCIM displayName is gone; the
+    // account falls back to the name it can derive.
+    let removed = expect(
+        &send(
+            &gateway,
+            reqwest::Method::PATCH,
+            &path,
+            patch_op(json!([{ "op": "Remove", "path": "displayName" }])),
+        )
+        .await,
+        200,
+    );
+    assert!(removed.get("displayName").is_none(), "{removed}");
+    assert!(get_user(&gateway, &id).await.get("displayName").is_none());
+    assert_eq!(
+        gateway.auth.user_by_id(&id).await.unwrap().display_name,
+        "Dan Dee"
+    );
+    // Set again, it is back.
+    let set = expect(
+        &send(
+            &gateway,
+            reqwest::Method::PATCH,
+            &path,
+            patch_op(json!([{ "op": "replace", "value": { "displayName": "Daniel" } }])),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(set["displayName"], json!("Daniel"));
+    // Deactivated, then `active` removed: no `active` is returned and the account stays
+    // disabled; removing it never enables anything.
+    expect(
+        &send(
+            &gateway,
+            reqwest::Method::PATCH,
+            &path,
+            patch_op(json!([{ "op": "replace", "path": "active", "value": false }])),
+        )
+        .await,
+        200,
+    );
+    let removed = expect(
+        &send(
+            &gateway,
+            reqwest::Method::PATCH,
+            &path,
+            patch_op(json!([{ "op": "remove", "path": "active" }])),
+        )
+        .await,
+        200,
+    );
+    assert!(removed.get("active").is_none(), "{removed}");
+    assert!(get_user(&gateway, &id).await.get("active").is_none());
+    assert!(gateway.auth.user_by_id(&id).await.unwrap().disabled);
+    // Nor does a replacement without `active` (before, it read as `true`).
+    let put = expect(
+        &send(
+            &gateway,
+            reqwest::Method::PUT,
+            &path,
+            json!({ "userName": "dan@scim-remove.example", "displayName": "Daniel" }),
+        )
+        .await,
+        200,
+    );
+    assert!(put.get("active").is_none(), "{put}");
+    assert!(gateway.auth.user_by_id(&id).await.unwrap().disabled);
+    // Only `active: true` enables it, and then `active` is shown again.
+    let on = expect(
+        &send(
+            &gateway,
+            reqwest::Method::PATCH,
+            &path,
+            patch_op(json!([{ "op": "Add", "path": "active", "value": "True" }])),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(on["active"], json!(true));
+    assert!(!gateway.auth.user_by_id(&id).await.unwrap().disabled);
+    // Removing `active` from an enabled account leaves it enabled.
+    expect(
+        &send(
+            &gateway,
+            reqwest::Method::PATCH,
+            &path,
+            patch_op(json!([{ "op": "remove", "path": "active" }])),
+        )
+        .await,
+        200,
+    );
+    assert!(!gateway.auth.user_by_id(&id).await.unwrap().disabled);
+}
+
+#[tokio::test]
+async fn post_search_answers_as_the_list_and_needs_the_token() {
+    let gateway = scim_gateway().await;
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let mut body = okta_user(&format!("s{n}@scim-search.example"));
+        body["externalId"] = json!(format!("search-{n}"));
+        let body = expect(
+            &send(&gateway, reqwest::Method::POST, "/Users", body).await,
+            201,
+        );
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    let group = expect(
+        &send(
+            &gateway,
+            reqwest::Method::POST,
+            "/Groups",
+            json!({ "displayName": "Searchers", "members": [{ "value": ids[0] }] }),
+        )
+        .await,
+        201,
+    );
+    let search = |path: &'static str, body: Value| {
+        let gateway = &gateway;
+        async move { send(gateway, reqwest::Method::POST, path, body).await }
+    };
+    const SEARCH: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+    let found = expect(
+        &search(
+            "/Users/.search",
+            json!({
+                "schemas": [SEARCH],
+                "filter": "userName eq \"S1@scim-search.example\"",
+                "attributes": ["userName"],
+                "startIndex": 1,
+                "count": 10
+            }),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(found["totalResults"], json!(1));
+    let only = &found["Resources"][0];
+    assert_eq!(only["id"], json!(ids[1]));
+    let mut keys: Vec<&str> = only
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["id", "schemas", "userName"]);
+    let groups = expect(
+        &search(
+            "/Groups/.search",
+            json!({ "schemas": [SEARCH], "excludedAttributes": ["members"] }),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(groups["totalResults"], json!(1));
+    assert_eq!(groups["Resources"][0]["displayName"], json!("Searchers"));
+    assert!(groups["Resources"][0].get("members").is_none());
+    // At the root: Users then Groups, one filter over both, paginated.
+    let all = expect(
+        &search(
+            "/.search",
+            json!({ "schemas": [SEARCH], "startIndex": 3, "count": 1 }),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(all["totalResults"], json!(3));
+    assert_eq!(all["itemsPerPage"], json!(1));
+    assert_eq!(all["Resources"][0]["id"], group["id"]);
+    let by_name = expect(
+        &search(
+            "/.search",
+            json!({ "schemas": [SEARCH], "filter": "displayName eq \"Searchers\"" }),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(by_name["totalResults"], json!(1));
+    assert_eq!(by_name["Resources"][0]["id"], group["id"]);
+    // Without the token: the same 401 as every SCIM route, before the body is read.
+    for path in ["/Users/.search", "/Groups/.search", "/.search"] {
+        let refused = scim(
+            &gateway,
+            reqwest::Method::POST,
+            path,
+            Some(json!({ "schemas": [SEARCH] })),
+            None,
+        )
+        .await;
+        expect_scim_error(&refused, 401, None);
+        assert!(!refused.text.contains("Searchers") && !refused.text.contains("scim-search"));
+    }
+    // Bad bodies are SCIM 400s naming the problem.
+    for (body, scim_type) in [
+        (
+            json!({ "schemas": [SEARCH], "count": "ten" }),
+            "invalidValue",
+        ),
+        (
+            json!({ "schemas": [SEARCH], "attributes": "userName" }),
+            "invalidValue",
+        ),
+        (json!({ "schemas": [SEARCH], "filter": 5 }), "invalidValue"),
+        (json!({ "schemas": ["urn:x"] }), "invalidSyntax"),
+        (json!([SEARCH]), "invalidSyntax"),
+        (
+            json!({ "schemas": [SEARCH], "filter": "userName sw \"s\"" }),
+            "invalidFilter",
+        ),
+    ] {
+        let reply = search("/Users/.search", body.clone()).await;
+        expect_scim_error(&reply, 400, Some(scim_type));
+        let reply = search("/.search", body).await;
+        expect_scim_error(&reply, 400, Some(scim_type));
+    }
+}
+
+#[tokio::test]
+async fn group_members_are_users_given_by_id_and_ref() {
+    let gateway = scim_gateway().await;
+    let user = expect(
+        &send(
+            &gateway,
+            reqwest::Method::POST,
+            "/Users",
+            okta_user("m@scim-members.example"),
+        )
+        .await,
+        201,
+    );
+    let user_id = user["id"].as_str().unwrap().to_string();
+    // What scim2-tester (and RFC 7643 8.7.1) sends: value, $ref and type.
+    let member = json!({
+        "value": user_id,
+        "$ref": user["meta"]["location"],
+        "type": "User"
+    });
+    let group = expect(
+        &send(
+            &gateway,
+            reqwest::Method::POST,
+            "/Groups",
+            json!({ "displayName": "Members", "members": [member] }),
+        )
+        .await,
+        201,
+    );
+    assert_eq!(group["members"], json!([member]));
+    let group_id = group["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        gateway.auth.user_by_id(&user_id).await.unwrap().groups,
+        vec!["Members"]
+    );
+    // A Group as a member (nested groups) and an id of nothing are refused; the group and
+    // its member's groups stay as they were.
+    let other = expect(
+        &send(
+            &gateway,
+            reqwest::Method::POST,
+            "/Groups",
+            json!({ "displayName": "Other" }),
+        )
+        .await,
+        201,
+    );
+    for member in [
+        json!({ "value": other["id"], "type": "Group" }),
+        json!({ "value": other["id"] }),
+        json!({ "value": "2f7c5d0e-0000-4000-8000-000000000000", "type": "User" }),
+    ] {
+        let refused = send(
+            &gateway,
+            reqwest::Method::PATCH,
+            &format!("/Groups/{group_id}"),
+            patch_op(json!([{ "op": "add", "path": "members", "value": [member] }])),
+        )
+        .await;
+        expect_scim_error(&refused, 400, Some("invalidValue"));
+    }
+    let after = expect(&get(&gateway, &format!("/Groups/{group_id}")).await, 200);
+    assert_eq!(after["members"], json!([member]));
+    assert_eq!(
+        gateway.auth.user_by_id(&user_id).await.unwrap().groups,
+        vec!["Members"]
+    );
+    // The schema says so: members' `$ref` names Users only.
+    let schema = expect(
+        &get(
+            &gateway,
+            "/Schemas/urn:ietf:params:scim:schemas:core:2.0:Group",
+        )
+        .await,
+        200,
+    );
+    let members = schema["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "members")
+        .unwrap();
+    let reference = members["subAttributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "$ref")
+        .unwrap();
+    assert_eq!(reference["referenceTypes"], json!(["User"]));
 }

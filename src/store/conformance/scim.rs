@@ -1,7 +1,7 @@
 // `ScimStore`: provisioning, groups mirrored into members' `groups`, and deactivation ending
 // sessions and keys in the same transaction.
 
-use crate::store::scim::{ScimGroup, ScimProfile, ScimUserUpdate};
+use crate::store::scim::{ScimEmail, ScimGroup, ScimProfile, ScimUserUpdate};
 
 fn profile(name: &str, external: &str) -> ScimProfile {
     ScimProfile {
@@ -57,7 +57,7 @@ fn provisioning_groups_and_deactivation_hold_on_every_store() {
         email: "ann@example.com".into(),
         display_name: "Ann".into(),
         profile: profile("ann@example.com", "e-1"),
-        active: false,
+        active: Some(false),
     };
     let updated = store.update_scim_user("ann", &update, NOW + 1).unwrap();
     assert!(updated.user.disabled);
@@ -65,4 +65,51 @@ fn provisioning_groups_and_deactivation_hold_on_every_store() {
     store.delete_scim_user("ann", NOW + 2).unwrap();
     assert!(store.scim_user("ann").unwrap().is_none(), "deleted: SCIM answers 404");
     assert!(store.user_by_id("ann").unwrap().is_some(), "the account stays for the audit log");
+}
+
+#[test]
+fn a_profile_keeps_what_the_idp_set_as_it_set_it() {
+    let store = store();
+    let mut ann = profile("ann.lee", "e-9");
+    ann.display_name = Some("Ann Lee".into());
+    ann.emails = Some(vec![
+        ScimEmail {
+            value: "Ann@Example.com".into(),
+            kind: Some("work".into()),
+            primary: Some(true),
+            display: None,
+        },
+        ScimEmail {
+            value: "ann@home.example".into(),
+            kind: None,
+            primary: Some(false),
+            display: Some("home".into()),
+        },
+    ]);
+    let created = store
+        .create_scim_user(&new_user("ann", "ann@example.com"), &ann, true)
+        .unwrap();
+    assert_eq!(created.profile.as_ref(), Some(&ann));
+    assert!(store.user_by_email("ann@home.example").unwrap().is_none(), "a secondary email is no login");
+
+    // `active` removed: the profile says so and the account keeps its state (disabled here).
+    store.create_session(&session("t-ann", "p-ann", "ann", NOW)).unwrap();
+    let mut update = ScimUserUpdate {
+        email: "ann@example.com".into(),
+        display_name: "Ann Lee".into(),
+        profile: ann.clone(),
+        active: Some(false),
+    };
+    store.update_scim_user("ann", &update, NOW + 1).unwrap();
+    let mut removed = ann.clone();
+    removed.display_name = None;
+    removed.emails = Some(Vec::new());
+    removed.active_removed = true;
+    update.profile = removed.clone();
+    update.active = None;
+    let after = store.update_scim_user("ann", &update, NOW + 2).unwrap();
+    assert!(after.user.disabled, "removing `active` enables nothing");
+    assert_eq!(after.profile.as_ref(), Some(&removed));
+    assert_eq!(store.scim_user("ann").unwrap().unwrap().profile, Some(removed));
+    assert!(store.list_user_sessions("ann").unwrap().is_empty());
 }

@@ -54,27 +54,34 @@ async fn lock(db: &impl Db) -> Result<(), StoreError> {
 type ProfileRow = (ScimProfile, i64, bool);
 
 async fn profile_of(db: &impl Db, id: &str) -> Result<Option<ProfileRow>, StoreError> {
-    Ok(db
-        .query_opt(
-            "SELECT external_id, user_name, given_name, family_name, formatted, updated_at, \
-             deleted_at IS NOT NULL FROM scim_users WHERE user_id = $1",
-            &[&id],
-        )
-        .await
-        .map_err(pg("reading a SCIM profile"))?
-        .map(|row| {
-            (
-                ScimProfile {
-                    external_id: row.get(0),
-                    user_name: row.get(1),
-                    given_name: row.get(2),
-                    family_name: row.get(3),
-                    formatted: row.get(4),
-                },
-                row.get(5),
-                row.get(6),
-            )
-        }))
+    db.query_opt(
+        "SELECT external_id, user_name, given_name, family_name, formatted, updated_at, \
+             deleted_at IS NOT NULL, display_name, emails, active_removed \
+             FROM scim_users WHERE user_id = $1",
+        &[&id],
+    )
+    .await
+    .map_err(pg("reading a SCIM profile"))?
+    .map(|row| -> Result<ProfileRow, StoreError> {
+        let emails: Option<String> = row.get(8);
+        Ok((
+            ScimProfile {
+                external_id: row.get(0),
+                user_name: row.get(1),
+                given_name: row.get(2),
+                family_name: row.get(3),
+                formatted: row.get(4),
+                display_name: row.get(7),
+                emails: emails
+                    .map(|json| decode("SCIM profile", id, &json))
+                    .transpose()?,
+                active_removed: row.get(9),
+            },
+            row.get(5),
+            row.get(6),
+        ))
+    })
+    .transpose()
 }
 
 async fn live_user(db: &impl Db, id: &str) -> Result<Option<ScimUser>, StoreError> {
@@ -104,9 +111,11 @@ async fn upsert_profile(
 ) -> Result<(), StoreError> {
     db.execute(
         "INSERT INTO scim_users (user_id, external_id, user_name, given_name, family_name, \
-         formatted, deleted_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7) \
+         formatted, deleted_at, updated_at, display_name, emails, active_removed) \
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, $10) \
          ON CONFLICT (user_id) DO UPDATE SET external_id = $2, user_name = $3, given_name = $4, \
-         family_name = $5, formatted = $6, deleted_at = NULL, updated_at = $7",
+         family_name = $5, formatted = $6, deleted_at = NULL, updated_at = $7, \
+         display_name = $8, emails = $9, active_removed = $10",
         &[
             &id,
             &profile.external_id,
@@ -115,6 +124,9 @@ async fn upsert_profile(
             &profile.family_name,
             &profile.formatted,
             &now,
+            &profile.display_name,
+            &profile.emails.as_ref().map(encode_json),
+            &profile.active_removed,
         ],
     )
     .await
@@ -314,12 +326,14 @@ impl ScimStore for PostgresStore {
             .await
             .map_err(unique_error("updating a user"))?;
             upsert_profile(tx, id, &update.profile, now).await?;
-            if update.active {
-                tx.execute("UPDATE users SET disabled = FALSE WHERE id = $1", &[&id])
-                    .await
-                    .map_err(pg("enabling a user"))?;
-            } else {
-                deactivate(tx, id, now).await?;
+            match update.active {
+                Some(true) => {
+                    tx.execute("UPDATE users SET disabled = FALSE WHERE id = $1", &[&id])
+                        .await
+                        .map_err(pg("enabling a user"))?;
+                }
+                Some(false) => deactivate(tx, id, now).await?,
+                None => {}
             }
             let updated = live_user(tx, id)
                 .await?

@@ -45,7 +45,8 @@ type ProfileRow = (ScimProfile, i64, bool);
 fn profile_of(conn: &Connection, id: &str) -> Result<Option<ProfileRow>, StoreError> {
     conn.query_row(
         "SELECT external_id, user_name, given_name, family_name, formatted, updated_at, \
-         deleted_at IS NOT NULL FROM scim_users WHERE user_id = ?1",
+         deleted_at IS NOT NULL, display_name, emails, active_removed \
+         FROM scim_users WHERE user_id = ?1",
         [id],
         |row| {
             Ok((
@@ -55,14 +56,25 @@ fn profile_of(conn: &Connection, id: &str) -> Result<Option<ProfileRow>, StoreEr
                     given_name: row.get(2)?,
                     family_name: row.get(3)?,
                     formatted: row.get(4)?,
+                    display_name: row.get(7)?,
+                    emails: None,
+                    active_removed: row.get(9)?,
                 },
+                row.get::<_, Option<String>>(8)?,
                 row.get(5)?,
                 row.get(6)?,
             ))
         },
     )
     .optional()
-    .map_err(sqlite("reading a SCIM profile"))
+    .map_err(sqlite("reading a SCIM profile"))?
+    .map(|(mut profile, emails, updated_at, deleted)| {
+        profile.emails = emails
+            .map(|json| decode("SCIM profile", id, &json))
+            .transpose()?;
+        Ok((profile, updated_at, deleted))
+    })
+    .transpose()
 }
 
 fn live_user(conn: &Connection, id: &str) -> Result<Option<ScimUser>, StoreError> {
@@ -92,9 +104,11 @@ fn upsert_profile(
 ) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO scim_users (user_id, external_id, user_name, given_name, family_name, \
-         formatted, deleted_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7) \
+         formatted, deleted_at, updated_at, display_name, emails, active_removed) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?9, ?10) \
          ON CONFLICT (user_id) DO UPDATE SET external_id = ?2, user_name = ?3, given_name = ?4, \
-         family_name = ?5, formatted = ?6, deleted_at = NULL, updated_at = ?7",
+         family_name = ?5, formatted = ?6, deleted_at = NULL, updated_at = ?7, \
+         display_name = ?8, emails = ?9, active_removed = ?10",
         params![
             id,
             profile.external_id,
@@ -102,7 +116,10 @@ fn upsert_profile(
             profile.given_name,
             profile.family_name,
             profile.formatted,
-            now
+            now,
+            profile.display_name,
+            profile.emails.as_ref().map(encode_json),
+            profile.active_removed,
         ],
     )
     .map_err(unique_error("writing a SCIM profile"))?;
@@ -295,11 +312,13 @@ impl ScimStore for SqliteStore {
         )
         .map_err(unique_error("updating a user"))?;
         upsert_profile(&tx, id, &update.profile, now)?;
-        if update.active {
-            tx.execute("UPDATE users SET disabled = 0 WHERE id = ?1", [id])
-                .map_err(sqlite("enabling a user"))?;
-        } else {
-            deactivate(&tx, id, now)?;
+        match update.active {
+            Some(true) => {
+                tx.execute("UPDATE users SET disabled = 0 WHERE id = ?1", [id])
+                    .map_err(sqlite("enabling a user"))?;
+            }
+            Some(false) => deactivate(&tx, id, now)?,
+            None => {}
         }
         let updated = live_user(&tx, id)?.ok_or(StoreError::NotFound("user"))?;
         tx.commit().map_err(sqlite("committing a SCIM user"))?;
