@@ -41,6 +41,7 @@ mod log_canary;
 mod mail;
 mod metadata_postgres;
 mod metrics;
+mod ndjson;
 mod openapi;
 mod operate;
 mod optional_filters;
