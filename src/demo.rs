@@ -20,6 +20,8 @@ use crate::vault;
 /// The demo catalog, before its database path is filled in.
 pub const CATALOG: &str = include_str!("demo/catalog.yaml");
 
+pub mod page;
+
 const SCHEMA: &str = r#"
 CREATE TABLE customers (
     id INTEGER PRIMARY KEY,
@@ -174,7 +176,9 @@ pub async fn prepare(listen: SocketAddr) -> Result<Demo, DemoError> {
     };
     let store = SqliteStore::open(&config.metadata_path())?;
     store.replace_catalog(&catalog(&database), "demo")?;
-    let instance = Instance::with_parts(config, key, Arc::new(store)).await?;
+    let instance = Instance::with_parts(config, key, Arc::new(store))
+        .await?
+        .with_routes(page::router());
     Ok(Demo {
         instance,
         directory,
@@ -188,7 +192,11 @@ pub fn banner(address: SocketAddr) -> String {
         r#"Sluice demo is running at {base}
 (an ephemeral instance: key, catalog and SQLite data vanish when it stops; Ctrl-C to stop)
 
-Try it:
+Open the orders page in a browser (it runs the queries below with the JavaScript client):
+
+  {base}/demo
+
+Or try it with curl:
 
   # the 5 newest paid orders
   curl -s {base}/v1/apps/demo/queries/list_orders -H 'content-type: application/json' \

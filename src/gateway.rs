@@ -9,6 +9,7 @@
 pub mod edge_policy;
 mod errors;
 mod invoke;
+mod ndjson;
 mod openapi;
 
 pub use invoke::{preview, run_as_admin};

@@ -86,6 +86,8 @@ pub struct Instance {
     /// The audit exports, started with the server (`SLUICE_AUDIT_EXPORT`, `_WEBHOOK_URL`).
     exports: Vec<Export>,
     clock: SharedClock,
+    /// Routes served beside the instance's own, behind the same middleware (the demo's page).
+    extra_routes: Option<axum::Router>,
 }
 
 impl Instance {
@@ -217,6 +219,7 @@ impl Instance {
             state,
             exports,
             clock,
+            extra_routes: None,
         })
     }
 
@@ -270,7 +273,15 @@ impl Instance {
             admin::router(admin_state),
             self.config.metrics_token.clone(),
             scim,
+            self.extra_routes.clone(),
         )
+    }
+
+    /// Serves `routes` too, behind the same middleware (request id, edge, security
+    /// headers). The demo adds its page this way.
+    pub fn with_routes(mut self, routes: axum::Router) -> Instance {
+        self.extra_routes = Some(routes);
+        self
     }
 
     /// Binds the configured listen address with the configured listen backlog.

@@ -36,8 +36,8 @@ use tokio::time::{Instant, timeout_at};
 
 use super::tls::DbTls;
 use super::{
-    ColumnInfo, DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError,
-    Producer, Slot, Slots, Streamed, Summary, json,
+    ColumnInfo, DatasourceError, ExecOptions, Frame, PoolDefaults, PoolError, Producer, Slot,
+    Slots, Streamed, Summary, json,
 };
 use crate::egress::{self, EgressPolicy};
 use crate::spec::{NetworkDatabaseSpec, TlsMode};
@@ -431,7 +431,7 @@ async fn stream(
         }
         buffer.push(b']');
         summary.row_count += 1;
-        if buffer.len() >= FRAME_BYTES {
+        if buffer.len() >= options.frame_bytes {
             let frame = Frame::Rows(std::mem::take(&mut buffer).into());
             if producer.frames().send(frame).await.is_err() {
                 return Ok(Streamed::Abandoned);

@@ -260,6 +260,22 @@ async fn stream(
         .enumerate()
         .map(|(index, value)| PgArg::new(index + 1, value))
         .collect();
+    // Row by row (NDJSON): PostgreSQL sends a result's rows only when its 8 KiB output
+    // buffer fills or the statement ends, so small rows of a slow query would all arrive at
+    // the end. A portal read in growing batches makes the server send each batch at once.
+    if options.frame_bytes < FRAME_BYTES && options.row_security.is_none() && !decoders.is_empty() {
+        return stream_portal(
+            connection,
+            name,
+            &prepared.statement,
+            &args,
+            &decoders,
+            columns_json,
+            &options,
+            producer,
+        )
+        .await;
+    }
     let mut buffer = Vec::with_capacity(4096);
     let mut summary = Summary::default();
     // The rows stream lives in this block: under row security the COMMIT below must not be
@@ -296,7 +312,7 @@ async fn stream(
             }
             decode::write_row(&row, &decoders, &mut buffer)?;
             summary.row_count += 1;
-            if buffer.len() >= FRAME_BYTES {
+            if buffer.len() >= options.frame_bytes {
                 let frame = Frame::Rows(std::mem::take(&mut buffer).into());
                 if producer.frames().send(frame).await.is_err() {
                     return Ok(Streamed::Abandoned);
@@ -320,6 +336,89 @@ async fn stream(
     if !buffer.is_empty() {
         let _ = producer.frames().send(Frame::Rows(buffer.into())).await;
     }
+    let _ = producer.frames().send(Frame::Done(summary)).await;
+    Ok(Streamed::Finished)
+}
+
+/// Most rows one portal read asks for; reads start at one row and double up to this.
+const PORTAL_BATCH_MAX: i32 = 1024;
+
+/// [`stream`] for a result wanted row by row: the statement runs as a portal in a
+/// transaction, read with `Execute` limits of 1, 2, 4, ... rows (up to
+/// [`PORTAL_BATCH_MAX`]), and each row is handed over as its own frame. The first rows of a
+/// slow query thus arrive as they are produced, and a long result costs a round trip per
+/// batch, not per row. The transaction commits once the rows are read (a write with
+/// `RETURNING` keeps its effect, as in one statement); on an error it is rolled back.
+#[allow(clippy::too_many_arguments)]
+async fn stream_portal(
+    connection: &mut PgConnection,
+    name: &str,
+    statement: &tokio_postgres::Statement,
+    args: &[PgArg<'_>],
+    decoders: &[ColumnDecoder],
+    columns_json: bytes::Bytes,
+    options: &ExecOptions,
+    producer: &mut Producer,
+) -> Result<Streamed, DatasourceError> {
+    let transaction = connection
+        .client
+        .transaction()
+        .await
+        .map_err(|e| classify(name, &e))?;
+    let portal = transaction
+        .bind_raw(statement, args.iter().map(|arg| arg as &dyn ToSql))
+        .await
+        .map_err(|e| classify(name, &e))?;
+    let mut summary = Summary::default();
+    let mut batch = 1;
+    let mut started = false;
+    'reads: loop {
+        let rows = transaction
+            .query_portal_raw(&portal, batch)
+            .await
+            .map_err(|e| classify(name, &e))?;
+        pin_mut!(rows);
+        let mut read = 0;
+        while let Some(row) = rows.next().await {
+            let row = row.map_err(|e| classify(name, &e))?;
+            // As in `stream`: the columns are reported once the first row (or the end) is
+            // known, so an error at once keeps its own status.
+            if !started {
+                started = true;
+                if !producer.start(columns_json.clone()) {
+                    return Ok(Streamed::Abandoned);
+                }
+            }
+            read += 1;
+            if summary.row_count == options.max_rows {
+                summary.truncated = true;
+                break 'reads;
+            }
+            let mut buffer = Vec::with_capacity(256);
+            if summary.row_count > 0 {
+                buffer.push(b',');
+            }
+            decode::write_row(&row, decoders, &mut buffer)?;
+            summary.row_count += 1;
+            if producer
+                .frames()
+                .send(Frame::Rows(buffer.into()))
+                .await
+                .is_err()
+            {
+                return Ok(Streamed::Abandoned);
+            }
+        }
+        // A read that returned fewer rows than asked for reached the end of the portal.
+        if read < batch {
+            break;
+        }
+        batch = (batch * 2).min(PORTAL_BATCH_MAX);
+    }
+    if !started && !producer.start(columns_json) {
+        return Ok(Streamed::Abandoned);
+    }
+    transaction.commit().await.map_err(|e| classify(name, &e))?;
     let _ = producer.frames().send(Frame::Done(summary)).await;
     Ok(Streamed::Finished)
 }

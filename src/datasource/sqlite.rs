@@ -20,8 +20,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::time::Instant;
 
 use super::{
-    ColumnInfo, DatasourceError, ExecOptions, FRAME_BYTES, Frame, PoolDefaults, PoolError,
-    Producer, Slots, Summary, json,
+    ColumnInfo, DatasourceError, ExecOptions, Frame, PoolDefaults, PoolError, Producer, Slots,
+    Summary, json,
 };
 use crate::spec::SqliteSpec;
 use crate::statement::ParamValue;
@@ -285,7 +285,7 @@ fn execute(
         }
         buffer.push(b']');
         summary.row_count += 1;
-        if buffer.len() >= FRAME_BYTES {
+        if buffer.len() >= options.frame_bytes {
             let frame = Frame::Rows(std::mem::take(&mut buffer).into());
             if producer.frames().blocking_send(frame).is_err() {
                 return Ok(());

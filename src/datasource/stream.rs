@@ -79,6 +79,10 @@ pub struct ExecOptions {
     /// PostgreSQL only: run the statement in a transaction as this role with these claims
     /// (row security). The catalog compiler refuses it on every other kind.
     pub row_security: Option<crate::statement::RowContext>,
+    /// A producer hands its rows over once it has gathered this many bytes:
+    /// [`FRAME_BYTES`] for a JSON answer, 1 for an NDJSON one (each row as it is produced,
+    /// so a browser renders it at once).
+    pub frame_bytes: usize,
 }
 
 /// A piece of a running result.

@@ -19,6 +19,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::GatewayState;
 use super::edge_policy::Resolved;
+use super::ndjson::{Format, respond_lines};
 use super::response::{LogContext, RunAudit, respond_rows};
 use crate::auth::{Caller, CallerVia};
 use crate::catalog::binding::BindValues;
@@ -245,8 +246,16 @@ async fn execute(
             "this query runs as the signed-in user; sign in first",
         ));
     }
+    let format = Format::from_headers(headers);
+    if format == Format::Ndjson && matches!(query.template, CompiledTemplate::Http(_)) {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+            "an HTTP datasource's answer is one JSON envelope, not rows:              accept application/json",
+        ));
+    }
     let input = read_params(headers, body, state.limits.max_body_bytes).await?;
-    execute_params(state, snapshot, query, run, input).await
+    execute_params(state, snapshot, query, run, input, format).await
 }
 
 /// `POST /v1/admin/apps/{app}/queries/{query}/preview`: runs `query` (a draft compiled by
@@ -292,7 +301,7 @@ pub async fn preview(
         running: None,
         reset: ClientReset::default(),
     };
-    execute_params(state, &snapshot, query, run, params).await
+    execute_params(state, &snapshot, query, run, params, Format::Json).await
 }
 
 /// [`execute`] once the params are read.
@@ -302,6 +311,7 @@ async fn execute_params(
     query: &CompiledQuery,
     run: Run,
     input: serde_json::Map<String, serde_json::Value>,
+    format: Format,
 ) -> Result<Response, ApiError> {
     let Run {
         request_id,
@@ -388,6 +398,10 @@ async fn execute_params(
         timeout: query.timeout,
         max_rows: query.max_rows,
         row_security,
+        frame_bytes: match format {
+            Format::Json => crate::datasource::FRAME_BYTES,
+            Format::Ndjson => 1,
+        },
     };
     // Dropping the execution (the client reset) cancels the statement on the server.
     let executed = tokio::select! {
@@ -396,7 +410,10 @@ async fn execute_params(
         () = reset.happened() => return Err(context.client_reset()),
     };
     match executed {
-        Ok(execution) => Ok(respond_rows(execution, context, reset).await),
+        Ok(execution) => match format {
+            Format::Json => Ok(respond_rows(execution, context, reset).await),
+            Format::Ndjson => Ok(respond_lines(execution, context, reset)),
+        },
         Err(error) => {
             count_failure(state, &query.datasource, &error);
             let mut api_error = ApiError::from(&error);

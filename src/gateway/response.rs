@@ -136,7 +136,7 @@ impl LogContext {
         )
     }
 
-    fn log_client_reset(&self) -> StatusCode {
+    pub(super) fn log_client_reset(&self) -> StatusCode {
         let status = StatusCode::from_u16(CLIENT_CLOSED_REQUEST).unwrap_or(StatusCode::BAD_REQUEST);
         self.log_failure(status, "client_reset");
         status

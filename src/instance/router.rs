@@ -21,6 +21,7 @@ pub fn router(
     admin: Router,
     metrics_token: Option<SecretString>,
     scim: Option<Arc<ScimState>>,
+    extra: Option<Router>,
 ) -> Router {
     let account = |cors| {
         axum::middleware::from_fn_with_state((state.clone(), cors), account_policy::middleware)
@@ -49,6 +50,10 @@ pub fn router(
     // cookie-authenticated, so outside the account-route guard.
     if let Some(scim) = scim {
         routes = routes.merge(crate::scim::routes::router(scim));
+    }
+    // Pages a caller of the library adds (the demo's), with no state of their own.
+    if let Some(extra) = extra {
+        routes = routes.merge(extra);
     }
     // The request-id and edge middleware wrap the routes once, as one service, rather than
     // through `Router::layer`, which wraps every route (and the fallback) in its own boxed

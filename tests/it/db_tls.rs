@@ -41,6 +41,7 @@ async fn select_one(pools: &Pools, name: &str) -> Result<(), &'static str> {
         timeout: Duration::from_secs(10),
         max_rows: 10,
         row_security: None,
+        frame_bytes: sluice::datasource::FRAME_BYTES,
     };
     let mut execution = pools
         .get(name)

@@ -1,0 +1,162 @@
+//! The browser tests (tests/browser/run.mjs) in Debian's chromium, headless, through
+//! playwright-core: the demo page, NDJSON streaming, CORS with credentials from another
+//! origin, the CSRF check against a hostile form, framing. This test runs the servers: the
+//! `sluice demo` instance, a gateway on the local PostgreSQL, and two static origins (an
+//! app's and a hostile site's, each on its own port).
+//!
+//! It fails, never skips, when chromium or the npm packages are missing: scripts/test
+//! installs both (`apt-get install chromium`, `npm ci --prefix tests/browser`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::header;
+use axum::routing::get;
+
+use crate::common;
+
+use common::*;
+
+const APP_PAGE: &str = include_str!("../browser/app.html");
+const HOSTILE_PAGE: &str = include_str!("../browser/hostile.html");
+const FRAME_PAGE: &str = include_str!("../browser/frame.html");
+
+/// Serves the static pages of another origin on `listener`.
+fn serve_origin(listener: tokio::net::TcpListener) {
+    let html = |body: &'static str| ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body);
+    let router = Router::new()
+        .route("/app.html", get(move || async move { html(APP_PAGE) }))
+        .route(
+            "/hostile.html",
+            get(move || async move { html(HOSTILE_PAGE) }),
+        )
+        .route("/frame.html", get(move || async move { html(FRAME_PAGE) }))
+        .route(
+            "/client.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    sluice::demo::page::CLIENT,
+                )
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+}
+
+fn chromium() -> String {
+    let path = std::env::var("SLUICE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&path).exists(),
+        "chromium is missing at {path}: scripts/test installs it (apt-get install chromium)"
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_work_in_real_chromium() {
+    let chromium = chromium();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core")
+            .exists(),
+        "playwright-core is missing: scripts/test installs it (npm ci --prefix tests/browser)"
+    );
+
+    // The demo instance, as `sluice demo` serves it.
+    let demo = sluice::demo::prepare("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("demo");
+    let demo_listener = demo.instance.bind().await.unwrap();
+    let demo_address = demo_listener.local_addr().unwrap();
+    let (_stop_demo, demo_stopped) = tokio::sync::oneshot::channel::<()>();
+    let demo_directory = demo.directory;
+    tokio::spawn(demo.instance.serve(demo_listener, async move {
+        let _ = demo_stopped.await;
+    }));
+
+    // The two other origins.
+    let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hostile_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_origin = format!("http://{}", app_listener.local_addr().unwrap());
+    let hostile_origin = format!("http://{}", hostile_listener.local_addr().unwrap());
+    serve_origin(app_listener);
+    serve_origin(hostile_listener);
+
+    // A gateway on PostgreSQL whose apps list (or not) the app's origin.
+    let catalog = format!(
+        r#"
+datasources:
+{pg}
+apps:
+  shop:
+    visibility: public
+    grants: {{ anonymous: true }}
+    cors: {{ origins: ["{app_origin}"] }}
+    queries:
+      slow:
+        datasource: pg
+        sql: SELECT g, pg_sleep(0.3)::text AS slept FROM generate_series(1, 5) g
+        timeout_ms: 10000
+  staff:
+    visibility: workspace
+    grants: {{ roles: [viewer] }}
+    cors: {{ origins: ["{app_origin}"] }}
+    queries:
+      q: {{ datasource: pg, sql: SELECT 1 AS one }}
+  closed:
+    visibility: workspace
+    grants: {{ roles: [viewer] }}
+    queries:
+      q: {{ datasource: pg, sql: SELECT 1 AS one }}
+"#,
+        pg = pg_datasource_yaml("pg").trim_end(),
+    );
+    let gateway = TestGateway::start(&catalog).await;
+    let email = format!("{}@example.com", unique_name("viewer"));
+    let password = "correct horse battery staple 42";
+    gateway
+        .auth
+        .create_user(
+            &email,
+            "",
+            sluice::auth::Role::Viewer,
+            vec![],
+            Some(password.into()),
+            "test",
+        )
+        .await
+        .expect("user");
+
+    let run = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/run.mjs"))
+        .env("CHROMIUM", &chromium)
+        .env("DEMO", format!("http://{demo_address}"))
+        .env("GATEWAY", gateway.url(""))
+        .env("APP_ORIGIN", &app_origin)
+        .env("HOSTILE_ORIGIN", &hostile_origin)
+        .env("EMAIL", &email)
+        .env("PASSWORD", password)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("the browser tests finish within 3 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "browser tests failed:\n{stdout}\n{stderr}"
+    );
+    for name in [
+        "the demo page runs a query and the rows appear",
+        "NDJSON: the first rows show before the last are produced",
+        "another origin calls with credentials when allowed, and is refused when not",
+        "a hostile page's form POST with the session cookie is refused by the CSRF check",
+    ] {
+        assert!(stdout.contains(&format!("ok: {name}")), "{name}: {stdout}");
+    }
+    drop(demo_directory);
+}
