@@ -59,6 +59,10 @@ fn seconds() -> anyhow::Result<u64> {
     }
 }
 
+/// A caller to measure: its name, the app it runs the query in, and its variables for
+/// benches/load.lua.
+type Caller = (&'static str, &'static str, Vec<(&'static str, String)>);
+
 /// One measured caller on one configuration.
 struct Measured {
     store: &'static str,
@@ -223,7 +227,7 @@ async fn measure_all(
             .await
             .with_context(|| format!("starting sluice on the {store} store"))?;
         let (cookie, key) = sign_in(&http, &sluice).await?;
-        let callers: [(&'static str, &str, Vec<(&'static str, String)>); 3] = [
+        let callers: [Caller; 3] = [
             ("anonymous", "bench", vec![]),
             (
                 "session cookie",
