@@ -47,6 +47,18 @@ const TEAM_APP: &str = "  team:
           status: { type: text, required: true, enum: [new, paid, shipped, cancelled] }
 ";
 
+/// Drops `name` (with its connections) and creates it empty. Two statements: neither may
+/// run inside a transaction block, which one multi-statement string would be.
+async fn fresh_database(admin: &tokio_postgres::Client, name: &str) -> anyhow::Result<()> {
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    Ok(())
+}
+
 fn seconds() -> anyhow::Result<u64> {
     match std::env::var("BENCH_REPLICATED_SECONDS") {
         Ok(text) if !text.trim().is_empty() => text
@@ -180,10 +192,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let meta = format!("sluice_bench_meta_{}", std::process::id());
-    admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {meta}; CREATE DATABASE {meta}"
-        ))
+    fresh_database(&admin, &meta)
         .await
         .context("creating the metadata database")?;
     let meta_url = format!("postgres://postgres@127.0.0.1:5432/{meta}");
@@ -260,11 +269,7 @@ async fn measure_all(
         if url.is_some() {
             // The next instance starts on a fresh schema.
             let meta = meta_url.rsplit('/').next().unwrap_or_default();
-            admin
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {meta} WITH (FORCE); CREATE DATABASE {meta}"
-                ))
-                .await?;
+            fresh_database(admin, meta).await?;
         }
     }
     // Shared rate limits: every request takes a token.
@@ -302,11 +307,7 @@ async fn measure_all(
         drop(sluice);
         if url.is_some() {
             let meta = meta_url.rsplit('/').next().unwrap_or_default();
-            admin
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {meta} WITH (FORCE); CREATE DATABASE {meta}"
-                ))
-                .await?;
+            fresh_database(admin, meta).await?;
         }
     }
     Ok(measured)
