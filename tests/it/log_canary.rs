@@ -14,7 +14,7 @@
 
 use crate::common;
 
-use common::served::{Served, apply_catalog, sluice_with_test_key};
+use common::served::{Served, apply_catalog_with, sluice_with_test_key};
 use common::*;
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
@@ -231,7 +231,9 @@ async fn canaries_stay_out_of_the_log(format: &str) {
         .replace("@S@", &schema.name)
         .replace("@SQL_TEXT@", &c("sql_text"));
     let dir = tempfile::tempdir().unwrap();
-    let applied = apply_catalog(dir.path(), &catalog);
+    // Anonymous writes on a public app on purpose (every path a canary may take): past the
+    // publish-time scan, which has its own tests (tests/it/cli.rs, catalog_api.rs).
+    let applied = apply_catalog_with(dir.path(), &catalog, &["--force"]);
 
     let mut server = Served::start(
         sluice_with_test_key(dir.path(), &["serve"])

@@ -59,9 +59,17 @@ pub fn init_store(dir: &Path) {
 /// with the command's error if it is refused. Returns the command's output (for tests that
 /// check what it printed).
 pub fn apply_catalog(dir: &Path, catalog: &str) -> std::process::Output {
+    apply_catalog_with(dir, catalog, &[])
+}
+
+/// [`apply_catalog`] with more arguments to `catalog apply` (such as `--force`, for a
+/// catalog that publishes what the security scan calls critical on purpose).
+pub fn apply_catalog_with(dir: &Path, catalog: &str, args: &[&str]) -> std::process::Output {
     init_store(dir);
     std::fs::write(dir.join("catalog.yaml"), catalog).expect("write catalog.yaml");
-    let applied = sluice_with_test_key(dir, &["catalog", "apply", "catalog.yaml"])
+    let mut arguments = vec!["catalog", "apply", "catalog.yaml"];
+    arguments.extend_from_slice(args);
+    let applied = sluice_with_test_key(dir, &arguments)
         .output()
         .expect("run catalog apply");
     assert!(
