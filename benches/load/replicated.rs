@@ -32,7 +32,7 @@ use super::{
 
 const TARGET_CACHED_RATIO: f64 = 1.10;
 const EMAIL: &str = "bench@example.com";
-const PASSWORD: &str = "replicated bench password 42";
+const PASSWORD: &str = "correct horse battery staple 42";
 const REDIS_URL: &str = "redis://127.0.0.1:6379/14";
 /// Catalog text after the standard `bench` app: the same point query for signed-in callers.
 const TEAM_APP: &str = "  team:
