@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
+use super::pool::open_client;
 use super::settings::PgSettings;
 use super::{PostgresStore, pg};
 use crate::spec::rate::RateRule;
@@ -103,23 +104,8 @@ impl PgBuckets {
     }
 
     async fn open(&self) -> Result<Connected, StoreError> {
-        let config = self.settings.config.clone();
-        let tls = self.settings.tls.clone();
         // The socket is registered with the store's runtime, which drives the connection.
-        let opened = self.runtime.spawn(async move {
-            match tls {
-                Some(tls) => {
-                    let (client, connection) = config.connect(tls).await?;
-                    tokio::spawn(connection);
-                    Ok(client)
-                }
-                None => {
-                    let (client, connection) = config.connect(NoTls).await?;
-                    tokio::spawn(connection);
-                    Ok(client)
-                }
-            }
-        });
+        let opened = self.runtime.spawn(open_client(self.settings.clone()));
         let client = opened
             .await
             .map_err(|_| StoreError::Unreachable("the metadata store's connection task stopped"))?

@@ -200,22 +200,7 @@ impl Pool {
     /// Opens a connection outside the pool (migrations hold one for their lock).
     pub(super) fn connect(&self) -> Result<Client, StoreError> {
         let runtime = self.runtime.as_ref().expect("the runtime lives until drop");
-        let config = self.settings.config.clone();
-        let tls = self.settings.tls.clone();
-        let opened = runtime.spawn(async move {
-            match tls {
-                Some(tls) => {
-                    let (client, connection) = config.connect(tls).await?;
-                    tokio::spawn(connection);
-                    Ok(client)
-                }
-                None => {
-                    let (client, connection) = config.connect(NoTls).await?;
-                    tokio::spawn(connection);
-                    Ok(client)
-                }
-            }
-        });
+        let opened = runtime.spawn(open_client(self.settings.clone()));
         match block_on(opened) {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(source)) => Err(StoreError::Postgres {
@@ -225,6 +210,23 @@ impl Pool {
             Err(_) => Err(StoreError::Unreachable(
                 "the metadata store's connection task stopped",
             )),
+        }
+    }
+}
+
+/// Connects with `settings` and spawns the connection's task on the current runtime (the
+/// store's, where callers spawn this), returning the client, which works from any thread.
+pub(super) async fn open_client(settings: PgSettings) -> Result<Client, tokio_postgres::Error> {
+    match settings.tls {
+        Some(tls) => {
+            let (client, connection) = settings.config.connect(tls).await?;
+            tokio::spawn(connection);
+            Ok(client)
+        }
+        None => {
+            let (client, connection) = settings.config.connect(NoTls).await?;
+            tokio::spawn(connection);
+            Ok(client)
         }
     }
 }
