@@ -254,6 +254,20 @@ pub(crate) async fn login(served: &Served, email: &str, password: &str) -> (u16,
     (response.status().as_u16(), cookie)
 }
 
+/// Signs the session `cookie` out on `served` (same origin, as a browser sends it), and
+/// checks it was.
+pub(crate) async fn logout(served: &Served, cookie: &str) {
+    let response = served
+        .client
+        .post(served.url("/v1/auth/logout"))
+        .header("cookie", cookie)
+        .header("origin", format!("http://{}", served.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
 /// Polls `check` until it holds, for at most `limit`; how long it took.
 pub(crate) async fn within(
     limit: Duration,
@@ -314,15 +328,7 @@ async fn three_replicas_on_one_store_behave_as_one() {
         assert_eq!(run_query(replica, &cookie, "first").await.0, 200);
     }
     // Logged out on B: refused on A and C within a second.
-    let logout = b
-        .client
-        .post(b.url("/v1/auth/logout"))
-        .header("cookie", &cookie)
-        .header("origin", format!("http://{}", b.address))
-        .send()
-        .await
-        .unwrap();
-    assert!(logout.status().is_success(), "{}", logout.status());
+    logout(b, &cookie).await;
     for replica in [a, c] {
         let took = within(Duration::from_secs(1), "logout seen", async || {
             run_query(replica, &cookie, "first").await.0 == 401

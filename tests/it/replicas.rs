@@ -20,8 +20,8 @@ use tokio::task::JoinSet;
 use crate::common::served::Served;
 use crate::common::{PG_HOST, PG_PORT, pg_admin};
 use crate::metadata_postgres::{
-    ADMIN_TOKEN, FreshDatabase, PASSWORD, admin_count, apply, catalog, login, run, run_query,
-    sluice, within,
+    ADMIN_TOKEN, FreshDatabase, PASSWORD, admin_count, apply, catalog, login, logout, run,
+    run_query, sluice, within,
 };
 
 const REDIS: &str = "127.0.0.1:6379";
@@ -323,15 +323,7 @@ async fn cached_sessions_answer_from_memory_and_outlive_a_store_outage_within_bo
     let (_, other) = login(&b, "alice@example.com", PASSWORD).await;
     let other = other.unwrap();
     assert_eq!(run_query(&a, &other, "first").await.0, 200);
-    let logout = b
-        .client
-        .post(b.url("/v1/auth/logout"))
-        .header("cookie", &other)
-        .header("origin", format!("http://{}", b.address))
-        .send()
-        .await
-        .unwrap();
-    assert!(logout.status().is_success());
+    logout(&b, &other).await;
     within(
         Duration::from_secs(1),
         "logout on B seen by A's cache",
@@ -365,15 +357,7 @@ async fn cached_sessions_answer_from_memory_and_outlive_a_store_outage_within_bo
     assert_eq!(status, 200);
     let bob = bob.unwrap();
     assert_eq!(run_query(&a, &bob, "first").await.0, 200);
-    let logout = a
-        .client
-        .post(a.url("/v1/auth/logout"))
-        .header("cookie", &bob)
-        .header("origin", format!("http://{}", a.address))
-        .send()
-        .await
-        .unwrap();
-    assert!(logout.status().is_success());
+    logout(&a, &bob).await;
     assert_eq!(run_query(&a, &bob, "first").await.0, 401);
     assert_eq!(run_query(&b, &bob, "first").await.0, 401);
 }
@@ -457,15 +441,7 @@ async fn a_replica_whose_store_connections_are_terminated_recovers() {
     .await;
     assert_eq!(ready(&a).await, 200);
     // Its listener is back: a sign-out on B reaches A's cache.
-    let logout = b
-        .client
-        .post(b.url("/v1/auth/logout"))
-        .header("cookie", &cookie)
-        .header("origin", format!("http://{}", b.address))
-        .send()
-        .await
-        .unwrap();
-    assert!(logout.status().is_success());
+    logout(&b, &cookie).await;
     within(
         Duration::from_secs(3),
         "the sign-out seen on A",
