@@ -110,6 +110,19 @@ pub trait AuditStore: Send + Sync {
     /// Records that the export `sink` delivered everything up to `id`.
     fn set_audit_export_cursor(&self, sink: &str, id: i64) -> Result<(), StoreError>;
 
+    /// Appends `events` and moves the cursor named `cursor` from `from` (`None`: never
+    /// set) to `to`, in one transaction, only if the cursor is still at `from`. Returns the
+    /// entries as stored, or `None` when another process moved the cursor first (then
+    /// nothing is appended). What lets several replicas that read the same log append what
+    /// they derive from it (the alerts, [`crate::audit::alerts`]) exactly once.
+    fn append_audit_at_cursor(
+        &self,
+        cursor: &str,
+        from: Option<i64>,
+        to: i64,
+        events: &[AuditEvent],
+    ) -> Result<Option<Vec<AuditRecord>>, StoreError>;
+
     /// Appends one event (its `id` is ignored) and returns the id the store assigned.
     fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
         let stored = self.append_audit_batch(std::slice::from_ref(event))?;

@@ -314,3 +314,80 @@ fn export_cursors_are_kept_per_sink() {
     assert_eq!(store.audit_export_cursor("webhook").unwrap(), Some(9));
     assert_eq!(store.audit_export_cursor("file").unwrap(), Some(3));
 }
+
+#[test]
+fn appends_at_a_cursor_only_while_it_is_where_the_caller_read_it() {
+    let store = store();
+    let first = store.append_audit(&audit("login_failed", NOW)).unwrap();
+    // A cursor never set: only `None` claims it.
+    assert_eq!(
+        store
+            .append_audit_at_cursor("alerts", Some(0), first, &[audit("alert", NOW)])
+            .unwrap(),
+        None
+    );
+    let stored = store
+        .append_audit_at_cursor("alerts", None, first, &[audit("alert", NOW)])
+        .unwrap()
+        .expect("the cursor was unset");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].event.event, "alert");
+    assert!(stored[0].event.id > first);
+    assert_eq!(store.audit_export_cursor("alerts").unwrap(), Some(first));
+    // A second claim from the same place loses and appends nothing.
+    assert_eq!(
+        store
+            .append_audit_at_cursor("alerts", None, first, &[audit("alert", NOW)])
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .append_audit_at_cursor("alerts", Some(first - 1), first, &[])
+            .unwrap(),
+        None
+    );
+    // Moving on with nothing to append is a claim too.
+    assert_eq!(
+        store
+            .append_audit_at_cursor("alerts", Some(first), stored[0].event.id, &[])
+            .unwrap(),
+        Some(Vec::new())
+    );
+    assert_eq!(
+        store.audit_export_cursor("alerts").unwrap(),
+        Some(stored[0].event.id)
+    );
+    let alerts = AuditFilter {
+        event: Some("alert".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(store.search_audit(&alerts, 10, None).unwrap().len(), 1);
+    assert!(crate::store::audit::verify(&*store).is_ok());
+}
+
+#[test]
+fn racing_appends_at_one_cursor_append_once() {
+    let store = store();
+    let head = store.append_audit(&audit("login_failed", NOW)).unwrap();
+    store.set_audit_export_cursor("alerts", head).unwrap();
+    let won: Vec<bool> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    store
+                        .append_audit_at_cursor("alerts", Some(head), head + 1, &[audit("alert", NOW)])
+                        .unwrap()
+                        .is_some()
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    let alerts = AuditFilter {
+        event: Some("alert".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(store.search_audit(&alerts, 10, None).unwrap().len(), 1);
+}

@@ -67,65 +67,112 @@ async fn chain_state(db: &impl Db, lock: bool) -> Result<ChainState, StoreError>
         .ok_or(StoreError::NotFound("audit chain state"))
 }
 
+/// Appends `events` in `tx`, chained after the head (whose row it locks); none: nothing.
+async fn append_on(
+    tx: &tokio_postgres::Transaction<'_>,
+    events: &[AuditEvent],
+) -> Result<Vec<AuditRecord>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let context = "appending to the audit log";
+    let state = chain_state(tx, true).await?;
+    let mut id = state.head_id;
+    let mut prev = state.head_hash;
+    let mut stored = Vec::with_capacity(events.len());
+    let insert = tx
+        .prepare(
+            "INSERT INTO audit_events \
+                 (id, at, event, user_id, email, actor, ip, user_agent, reason, details, \
+                  prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .await
+        .map_err(pg(context))?;
+    for event in events {
+        id += 1;
+        let event = AuditEvent {
+            id,
+            ..event.clone()
+        };
+        let hash = chain::entry_hash(&prev, &event);
+        tx.execute(
+            &insert,
+            &[
+                &event.id,
+                &event.at,
+                &event.event,
+                &event.user_id,
+                &event.email,
+                &event.actor,
+                &event.ip,
+                &event.user_agent,
+                &event.reason,
+                &event.details,
+                &prev,
+                &hash,
+            ],
+        )
+        .await
+        .map_err(pg(context))?;
+        stored.push(AuditRecord {
+            event,
+            prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+    }
+    tx.execute(
+        "UPDATE audit_chain SET head_id = $1, head_hash = $2 WHERE id = 1",
+        &[&id, &prev],
+    )
+    .await
+    .map_err(pg(context))?;
+    Ok(stored)
+}
+
 impl AuditStore for PostgresStore {
     fn append_audit_batch(&self, events: &[AuditEvent]) -> Result<Vec<AuditRecord>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let context = "appending to the audit log";
+        self.write("appending to the audit log", async |tx| {
+            Ok(Finish::Commit(append_on(tx, events).await?))
+        })
+    }
+
+    fn append_audit_at_cursor(
+        &self,
+        cursor: &str,
+        from: Option<i64>,
+        to: i64,
+        events: &[AuditEvent],
+    ) -> Result<Option<Vec<AuditRecord>>, StoreError> {
+        let context = "appending to the audit log at a cursor";
         self.write(context, async |tx| {
-            let state = chain_state(tx, true).await?;
-            let mut id = state.head_id;
-            let mut prev = state.head_hash;
-            let mut stored = Vec::with_capacity(events.len());
-            let insert = tx
-                .prepare(
-                    "INSERT INTO audit_events \
-                     (id, at, event, user_id, email, actor, ip, user_agent, reason, details, \
-                      prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .await
-                .map_err(pg(context))?;
-            for event in events {
-                id += 1;
-                let event = AuditEvent {
-                    id,
-                    ..event.clone()
-                };
-                let hash = chain::entry_hash(&prev, &event);
-                tx.execute(
-                    &insert,
-                    &[
-                        &event.id,
-                        &event.at,
-                        &event.event,
-                        &event.user_id,
-                        &event.email,
-                        &event.actor,
-                        &event.ip,
-                        &event.user_agent,
-                        &event.reason,
-                        &event.details,
-                        &prev,
-                        &hash,
-                    ],
-                )
-                .await
-                .map_err(pg(context))?;
-                stored.push(AuditRecord {
-                    event,
-                    prev_hash: std::mem::replace(&mut prev, hash.clone()),
-                    hash,
-                });
+            // The cursor row is claimed first: a second replica with the same `from` waits
+            // on the row (or on the key, for a first insert) and then finds it moved.
+            let moved = match from {
+                None => tx
+                    .execute(
+                        "INSERT INTO audit_export_cursors (sink, last_id) VALUES ($1, $2) \
+                         ON CONFLICT (sink) DO NOTHING",
+                        &[&cursor, &to],
+                    )
+                    .await
+                    .map_err(pg(context))?,
+                Some(from) => tx
+                    .execute(
+                        "UPDATE audit_export_cursors SET last_id = $3 \
+                         WHERE sink = $1 AND last_id = $2",
+                        &[&cursor, &from, &to],
+                    )
+                    .await
+                    .map_err(pg(context))?,
+            };
+            if moved != 1 {
+                return Ok(Finish::Rollback(None));
             }
-            tx.execute(
-                "UPDATE audit_chain SET head_id = $1, head_hash = $2 WHERE id = 1",
-                &[&id, &prev],
-            )
-            .await
-            .map_err(pg(context))?;
-            Ok(Finish::Commit(stored))
+            Ok(Finish::Commit(Some(append_on(tx, events).await?)))
         })
     }
 

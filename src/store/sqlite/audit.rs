@@ -207,6 +207,42 @@ impl AuditStore for SqliteStore {
         Ok(stored)
     }
 
+    fn append_audit_at_cursor(
+        &self,
+        cursor: &str,
+        from: Option<i64>,
+        to: i64,
+        events: &[AuditEvent],
+    ) -> Result<Option<Vec<AuditRecord>>, StoreError> {
+        let context = "appending to the audit log at a cursor";
+        let mut conn = self.lock();
+        let tx = immediate(&mut conn)?;
+        let at: Option<i64> = tx
+            .query_row(
+                "SELECT last_id FROM audit_export_cursors WHERE sink = ?1",
+                params![cursor],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sqlite(context))?;
+        if at != from {
+            return Ok(None);
+        }
+        tx.execute(
+            "INSERT INTO audit_export_cursors (sink, last_id) VALUES (?1, ?2) \
+             ON CONFLICT (sink) DO UPDATE SET last_id = excluded.last_id",
+            params![cursor, to],
+        )
+        .map_err(sqlite(context))?;
+        let stored = if events.is_empty() {
+            Vec::new()
+        } else {
+            append_on(&tx, events)?
+        };
+        tx.commit().map_err(sqlite(context))?;
+        Ok(Some(stored))
+    }
+
     fn search_audit(
         &self,
         filter: &AuditFilter,
