@@ -194,16 +194,15 @@ async fn scan(
         )
     };
     let axum::extract::Query(query) = query.map_err(|_| bad())?;
-    let admins_without_mfa = state
-        .auth
-        .service
-        .list_users()
-        .await?
-        .into_iter()
+    let users = state.auth.service.list_users().await?;
+    let admins_without_mfa = users
+        .iter()
         .filter(|u| u.role == Role::Admin && !u.mfa_enabled && !u.disabled)
-        .map(|u| u.email)
+        .map(|u| u.email.clone())
         .collect();
-    let facts = crate::scan::InstanceFacts::from_config(&state.config, admins_without_mfa);
+    let keys = state.auth.service.live_api_keys().await?;
+    let facts = crate::scan::InstanceFacts::from_config(&state.config, admins_without_mfa)
+        .with_api_keys(crate::scan::api_key_facts(keys, &users));
     let spec = &state.gateway.snapshot().spec;
     let mut findings = crate::scan::scan(spec, &facts);
     // Lines in the catalog as `sluice catalog export` writes it.

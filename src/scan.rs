@@ -86,6 +86,19 @@ pub struct InstanceFacts {
     pub egress_allow: Vec<ipnet::IpNet>,
     /// Emails of admins without MFA.
     pub admins_without_mfa: Vec<String>,
+    /// The live API keys (not revoked, not expired).
+    pub api_keys: Vec<ApiKeyFact>,
+}
+
+/// A live API key as the scan sees it: never the key, only its public id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiKeyFact {
+    pub id: String,
+    /// The owner's email.
+    pub owner: String,
+    pub expires_at: Option<i64>,
+    /// The whole apps its scope names.
+    pub apps: Vec<String>,
 }
 
 impl InstanceFacts {
@@ -104,7 +117,14 @@ impl InstanceFacts {
             admin_ips_restricted: !config.edge.admin_allowed_ips.is_empty(),
             egress_allow: config.egress_allow.clone(),
             admins_without_mfa,
+            api_keys: Vec::new(),
         }
+    }
+
+    /// With the live API keys.
+    pub fn with_api_keys(mut self, keys: Vec<ApiKeyFact>) -> InstanceFacts {
+        self.api_keys = keys;
+        self
     }
 }
 
@@ -142,6 +162,8 @@ pub const RULES: &[(&str, Severity, &str)] = &[
         Severity::Critical,
         "credential in a template, header, base URL, param default or description",
     ),
+    ("SLU-L003", Severity::Low, "API key without expiry"),
+    ("SLU-L004", Severity::Medium, "API key scoped to every app"),
     ("SLU-S001", Severity::High, "public URL over plain HTTP"),
     ("SLU-S002", Severity::High, "admin without MFA"),
     (
@@ -229,6 +251,7 @@ pub fn scan(catalog: &CatalogSpec, facts: &InstanceFacts) -> Vec<Finding> {
         check_datasource(&mut out, name, datasource);
     }
     check_settings(&mut out, facts);
+    check_api_keys(&mut out, catalog, facts);
     let mut findings = out.0;
     sort(&mut findings);
     findings
@@ -565,6 +588,51 @@ fn check_settings(out: &mut Findings, facts: &InstanceFacts) {
             "the admin token works from every address".into(),
             "limit the admin API to your networks with SLUICE_ADMIN_ALLOWED_IPS",
         );
+    }
+}
+
+/// The scan's view of `keys` (live ones), with their owners' emails from `users`.
+pub fn api_key_facts(
+    keys: Vec<crate::store::api_keys::ApiKeyRecord>,
+    users: &[crate::store::users::UserRecord],
+) -> Vec<ApiKeyFact> {
+    keys.into_iter()
+        .map(|key| ApiKeyFact {
+            owner: users
+                .iter()
+                .find(|u| u.id == key.user_id)
+                .map_or_else(|| key.user_id.clone(), |u| u.email.clone()),
+            id: key.id,
+            expires_at: key.expires_at,
+            apps: key.scope.apps,
+        })
+        .collect()
+}
+
+fn check_api_keys(out: &mut Findings, catalog: &CatalogSpec, facts: &InstanceFacts) {
+    for key in &facts.api_keys {
+        let at = format!("api_keys.{}", key.id);
+        if key.expires_at.is_none() {
+            out.add(
+                "SLU-L003",
+                at.clone(),
+                format!("API key `{}` of {} never expires", key.id, key.owner),
+                "create keys with `expires_at` and rotate them; revoke this one once replaced",
+            );
+        }
+        if catalog.apps.len() >= 2 && catalog.apps.keys().all(|app| key.apps.contains(app)) {
+            out.add(
+                "SLU-L004",
+                at,
+                format!(
+                    "API key `{}` of {} may run every query of all {} apps",
+                    key.id,
+                    key.owner,
+                    catalog.apps.len()
+                ),
+                "scope keys to the apps or queries they serve (`scope.apps`, `scope.queries`)",
+            );
+        }
     }
 }
 

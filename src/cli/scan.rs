@@ -52,16 +52,25 @@ pub fn scan(
             (spec, text)
         }
     };
-    let admins_without_mfa = match &store {
-        Ok(store) => store
-            .list_users()?
-            .into_iter()
-            .filter(|u| u.role == Role::Admin && !u.mfa_enabled && !u.disabled)
-            .map(|u| u.email)
-            .collect(),
-        Err(_) => Vec::new(),
+    let (admins_without_mfa, keys) = match &store {
+        Ok(store) => {
+            let users = store.list_users()?;
+            let now = chrono::Utc::now().timestamp();
+            let keys = store
+                .list_api_keys(None)?
+                .into_iter()
+                .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|at| at > now))
+                .collect();
+            let admins = users
+                .iter()
+                .filter(|u| u.role == Role::Admin && !u.mfa_enabled && !u.disabled)
+                .map(|u| u.email.clone())
+                .collect();
+            (admins, scan::api_key_facts(keys, &users))
+        }
+        Err(_) => (Vec::new(), Vec::new()),
     };
-    let facts = InstanceFacts::from_config(&config, admins_without_mfa);
+    let facts = InstanceFacts::from_config(&config, admins_without_mfa).with_api_keys(keys);
     let mut findings = scan::scan(&spec, &facts);
     scan::locate(&mut findings, &text);
     if let Some(db) = advisory_db {

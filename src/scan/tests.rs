@@ -263,3 +263,46 @@ fn publishing_is_judged_on_the_apps_own_findings() {
     // An app named as a prefix of another is not mixed in.
     assert!(app_findings(&after, "sho").is_empty());
 }
+
+#[test]
+fn api_keys_without_expiry_or_for_every_app_are_login_gaps() {
+    let two_apps = catalog(
+        "  shop:\n    visibility: workspace\n    queries: {}\n  crm:\n    visibility: workspace\n    queries: {}\n",
+    );
+    let key = |id: &str, expires_at: Option<i64>, apps: &[&str]| ApiKeyFact {
+        id: id.into(),
+        owner: "dev@example.com".into(),
+        expires_at,
+        apps: apps.iter().map(|a| a.to_string()).collect(),
+    };
+    let facts = facts().with_api_keys(vec![
+        key("forever", None, &["shop"]),
+        key("everything", Some(1), &["crm", "shop"]),
+        key("fine", Some(1), &["shop"]),
+    ]);
+    let found = rules_of(&two_apps, &facts);
+    let keys: Vec<_> = found
+        .iter()
+        .filter(|(_, at)| at.starts_with("api_keys."))
+        .cloned()
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("SLU-L004".to_string(), "api_keys.everything".to_string()),
+            ("SLU-L003".to_string(), "api_keys.forever".to_string()),
+        ]
+    );
+    // A one-app catalog: a key for that app is not "every app".
+    let one_app = catalog("  shop:\n    visibility: workspace\n    queries: {}\n");
+    let facts = facts_with(vec![key("k", Some(1), &["shop"])]);
+    assert!(
+        rules_of(&one_app, &facts)
+            .iter()
+            .all(|(r, _)| r != "SLU-L004")
+    );
+}
+
+fn facts_with(keys: Vec<ApiKeyFact>) -> InstanceFacts {
+    facts().with_api_keys(keys)
+}

@@ -208,6 +208,16 @@ impl AuthService {
             .await
     }
 
+    /// Every key neither revoked nor expired (what the security scan checks).
+    pub async fn live_api_keys(&self) -> Result<Vec<ApiKeyRecord>, AuthError> {
+        let now = self.now();
+        let keys = self.run(|store| Ok(store.list_api_keys(None)?)).await?;
+        Ok(keys
+            .into_iter()
+            .filter(|key| key.revoked_at.is_none() && key.expires_at.is_none_or(|at| at > now))
+            .collect())
+    }
+
     /// Revokes a key: its owner or an admin.
     pub async fn revoke_api_key(
         &self,
