@@ -17,6 +17,7 @@
 //! ids and non-secret facts in an event, and a failure log names the event, not its content.
 //! It does not import the planes, HTTP or the auth service.
 
+pub mod alerts;
 pub mod export;
 pub mod retention;
 pub mod runs;
@@ -41,10 +42,10 @@ pub enum AuditError {
     Store(#[from] StoreError),
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
-    /// The webhook cannot be set up (its address refused by the egress policy, or its
-    /// client).
-    #[error("SLUICE_AUDIT_WEBHOOK_URL: {0}")]
-    Webhook(String),
+    /// A webhook cannot be set up (its address refused by the egress policy, or its
+    /// client): the variable that names it, and why.
+    #[error("{0}: {1}")]
+    Webhook(&'static str, String),
     /// The export file cannot be opened for appending.
     #[error("SLUICE_AUDIT_EXPORT: {0}")]
     Export(String),

@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+mod alerts;
 mod audit;
 mod defaults;
 mod env_file;
@@ -38,6 +39,7 @@ mod references;
 mod settings;
 mod variables;
 
+pub use alerts::{AlertSettings, SignupSurge, Threshold};
 pub use audit::{AuditExport, AuditSettings};
 pub use defaults::{LimitDefaults, QueryDefaults};
 pub use environment::Environment;
@@ -140,6 +142,8 @@ pub struct Config {
     pub edge: EdgeSettings,
     /// The audit log: query runs, exports, retention.
     pub audit: AuditSettings,
+    /// The auth alerts: thresholds and the webhook.
+    pub alerts: AlertSettings,
 }
 
 /// What `SLUICE_ACME_*` asks for: certificates for `domains` from the CA at `directory`.
@@ -583,6 +587,7 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
         auth: auth_settings(&env)?,
         edge: edge_settings(&env)?,
         audit: audit::audit_settings(&env)?,
+        alerts: alerts::alert_settings(&env)?,
     })
 }
 

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::acme::{AcmeCertificates, AcmeError};
 use crate::admin::{self, AdminState};
+use crate::audit::alerts::{AppNames, Detector, Notifier, Watcher};
 use crate::audit::export::{Export, Sink};
 use crate::audit::webhook::Webhook;
 use crate::audit::{Audit, AuditError};
@@ -85,6 +86,9 @@ pub struct Instance {
     state: Arc<GatewayState>,
     /// The audit exports, started with the server (`SLUICE_AUDIT_EXPORT`, `_WEBHOOK_URL`).
     exports: Vec<Export>,
+    /// The auth alerts' webhook, set up (its address checked) at start, started with the
+    /// server; `None` inside: alerts without a webhook. `None`: every alert is off.
+    alerts: Option<Option<Webhook>>,
     clock: SharedClock,
     /// Routes served beside the instance's own, behind the same middleware (the demo's page).
     extra_routes: Option<axum::Router>,
@@ -164,6 +168,7 @@ impl Instance {
         }
         let audit = Arc::new(audit);
         let exports = audit_exports(&config, &audit, &metrics)?;
+        let alerts = alert_webhook(&config)?;
         let auth = Arc::new(AuthState {
             service: Arc::new(
                 auth_service(
@@ -218,6 +223,7 @@ impl Instance {
             store,
             state,
             exports,
+            alerts,
             clock,
             extra_routes: None,
         })
@@ -317,6 +323,7 @@ impl Instance {
         shutdown: impl Future<Output = ()>,
     ) {
         let exports = std::mem::take(&mut self.exports);
+        let alerts = self.alerts.take();
         let instance = Arc::new(self);
         let reloader = tokio::spawn(reload_on_hangup(instance.clone()));
         let watcher = instance
@@ -334,6 +341,9 @@ impl Instance {
             .into_iter()
             .map(|export| tokio::spawn(export.run()))
             .collect();
+        if let Some(webhook) = alerts {
+            audit_tasks.push(tokio::spawn(alert_watcher(&instance, webhook)));
+        }
         if let Some(days) = instance.config.audit.retention_days {
             audit_tasks.push(tokio::spawn(crate::audit::retention::run(
                 instance.state.audit.store().clone(),
@@ -452,6 +462,7 @@ fn audit_exports(
     }
     if let Some(url) = &config.audit.webhook_url {
         sinks.push(Sink::Webhook(Webhook::new(
+            "SLUICE_AUDIT_WEBHOOK_URL",
             url,
             config.audit.webhook_token.clone(),
             crate::egress::EgressPolicy::new(&config.egress_allow, &[]),
@@ -470,6 +481,56 @@ fn audit_exports(
             )
         })
         .collect())
+}
+
+/// The alert webhook the configuration asks for, checked against the egress policy (an IP
+/// literal it refuses stops start-up); `None` when every alert is off.
+fn alert_webhook(config: &Config) -> Result<Option<Option<Webhook>>, StartError> {
+    if !Detector::new(config.alerts.clone()).any_on() {
+        return Ok(None);
+    }
+    let Some(url) = &config.alerts.webhook_url else {
+        return Ok(Some(None));
+    };
+    let url = url::Url::parse(url.expose())
+        .map_err(|_| AuditError::Webhook("SLUICE_ALERT_WEBHOOK_URL", "not a URL".into()))?;
+    Ok(Some(Some(Webhook::new(
+        "SLUICE_ALERT_WEBHOOK_URL",
+        &url,
+        config.alerts.webhook_token.clone(),
+        crate::egress::EgressPolicy::new(&config.egress_allow, &[]),
+        config.egress_bind.first().copied(),
+    )?)))
+}
+
+/// The auth alerts' watcher over the instance's audit log (see [`crate::audit::alerts`]),
+/// as a task body.
+fn alert_watcher(
+    instance: &Arc<Instance>,
+    webhook: Option<Webhook>,
+) -> impl Future<Output = ()> + use<> {
+    let state = instance.state.clone();
+    let metrics = state.metrics.clone();
+    let notifier = webhook.map(|webhook| {
+        Notifier::start(
+            webhook,
+            instance.config.alerts.webhook_queue,
+            metrics.clone(),
+        )
+    });
+    let apps: AppNames = {
+        let state = state.clone();
+        Arc::new(move || state.snapshot().spec.apps.keys().cloned().collect())
+    };
+    let watcher = Watcher::new(
+        state.audit.store().clone(),
+        Detector::new(instance.config.alerts.clone()),
+        apps,
+        instance.clock.clone(),
+        metrics,
+        notifier,
+    );
+    watcher.run(state.audit.appended())
 }
 
 /// Whether opening the metadata store may create it.

@@ -135,7 +135,7 @@ async fn set_role(
     let user = state
         .auth
         .service
-        .set_role(&id, input.role, &actor.id, &client)
+        .set_role(&id, input.role, &actor.id, actor.caller.is_some(), &client)
         .await?;
     Ok(json(StatusCode::OK, &view(&user)))
 }

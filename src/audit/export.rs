@@ -61,7 +61,7 @@ impl Sink {
         match self {
             Sink::Stdout => write_blocking(None, body).await,
             Sink::File(path) => write_blocking(Some(path.clone()), body).await,
-            Sink::Webhook(webhook) => webhook.post(body).await,
+            Sink::Webhook(webhook) => webhook.post(body, "application/x-ndjson").await,
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The audit webhook (`SLUICE_AUDIT_WEBHOOK_URL`): POSTs a batch of entries as JSON lines
-//! (`application/x-ndjson`), with `Authorization: Bearer` when `SLUICE_AUDIT_WEBHOOK_TOKEN`
-//! is set.
+//! A webhook client for the audit log's sinks: the audit webhook (`SLUICE_AUDIT_WEBHOOK_URL`,
+//! a batch of entries as JSON lines, `application/x-ndjson`) and the alert webhook
+//! (`SLUICE_ALERT_WEBHOOK_URL`, one alert as JSON, [`super::alerts::notify`]), each with
+//! `Authorization: Bearer` when its token is set.
 //!
 //! Every connection goes to an address the egress guard judged: names resolve through
 //! [`crate::egress::resolve_checked`] (reqwest's resolver), and an IP literal in the URL is
@@ -33,9 +34,11 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// Sets up the client; an IP literal in `url` that the egress `policy` refuses is
+    /// Sets up the client for the URL of the variable `var` (named in errors, never the
+    /// URL); an IP literal in `url` that the egress `policy` refuses is
     /// refused here, before the instance serves.
     pub fn new(
+        var: &'static str,
         url: &url::Url,
         token: Option<SecretString>,
         policy: EgressPolicy,
@@ -50,7 +53,7 @@ impl Webhook {
         if let Some(ip) = literal {
             policy
                 .check(ip)
-                .map_err(|error| AuditError::Webhook(error.to_string()))?;
+                .map_err(|error| AuditError::Webhook(var, error.to_string()))?;
         }
         let mut builder = reqwest::Client::builder()
             .no_proxy()
@@ -63,7 +66,7 @@ impl Webhook {
         }
         let client = builder
             .build()
-            .map_err(|error| AuditError::Webhook(error.without_url().to_string()))?;
+            .map_err(|error| AuditError::Webhook(var, error.without_url().to_string()))?;
         Ok(Webhook {
             client,
             url: url.clone(),
@@ -73,8 +76,8 @@ impl Webhook {
         })
     }
 
-    /// POSTs one batch (JSON lines).
-    pub async fn post(&self, body: Vec<u8>) -> Delivery {
+    /// POSTs one body of type `content_type`.
+    pub async fn post(&self, body: Vec<u8>, content_type: &'static str) -> Delivery {
         if let Some(ip) = self.literal
             && let Err(error) = self.policy.check(ip)
         {
@@ -83,7 +86,7 @@ impl Webhook {
         let mut request = self
             .client
             .post(self.url.clone())
-            .header("content-type", "application/x-ndjson")
+            .header("content-type", content_type)
             .body(body);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());

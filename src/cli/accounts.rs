@@ -123,7 +123,7 @@ pub async fn user(env: &Environment, command: UserCommand) -> anyhow::Result<()>
         UserCommand::SetRole { email, role } => {
             let target = service.user_by_email(&email).await?;
             service
-                .set_role(&target.id, parse_role(&role)?, CLI, &client)
+                .set_role(&target.id, parse_role(&role)?, CLI, false, &client)
                 .await?
         }
         UserCommand::SetGroups { email, groups } => {

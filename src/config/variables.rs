@@ -346,6 +346,66 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Delete audit entries older than this many days (checked hourly; the chain stays verifiable from the last one deleted); empty: keep every entry.",
     ),
     (
+        ALERT_SIGN_IN_FAILURES,
+        "5/60s",
+        "Alert SLU-A001 when more than COUNT sign-ins fail from one address within WINDOW (COUNT/WINDOW, WINDOW in s, m or h), or off.",
+    ),
+    (
+        ALERT_SIGNUP_SURGE,
+        "3x/14d",
+        "Alert SLU-A002 when the signups of the last 24 hours exceed FACTOR times the daily average of the DAYS days before (FACTORx/DAYSd), or off.",
+    ),
+    (
+        ALERT_SIGNUP_MINIMUM,
+        "10",
+        "The signup surge alert needs at least this many signups in the last 24 hours (so a quiet instance's first few do not raise it); 1 to 1000000.",
+    ),
+    (
+        ALERT_ROLE_CHANGES,
+        "on",
+        "Alert SLU-A003 on every role change (who changed whom, and whether it was made outside an admin's fresh-auth action): on or off.",
+    ),
+    (
+        ALERT_MFA_DISABLED,
+        "on",
+        "Alert SLU-A004 when an account's MFA is turned off (by its owner or reset by an admin): on or off.",
+    ),
+    (
+        ALERT_NEW_ADMIN,
+        "on",
+        "Alert SLU-A005 when an account becomes an admin (created as one, promoted, or given the role by SSO claims): on or off.",
+    ),
+    (
+        ALERT_API_KEY_ALL_APPS,
+        "on",
+        "Alert SLU-A006 when an API key is created whose scope names every app of the catalog (two apps or more): on or off.",
+    ),
+    (
+        ALERT_LOCKOUT_BURST,
+        "2/10m",
+        "Alert SLU-A007 when more than COUNT accounts are locked within WINDOW (COUNT/WINDOW), or off.",
+    ),
+    (
+        ALERT_ADMIN_NEW_NETWORK,
+        "90d",
+        "Alert SLU-A008 when an admin signs in from a network (/24 for IPv4, /48 for IPv6) they have not signed in from within DAYS days (DAYSd), or off.",
+    ),
+    (
+        ALERT_WEBHOOK_URL,
+        "",
+        "POST each alert as JSON (with a Slack-compatible `text` field) to this http:// or https:// URL, with retries, through the egress guard; a secret (also from SLUICE_ALERT_WEBHOOK_URL_FILE); empty: alerts go to the audit log and metrics only.",
+    ),
+    (
+        ALERT_WEBHOOK_TOKEN,
+        "",
+        "Bearer token sent to SLUICE_ALERT_WEBHOOK_URL (also from SLUICE_ALERT_WEBHOOK_TOKEN_FILE); empty: no Authorization header.",
+    ),
+    (
+        ALERT_WEBHOOK_QUEUE,
+        "1000",
+        "Alerts that may wait for the webhook (while it is slow or down) before new ones are dropped (and counted in sluice_alert_webhook_dropped_total); 1 to 100000.",
+    ),
+    (
         SECRET_REFERENCES,
         "",
         "Where a datasource secret may come from besides a sealed value (comma-separated patterns, `*` at the end only), e.g. env:PG_*,file:/run/secrets/*; empty: references are refused. SLUICE_* variables are never readable.",
@@ -414,6 +474,18 @@ pub(super) const EGRESS_ALLOW: &str = "SLUICE_EGRESS_ALLOW";
 pub(super) const EGRESS_BIND: &str = "SLUICE_EGRESS_BIND";
 pub(super) const EGRESS_PUBLIC_IPS: &str = "SLUICE_EGRESS_PUBLIC_IPS";
 pub(super) const SQLITE_DIRS: &str = "SLUICE_SQLITE_DIRS";
+pub(super) const ALERT_SIGN_IN_FAILURES: &str = "SLUICE_ALERT_SIGN_IN_FAILURES";
+pub(super) const ALERT_SIGNUP_SURGE: &str = "SLUICE_ALERT_SIGNUP_SURGE";
+pub(super) const ALERT_SIGNUP_MINIMUM: &str = "SLUICE_ALERT_SIGNUP_MINIMUM";
+pub(super) const ALERT_ROLE_CHANGES: &str = "SLUICE_ALERT_ROLE_CHANGES";
+pub(super) const ALERT_MFA_DISABLED: &str = "SLUICE_ALERT_MFA_DISABLED";
+pub(super) const ALERT_NEW_ADMIN: &str = "SLUICE_ALERT_NEW_ADMIN";
+pub(super) const ALERT_API_KEY_ALL_APPS: &str = "SLUICE_ALERT_API_KEY_ALL_APPS";
+pub(super) const ALERT_LOCKOUT_BURST: &str = "SLUICE_ALERT_LOCKOUT_BURST";
+pub(super) const ALERT_ADMIN_NEW_NETWORK: &str = "SLUICE_ALERT_ADMIN_NEW_NETWORK";
+pub(super) const ALERT_WEBHOOK_URL: &str = "SLUICE_ALERT_WEBHOOK_URL";
+pub(super) const ALERT_WEBHOOK_TOKEN: &str = "SLUICE_ALERT_WEBHOOK_TOKEN";
+pub(super) const ALERT_WEBHOOK_QUEUE: &str = "SLUICE_ALERT_WEBHOOK_QUEUE";
 pub(super) const AUDIT_QUERY_RUNS: &str = "SLUICE_AUDIT_QUERY_RUNS";
 pub(super) const AUDIT_EXPORT: &str = "SLUICE_AUDIT_EXPORT";
 pub(super) const AUDIT_WEBHOOK_URL: &str = "SLUICE_AUDIT_WEBHOOK_URL";
@@ -433,6 +505,8 @@ pub const SECRET_VARIABLES: &[&str] = &[
     SCIM_TOKEN,
     SMTP_URL,
     AUDIT_WEBHOOK_TOKEN,
+    ALERT_WEBHOOK_URL,
+    ALERT_WEBHOOK_TOKEN,
     ENCRYPTION_PASSWORD_OLD,
     ENCRYPTION_SALT_OLD,
     METADATA_URL,

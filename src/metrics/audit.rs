@@ -7,6 +7,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SinkLabels {
     sink: &'static str,
 }
@@ -19,6 +24,10 @@ pub struct AuditMetrics {
     dropped: Family<SinkLabels, Counter>,
     query_runs_dropped: Counter,
     pruned: Counter,
+    alerts: Family<RuleLabels, Counter>,
+    alert_webhook_sent: Counter,
+    alert_webhook_failed: Counter,
+    alert_webhook_dropped: Counter,
 }
 
 impl AuditMetrics {
@@ -49,7 +58,47 @@ impl AuditMetrics {
             "Audit entries deleted by retention (SLUICE_AUDIT_RETENTION_DAYS)",
             metrics.pruned.clone(),
         );
+        registry.register(
+            "alerts",
+            "Auth alerts raised (audit entries of kind alert), by rule id (SLU-A001 ...); counted by the replica that recorded them",
+            metrics.alerts.clone(),
+        );
+        registry.register(
+            "alert_webhook_sent",
+            "Alerts the alert webhook (SLUICE_ALERT_WEBHOOK_URL) accepted",
+            metrics.alert_webhook_sent.clone(),
+        );
+        registry.register(
+            "alert_webhook_failed",
+            "Failed delivery attempts to the alert webhook (each retried)",
+            metrics.alert_webhook_failed.clone(),
+        );
+        registry.register(
+            "alert_webhook_dropped",
+            "Alerts not delivered to the alert webhook: its queue was full (SLUICE_ALERT_WEBHOOK_QUEUE), it refused them, or every retry failed; they stay in the audit log",
+            metrics.alert_webhook_dropped.clone(),
+        );
         metrics
+    }
+
+    /// An alert of rule `rule` recorded.
+    pub fn alert(&self, rule: &'static str) {
+        self.alerts.get_or_create(&RuleLabels { rule }).inc();
+    }
+
+    /// An alert delivered to the webhook.
+    pub fn alert_webhook_sent(&self) {
+        self.alert_webhook_sent.inc();
+    }
+
+    /// An attempt to deliver an alert to the webhook failed.
+    pub fn alert_webhook_failed(&self) {
+        self.alert_webhook_failed.inc();
+    }
+
+    /// An alert given up on (queue full, refused, retries exhausted).
+    pub fn alert_webhook_dropped(&self) {
+        self.alert_webhook_dropped.inc();
     }
 
     /// `count` entries delivered to `sink`.

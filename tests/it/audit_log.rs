@@ -121,7 +121,9 @@ fn tamper(file: &Path, sql: &str) {
 async fn verify_passes_on_a_served_log_and_names_each_tampering() {
     let dir = tempfile::tempdir().unwrap();
     init_store(dir.path());
-    let mut served = Served::start(&mut serve(dir.path())).await;
+    // Six failures would also raise an alert entry: off, so the log holds just the six.
+    let mut served =
+        Served::start(serve(dir.path()).env("SLUICE_ALERT_SIGN_IN_FAILURES", "off")).await;
     for n in 0..6 {
         failed_login(&served, &format!("nobody{n}@example.com")).await;
     }
@@ -731,4 +733,103 @@ async fn pagination_walks_every_entry_once_with_filters_and_refuses_bad_input() 
     .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["param"], "cursor");
+}
+
+#[tokio::test]
+async fn six_failed_sign_ins_raise_one_alert_in_the_log_the_metrics_and_the_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    init_store(dir.path());
+    // A metadata address as an IP literal: refused before serving, naming the variable
+    // and never the URL (a Slack webhook's path is its credential).
+    let refused = serve(dir.path())
+        .env("SLUICE_LISTEN", "127.0.0.1:0")
+        .env(
+            "SLUICE_ALERT_WEBHOOK_URL",
+            "http://169.254.169.254/hooks/alert-url-canary",
+        )
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("SLUICE_ALERT_WEBHOOK_URL"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        !text(&refused).contains("alert-url-canary"),
+        "{}",
+        text(&refused)
+    );
+
+    // The first delivery answers 500: retried.
+    let receiver = Receiver::start(1, false).await;
+    let url = format!(
+        "http://{}/hooks/T000/B000/alert-url-canary",
+        receiver.address
+    );
+    let served = Served::start(
+        serve(dir.path())
+            .env("SLUICE_ALERT_WEBHOOK_URL", &url)
+            .env("SLUICE_ALERT_WEBHOOK_TOKEN", WEBHOOK_TOKEN)
+            .env("SLUICE_EGRESS_ALLOW", "127.0.0.1/32"),
+    )
+    .await;
+    for n in 0..5 {
+        failed_login(&served, &format!("guess{n}@example.com")).await;
+    }
+    // Five are not more than five.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(receiver.requests().is_empty());
+    failed_login(&served, "guess5@example.com").await;
+    eventually("the alert delivered", Duration::from_secs(20), async || {
+        receiver.requests().len() == 2
+    })
+    .await;
+    let requests = receiver.requests();
+    assert_eq!(
+        requests[0].1, requests[1].1,
+        "the failed delivery is sent again"
+    );
+    let head = requests[1].0.to_ascii_lowercase();
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(
+        head.contains(&format!(
+            "authorization: bearer {}",
+            WEBHOOK_TOKEN.to_ascii_lowercase()
+        )),
+        "{head}"
+    );
+    let body: Value = serde_json::from_slice(&requests[1].1).unwrap();
+    assert_eq!(
+        body["text"],
+        "Sluice alert SLU-A001 (medium): 6 failed sign-ins from 127.0.0.1 within 60 s"
+    );
+    assert_eq!(body["alert"]["event"], "alert");
+
+    let (status, page) = admin_get(&served, "/v1/admin/audit?event=alert").await;
+    assert_eq!(status, 200, "{page}");
+    let entries = page["events"].as_array().expect("events");
+    assert_eq!(entries.len(), 1, "{page}");
+    assert_eq!(entries[0]["reason"], "sign_in_failures");
+    assert_eq!(entries[0]["ip"], "127.0.0.1");
+    assert_eq!(entries[0]["id"], body["alert"]["id"]);
+    let scrape = metrics(&served).await;
+    assert_eq!(
+        sample(&scrape, "sluice_alerts_total{rule=\"SLU-A001\"}"),
+        1.0
+    );
+    assert_eq!(sample(&scrape, "sluice_alert_webhook_sent_total"), 1.0);
+    assert_eq!(sample(&scrape, "sluice_alert_webhook_failed_total"), 1.0);
+    assert!(
+        served
+            .output()
+            .contains("Auth alert: 6 failed sign-ins from 127.0.0.1"),
+        "{}",
+        served.output()
+    );
+    assert!(
+        !served.output().contains("alert-url-canary"),
+        "{}",
+        served.output()
+    );
 }

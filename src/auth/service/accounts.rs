@@ -90,12 +90,15 @@ impl AuthService {
     }
 
     /// Changes a role. The account's sessions end (a privilege change never keeps an old
-    /// session id), so the new role starts with a new sign-in.
+    /// session id), so the new role starts with a new sign-in. `fresh_auth`: the actor is
+    /// an admin's session that passed the fresh-auth check (the audit entry says so; the
+    /// role-change alert reports changes made without it).
     pub async fn set_role(
         &self,
         user_id: &str,
         role: Role,
         actor: &str,
+        fresh_auth: bool,
         client: &ClientInfo,
     ) -> Result<UserRecord, AuthError> {
         let id = user_id.to_string();
@@ -111,7 +114,12 @@ impl AuthService {
         event.user_id = Some(after.id.clone());
         event.actor = Some(actor.to_string());
         event.details = Some(
-            serde_json::json!({ "from": before.role.as_str(), "to": role.as_str() }).to_string(),
+            serde_json::json!({
+                "from": before.role.as_str(),
+                "to": role.as_str(),
+                "fresh_auth": fresh_auth,
+            })
+            .to_string(),
         );
         self.audit.append(event).await;
         Ok(after)

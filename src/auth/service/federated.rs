@@ -197,7 +197,7 @@ impl AuthService {
         event.user_id = Some(user.id.clone());
         event.email = Some(user.email.clone());
         event.details =
-            Some(serde_json::json!({ "via": "sso", "provider": login.provider }).to_string());
+            Some(serde_json::json!({ "via": "sso", "provider": login.provider, "role": user.role.as_str() }).to_string());
         self.audit.append(event).await;
         Ok((user, session))
     }
@@ -236,6 +236,7 @@ impl AuthService {
             serde_json::json!({
                 "provider": login.provider,
                 "role": role.map(Role::as_str),
+                "from_role": role.map(|_| user.role.as_str()),
                 "groups_changed": groups.is_some(),
             })
             .to_string(),

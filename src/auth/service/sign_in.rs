@@ -38,6 +38,7 @@ impl AuthService {
         let mut event = self.audit.event("login_succeeded", client);
         event.user_id = Some(user.id.clone());
         event.email = Some(user.email.clone());
+        event.details = Some(serde_json::json!({ "role": user.role.as_str() }).to_string());
         self.audit.append(event).await;
         Ok((user, session))
     }
