@@ -6,7 +6,8 @@
 //! bound, new sign-ins do not, `/readyz` says not ready, and it recovers when the store
 //! returns); a replica killed with SIGKILL under load while the others answer every
 //! request, and a new one joining; a replica whose store connections the server terminates
-//! (`pg_terminate_backend`) recovering by itself. Real processes, real PostgreSQL, real
+//! (`pg_terminate_backend`) recovering by itself; failed sign-ins spread over three replicas
+//! raising one auth alert for the cluster. Real processes, real PostgreSQL, real
 //! Redis (127.0.0.1:6379; the tests fail without it).
 
 use std::net::SocketAddr;
@@ -448,4 +449,52 @@ async fn a_replica_whose_store_connections_are_terminated_recovers() {
         async || run_query(&a, &cookie, "first").await.0 == 401,
     )
     .await;
+}
+
+/// One failed sign-in (an unknown account) through `served`.
+async fn failed_sign_in(served: &Served, email: &str) {
+    let response = served
+        .client
+        .post(served.url("/v1/auth/login"))
+        .json(&serde_json::json!({ "email": email, "password": "not-the-password-1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn failed_sign_ins_spread_over_replicas_raise_one_alert_for_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fresh, url) = store("sluice_alerts_pg", dir.path()).await;
+    let replicas = vec![
+        replica(dir.path(), &url, &[]).await,
+        replica(dir.path(), &url, &[]).await,
+        replica(dir.path(), &url, &[]).await,
+    ];
+    let alerts = "SELECT count(*) FROM audit_events WHERE event = 'alert'";
+    // Two failures per replica: no replica saw more than five itself, the cluster saw six.
+    for n in 0..6 {
+        failed_sign_in(&replicas[n % 3], &format!("guess{n}@example.com")).await;
+    }
+    within(Duration::from_secs(20), "the alert recorded", async || {
+        admin_count(&fresh.0, alerts).await == 1
+    })
+    .await;
+    // Every replica has read past it by now (they poll every second): still one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(admin_count(&fresh.0, alerts).await, 1);
+    let mut counted = 0.0;
+    for served in &replicas {
+        counted += metric(served, "sluice_alerts_total{rule=\"SLU-A001\"}").await;
+    }
+    assert_eq!(counted, 1.0, "counted by the replica that recorded it");
+    assert_eq!(
+        admin_count(
+            &fresh.0,
+            "SELECT count(*) FROM audit_events WHERE event = 'alert' AND reason = 'sign_in_failures' AND ip = '127.0.0.1'"
+        )
+        .await,
+        1
+    );
 }
