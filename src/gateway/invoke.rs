@@ -251,7 +251,7 @@ async fn execute(
         return Err(ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             "not_acceptable",
-            "an HTTP datasource's answer is one JSON envelope, not rows:              accept application/json",
+            "an HTTP datasource's answer is one JSON envelope, not rows: accept application/json",
         ));
     }
     let input = read_params(headers, body, state.limits.max_body_bytes).await?;

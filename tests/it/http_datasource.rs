@@ -1254,3 +1254,36 @@ async fn an_upstream_that_echoes_its_request_never_echoes_the_credential() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_ndjson_request_for_an_http_query_is_refused_with_406_before_any_call() {
+    let s = setup().await;
+    s.upstream.clear();
+    let response = s
+        .gateway
+        .client
+        .post(s.gateway.url("/v1/apps/t/queries/ok"))
+        .header("accept", "application/x-ndjson")
+        .header("content-type", "application/json")
+        .body(json!({ "params": {} }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 406);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_acceptable");
+    assert_eq!(
+        body["error"]["message"],
+        "an HTTP datasource's answer is one JSON envelope, not rows: accept application/json"
+    );
+    assert!(s.upstream.seen().is_empty(), "the upstream was called");
+    // The same query with the default Accept answers its envelope.
+    let mut s = s;
+    assert_eq!(s.call("ok", json!({})).await.envelope()["status"], 200);
+}
