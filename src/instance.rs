@@ -273,6 +273,7 @@ impl Instance {
             admin::router(admin_state),
             self.config.metrics_token.clone(),
             scim,
+            self.config.console,
             self.extra_routes.clone(),
         )
     }
