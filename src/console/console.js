@@ -223,12 +223,19 @@ function parts() {
     .map((p) => decodeURIComponent(p));
 }
 
+/**
+ * Shows a new page: its heading and first children in a view of its own, which the page's
+ * later (awaited) parts are appended to through `view(heading)`. A page left meanwhile
+ * appends to its own detached view, never into the next page.
+ */
 function setPage(title, ...children) {
   document.title = `${title} · Sluice console`;
   const heading = h("h1", { tabindex: "-1" }, title);
-  $("page").replaceChildren(heading, ...children);
+  $("page").replaceChildren(h("div", { class: "view" }, heading, ...children));
   return heading;
 }
+
+const view = (heading) => heading.parentNode;
 
 let renderCount = 0;
 
@@ -435,7 +442,7 @@ async function appsPage(rest) {
         h("td", {}, a.queries.length ? a.queries.map((q, i) => [i ? ", " : "", h("a", { href: `#/apps/${enc(a.name)}/queries/${enc(q)}` }, q)]) : h("span", { class: "muted" }, "none")),
       ),
     );
-    append($("page"), [
+    append(view(heading), [
       h("p", { class: "muted" }, `Catalog revision ${data.revision}.`),
       h("table", { id: "apps" }, h("caption", { class: "muted" }, "Apps you may edit"), h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "App"), h("th", { scope: "col" }, "Visibility"), h("th", { scope: "col" }, "Queries"))), h("tbody", {}, rows)),
     ]);
@@ -465,22 +472,22 @@ async function appPage(app) {
       event.preventDefault();
       go(`#/apps/${enc(app)}/queries/${enc(name.value)}`);
     });
-    append($("page"), [
+    append(view(heading), [
       h("h2", {}, "Queries"),
       h("table", { id: "queries" }, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Query"), h("th", { scope: "col" }, "Datasource"), h("th", { scope: "col" }, "Description"))), h("tbody", {}, rows)),
       create,
     ]);
     say(`${data.queries.length} quer${data.queries.length === 1 ? "y" : "ies"} in ${app}.`);
-    if (me.role === "admin") await membersSection(app);
+    if (me.role === "admin") await membersSection(app, view(heading));
   } catch (error) {
     showError(error);
   }
   return heading;
 }
 
-async function membersSection(app) {
+async function membersSection(app, into) {
   const section = h("section", { class: "card", "aria-labelledby": "members-title" }, h("h2", { id: "members-title" }, "Members"));
-  $("page").append(section);
+  into.append(section);
   const [{ data: members }, { data: users }] = await Promise.all([
     api("GET", `/v1/admin/apps/${enc(app)}/members`),
     api("GET", "/v1/admin/users"),
@@ -572,7 +579,7 @@ async function queryEditor(app, name) {
   const description = h("input", { name: "description", value: stored.description || "" });
   const sql = h("textarea", { name: "sql", rows: "8", spellcheck: "false", value: stored.sql || "" });
   sql.value = stored.sql || "";
-  const params = h("textarea", { name: "params", rows: "5", spellcheck: "false" });
+  const params = h("textarea", { name: "params", rows: "4", spellcheck: "false", class: "small" });
   params.value = JSON.stringify(stored.params || {}, null, 2);
   const problems = h("div", { id: "sql-problems", role: "alert", "aria-live": "assertive" });
 
@@ -648,7 +655,7 @@ async function queryEditor(app, name) {
 
   // Preview as a user.
   const as = h("input", { name: "as", required: true, value: me.email, autocomplete: "off" });
-  const previewParams = h("textarea", { name: "preview-params", rows: "3", spellcheck: "false" });
+  const previewParams = h("textarea", { name: "preview-params", rows: "2", spellcheck: "false", class: "small" });
   previewParams.value = "{}";
   const output = h("div", { id: "preview-result", "aria-live": "polite" });
   const preview = h(
@@ -705,7 +712,7 @@ async function queryEditor(app, name) {
       }
     },
   };
-  append($("page"), [
+  append(view(heading), [
     exists ? null : h("p", {}, "A new query: fill it in and create it."),
     form,
     preview,
@@ -750,7 +757,7 @@ async function datasourcesPage() {
         h("td", { class: "actions" }, test, d.kind === "postgres" || d.kind === "mysql" ? setSecret : null),
       );
     });
-    append($("page"), [
+    append(view(heading), [
       h("table", { id: "datasources" }, h("thead", {}, h("tr", {}, ["Name", "Kind", "Where", "Secrets", "Actions"].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows)),
       results,
       newDatasourceForm(),
@@ -892,7 +899,7 @@ async function usersPage() {
         h("td", { class: "actions" }, disable, locked ? unlock : null),
       );
     });
-    append($("page"), [
+    append(view(heading), [
       h("table", { id: "users" }, h("thead", {}, h("tr", {}, ["Email", "Name", "Role", "MFA", "State", "Last sign-in", "Actions"].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows)),
     ]);
     say(`${data.users.length} user(s).`);
@@ -966,7 +973,7 @@ async function keysPage() {
         showError(error);
       }
     });
-    append($("page"), [
+    append(view(heading), [
       shown,
       h("table", { id: "keys" }, h("thead", {}, h("tr", {}, ["Name", "Id", "Scope", "Created", "Last used", "State", "Action"].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows)),
       create,
@@ -992,7 +999,7 @@ async function auditPage() {
     h("button", { type: "submit", class: "primary" }, "Show"),
   );
   const output = h("div", { id: "audit-result" });
-  append($("page"), [form, output]);
+  append(view(heading), [form, output]);
   const load = async (cursor) => {
     clearError();
     const query = new URLSearchParams();
@@ -1030,7 +1037,7 @@ async function egressPage() {
   try {
     const { data } = await api("GET", "/v1/admin/egress");
     const list = (items, none) => (items.length ? h("ul", {}, items.map((i) => h("li", { class: "mono" }, i))) : h("p", { class: "muted" }, none));
-    append($("page"), [
+    append(view(heading), [
       h("p", {}, "What a DBA allowlists: the addresses Sluice's connections come from, and where they go."),
       h("h2", {}, "Source addresses"),
       list(data.bind_addresses, "Chosen by the operating system (SLUICE_EGRESS_BIND is not set)."),

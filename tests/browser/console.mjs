@@ -9,6 +9,8 @@
 //   PASSWORD        both accounts' password
 //   PG_HOST, PG_PORT the local PostgreSQL (a datasource the console creates)
 //   SHOTS           where the screenshots go (docs/console)
+//   RECHECK_GATEWAY another gateway (same catalog) whose clock ADVANCE_CLOCK (a POST) moves
+//                   ten minutes on, with DEVELOPER_EMAIL, a developer (PASSWORD too)
 // Each check prints `ok: NAME` or `FAILED: NAME`; exits non-zero if any failed. The checks
 // run in order on one admin session (the later ones need the earlier ones' state).
 
@@ -31,6 +33,9 @@ const PASSWORD = env("PASSWORD");
 const PG_HOST = env("PG_HOST");
 const PG_PORT = env("PG_PORT");
 const SHOTS = env("SHOTS");
+const RECHECK_GATEWAY = env("RECHECK_GATEWAY");
+const ADVANCE_CLOCK = env("ADVANCE_CLOCK");
+const DEVELOPER_EMAIL = env("DEVELOPER_EMAIL");
 const CONSOLE = `${GATEWAY}/console`;
 mkdirSync(SHOTS, { recursive: true });
 
@@ -104,8 +109,8 @@ async function run(query) {
   return body.rows;
 }
 
-async function signIn(page, email) {
-  await page.goto(CONSOLE);
+async function signIn(page, email, url = CONSOLE) {
+  await page.goto(url);
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -218,6 +223,10 @@ await check("the console edits a query, the change serves at once, and a stale s
   await page.goto(`${CONSOLE}#/apps/shop`);
   await page.waitForSelector("#queries tbody tr");
   await shot(page, "app");
+  // An app member, added from the app's page.
+  await page.getByLabel("User", { exact: true }).selectOption({ label: `${VIEWER_EMAIL} (viewer)` });
+  await page.getByRole("button", { name: "Add member" }).click();
+  await page.waitForSelector(`#members-title ~ table >> text=${VIEWER_EMAIL}`);
   await page.goto(editor);
   const sql = page.getByLabel("SQL", { exact: true });
   await page.waitForFunction(() => document.querySelector("textarea[name=sql]")?.value.includes("hello"));
@@ -263,7 +272,7 @@ await check("the console edits a query, the change serves at once, and a stale s
   // History: the original and the edit; rolling back to the original serves it again.
   await page.reload();
   await page.waitForSelector("#history tbody tr:nth-child(2)");
-  await shot(page, "query-editor");
+  await page.screenshot({ path: `${SHOTS}/query-editor.png`, fullPage: true });
   const rollback = page.locator("#history button", { hasText: "Roll back to revision" }).first();
   await rollback.click();
   await page.waitForFunction(() => document.querySelector("textarea[name=sql]")?.value.includes("hello"));
@@ -388,6 +397,38 @@ await check("a viewer sees no admin pages, and the API refuses them anyway", asy
     return out;
   });
   for (const status of statuses) assert.match(status, /^403 /, statuses.join(", "));
+  assert.deepEqual(seen, []);
+  await context.close();
+});
+
+await check("a change that needs fresh authentication asks for the password, then goes through", async () => {
+  const context = await browser.newContext({ viewport });
+  const developer = await context.newPage();
+  const seen = [];
+  watch(developer, seen);
+  await signIn(developer, DEVELOPER_EMAIL, `${RECHECK_GATEWAY}/console`);
+  await developer.waitForFunction(() => document.querySelector("h1")?.textContent === "Apps and queries");
+  const nav = await developer.$$eval("#nav a", (links) => links.map((a) => a.textContent));
+  assert.deepEqual(nav, ["Apps and queries", "API keys", "Account"]);
+  await developer.goto(`${RECHECK_GATEWAY}/console#/keys`);
+  await developer.waitForSelector("#create-key");
+  // Ten minutes later (the server's clock), the sign-in is no longer fresh.
+  assert.equal((await fetch(ADVANCE_CLOCK, { method: "POST" })).status, 200);
+  await developer.getByLabel("Name", { exact: true }).fill("after-a-while");
+  await developer.getByLabel("Apps (comma-separated)").fill("shop");
+  await developer.getByRole("button", { name: "Create key" }).click();
+  const dialog = developer.getByRole("dialog", { name: "Confirm it is you" });
+  await dialog.waitFor();
+  assert.equal(await developer.isHidden("#reauth-code"), true, "no code field without MFA");
+  await dialog.getByLabel("Your password").fill("not the password");
+  await dialog.getByRole("button", { name: "Confirm" }).click();
+  await developer.waitForFunction(() => document.getElementById("reauth-error").textContent.length > 0);
+  await dialog.getByLabel("Your password").fill(PASSWORD);
+  await shot(developer, "reauth");
+  await dialog.getByRole("button", { name: "Confirm" }).click();
+  await developer.waitForSelector("#key-value");
+  assert.match((await developer.textContent("#key-value")).trim(), /^slk_/);
+  assert.equal(await dialog.isVisible(), false);
   assert.deepEqual(seen, []);
   await context.close();
 });

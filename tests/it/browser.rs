@@ -219,8 +219,47 @@ apps:
             .expect("user");
     }
 
+    // A second gateway whose clock the test moves (through a small endpoint of its own), so
+    // a developer's sign-in is no longer fresh and the console must ask for the password.
+    let clock = sluice::clock::ManualClock::new();
+    let recheck = TestGateway::start_clocked(
+        sluice::spec::yaml::parse(&catalog).expect("catalog"),
+        &[("SLUICE_AUTH_RATE_PER_MINUTE", "1000")],
+        std::sync::Arc::new(clock.clone()),
+    )
+    .await;
+    let developer = format!("{}@example.com", unique_name("developer"));
+    recheck
+        .auth
+        .create_user(
+            &developer,
+            "",
+            sluice::auth::Role::Developer,
+            vec![],
+            Some(password.into()),
+            "test",
+        )
+        .await
+        .expect("developer");
+    let clock_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let clock_url = format!("http://{}/advance", clock_listener.local_addr().unwrap());
+    let advance = Router::new().route(
+        "/advance",
+        axum::routing::post(move || {
+            let clock = clock.clone();
+            async move {
+                clock.advance_secs(600);
+                "advanced"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(clock_listener, advance).await });
+
     let run = tokio::process::Command::new("node")
         .arg(root.join("tests/browser/console.mjs"))
+        .env("RECHECK_GATEWAY", recheck.url(""))
+        .env("DEVELOPER_EMAIL", &developer)
+        .env("ADVANCE_CLOCK", &clock_url)
         .env("CHROMIUM", &chromium)
         .env("GATEWAY", gateway.url(""))
         .env("HOSTILE_ORIGIN", &hostile_origin)
@@ -250,9 +289,11 @@ apps:
         "datasources: create one with a write-only password, set it again, test it step by step",
         "users (disable, enable), API keys (shown once, revoked), audit log filters, egress",
         "a viewer sees no admin pages, and the API refuses them anyway",
+        "a change that needs fresh authentication asks for the password, then goes through",
         "the console cannot be framed",
     ] {
         assert!(stdout.contains(&format!("ok: {name}")), "{name}: {stdout}");
     }
     gateway.stop().await;
+    recheck.stop().await;
 }
