@@ -206,8 +206,9 @@ apps:
     )
     .await;
     let password = "correct horse battery staple 42";
-    let admin = format!("{}@example.com", unique_name("admin"));
-    let viewer = format!("{}@example.com", unique_name("viewer"));
+    // Fixed names (each gateway has a store of its own): they show in the screenshots.
+    let admin = "ada@example.com".to_string();
+    let viewer = "vera@example.com".to_string();
     for (email, role) in [
         (&admin, sluice::auth::Role::Admin),
         (&viewer, sluice::auth::Role::Viewer),
@@ -228,7 +229,7 @@ apps:
         std::sync::Arc::new(clock.clone()),
     )
     .await;
-    let developer = format!("{}@example.com", unique_name("developer"));
+    let developer = "dev@example.com".to_string();
     recheck
         .auth
         .create_user(
