@@ -265,7 +265,9 @@ async function render() {
     return;
   }
   const heading = await page.render(rest);
-  if (heading && mine === renderCount && document.activeElement === document.body) heading.focus();
+  // After a move between pages, focus goes to the new page's heading (screen readers read
+  // it); on the first load it stays at the top, where Tab reaches "Skip to content" first.
+  if (heading && moved && mine === renderCount && document.activeElement === document.body) heading.focus();
 }
 
 function renderHeader() {
@@ -1064,5 +1066,14 @@ async function egressPage() {
 
 setUpReauth();
 $("sign-out").addEventListener("click", signOut);
-window.addEventListener("hashchange", () => render());
+// The skip link moves focus to the content; as a plain `#main` link it would be a route.
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  $("main").focus();
+});
+let moved = false;
+window.addEventListener("hashchange", () => {
+  moved = true;
+  render();
+});
 render();

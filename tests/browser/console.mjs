@@ -382,6 +382,14 @@ await check("a viewer sees no admin pages, and the API refuses them anyway", asy
   await viewer.waitForFunction(() => document.querySelector("h1")?.textContent === "Account");
   const nav = await viewer.$$eval("#nav a", (links) => links.map((a) => a.textContent));
   assert.deepEqual(nav, ["Account"]);
+  // From the keyboard: the first Tab reaches "Skip to content", which focuses the page.
+  await viewer.reload();
+  await viewer.waitForFunction(() => document.querySelector("h1")?.textContent === "Account");
+  await viewer.keyboard.press("Tab");
+  assert.equal(await viewer.evaluate(() => document.activeElement.textContent), "Skip to content");
+  await viewer.keyboard.press("Enter");
+  assert.equal(await viewer.evaluate(() => document.activeElement.id), "main");
+  assert.match(viewer.url(), /#\/account$/);
   await shot(viewer, "viewer");
   for (const hash of ["#/users", "#/datasources", "#/apps", "#/audit", "#/egress", "#/keys"]) {
     await viewer.goto(`${CONSOLE}${hash}`);
