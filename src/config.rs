@@ -52,13 +52,13 @@ use parse::{Env, MAX_MILLIS, MAX_SECS, boxed, parse_address_list, parse_public_u
 use settings::{auth_settings, edge_settings};
 use variables::{
     ACME_CA_FILE, ACME_CONTACT, ACME_DIRECTORY, ACME_DOMAINS, ADMIN_TOKEN, AUTH_CACHE_SECS,
-    AUTH_CACHE_STALE_SECS, BODY_READ_TIMEOUT_MS, CATALOG_RELOAD_SECS, DATA_DIR, EGRESS_ALLOW,
-    EGRESS_BIND, EGRESS_PUBLIC_IPS, ENCRYPTION_PASSWORD, ENCRYPTION_PASSWORD_OLD, ENCRYPTION_SALT,
-    ENCRYPTION_SALT_OLD, HEADER_READ_TIMEOUT_MS, LISTEN, LISTEN_BACKLOG, LOG_FORMAT, LOG_LEVEL,
-    MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_ROWS, METADATA_DB,
-    METADATA_PASSWORD, METADATA_URL, METRICS_LISTEN, METRICS_TOKEN, POOL_SIZE, POOL_WAIT_MS,
-    PUBLIC_URL, QUERY_TIMEOUT_MS, REDIS_URL, SCIM_TOKEN, SECRET_REFERENCES, SHUTDOWN_GRACE_SECS,
-    SQLITE_DIRS, TLS_CERT_FILE, TLS_KEY_FILE,
+    AUTH_CACHE_STALE_SECS, BODY_READ_TIMEOUT_MS, CATALOG_RELOAD_SECS, CONSOLE, DATA_DIR,
+    EGRESS_ALLOW, EGRESS_BIND, EGRESS_PUBLIC_IPS, ENCRYPTION_PASSWORD, ENCRYPTION_PASSWORD_OLD,
+    ENCRYPTION_SALT, ENCRYPTION_SALT_OLD, HEADER_READ_TIMEOUT_MS, LISTEN, LISTEN_BACKLOG,
+    LOG_FORMAT, LOG_LEVEL, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_ROWS,
+    METADATA_DB, METADATA_PASSWORD, METADATA_URL, METRICS_LISTEN, METRICS_TOKEN, POOL_SIZE,
+    POOL_WAIT_MS, PUBLIC_URL, QUERY_TIMEOUT_MS, REDIS_URL, SCIM_TOKEN, SECRET_REFERENCES,
+    SHUTDOWN_GRACE_SECS, SQLITE_DIRS, TLS_CERT_FILE, TLS_KEY_FILE,
 };
 
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
@@ -122,6 +122,8 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     /// Bearer token of the SCIM 2.0 endpoints (`/scim/v2/...`); `None`: not served.
     pub scim_token: Option<SecretString>,
+    /// The admin console at `/console` (`SLUICE_CONSOLE`, on by default).
+    pub console: bool,
     /// Non-public networks every datasource may reach.
     pub egress_allow: Vec<ipnet::IpNet>,
     /// Source addresses for outbound connections (at most one per address family).
@@ -542,6 +544,13 @@ pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Co
         )?,
         metrics_token: bearer_token(&env, METRICS_TOKEN)?,
         scim_token: bearer_token(&env, SCIM_TOKEN)?,
+        console: env.parse(CONSOLE, "on or off", |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" | "yes" => Ok(true),
+                "off" | "false" | "0" | "no" => Ok(false),
+                _ => Err(None),
+            }
+        })?,
         egress_allow: env.parse(
             EGRESS_ALLOW,
             "a comma-separated list of CIDRs or addresses such as 10.0.0.0/8, 192.168.1.5",

@@ -279,6 +279,7 @@ impl Instance {
             admin::router(admin_state),
             self.config.metrics_token.clone(),
             scim,
+            self.config.console,
             self.extra_routes.clone(),
         )
     }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod datasource;
 pub mod demo;
 pub mod egress;

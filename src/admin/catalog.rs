@@ -72,6 +72,7 @@ pub fn router() -> Router<Arc<AdminState>> {
             "/apps/{app}/queries/{query}",
             get(get_query).put(put_query).delete(delete_query),
         )
+        .route("/apps/{app}/queries/{query}/history", get(query_history))
         .route(
             "/apps/{app}/queries/{query}/preview",
             post(preview::preview),
@@ -402,6 +403,69 @@ async fn get_query(
     };
     view["name"] = json!(query);
     Ok(resource_response(StatusCode::OK, view, &etag, revision))
+}
+
+/// How many recent revisions a query's history looks through.
+const QUERY_HISTORY: u32 = 200;
+
+/// `GET /v1/admin/apps/{app}/queries/{query}/history`: the versions of one query, newest
+/// first, from the recent catalog revisions: one entry per revision that changed it (created,
+/// edited or deleted: `query` is `null` then), each with the query as stored then and its
+/// `etag`. A rollback is an ordinary conditional write of an older version (`PUT` with the
+/// current `If-Match`), so it is checked, stored as a new revision and audited like any edit.
+async fn query_history(
+    State(state): Shared,
+    Extension(actor): Extension<AdminActor>,
+    Path((app, query)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (revision, spec) = current(&state).await?;
+    require_editor(&state, &actor, &app, &spec).await?;
+    if !spec.apps.contains_key(&app) {
+        return Err(no_app(&app));
+    }
+    let resource = Resource::Query(&app, &query);
+    let store = state.store.clone();
+    let history = tokio::task::spawn_blocking(move || store.catalog_history(QUERY_HISTORY))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(store_error)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "revision": revision,
+            "app": app,
+            "query": query,
+            "versions": query_versions(&history, resource),
+        }),
+    ))
+}
+
+/// The revisions (newest first) at which `resource` differs from the revision before; a
+/// revision stored without its content ends the walk.
+fn query_versions(history: &[CatalogRevision], resource: Resource<'_>) -> Vec<Value> {
+    let states: Vec<(&CatalogRevision, Option<Value>)> = history
+        .iter()
+        .map_while(|r| r.spec.as_ref().map(|spec| (r, resource.stored(spec))))
+        .collect();
+    let mut versions = Vec::new();
+    for (i, (revision, stored)) in states.iter().enumerate() {
+        let older = states.get(i + 1).map(|(_, s)| s);
+        // The oldest revision read counts as a change only when it holds the query.
+        let changed = match older {
+            Some(older) => older != stored,
+            None => stored.is_some(),
+        };
+        if changed {
+            versions.push(json!({
+                "revision": revision.id,
+                "applied_at": revision.applied_at,
+                "source": revision.source,
+                "etag": stored.as_ref().map(etag_of),
+                "query": stored,
+            }));
+        }
+    }
+    versions
 }
 
 fn invalid_name(what: &str, name: &str) -> Result<(), ApiError> {

@@ -637,3 +637,21 @@ fn secret_references_are_parsed_and_sluice_variables_refused() {
         .to_string();
     assert!(text.contains("SLUICE_SECRET_REFERENCES"), "{text}");
 }
+
+#[test]
+fn the_console_is_on_unless_turned_off() {
+    assert!(ok(&[]).console);
+    for (value, on) in [
+        ("on", true),
+        ("off", false),
+        ("OFF", false),
+        ("true", true),
+        ("0", false),
+    ] {
+        assert_eq!(ok(&[("SLUICE_CONSOLE", value)]).console, on, "{value}");
+    }
+    let error = parse(&[("SLUICE_CONSOLE", "sometimes")])
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("SLUICE_CONSOLE"), "{error}");
+}

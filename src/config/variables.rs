@@ -161,6 +161,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "Bearer token of the SCIM 2.0 provisioning endpoints (/scim/v2/Users, /scim/v2/Groups; docs/SCIM.md) that an identity provider (Okta, Entra ID) uses, at least 32 characters; empty: SCIM is off and its paths are unknown (404).",
     ),
     (
+        CONSOLE,
+        "on",
+        "The admin console at /console (docs/CONSOLE.md): on or off; off makes its paths unknown (404). The JSON API it calls is served either way.",
+    ),
+    (
         TLS_CERT_FILE,
         "",
         "PEM certificate chain to serve HTTPS with (re-read on SIGHUP); empty: plain HTTP (terminate TLS in front of Sluice).",
@@ -443,6 +448,7 @@ pub(super) const ADMIN_TOKEN: &str = "SLUICE_ADMIN_TOKEN";
 pub(super) const METRICS_LISTEN: &str = "SLUICE_METRICS_LISTEN";
 pub(super) const METRICS_TOKEN: &str = "SLUICE_METRICS_TOKEN";
 pub(super) const SCIM_TOKEN: &str = "SLUICE_SCIM_TOKEN";
+pub(super) const CONSOLE: &str = "SLUICE_CONSOLE";
 pub(super) const TLS_CERT_FILE: &str = "SLUICE_TLS_CERT_FILE";
 pub(super) const TLS_KEY_FILE: &str = "SLUICE_TLS_KEY_FILE";
 pub(super) const ACME_DOMAINS: &str = "SLUICE_ACME_DOMAINS";

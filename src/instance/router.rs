@@ -1,5 +1,6 @@
 //! The HTTP router of an instance: the view plane, `/v1/auth` and `/v1/admin` (and
-//! `/metrics` when a metrics token is set, `/scim/v2` when a SCIM token is) composed behind the request-id and edge
+//! `/metrics` when a metrics token is set, `/scim/v2` when a SCIM token is, the admin console
+//! `/console` unless it is turned off) composed behind the request-id and edge
 //! middleware, with the account-route guard around the account and admin routes.
 
 use std::sync::Arc;
@@ -15,12 +16,13 @@ use crate::vault::SecretString;
 
 /// The whole router: the view plane and `/v1/auth`, with `admin` (the edit plane) nested
 /// at `/v1/admin`, and `GET /metrics` behind `metrics_token` when there is one, all behind
-/// the request-id and edge middleware.
+/// the request-id and edge middleware; the console's static pages when `console` is on.
 pub fn router(
     state: Arc<GatewayState>,
     admin: Router,
     metrics_token: Option<SecretString>,
     scim: Option<Arc<ScimState>>,
+    console: bool,
     extra: Option<Router>,
 ) -> Router {
     let account = |cors| {
@@ -50,6 +52,11 @@ pub fn router(
     // cookie-authenticated, so outside the account-route guard.
     if let Some(scim) = scim {
         routes = routes.merge(crate::scim::routes::router(scim));
+    }
+    // The admin console (`SLUICE_CONSOLE`): static pages that call the account and admin
+    // routes above like any other client.
+    if console {
+        routes = routes.merge(crate::console::router());
     }
     // Pages a caller of the library adds (the demo's), with no state of their own.
     if let Some(extra) = extra {

@@ -23,6 +23,7 @@ const PLACES: &[(&str, &str)] = &[
     ("admin", "planes"),
     ("auth::routes", "planes"),
     ("auth::pages", "planes"),
+    ("console", "planes"),
     ("snapshot", "services"),
     ("rotation", "services"),
     ("acme", "services"),

@@ -2,7 +2,8 @@
 //! playwright-core: the demo page, NDJSON streaming, CORS with credentials from another
 //! origin, the CSRF check against a hostile form, framing. This test runs the servers: the
 //! `sluice demo` instance, a gateway on the local PostgreSQL, and two static origins (an
-//! app's and a hostile site's, each on its own port).
+//! app's and a hostile site's, each on its own port). The admin console has its own test
+//! (tests/browser/console.mjs), which also takes the screenshots of docs/console/.
 //!
 //! It fails, never skips, when chromium or the npm packages are missing: scripts/test
 //! installs both (`apt-get install chromium`, `npm ci --prefix tests/browser`).
@@ -159,4 +160,149 @@ apps:
         assert!(stdout.contains(&format!("ok: {name}")), "{name}: {stdout}");
     }
     drop(demo_directory);
+}
+
+/// The admin console (tests/browser/console.mjs): sign-in and MFA enrolment, editing a
+/// query (served at once, a stale tab's conflict, a compile error at its line, preview,
+/// history and rollback), datasources, users, keys, the audit log and egress pages, a
+/// viewer's view, no data without a session, and framing. Takes a screenshot of each page
+/// (into docs/console/ with `UPDATE_SCREENSHOTS=1`, else into a temporary folder).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_in_real_chromium() {
+    let chromium = chromium();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core")
+            .exists(),
+        "playwright-core is missing: scripts/test installs it (npm ci --prefix tests/browser)"
+    );
+    // The hostile site that frames the console.
+    let hostile_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hostile_origin = format!("http://{}", hostile_listener.local_addr().unwrap());
+    serve_origin(hostile_listener);
+
+    let catalog = format!(
+        r#"
+datasources:
+{pg}
+apps:
+  shop:
+    visibility: public
+    grants: {{ anonymous: true }}
+    queries:
+      greeting:
+        datasource: pg
+        description: A word of welcome
+        sql: SELECT 'hello' AS word
+"#,
+        pg = pg_datasource_yaml("pg").trim_end(),
+    );
+    let gateway = TestGateway::start_with(
+        &catalog,
+        &[
+            ("SLUICE_EGRESS_PUBLIC_IPS", "203.0.113.7"),
+            ("SLUICE_AUTH_RATE_PER_MINUTE", "1000"),
+        ],
+    )
+    .await;
+    let password = "correct horse battery staple 42";
+    // Fixed names (each gateway has a store of its own): they show in the screenshots.
+    let admin = "ada@example.com".to_string();
+    let viewer = "vera@example.com".to_string();
+    for (email, role) in [
+        (&admin, sluice::auth::Role::Admin),
+        (&viewer, sluice::auth::Role::Viewer),
+    ] {
+        gateway
+            .auth
+            .create_user(email, "", role, vec![], Some(password.into()), "test")
+            .await
+            .expect("user");
+    }
+
+    // A second gateway whose clock the test moves (through a small endpoint of its own), so
+    // a developer's sign-in is no longer fresh and the console must ask for the password.
+    let clock = sluice::clock::ManualClock::new();
+    let recheck = TestGateway::start_clocked(
+        sluice::spec::yaml::parse(&catalog).expect("catalog"),
+        &[("SLUICE_AUTH_RATE_PER_MINUTE", "1000")],
+        std::sync::Arc::new(clock.clone()),
+    )
+    .await;
+    let developer = "dev@example.com".to_string();
+    recheck
+        .auth
+        .create_user(
+            &developer,
+            "",
+            sluice::auth::Role::Developer,
+            vec![],
+            Some(password.into()),
+            "test",
+        )
+        .await
+        .expect("developer");
+    let clock_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let clock_url = format!("http://{}/advance", clock_listener.local_addr().unwrap());
+    let advance = Router::new().route(
+        "/advance",
+        axum::routing::post(move || {
+            let clock = clock.clone();
+            async move {
+                clock.advance_secs(600);
+                "advanced"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(clock_listener, advance).await });
+
+    // Every run takes the screenshots; they replace the committed ones in docs/console/ only
+    // when asked (UPDATE_SCREENSHOTS=1), so a test run leaves the tree clean.
+    let shot_dir = tempfile::tempdir().unwrap();
+    let shots = if std::env::var_os("UPDATE_SCREENSHOTS").is_some_and(|v| v == "1") {
+        root.join("docs/console")
+    } else {
+        shot_dir.path().to_path_buf()
+    };
+    let run = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/console.mjs"))
+        .env("RECHECK_GATEWAY", recheck.url(""))
+        .env("DEVELOPER_EMAIL", &developer)
+        .env("ADVANCE_CLOCK", &clock_url)
+        .env("CHROMIUM", &chromium)
+        .env("GATEWAY", gateway.url(""))
+        .env("HOSTILE_ORIGIN", &hostile_origin)
+        .env("ADMIN_EMAIL", &admin)
+        .env("VIEWER_EMAIL", &viewer)
+        .env("PASSWORD", password)
+        .env("PG_HOST", PG_HOST)
+        .env("PG_PORT", PG_PORT.to_string())
+        .env("SHOTS", &shots)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .expect("the console tests finish within 4 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "console tests failed:\n{stdout}\n{stderr}"
+    );
+    for name in [
+        "the console has a strict CSP and no console API call works without a session",
+        "sign in, enrol MFA (QR code, secret, recovery codes), sign out, sign in with MFA",
+        "the console edits a query, the change serves at once, and a stale second tab gets the conflict",
+        "datasources: create one with a write-only password, set it again, test it step by step",
+        "users (disable, enable), API keys (shown once, revoked), audit log filters, egress",
+        "a viewer sees no admin pages, and the API refuses them anyway",
+        "a change that needs fresh authentication asks for the password, then goes through",
+        "the console cannot be framed",
+    ] {
+        assert!(stdout.contains(&format!("ok: {name}")), "{name}: {stdout}");
+    }
+    gateway.stop().await;
+    recheck.stop().await;
 }

@@ -280,6 +280,59 @@ async fn writes_are_conditional_serve_at_once_and_failures_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_querys_history_lists_its_versions_and_a_rollback_is_a_conditional_write() {
+    let gateway = gateway(&[]).await;
+    let admin = Admin::token(&gateway);
+    let path = "/v1/admin/apps/pub/queries/versioned";
+    let history = format!("{path}/history");
+    let version = |n: i32| json!({ "datasource": "pg", "sql": format!("SELECT {n} AS n") });
+    let first = admin.put(path, &version(1), &[]).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let second = admin.put(path, &version(2), &if_match(&first.etag)).await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    // A write elsewhere in the catalog is a revision that leaves this query as it was.
+    let other = admin
+        .put("/v1/admin/apps/pub/queries/other", &version(9), &[])
+        .await;
+    assert_eq!(other.status, 201, "{}", other.text);
+
+    let listed = admin.get(&history).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let body = listed.json();
+    let versions = body["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2, "{body}");
+    assert_eq!(versions[0]["query"]["sql"], "SELECT 2 AS n");
+    assert_eq!(versions[0]["etag"].as_str(), second.etag.as_deref());
+    assert_eq!(versions[1]["query"]["sql"], "SELECT 1 AS n");
+    assert_eq!(versions[1]["etag"].as_str(), first.etag.as_deref());
+    assert_eq!(
+        versions[0]["revision"].as_i64().unwrap(),
+        versions[1]["revision"].as_i64().unwrap() + 1
+    );
+    assert!(versions[0]["source"].as_str().unwrap().starts_with("api: "));
+
+    // Rolling back: the old version written over the current one, with its ETag.
+    let rolled = admin
+        .put(path, &versions[1]["query"], &if_match(&second.etag))
+        .await;
+    assert_eq!(rolled.status, 200, "{}", rolled.text);
+    let (_, rows) = gateway.call("pub", "versioned", json!({})).await;
+    assert_eq!(rows["rows"][0][0], json!(1), "{rows}");
+    let after = admin.get(&history).await.json();
+    assert_eq!(after["versions"].as_array().unwrap().len(), 3, "{after}");
+    assert_eq!(after["versions"][0]["query"]["sql"], "SELECT 1 AS n");
+
+    // Deleted: the newest version is `null`; an unknown app is the usual 404.
+    let deleted = admin.delete(path, &if_match(&rolled.etag)).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    let after = admin.get(&history).await.json();
+    assert_eq!(after["versions"][0]["query"], Value::Null, "{after}");
+    let missing = admin.get("/v1/admin/apps/nope/queries/q/history").await;
+    assert_eq!((missing.status, missing.code()), (404, "not_found".into()));
+    gateway.stop().await;
+}
+
+#[tokio::test]
 async fn app_settings_are_edited_apart_from_their_queries() {
     let gateway = gateway(&[]).await;
     let admin = Admin::token(&gateway);

@@ -905,6 +905,65 @@ async fn app_header_overrides_apply_to_that_apps_answers() {
     gateway.stop().await;
 }
 
+/// The admin console: its own strict policy over the baseline, every asset with its type and
+/// an ETag to revalidate, the same answer on every instance; `SLUICE_CONSOLE=off` makes its
+/// paths unknown while the API it calls stays.
+#[tokio::test]
+async fn the_console_has_its_own_strict_headers_and_can_be_turned_off() {
+    let catalog = format!("{}apps: {{}}\n", datasources());
+    let (gateway, _clock) = gateway_with(&catalog, &[]).await;
+    for (path, content_type) in [
+        ("/console", "text/html; charset=utf-8"),
+        ("/console/console.js", "text/javascript; charset=utf-8"),
+        ("/console/console.css", "text/css; charset=utf-8"),
+    ] {
+        let reply = send(&gateway, Method::GET, path, &[], None).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+        // The baseline headers but one: static files are revalidated, not refetched.
+        assert_eq!(header(&reply, "x-content-type-options"), Some("nosniff"));
+        assert_eq!(header(&reply, "referrer-policy"), Some("no-referrer"));
+        assert!(reply.headers.get("strict-transport-security").is_none());
+        assert_eq!(header(&reply, "content-type"), Some(content_type), "{path}");
+        let csp = header(&reply, "content-security-policy").unwrap_or("");
+        assert_eq!(csp, sluice::console::CONSOLE_CSP, "{path}");
+        assert!(!csp.contains("unsafe-"), "{path}: {csp}");
+        assert_eq!(header(&reply, "x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(header(&reply, "cache-control"), Some("no-cache"), "{path}");
+        assert!(reply.headers.get("x-request-id").is_some(), "{path}");
+        let etag = header(&reply, "etag").expect("an ETag").to_string();
+        let again = send(
+            &gateway,
+            Method::GET,
+            path,
+            &[("if-none-match", &etag)],
+            None,
+        )
+        .await;
+        assert_eq!(again.status, 304, "{path}");
+        assert!(again.text.is_empty(), "{path}");
+    }
+    // Without a session the page loads, and every call it makes is refused.
+    for path in [
+        "/v1/auth/me",
+        "/v1/admin/apps",
+        "/v1/admin/users",
+        "/v1/auth/api-keys",
+    ] {
+        let reply = send(&gateway, Method::GET, path, &[], None).await;
+        assert_error(path, &reply, 401, "unauthenticated");
+    }
+    gateway.stop().await;
+
+    let (off, _clock) = gateway_with(&catalog, &[("SLUICE_CONSOLE", "off")]).await;
+    for path in ["/console", "/console/console.js", "/console/console.css"] {
+        let reply = send(&off, Method::GET, path, &[], None).await;
+        assert_error(path, &reply, 404, "not_found");
+    }
+    let me = send(&off, Method::GET, "/v1/auth/me", &[], None).await;
+    assert_error("me with the console off", &me, 401, "unauthenticated");
+    off.stop().await;
+}
+
 // ----- Grants -----------------------------------------------------------------------------
 
 #[tokio::test]
