@@ -157,6 +157,15 @@ function reauthenticate() {
   reauthWaiting = { promise, resolve, reject };
   dialog.showModal();
   $("reauth-password").focus();
+  // With SSO only there is no password here: a new sign-in at the provider is the check
+  // (the browser comes back to the console; the change is then made again).
+  ssoSettings().then((sso) => {
+    const local = $("reauth-local");
+    const viaSso = $("reauth-sso");
+    local.hidden = sso.sso_only;
+    viaSso.hidden = !sso.sso_only;
+    if (sso.sso_only) viaSso.replaceChildren(h("p", {}, "Sign in again with your organisation, then repeat the change:"), h("ul", { class: "plain" }, providerLinks(sso)));
+  });
   return promise;
 }
 
@@ -341,7 +350,49 @@ function signInPage() {
   });
   const heading = setPage("Sluice console", form);
   email.focus();
+  ssoChoices(form);
   return heading;
+}
+
+let ssoCache = null;
+
+/** GET /v1/auth/sso, once: `{sso_only, providers}` (none when it cannot be read). */
+async function ssoSettings() {
+  if (!ssoCache) {
+    try {
+      const { data } = await api("GET", "/v1/auth/sso", { quiet: true });
+      ssoCache = { sso_only: !!data.sso_only, providers: Array.isArray(data.providers) ? data.providers : [] };
+    } catch {
+      return { sso_only: false, providers: [] };
+    }
+  }
+  return ssoCache;
+}
+
+/** A link per provider that signs in and comes back to the console. */
+function providerLinks(sso) {
+  return sso.providers.map((p) =>
+    h("li", {}, h("a", { class: "button", href: `/v1/auth/oidc/${enc(p.name)}/start?return_to=${enc("/console")}` }, `Sign in with ${p.label || p.name}`)),
+  );
+}
+
+/**
+ * The instance's single sign-on providers (GET /v1/auth/sso) as links under the form; with
+ * SSO only, the password form goes and the links stay. The provider's callback brings the
+ * browser back to /console.
+ */
+async function ssoChoices(form) {
+  const sso = await ssoSettings();
+  if (sso.providers.length === 0 || !form.isConnected) return;
+  const links = providerLinks(sso);
+  const section = h(
+    "section",
+    { class: "card", id: "sso", "aria-labelledby": "sso-title" },
+    h("h2", { id: "sso-title" }, sso.sso_only ? "Sign in with your organisation" : "Or sign in with"),
+    h("ul", { class: "plain" }, links),
+  );
+  if (sso.sso_only) form.replaceWith(section);
+  else form.after(section);
 }
 
 // ----- MFA enrolment ----------------------------------------------------------------------
@@ -901,7 +952,10 @@ async function usersPage() {
         h("td", { class: "actions" }, disable, locked ? unlock : null),
       );
     });
+    const sso = await ssoSettings();
     append(view(heading), [
+      // With SSO only, accounts come from the provider (or SCIM): the API refuses this form.
+      sso.sso_only ? h("p", { class: "muted" }, "Accounts come from your identity provider (single sign-on only).") : newUserForm(),
       h("table", { id: "users" }, h("thead", {}, h("tr", {}, ["Email", "Name", "Role", "MFA", "State", "Last sign-in", "Actions"].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows)),
     ]);
     say(`${data.users.length} user(s).`);
@@ -909,6 +963,38 @@ async function usersPage() {
     showError(error);
   }
   return heading;
+}
+
+/** Creates an account (POST /v1/admin/users); without a password, the user sets one by reset. */
+function newUserForm() {
+  const email = h("input", { name: "email", type: "email", required: true, autocomplete: "off" });
+  const name = h("input", { name: "display_name", required: true, autocomplete: "off" });
+  const role = h("select", { name: "role" }, ["viewer", "developer", "admin"].map((r) => h("option", { value: r }, r)));
+  const groups = h("input", { name: "groups", autocomplete: "off" });
+  const password = h("input", { name: "password", type: "password", autocomplete: "new-password" });
+  const form = h(
+    "form",
+    { class: "card", id: "new-user", "aria-labelledby": "new-user-title" },
+    h("h2", { id: "new-user-title" }, "New user"),
+    field("Email", email),
+    field("Name", name),
+    field("Role", role),
+    field("Groups", groups, "comma-separated, optional"),
+    field("Password", password, "optional: without one, the user sets it through a password reset"),
+    h("p", {}, h("button", { type: "submit", class: "primary" }, "Create user")),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = {
+      email: email.value.trim(),
+      display_name: name.value.trim(),
+      role: role.value,
+      groups: groups.value.split(",").map((g) => g.trim()).filter(Boolean),
+    };
+    if (password.value) body.password = password.value;
+    await change("/v1/admin/users", "POST", body, `User ${body.email} created.`);
+  });
+  return form;
 }
 
 /** One write, then the page again (with the outcome in the status line, or the error). */

@@ -326,6 +326,14 @@ await check("users (disable, enable), API keys (shown once, revoked), audit log 
   await page.waitForSelector(`#users tr:has-text("${VIEWER_EMAIL}") >> text=disabled`);
   await page.getByRole("button", { name: `Enable ${VIEWER_EMAIL}` }).click();
   await page.getByRole("button", { name: `Disable ${VIEWER_EMAIL}` }).waitFor();
+  // A new account from the form: listed at once, a viewer by default.
+  const created = "new.user@example.com";
+  const form = page.locator("#new-user");
+  await form.getByLabel("Email").fill(created);
+  await form.getByLabel("Name").fill("New User");
+  await form.getByRole("button", { name: "Create user" }).click();
+  await page.waitForSelector(`#users tr:has-text("${created}")`);
+  assert.equal(await page.getByLabel(`Role of ${created}`).inputValue(), "viewer");
   await shot(page, "users");
 
   await page.goto(`${CONSOLE}#/keys`);

@@ -306,3 +306,40 @@ apps:
     gateway.stop().await;
     recheck.stop().await;
 }
+
+/// The console on an SSO-only instance (tests/browser/console-sso.mjs), with the real test
+/// OpenID provider: the provider's link instead of a password form, and a sign-in through it
+/// that lands back on the console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_in_through_single_sign_on() {
+    let chromium = chromium();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let setup = crate::sso::setup(
+        "normal",
+        "    create_users: true\n",
+        &[("SLUICE_SSO_ONLY", "true")],
+    )
+    .await;
+    let run = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/console-sso.mjs"))
+        .env("CHROMIUM", &chromium)
+        .env("GATEWAY", setup.gateway.url(""))
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the console SSO checks finish within 2 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "console SSO checks failed:\n{stdout}\n{stderr}"
+    );
+    for name in [
+        "the sign-in page offers the provider and no password",
+        "the provider signs in and the console shows the account",
+    ] {
+        assert!(stdout.contains(&format!("ok: {name}")), "{name}: {stdout}");
+    }
+}
