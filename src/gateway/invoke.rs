@@ -376,11 +376,15 @@ async fn execute_params(
             let request = http
                 .render(&bound)
                 .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
+            // The call's future (reqwest's) is boxed: held inline it would make this
+            // function's future, and every future that holds it up to the connection's, that
+            // much larger to move, for every query, SQL ones included.
+            let call = Box::pin(source.send_http(request));
             // The query's own timeout bounds the call too; the datasource's `timeout_ms`
             // (enforced by its client) is the other bound.
             let reply = tokio::select! {
                 biased;
-                reply = tokio::time::timeout(query.timeout, source.send_http(request)) => {
+                reply = tokio::time::timeout(query.timeout, call) => {
                     reply.unwrap_or(Err(DatasourceError::Timeout))
                 }
                 () = reset.happened() => return Err(context.client_reset()),
