@@ -119,7 +119,9 @@ impl Datasource {
                 Driver::inline(source.producer(statement, options, producer))
             }
             Datasource::MySql(source) => {
-                source.start(statement, options, producer).await;
+                // Boxed: mysql_async's connection set-up is a large future, and held inline
+                // it would enlarge this one (and those that hold it) for every datasource.
+                Box::pin(source.start(statement, options, producer)).await;
                 Driver::none()
             }
             Datasource::Sqlite(source) => {

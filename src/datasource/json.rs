@@ -7,8 +7,18 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-/// Appends `text` as a JSON string.
+/// Appends `text` as a JSON string, escaped as serde_json escapes it.
 pub fn string(out: &mut Vec<u8>, text: &str) {
+    // Most cell text needs no escape (serde_json escapes only `"`, `\` and control
+    // characters; everything else, non-ASCII included, is written as is): then it is copied
+    // in one piece, byte for byte what serde_json would write.
+    if !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // serde_json's escaper writes into any io::Write; Vec<u8> never fails.
     serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
 }
@@ -85,6 +95,35 @@ mod tests {
             with(|o| string(o, "a\"b\\c\n\u{0}")),
             r#""a\"b\\c\n\u0000""#
         );
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        // The copy-as-is path and the escaping path agree with serde_json for every ASCII
+        // character, alone and among others, and for non-ASCII text.
+        let mut samples: Vec<String> = (0u8..0x80)
+            .map(|b| char::from(b).to_string())
+            .chain((0u8..0x80).map(|b| format!("ab{}cd", char::from(b))))
+            .collect();
+        samples.extend(
+            [
+                "",
+                "paid",
+                "Zürich ✓ 日本",
+                "tab\there",
+                "\u{7f}",
+                "quote\"s",
+                "\u{2028}",
+            ]
+            .map(String::from),
+        );
+        for sample in samples {
+            assert_eq!(
+                with(|o| string(o, &sample)),
+                serde_json::to_string(&sample).unwrap(),
+                "{sample:?}"
+            );
+        }
     }
 
     #[test]

@@ -229,7 +229,9 @@ async fn run(
     // the pool. The slot stays held until the cancel has been sent.
     let cancel = connection.client.cancel_token();
     drop(deadpool::managed::Object::take(connection));
-    if let Err(error) = pool.manager().cancel(cancel).await {
+    // Boxed: the cancel opens its own connection, a large future that would otherwise
+    // enlarge this one (moved whole for every statement) for a rare path.
+    if let Err(error) = Box::pin(pool.manager().cancel(cancel)).await {
         tracing::warn!(datasource = %name, error = %error, "Cancelling a query failed");
     }
     if let Some(error) = failure {
@@ -264,7 +266,9 @@ async fn stream(
     // buffer fills or the statement ends, so small rows of a slow query would all arrive at
     // the end. A portal read in growing batches makes the server send each batch at once.
     if options.frame_bytes < FRAME_BYTES && options.row_security.is_none() && !decoders.is_empty() {
-        return stream_portal(
+        // Boxed, so that its state does not enlarge this future (moved whole for every
+        // statement) for the rarer NDJSON reads.
+        return Box::pin(stream_portal(
             connection,
             name,
             &prepared.statement,
@@ -273,7 +277,7 @@ async fn stream(
             columns_json,
             &options,
             producer,
-        )
+        ))
         .await;
     }
     let mut buffer = Vec::with_capacity(4096);

@@ -11,9 +11,10 @@ use std::time::Instant;
 
 use axum::Extension;
 use axum::body::Body;
+use axum::extract::FromRequestParts;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -40,11 +41,24 @@ pub async fn invoke(
     State(state): State<Arc<GatewayState>>,
     Extension(request_id): Extension<RequestId>,
     client_ip: Option<Extension<ClientIp>>,
-    Extension(resolved): Extension<Resolved>,
     request: Request,
 ) -> Result<Response, ApiError> {
     // The request itself rather than a `HeaderMap` extractor, which would clone the headers.
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // What the edge found, taken out of the extensions rather than cloned (its names and
+    // snapshot) by an `Extension` extractor. Without it (the route never runs without the
+    // edge policy) the answer is that extractor's rejection, as it was.
+    let resolved = match parts.extensions.remove::<Resolved>() {
+        Some(resolved) => resolved,
+        None => {
+            return Ok(
+                match Extension::<Resolved>::from_request_parts(&mut parts, &state).await {
+                    Ok(_) => ApiError::internal().into_response(),
+                    Err(rejection) => rejection.into_response(),
+                },
+            );
+        }
+    };
     let headers = &parts.headers;
     let reset = parts
         .extensions
@@ -162,35 +176,37 @@ async fn admit(
     let limits = &query.policy.limits;
     let limiter = &state.edge.limiter;
     // Each check: the rule, its bucket, who it limits (for the message) and the limit's
-    // name in the metrics.
-    let mut checks: Vec<(&ScopedRule, String, &'static str, &'static str)> = Vec::with_capacity(2);
-    if let (Some(rule), Some(ip)) = (&limits.per_ip, ip) {
-        checks.push((
+    // name in the metrics. At most two, per address first; no allocation when neither is set.
+    let per_ip = match (&limits.per_ip, ip) {
+        (Some(rule), Some(ip)) => Some((
             rule,
             rule.key("ip", &crate::policy::client_ip::bucket_key(ip)),
             "address",
             "query_address",
-        ));
-    }
-    match caller.map(|c| &c.via) {
-        Some(CallerVia::ApiKey { id, .. }) => {
-            if let Some(rule) = &limits.per_key {
-                checks.push((rule, rule.key("key", id), "API key", "query_api_key"));
-            }
-        }
+        )),
+        _ => None,
+    };
+    let per_caller = match caller.map(|c| &c.via) {
+        Some(CallerVia::ApiKey { id, .. }) => limits
+            .per_key
+            .as_ref()
+            .map(|rule| (rule, rule.key("key", id), "API key", "query_api_key")),
         Some(CallerVia::Session { .. } | CallerVia::Token { .. }) => {
-            if let (Some(rule), Some(caller)) = (&limits.per_user, caller) {
-                checks.push((
+            match (&limits.per_user, caller) {
+                (Some(rule), Some(caller)) => Some((
                     rule,
                     rule.key("user", &caller.user.id),
                     "user",
                     "query_user",
-                ));
+                )),
+                _ => None,
             }
         }
-        None => {}
-    }
-    for (rule, key, who, limit) in checks {
+        None => None,
+    };
+    let checks: [Option<(&ScopedRule, String, &'static str, &'static str)>; 2] =
+        [per_ip, per_caller];
+    for (rule, key, who, limit) in checks.into_iter().flatten() {
         if let Decision::Deny { retry_after_secs } = limiter.check(&key, rule.rule).await {
             state.metrics.rate_limited(limit);
             return Err(Refusal::RateLimited {
@@ -360,11 +376,15 @@ async fn execute_params(
             let request = http
                 .render(&bound)
                 .map_err(|e| ApiError::invalid_params(&e.param, e.to_string()))?;
+            // The call's future (reqwest's) is boxed: held inline it would make this
+            // function's future, and every future that holds it up to the connection's, that
+            // much larger to move, for every query, SQL ones included.
+            let call = Box::pin(source.send_http(request));
             // The query's own timeout bounds the call too; the datasource's `timeout_ms`
             // (enforced by its client) is the other bound.
             let reply = tokio::select! {
                 biased;
-                reply = tokio::time::timeout(query.timeout, source.send_http(request)) => {
+                reply = tokio::time::timeout(query.timeout, call) => {
                     reply.unwrap_or(Err(DatasourceError::Timeout))
                 }
                 () = reset.happened() => return Err(context.client_reset()),

@@ -4,6 +4,7 @@
 //! random bits (32 hex digits): unique, and unguessable, so they tell nothing about how
 //! many requests the instance serves or which came before.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,7 +39,18 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Assigns the request id, renders [`ApiError`]s (keeping headers set on the way out), and logs the
 /// request (method, path, status, duration; never a query string or body).
-pub async fn middleware(mut request: Request, next: Next) -> Response {
+pub async fn middleware(request: Request, next: Next) -> Response {
+    around(request, |request| next.run(request)).await
+}
+
+/// [`middleware`] around `inner` instead of the next layer: a middleware that runs just
+/// inside this one calls it with its own work as `inner`, so the two share one layer (one
+/// boxed future and one service clone per request instead of two).
+pub async fn around<F, Fut>(mut request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let started = Instant::now();
     let id = RequestId::next();
     request.extensions_mut().insert(id.clone());
@@ -46,7 +58,7 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
     // The path holds app and query names only; the query string is never logged.
     // A clone of the URI shares its bytes; only log lines read the path.
     let uri = request.uri().clone();
-    let mut response = next.run(request).await;
+    let mut response = inner(request).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
         let mut rendered = error.render(id.as_str());
         // Headers set on the way out (CORS, security headers, cookies) stay on the error.

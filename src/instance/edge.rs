@@ -1,4 +1,5 @@
-//! The edge middleware, just inside the request-id layer: resolves the client address
+//! The edge middleware, just inside the request-id middleware (served together as one layer,
+//! [`front`]): resolves the client address
 //! ([`ClientIp`], trusting forwarding headers only from `SLUICE_TRUSTED_PROXIES`), applies
 //! the instance-wide per-IP rate limit (`SLUICE_RATE_LIMIT_PER_IP`) to every endpoint but
 //! the health checks (its refusals are counted in the metrics as limit `address`), and fills
@@ -11,14 +12,20 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::http::ApiError;
 use crate::http::server::PeerAddr;
+use crate::http::{ApiError, request_id};
 use crate::policy::Refusal;
 use crate::policy::client_ip::{self, ClientIp};
 use crate::policy::edge::EdgeState;
 use crate::policy::headers::apply_baseline;
 use crate::policy::rate_limit::Decision;
 use crate::policy::refusal::RateLimited;
+
+/// The request-id middleware with this one just inside it, as one layer: what the main
+/// listener serves. Does exactly what the two did as separate layers, in the same order.
+pub async fn front(State(edge): State<Arc<EdgeState>>, request: Request, next: Next) -> Response {
+    request_id::around(request, |request| middleware(State(edge), request, next)).await
+}
 
 pub async fn middleware(
     State(edge): State<Arc<EdgeState>>,

@@ -10,7 +10,7 @@ use axum::Router;
 use super::{account_policy, edge, metrics, sso_only};
 use crate::auth::routes as auth_routes;
 use crate::gateway::{self, GatewayState};
-use crate::http::{method_not_allowed, request_id};
+use crate::http::method_not_allowed;
 use crate::scim::routes::ScimState;
 use crate::vault::SecretString;
 
@@ -64,12 +64,12 @@ pub fn router(
     }
     // The request-id and edge middleware wrap the routes once, as one service, rather than
     // through `Router::layer`, which wraps every route (and the fallback) in its own boxed
-    // copy of them: a boxed future and a service clone fewer per layer and request.
+    // copy of them: a boxed future and a service clone fewer per layer and request. They
+    // are one layer (`edge::front`), not two, for the same reason.
     let front = tower::ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(request_id::middleware))
         .layer(axum::middleware::from_fn_with_state(
             edge_state,
-            edge::middleware,
+            edge::front,
         ))
         .service(routes);
     Router::new().fallback_service(front)

@@ -355,10 +355,23 @@ fn put_date(text: &mut [u8], year: u32, month: u32, day: u32) {
     put_2(&mut text[8..10], day);
 }
 
+/// The two-digit spellings of 0..=99, one after the other: `00`, `01`, ..., `99`. Every
+/// timestamp cell is written from it (a lookup instead of a division per digit).
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut value = 0;
+    while value < 100 {
+        pairs[2 * value] = b'0' + (value / 10) as u8;
+        pairs[2 * value + 1] = b'0' + (value % 10) as u8;
+        value += 1;
+    }
+    pairs
+};
+
 /// Two decimal digits of `value` (below 100) into a 2-byte slice.
 fn put_2(text: &mut [u8], value: u32) {
-    text[0] = b'0' + (value / 10) as u8;
-    text[1] = b'0' + (value % 10) as u8;
+    let at = value as usize * 2;
+    text[..2].copy_from_slice(&DIGIT_PAIRS[at..at + 2]);
 }
 
 /// Appends `value` with leading zeros to `width` digits.
@@ -587,6 +600,15 @@ impl std::fmt::Display for Interval {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digit_pairs_spell_two_digits() {
+        for value in 0..100u32 {
+            let mut text = [0u8; 2];
+            put_2(&mut text, value);
+            assert_eq!(std::str::from_utf8(&text).unwrap(), format!("{value:02}"));
+        }
+    }
 
     #[test]
     fn intervals_use_iso_8601() {
