@@ -75,6 +75,10 @@ fn caller() -> Identity {
         role: Role::Viewer,
         groups: vec![format!("g'{CANARY}")],
         mfa_enabled: false,
+        claims: BTreeMap::from([(
+            "tenant".to_string(),
+            serde_json::Value::String(format!("t'{CANARY}")),
+        )]),
     }
 }
 
@@ -132,8 +136,13 @@ pub fn http_template(data: &[u8]) {
     let body_text = next();
     let body = match first % 4 {
         0 => None,
-        1 => serde_json::from_str(&body_text).ok().map(HttpBodySpec::Json),
-        2 => Some(HttpBodySpec::Form(BTreeMap::from([("f".into(), body_text)]))),
+        1 => serde_json::from_str(&body_text)
+            .ok()
+            .map(HttpBodySpec::Json),
+        2 => Some(HttpBodySpec::Form(BTreeMap::from([(
+            "f".into(),
+            body_text,
+        )]))),
         _ => Some(HttpBodySpec::Text(body_text)),
     };
     let spec = HttpRequestSpec {
@@ -190,8 +199,7 @@ pub fn http_template(data: &[u8]) {
         );
     }
     if let Some(RenderedBody::Json(json)) = &rendered.body {
-        serde_json::from_slice::<serde_json::Value>(json)
-            .expect("a rendered JSON body is JSON");
+        serde_json::from_slice::<serde_json::Value>(json).expect("a rendered JSON body is JSON");
     }
 }
 
@@ -251,7 +259,10 @@ pub fn param_validate(data: &[u8]) {
             );
         }
         if let (ParamValue::Array(items), Some(max)) = (value, spec.max_items) {
-            assert!(items.len() <= max, "param {name}: more items than max_items");
+            assert!(
+                items.len() <= max,
+                "param {name}: more items than max_items"
+            );
         }
     }
 }
@@ -269,5 +280,8 @@ pub fn catalog_yaml(data: &[u8]) {
     let written = yaml::to_string(&spec);
     let again = yaml::parse(&written)
         .unwrap_or_else(|error| panic!("written catalog does not parse: {error}\n{written}"));
-    assert!(again == spec, "the catalog changed on the way back:\n{written}");
+    assert!(
+        again == spec,
+        "the catalog changed on the way back:\n{written}"
+    );
 }

@@ -34,6 +34,7 @@ mod edge_limits;
 mod edge_policy;
 mod egress;
 mod fault;
+mod fuzz_checks;
 mod http_datasource;
 mod injection;
 mod js_client;
