@@ -51,6 +51,19 @@ pub enum AuditError {
     Export(String),
 }
 
+/// Runs `work` on `store` on the blocking pool (the stores are synchronous); a task that
+/// could not finish is a [`StoreError::Io`]. What the background readers of the log (the
+/// exports, the alerts) call the store through.
+pub(crate) async fn on_store<T: Send + 'static>(
+    store: &Arc<dyn AuditStore>,
+    work: impl FnOnce(&dyn AuditStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || work(store.as_ref()))
+        .await
+        .map_err(|error| StoreError::Io(std::io::Error::other(error.to_string())))?
+}
+
 /// Appends to and reads the audit log.
 pub struct Audit {
     store: Arc<dyn AuditStore>,

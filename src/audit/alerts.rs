@@ -217,10 +217,7 @@ impl Watcher {
         &self,
         work: impl FnOnce(&dyn AuditStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || work(store.as_ref()))
-            .await
-            .map_err(|error| StoreError::Io(std::io::Error::other(error.to_string())))?
+        super::on_store(&self.store, work).await
     }
 }
 
