@@ -45,6 +45,31 @@ fn serve_origin(listener: tokio::net::TcpListener) {
     tokio::spawn(async move { axum::serve(listener, router).await });
 }
 
+/// Runs `command` (a node script that prints `ok: NAME` or `FAILED: NAME` per check) within
+/// `limit`; fails unless it exits 0 and printed `ok:` for each of `checks`. Its output is
+/// printed for the test log.
+async fn run_checks(
+    mut command: tokio::process::Command,
+    what: &str,
+    limit: Duration,
+    checks: &[&str],
+) {
+    let output = tokio::time::timeout(limit, command.kill_on_drop(true).output())
+        .await
+        .unwrap_or_else(|_| panic!("the {what} finish within {limit:?}"))
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{stdout}\n{stderr}"
+    );
+    for name in checks {
+        assert!(stdout.contains(&format!("ok: {name}")), "{name}: {stdout}");
+    }
+}
+
 fn chromium() -> String {
     let path = std::env::var("SLUICE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
@@ -129,36 +154,27 @@ apps:
         .await
         .expect("user");
 
-    let run = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/run.mjs"))
+    let mut run = tokio::process::Command::new("node");
+    run.arg(root.join("tests/browser/run.mjs"))
         .env("CHROMIUM", &chromium)
         .env("DEMO", format!("http://{demo_address}"))
         .env("GATEWAY", gateway.url(""))
         .env("APP_ORIGIN", &app_origin)
         .env("HOSTILE_ORIGIN", &hostile_origin)
         .env("EMAIL", &email)
-        .env("PASSWORD", password)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(180), run)
-        .await
-        .expect("the browser tests finish within 3 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}\n{stderr}");
-    assert!(
-        output.status.success(),
-        "browser tests failed:\n{stdout}\n{stderr}"
-    );
-    for name in [
-        "the demo page runs a query and the rows appear",
-        "NDJSON: the first rows show before the last are produced",
-        "another origin calls with credentials when allowed, and is refused when not",
-        "a hostile page's form POST with the session cookie is refused by the CSRF check",
-    ] {
-        assert!(stdout.contains(&format!("ok: {name}")), "{name}: {stdout}");
-    }
+        .env("PASSWORD", password);
+    run_checks(
+        run,
+        "browser tests",
+        Duration::from_secs(180),
+        &[
+            "the demo page runs a query and the rows appear",
+            "NDJSON: the first rows show before the last are produced",
+            "another origin calls with credentials when allowed, and is refused when not",
+            "a hostile page's form POST with the session cookie is refused by the CSRF check",
+        ],
+    )
+    .await;
     drop(demo_directory);
 }
 
@@ -264,8 +280,8 @@ apps:
     } else {
         shot_dir.path().to_path_buf()
     };
-    let run = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/console.mjs"))
+    let mut run = tokio::process::Command::new("node");
+    run.arg(root.join("tests/browser/console.mjs"))
         .env("RECHECK_GATEWAY", recheck.url(""))
         .env("DEVELOPER_EMAIL", &developer)
         .env("ADVANCE_CLOCK", &clock_url)
@@ -277,32 +293,23 @@ apps:
         .env("PASSWORD", password)
         .env("PG_HOST", PG_HOST)
         .env("PG_PORT", PG_PORT.to_string())
-        .env("SHOTS", &shots)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(240), run)
-        .await
-        .expect("the console tests finish within 4 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}\n{stderr}");
-    assert!(
-        output.status.success(),
-        "console tests failed:\n{stdout}\n{stderr}"
-    );
-    for name in [
-        "the console has a strict CSP and no console API call works without a session",
-        "sign in, enrol MFA (QR code, secret, recovery codes), sign out, sign in with MFA",
-        "the console edits a query, the change serves at once, and a stale second tab gets the conflict",
-        "datasources: create one with a write-only password, set it again, test it step by step",
-        "users (disable, enable), API keys (shown once, revoked), audit log filters, egress",
-        "a viewer sees no admin pages, and the API refuses them anyway",
-        "a change that needs fresh authentication asks for the password, then goes through",
-        "the console cannot be framed",
-    ] {
-        assert!(stdout.contains(&format!("ok: {name}")), "{name}: {stdout}");
-    }
+        .env("SHOTS", &shots);
+    run_checks(
+        run,
+        "console tests",
+        Duration::from_secs(240),
+        &[
+            "the console has a strict CSP and no console API call works without a session",
+            "sign in, enrol MFA (QR code, secret, recovery codes), sign out, sign in with MFA",
+            "the console edits a query, the change serves at once, and a stale second tab gets the conflict",
+            "datasources: create one with a write-only password, set it again, test it step by step",
+            "users (disable, enable), API keys (shown once, revoked), audit log filters, egress",
+            "a viewer sees no admin pages, and the API refuses them anyway",
+            "a change that needs fresh authentication asks for the password, then goes through",
+            "the console cannot be framed",
+        ],
+    )
+    .await;
     gateway.stop().await;
     recheck.stop().await;
 }
@@ -320,26 +327,18 @@ async fn the_console_signs_in_through_single_sign_on() {
         &[("SLUICE_SSO_ONLY", "true")],
     )
     .await;
-    let run = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/console-sso.mjs"))
+    let mut run = tokio::process::Command::new("node");
+    run.arg(root.join("tests/browser/console-sso.mjs"))
         .env("CHROMIUM", &chromium)
-        .env("GATEWAY", setup.gateway.url(""))
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the console SSO checks finish within 2 minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "console SSO checks failed:\n{stdout}\n{stderr}"
-    );
-    for name in [
-        "the sign-in page offers the provider and no password",
-        "the provider signs in and the console shows the account",
-    ] {
-        assert!(stdout.contains(&format!("ok: {name}")), "{name}: {stdout}");
-    }
+        .env("GATEWAY", setup.gateway.url(""));
+    run_checks(
+        run,
+        "console SSO checks",
+        Duration::from_secs(120),
+        &[
+            "the sign-in page offers the provider and no password",
+            "the provider signs in and the console shows the account",
+        ],
+    )
+    .await;
 }
