@@ -11,7 +11,8 @@ mod metrics;
 mod router;
 pub mod sso_only;
 
-pub use router::router;
+pub use edge::Front;
+pub use router::front;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -252,9 +253,14 @@ impl Instance {
         &self.state
     }
 
-    /// Every route of this instance behind its middleware, as served (tests call it with
-    /// tower's `oneshot`, without a socket).
+    /// Every route of this instance behind its middleware, as served, as a router (tests
+    /// call it with tower's `oneshot`, without a socket).
     pub fn router(&self) -> axum::Router {
+        axum::Router::new().fallback_service(self.front())
+    }
+
+    /// Every route of this instance behind its middleware: what the listener serves.
+    pub fn front(&self) -> Front {
         let admin_state = Arc::new(AdminState {
             auth: self.state.auth.clone(),
             config: self.config.clone(),
@@ -274,7 +280,7 @@ impl Instance {
                 max_body_bytes: self.config.max_body_bytes,
             })
         });
-        router(
+        front(
             self.state.clone(),
             admin::router(admin_state),
             self.config.metrics_token.clone(),
@@ -353,7 +359,7 @@ impl Instance {
                 days,
             )));
         }
-        let router = instance.router();
+        let front = instance.front();
         let settings = ServerSettings {
             header_read_timeout: instance.config.header_read_timeout,
             body_read_timeout: instance.config.body_read_timeout,
@@ -417,7 +423,7 @@ impl Instance {
         if let Ok(address) = listener.local_addr() {
             tracing::info!(address = %address, "Sluice is listening");
         }
-        server::run(listener, router, settings, shutdown).await;
+        server::run(listener, front, settings, shutdown).await;
         if let Some(metrics_server) = metrics_server {
             let _ = metrics_server.await;
         }

@@ -17,10 +17,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::GatewayState;
@@ -32,14 +30,12 @@ use crate::policy::refusal::IpScope;
 use crate::snapshot::Snapshot;
 use crate::spec::Visibility;
 
-/// What the edge found for a query request, handed to the handler in the request's
-/// extensions: the snapshot this request uses, the decoded `(app, query)` names (`None`
-/// when the path does not decode), and what those names found in the snapshot's catalog,
-/// looked up once here: the app's visibility and the query's
-/// [`index`](crate::catalog::compile::CompiledQuery::index) (each `None` when the catalog
-/// has no such app or query).
-#[derive(Clone)]
-pub struct Resolved {
+/// What the edge found for a query request, handed to the handler: the snapshot this
+/// request uses, the decoded `(app, query)` names (`None` when the path does not decode),
+/// and what those names found in the snapshot's catalog, looked up once here: the app's
+/// visibility and the query's [`index`](crate::catalog::compile::CompiledQuery::index)
+/// (each `None` when the catalog has no such app or query).
+pub(super) struct Resolved {
     pub snapshot: Arc<Snapshot>,
     pub names: Option<(String, String)>,
     pub visibility: Option<Visibility>,
@@ -48,18 +44,19 @@ pub struct Resolved {
     pub started: Instant,
 }
 
-/// Middleware for the query route.
-pub async fn app_policy(
-    State(state): State<Arc<GatewayState>>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    mut request: Request,
-    next: Next,
+/// The query route, `POST` and `OPTIONS` on `/v1/apps/{app}/queries/{query}`: this policy,
+/// then (unless it answered) the handler, [`invoke`](super::invoke::invoke), called
+/// directly. `names` are the path's two segments, percent-decoded (`None` when one is not
+/// UTF-8 once decoded).
+pub async fn serve_query(
+    state: &Arc<GatewayState>,
+    names: Option<(String, String)>,
+    request: Request,
 ) -> Response {
     let started = Instant::now();
     // The names as the handler sees them: percent-decoded once, here, so that
     // `/v1/apps/%73hop/...` meets the policy of `shop` (reading the raw path let an encoded
     // name skip the allowlist and the CSRF check).
-    let names = path.ok().map(|Path(names)| names);
     let app_name = names.as_ref().map_or("", |(app, _)| app.as_str());
     // One snapshot for the whole request: the policy here and the query the handler runs
     // come from the same catalog even while a reload swaps it.
@@ -84,7 +81,7 @@ pub async fn app_policy(
     let ip = ClientIp::of(&request);
     let preflight = request.method() == Method::OPTIONS;
     let refused = refusal(
-        &state,
+        state,
         &policy,
         app_name,
         ip,
@@ -113,14 +110,16 @@ pub async fn app_policy(
         }
         None => {
             let counted = Arc::clone(&snapshot);
-            request.extensions_mut().insert(Resolved {
+            let resolved = Resolved {
                 snapshot,
                 names,
                 visibility,
                 query: query_index,
                 started,
-            });
-            let response = next.run(request).await;
+            };
+            let response = super::invoke::invoke(state, resolved, request)
+                .await
+                .into_response();
             counted
                 .series(query_index, &state.metrics)
                 .observe(response.status().as_u16(), started.elapsed());

@@ -9,12 +9,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Extension;
 use axum::body::Body;
-use axum::extract::FromRequestParts;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -35,30 +33,22 @@ use crate::policy::{self, Refusal, ScopedRule, Target};
 use crate::snapshot::Snapshot;
 use crate::spec::Visibility;
 
-/// `POST /v1/apps/{app}/queries/{query}` with `{"params": {...}}`. (The edge policy around
-/// it counts the answer in the query's metric series.)
-pub async fn invoke(
-    State(state): State<Arc<GatewayState>>,
-    Extension(request_id): Extension<RequestId>,
-    client_ip: Option<Extension<ClientIp>>,
+/// `POST /v1/apps/{app}/queries/{query}` with `{"params": {...}}`, once the edge policy
+/// ([`serve_query`](super::edge_policy::serve_query), which counts the answer in the
+/// query's metric series) let it through with what it found.
+pub(super) async fn invoke(
+    state: &Arc<GatewayState>,
+    resolved: Resolved,
     request: Request,
 ) -> Result<Response, ApiError> {
     // The request itself rather than a `HeaderMap` extractor, which would clone the headers.
     let (mut parts, body) = request.into_parts();
-    // What the edge found, taken out of the extensions rather than cloned (its names and
-    // snapshot) by an `Extension` extractor. Without it (the route never runs without the
-    // edge policy) the answer is that extractor's rejection, as it was.
-    let resolved = match parts.extensions.remove::<Resolved>() {
-        Some(resolved) => resolved,
-        None => {
-            return Ok(
-                match Extension::<Resolved>::from_request_parts(&mut parts, &state).await {
-                    Ok(_) => ApiError::internal().into_response(),
-                    Err(rejection) => rejection.into_response(),
-                },
-            );
-        }
-    };
+    // Set by the request-id middleware, which every route is served behind.
+    let request_id = parts
+        .extensions
+        .remove::<RequestId>()
+        .ok_or_else(ApiError::internal)?;
+    let client_ip = parts.extensions.get::<ClientIp>().copied();
     let headers = &parts.headers;
     let reset = parts
         .extensions
@@ -115,8 +105,8 @@ pub async fn invoke(
         grant: &query.policy.grant,
     };
     policy::authorize(&target, caller.as_ref(), is_member)?;
-    let ip = client_ip.map(|Extension(ClientIp(ip))| ip);
-    let running = admit(&state, query, caller.as_ref(), ip).await?;
+    let ip = client_ip.map(|ClientIp(ip)| ip);
+    let running = admit(state, query, caller.as_ref(), ip).await?;
     let run = Run {
         request_id,
         app_name,
@@ -127,7 +117,7 @@ pub async fn invoke(
         running,
         reset,
     };
-    execute(&state, &snapshot, query, run, headers, body).await
+    execute(state, &snapshot, query, run, headers, body).await
 }
 
 /// `POST /v1/admin/apps/{app}/queries/{query}/run`: an admin tests a query whatever its

@@ -7,7 +7,7 @@
 //! them), and a graceful drain on shutdown.
 //!
 //! Nothing here runs per request but what hyper does, one clock read for the body
-//! deadline and reference counts for the router and the reset watch: connections are
+//! deadline and reference counts for the service and the reset watch: connections are
 //! counted, and their watch made, at accept and at close.
 
 use std::convert::Infallible;
@@ -15,13 +15,15 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use axum::Router;
+use axum::body::Body;
 use axum::extract::Request;
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
+use tower::Service;
 
 use super::body::TimedBody;
 use super::client_reset::ClientReset;
@@ -62,14 +64,19 @@ pub fn bind(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 /// How often at most a refused connection is logged at `warn` (each one is at `debug`).
 const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets
-/// in-flight requests finish (up to the grace period) and returns.
-pub async fn run(
+/// Serves `service` (an instance's [`Front`](crate::instance::Front), or a router) on
+/// `listener` until `shutdown` resolves, then stops accepting, lets in-flight requests
+/// finish (up to the grace period) and returns. The service must always be ready (as
+/// routers are): it is called without `poll_ready`.
+pub async fn run<S>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     settings: ServerSettings,
     shutdown: impl Future<Output = ()>,
-) {
+) where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -109,7 +116,7 @@ pub async fn run(
                 };
                 let _ = stream.set_nodelay(true);
                 let service = ConnectionService {
-                    router: router.clone(),
+                    service: service.clone(),
                     peer: PeerAddr(peer),
                     reset: ClientReset::watch(&stream),
                     body_read_timeout: settings.body_read_timeout,
@@ -169,27 +176,30 @@ pub async fn run(
     }
 }
 
-/// The router as one connection serves it: each request gets the peer address and the
+/// The service as one connection serves it: each request gets the peer address and the
 /// connection's reset watch as extensions, and its body the body read deadline.
 #[derive(Clone)]
-struct ConnectionService {
-    router: Router,
+struct ConnectionService<S> {
+    service: S,
     peer: PeerAddr,
     reset: ClientReset,
     body_read_timeout: Duration,
 }
 
-impl hyper::service::Service<Request<Incoming>> for ConnectionService {
-    type Response = axum::response::Response;
+impl<S> hyper::service::Service<Request<Incoming>> for ConnectionService<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
+{
+    type Response = Response;
     type Error = Infallible;
-    type Future = axum::routing::future::RouteFuture<Infallible>;
+    type Future = S::Future;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(self.peer);
         request.extensions_mut().insert(self.reset.clone());
-        let request = request.map(|body| TimedBody::new(body, self.body_read_timeout));
-        // A router is always ready; its clone is a reference count.
-        tower::Service::call(&mut self.router.clone(), request)
+        let request = request.map(|body| Body::new(TimedBody::new(body, self.body_read_timeout)));
+        // Always ready (see `run`); its clone is a reference count.
+        self.service.clone().call(request)
     }
 }
 

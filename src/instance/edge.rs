@@ -1,16 +1,22 @@
-//! The edge middleware, just inside the request-id middleware (served together as one layer,
-//! [`front`]): resolves the client address
+//! The edge middleware, just inside the request-id middleware (served together as one
+//! service, [`Front`], with the routes): resolves the client address
 //! ([`ClientIp`], trusting forwarding headers only from `SLUICE_TRUSTED_PROXIES`), applies
 //! the instance-wide per-IP rate limit (`SLUICE_RATE_LIMIT_PER_IP`) to every endpoint but
 //! the health checks (its refusals are counted in the metrics as limit `address`), and fills
 //! the baseline security headers on every answer.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::Router;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+
+use crate::gateway::{self, GatewayState};
 
 use crate::http::server::PeerAddr;
 use crate::http::{ApiError, request_id};
@@ -21,17 +27,72 @@ use crate::policy::headers::apply_baseline;
 use crate::policy::rate_limit::Decision;
 use crate::policy::refusal::RateLimited;
 
-/// The request-id middleware with this one just inside it, as one layer: what the main
-/// listener serves. Does exactly what the two did as separate layers, in the same order.
-pub async fn front(State(edge): State<Arc<EdgeState>>, request: Request, next: Next) -> Response {
-    request_id::around(request, |request| middleware(State(edge), request, next)).await
+/// What the main listener serves: the request-id middleware, this edge middleware just
+/// inside it, and inside both the query route ([`gateway::serve_query`], for the requests
+/// [`gateway::query_route`] picks) or else the router with every other route. One service
+/// and one boxed future per request: no `from_fn` layer (each boxes its own future and
+/// clones the next service) and no router on the query route's path. Cloning it is one
+/// reference count.
+#[derive(Clone)]
+pub struct Front(Arc<FrontParts>);
+
+struct FrontParts {
+    edge: Arc<EdgeState>,
+    gateway: Arc<GatewayState>,
+    routes: Router,
 }
 
-pub async fn middleware(
-    State(edge): State<Arc<EdgeState>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+impl Front {
+    pub fn new(gateway: Arc<GatewayState>, routes: Router) -> Front {
+        Front(Arc::new(FrontParts {
+            edge: gateway.edge.clone(),
+            gateway,
+            routes,
+        }))
+    }
+
+    async fn serve(self, request: Request) -> Response {
+        let parts = &*self.0;
+        request_id::around(request, |request| {
+            around(&parts.edge, request, |request| parts.dispatch(request))
+        })
+        .await
+    }
+}
+
+impl FrontParts {
+    async fn dispatch(&self, request: Request) -> Response {
+        match gateway::query_route(&request) {
+            Some(names) => gateway::serve_query(&self.gateway, names, request).await,
+            None => match tower::Service::call(&mut self.routes.clone(), request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            },
+        }
+    }
+}
+
+impl tower::Service<Request> for Front {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let front = self.clone();
+        Box::pin(async move { Ok(front.serve(request).await) })
+    }
+}
+
+/// The edge middleware around `inner` (the routes).
+pub async fn around<F, Fut>(edge: &EdgeState, mut request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let peer = request
         .extensions()
         .get::<PeerAddr>()
@@ -46,7 +107,7 @@ pub async fn middleware(
             .check(&format!("edge:{}", client_ip::bucket_key(ip)), rule)
             .await
         {
-            Decision::Allow => next.run(request).await,
+            Decision::Allow => inner(request).await,
             Decision::Deny { retry_after_secs } => {
                 edge.metrics.rate_limited("address");
                 ApiError::from(Refusal::RateLimited {
@@ -56,7 +117,7 @@ pub async fn middleware(
                 .into_response()
             }
         },
-        _ => next.run(request).await,
+        _ => inner(request).await,
     };
     apply_baseline(response.headers_mut(), edge.tls);
     response

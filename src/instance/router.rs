@@ -17,14 +17,14 @@ use crate::vault::SecretString;
 /// The whole router: the view plane and `/v1/auth`, with `admin` (the edit plane) nested
 /// at `/v1/admin`, and `GET /metrics` behind `metrics_token` when there is one, all behind
 /// the request-id and edge middleware; the console's static pages when `console` is on.
-pub fn router(
+pub fn front(
     state: Arc<GatewayState>,
     admin: Router,
     metrics_token: Option<SecretString>,
     scim: Option<Arc<ScimState>>,
     console: bool,
     extra: Option<Router>,
-) -> Router {
+) -> edge::Front {
     let account = |cors| {
         axum::middleware::from_fn_with_state((state.clone(), cors), account_policy::middleware)
     };
@@ -41,12 +41,11 @@ pub fn router(
         auth = auth.route_layer(axum::middleware::from_fn(sso_only::middleware));
         admin = admin.route_layer(axum::middleware::from_fn(sso_only::middleware));
     }
-    let edge_state = state.edge.clone();
     let mut routes = gateway::routes(state.clone())
         .merge(auth)
         .nest("/v1/admin", admin);
     if let Some(token) = metrics_token {
-        routes = routes.merge(metrics::token_routes(state, token));
+        routes = routes.merge(metrics::token_routes(state.clone(), token));
     }
     // SCIM (`SLUICE_SCIM_TOKEN`): bearer-token routes for an identity provider, not
     // cookie-authenticated, so outside the account-route guard.
@@ -64,13 +63,6 @@ pub fn router(
     }
     // The request-id and edge middleware wrap the routes once, as one service, rather than
     // through `Router::layer`, which wraps every route (and the fallback) in its own boxed
-    // copy of them: a boxed future and a service clone fewer per layer and request. They
-    // are one layer (`edge::front`), not two, for the same reason.
-    let front = tower::ServiceBuilder::new()
-        .layer(axum::middleware::from_fn_with_state(
-            edge_state,
-            edge::front,
-        ))
-        .service(routes);
-    Router::new().fallback_service(front)
+    // copy of them; the same service serves the query route itself (`edge::Front`).
+    edge::Front::new(state, routes)
 }
