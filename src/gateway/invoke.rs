@@ -25,6 +25,7 @@ use crate::catalog::binding::BindValues;
 use crate::catalog::compile::{CompiledQuery, CompiledTemplate};
 use crate::datasource::http::HttpReply;
 use crate::datasource::{DatasourceError, ExecOptions};
+use crate::http::body::{UniqueObject, repeated_key};
 use crate::http::{ApiError, ClientReset, RequestId};
 use crate::policy::client_ip::ClientIp;
 use crate::policy::rate_limit::Decision;
@@ -482,15 +483,18 @@ async fn read_params(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());
     }
-    // `{"params": {"id": 1, "id": 2}}` is refused, not read as whichever parser's pick.
-    crate::http::body::check_unique_keys(&bytes)?;
+    // `{"params": {"id": 1, "id": 2}}` is refused, not read as whichever parser's pick: the
+    // params are checked for repeated keys, at any depth, in the pass that reads them.
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Invocation {
         #[serde(default)]
-        params: Option<serde_json::Map<String, serde_json::Value>>,
+        params: Option<UniqueObject>,
     }
     let invocation: Invocation = serde_json::from_slice(&bytes).map_err(|error| {
+        if let Some(repeated) = repeated_key(&error) {
+            return repeated;
+        }
         // serde_json's own message can quote the offending value; only its position is used.
         let (line, column) = (error.line(), error.column());
         let message = if error.is_data() {
@@ -503,5 +507,7 @@ async fn read_params(
         };
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
     })?;
-    Ok(invocation.params.unwrap_or_default())
+    Ok(invocation
+        .params
+        .map_or_else(serde_json::Map::new, |UniqueObject(params)| params))
 }
