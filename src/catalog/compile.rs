@@ -56,19 +56,24 @@ pub struct CompiledQuery {
     pub row_security: Option<CompiledRowSecurity>,
 }
 
+/// A map from app or query names, hashed with foldhash rather than std's SipHash: the
+/// request path looks an app and a query up per request (hash flooding needs inserts,
+/// and only a catalog inserts names).
+pub type NameMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// An app ready to serve.
 #[derive(Debug)]
 pub struct CompiledApp {
     pub visibility: Visibility,
     /// Allowed IPs, CORS and header overrides.
     pub policy: Arc<AppPolicy>,
-    pub queries: HashMap<String, Arc<CompiledQuery>>,
+    pub queries: NameMap<Arc<CompiledQuery>>,
 }
 
 /// The compiled catalog: the lookup table of the request path.
 #[derive(Debug, Default)]
 pub struct CompiledCatalog {
-    pub apps: HashMap<String, CompiledApp>,
+    pub apps: NameMap<CompiledApp>,
     /// Every query, at its [`CompiledQuery::index`].
     by_index: Vec<Arc<CompiledQuery>>,
 }
@@ -206,7 +211,7 @@ pub fn compile(
             }
         }
     }
-    let mut apps = HashMap::new();
+    let mut apps = NameMap::default();
     let mut by_index = Vec::new();
     for (app_name, app) in &spec.apps {
         if !is_valid_name(app_name) {
@@ -218,7 +223,7 @@ pub fn compile(
             }
             AppPolicy::default()
         });
-        let mut queries = HashMap::new();
+        let mut queries = NameMap::default();
         for (query_name, query) in &app.queries {
             let location = format!("apps.{app_name}.queries.{query_name}");
             if !is_valid_name(query_name) {

@@ -70,7 +70,9 @@ pub(crate) fn egress_policy(
 /// All datasources of a catalog, keyed by name, with secrets opened once here.
 #[derive(Default, Clone)]
 pub struct Pools {
-    by_name: HashMap<String, Arc<Datasource>>,
+    /// Hashed with foldhash (see [`NameMap`](crate::catalog::compile::NameMap)): looked up
+    /// per request.
+    by_name: HashMap<String, Arc<Datasource>, foldhash::fast::RandomState>,
 }
 
 impl Pools {
@@ -83,7 +85,7 @@ impl Pools {
         let open_secret = |name: &str, field: &'static str, value: Option<&str>| {
             open_secret(keys, &defaults.references, name, field, value)
         };
-        let mut by_name = HashMap::new();
+        let mut by_name = HashMap::default();
         for (name, spec) in &catalog.datasources {
             let source = match spec {
                 DatasourceSpec::Postgres(net) => {
