@@ -9,10 +9,21 @@ mod account_policy;
 mod edge;
 mod metrics;
 mod router;
+mod services;
 pub mod sso_only;
+mod store;
+mod tasks;
 
 pub use edge::Front;
 pub use router::front;
+pub use services::{account_service, auth_service, sso};
+pub use store::{MetadataStore, StoreOpening, open_store, store_name};
+
+use services::{derive_key, rate_limiter};
+use tasks::{
+    Alerts, alert_watcher, alerts, audit_exports, purge_sessions, reload_on_hangup,
+    reload_on_new_revision, reload_on_notice,
+};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,27 +32,20 @@ use tokio::net::TcpListener;
 
 use crate::acme::{AcmeCertificates, AcmeError};
 use crate::admin::{self, AdminState};
-use crate::audit::alerts::{AppNames, Detector, Notifier, Watcher};
-use crate::audit::export::{Export, Sink};
-use crate::audit::webhook::Webhook;
+use crate::audit::export::Export;
 use crate::audit::{Audit, AuditError};
-use crate::auth::mail::{MailError, Mailer};
+use crate::auth::mail::MailError;
 use crate::auth::routes::{AuthState, CookieSettings};
-use crate::auth::service::AuthService;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{AuditExport, Config, ConfigError};
+use crate::config::{Config, ConfigError};
 use crate::gateway::{GatewayParts, GatewayState, Limits, Readiness};
 use crate::http::connections::ConnectionLimits;
 use crate::http::server::{self, ServerSettings};
 use crate::http::tls::{CertStore, TlsError};
-use crate::limits::SharedLimiter;
 use crate::metrics::Metrics;
 use crate::policy::edge::EdgeState;
-use crate::policy::rate_limit::{MemoryLimiter, RateLimiter};
 use crate::snapshot::{self, SnapshotError};
-use crate::store::buckets::SharedBuckets;
-use crate::store::buckets::redis::RedisBuckets;
-use crate::store::{PgSettings, PostgresStore, SqliteStore, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::vault::Keyring;
 
 /// Why an instance could not start (or reload).
@@ -87,9 +91,9 @@ pub struct Instance {
     state: Arc<GatewayState>,
     /// The audit exports, started with the server (`SLUICE_AUDIT_EXPORT`, `_WEBHOOK_URL`).
     exports: Vec<Export>,
-    /// The auth alerts' webhook, set up (its address checked) at start, started with the
-    /// server; `None` inside: alerts without a webhook. `None`: every alert is off.
-    alerts: Option<Option<Webhook>>,
+    /// The auth alerts, set up (their webhook's address checked) at start, started with
+    /// the server.
+    alerts: Alerts,
     clock: SharedClock,
     /// Routes served beside the instance's own, behind the same middleware (the demo's page).
     extra_routes: Option<axum::Router>,
@@ -169,7 +173,7 @@ impl Instance {
         }
         let audit = Arc::new(audit);
         let exports = audit_exports(&config, &audit, &metrics)?;
-        let alerts = alert_webhook(&config)?;
+        let alerts = alerts(&config)?;
         let auth = Arc::new(AuthState {
             service: Arc::new(
                 auth_service(
@@ -330,7 +334,7 @@ impl Instance {
         shutdown: impl Future<Output = ()>,
     ) {
         let exports = std::mem::take(&mut self.exports);
-        let alerts = self.alerts.take();
+        let alerts = std::mem::replace(&mut self.alerts, Alerts::Off);
         let instance = Arc::new(self);
         let reloader = tokio::spawn(reload_on_hangup(instance.clone()));
         let watcher = instance
@@ -348,7 +352,7 @@ impl Instance {
             .into_iter()
             .map(|export| tokio::spawn(export.run()))
             .collect();
-        if let Some(webhook) = alerts {
+        if let Alerts::On { webhook } = alerts {
             audit_tasks.push(tokio::spawn(alert_watcher(&instance, webhook)));
         }
         if let Some(days) = instance.config.audit.retention_days {
@@ -444,393 +448,3 @@ impl Instance {
         instance.state.snapshot().pools.close_all();
     }
 }
-
-/// The audit exports the configuration asks for (not started yet). A webhook whose address
-/// is an IP literal the egress policy refuses stops start-up here.
-fn audit_exports(
-    config: &Config,
-    audit: &Audit,
-    metrics: &Arc<crate::metrics::Metrics>,
-) -> Result<Vec<Export>, StartError> {
-    let mut sinks = Vec::new();
-    match &config.audit.export {
-        Some(AuditExport::Stdout) => sinks.push(Sink::Stdout),
-        Some(AuditExport::File(path)) => {
-            // Opened once here, so a path that cannot be written stops start-up.
-            crate::audit::export::open_append(path).map_err(|error| {
-                AuditError::Export(format!(
-                    "cannot open {} for appending: {error}",
-                    path.display()
-                ))
-            })?;
-            sinks.push(Sink::File(path.clone()));
-        }
-        None => {}
-    }
-    if let Some(url) = &config.audit.webhook_url {
-        sinks.push(Sink::Webhook(Webhook::new(
-            "SLUICE_AUDIT_WEBHOOK_URL",
-            url,
-            config.audit.webhook_token.clone(),
-            crate::egress::EgressPolicy::new(&config.egress_allow, &[]),
-            config.egress_bind.first().copied(),
-        )?));
-    }
-    Ok(sinks
-        .into_iter()
-        .map(|sink| {
-            Export::new(
-                sink,
-                audit.store().clone(),
-                audit.appended(),
-                metrics.clone(),
-                config.audit.export_queue,
-            )
-        })
-        .collect())
-}
-
-/// The alert webhook the configuration asks for, checked against the egress policy (an IP
-/// literal it refuses stops start-up); `None` when every alert is off.
-fn alert_webhook(config: &Config) -> Result<Option<Option<Webhook>>, StartError> {
-    if !Detector::new(config.alerts.clone()).any_on() {
-        return Ok(None);
-    }
-    let Some(url) = &config.alerts.webhook_url else {
-        return Ok(Some(None));
-    };
-    let url = url::Url::parse(url.expose())
-        .map_err(|_| AuditError::Webhook("SLUICE_ALERT_WEBHOOK_URL", "not a URL".into()))?;
-    Ok(Some(Some(Webhook::new(
-        "SLUICE_ALERT_WEBHOOK_URL",
-        &url,
-        config.alerts.webhook_token.clone(),
-        crate::egress::EgressPolicy::new(&config.egress_allow, &[]),
-        config.egress_bind.first().copied(),
-    )?)))
-}
-
-/// The auth alerts' watcher over the instance's audit log (see [`crate::audit::alerts`]),
-/// as a task body.
-fn alert_watcher(
-    instance: &Arc<Instance>,
-    webhook: Option<Webhook>,
-) -> impl Future<Output = ()> + use<> {
-    let state = instance.state.clone();
-    let metrics = state.metrics.clone();
-    let notifier = webhook.map(|webhook| {
-        Notifier::start(
-            webhook,
-            instance.config.alerts.webhook_queue,
-            metrics.clone(),
-        )
-    });
-    let apps: AppNames = {
-        let state = state.clone();
-        Arc::new(move || state.snapshot().spec.apps.keys().cloned().collect())
-    };
-    let watcher = Watcher::new(
-        state.audit.store().clone(),
-        Detector::new(instance.config.alerts.clone()),
-        apps,
-        instance.clock.clone(),
-        metrics,
-        notifier,
-    );
-    watcher.run(state.audit.appended())
-}
-
-/// Whether opening the metadata store may create it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreOpening {
-    /// `serve` and `init`: create the data directory and an empty store when missing.
-    CreateIfMissing,
-    /// Every other command: a missing store is an error ([`StoreError::Missing`]), so a
-    /// command run from the wrong folder never starts an empty store beside the real one.
-    ExistingOnly,
-}
-
-/// The metadata store an instance or a command opened: the embedded SQLite file (the
-/// default) or PostgreSQL (`SLUICE_METADATA_URL`). Dereferences to [`Store`]; what only one
-/// of them can do (a SQLite file backup) goes through [`MetadataStore::sqlite`].
-#[allow(clippy::large_enum_variant)] // One per command or instance, never moved about.
-pub enum MetadataStore {
-    Sqlite(SqliteStore),
-    Postgres(PostgresStore),
-}
-
-impl MetadataStore {
-    /// The store, shared (what an instance holds).
-    pub fn shared(self) -> Arc<dyn Store> {
-        match self {
-            MetadataStore::Sqlite(store) => Arc::new(store),
-            MetadataStore::Postgres(store) => Arc::new(store),
-        }
-    }
-
-    /// The SQLite store, or `None` on PostgreSQL.
-    pub fn sqlite(&self) -> Option<&SqliteStore> {
-        match self {
-            MetadataStore::Sqlite(store) => Some(store),
-            MetadataStore::Postgres(_) => None,
-        }
-    }
-
-    /// The store's name for logs and messages: the file's path, or the URL without its
-    /// password.
-    pub fn describe(&self) -> String {
-        match self {
-            MetadataStore::Sqlite(store) => store.describe(),
-            MetadataStore::Postgres(store) => store.describe().to_string(),
-        }
-    }
-}
-
-impl std::ops::Deref for MetadataStore {
-    type Target = dyn Store;
-    fn deref(&self) -> &(dyn Store + 'static) {
-        match self {
-            MetadataStore::Sqlite(store) => store,
-            MetadataStore::Postgres(store) => store,
-        }
-    }
-}
-
-/// The store's name for messages before it is opened: the SQLite file's path, or the
-/// PostgreSQL URL without its password (`postgres://...` when it does not parse).
-pub fn store_name(config: &Config) -> String {
-    match &config.metadata_url {
-        Some(url) => PgSettings::parse(url.expose(), None)
-            .map(|settings| settings.describe().to_string())
-            .unwrap_or_else(|_| "the PostgreSQL store (SLUICE_METADATA_URL)".to_string()),
-        None => config.metadata_path().display().to_string(),
-    }
-}
-
-/// Opens the metadata store the configuration names and migrates it: PostgreSQL when
-/// `SLUICE_METADATA_URL` is set, else the SQLite file (`SLUICE_METADATA_DB`, else
-/// `<data dir>/sluice.db`), created only with [`StoreOpening::CreateIfMissing`]. On
-/// PostgreSQL the database must exist (a DBA creates it, owned by the store's user); its
-/// tables are created by any command that opens it. Blocking.
-pub fn open_store(config: &Config, opening: StoreOpening) -> Result<MetadataStore, StoreError> {
-    if let Some(url) = &config.metadata_url {
-        let settings = PgSettings::parse(
-            url.expose(),
-            config.metadata_password.as_ref().map(|p| p.expose()),
-        )?;
-        return Ok(MetadataStore::Postgres(PostgresStore::open(settings)?));
-    }
-    let path = config.metadata_path();
-    Ok(MetadataStore::Sqlite(match opening {
-        StoreOpening::CreateIfMissing => SqliteStore::open(&path)?,
-        StoreOpening::ExistingOnly => SqliteStore::open_existing(&path)?,
-    }))
-}
-
-/// The account service over the configured store, with the system clock and an in-memory
-/// limiter, as the CLI uses it (the same rules and audit events as the HTTP API).
-pub async fn account_service(config: &Config) -> Result<AuthService, StartError> {
-    config.validate()?;
-    // The store first: a missing one is reported before the key derivation's wait.
-    let store: Arc<dyn Store> = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || open_store(&config, StoreOpening::ExistingOnly))
-            .await??
-            .shared()
-    };
-    let key = Arc::new(derive_key(config).await?);
-    let clock: SharedClock = Arc::new(SystemClock);
-    let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryLimiter::new(clock.clone()));
-    let audit = Arc::new(Audit::new(store.clone(), clock.clone()));
-    auth_service(config, &key, store, audit, clock, limiter)
-}
-
-/// The instance's rate limiter: buckets shared by the replicas in Redis
-/// (`SLUICE_REDIS_URL`) or in the PostgreSQL metadata store, else in this process's memory.
-fn rate_limiter(
-    config: &Config,
-    store: &dyn Store,
-    clock: &SharedClock,
-    metrics: &Arc<Metrics>,
-) -> Result<Arc<dyn RateLimiter>, StartError> {
-    let shared: Option<Arc<dyn SharedBuckets>> = match &config.redis_url {
-        Some(url) => {
-            let redis = RedisBuckets::open(url.expose())?;
-            tracing::info!(redis = %redis.describe(), "Rate limits are shared through Redis");
-            Some(Arc::new(redis))
-        }
-        None => store.shared_buckets(),
-    };
-    Ok(match shared {
-        Some(shared) => Arc::new(SharedLimiter::new(shared, clock.clone(), metrics.clone())),
-        None => Arc::new(MemoryLimiter::new(clock.clone())),
-    })
-}
-
-/// The authentication service for this configuration: mailer, limiter, clock.
-/// The SSO providers and issuers of `SLUICE_SSO_FILE` (none without one). A provider's
-/// `client_secret_env` is read from the process environment.
-pub fn sso(config: &Config) -> Result<crate::sso::Sso, StartError> {
-    let Some(path) = &config.auth.sso_file else {
-        return Ok(crate::sso::Sso::disabled());
-    };
-    let settings = crate::sso::settings::load(path, &|name| {
-        std::env::var(name).ok().filter(|v| !v.is_empty())
-    })?;
-    if config.auth.sso_only && settings.providers.is_empty() {
-        return Err(crate::sso::settings::SettingsError::Invalid {
-            path: path.clone(),
-            at: "oidc".into(),
-            reason: "SLUICE_SSO_ONLY needs at least one OpenID Connect provider to sign in with"
-                .into(),
-        }
-        .into());
-    }
-    Ok(crate::sso::Sso::new(
-        settings,
-        config.auth.sso_only,
-        &config.egress_allow,
-    )?)
-}
-
-pub fn auth_service(
-    config: &Config,
-    key: &Arc<Keyring>,
-    store: Arc<dyn Store>,
-    audit: Arc<Audit>,
-    clock: SharedClock,
-    limiter: Arc<dyn RateLimiter>,
-) -> Result<AuthService, StartError> {
-    let mailer = match (&config.auth.smtp_url, &config.auth.mail_from) {
-        (Some(url), Some(from)) => {
-            Some(Mailer::new(url, from)?.with_source_addresses(config.egress_bind.clone()))
-        }
-        _ => None,
-    };
-    Ok(AuthService::new(
-        store,
-        audit,
-        key.clone(),
-        clock.clone(),
-        config.auth.clone(),
-        config.public_url.clone(),
-        mailer,
-        limiter,
-    ))
-}
-
-/// The keyring: the current key, and the old one during a key rotation.
-async fn derive_key(config: &Config) -> Result<Keyring, StartError> {
-    let config = config.clone();
-    Ok(tokio::task::spawn_blocking(move || config.keyring()).await??)
-}
-
-/// Deletes expired sessions every ten minutes (they are refused on sight anyway; this keeps
-/// the table small).
-async fn purge_sessions(service: Arc<AuthService>) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
-    loop {
-        every.tick().await;
-        match service.purge_expired().await {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "Expired sessions deleted"),
-            Err(error) => tracing::warn!(error = %error, "Purging expired sessions failed"),
-        }
-    }
-}
-
-/// Every `every`, reads the store's catalog revision and reloads when it is not the one
-/// serving (an apply, rollback or restore by the CLI, or another process).
-async fn reload_on_new_revision(instance: Arc<Instance>, every: std::time::Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut check = RevisionCheck::default();
-    loop {
-        ticks.tick().await;
-        check.run(&instance).await;
-    }
-}
-
-/// Whenever the store pushes a catalog change notice (PostgreSQL: another replica, or the
-/// CLI, applied a revision), reads the revision and reloads at once, as the periodic check
-/// would at its next tick.
-async fn reload_on_notice(
-    instance: Arc<Instance>,
-    mut changes: crate::store::catalog::CatalogChanges,
-) {
-    let mut check = RevisionCheck::default();
-    while changes.changed().await.is_ok() {
-        check.run(&instance).await;
-    }
-}
-
-/// One look at the store's catalog revision, reloading when it is not the one serving. A
-/// revision that fails to build is reported once and tried again only when the revision
-/// changes; a store read that fails is reported once per run of failures.
-#[derive(Default)]
-struct RevisionCheck {
-    failed_revision: Option<i64>,
-    store_failing: bool,
-}
-
-impl RevisionCheck {
-    async fn run(&mut self, instance: &Instance) {
-        let store = instance.store.clone();
-        let stored = match tokio::task::spawn_blocking(move || store.catalog_revision()).await {
-            Ok(Ok(revision)) => revision,
-            Ok(Err(error)) => {
-                if !self.store_failing {
-                    tracing::warn!(error = %error, "Cannot read the catalog revision from the store");
-                }
-                self.store_failing = true;
-                return;
-            }
-            Err(_) => return,
-        };
-        self.store_failing = false;
-        if stored == instance.state.snapshot().revision || self.failed_revision == Some(stored) {
-            return;
-        }
-        match instance.reload().await {
-            Ok(revision) => {
-                self.failed_revision = None;
-                tracing::info!(revision, "Catalog reloaded (a new revision was applied)");
-            }
-            Err(error) => {
-                self.failed_revision = Some(stored);
-                tracing::error!(
-                    revision = stored,
-                    error = %error,
-                    "Catalog reload failed; still serving the previous one"
-                );
-            }
-        }
-    }
-}
-
-#[cfg(unix)]
-async fn reload_on_hangup(instance: Arc<Instance>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        return;
-    };
-    while hangups.recv().await.is_some() {
-        if let Some(tls) = &instance.tls {
-            match tls.reload() {
-                Ok(()) => tracing::info!("TLS certificate reloaded"),
-                Err(error) => {
-                    tracing::error!(error = %error, "TLS reload failed; still serving the previous certificate")
-                }
-            }
-        }
-        match instance.reload().await {
-            Ok(revision) => tracing::info!(revision, "Catalog reloaded"),
-            Err(error) => {
-                tracing::error!(error = %error, "Catalog reload failed; still serving the previous one")
-            }
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn reload_on_hangup(_instance: Arc<Instance>) {}
