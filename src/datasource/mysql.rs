@@ -23,11 +23,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{
     ClientIdentity, Column, Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts,
-    SslOpts, Value,
+    SslOpts,
 };
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
@@ -37,16 +36,19 @@ use tokio::time::{Instant, timeout_at};
 use super::tls::DbTls;
 use super::{
     ColumnInfo, DatasourceError, ExecOptions, Frame, PoolDefaults, PoolError, Producer, Slot,
-    Slots, Streamed, Summary, json,
+    Slots, Streamed, Summary,
 };
 use crate::egress::{self, EgressPolicy};
 use crate::spec::{NetworkDatabaseSpec, TlsMode};
-use crate::statement::ParamValue;
-use crate::statement::{ColumnJson, RenderedSql, ResultColumn};
+use crate::statement::{RenderedSql, ResultColumn};
 use crate::vault::SecretString;
 
-/// The `binary` character set id: such string columns hold bytes, not text.
-const BINARY_CHARSET: u16 = 63;
+mod errors;
+mod values;
+
+use errors::classify;
+pub(crate) use errors::mysql_meaning;
+use values::{column_json, to_mysql, type_label, write_value};
 
 /// How long an idle connection stays in the pool. mysql_async keeps none at all unless this
 /// is set (its default of zero closes every connection as it comes back).
@@ -449,336 +451,6 @@ async fn stream(
     }
     let _ = producer.frames().send(Frame::Done(summary)).await;
     Ok(Streamed::Finished)
-}
-
-/// Converts a validated param to a MySQL protocol value. Arrays never get here: the template
-/// compiler expands them to one `?` per item.
-fn to_mysql(position: usize, value: &ParamValue) -> Result<Value, DatasourceError> {
-    use chrono::{Datelike, Timelike};
-    Ok(match value {
-        ParamValue::Null => Value::NULL,
-        ParamValue::Text(text) => Value::Bytes(text.as_bytes().to_vec()),
-        ParamValue::Int(v) => Value::Int(i64::from(*v)),
-        ParamValue::Bigint(v) => Value::Int(*v),
-        ParamValue::Float(v) => Value::Double(*v),
-        // Sent as text: the server converts a decimal string exactly.
-        ParamValue::Numeric(text) => Value::Bytes(text.as_bytes().to_vec()),
-        ParamValue::Bool(v) => Value::Int(i64::from(*v)),
-        ParamValue::Uuid(v) => Value::Bytes(v.hyphenated().to_string().into_bytes()),
-        ParamValue::Date(d) => Value::Date(
-            u16::try_from(d.year()).map_err(|_| bind_error(position, "date"))?,
-            d.month() as u8,
-            d.day() as u8,
-            0,
-            0,
-            0,
-            0,
-        ),
-        ParamValue::Timestamp(t) => Value::Date(
-            u16::try_from(t.year()).map_err(|_| bind_error(position, "datetime"))?,
-            t.month() as u8,
-            t.day() as u8,
-            t.hour() as u8,
-            t.minute() as u8,
-            t.second() as u8,
-            t.timestamp_subsec_micros(),
-        ),
-        ParamValue::Json(v) => Value::Bytes(v.to_string().into_bytes()),
-        ParamValue::Array(_) => return Err(bind_error(position, "a list")),
-    })
-}
-
-fn bind_error(position: usize, db_type: &str) -> DatasourceError {
-    DatasourceError::Bind {
-        position,
-        db_type: db_type.to_string(),
-    }
-}
-
-/// Appends one cell following the documented mapping: `BIGINT` and `DECIMAL` as strings,
-/// binary strings as base64, dates as ISO 8601, `JSON` (MySQL) embedded.
-fn write_value(out: &mut Vec<u8>, value: Value, column: &Column) {
-    let ty = column.column_type();
-    match value {
-        Value::NULL => json::null(out),
-        Value::Int(v) if ty == ColumnType::MYSQL_TYPE_LONGLONG => json::quoted_display(out, v),
-        Value::UInt(v) if ty == ColumnType::MYSQL_TYPE_LONGLONG => json::quoted_display(out, v),
-        Value::Int(v) => json::integer(out, v),
-        Value::UInt(v) => json::integer(out, v),
-        Value::Float(v) => json::float32(out, v),
-        Value::Double(v) => json::float(out, v),
-        Value::Bytes(bytes) => match ty {
-            ColumnType::MYSQL_TYPE_JSON => out.extend_from_slice(&bytes),
-            ColumnType::MYSQL_TYPE_BIT => {
-                let number = bytes.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b));
-                json::integer(out, number);
-            }
-            _ if column.character_set() == BINARY_CHARSET
-                && !matches!(
-                    ty,
-                    ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL
-                ) =>
-            {
-                json::bytes(out, &bytes)
-            }
-            _ => match std::str::from_utf8(&bytes) {
-                Ok(text) => json::string(out, text),
-                Err(_) => json::bytes(out, &bytes),
-            },
-        },
-        Value::Date(year, month, day, hour, minute, second, micros) => {
-            if ty == ColumnType::MYSQL_TYPE_DATE || ty == ColumnType::MYSQL_TYPE_NEWDATE {
-                json::quoted_display(out, format_args!("{year:04}-{month:02}-{day:02}"));
-            } else if micros == 0 {
-                json::quoted_display(
-                    out,
-                    format_args!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}"),
-                );
-            } else {
-                json::quoted_display(
-                    out,
-                    format_args!(
-                        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{micros:06}"
-                    ),
-                );
-            }
-        }
-        Value::Time(negative, days, hours, minutes, seconds, micros) => {
-            let sign = if negative { "-" } else { "" };
-            let hours = days * 24 + u32::from(hours);
-            if micros == 0 {
-                json::quoted_display(
-                    out,
-                    format_args!("{sign}{hours:02}:{minutes:02}:{seconds:02}"),
-                );
-            } else {
-                json::quoted_display(
-                    out,
-                    format_args!("{sign}{hours:02}:{minutes:02}:{seconds:02}.{micros:06}"),
-                );
-            }
-        }
-    }
-}
-
-/// The JSON [`write_value`] writes for a column of this type (the per-app OpenAPI document's
-/// column schema): kept beside it so the two cannot drift. In the binary protocol a value's
-/// kind follows from its column's type.
-fn column_json(column: &Column) -> ColumnJson {
-    match column.column_type() {
-        ColumnType::MYSQL_TYPE_NULL => ColumnJson::Null,
-        ColumnType::MYSQL_TYPE_LONGLONG => ColumnJson::IntegerString,
-        ColumnType::MYSQL_TYPE_TINY
-        | ColumnType::MYSQL_TYPE_SHORT
-        | ColumnType::MYSQL_TYPE_INT24
-        | ColumnType::MYSQL_TYPE_LONG
-        | ColumnType::MYSQL_TYPE_YEAR
-        | ColumnType::MYSQL_TYPE_BIT => ColumnJson::Integer,
-        ColumnType::MYSQL_TYPE_FLOAT | ColumnType::MYSQL_TYPE_DOUBLE => ColumnJson::Float,
-        ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL => {
-            ColumnJson::DecimalString
-        }
-        ColumnType::MYSQL_TYPE_JSON => ColumnJson::AnyJson,
-        ColumnType::MYSQL_TYPE_DATE
-        | ColumnType::MYSQL_TYPE_NEWDATE
-        | ColumnType::MYSQL_TYPE_DATETIME
-        | ColumnType::MYSQL_TYPE_DATETIME2
-        | ColumnType::MYSQL_TYPE_TIMESTAMP
-        | ColumnType::MYSQL_TYPE_TIMESTAMP2
-        | ColumnType::MYSQL_TYPE_TIME
-        | ColumnType::MYSQL_TYPE_TIME2 => ColumnJson::Text,
-        _ if column.character_set() == BINARY_CHARSET => ColumnJson::Base64,
-        _ => ColumnJson::Text,
-    }
-}
-
-/// The column type as shown to clients, in MySQL's own lower-case names.
-fn type_label(column: &Column) -> String {
-    let flags = column.flags();
-    let binary = column.character_set() == BINARY_CHARSET;
-    // ENUM and SET arrive as strings; only their flags tell them apart.
-    if flags.contains(ColumnFlags::ENUM_FLAG) {
-        return "enum".into();
-    }
-    if flags.contains(ColumnFlags::SET_FLAG) {
-        return "set".into();
-    }
-    // MariaDB also sets UNSIGNED_FLAG on TIMESTAMP, YEAR and BIT, where it means nothing.
-    let numeric = matches!(
-        column.column_type(),
-        ColumnType::MYSQL_TYPE_TINY
-            | ColumnType::MYSQL_TYPE_SHORT
-            | ColumnType::MYSQL_TYPE_INT24
-            | ColumnType::MYSQL_TYPE_LONG
-            | ColumnType::MYSQL_TYPE_LONGLONG
-            | ColumnType::MYSQL_TYPE_FLOAT
-            | ColumnType::MYSQL_TYPE_DOUBLE
-            | ColumnType::MYSQL_TYPE_DECIMAL
-            | ColumnType::MYSQL_TYPE_NEWDECIMAL
-    );
-    let unsigned = numeric && flags.contains(ColumnFlags::UNSIGNED_FLAG);
-    let base = match column.column_type() {
-        ColumnType::MYSQL_TYPE_TINY => "tinyint",
-        ColumnType::MYSQL_TYPE_SHORT => "smallint",
-        ColumnType::MYSQL_TYPE_INT24 => "mediumint",
-        ColumnType::MYSQL_TYPE_LONG => "int",
-        ColumnType::MYSQL_TYPE_LONGLONG => "bigint",
-        ColumnType::MYSQL_TYPE_FLOAT => "float",
-        ColumnType::MYSQL_TYPE_DOUBLE => "double",
-        ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL => "decimal",
-        ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE => "date",
-        ColumnType::MYSQL_TYPE_DATETIME | ColumnType::MYSQL_TYPE_DATETIME2 => "datetime",
-        ColumnType::MYSQL_TYPE_TIMESTAMP | ColumnType::MYSQL_TYPE_TIMESTAMP2 => "timestamp",
-        ColumnType::MYSQL_TYPE_TIME | ColumnType::MYSQL_TYPE_TIME2 => "time",
-        ColumnType::MYSQL_TYPE_YEAR => "year",
-        ColumnType::MYSQL_TYPE_BIT => "bit",
-        ColumnType::MYSQL_TYPE_JSON => "json",
-        ColumnType::MYSQL_TYPE_ENUM => "enum",
-        ColumnType::MYSQL_TYPE_SET => "set",
-        ColumnType::MYSQL_TYPE_GEOMETRY => "geometry",
-        ColumnType::MYSQL_TYPE_NULL => "null",
-        ColumnType::MYSQL_TYPE_VARCHAR | ColumnType::MYSQL_TYPE_VAR_STRING => {
-            if binary {
-                "varbinary"
-            } else {
-                "varchar"
-            }
-        }
-        ColumnType::MYSQL_TYPE_STRING => {
-            if binary {
-                "binary"
-            } else {
-                "char"
-            }
-        }
-        ColumnType::MYSQL_TYPE_TINY_BLOB
-        | ColumnType::MYSQL_TYPE_MEDIUM_BLOB
-        | ColumnType::MYSQL_TYPE_LONG_BLOB
-        | ColumnType::MYSQL_TYPE_BLOB => {
-            if binary {
-                "blob"
-            } else {
-                "text"
-            }
-        }
-        _ => "unknown",
-    };
-    if unsigned {
-        format!("{base} unsigned")
-    } else {
-        base.to_string()
-    }
-}
-
-/// Maps a driver error to a class; only the server's error number and SQLSTATE are logged.
-fn classify(name: &str, error: &mysql_async::Error) -> DatasourceError {
-    match error {
-        mysql_async::Error::Server(server) => {
-            tracing::warn!(
-                datasource = %name,
-                mysql_code = server.code,
-                sqlstate = %server.state,
-                "MySQL refused the query"
-            );
-            match server.code {
-                1062 | 1586 => DatasourceError::Constraint { kind: "unique" },
-                1451 | 1452 | 1216 | 1217 => DatasourceError::Constraint {
-                    kind: "foreign_key",
-                },
-                1048 | 1364 => DatasourceError::Constraint { kind: "not_null" },
-                3819 | 4025 => DatasourceError::Constraint { kind: "check" },
-                1264 | 1265 | 1292 | 1366 | 1406 | 1367 | 1690 | 3140 | 4038 => {
-                    DatasourceError::InvalidData {
-                        class: "data_exception",
-                    }
-                }
-                1205 | 1213 => DatasourceError::Retryable {
-                    code: server.code.to_string(),
-                },
-                1317 | 3024 | 1969 => DatasourceError::Timeout,
-                // The server refused the account itself (a dropped user, a wrong password, a
-                // host or database it may not use): the datasource is unusable as
-                // configured, as on PostgreSQL (SQLSTATE class 28).
-                1044 | 1045 | 1130 | 1698 | 1862 | 3118 | 4151 => {
-                    tracing::warn!(
-                        datasource = %name,
-                        mysql_code = server.code,
-                        "MySQL refused the datasource's credentials: check the user, its password and its grants for this host and database"
-                    );
-                    DatasourceError::Unavailable { class: "auth" }
-                }
-                1142 | 1143 | 1227 => DatasourceError::Query {
-                    class: "permission_denied",
-                    code: server.code.to_string(),
-                    meaning: mysql_meaning(server.code),
-                },
-                1040 | 1053 | 1203 => DatasourceError::Unavailable { class: "server" },
-                _ if server.state.starts_with("42") => DatasourceError::Query {
-                    class: "invalid_statement",
-                    code: server.code.to_string(),
-                    meaning: mysql_meaning(server.code),
-                },
-                _ => DatasourceError::Query {
-                    class: "database_error",
-                    code: server.code.to_string(),
-                    meaning: mysql_meaning(server.code),
-                },
-            }
-        }
-        mysql_async::Error::Io(_) if super::tls::find_rustls_error(error).is_some() => {
-            if let Some(tls) = super::tls::find_rustls_error(error) {
-                // rustls errors name certificate problems and host names, never a value.
-                tracing::warn!(datasource = %name, tls_error = %tls, "MySQL TLS handshake failed");
-            }
-            DatasourceError::Unavailable { class: "tls" }
-        }
-        mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer) => {
-            tracing::warn!(
-                datasource = %name,
-                "The MySQL server does not offer TLS, which this datasource requires (`tls`)"
-            );
-            DatasourceError::Unavailable { class: "tls" }
-        }
-        mysql_async::Error::Io(_) => {
-            tracing::warn!(datasource = %name, "MySQL connection failure");
-            DatasourceError::Unavailable { class: "connect" }
-        }
-        mysql_async::Error::Driver(_) => {
-            // Handshake-level trouble (TLS not offered, auth plugin, protocol): the
-            // datasource cannot be used as configured.
-            tracing::warn!(datasource = %name, "MySQL driver error");
-            DatasourceError::Unavailable {
-                class: "mysql_driver",
-            }
-        }
-        _ => {
-            tracing::warn!(datasource = %name, "MySQL client error");
-            DatasourceError::Internal {
-                class: "mysql_client",
-            }
-        }
-    }
-}
-
-/// What a MySQL/MariaDB error number means, in a few words, for the server log (the
-/// server's own message may quote values). "" for numbers not listed.
-pub(crate) fn mysql_meaning(code: u16) -> &'static str {
-    match code {
-        1064 => "syntax error",
-        1146 => "the table or view does not exist",
-        1054 => "a column does not exist",
-        1052 => "a column name is ambiguous: qualify it with its table",
-        1305 => "the function or procedure does not exist",
-        1142 => "the datasource's user lacks a table privilege (GRANT it what the query needs)",
-        1143 => "the datasource's user lacks a column privilege",
-        1227 => "the datasource's user lacks a privilege this statement needs",
-        1049 => "the database does not exist",
-        1109 => "unknown table in the statement",
-        1241 => "an operand should contain one column",
-        1242 => "a subquery returned more than one row",
-        1210 => "wrong arguments to a statement",
-        _ => "",
-    }
 }
 
 #[cfg(test)]
