@@ -257,13 +257,8 @@ impl Instance {
         &self.state
     }
 
-    /// Every route of this instance behind its middleware, as served, as a router (tests
+    /// Every route of this instance behind its middleware: what the listener serves (tests
     /// call it with tower's `oneshot`, without a socket).
-    pub fn router(&self) -> axum::Router {
-        axum::Router::new().fallback_service(self.front())
-    }
-
-    /// Every route of this instance behind its middleware: what the listener serves.
     pub fn front(&self) -> Front {
         let admin_state = Arc::new(AdminState {
             auth: self.state.auth.clone(),
@@ -295,7 +290,9 @@ impl Instance {
     }
 
     /// Serves `routes` too, behind the same middleware (request id, edge, security
-    /// headers). The demo adds its page this way.
+    /// headers). The demo adds its page this way. `POST` and `OPTIONS` on
+    /// `/v1/apps/{app}/queries/{query}` are always the query route: a route of `routes` there
+    /// is never reached.
     pub fn with_routes(mut self, routes: axum::Router) -> Instance {
         self.extra_routes = Some(routes);
         self

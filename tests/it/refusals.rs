@@ -156,7 +156,7 @@ impl Matrix {
             .expect("request");
         let response = self
             .instance
-            .router()
+            .front()
             .oneshot(request)
             .await
             .expect("infallible");
@@ -266,7 +266,7 @@ async fn a_cross_site_write_with_a_stale_cookie_is_refused_like_a_live_one() {
             .expect("request");
         let response = matrix
             .instance
-            .router()
+            .front()
             .oneshot(request)
             .await
             .expect("infallible");
