@@ -25,7 +25,7 @@ use crate::catalog::binding::BindValues;
 use crate::catalog::compile::{CompiledQuery, CompiledTemplate};
 use crate::datasource::http::HttpReply;
 use crate::datasource::{DatasourceError, ExecOptions};
-use crate::http::body::{UniqueObject, repeated_key};
+use crate::http::body::{UniqueObject, refused_key};
 use crate::http::{ApiError, ClientReset, RequestId};
 use crate::policy::client_ip::ClientIp;
 use crate::policy::rate_limit::Decision;
@@ -492,7 +492,7 @@ async fn read_params(
         params: Option<UniqueObject>,
     }
     let invocation: Invocation = serde_json::from_slice(&bytes).map_err(|error| {
-        if let Some(repeated) = repeated_key(&error) {
+        if let Some(repeated) = refused_key(&error) {
             return repeated;
         }
         // serde_json's own message can quote the offending value; only its position is used.

@@ -218,24 +218,41 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
 /// Refuses (400 `invalid_json`) a JSON text with an object that repeats a key, at any
 /// depth. Parsers disagree on which of the two wins (the first, the last, an error), and
 /// such disagreement between two parts of a system is a known way to slip a value past a
-/// check; answering every such body with an error leaves nothing to disagree on. Text that
-/// is not valid JSON passes here and is refused by the parser that follows.
+/// check; answering every such body with an error leaves nothing to disagree on. Also
+/// refused: an object with the key serde_json reserves for raw values
+/// ([`RAW_VALUE_TOKEN`]), which its `Value` would otherwise parse again from a string, past
+/// this check. Text that is not valid JSON passes here and is refused by the parser that
+/// follows.
 pub fn check_unique_keys(bytes: &[u8]) -> Result<(), ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     match serde::Deserialize::deserialize(&mut deserializer).map(|UniqueKeys| ()) {
-        Err(error) => repeated_key(&error).map_or(Ok(()), Err),
+        Err(error) => refused_key(&error).map_or(Ok(()), Err),
         Ok(()) => Ok(()),
     }
 }
 
-/// The 400 `invalid_json` for a parse that stopped at a repeated key: one
+/// The 400 `invalid_json` for a parse that stopped at a repeated or reserved key: one
 /// [`UniqueKeys`], [`UniqueValue`] or [`UniqueObject`] found, or a repeated field of a
 /// derived struct. `None` for every other error.
-pub fn repeated_key(error: &serde_json::Error) -> Option<ApiError> {
+pub fn refused_key(error: &serde_json::Error) -> Option<ApiError> {
     if !error.is_data() {
         return None;
     }
     let text = error.to_string();
+    if let Some(rest) = text.strip_prefix(RESERVED_KEY) {
+        let key = rest.split(" at line").next().unwrap_or("");
+        return Some(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!(
+                "an object uses the key `{}`, which the JSON parser reserves (line {}, column \
+                 {}); rename it",
+                shown_name(key),
+                error.line(),
+                error.column()
+            ),
+        ));
+    }
     let key = match text.strip_prefix(DUPLICATE_KEY) {
         Some(rest) => rest.split(" at line").next().unwrap_or(""),
         None => text
@@ -257,6 +274,20 @@ pub fn repeated_key(error: &serde_json::Error) -> Option<ApiError> {
 }
 
 const DUPLICATE_KEY: &str = "duplicate key ";
+const RESERVED_KEY: &str = "reserved key ";
+
+/// The key serde_json's `Value` (with its `raw_value` feature) takes for "parse this
+/// string as JSON": sent by a client, it would smuggle a second, unchecked JSON text in a
+/// string. Refused wherever keys are checked.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// The error for `key` when it is [`RAW_VALUE_TOKEN`].
+fn reserved<E: serde::de::Error>(key: &str) -> Result<(), E> {
+    if key == RAW_VALUE_TOKEN {
+        return Err(E::custom(format_args!("{RESERVED_KEY}{key}")));
+    }
+    Ok(())
+}
 
 /// Reads any JSON value, keeping nothing but each object's keys until the object ends.
 struct UniqueKeys;
@@ -304,6 +335,7 @@ impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
         // Most objects are small: a scan beats hashing.
         let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::new();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            reserved(&key)?;
             if seen.contains(&key) {
                 return Err(serde::de::Error::custom(format_args!(
                     "{DUPLICATE_KEY}{key}"
@@ -317,7 +349,7 @@ impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
 }
 
 /// A JSON value built in the same pass that checks it for repeated keys, at any depth (a
-/// repeat fails the parse as [`check_unique_keys`] would, see [`repeated_key`]): one pass
+/// repeat fails the parse as [`check_unique_keys`] would, see [`refused_key`]): one pass
 /// over the body instead of a check and then a parse.
 pub struct UniqueValue(pub serde_json::Value);
 
@@ -368,6 +400,7 @@ fn insert_unique<'de, A: serde::de::MapAccess<'de>>(
     key: std::borrow::Cow<'de, str>,
     map: &mut A,
 ) -> Result<(), A::Error> {
+    reserved(&key)?;
     match object.entry(key.into_owned()) {
         serde_json::map::Entry::Occupied(entry) => Err(serde::de::Error::custom(format_args!(
             "{DUPLICATE_KEY}{}",
@@ -628,7 +661,7 @@ mod tests {
     fn unique_value(body: &str) -> Result<serde_json::Value, Option<ApiError>> {
         serde_json::from_str::<UniqueValue>(body)
             .map(|UniqueValue(value)| value)
-            .map_err(|error| repeated_key(&error))
+            .map_err(|error| refused_key(&error))
     }
 
     #[test]
@@ -677,11 +710,40 @@ mod tests {
         let error = serde_json::from_str::<UniqueObject>("[1]")
             .map(|o| o.0)
             .unwrap_err();
-        assert!(error.is_data() && repeated_key(&error).is_none(), "{error}");
+        assert!(error.is_data() && refused_key(&error).is_none(), "{error}");
         let error = serde_json::from_str::<UniqueObject>(r#"{"a":1,"b":2,"a":3}"#)
             .map(|o| o.0)
             .unwrap_err();
-        assert!(repeated_key(&error).unwrap().message.contains("key `a`"));
+        assert!(refused_key(&error).unwrap().message.contains("key `a`"));
+    }
+
+    #[test]
+    fn the_raw_value_key_is_refused_wherever_keys_are_checked() {
+        // serde_json's own `Value` parses the string under this key as a second JSON text,
+        // which no key check saw: a repeated key (or anything else) rides through.
+        let smuggled = r#"{"x":{"$serde_json::private::RawValue":"{\"id\":1,\"id\":2}"}}"#;
+        let plain: serde_json::Value = serde_json::from_str(smuggled).unwrap();
+        assert_eq!(
+            plain["x"],
+            serde_json::json!({"id": 2}),
+            "serde_json changed: {plain}"
+        );
+        for body in [
+            smuggled,
+            r#"{"params":{"$serde_json::private::RawValue":"[1,2]"}}"#,
+            r#"[{"a":1,"$serde_json::private::RawValue":"1"}]"#,
+        ] {
+            let checked = check_unique_keys(body.as_bytes()).unwrap_err();
+            assert_eq!(checked.code, "invalid_json", "{body}");
+            assert!(checked.message.contains("reserves"), "{}", checked.message);
+            let parsed = unique_value(body).unwrap_err().expect("a refused key");
+            assert_eq!(parsed.message, checked.message, "{body}");
+        }
+        let object =
+            serde_json::from_str::<UniqueObject>(r#"{"$serde_json::private::RawValue":"1"}"#)
+                .map(|o| o.0)
+                .unwrap_err();
+        assert!(refused_key(&object).is_some(), "{object}");
     }
 
     #[test]
