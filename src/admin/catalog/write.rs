@@ -11,9 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{
-    Resource, current, datasource_view, no_app, recent_history, resource_response, store_error,
-};
+use super::read::{current, datasource_view, recent_history, resource_response, store_error};
+use super::{Resource, no_app};
 use crate::admin::{AdminActor, AdminState};
 use crate::http::{ApiError, Problem, json_response};
 use crate::snapshot::{self, VerifyError};
