@@ -34,9 +34,10 @@ use crate::spec::Visibility;
 /// request uses, the decoded `(app, query)` names (`None` when the path does not decode),
 /// and what those names found in the snapshot's catalog, looked up once here: the app's
 /// visibility and the query's [`index`](crate::catalog::compile::CompiledQuery::index)
-/// (each `None` when the catalog has no such app or query).
-pub(super) struct Resolved {
-    pub snapshot: Arc<Snapshot>,
+/// (each `None` when the catalog has no such app or query). The snapshot is borrowed from
+/// the edge, which holds it for the whole request.
+pub(super) struct Resolved<'a> {
+    pub snapshot: &'a Snapshot,
     pub names: Option<(String, String)>,
     pub visibility: Option<Visibility>,
     pub query: Option<usize>,
@@ -109,9 +110,8 @@ pub async fn serve_query(
             return refused;
         }
         None => {
-            let counted = Arc::clone(&snapshot);
             let resolved = Resolved {
-                snapshot,
+                snapshot: &snapshot,
                 names,
                 visibility,
                 query: query_index,
@@ -120,7 +120,7 @@ pub async fn serve_query(
             let response = super::invoke::invoke(state, resolved, request)
                 .await
                 .into_response();
-            counted
+            snapshot
                 .series(query_index, &state.metrics)
                 .observe(response.status().as_u16(), started.elapsed());
             response

@@ -39,7 +39,7 @@ use crate::spec::Visibility;
 /// query's metric series) let it through with what it found.
 pub(super) async fn invoke(
     state: &Arc<GatewayState>,
-    resolved: Resolved,
+    resolved: Resolved<'_>,
     request: Request,
 ) -> Result<Response, ApiError> {
     // The request itself rather than a `HeaderMap` extractor, which would clone the headers.
@@ -118,7 +118,7 @@ pub(super) async fn invoke(
         running,
         reset,
     };
-    execute(state, &snapshot, query, run, headers, body).await
+    execute(state, snapshot, query, run, headers, body).await
 }
 
 /// `POST /v1/admin/apps/{app}/queries/{query}/run`: an admin tests a query whatever its
