@@ -384,14 +384,23 @@ impl<'de> serde::Deserialize<'de> for UniqueObject {
                 mut map: A,
             ) -> Result<UniqueObject, A::Error> {
                 let mut object = serde_json::Map::new();
-                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                    insert_unique(&mut object, key, &mut map)?;
-                }
+                insert_rest(&mut object, &mut map)?;
                 Ok(UniqueObject(object))
             }
         }
         deserializer.deserialize_map(ObjectVisitor)
     }
+}
+
+/// Reads the map's remaining entries into `object` with [`insert_unique`].
+fn insert_rest<'de, A: serde::de::MapAccess<'de>>(
+    object: &mut serde_json::Map<String, serde_json::Value>,
+    map: &mut A,
+) -> Result<(), A::Error> {
+    while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+        insert_unique(object, key, map)?;
+    }
+    Ok(())
 }
 
 /// Reads the value of `key` into `object`, or fails if `object` has the key already.
@@ -480,9 +489,7 @@ impl<'de> serde::de::Visitor<'de> for UniqueValueVisitor {
                 .map_err(serde::de::Error::custom);
         }
         insert_unique(&mut object, first, &mut map)?;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            insert_unique(&mut object, key, &mut map)?;
-        }
+        insert_rest(&mut object, &mut map)?;
         Ok(serde_json::Value::Object(object))
     }
 }

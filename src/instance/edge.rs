@@ -17,7 +17,6 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 
 use crate::gateway::{self, GatewayState};
-
 use crate::http::server::PeerAddr;
 use crate::http::{ApiError, request_id};
 use crate::policy::Refusal;

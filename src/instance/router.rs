@@ -14,9 +14,10 @@ use crate::http::method_not_allowed;
 use crate::scim::routes::ScimState;
 use crate::vault::SecretString;
 
-/// The whole router: the view plane and `/v1/auth`, with `admin` (the edit plane) nested
-/// at `/v1/admin`, and `GET /metrics` behind `metrics_token` when there is one, all behind
-/// the request-id and edge middleware; the console's static pages when `console` is on.
+/// Every route as the listener serves it: the view plane and `/v1/auth`, with `admin` (the
+/// edit plane) nested at `/v1/admin`, and `GET /metrics` behind `metrics_token` when there
+/// is one, all behind the request-id and edge middleware (one service, `edge::Front`); the
+/// console's static pages when `console` is on.
 pub fn front(
     state: Arc<GatewayState>,
     admin: Router,
