@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use futures_util::{StreamExt, pin_mut};
 use rustls::ClientConfig;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -178,34 +178,34 @@ async fn run(
     options: ExecOptions,
     mut producer: Producer,
 ) {
-    let deadline = Instant::now() + options.timeout;
+    // One timer for the whole run (the wait for a connection and the statement): one
+    // registration with the runtime's timer per statement, not one per step.
+    let deadline = tokio::time::sleep_until(Instant::now() + options.timeout);
     let gone = producer.gone();
-    tokio::pin!(gone);
+    tokio::pin!(deadline, gone);
     let mut connection = tokio::select! {
         biased;
-        got = timeout_at(deadline, pool.get()) => match got {
-            Err(_) => return producer.fail(DatasourceError::Timeout).await,
-            Ok(Err(error)) => {
+        got = pool.get() => match got {
+            Err(error) => {
                 let error = classify_pool(&name, error);
                 return producer.fail(error).await;
             }
-            Ok(Ok(connection)) => connection,
+            Ok(connection) => connection,
         },
+        () = &mut deadline => return producer.fail(DatasourceError::Timeout).await,
         // Nothing started yet: nothing to cancel.
         () = &mut gone => return,
     };
     let secured = options.row_security.is_some();
     let outcome = tokio::select! {
         biased;
-        outcome = timeout_at(
-            deadline,
-            stream(&mut connection, &name, statement, options, &mut producer),
-        ) => outcome,
-        () = &mut gone => Ok(Ok(Streamed::Abandoned)),
+        outcome = stream(&mut connection, &name, statement, options, &mut producer) => Some(outcome),
+        () = &mut deadline => None,
+        () = &mut gone => Some(Ok(Streamed::Abandoned)),
     };
     let failure = match outcome {
-        Ok(Ok(Streamed::Finished)) => return,
-        Ok(Err(error)) => {
+        Some(Ok(Streamed::Finished)) => return,
+        Some(Err(error)) => {
             // Under row security the connection is inside a transaction (its role and
             // claims set): end it before the connection goes back to the pool, or do not
             // put it back at all.
@@ -219,11 +219,12 @@ async fn run(
             }
             return producer.fail(error).await;
         }
-        Ok(Ok(Streamed::Abandoned)) => {
+        Some(Ok(Streamed::Abandoned)) => {
             tracing::debug!(datasource = %name, "Cancelling a statement: its request went away");
             None
         }
-        Err(_) => Some(DatasourceError::Timeout),
+        // The deadline passed.
+        None => Some(DatasourceError::Timeout),
     };
     // Stop the server-side work too, and do not return a connection in an unknown state to
     // the pool. The slot stays held until the cancel has been sent.
@@ -247,7 +248,8 @@ async fn stream(
     producer: &mut Producer,
 ) -> Result<Streamed, DatasourceError> {
     if let Some(context) = &options.row_security {
-        begin_secured(connection, name, context).await?;
+        // Boxed, like the NDJSON read below: only row-security queries take this path.
+        Box::pin(begin_secured(connection, name, context)).await?;
     }
     let prepared = connection
         .prepare_cached(&statement.sql, &statement.types)

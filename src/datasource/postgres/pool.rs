@@ -90,6 +90,17 @@ impl PgConnection {
         if let Some(prepared) = self.statements.get(sql) {
             return Ok(prepared.clone());
         }
+        // Boxed: preparing is a round trip of its own, rare once the cache is warm, and its
+        // future would otherwise enlarge every statement's.
+        Box::pin(self.prepare_new(sql, types)).await
+    }
+
+    /// Prepares `sql` on this connection and caches it.
+    async fn prepare_new(
+        &mut self,
+        sql: &Arc<str>,
+        types: &[ParamType],
+    ) -> Result<Prepared, tokio_postgres::Error> {
         let statement = match self.client.prepare(sql).await {
             Err(error)
                 if error.code() == Some(&SqlState::INDETERMINATE_DATATYPE) && !types.is_empty() =>
@@ -179,6 +190,30 @@ impl PgManager {
         })
     }
 
+    /// A new connection: the socket through the egress checks, then TLS and start-up.
+    async fn connect(&self) -> Result<PgConnection, PgConnectError> {
+        let stream = self.checked_socket().await?;
+        let client = match self.tls_for()? {
+            None => {
+                let (client, connection) = self
+                    .config
+                    .connect_raw(stream, tokio_postgres::NoTls)
+                    .await?;
+                tokio::spawn(drive(connection));
+                client
+            }
+            Some(tls) => {
+                let (client, connection) = self.config.connect_raw(stream, tls).await?;
+                tokio::spawn(drive(connection));
+                client
+            }
+        };
+        Ok(PgConnection {
+            client,
+            statements: HashMap::default(),
+        })
+    }
+
     /// Asks the server to cancel what `connection` is running, over a socket that went
     /// through the same egress checks and source address as the connection itself.
     pub async fn cancel(&self, cancel: tokio_postgres::CancelToken) -> Result<(), PgConnectError> {
@@ -200,26 +235,10 @@ impl managed::Manager for PgManager {
     type Error = PgConnectError;
 
     async fn create(&self) -> Result<PgConnection, PgConnectError> {
-        let stream = self.checked_socket().await?;
-        let client = match self.tls_for()? {
-            None => {
-                let (client, connection) = self
-                    .config
-                    .connect_raw(stream, tokio_postgres::NoTls)
-                    .await?;
-                tokio::spawn(drive(connection));
-                client
-            }
-            Some(tls) => {
-                let (client, connection) = self.config.connect_raw(stream, tls).await?;
-                tokio::spawn(drive(connection));
-                client
-            }
-        };
-        Ok(PgConnection {
-            client,
-            statements: HashMap::default(),
-        })
+        // Boxed: connecting (egress checks, TLS, start-up) is a large future, and deadpool
+        // holds this one inside the future of every `get`, which each statement builds and
+        // moves whether or not it connects.
+        Box::pin(self.connect()).await
     }
 
     async fn recycle(
