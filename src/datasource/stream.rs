@@ -39,6 +39,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -173,21 +174,49 @@ impl Driver {
         Driver { producer: None }
     }
 
-    /// Awaits `wait`, polling the inline producer too until it finishes. `wait` is polled
-    /// first (`biased`), so it completes as soon as it can.
+    /// Awaits `wait` (a receive from this execution's channels), polling the inline
+    /// producer too until it finishes. `wait` is checked first, so it completes as soon as
+    /// it can.
+    ///
+    /// While the producer is inline, only its polls here can complete `wait` (it holds the
+    /// senders), so `wait` is checked with a waker that does nothing: registered with the
+    /// real one, each frame the producer sends would wake this very task while it runs,
+    /// and the runtime answers such a wake by queueing the task again and waking an idle
+    /// worker thread to share the work, for nothing. The producer's own waits (its sockets,
+    /// its timer, room in the frame channel) carry the real waker. `wait` is also exempt
+    /// from the runtime's cooperative budget, which, spent, would make it pending and wake
+    /// the waker that does nothing; the producer's waits still spend the budget, and wake
+    /// the task when it is spent.
     pub(super) async fn drive_while<F: Future>(&mut self, wait: F) -> F::Output {
         let Some(producer) = self.producer.as_mut() else {
             return wait.await;
         };
+        let wait = tokio::task::unconstrained(wait);
         tokio::pin!(wait);
-        tokio::select! {
-            biased;
-            output = &mut wait => return output,
-            () = producer => {}
+        let quiet = |wait: Pin<&mut tokio::task::Unconstrained<F>>| {
+            wait.poll(&mut Context::from_waker(Waker::noop()))
+        };
+        let ready = std::future::poll_fn(|cx| {
+            if let Poll::Ready(output) = quiet(wait.as_mut()) {
+                return Poll::Ready(Some(output));
+            }
+            if producer.as_mut().poll(cx).is_pending() {
+                return match quiet(wait.as_mut()) {
+                    Poll::Ready(output) => Poll::Ready(Some(output)),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+            Poll::Ready(None)
+        })
+        .await;
+        match ready {
+            Some(output) => output,
+            None => {
+                // Finished: what it sent is buffered in the channels (or they are closed).
+                self.producer = None;
+                wait.await
+            }
         }
-        // Finished: what it sent is buffered in the channels.
-        self.producer = None;
-        wait.await
     }
 }
 
@@ -330,6 +359,73 @@ mod tests {
             assert_eq!(*ran_on.lock().unwrap(), Some(tokio::task::id()));
         })
         .await;
+    }
+
+    /// Counts the wakes of the task it stands for.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// A frame the inline producer sends while the caller's task polls it must not wake that
+    /// task: the runtime would queue it again and wake an idle worker for nothing.
+    #[tokio::test]
+    async fn an_inline_producer_does_not_wake_the_task_that_drives_it() {
+        let (go_tx, go_rx) = oneshot::channel::<()>();
+        let mut execution = inline_execution(move |frames| {
+            Box::pin(async move {
+                // Waits like a producer waiting for rows, then sends them.
+                let _ = go_rx.await;
+                let _ = frames.send(rows("[1]")).await;
+                let _ = frames.send(Frame::Done(Summary::default())).await;
+            })
+        });
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut next = Box::pin(execution.next_frame());
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+        // The rows arrive: the producer's own wait wakes the task, once.
+        go_tx.send(()).unwrap();
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let Poll::Ready(Some(Frame::Rows(first))) = next.as_mut().poll(&mut cx) else {
+            panic!("the first frame is ready");
+        };
+        assert_eq!(&first[..], b"[1]");
+        // Sending it (and the next) woke nobody.
+        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Many frames through a full channel, far past the runtime's cooperative budget of one
+    /// poll: the inline producer and the caller take turns to the end, nothing stalls.
+    #[tokio::test]
+    async fn a_long_inline_result_streams_through_a_full_channel_to_its_end() {
+        const FRAMES: usize = 2_000;
+        let mut execution = inline_execution(|frames| {
+            Box::pin(async move {
+                for _ in 0..FRAMES {
+                    let _ = frames.send(rows(",[1]")).await;
+                }
+                let _ = frames.send(Frame::Done(Summary::default())).await;
+            })
+        });
+        let received = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut received = 0;
+            while let Some(frame) = execution.next_frame().await {
+                match frame {
+                    Frame::Rows(_) => received += 1,
+                    _ => break,
+                }
+            }
+            received
+        })
+        .await
+        .expect("the result streamed to its end without stalling");
+        assert_eq!(received, FRAMES);
     }
 
     #[tokio::test]
