@@ -66,7 +66,15 @@ pub async fn serve_query(
     // answers for them exactly as for an app without a policy: a private app's name cannot
     // be probed with preflights or cross-site writes. The handler then answers 404.
     let app = snapshot.catalog.apps.get(app_name);
-    let policy = app.map(|app| app.policy.clone()).unwrap_or_default();
+    // Borrowed from the snapshot this request holds: no reference count taken per request.
+    let default_policy;
+    let policy: &crate::policy::AppPolicy = match app {
+        Some(app) => &app.policy,
+        None => {
+            default_policy = crate::policy::AppPolicy::default();
+            &default_policy
+        }
+    };
     // What the handler needs of the catalog, looked up once here with the app: its
     // visibility and the query's index (which is also its place in the metric series).
     let visibility = app.map(|app| app.visibility);
@@ -83,7 +91,7 @@ pub async fn serve_query(
     let preflight = request.method() == Method::OPTIONS;
     let refused = refusal(
         state,
-        &policy,
+        policy,
         app_name,
         ip,
         request.method(),

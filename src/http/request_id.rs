@@ -4,7 +4,6 @@
 //! random bits (32 hex digits): unique, and unguessable, so they tell nothing about how
 //! many requests the instance serves or which came before.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,59 +38,82 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Assigns the request id, renders [`ApiError`]s (keeping headers set on the way out), and logs the
 /// request (method, path, status, duration; never a query string or body).
-pub async fn middleware(request: Request, next: Next) -> Response {
-    around(request, |request| next.run(request)).await
+pub async fn middleware(mut request: Request, next: Next) -> Response {
+    let tagged = Tagged::start(&mut request);
+    let response = next.run(request).await;
+    tagged.finish(response)
 }
 
-/// [`middleware`] around `inner` instead of the next layer: a middleware that runs just
-/// inside this one calls it with its own work as `inner`, so the two share one layer (one
-/// boxed future and one service clone per request instead of two).
-pub async fn around<F, Fut>(mut request: Request, inner: F) -> Response
-where
-    F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Response>,
-{
-    let started = Instant::now();
-    let id = RequestId::next();
-    request.extensions_mut().insert(id.clone());
-    let method = request.method().clone();
-    // The path holds app and query names only; the query string is never logged.
-    // A clone of the URI shares its bytes; only log lines read the path.
-    let uri = request.uri().clone();
-    let mut response = inner(request).await;
-    if let Some(error) = response.extensions_mut().remove::<ApiError>() {
-        let mut rendered = error.render(id.as_str());
-        // Headers set on the way out (CORS, security headers, cookies) stay on the error.
-        for (name, value) in response.headers() {
-            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-                rendered.headers_mut().append(name, value.clone());
-            }
+/// [`middleware`] in two halves, for a service that does its own work between them
+/// inline (the instance's front service) rather than through a layer, which would box its
+/// own future and clone the next service for every request.
+/// A request this middleware has given its id, until its response is finished.
+pub struct Tagged {
+    id: RequestId,
+    started: Instant,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+}
+
+impl Tagged {
+    /// Gives `request` a new id (as the [`RequestId`] extension) and starts its clock.
+    pub fn start(request: &mut Request) -> Tagged {
+        let started = Instant::now();
+        let id = RequestId::next();
+        request.extensions_mut().insert(id.clone());
+        Tagged {
+            id,
+            started,
+            method: request.method().clone(),
+            // The path holds app and query names only; the query string is never logged.
+            // A clone of the URI shares its bytes; only log lines read the path.
+            uri: request.uri().clone(),
         }
-        response = rendered;
-        tracing::info!(
-            request_id = %id.as_str(),
-            method = %method,
-            path = %uri.path(),
-            status = error.status.as_u16(),
-            error_code = error.code,
-            duration_us = started.elapsed().as_micros() as u64,
-            "Request refused"
-        );
-    } else {
-        tracing::debug!(
-            request_id = %id.as_str(),
-            method = %method,
-            path = %uri.path(),
-            status = response.status().as_u16(),
-            duration_us = started.elapsed().as_micros() as u64,
-            "Request answered"
-        );
     }
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(id.as_str()) {
-        headers.insert(X_REQUEST_ID.clone(), value);
+
+    /// Renders an [`ApiError`] the response carries, logs the request, and sets
+    /// `X-Request-Id`.
+    pub fn finish(self, mut response: Response) -> Response {
+        let Tagged {
+            id,
+            started,
+            method,
+            uri,
+        } = self;
+        if let Some(error) = response.extensions_mut().remove::<ApiError>() {
+            let mut rendered = error.render(id.as_str());
+            // Headers set on the way out (CORS, security headers, cookies) stay on the error.
+            for (name, value) in response.headers() {
+                if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                    rendered.headers_mut().append(name, value.clone());
+                }
+            }
+            response = rendered;
+            tracing::info!(
+                request_id = %id.as_str(),
+                method = %method,
+                path = %uri.path(),
+                status = error.status.as_u16(),
+                error_code = error.code,
+                duration_us = started.elapsed().as_micros() as u64,
+                "Request refused"
+            );
+        } else {
+            tracing::debug!(
+                request_id = %id.as_str(),
+                method = %method,
+                path = %uri.path(),
+                status = response.status().as_u16(),
+                duration_us = started.elapsed().as_micros() as u64,
+                "Request answered"
+            );
+        }
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+            headers.insert(X_REQUEST_ID.clone(), value);
+        }
+        response
     }
-    response
 }
 
 #[cfg(test)]

@@ -50,24 +50,25 @@ impl Front {
         }))
     }
 
-    async fn serve(self, request: Request) -> Response {
+    /// The request-id middleware, this edge middleware, then the query route or the
+    /// router, in one future: each nested future is built and moved into its parent, and
+    /// the query route's is several kilobytes, so every level wrapped around it as its own
+    /// future would copy it once more per request.
+    async fn serve(self, mut request: Request) -> Result<Response, Infallible> {
         let parts = &*self.0;
-        request_id::around(request, |request| {
-            around(&parts.edge, request, |request| parts.dispatch(request))
-        })
-        .await
-    }
-}
-
-impl FrontParts {
-    async fn dispatch(&self, request: Request) -> Response {
-        match gateway::query_route(&request) {
-            Some(names) => gateway::serve_query(&self.gateway, names, request).await,
-            None => match tower::Service::call(&mut self.routes.clone(), request).await {
-                Ok(response) => response,
-                Err(never) => match never {},
+        let tagged = request_id::Tagged::start(&mut request);
+        let mut response = match admit(&parts.edge, &mut request).await {
+            Err(refused) => refused,
+            Ok(()) => match gateway::query_route(&request) {
+                Some(names) => gateway::serve_query(&parts.gateway, names, request).await,
+                None => match tower::Service::call(&mut parts.routes.clone(), request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
             },
-        }
+        };
+        apply_baseline(response.headers_mut(), parts.edge.tls);
+        Ok(tagged.finish(response))
     }
 }
 
@@ -81,17 +82,14 @@ impl tower::Service<Request> for Front {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let front = self.clone();
-        Box::pin(async move { Ok(front.serve(request).await) })
+        Box::pin(self.clone().serve(request))
     }
 }
 
-/// The edge middleware around `inner` (the routes).
-pub async fn around<F, Fut>(edge: &EdgeState, mut request: Request, inner: F) -> Response
-where
-    F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Response>,
-{
+/// The edge middleware's way in: resolves the client address (the [`ClientIp`]
+/// extension) and applies the instance-wide per-IP limit, answering a refusal itself. The
+/// way out is [`apply_baseline`] on the response, refused or not.
+async fn admit(edge: &EdgeState, request: &mut Request) -> Result<(), Response> {
     let peer = request
         .extensions()
         .get::<PeerAddr>()
@@ -100,24 +98,22 @@ where
     let ip = client_ip::resolve(peer, request.headers(), &edge.trusted_proxies);
     request.extensions_mut().insert(ClientIp(ip));
     let health = matches!(request.uri().path(), "/healthz" | "/readyz");
-    let mut response = match edge.per_ip {
-        Some(rule) if !health => match edge
-            .limiter
-            .check(&format!("edge:{}", client_ip::bucket_key(ip)), rule)
-            .await
-        {
-            Decision::Allow => inner(request).await,
-            Decision::Deny { retry_after_secs } => {
-                edge.metrics.rate_limited("address");
-                ApiError::from(Refusal::RateLimited {
-                    limit: RateLimited::Address(rule),
-                    retry_after_secs,
-                })
-                .into_response()
-            }
-        },
-        _ => inner(request).await,
+    let Some(rule) = edge.per_ip.filter(|_| !health) else {
+        return Ok(());
     };
-    apply_baseline(response.headers_mut(), edge.tls);
-    response
+    match edge
+        .limiter
+        .check(&format!("edge:{}", client_ip::bucket_key(ip)), rule)
+        .await
+    {
+        Decision::Allow => Ok(()),
+        Decision::Deny { retry_after_secs } => {
+            edge.metrics.rate_limited("address");
+            Err(ApiError::from(Refusal::RateLimited {
+                limit: RateLimited::Address(rule),
+                retry_after_secs,
+            })
+            .into_response())
+        }
+    }
 }
