@@ -11,10 +11,14 @@
 //! the statement).
 //!
 //! How: at accept, the connection's socket descriptor is duplicated and the duplicate is
-//! registered with the runtime for error readiness only. Nothing is ever read or written
-//! through it, so hyper's own reads and writes are untouched and a FIN or pipelined bytes
-//! wake nothing. Each open connection thus holds two descriptors. Per request the cost is a
-//! reference count; per connection a `dup`, a registration and a close.
+//! registered with the runtime for urgent data only (`EPOLLPRI`, which TCP peers do not
+//! send); the kernel reports an error on any registration, whatever it asked for. Nothing
+//! is ever read or written through it, so hyper's own reads and writes are untouched, and
+//! a FIN, pipelined bytes, each request's bytes or free send space raise no event on it: a
+//! registration for reading (as a `TcpStream` makes) would put a second event in the
+//! runtime's poll for every request. Each open connection thus holds two descriptors. Per
+//! request the cost is a reference count; per connection a `dup`, a registration and a
+//! close.
 //!
 //! Must never read from or write to the socket, nor take a half-close for a reset. Where a
 //! socket cannot be watched (no Unix, no descriptor left), [`ClientReset::happened`] never
@@ -25,10 +29,16 @@ use std::sync::Arc;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+/// The watched duplicate of a connection's socket.
+#[cfg(unix)]
+type Watched = tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>;
+#[cfg(not(unix))]
+type Watched = ();
+
 /// The watch on one connection, handed to each of its requests as an extension.
 #[derive(Clone, Debug, Default)]
 pub struct ClientReset {
-    socket: Option<Arc<TcpStream>>,
+    socket: Option<Arc<Watched>>,
 }
 
 impl ClientReset {
@@ -56,28 +66,42 @@ impl ClientReset {
         let Some(socket) = &self.socket else {
             return std::future::pending().await;
         };
-        // Only error readiness is asked for: readable bytes or a FIN do not wake this.
-        match socket.ready(Interest::ERROR).await {
-            Ok(ready) if ready.is_error() => {}
-            // The runtime is going away: nothing to report.
-            _ => std::future::pending().await,
-        }
+        wait_for_error(socket).await
     }
 }
 
+/// Resolves when the kernel reports an error on `socket`; never when the runtime is going
+/// away (nothing to report).
 #[cfg(unix)]
-fn duplicate(stream: &TcpStream) -> std::io::Result<TcpStream> {
-    use std::os::fd::AsFd;
-    let descriptor = stream.as_fd().try_clone_to_owned()?;
-    let socket = std::net::TcpStream::from(descriptor);
-    // A duplicate shares the file status flags, so it is non-blocking already; the runtime
-    // requires it, so say it rather than rely on it.
-    socket.set_nonblocking(true)?;
-    TcpStream::from_std(socket)
+async fn wait_for_error(socket: &Watched) {
+    // Only error readiness is asked for: the hang-up after a FIN does not wake this.
+    match socket.ready(Interest::ERROR).await {
+        Ok(ready) if ready.ready().is_error() => {}
+        _ => std::future::pending().await,
+    }
 }
 
 #[cfg(not(unix))]
-fn duplicate(_stream: &TcpStream) -> std::io::Result<TcpStream> {
+async fn wait_for_error(_socket: &Watched) {
+    std::future::pending().await
+}
+
+#[cfg(unix)]
+fn duplicate(stream: &TcpStream) -> std::io::Result<Watched> {
+    use std::os::fd::AsFd;
+    // A duplicate shares the file status flags, so it is non-blocking already, as the
+    // runtime requires; nothing is ever read through it anyway.
+    let descriptor = stream.as_fd().try_clone_to_owned()?;
+    // Errors are reported whatever the interest; urgent data is the interest that no
+    // request's bytes raise (see the module docs). Tokio deprecates this constructor for
+    // descriptor holders that could hand out another descriptor later (its replacement
+    // is `unsafe`, which this crate forbids); an `OwnedFd` owns exactly one for its life.
+    #[allow(deprecated)]
+    tokio::io::unix::AsyncFd::with_interest(descriptor, Interest::PRIORITY)
+}
+
+#[cfg(not(unix))]
+fn duplicate(_stream: &TcpStream) -> std::io::Result<Watched> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
         "watching for resets needs Unix descriptors",
