@@ -8,6 +8,7 @@
 pub mod body;
 pub mod client_reset;
 pub mod connections;
+pub mod drain;
 pub mod error;
 pub mod request_id;
 pub mod server;

@@ -21,13 +21,13 @@ use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tower::Service;
 
 use super::body::TimedBody;
 use super::client_reset::ClientReset;
 use super::connections::{self, ConnectionLimits, Connections, Refusal};
+use super::drain::Drain;
 
 /// Settings of the listener loop.
 #[derive(Clone)]
@@ -90,7 +90,7 @@ pub async fn run<S>(
         .half_close(true);
     let connections = Connections::new(settings.limits.clone());
     let mut refusals = RefusalLog::default();
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -122,7 +122,7 @@ pub async fn run<S>(
                     body_read_timeout: settings.body_read_timeout,
                 };
                 let builder = builder.clone();
-                let watcher = graceful.watcher();
+                let member = drain.join();
                 let tls = settings.tls.clone();
                 let handshake_timeout = settings.header_read_timeout;
                 tokio::spawn(async move {
@@ -131,7 +131,9 @@ pub async fn run<S>(
                     let result = match tls {
                         None => {
                             let connection = builder.serve_connection(TokioIo::new(stream), service);
-                            watcher.watch(connection).await
+                            member
+                                .serve(connection, |connection| connection.graceful_shutdown())
+                                .await
                         }
                         Some(acceptor) => {
                             let accepted =
@@ -154,7 +156,9 @@ pub async fn run<S>(
                                 return;
                             }
                             let connection = builder.serve_connection(TokioIo::new(stream), service);
-                            watcher.watch(connection).await
+                            member
+                                .serve(connection, |connection| connection.graceful_shutdown())
+                                .await
                         }
                     };
                     if let Err(error) = result {
@@ -167,7 +171,7 @@ pub async fn run<S>(
     }
     drop(listener);
     tracing::info!("Shutting down: draining in-flight requests");
-    match tokio::time::timeout(settings.shutdown_grace, graceful.shutdown()).await {
+    match tokio::time::timeout(settings.shutdown_grace, drain.shutdown()).await {
         Ok(()) => tracing::info!("All connections drained"),
         Err(_) => tracing::warn!(
             grace_secs = settings.shutdown_grace.as_secs(),
