@@ -28,6 +28,9 @@
 //!
 //! Settings: `BENCH_CALLGRIND_REQUESTS` (2000), `BENCH_CALLGRIND_WARMUP` (200), `BENCH_ROWS`
 //! (100000), `BENCH_POOL_SIZE` (1 here: one client uses one connection),
+//! `BENCH_CALLGRIND_CLIENTS` (1: one at a time; N sends the requests from N connections at
+//! once, each its share, so the count includes what concurrency adds: more wake-ups and
+//! polls; set `BENCH_POOL_SIZE` to N too),
 //! `BENCH_SLUICE_BINS` (`label=path,label=path,…`: the Sluice binaries to count, e.g. two
 //! builds; default the `sluice` built with this bench), `BENCH_CALLGRIND_RELAY` (1; 0 skips
 //! the relay), `BENCH_CALLGRIND_KEEP` (a directory: each server's dump is copied there as
@@ -119,9 +122,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     println!("Sluice callgrind benchmark: instructions per point query");
     let version = check_valgrind()?;
-    println!(
-        "  {version}; {warmup} warm-up requests, then {requests} counted, one at a time on one keep-alive connection"
-    );
+    let clients = number("BENCH_CALLGRIND_CLIENTS", 1)?;
+    if clients == 1 {
+        println!(
+            "  {version}; {warmup} warm-up requests, then {requests} counted, one at a time on one keep-alive connection"
+        );
+    } else {
+        println!(
+            "  {version}; {warmup} warm-up requests, then {requests} counted, from {clients} keep-alive connections at once"
+        );
+    }
     println!("  pool size {}; {} rows", settings.pool_size, settings.rows);
     for (label, path) in &sluices {
         println!("  sluice [{label}]: {}", path.display());
@@ -391,19 +401,44 @@ async fn measure(
     if !address.ip().is_loopback() {
         bail!("refusing to send traffic to {address}: loopback only");
     }
-    let mut client = HttpClient::connect(address, path)?;
+    let clients = number("BENCH_CALLGRIND_CLIENTS", 1)?;
+    let mut connections = (0..clients)
+        .map(|_| HttpClient::connect(address, path))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut rng = StdRng::seed_from_u64(WARMUP_SEED);
-    for _ in 0..warmup {
-        client.point_query(&mut rng)?;
+    for client in &mut connections {
+        for _ in 0..warmup.div_ceil(clients) {
+            client.point_query(&mut rng)?;
+        }
     }
     let backends = super::backends_for_ports(admin, &super::pg_client_ports(pid)).await?;
     let pg_before = schedstat_ns(&backends);
     callgrind_control(pid, &["-i", "on"]).await?;
     let started = Instant::now();
-    let mut rng = StdRng::seed_from_u64(MEASURED_SEED);
-    for _ in 0..requests {
-        client.point_query(&mut rng)?;
-    }
+    // One client: the requests one at a time. More: each client its share at once, on its
+    // own connection and thread (the interleaving a loaded server sees).
+    let share = requests / clients;
+    let requests = share * clients;
+    std::thread::scope(|scope| {
+        let running: Vec<_> = connections
+            .iter_mut()
+            .zip(0u64..)
+            .map(|(client, seed)| {
+                scope.spawn(move || -> anyhow::Result<()> {
+                    let mut rng = StdRng::seed_from_u64(MEASURED_SEED + seed);
+                    for _ in 0..share {
+                        client.point_query(&mut rng)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        running.into_iter().try_for_each(|client| {
+            client
+                .join()
+                .map_err(|_| anyhow::anyhow!("a client thread panicked"))?
+        })
+    })?;
     callgrind_control(pid, &["-i", "off"]).await?;
     let seconds = started.elapsed().as_secs_f64();
     let pg_after = schedstat_ns(&backends);
