@@ -64,19 +64,33 @@ pub fn bind(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 /// How often at most a refused connection is logged at `warn` (each one is at `debug`).
 const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
+/// What a listener serves: each request is handed to a clone, by value (for the instance's
+/// [`Front`](crate::instance::Front), a reference count). A tower service's `call` takes
+/// `&mut self` and must clone itself again for a future that outlives the call.
+pub trait Serve: Clone + Send + 'static {
+    type Future: Future<Output = Result<Response, Infallible>> + Send + 'static;
+
+    fn serve(self, request: Request) -> Self::Future;
+}
+
+impl Serve for axum::Router {
+    type Future = axum::routing::future::RouteFuture<Infallible>;
+
+    /// A router is always ready.
+    fn serve(mut self, request: Request) -> Self::Future {
+        self.call(request)
+    }
+}
+
 /// Serves `service` (an instance's [`Front`](crate::instance::Front), or a router) on
 /// `listener` until `shutdown` resolves, then stops accepting, lets in-flight requests
-/// finish (up to the grace period) and returns. The service must always be ready (as
-/// routers are): it is called without `poll_ready`.
-pub async fn run<S>(
+/// finish (up to the grace period) and returns.
+pub async fn run<S: Serve>(
     listener: TcpListener,
     service: S,
     settings: ServerSettings,
     shutdown: impl Future<Output = ()>,
-) where
-    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
+) {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -190,10 +204,7 @@ struct ConnectionService<S> {
     body_read_timeout: Duration,
 }
 
-impl<S> hyper::service::Service<Request<Incoming>> for ConnectionService<S>
-where
-    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
-{
+impl<S: Serve> hyper::service::Service<Request<Incoming>> for ConnectionService<S> {
     type Response = Response;
     type Error = Infallible;
     type Future = S::Future;
@@ -202,8 +213,7 @@ where
         request.extensions_mut().insert(self.peer);
         request.extensions_mut().insert(self.reset.clone());
         let request = request.map(|body| Body::new(TimedBody::new(body, self.body_read_timeout)));
-        // Always ready (see `run`); its clone is a reference count.
-        self.service.clone().call(request)
+        self.service.clone().serve(request)
     }
 }
 

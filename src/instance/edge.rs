@@ -17,7 +17,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 
 use crate::gateway::{self, GatewayState};
-use crate::http::server::PeerAddr;
+use crate::http::server::{PeerAddr, Serve};
 use crate::http::{ApiError, request_id};
 use crate::policy::Refusal;
 use crate::policy::client_ip::{self, ClientIp};
@@ -54,7 +54,7 @@ impl Front {
     /// router, in one future: each nested future is built and moved into its parent, and
     /// the query route's is several kilobytes, so every level wrapped around it as its own
     /// future would copy it once more per request.
-    async fn serve(self, mut request: Request) -> Result<Response, Infallible> {
+    async fn answer(self, mut request: Request) -> Result<Response, Infallible> {
         let parts = &*self.0;
         let tagged = request_id::Tagged::start(&mut request);
         let mut response = match admit(&parts.edge, &mut request).await {
@@ -82,7 +82,16 @@ impl tower::Service<Request> for Front {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        Box::pin(self.clone().serve(request))
+        self.clone().serve(request)
+    }
+}
+
+/// How the listener calls it: by value, one reference count per request.
+impl Serve for Front {
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn serve(self, request: Request) -> Self::Future {
+        Box::pin(self.answer(request))
     }
 }
 
