@@ -671,3 +671,46 @@ apps:
         }
     }
 }
+
+/// The pool hands out the connection it got back last: a load lighter than the pool keeps
+/// to the same backends (their caches warm) instead of waking every idle one in turn.
+#[tokio::test]
+async fn the_pool_hands_out_the_connection_used_last() {
+    let catalog = r#"
+datasources:
+DATASOURCES
+apps:
+  shop:
+    visibility: public
+    grants: { anonymous: true }
+    queries:
+      hold:
+        datasource: pg
+        sql: SELECT pg_backend_pid() AS pid, pg_sleep(0.3)::text AS slept
+      backend:
+        datasource: pg
+        sql: SELECT pg_backend_pid() AS pid
+"#
+    .replace("DATASOURCES", pg_datasource_yaml("pg").trim_end());
+    assert!(catalog.contains("pool_size: 4"));
+    let gateway = TestGateway::start(&catalog).await;
+    // Three statements at once open three connections.
+    let held =
+        futures_util::future::join_all((0..3).map(|_| gateway.call("shop", "hold", json!({}))))
+            .await;
+    let mut opened = std::collections::HashSet::new();
+    for (status, body) in &held {
+        assert_eq!(*status, 200, "{body}");
+        opened.insert(body["rows"][0][0].as_i64().unwrap());
+    }
+    assert_eq!(opened.len(), 3, "three connections: {opened:?}");
+    // One at a time, the statements keep to one of them.
+    let mut used = std::collections::HashSet::new();
+    for _ in 0..6 {
+        let (status, body) = gateway.call("shop", "backend", json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        used.insert(body["rows"][0][0].as_i64().unwrap());
+    }
+    assert_eq!(used.len(), 1, "one backend served them all: {used:?}");
+    assert!(opened.is_superset(&used));
+}
