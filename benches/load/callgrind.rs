@@ -418,6 +418,11 @@ async fn measure(
     // One client: the requests one at a time. More: each client its share at once, on its
     // own connection and thread (the interleaving a loaded server sees).
     let share = requests / clients;
+    if share == 0 {
+        bail!(
+            "BENCH_CALLGRIND_REQUESTS ({requests}) must be at least BENCH_CALLGRIND_CLIENTS ({clients})"
+        );
+    }
     let requests = share * clients;
     std::thread::scope(|scope| {
         let running: Vec<_> = connections
@@ -433,11 +438,16 @@ async fn measure(
                 })
             })
             .collect();
-        running.into_iter().try_for_each(|client| {
-            client
-                .join()
-                .map_err(|_| anyhow::anyhow!("a client thread panicked"))?
-        })
+        // Every client is joined before the first failure is reported.
+        let outcomes: Vec<anyhow::Result<()>> = running
+            .into_iter()
+            .map(|client| {
+                client
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a client thread panicked")))
+            })
+            .collect();
+        outcomes.into_iter().collect::<anyhow::Result<()>>()
     })?;
     callgrind_control(pid, &["-i", "off"]).await?;
     let seconds = started.elapsed().as_secs_f64();

@@ -183,8 +183,12 @@ async fn run(
     mut producer: Producer,
 ) {
     // One timer for the whole run (the wait for a connection and the statement): one
-    // registration with the runtime's timer per statement, not one per step.
-    let deadline = tokio::time::sleep_until(Instant::now() + options.timeout);
+    // registration with the runtime's timer per statement, not one per step. Exempt from
+    // the runtime's cooperative budget, as `timeout` makes its timer: a statement streaming
+    // frames as fast as they are read could spend the budget in every poll, and a budgeted
+    // timer would then never be seen to expire.
+    let deadline =
+        tokio::task::unconstrained(tokio::time::sleep_until(Instant::now() + options.timeout));
     let gone = producer.gone();
     tokio::pin!(deadline, gone);
     let mut connection = tokio::select! {

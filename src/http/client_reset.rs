@@ -11,7 +11,7 @@
 //! the statement).
 //!
 //! How: at accept, the connection's socket descriptor is duplicated and the duplicate is
-//! registered with the runtime for urgent data only (`EPOLLPRI`, which TCP peers do not
+//! registered with the runtime, on Linux for urgent data only (`EPOLLPRI`, which TCP peers do not
 //! send); the kernel reports an error on any registration, whatever it asked for. Nothing
 //! is ever read or written through it, so hyper's own reads and writes are untouched, and
 //! a FIN, pipelined bytes, each request's bytes or free send space raise no event on it: a
@@ -92,13 +92,21 @@ fn duplicate(stream: &TcpStream) -> std::io::Result<Watched> {
     // A duplicate shares the file status flags, so it is non-blocking already, as the
     // runtime requires; nothing is ever read through it anyway.
     let descriptor = stream.as_fd().try_clone_to_owned()?;
-    // Errors are reported whatever the interest; urgent data is the interest that no
-    // request's bytes raise (see the module docs). Tokio deprecates this constructor for
-    // descriptor holders that could hand out another descriptor later (its replacement
-    // is `unsafe`, which this crate forbids); an `OwnedFd` owns exactly one for its life.
+    // Tokio deprecates this constructor for descriptor holders that could hand out another
+    // descriptor later (its replacement is `unsafe`, which this crate forbids); an
+    // `OwnedFd` owns exactly one for its life.
     #[allow(deprecated)]
-    tokio::io::unix::AsyncFd::with_interest(descriptor, Interest::PRIORITY)
+    tokio::io::unix::AsyncFd::with_interest(descriptor, REGISTERED)
 }
+
+/// What the duplicate is registered for. Errors are reported whatever the interest. On
+/// Linux, urgent data (`EPOLLPRI`) is the interest that no request's bytes raise (see the
+/// module docs); other systems have no such interest in tokio, and the registration for
+/// errors alone is one for reading there, as a `TcpStream`'s would be.
+#[cfg(all(unix, any(target_os = "linux", target_os = "android")))]
+const REGISTERED: Interest = Interest::PRIORITY;
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+const REGISTERED: Interest = Interest::ERROR;
 
 #[cfg(not(unix))]
 fn duplicate(_stream: &TcpStream) -> std::io::Result<Watched> {

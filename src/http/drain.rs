@@ -196,7 +196,9 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(asked.iter().all(|a| !a.load(Ordering::SeqCst)));
         let started = std::time::Instant::now();
-        drain.shutdown().await;
+        tokio::time::timeout(Duration::from_secs(5), drain.shutdown())
+            .await
+            .expect("every connection closed");
         // It waited for the slower connection's last answer.
         assert!(started.elapsed() >= Duration::from_millis(150));
         assert!(asked.iter().all(|a| a.load(Ordering::SeqCst)));
@@ -221,10 +223,13 @@ mod tests {
         }
         .join();
         let (fake, asked) = connection(Duration::from_millis(1));
-        assert_eq!(
-            late.serve(fake, FakeConnection::graceful_shutdown).await,
-            "closed"
-        );
+        let served = tokio::time::timeout(
+            Duration::from_secs(5),
+            late.serve(fake, FakeConnection::graceful_shutdown),
+        )
+        .await
+        .expect("asked to close at once");
+        assert_eq!(served, "closed");
         assert!(asked.load(Ordering::SeqCst));
         tokio::time::timeout(Duration::from_secs(5), shutdown)
             .await

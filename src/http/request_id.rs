@@ -46,8 +46,8 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
 
 /// [`middleware`] in two halves, for a service that does its own work between them
 /// inline (the instance's front service) rather than through a layer, which would box its
-/// own future and clone the next service for every request.
-/// A request this middleware has given its id, until its response is finished.
+/// own future and clone the next service for every request: a request this middleware
+/// has given its id, until its response is finished.
 pub struct Tagged {
     id: RequestId,
     started: Instant,

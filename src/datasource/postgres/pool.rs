@@ -244,13 +244,28 @@ impl managed::Manager for PgManager {
     async fn recycle(
         &self,
         connection: &mut PgConnection,
-        _: &Metrics,
+        metrics: &Metrics,
     ) -> RecycleResult<PgConnectError> {
         if connection.client.is_closed() {
             return Err(RecycleError::message("connection closed"));
         }
+        if idle_too_long(metrics) {
+            return Err(RecycleError::message("idle too long"));
+        }
         Ok(())
     }
+}
+
+/// How long a pooled connection may go unused before it is replaced rather than handed out.
+/// The pool hands out the connection used last, so under a light load the others can sit
+/// idle for hours, long enough for a firewall or NAT in between to drop them silently
+/// (these sockets carry no TCP keepalive); the next burst would wait on them until its
+/// statements time out.
+const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether a connection was last handed out (or made) more than [`IDLE_LIMIT`] ago.
+fn idle_too_long(metrics: &Metrics) -> bool {
+    metrics.last_used() > IDLE_LIMIT
 }
 
 async fn drive<F>(connection: F)
@@ -259,5 +274,35 @@ where
 {
     if connection.await.is_err() {
         tracing::debug!("PostgreSQL connection closed with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn metrics(created_ago: Duration, used_ago: Option<Duration>) -> Metrics {
+        let now = Instant::now();
+        Metrics {
+            created: now - created_ago,
+            recycled: used_ago.map(|ago| now - ago),
+            recycle_count: 0,
+        }
+    }
+
+    #[test]
+    fn a_connection_idle_past_the_limit_is_replaced() {
+        let minute = Duration::from_secs(60);
+        // Made or last handed out recently: kept.
+        assert!(!idle_too_long(&metrics(Duration::from_secs(5), None)));
+        assert!(!idle_too_long(&metrics(
+            10 * minute,
+            Some(Duration::from_secs(5))
+        )));
+        // Unused for longer than the limit, since it was made or last handed out: replaced.
+        assert!(idle_too_long(&metrics(2 * minute, None)));
+        assert!(idle_too_long(&metrics(10 * minute, Some(2 * minute))));
     }
 }
