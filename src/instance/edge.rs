@@ -61,7 +61,7 @@ impl Front {
             Err(refused) => refused,
             Ok(()) => match gateway::query_route(&request) {
                 Some(names) => gateway::serve_query(&parts.gateway, names, request).await,
-                None => match tower::Service::call(&mut parts.routes.clone(), request).await {
+                None => match parts.routes.clone().serve(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},
                 },
