@@ -35,7 +35,11 @@
 //! Settings (environment): `BENCH_CONCURRENCY` (16), `BENCH_SECONDS` (15),
 //! `BENCH_WARMUP_SECONDS` (3), `BENCH_POOL_SIZE` (= concurrency), `BENCH_ROWS` (100000),
 //! `BENCH_STREAM_ROWS` (1000000), `BENCH_MANY_CLIENTS` (256), `BENCH_MANY_SECONDS` (5),
-//! `BENCH_LOG_LEVEL` (warn). See docs/PERFORMANCE.md for figures and caveats.
+//! `BENCH_LOG_LEVEL` (warn), `BENCH_SLUICE_BIN` (another `sluice` to measure: a
+//! profile-guided build from `scripts/pgo`, an older commit), `BENCH_AUTOGROUP` (`keep`
+//! leaves the kernel's session autogroups on; by default a run as root turns them off for
+//! its duration, see benches/load/scheduler.rs). Sluice is stopped with SIGTERM, so an
+//! instrumented build writes its profile. See docs/PERFORMANCE.md for figures and caveats.
 //!
 //! `BENCH_MODE=callgrind` runs the callgrind mode instead (benches/load/callgrind.rs):
 //! instructions per point query of Sluice and of the bare relay, counted by valgrind.
@@ -64,6 +68,8 @@ mod callgrind;
 mod relay;
 #[path = "load/replicated.rs"]
 mod replicated;
+#[path = "load/scheduler.rs"]
+mod scheduler;
 
 const PG_HOST: &str = "127.0.0.1";
 const PG_PORT: u16 = 5432;
@@ -152,7 +158,11 @@ impl Settings {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let sluice_bin = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
+    // `BENCH_SLUICE_BIN` measures another build (a profile-guided one, an older commit).
+    let sluice_bin = std::env::var_os("BENCH_SLUICE_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
+        PathBuf::from,
+    );
     let ticks = clock_ticks_per_second();
     println!("Sluice load benchmark");
     println!("  sluice binary: {}", sluice_bin.display());
@@ -169,6 +179,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    let _autogroups = scheduler::AutogroupsOff::for_the_run();
     println!(
         "  settings: concurrency {}, {} s per run ({} s warm-up), pool {}, {} rows, stream {} rows, {} clients for {} s",
         settings.concurrency,
@@ -573,8 +584,26 @@ struct Extra {
     users: Vec<(String, String)>,
 }
 
+/// Stops the server as an operator would (SIGTERM, then up to 10 s to drain and exit), so
+/// a profile-instrumented build writes its profile at exit (`scripts/pgo`); SIGKILL after.
 impl Drop for Sluice {
     fn drop(&mut self) {
+        // Already reaped (the callgrind mode stops it first): its pid may belong to another
+        // process by now.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let terminated = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while terminated && Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -806,6 +835,11 @@ struct RunResult {
     seconds: f64,
     p50_us: f64,
     p99_us: f64,
+    /// The slowest request. wrk's p99 is corrected for coordinated omission: a request held
+    /// D adds about D / (a connection's mean interval between requests) samples below D, so
+    /// one stalled request can set p99 (docs/PERFORMANCE.md, "Stalls and p99"); `max` shows
+    /// the stall itself.
+    max_us: f64,
     errors: u64,
     /// CPU of the PostgreSQL backends that served the run.
     pg_backend_cpu_us: f64,
@@ -854,12 +888,13 @@ impl RunResult {
 
     fn summary(&self) -> String {
         let mut text = format!(
-            "{:.0} req/s ({} requests, {} errors), p50 {:.2} ms, p99 {:.2} ms; CPU us/req: {} {:.1} (kernel {:.1}), PG backends ({}) {:.1} (kernel {:.1}; all postgres {:.1})",
+            "{:.0} req/s ({} requests, {} errors), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; CPU us/req: {} {:.1} (kernel {:.1}), PG backends ({}) {:.1} (kernel {:.1}; all postgres {:.1})",
             self.throughput(),
             self.requests,
             self.errors,
             self.p50_us / 1000.0,
             self.p99_us / 1000.0,
+            self.max_us / 1000.0,
             self.serving_name(),
             self.per_request(self.serving_cpu_us),
             self.per_request(self.serving_system_cpu_us),
@@ -1176,6 +1211,7 @@ async fn direct_run(settings: &Settings, ticks: u64) -> anyhow::Result<RunResult
         seconds,
         p50_us: percentile(0.50),
         p99_us: percentile(0.99),
+        max_us: latencies.last().copied().unwrap_or(0) as f64,
         errors,
         pg_backend_cpu_us: us(pg_cpu.0),
         pg_backend_system_cpu_us: us(pg_cpu.1),
@@ -1239,6 +1275,7 @@ struct WrkFigures {
     errors: u64,
     p50_us: f64,
     p99_us: f64,
+    max_us: f64,
 }
 
 /// One wrk run: where, how many keep-alive connections, how long, and what.
@@ -1302,6 +1339,7 @@ async fn wrk_run(wrk: &Wrk, load: &Load<'_>) -> anyhow::Result<WrkFigures> {
             as u64,
         p50_us: get("p50_us"),
         p99_us: get("p99_us"),
+        max_us: get("max_us"),
     })
 }
 
@@ -1345,6 +1383,7 @@ fn wrk_result(
         seconds: figures.seconds,
         p50_us: figures.p50_us,
         p99_us: figures.p99_us,
+        max_us: figures.max_us,
         errors: figures.errors,
         pg_backend_cpu_us: us(pg_cpu.0),
         pg_backend_system_cpu_us: us(pg_cpu.1),
