@@ -35,10 +35,10 @@
 //! Settings (environment): `BENCH_CONCURRENCY` (16), `BENCH_SECONDS` (15),
 //! `BENCH_WARMUP_SECONDS` (3), `BENCH_POOL_SIZE` (= concurrency), `BENCH_ROWS` (100000),
 //! `BENCH_STREAM_ROWS` (1000000), `BENCH_MANY_CLIENTS` (256), `BENCH_MANY_SECONDS` (5),
-//! `BENCH_LOG_LEVEL` (warn), `BENCH_SLUICE_BIN` (another `sluice` to measure: a
-//! profile-guided build from `scripts/pgo`, an older commit), `BENCH_AUTOGROUP` (`keep`
-//! leaves the kernel's session autogroups on; by default a run as root turns them off for
-//! its duration, see benches/load/scheduler.rs). Sluice is stopped with SIGTERM, so an
+//! `BENCH_LOG_LEVEL` (warn), `BENCH_SLUICE_BIN` (this mode: another `sluice` to measure, a
+//! profile-guided build from `scripts/pgo` or an older commit), `BENCH_AUTOGROUP` (`keep`
+//! leaves the kernel's session autogroups on; by default a load or replicated run as root
+//! turns them off for its duration, see benches/load/scheduler.rs). Sluice is stopped with SIGTERM, so an
 //! instrumented build writes its profile. See docs/PERFORMANCE.md for figures and caveats.
 //!
 //! `BENCH_MODE=callgrind` runs the callgrind mode instead (benches/load/callgrind.rs):
@@ -101,15 +101,20 @@ fn main() -> anyhow::Result<()> {
         return callgrind::relay_child(&pool_size);
     }
     let settings = Settings::from_env()?;
+    let mode = std::env::var("BENCH_MODE").unwrap_or_default();
+    // Before the runtime's worker threads exist (the relay runs on them): the kernel puts a
+    // thread in its scheduling group when it is created.
+    let _autogroups = matches!(mode.as_str(), "" | "load" | "replicated")
+        .then(scheduler::AutogroupsOff::for_the_run);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    match std::env::var("BENCH_MODE").as_deref() {
-        Err(_) | Ok("" | "load") => runtime.block_on(run(settings)),
-        Ok("callgrind") => runtime.block_on(callgrind::run(settings)),
-        Ok("replicated") => runtime.block_on(replicated::run(settings)),
-        Ok(other) => bail!(
+    match mode.as_str() {
+        "" | "load" => runtime.block_on(run(settings)),
+        "callgrind" => runtime.block_on(callgrind::run(settings)),
+        "replicated" => runtime.block_on(replicated::run(settings)),
+        other => bail!(
             "BENCH_MODE must be `load` (the default), `callgrind` or `replicated`, not `{other}`"
         ),
     }
@@ -179,7 +184,6 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let _autogroups = scheduler::AutogroupsOff::for_the_run();
     println!(
         "  settings: concurrency {}, {} s per run ({} s warm-up), pool {}, {} rows, stream {} rows, {} clients for {} s",
         settings.concurrency,

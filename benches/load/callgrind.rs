@@ -465,8 +465,8 @@ async fn measure(
     })
 }
 
-/// Stops Sluice with SIGTERM, so valgrind exits cleanly (and removes its vgdb pipes); with
-/// SIGKILL if it has not exited within 30 s.
+/// Stops Sluice with SIGTERM, so valgrind exits cleanly (and removes its vgdb pipes); if it
+/// has not exited within 30 s, dropping it signals once more and kills it 10 s later.
 async fn stop(mut sluice: Sluice) {
     let _ = Command::new("kill")
         .args(["-TERM", &sluice.pid.to_string()])

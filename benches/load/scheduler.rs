@@ -3,16 +3,21 @@
 //! With `kernel.sched_autogroup_enabled = 1` (the default on many distributions) the
 //! scheduler groups processes by session: PostgreSQL's backends, started by its service,
 //! share one group, and wrk, Sluice, the relay and this program share another. With both
-//! cores saturated, the group scheduler leaves some runnable backends without CPU for up to
-//! 5–10 s while the others run (measured: `/proc/<pid>/task/<tid>/schedstat` run time not
-//! moving while the state is `R`). A query on such a backend takes that long, and wrk's
+//! cores saturated, the group scheduler (Linux 6.18) leaves some runnable backends without
+//! CPU for seconds while the others run (1.0–5.4 s at a time in one sampled run:
+//! `/proc/<pid>/task/<tid>/schedstat` run time not moving while the state is `R`; single
+//! requests took up to 10.9 s). A query on such a backend takes that long, and wrk's
 //! percentiles, which are corrected for coordinated omission (each slow request adds
 //! samples for the requests it held back), turn one such stall into a p99 of tens of
 //! milliseconds to seconds, for the direct client, Sluice and the relay alike. With
-//! autogroups off, no backend waited over 150 ms and the slowest request took under 10 ms.
+//! autogroups off, no backend waited over 150 ms and at c=16 the slowest request of each
+//! phase took 4–24 ms.
 //!
-//! So a load run turns autogroups off for its duration when it can (root) and restores the
-//! setting afterwards, printing both; `BENCH_AUTOGROUP=keep` leaves the setting alone.
+//! So a load run (and a replicated-mode run) turns autogroups off for its duration when it
+//! can (root) and restores the setting afterwards, printing both; `BENCH_AUTOGROUP=keep`
+//! leaves the setting alone. The kernel reads the setting when a process or thread is
+//! created, so the bench changes it before it starts its runtime (whose threads serve the
+//! relay); PostgreSQL's backends, wrk and Sluice are started later, during the run.
 
 use std::path::Path;
 
