@@ -588,12 +588,12 @@ struct Extra {
     users: Vec<(String, String)>,
 }
 
-/// Stops the server as an operator would (SIGTERM, then up to 10 s to drain and exit), so
-/// a profile-instrumented build writes its profile at exit (`scripts/pgo`); SIGKILL after.
-impl Drop for Sluice {
-    fn drop(&mut self) {
-        // Already reaped (the callgrind mode stops it first): its pid may belong to another
-        // process by now.
+impl Sluice {
+    /// Stops the server as an operator would: SIGTERM, then up to `grace` to drain and exit
+    /// (so a profile-instrumented build writes its profile, `scripts/pgo`, and valgrind
+    /// exits cleanly), SIGKILL after. Blocks the calling thread meanwhile.
+    fn stop_within(&mut self, grace: Duration) {
+        // Already reaped: its pid may belong to another process by now.
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
@@ -601,7 +601,7 @@ impl Drop for Sluice {
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .is_ok_and(|status| status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + grace;
         while terminated && Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
@@ -610,6 +610,12 @@ impl Drop for Sluice {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        self.stop_within(Duration::from_secs(10));
     }
 }
 

@@ -161,7 +161,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)?;
         let out = dir.join("callgrind.out");
         println!("\n[sluice {label}] starting under callgrind");
-        let sluice = Sluice::start_wrapped(
+        let mut sluice = Sluice::start_wrapped(
             binary,
             &dir,
             &settings,
@@ -184,7 +184,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             &out,
         )
         .await?;
-        stop(sluice).await;
+        // Longer than the default: valgrind is slow to drain and exit.
+        sluice.stop_within(Duration::from_secs(30));
         keep_dump(keep.as_deref(), &out, &format!("sluice-{label}"))?;
         print_one(&figures);
         results.push(figures);
@@ -463,22 +464,6 @@ async fn measure(
         pg_cpu_ns: pg_after.saturating_sub(pg_before),
         seconds,
     })
-}
-
-/// Stops Sluice with SIGTERM, so valgrind exits cleanly (and removes its vgdb pipes); if it
-/// has not exited within 30 s, dropping it signals once more and kills it 10 s later.
-async fn stop(mut sluice: Sluice) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &sluice.pid.to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = sluice.child.try_wait() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    drop(sluice);
 }
 
 /// Runs `callgrind_control <args> <pid>`, with a time limit.
