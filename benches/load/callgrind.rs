@@ -90,6 +90,10 @@ struct Figures {
     label: String,
     requests: u64,
     instructions: u64,
+    /// The dump's totals by event name (`Ir`, and with the simulation `D1mr`, `Bcm`, ...).
+    totals: Vec<(String, u64)>,
+    /// The simulated caches as valgrind describes them (`I1 cache: 32768 B, ...`).
+    caches: Vec<String>,
     pg_backends: usize,
     pg_cpu_ns: u64,
     seconds: f64,
@@ -99,12 +103,34 @@ impl Figures {
     fn per_request(&self) -> f64 {
         self.instructions as f64 / self.requests as f64
     }
+
+    /// The sum of these events per request; `None` when the dump has none of them (no
+    /// simulation).
+    fn events_per_request(&self, names: &[&str]) -> Option<f64> {
+        let found: Vec<u64> = self
+            .totals
+            .iter()
+            .filter(|(name, _)| names.contains(&name.as_str()))
+            .map(|(_, count)| *count)
+            .collect();
+        (!found.is_empty()).then(|| found.iter().sum::<u64>() as f64 / self.requests as f64)
+    }
 }
+
+/// The simulated events the report shows per request (cache and branch simulation), each
+/// as a label and the callgrind events it sums.
+const SIMULATED: [(&str, &[&str]); 4] = [
+    ("I1 misses", &["I1mr"]),
+    ("D1 misses", &["D1mr", "D1mw"]),
+    ("LL misses", &["ILmr", "DLmr", "DLmw"]),
+    ("mispredicts", &["Bcm", "Bim"]),
+];
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let requests = number("BENCH_CALLGRIND_REQUESTS", 2000)?;
     let warmup = number("BENCH_CALLGRIND_WARMUP", 200)?;
     let with_relay = number_or_zero("BENCH_CALLGRIND_RELAY", 1)? > 0;
+    let simulate = number_or_zero("BENCH_CALLGRIND_CACHE", 0)? > 0;
     let pool_size = match std::env::var("BENCH_POOL_SIZE") {
         Ok(text) if !text.trim().is_empty() => settings.pool_size,
         _ => 1,
@@ -123,6 +149,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     println!("Sluice callgrind benchmark: instructions per point query");
     let version = check_valgrind()?;
     let clients = number("BENCH_CALLGRIND_CLIENTS", 1)?;
+    if simulate {
+        println!("  with valgrind's cache and branch simulation (BENCH_CALLGRIND_CACHE=1)");
+    }
     if clients == 1 {
         println!(
             "  {version}; {warmup} warm-up requests, then {requests} counted, one at a time on one keep-alive connection"
@@ -165,7 +194,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             binary,
             &dir,
             &settings,
-            &valgrind_command(&dir, &out),
+            &valgrind_command(&dir, &out, simulate),
             &super::Extra::default(),
         )
         .await?;
@@ -195,7 +224,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)?;
         let out = dir.join("callgrind.out");
         println!("\n[bare relay] starting under callgrind");
-        let (child, address) = start_relay(&this, &dir, &out, settings.pool_size)?;
+        let (child, address) = start_relay(&this, &dir, &out, settings.pool_size, simulate)?;
         let pid = child.0.id();
         let figures = measure(
             &admin,
@@ -315,15 +344,20 @@ fn check_valgrind() -> anyhow::Result<String> {
 }
 
 /// valgrind and its arguments: callgrind, instrumentation off until `callgrind_control -i on`,
-/// its counts to `out`, its own messages to a log file in `dir`.
-fn valgrind_command(dir: &Path, out: &Path) -> Vec<String> {
-    vec![
+/// its counts to `out`, its own messages to a log file in `dir`; with `simulate`, the cache
+/// and branch simulation too.
+fn valgrind_command(dir: &Path, out: &Path, simulate: bool) -> Vec<String> {
+    let mut command: Vec<String> = vec![
         "valgrind".into(),
         "--tool=callgrind".into(),
         "--instr-atstart=no".into(),
         format!("--callgrind-out-file={}", out.display()),
         format!("--log-file={}", dir.join("valgrind.log").display()),
-    ]
+    ];
+    if simulate {
+        command.extend(["--cache-sim=yes".into(), "--branch-sim=yes".into()]);
+    }
+    command
 }
 
 /// The relay's process; it is stopped (stdin closed, then killed) when this drops.
@@ -350,8 +384,9 @@ fn start_relay(
     dir: &Path,
     out: &Path,
     pool_size: usize,
+    simulate: bool,
 ) -> anyhow::Result<(RelayChild, SocketAddr)> {
-    let valgrind = valgrind_command(dir, out);
+    let valgrind = valgrind_command(dir, out, simulate);
     let mut child = RelayChild(
         Command::new(&valgrind[0])
             .args(&valgrind[1..])
@@ -455,11 +490,18 @@ async fn measure(
     let pg_after = schedstat_ns(&backends);
     callgrind_control(pid, &["-d"]).await?;
     let dump = PathBuf::from(format!("{}.1", out.display()));
-    let instructions = read_instructions(&dump)?;
+    let Dump { totals, caches } = read_dump(&dump)?;
+    let instructions = totals
+        .iter()
+        .find(|(name, _)| name == "Ir")
+        .map(|(_, count)| *count)
+        .with_context(|| format!("no instruction count (Ir) in {}", dump.display()))?;
     Ok(Figures {
         label,
         requests,
         instructions,
+        totals,
+        caches,
         pg_backends: backends.len(),
         pg_cpu_ns: pg_after.saturating_sub(pg_before),
         seconds,
@@ -490,20 +532,43 @@ async fn callgrind_control(pid: u32, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The instruction count (`Ir`) of a callgrind dump, from its `totals:` line (the sum of the
-/// costs in the dump; its `summary:` line stays 0 when instrumentation started off).
-fn read_instructions(dump: &Path) -> anyhow::Result<u64> {
+/// What the report needs of a callgrind dump.
+struct Dump {
+    totals: Vec<(String, u64)>,
+    caches: Vec<String>,
+}
+
+/// The totals of a callgrind dump by event, from its `events:` and `totals:` lines (the sum
+/// of the costs in the dump; its `summary:` line stays 0 when instrumentation started off),
+/// and the simulated caches from its `desc:` lines.
+fn read_dump(dump: &Path) -> anyhow::Result<Dump> {
     // The dump is written by the server's process; give it a moment to appear in full.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(text) = std::fs::read_to_string(dump)
-            && let Some(value) = text.lines().find_map(|line| line.strip_prefix("totals:"))
+            && let Some(values) = text.lines().find_map(|line| line.strip_prefix("totals:"))
         {
-            return value
+            let names = text
+                .lines()
+                .find_map(|line| line.strip_prefix("events:"))
+                .with_context(|| format!("no `events:` line in {}", dump.display()))?;
+            let totals = names
                 .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .with_context(|| format!("no instruction count in {}", dump.display()));
+                .zip(values.split_whitespace())
+                .map(|(name, value)| {
+                    let count = value.parse::<u64>().with_context(|| {
+                        format!("`{value}` ({name}) is not a count in {}", dump.display())
+                    })?;
+                    Ok((name.to_string(), count))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let caches = text
+                .lines()
+                .filter_map(|line| line.strip_prefix("desc: "))
+                .filter(|desc| desc.contains(" cache: "))
+                .map(str::to_string)
+                .collect();
+            return Ok(Dump { totals, caches });
         }
         if Instant::now() > deadline {
             bail!("callgrind wrote no dump at {}", dump.display());
@@ -671,5 +736,51 @@ fn report(results: &[Figures]) {
     }
     println!(
         "(PG CPU: the serving PostgreSQL backends' CPU time from /proc/<pid>/schedstat; a time, not a count)"
+    );
+    report_simulated(results);
+}
+
+/// With the cache and branch simulation: its events per request, each with its ratio to the
+/// relay's. Nothing without it.
+fn report_simulated(results: &[Figures]) {
+    if results
+        .iter()
+        .all(|f| f.events_per_request(SIMULATED[0].1).is_none())
+    {
+        return;
+    }
+    let relay = results.iter().find(|f| f.label == "bare relay");
+    println!("\n== Simulated cache misses and mispredicted branches per point query ==");
+    if let Some(first) = results.first() {
+        for cache in &first.caches {
+            println!("  simulated {cache}");
+        }
+    }
+    print!("{:<28}", "server");
+    for (label, _) in SIMULATED {
+        print!(" {label:>12} {:>8}", "vs relay");
+    }
+    println!();
+    for figures in results {
+        print!("{:<28}", figures.label);
+        for (_, events) in SIMULATED {
+            let count = figures.events_per_request(events);
+            let ratio = relay
+                .and_then(|relay| relay.events_per_request(events))
+                .zip(count)
+                .filter(|(relay, _)| *relay > 0.0)
+                .map_or_else(
+                    || "-".into(),
+                    |(relay, count)| format!("{:.2}x", count / relay),
+                );
+            match count {
+                Some(count) => print!(" {count:>12.1} {ratio:>8}"),
+                None => print!(" {:>12} {ratio:>8}", "-"),
+            }
+        }
+        println!();
+    }
+    println!(
+        "(first-level misses mostly hit the second-level cache, which valgrind does not simulate: its LL is the last level)"
     );
 }
