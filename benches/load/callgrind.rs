@@ -1,5 +1,6 @@
 //! Callgrind mode (`BENCH_MODE=callgrind cargo bench --bench load`): instructions per point
-//! query, counted by valgrind's callgrind, for Sluice and for the bare relay. Unlike the timed
+//! query, counted by valgrind's callgrind, for Sluice and for the bare relay (and, on
+//! request, simulated cache misses and mispredicted branches). Unlike the timed
 //! figures these counts do not depend on the machine's speed or load.
 //!
 //! Each server runs in its own process under
@@ -34,7 +35,16 @@
 //! `BENCH_SLUICE_BINS` (`label=path,label=path,…`: the Sluice binaries to count, e.g. two
 //! builds; default the `sluice` built with this bench), `BENCH_CALLGRIND_RELAY` (1; 0 skips
 //! the relay), `BENCH_CALLGRIND_KEEP` (a directory: each server's dump is copied there as
-//! `<label>.callgrind.out`, for `callgrind_annotate`).
+//! `<label>.callgrind.out`, for `callgrind_annotate`), `BENCH_CALLGRIND_CACHE` (0; 1 adds
+//! valgrind's cache and branch simulation, `--cache-sim=yes --branch-sim=yes`, about twice
+//! as slow, and a second table: per request the first-level instruction and data cache
+//! misses, last-level misses and mispredicted branches, each against the relay's).
+//!
+//! The simulation models the first-level caches and the last level of the machine it runs
+//! on (valgrind reads their sizes from the CPU, and the report prints them), as one cache
+//! for all the server's threads, without a hardware prefetcher, and only for the server's
+//! own process: the kernel, PostgreSQL and the client do not evict its lines. Its counts
+//! are repeatable on one kind of machine; compare them as ratios to the relay's.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -51,6 +61,9 @@ use super::{CUSTOMERS, SCHEMA, STATUSES, Settings, Sluice};
 /// When this variable is set the bench program serves the bare relay with that many
 /// connections instead of benchmarking (the relay's process in callgrind mode).
 pub const RELAY_SERVE_ENV: &str = "BENCH_RELAY_SERVE";
+
+/// The relay's label in the figures.
+const RELAY_LABEL: &str = "bare relay";
 
 /// The line with which the relay child announces its address on stdout.
 const RELAY_READY: &str = "SLUICE_BENCH_RELAY";
@@ -104,26 +117,27 @@ impl Figures {
         self.instructions as f64 / self.requests as f64
     }
 
-    /// The sum of these events per request; `None` when the dump has none of them (no
+    /// The sum of these events per request; `None` when the dump counted none of them (no
     /// simulation).
     fn events_per_request(&self, names: &[&str]) -> Option<f64> {
-        let found: Vec<u64> = self
-            .totals
+        self.totals
             .iter()
             .filter(|(name, _)| names.contains(&name.as_str()))
             .map(|(_, count)| *count)
-            .collect();
-        (!found.is_empty()).then(|| found.iter().sum::<u64>() as f64 / self.requests as f64)
+            .reduce(|a, b| a + b)
+            .map(|sum| sum as f64 / self.requests as f64)
     }
 }
 
 /// The simulated events the report shows per request (cache and branch simulation), each
 /// as a label and the callgrind events it sums.
-const SIMULATED: [(&str, &[&str]); 4] = [
+const SIMULATED_EVENTS: [(&str, &[&str]); 6] = [
     ("I1 misses", &["I1mr"]),
     ("D1 misses", &["D1mr", "D1mw"]),
+    ("D1 writes", &["D1mw"]),
     ("LL misses", &["ILmr", "DLmr", "DLmw"]),
     ("mispredicts", &["Bcm", "Bim"]),
+    ("indirect", &["Bim"]),
 ];
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -150,7 +164,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let version = check_valgrind()?;
     let clients = number("BENCH_CALLGRIND_CLIENTS", 1)?;
     if simulate {
-        println!("  with valgrind's cache and branch simulation (BENCH_CALLGRIND_CACHE=1)");
+        println!("  with valgrind's cache and branch simulation (BENCH_CALLGRIND_CACHE)");
     }
     if clients == 1 {
         println!(
@@ -228,7 +242,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let pid = child.0.id();
         let figures = measure(
             &admin,
-            "bare relay".to_string(),
+            RELAY_LABEL.to_string(),
             pid,
             address,
             "/",
@@ -245,7 +259,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = admin
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
         .await;
-    report(&results);
+    report(&results, simulate);
     Ok(())
 }
 
@@ -355,7 +369,7 @@ fn valgrind_command(dir: &Path, out: &Path, simulate: bool) -> Vec<String> {
         format!("--log-file={}", dir.join("valgrind.log").display()),
     ];
     if simulate {
-        command.extend(["--cache-sim=yes".into(), "--branch-sim=yes".into()]);
+        command.extend(["--cache-sim=yes", "--branch-sim=yes"].map(String::from));
     }
     command
 }
@@ -441,12 +455,11 @@ async fn measure(
     let mut connections = (0..clients)
         .map(|_| HttpClient::connect(address, path))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut rng = StdRng::seed_from_u64(WARMUP_SEED);
-    for client in &mut connections {
-        for _ in 0..warmup.div_ceil(clients) {
-            client.point_query(&mut rng)?;
-        }
-    }
+    // The warm-up as the counted run: from every connection at once, so that Sluice's pool
+    // opens the connections it will use before the count starts (one client after another it
+    // would open one; the count would include opening the others, and their backends would
+    // be missing from the PostgreSQL figure).
+    send_all(&mut connections, warmup.div_ceil(clients), WARMUP_SEED)?;
     let backends = super::backends_for_ports(admin, &super::pg_client_ports(pid)).await?;
     let pg_before = schedstat_ns(&backends);
     callgrind_control(pid, &["-i", "on"]).await?;
@@ -460,31 +473,7 @@ async fn measure(
         );
     }
     let requests = share * clients;
-    std::thread::scope(|scope| {
-        let running: Vec<_> = connections
-            .iter_mut()
-            .zip(0u64..)
-            .map(|(client, seed)| {
-                scope.spawn(move || -> anyhow::Result<()> {
-                    let mut rng = StdRng::seed_from_u64(MEASURED_SEED + seed);
-                    for _ in 0..share {
-                        client.point_query(&mut rng)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        // Every client is joined before the first failure is reported.
-        let outcomes: Vec<anyhow::Result<()>> = running
-            .into_iter()
-            .map(|client| {
-                client
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a client thread panicked")))
-            })
-            .collect();
-        outcomes.into_iter().collect::<anyhow::Result<()>>()
-    })?;
+    send_all(&mut connections, share, MEASURED_SEED)?;
     callgrind_control(pid, &["-i", "off"]).await?;
     let seconds = started.elapsed().as_secs_f64();
     let pg_after = schedstat_ns(&backends);
@@ -505,6 +494,37 @@ async fn measure(
         pg_backends: backends.len(),
         pg_cpu_ns: pg_after.saturating_sub(pg_before),
         seconds,
+    })
+}
+
+/// Sends `share` point queries on each connection: one connection, one at a time; more,
+/// each from its own thread at once (the interleaving a loaded server sees). Connection `i`
+/// draws its params from the seed `seed + i`. Every client is joined before the first
+/// failure is reported.
+fn send_all(connections: &mut [HttpClient], share: u64, seed: u64) -> anyhow::Result<()> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = connections
+            .iter_mut()
+            .zip(seed..)
+            .map(|(client, seed)| {
+                scope.spawn(move || -> anyhow::Result<()> {
+                    let mut rng = StdRng::seed_from_u64(seed);
+                    for _ in 0..share {
+                        client.point_query(&mut rng)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let outcomes: Vec<anyhow::Result<()>> = running
+            .into_iter()
+            .map(|client| {
+                client
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a client thread panicked")))
+            })
+            .collect();
+        outcomes.into_iter().collect::<anyhow::Result<()>>()
     })
 }
 
@@ -552,16 +572,21 @@ fn read_dump(dump: &Path) -> anyhow::Result<Dump> {
                 .lines()
                 .find_map(|line| line.strip_prefix("events:"))
                 .with_context(|| format!("no `events:` line in {}", dump.display()))?;
+            // Callgrind leaves out the zero counts at the end of the line.
+            let mut counts = values.split_whitespace();
             let totals = names
                 .split_whitespace()
-                .zip(values.split_whitespace())
-                .map(|(name, value)| {
+                .map(|name| {
+                    let value = counts.next().unwrap_or("0");
                     let count = value.parse::<u64>().with_context(|| {
                         format!("`{value}` ({name}) is not a count in {}", dump.display())
                     })?;
                     Ok((name.to_string(), count))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            if counts.next().is_some() {
+                bail!("more totals than events in {}", dump.display());
+            }
             let caches = text
                 .lines()
                 .filter_map(|line| line.strip_prefix("desc: "))
@@ -698,10 +723,10 @@ fn print_one(figures: &Figures) {
     );
 }
 
-fn report(results: &[Figures]) {
+fn report(results: &[Figures], simulate: bool) {
     let relay = results
         .iter()
-        .find(|f| f.label == "bare relay")
+        .find(|f| f.label == RELAY_LABEL)
         .map(Figures::per_request);
     println!("\n== Instructions per point query (callgrind, serving process only) ==");
     println!(
@@ -724,7 +749,7 @@ fn report(results: &[Figures]) {
         );
     }
     if let Some(relay) = relay {
-        for figures in results.iter().filter(|f| f.label != "bare relay") {
+        for figures in results.iter().filter(|f| f.label != RELAY_LABEL) {
             let ratio = figures.per_request() / relay;
             println!(
                 "target: {} <= 1.2x the relay: {:.2}x {}",
@@ -737,19 +762,15 @@ fn report(results: &[Figures]) {
     println!(
         "(PG CPU: the serving PostgreSQL backends' CPU time from /proc/<pid>/schedstat; a time, not a count)"
     );
-    report_simulated(results);
+    if simulate {
+        report_simulated(results);
+    }
 }
 
-/// With the cache and branch simulation: its events per request, each with its ratio to the
-/// relay's. Nothing without it.
+/// The cache and branch simulation's events per request, each with its ratio to the
+/// relay's.
 fn report_simulated(results: &[Figures]) {
-    if results
-        .iter()
-        .all(|f| f.events_per_request(SIMULATED[0].1).is_none())
-    {
-        return;
-    }
-    let relay = results.iter().find(|f| f.label == "bare relay");
+    let relay = results.iter().find(|f| f.label == RELAY_LABEL);
     println!("\n== Simulated cache misses and mispredicted branches per point query ==");
     if let Some(first) = results.first() {
         for cache in &first.caches {
@@ -757,13 +778,13 @@ fn report_simulated(results: &[Figures]) {
         }
     }
     print!("{:<28}", "server");
-    for (label, _) in SIMULATED {
+    for (label, _) in SIMULATED_EVENTS {
         print!(" {label:>12} {:>8}", "vs relay");
     }
     println!();
     for figures in results {
         print!("{:<28}", figures.label);
-        for (_, events) in SIMULATED {
+        for (_, events) in SIMULATED_EVENTS {
             let count = figures.events_per_request(events);
             let ratio = relay
                 .and_then(|relay| relay.events_per_request(events))
@@ -781,6 +802,6 @@ fn report_simulated(results: &[Figures]) {
         println!();
     }
     println!(
-        "(first-level misses mostly hit the second-level cache, which valgrind does not simulate: its LL is the last level)"
+        "(one simulated cache for all the server's threads, no prefetcher, the server's process only; a first-level miss mostly hits the second-level cache, which is not simulated: LL is the last level)"
     );
 }
