@@ -424,7 +424,7 @@ impl Instance {
         if let Ok(address) = listener.local_addr() {
             tracing::info!(address = %address, "Sluice is listening");
         }
-        server::run(listener, front, settings, shutdown).await;
+        server::run(listener, front.listener_service(), settings, shutdown).await;
         if let Some(metrics_server) = metrics_server {
             let _ = metrics_server.await;
         }

@@ -14,7 +14,7 @@
 //! instance or an origin some app lists; CORS answers for those origins on `/v1/auth/*` only
 //! (the admin API is same-origin).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -67,13 +67,13 @@ pub async fn serve_query(
     // be probed with preflights or cross-site writes. The handler then answers 404.
     let app = snapshot.catalog.apps.get(app_name);
     // Borrowed from the snapshot this request holds: no reference count taken per request.
-    let default_policy;
+    // The default is a static, not a local: a local borrowed across the awaits below would
+    // be kept in this future's state, moved with it on every request.
+    static DEFAULT_POLICY: LazyLock<crate::policy::AppPolicy> =
+        LazyLock::new(crate::policy::AppPolicy::default);
     let policy: &crate::policy::AppPolicy = match app {
         Some(app) => &app.policy,
-        None => {
-            default_policy = crate::policy::AppPolicy::default();
-            &default_policy
-        }
+        None => &DEFAULT_POLICY,
     };
     // What the handler needs of the catalog, looked up once here with the app: its
     // visibility and the query's index (which is also its place in the metric series).

@@ -64,21 +64,43 @@ pub fn bind(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 /// How often at most a refused connection is logged at `warn` (each one is at `debug`).
 const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
-/// What a listener serves: each request is handed to a clone, by value (for the instance's
-/// [`Front`](crate::instance::Front), a reference count). A tower service's `call` takes
-/// `&mut self` and must clone itself again for a future that outlives the call.
+/// What a listener serves: each request is handed to `serve`, whose future owns what it
+/// needs (for the instance's [`Front`](crate::instance::Front), a reference count). A tower
+/// service's `call` takes `&mut self` and must clone itself again for a future that
+/// outlives the call.
+///
+/// hyper keeps a connection's in-flight future in one allocation made for the connection,
+/// so a `Future` type that is the handler's own future (not a box of it) costs no allocation
+/// per request: see [`ServeFn`].
 pub trait Serve: Clone + Send + 'static {
     type Future: Future<Output = Result<Response, Infallible>> + Send + 'static;
 
-    fn serve(self, request: Request) -> Self::Future;
+    fn serve(&self, request: Request) -> Self::Future;
 }
 
 impl Serve for axum::Router {
     type Future = axum::routing::future::RouteFuture<Infallible>;
 
     /// A router is always ready.
-    fn serve(mut self, request: Request) -> Self::Future {
-        self.call(request)
+    fn serve(&self, request: Request) -> Self::Future {
+        self.clone().call(request)
+    }
+}
+
+/// A function from a request to its answer's future, served as it is: its future type is
+/// the function's own, which an `async fn` cannot name.
+#[derive(Clone)]
+pub struct ServeFn<F>(pub F);
+
+impl<F, Fut> Serve for ServeFn<F>
+where
+    F: Fn(Request) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<Response, Infallible>> + Send + 'static,
+{
+    type Future = Fut;
+
+    fn serve(&self, request: Request) -> Fut {
+        (self.0)(request)
     }
 }
 
@@ -213,7 +235,7 @@ impl<S: Serve> hyper::service::Service<Request<Incoming>> for ConnectionService<
         request.extensions_mut().insert(self.peer);
         request.extensions_mut().insert(self.reset.clone());
         let request = request.map(|body| Body::new(TimedBody::new(body, self.body_read_timeout)));
-        self.service.clone().serve(request)
+        self.service.serve(request)
     }
 }
 

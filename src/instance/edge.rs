@@ -17,7 +17,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 
 use crate::gateway::{self, GatewayState};
-use crate::http::server::{PeerAddr, Serve};
+use crate::http::server::{PeerAddr, Serve, ServeFn};
 use crate::http::{ApiError, request_id};
 use crate::policy::Refusal;
 use crate::policy::client_ip::{self, ClientIp};
@@ -29,9 +29,10 @@ use crate::policy::refusal::RateLimited;
 /// What the main listener serves: the request-id middleware, this edge middleware just
 /// inside it, and inside both the query route ([`gateway::serve_query`], for the requests
 /// [`gateway::query_route`] picks) or else the router with every other route. One service
-/// and one boxed future per request: no `from_fn` layer (each boxes its own future and
-/// clones the next service) and no router on the query route's path. Cloning it is one
-/// reference count.
+/// and one future per request, which the listener does not box
+/// ([`Front::listener_service`]): no `from_fn` layer (each boxes its own future and clones
+/// the next service) and no router on the query route's path. Cloning it is one reference
+/// count.
 #[derive(Clone)]
 pub struct Front(Arc<FrontParts>);
 
@@ -50,6 +51,13 @@ impl Front {
         }))
     }
 
+    /// What the main listener serves: the request's future (below) as it is, which hyper
+    /// keeps in the connection's own slot, instead of a box per request (the future is
+    /// several kilobytes: a fresh block for it each request is written to cold memory).
+    pub fn listener_service(self) -> impl Serve {
+        ServeFn(move |request| self.clone().answer(request))
+    }
+
     /// The request-id middleware, this edge middleware, then the query route or the
     /// router, in one future: each nested future is built and moved into its parent, and
     /// the query route's is several kilobytes, so every level wrapped around it as its own
@@ -61,7 +69,7 @@ impl Front {
             Err(refused) => refused,
             Ok(()) => match gateway::query_route(&request) {
                 Some(names) => gateway::serve_query(&parts.gateway, names, request).await,
-                None => match parts.routes.clone().serve(request).await {
+                None => match parts.routes.serve(request).await {
                     Ok(response) => response,
                     Err(never) => match never {},
                 },
@@ -81,17 +89,10 @@ impl tower::Service<Request> for Front {
         Poll::Ready(Ok(()))
     }
 
+    /// In-process callers (tests, tower's `oneshot`): one reference count and one box per
+    /// request; the listener serves [`Front::listener_service`] instead.
     fn call(&mut self, request: Request) -> Self::Future {
-        self.clone().serve(request)
-    }
-}
-
-/// How the listener calls it: by value, one reference count per request.
-impl Serve for Front {
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn serve(self, request: Request) -> Self::Future {
-        Box::pin(self.answer(request))
+        Box::pin(self.clone().answer(request))
     }
 }
 
