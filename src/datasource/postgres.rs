@@ -128,7 +128,7 @@ impl PostgresSource {
     ) -> ProducerFuture {
         let pool = self.pool.clone();
         let name = self.name.clone();
-        super::inline_producer(run(pool, name, statement, options, producer))
+        super::inline_producer(|| run(pool, name, statement, options, producer))
     }
 
     /// Describes `statements` on one pooled connection: each is prepared (which also warms

@@ -138,18 +138,26 @@ impl Execution {
 /// A producer future that the caller's task drives, not yet spawned.
 pub(crate) type ProducerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Boxes `producer` to be driven inline. A panic in it ends the producer only, as it did
-/// when every producer had its own task: its senders drop, and the request answers
-/// `producer_vanished` instead of losing its connection task to the panic.
-pub(crate) fn inline_producer(
-    producer: impl Future<Output = ()> + Send + 'static,
-) -> ProducerFuture {
+/// Boxes the producer `make` returns, to be driven inline. A panic in it ends the producer
+/// only, as it did when every producer had its own task: its senders drop, and the request
+/// answers `producer_vanished` instead of losing its connection task to the panic.
+///
+/// The box is allocated first and the producer made into it: a producer future is several
+/// kilobytes, and made first, then passed here and boxed, it was copied whole (unused
+/// space included) three times per statement, the last time into the fresh, cold block.
+pub(crate) fn inline_producer<F>(make: impl FnOnce() -> F) -> ProducerFuture
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     use futures_util::FutureExt;
-    Box::pin(
-        std::panic::AssertUnwindSafe(producer)
+    let slot = Box::new_uninit();
+    let producer = Box::write(
+        slot,
+        std::panic::AssertUnwindSafe(make())
             .catch_unwind()
-            .map(|_| ()),
-    )
+            .map(|_: std::thread::Result<()>| ()),
+    );
+    Box::into_pin(producer)
 }
 
 /// The producer of an execution while the request's task drives it inline; empty once it
@@ -447,7 +455,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_inline_producer_ends_the_frames_not_the_caller() {
         let mut execution = inline_execution(|frames| {
-            inline_producer(async move {
+            inline_producer(|| async move {
                 let _frames = frames;
                 panic!("producer bug");
             })
