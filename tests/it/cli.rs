@@ -3,7 +3,7 @@
 //! `catalog check` / `apply` / `export`, and a served gateway against real PostgreSQL
 //! (a query, `SIGHUP` reload, `SIGTERM` drain while a query is in flight, and the header read
 //! timeout on a raw socket); `--env-file`, `NAME_FILE` secrets, `healthcheck` and
-//! `--version` as the deploy files use them; the allocator's built-in options.
+//! `--version` as the deploy files use them.
 
 use crate::common;
 
@@ -1343,22 +1343,6 @@ fn env_file_and_secret_file_problems_are_refused_in_one_line() {
             "{expected}: store touched"
         );
     }
-}
-
-/// The binary's allocator runs with the options `.cargo/config.toml` builds into it
-/// (jemalloc's `tcache_gc_incr_bytes`, see there): jemalloc reports them when asked to print
-/// its statistics at exit.
-#[test]
-fn the_allocator_runs_with_the_built_in_options() {
-    let home = Home::without_secrets();
-    let mut command = home.command(&["--version"]);
-    command.env("_RJEM_MALLOC_CONF", "stats_print:true");
-    let run = run_to_end(command, None, Duration::from_secs(60)).assert_ok("--version");
-    let printed = format!("{}{}", run.stdout, run.stderr);
-    assert!(
-        printed.contains("opt.tcache_gc_incr_bytes: 1048576"),
-        "jemalloc does not report the garbage-collection interval set for it:\n{printed}"
-    );
 }
 
 /// `--version` names the commit: the work tree's HEAD when built from one.
