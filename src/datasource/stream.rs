@@ -142,9 +142,11 @@ pub(crate) type ProducerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// only, as it did when every producer had its own task: its senders drop, and the request
 /// answers `producer_vanished` instead of losing its connection task to the panic.
 ///
-/// The box is allocated first and the producer made into it: a producer future is several
-/// kilobytes, and made first, then passed here and boxed, it was copied whole (unused
-/// space included) three times per statement, the last time into the fresh, cold block.
+/// The box is allocated first and the producer made into it, which lets the optimiser build
+/// the future in place (it does in the bench profile, checked with callgrind): a producer
+/// future is several kilobytes, and made first, then passed here and boxed, it was copied
+/// whole (unused space included) three times per statement, the last time into the fresh,
+/// cold block.
 pub(crate) fn inline_producer<F>(make: impl FnOnce() -> F) -> ProducerFuture
 where
     F: Future<Output = ()> + Send + 'static,

@@ -65,13 +65,14 @@ pub fn bind(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// What a listener serves: each request is handed to `serve`, whose future owns what it
-/// needs (for the instance's [`Front`](crate::instance::Front), a reference count). A tower
-/// service's `call` takes `&mut self` and must clone itself again for a future that
-/// outlives the call.
+/// needs (for the instance's [`Front::listener_service`](crate::instance::Front::listener_service),
+/// a reference count). A tower service's `call` takes `&mut self` and must clone itself
+/// again for a future that outlives the call.
 ///
-/// hyper keeps a connection's in-flight future in one allocation made for the connection,
-/// so a `Future` type that is the handler's own future (not a box of it) costs no allocation
-/// per request: see [`ServeFn`].
+/// hyper keeps a connection's in-flight future in one allocation made for the connection
+/// and sized to the future, so a `Future` type that is the handler's own future (not a box
+/// of it) costs no allocation per request, and each open connection holds that much memory
+/// for its life: see [`ServeFn`].
 pub trait Serve: Clone + Send + 'static {
     type Future: Future<Output = Result<Response, Infallible>> + Send + 'static;
 
@@ -104,7 +105,8 @@ where
     }
 }
 
-/// Serves `service` (an instance's [`Front`](crate::instance::Front), or a router) on
+/// Serves `service` (an instance's
+/// [`Front::listener_service`](crate::instance::Front::listener_service), or a router) on
 /// `listener` until `shutdown` resolves, then stops accepting, lets in-flight requests
 /// finish (up to the grace period) and returns.
 pub async fn run<S: Serve>(

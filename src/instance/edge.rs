@@ -52,8 +52,10 @@ impl Front {
     }
 
     /// What the main listener serves: the request's future (below) as it is, which hyper
-    /// keeps in the connection's own slot, instead of a box per request (the future is
-    /// several kilobytes: a fresh block for it each request is written to cold memory).
+    /// moves into the connection's own slot, instead of a box allocated and freed per request
+    /// (the future is several kilobytes, and a fresh block for it each request was written
+    /// to cold memory). The slot is allocated once per connection and sized to the future
+    /// (about 5 KiB in a release build), so an open connection, idle or not, holds that much.
     pub fn listener_service(self) -> impl Serve {
         ServeFn(move |request| self.clone().answer(request))
     }
