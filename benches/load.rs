@@ -38,8 +38,8 @@
 //! `BENCH_LOG_LEVEL` (warn), `BENCH_SLUICE_BIN` (this mode: another `sluice` to measure, a
 //! profile-guided build from `scripts/pgo` or an older commit), `BENCH_AUTOGROUP` (`keep`
 //! leaves the kernel's session autogroups on; by default a load or replicated run as root
-//! turns them off for its duration, see benches/load/scheduler.rs). Sluice is stopped with SIGTERM, so an
-//! instrumented build writes its profile. See docs/PERFORMANCE.md for figures and caveats.
+//! turns them off for its duration, see benches/load/scheduler.rs). Sluice is stopped with
+//! SIGTERM, so an instrumented build writes its profile. See docs/PERFORMANCE.md for figures and caveats.
 //!
 //! `BENCH_MODE=callgrind` runs the callgrind mode instead (benches/load/callgrind.rs):
 //! instructions per point query of Sluice and of the bare relay, counted by valgrind.

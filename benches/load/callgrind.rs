@@ -1,7 +1,9 @@
 //! Callgrind mode (`BENCH_MODE=callgrind cargo bench --bench load`): instructions per point
 //! query, counted by valgrind's callgrind, for Sluice and for the bare relay (and, on
 //! request, simulated cache misses and mispredicted branches). Unlike the timed
-//! figures these counts do not depend on the machine's speed or load.
+//! figures these counts hardly depend on the machine's speed or load: only work gated by
+//! time (timer wake-ups, the allocator's clean-up every 10 ms at most) moves them, by about
+//! 1% between runs, so builds are compared within one run.
 //!
 //! Each server runs in its own process under
 //! `valgrind --tool=callgrind --instr-atstart=no`: Sluice as `sluice serve`, the relay as this

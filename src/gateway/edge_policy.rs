@@ -66,11 +66,11 @@ pub async fn serve_query(
     // answers for them exactly as for an app without a policy: a private app's name cannot
     // be probed with preflights or cross-site writes. The handler then answers 404.
     let app = snapshot.catalog.apps.get(app_name);
-    // Borrowed from the snapshot this request holds: no reference count taken per request.
     // The default is a static, not a local: a local borrowed across the awaits below would
     // be kept in this future's state, moved with it on every request.
     static DEFAULT_POLICY: LazyLock<crate::policy::AppPolicy> =
         LazyLock::new(crate::policy::AppPolicy::default);
+    // Borrowed from the snapshot this request holds: no reference count taken per request.
     let policy: &crate::policy::AppPolicy = match app {
         Some(app) => &app.policy,
         None => &DEFAULT_POLICY,
