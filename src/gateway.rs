@@ -12,7 +12,7 @@ mod invoke;
 mod ndjson;
 mod openapi;
 
-pub use edge_policy::serve_query;
+pub use edge_policy::{Found, serve_query};
 pub use invoke::{preview, run_as_admin};
 mod ready;
 mod response;
@@ -144,7 +144,24 @@ async fn routed_query(
 ) -> Response {
     // A segment that is not UTF-8 once percent-decoded leaves the names `None`.
     let names = path.ok().map(|Path(names)| names);
-    edge_policy::serve_query(&state, names, request).await
+    // Behind the request-id middleware, which every route is served behind.
+    let Some(request_id) = request
+        .extensions()
+        .get::<crate::http::RequestId>()
+        .cloned()
+    else {
+        return axum::response::IntoResponse::into_response(crate::http::ApiError::internal());
+    };
+    let found = edge_policy::Found {
+        names,
+        request_id,
+        ip: request
+            .extensions()
+            .get::<crate::policy::client_ip::ClientIp>()
+            .map(|client| client.0),
+        started: std::time::Instant::now(),
+    };
+    edge_policy::serve_query(&state, found, request).await
 }
 
 /// `Some` when `request` is one the query route serves (`POST` or `OPTIONS` on

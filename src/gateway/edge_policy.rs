@@ -14,6 +14,7 @@
 //! instance or an origin some app lists; CORS answers for those origins on `/v1/auth/*` only
 //! (the admin API is same-origin).
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
@@ -22,7 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::GatewayState;
-use crate::http::ApiError;
+use crate::http::{ApiError, RequestId};
 use crate::policy::Refusal;
 use crate::policy::client_ip::ClientIp;
 use crate::policy::cors;
@@ -41,20 +42,34 @@ pub(super) struct Resolved<'a> {
     pub names: Option<(String, String)>,
     pub visibility: Option<Visibility>,
     pub query: Option<usize>,
-    /// When the edge started on the request (the run's duration is counted from here).
+    /// When the front started on the request (the run's duration is counted from here).
+    pub started: Instant,
+    pub request_id: RequestId,
+    /// The client's address, as the front resolved it.
+    pub ip: Option<IpAddr>,
+}
+
+/// What the instance's front found for a query request before this policy runs: the
+/// path's names (`None` when one is not UTF-8 once percent-decoded), the request's id, the
+/// client's address and when the front started on it. Handed over as an argument, not as
+/// request extensions (each a box and a map entry per request).
+pub struct Found {
+    pub names: Option<(String, String)>,
+    pub request_id: RequestId,
+    pub ip: Option<IpAddr>,
     pub started: Instant,
 }
 
 /// The query route, `POST` and `OPTIONS` on `/v1/apps/{app}/queries/{query}`: this policy,
 /// then (unless it answered) the handler, [`invoke`](super::invoke::invoke), called
-/// directly. `names` are the path's two segments, percent-decoded (`None` when one is not
-/// UTF-8 once decoded).
-pub async fn serve_query(
-    state: &Arc<GatewayState>,
-    names: Option<(String, String)>,
-    request: Request,
-) -> Response {
-    let started = Instant::now();
+/// directly.
+pub async fn serve_query(state: &Arc<GatewayState>, found: Found, request: Request) -> Response {
+    let Found {
+        names,
+        request_id,
+        ip: client_ip,
+        started,
+    } = found;
     // The names as the handler sees them: percent-decoded once, here, so that
     // `/v1/apps/%73hop/...` meets the policy of `shop` (reading the raw path let an encoded
     // name skip the allowlist and the CSRF check).
@@ -87,7 +102,7 @@ pub async fn serve_query(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let ip = ClientIp::of(&request);
+    let ip = client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let preflight = request.method() == Method::OPTIONS;
     let refused = refusal(
         state,
@@ -124,6 +139,8 @@ pub async fn serve_query(
                 visibility,
                 query: query_index,
                 started,
+                request_id,
+                ip: client_ip,
             };
             let response = super::invoke::invoke(state, resolved, request)
                 .await

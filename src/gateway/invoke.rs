@@ -27,7 +27,6 @@ use crate::datasource::http::HttpReply;
 use crate::datasource::{DatasourceError, ExecOptions};
 use crate::http::body::{UniqueObject, refused_key};
 use crate::http::{ApiError, ClientReset, RequestId};
-use crate::policy::client_ip::ClientIp;
 use crate::policy::rate_limit::Decision;
 use crate::policy::refusal::RateLimited;
 use crate::policy::{self, Refusal, ScopedRule, Target};
@@ -43,13 +42,7 @@ pub(super) async fn invoke(
     request: Request,
 ) -> Result<Response, ApiError> {
     // The request itself rather than a `HeaderMap` extractor, which would clone the headers.
-    let (mut parts, body) = request.into_parts();
-    // Set by the request-id middleware, which every route is served behind.
-    let request_id = parts
-        .extensions
-        .remove::<RequestId>()
-        .ok_or_else(ApiError::internal)?;
-    let client_ip = parts.extensions.get::<ClientIp>().copied();
+    let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let reset = parts
         .extensions
@@ -62,6 +55,8 @@ pub(super) async fn invoke(
         visibility: app_visibility,
         query: query_index,
         started,
+        request_id,
+        ip,
     } = resolved;
     let (app_name, query_name) =
         names.ok_or_else(|| ApiError::not_found("no such app or query"))?;
@@ -106,7 +101,6 @@ pub(super) async fn invoke(
         grant: &query.policy.grant,
     };
     policy::authorize(&target, caller.as_ref(), is_member)?;
-    let ip = client_ip.map(|ClientIp(ip)| ip);
     let running = admit(state, query, caller.as_ref(), ip).await?;
     let run = Run {
         request_id,

@@ -171,6 +171,10 @@ impl LogContext {
     }
 }
 
+/// Room in a one-piece answer for all but its columns and rows: `{"columns":`,
+/// `,"rows":[` and the tail (`],"row_count":n` and the rest).
+const BODY_ROOM: usize = 128;
+
 enum Phase {
     Rows,
     Finished,
@@ -196,10 +200,18 @@ pub async fn respond_rows(
     context: LogContext,
     reset: ClientReset,
 ) -> Response {
-    let mut body = Vec::with_capacity(1024);
-    body.extend_from_slice(b"{\"columns\":");
-    body.extend_from_slice(&execution.columns_json);
-    body.extend_from_slice(b",\"rows\":[");
+    // Allocated once the first frame is here, to its size: a point query's rows (a
+    // kilobyte or two) then never outgrow the buffer and get copied into a larger one.
+    let mut body = Vec::new();
+    let columns_json = std::mem::take(&mut execution.columns_json);
+    let start = |body: &mut Vec<u8>, rows: usize| {
+        if body.is_empty() {
+            body.reserve_exact(BODY_ROOM + columns_json.len() + rows);
+            body.extend_from_slice(b"{\"columns\":");
+            body.extend_from_slice(&columns_json);
+            body.extend_from_slice(b",\"rows\":[");
+        }
+    };
     loop {
         let frame = tokio::select! {
             biased;
@@ -209,6 +221,7 @@ pub async fn respond_rows(
         };
         match frame {
             Some(Frame::Rows(bytes)) => {
+                start(&mut body, bytes.len());
                 body.extend_from_slice(&bytes);
                 // Producers send a short frame only as their last one, with the end right
                 // behind it; a full frame means more rows are coming.
@@ -217,6 +230,7 @@ pub async fn respond_rows(
                 }
             }
             Some(Frame::Done(summary)) => {
+                start(&mut body, 0);
                 context.log_success(&summary);
                 body.extend_from_slice(&tail(&summary, None));
                 return json_response(Body::from(body));

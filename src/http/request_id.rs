@@ -39,7 +39,8 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Assigns the request id, renders [`ApiError`]s (keeping headers set on the way out), and logs the
 /// request (method, path, status, duration; never a query string or body).
 pub async fn middleware(mut request: Request, next: Next) -> Response {
-    let tagged = Tagged::start(&mut request);
+    let tagged = Tagged::start(&request, Instant::now());
+    request.extensions_mut().insert(tagged.id().clone());
     let response = next.run(request).await;
     tagged.finish(response)
 }
@@ -56,11 +57,11 @@ pub struct Tagged {
 }
 
 impl Tagged {
-    /// Gives `request` a new id (as the [`RequestId`] extension) and starts its clock.
-    pub fn start(request: &mut Request) -> Tagged {
-        let started = Instant::now();
+    /// Gives `request` a new id, its clock started at `started`. The caller hands the id
+    /// to what serves the request: as the [`RequestId`] extension to the routes, directly
+    /// to the query route (an extension is a box and a map entry per request).
+    pub fn start(request: &Request, started: Instant) -> Tagged {
         let id = RequestId::next();
-        request.extensions_mut().insert(id.clone());
         Tagged {
             id,
             started,
@@ -69,6 +70,11 @@ impl Tagged {
             // A clone of the URI shares its bytes; only log lines read the path.
             uri: request.uri().clone(),
         }
+    }
+
+    /// The request's id.
+    pub fn id(&self) -> &RequestId {
+        &self.id
     }
 
     /// Renders an [`ApiError`] the response carries, logs the request, and sets

@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::Request;
@@ -64,17 +65,35 @@ impl Front {
     /// router, in one future: each nested future is built and moved into its parent, and
     /// the query route's is several kilobytes, so every level wrapped around it as its own
     /// future would copy it once more per request.
+    ///
+    /// The query route gets the request id, the client address and the start time as
+    /// arguments; the router's routes read the first two as extensions
+    /// ([`RequestId`](crate::http::RequestId), [`ClientIp`]), which only they are given.
     async fn answer(self, mut request: Request) -> Result<Response, Infallible> {
         let parts = &*self.0;
-        let tagged = request_id::Tagged::start(&mut request);
+        // One clock reading for the request log and the query's metrics.
+        let started = Instant::now();
+        let tagged = request_id::Tagged::start(&request, started);
         let mut response = match admit(&parts.edge, &mut request).await {
             Err(refused) => refused,
-            Ok(()) => match gateway::query_route(&request) {
-                Some(names) => gateway::serve_query(&parts.gateway, names, request).await,
-                None => match parts.routes.serve(request).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                },
+            Ok(ip) => match gateway::query_route(&request) {
+                Some(names) => {
+                    let found = gateway::Found {
+                        names,
+                        request_id: tagged.id().clone(),
+                        ip: Some(ip),
+                        started,
+                    };
+                    gateway::serve_query(&parts.gateway, found, request).await
+                }
+                None => {
+                    request.extensions_mut().insert(tagged.id().clone());
+                    request.extensions_mut().insert(ClientIp(ip));
+                    match parts.routes.serve(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    }
+                }
             },
         };
         apply_baseline(response.headers_mut(), parts.edge.tls);
@@ -98,27 +117,28 @@ impl tower::Service<Request> for Front {
     }
 }
 
-/// The edge middleware's way in: resolves the client address (the [`ClientIp`]
-/// extension) and applies the instance-wide per-IP limit, answering a refusal itself. The
-/// way out is [`apply_baseline`] on the response, refused or not.
-async fn admit(edge: &EdgeState, request: &mut Request) -> Result<(), Response> {
+/// The edge middleware's way in: resolves the client address (returned) and applies the
+/// instance-wide per-IP limit, answering a refusal itself. The way out is
+/// [`apply_baseline`] on the response, refused or not. The request is borrowed mutably
+/// only because a shared borrow held across the limiter's wait would not be `Send` (a
+/// request's body is not `Sync`).
+async fn admit(edge: &EdgeState, request: &mut Request) -> Result<IpAddr, Response> {
     let peer = request
         .extensions()
         .get::<PeerAddr>()
         .map(|p| p.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let ip = client_ip::resolve(peer, request.headers(), &edge.trusted_proxies);
-    request.extensions_mut().insert(ClientIp(ip));
     let health = matches!(request.uri().path(), "/healthz" | "/readyz");
     let Some(rule) = edge.per_ip.filter(|_| !health) else {
-        return Ok(());
+        return Ok(ip);
     };
     match edge
         .limiter
         .check(&format!("edge:{}", client_ip::bucket_key(ip)), rule)
         .await
     {
-        Decision::Allow => Ok(()),
+        Decision::Allow => Ok(ip),
         Decision::Deny { retry_after_secs } => {
             edge.metrics.rate_limited("address");
             Err(ApiError::from(Refusal::RateLimited {
