@@ -246,7 +246,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "query_duration",
-            "Time from the query route's first step (its app's edge policy) to its response head (a result that fits one 32 KiB frame is complete by then), by app, query and status",
+            "Time from the request's arrival at the instance's front (before the per-IP limit and the app's edge policy) to its response head (a result that fits one 32 KiB frame is complete by then), by app, query and status",
             Unit::Seconds,
             queries.durations.clone(),
         );

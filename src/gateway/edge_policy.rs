@@ -6,8 +6,8 @@
 //! an audit event), CORS preflights (204 with the app's CORS headers, or 403
 //! `cors_refused`), the CSRF check on cookie-authenticated writes (403 `csrf_refused`), and
 //! on the way out the app's security headers and CORS headers. Every answer but a preflight
-//! is counted here in the query's metric series (status, and time from here to the
-//! response head): the query is found with its app, so the request path makes no other
+//! is counted here in the query's metric series (status, and time from the front's start on
+//! the request, before the instance-wide per-IP limit, to the response head): the query is found with its app, so the request path makes no other
 //! lookup for it.
 //!
 //! For `/v1/auth/*` and `/v1/admin/*`: the same CSRF check, where an allowed page is this
