@@ -1104,30 +1104,27 @@ fn report(results: &Results) {
     println!("\n=== Targets (docs/PERFORMANCE.md), as ratios to the bare relay in this run ===");
     // The targets read the paired phase's medians when it ran: Sluice and the relay a few
     // seconds apart, in alternating order, drift less apart than the long runs.
-    let paired_ratio = median(pairs.iter().map(Pair::throughput_ratio).collect());
-    let paired_cpu_ratio = median(pairs.iter().map(Pair::cpu_ratio).collect());
-    let (ratio_source, cpu_ratio_source) = match (paired_ratio, paired_cpu_ratio) {
-        (Some(throughput), Some(cpu)) => (
-            (format!("median of {} pairs", pairs.len()), throughput),
-            (format!("median of {} pairs", pairs.len()), cpu),
-        ),
-        _ => (
-            ("long runs".to_string(), ratio),
-            ("long runs".to_string(), cpu_ratio),
-        ),
+    let (source, target_ratio, target_cpu_ratio) = match (
+        median(pairs.iter().map(Pair::throughput_ratio).collect()),
+        median(pairs.iter().map(Pair::cpu_ratio).collect()),
+    ) {
+        (Some(throughput), Some(cpu)) => {
+            (format!("median of {} pairs", pairs.len()), throughput, cpu)
+        }
+        _ => ("long runs".to_string(), ratio, cpu_ratio),
     };
     let lines = [
         (
-            format!("Throughput Sluice / relay ({})", ratio_source.0),
-            format!("{:.2}x", ratio_source.1),
+            format!("Throughput Sluice / relay ({source})"),
+            format!("{target_ratio:.2}x"),
             format!(">= {TARGET_RELAY_RATIO}x"),
-            ratio_source.1 >= TARGET_RELAY_RATIO,
+            target_ratio >= TARGET_RELAY_RATIO,
         ),
         (
-            format!("CPU per request Sluice / relay ({})", cpu_ratio_source.0),
-            format!("{:.2}x", cpu_ratio_source.1),
+            format!("CPU per request Sluice / relay ({source})"),
+            format!("{target_cpu_ratio:.2}x"),
             format!("<= {TARGET_CPU_RATIO}x"),
-            cpu_ratio_source.1 <= TARGET_CPU_RATIO,
+            target_cpu_ratio <= TARGET_CPU_RATIO,
         ),
         (
             format!("p99 at c={}", settings.concurrency),
@@ -1179,9 +1176,9 @@ fn report(results: &Results) {
             "\nPairs: CPU per request Sluice / relay {} (median {:.2}x), throughput {} (median {:.2}x); \
              the long runs of phases 2 and 4: CPU {cpu_ratio:.2}x, throughput {ratio:.2}x.",
             spread(pairs.iter().map(Pair::cpu_ratio).collect()),
-            cpu_ratio_source.1,
+            target_cpu_ratio,
             spread(pairs.iter().map(Pair::throughput_ratio).collect()),
-            ratio_source.1,
+            target_ratio,
         );
     }
     println!(

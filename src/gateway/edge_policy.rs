@@ -6,9 +6,9 @@
 //! an audit event), CORS preflights (204 with the app's CORS headers, or 403
 //! `cors_refused`), the CSRF check on cookie-authenticated writes (403 `csrf_refused`), and
 //! on the way out the app's security headers and CORS headers. Every answer but a preflight
-//! is counted here in the query's metric series (status, and time from the front's start on
-//! the request, before the instance-wide per-IP limit, to the response head): the query is found with its app, so the request path makes no other
-//! lookup for it.
+//! is counted here in the query's metric series (status, and time from the front's start
+//! on the request, before the instance-wide per-IP limit, to the response head): the query
+//! is found with its app, so the request path makes no other lookup for it.
 //!
 //! For `/v1/auth/*` and `/v1/admin/*`: the same CSRF check, where an allowed page is this
 //! instance or an origin some app lists; CORS answers for those origins on `/v1/auth/*` only
@@ -32,31 +32,27 @@ use crate::snapshot::Snapshot;
 use crate::spec::Visibility;
 
 /// What the edge found for a query request, handed to the handler: the snapshot this
-/// request uses, the decoded `(app, query)` names (`None` when the path does not decode),
-/// and what those names found in the snapshot's catalog, looked up once here: the app's
-/// visibility and the query's [`index`](crate::catalog::compile::CompiledQuery::index)
-/// (each `None` when the catalog has no such app or query). The snapshot is borrowed from
-/// the edge, which holds it for the whole request.
+/// request uses, what the front found ([`Found`]), and what the names found in the
+/// snapshot's catalog, looked up once here: the app's visibility and the query's
+/// [`index`](crate::catalog::compile::CompiledQuery::index) (each `None` when the catalog
+/// has no such app or query). The snapshot is borrowed from the edge, which holds it for
+/// the whole request.
 pub(super) struct Resolved<'a> {
     pub snapshot: &'a Snapshot,
-    pub names: Option<(String, String)>,
+    pub found: Found,
     pub visibility: Option<Visibility>,
     pub query: Option<usize>,
-    /// When the front started on the request (the run's duration is counted from here).
-    pub started: Instant,
+}
+
+/// What the instance's front found for a query request before this policy runs. Handed
+/// over as an argument, not as request extensions (each a box and a map entry per request).
+pub struct Found {
+    /// The path's names, percent-decoded (`None` when one is not UTF-8 once decoded).
+    pub names: Option<(String, String)>,
     pub request_id: RequestId,
     /// The client's address, as the front resolved it.
     pub ip: Option<IpAddr>,
-}
-
-/// What the instance's front found for a query request before this policy runs: the
-/// path's names (`None` when one is not UTF-8 once percent-decoded), the request's id, the
-/// client's address and when the front started on it. Handed over as an argument, not as
-/// request extensions (each a box and a map entry per request).
-pub struct Found {
-    pub names: Option<(String, String)>,
-    pub request_id: RequestId,
-    pub ip: Option<IpAddr>,
+    /// When the front started on the request (the run's duration is counted from here).
     pub started: Instant,
 }
 
@@ -64,12 +60,8 @@ pub struct Found {
 /// then (unless it answered) the handler, [`invoke`](super::invoke::invoke), called
 /// directly.
 pub async fn serve_query(state: &Arc<GatewayState>, found: Found, request: Request) -> Response {
-    let Found {
-        names,
-        request_id,
-        ip: client_ip,
-        started,
-    } = found;
+    let started = found.started;
+    let names = &found.names;
     // The names as the handler sees them: percent-decoded once, here, so that
     // `/v1/apps/%73hop/...` meets the policy of `shop` (reading the raw path let an encoded
     // name skip the allowlist and the CSRF check).
@@ -102,7 +94,7 @@ pub async fn serve_query(state: &Arc<GatewayState>, found: Found, request: Reque
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let ip = client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let ip = found.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let preflight = request.method() == Method::OPTIONS;
     let refused = refusal(
         state,
@@ -135,12 +127,9 @@ pub async fn serve_query(state: &Arc<GatewayState>, found: Found, request: Reque
         None => {
             let resolved = Resolved {
                 snapshot: &snapshot,
-                names,
+                found,
                 visibility,
                 query: query_index,
-                started,
-                request_id,
-                ip: client_ip,
             };
             let response = super::invoke::invoke(state, resolved, request)
                 .await

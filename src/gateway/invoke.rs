@@ -17,7 +17,7 @@ use axum::response::Response;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::GatewayState;
-use super::edge_policy::Resolved;
+use super::edge_policy::{Found, Resolved};
 use super::ndjson::{Format, respond_lines};
 use super::response::{LogContext, RunAudit, respond_rows};
 use crate::auth::{Caller, CallerVia};
@@ -51,12 +51,15 @@ pub(super) async fn invoke(
         .unwrap_or_default();
     let Resolved {
         snapshot,
-        names,
+        found:
+            Found {
+                names,
+                request_id,
+                ip,
+                started,
+            },
         visibility: app_visibility,
         query: query_index,
-        started,
-        request_id,
-        ip,
     } = resolved;
     let (app_name, query_name) =
         names.ok_or_else(|| ApiError::not_found("no such app or query"))?;
